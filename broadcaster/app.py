@@ -1,0 +1,40 @@
+"""What every command needs: the checked config, the catalogue and the store."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from broadcaster.config import Config, load_config
+from broadcaster.store import Store, open_store
+from broadcaster.templates.catalogue import Catalogue
+
+DEFAULT_CONFIG = "channels.toml"
+
+
+@dataclass
+class App:
+    config: Config
+    catalogue: Catalogue
+    database: str
+    _store: Store | None = field(default=None, repr=False)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.database)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def load_app(config_path: str | None = None, database: str | None = None) -> App:
+    """``--config`` / ``BROADCASTER_CONFIG`` and ``--db`` / ``BROADCASTER_DB`` win over channels.toml."""
+    path = config_path or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG
+    config = load_config(Path(path))
+    db = database or os.environ.get("BROADCASTER_DB") or config.database
+    return App(config=config, catalogue=Catalogue(config.templates_dir), database=db)

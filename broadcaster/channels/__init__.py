@@ -1,0 +1,1 @@
+"""Channel kinds. Built from config through the plain mapping in ``registry``."""

@@ -1,0 +1,60 @@
+"""``broadcaster channels check``: channels.toml, recipient lists, areas and secrets."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from broadcaster.app import load_app
+from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, problem
+from broadcaster.errors import ConfigError
+from broadcaster.recipients import iter_recipients
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    channels = commands.add_parser("channels", help="check channels.toml")
+    sub = channels.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = sub.add_parser("check", help="keys, recipient lists, areas and secrets of every channel")
+    check.add_argument("--dry-run", action="store_true",
+                       help="missing secrets are warnings: a dry-run needs none")
+    check.set_defaults(handler=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    app = load_app(args.config, args.db)  # key and type errors raise here, naming file, channel and key
+    areas = app.catalogue.gazetteer.area_codes()
+    problems: list[str] = []
+    warnings: list[str] = []
+    table = Table("channel", "kind", "languages", "areas", "exercise", "rate/s", "recipients", "secrets")
+    for channel in app.config.channels:
+        for area in channel.areas:
+            if area != "*" and area not in areas:
+                problems.append(f"{channel.where}: key 'areas': {area!r} is not an area in the gazetteer")
+        recipients = "-"
+        if channel.kind == "sms":
+            try:
+                count = sum(1 for _ in iter_recipients(channel.path("recipients"), known_areas=areas,
+                                                       where=f"{channel.where}: key 'recipients'"))
+                recipients = str(count)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                recipients = "[red]invalid[/]"
+        missing = channel.missing_env()
+        for key, env in missing:
+            line = f"{channel.where}: key {key!r}: environment variable {env} is not set"
+            (warnings if args.dry_run else problems).append(line + ("" if not args.dry_run else
+                                                                    " (needed for exercise and live)"))
+        secrets = "ok" if not missing else f"[yellow]{len(missing)} unset[/]"
+        table.add_row(channel.id, channel.kind, ",".join(channel.languages), ",".join(channel.areas),
+                      "yes" if channel.exercise else "no", f"{channel.rate_per_second:g}", recipients, secrets)
+    console().print(table)
+    for warning in warnings:
+        problem(f"warning: {warning}", style="yellow")
+    for line in problems:
+        problem(line)
+    if problems:
+        err_console().print(f"{len(problems)} problem(s) in {app.config.path}", style="bold red")
+        return EXIT_INVALID
+    console().print(f"{len(app.config.channels)} channels OK in {app.config.path}")
+    return EXIT_OK

@@ -1,0 +1,110 @@
+"""``broadcaster templates check | list | show | approve``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from datetime import datetime
+
+from rich.table import Table
+
+from broadcaster.app import load_app
+from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, print_json, problem
+from broadcaster.templates.catalogue import approve
+from broadcaster.templates.check import check_catalogue
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("templates", help="check, list, show and approve templates")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = sub.add_parser("check", help="prove every template is well-formed, approved and fits its channels")
+    check.set_defaults(handler=cmd_check)
+    listing = sub.add_parser("list", help="list the catalogue")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=cmd_list)
+    show = sub.add_parser("show", help="show one template")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_show)
+    appr = sub.add_parser("approve", help="record an approval of a template's current content")
+    appr.add_argument("id")
+    appr.add_argument("--by", default=None, help="the approver's name (default: the current user)")
+    appr.set_defaults(handler=cmd_approve)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    app = load_app(args.config, args.db)
+    problems = check_catalogue(app.catalogue, app.config.timezone, app.config.channels)
+    for line in problems:
+        problem(line)
+    ids = app.catalogue.ids()
+    if problems:
+        err_console().print(f"{len(problems)} problem(s) in {len(ids)} template(s)", style="bold red")
+        return EXIT_INVALID
+    console().print(f"{len(ids)} templates OK: {', '.join(ids)} (worst case fits every channel)")
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    app = load_app(args.config, args.db)
+    templates = [app.catalogue.get(i) for i in app.catalogue.ids()]
+    if args.json:
+        print_json([{"id": t.id, "version": t.version, "title": t.title, "approved": t.approved,
+                     "kinds": list(t.kinds), "two_person": t.two_person} for t in templates])
+        return EXIT_OK
+    table = Table("id", "title (ar)", "title (en)", "approved", "kinds")
+    for t in templates:
+        table.add_row(t.id, t.title["ar"], t.title["en"], "yes" if t.approved else "[red]NO[/]", ",".join(t.kinds))
+    console().print(table)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    app = load_app(args.config, args.db)
+    t = app.catalogue.get(args.id)
+    doc = {
+        "id": t.id,
+        "version": t.version,
+        "title": dict(t.title),
+        "cap": {**t.cap, "event": dict(t.event)},
+        "kinds": list(t.kinds),
+        "expires_hours": t.expires_hours,
+        "two_person": t.two_person,
+        "approved": t.approved,
+        "approval": None if t.approval is None else {"by": t.approval.by, "at": t.approval.at,
+                                                      "sha256": t.approval.sha256},
+        "sha256": t.content_hash,
+        "variables": [
+            {"name": v.name, "type": v.type, "max_length": v.max_length, "required": v.required,
+             "examples": dict(v.examples),
+             **({"choices": {k: dict(lbl) for k, lbl in v.choices.items()}} if v.choices else {}),
+             **({"places": v.places} if v.places else {})}
+            for v in t.variables
+        ],
+        "text": {lang: dict(forms) for lang, forms in t.text.items()},
+    }
+    if args.json:
+        print_json(doc)
+        return EXIT_OK
+    out = console()
+    out.print(f"[bold]{t.id}[/] v{t.version}: {t.title['ar']} / {t.title['en']}")
+    out.print(f"CAP: {t.cap} event={dict(t.event)}")
+    out.print(f"approved: {'yes by ' + t.approval.by if t.approved and t.approval else 'NO'}")
+    table = Table("variable", "type", "max", "required", "example (ar)", "example (en)")
+    for v in t.variables:
+        table.add_row(v.name, v.type, str(v.max_length), "yes" if v.required else "no", v.examples["ar"],
+                      v.examples["en"])
+    out.print(table)
+    for lang in ("ar", "en"):
+        for form, text in t.text[lang].items():
+            out.print(f"[bold]{lang} {form}:[/] {text}")
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    app = load_app(args.config, args.db)
+    app.catalogue.get(args.id)
+    by = args.by or getpass.getuser()
+    digest = approve(app.catalogue.path(args.id), by, datetime.now(app.config.timezone))
+    console().print(f"approved {args.id} by {by}: sha256 {digest}")
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""The delivery engine: outbox, dispatcher, retry policy and rate limits."""

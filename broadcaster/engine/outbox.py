@@ -1,0 +1,211 @@
+"""Plan an alert: check, render and measure every delivery before anything is stored.
+
+``plan_alert`` does all the validation that can fail on input (template approval,
+variables, areas, channel selection, lengths); ``commit`` then writes the alert
+and every delivery as ``pending`` in one transaction. The alert exists durably
+or not at all, and no network call happens before it does.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+import orjson
+
+from broadcaster.config import ChannelConfig, Config
+from broadcaster.errors import SelectionError, TemplateError
+from broadcaster.recipients import iter_recipients
+from broadcaster.selection import select_channels
+from broadcaster.store.base import AlertRecord, MessageRecord, NewDelivery, Store
+from broadcaster.templates.catalogue import Catalogue, Template
+from broadcaster.templates.render import Forms, Rendered, render_channel, render_forms
+from broadcaster.templates.variables import Inputs, resolve
+from broadcaster.timefmt import iso_seconds
+
+MODES: Final = ("dry-run", "exercise", "live")
+CAP_STATUS: Final = {"dry-run": "Test", "exercise": "Exercise", "live": "Actual"}
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    """One message as one channel would send it, with its audience and cost."""
+
+    channel: str
+    kind: str
+    rendered: Rendered
+    recipients: int
+
+    @property
+    def cost_segments(self) -> int:
+        return (self.rendered.segments or 1) * self.recipients
+
+    def as_json(self) -> dict[str, object]:
+        r = self.rendered
+        return {
+            "channel": self.channel, "kind": self.kind, "language": r.language, "text": r.text,
+            "length": r.length, "limit": r.limit, "unit": r.unit, "segments": r.segments,
+            "encoding": r.encoding, "recipients": self.recipients, "cost_segments": self.cost_segments,
+        }
+
+
+@dataclass
+class Plan:
+    """Everything ``fire`` will commit, already checked."""
+
+    alert: AlertRecord
+    template: Template
+    channels: list[ChannelConfig]
+    forms: Forms
+    rows: list[PreviewRow]
+    messages: list[MessageRecord]
+    recipient_filter: tuple[str, ...]  # expanded area codes SMS recipients must be in (empty = all)
+    known_areas: set[str]
+    sms_from_alert: str | None = None  # follow-ups go to the original alert's recipients
+    reply_to: Mapping[tuple[str, str | None, str], str] = field(default_factory=dict)
+
+    def deliveries(self, store: Store | None = None) -> Iterator[NewDelivery]:
+        """Every delivery, Arabic first; SMS recipients are streamed, never loaded whole."""
+        for channel in self.channels:
+            keys = {m.language: m.key for m in self.messages if m.channel_id == channel.id}
+            if channel.kind != "sms":
+                for language, key in keys.items():
+                    yield NewDelivery(channel.id, key, language,
+                                      reply_to=self.reply_to.get((channel.id, None, language)))
+                continue
+            for phone, language in self._sms_audience(channel, store):
+                lang = language if language in keys else channel.languages[0]
+                yield NewDelivery(channel.id, keys[lang], lang, recipient=phone)
+
+    def _sms_audience(self, channel: ChannelConfig, store: Store | None) -> Iterator[tuple[str, str]]:
+        if self.sms_from_alert is not None:
+            if store is None:
+                raise ValueError("a follow-up needs the store to find the original recipients")
+            for row in store.deliveries(self.sms_from_alert):
+                if row.channel_id == channel.id and row.recipient:
+                    yield row.recipient, row.language
+            return
+        wanted = set(self.recipient_filter)
+        for r in iter_recipients(channel.path("recipients"), known_areas=self.known_areas, where=channel.where):
+            if not wanted or r.area in wanted:
+                yield r.phone, r.language
+
+    def audience(self, channel: ChannelConfig, store: Store | None = None) -> dict[str, int]:
+        """Recipients per language (one pass over the list); 1 for a post on a non-SMS channel."""
+        if channel.kind != "sms":
+            return {}
+        counts = dict.fromkeys(channel.languages, 0)
+        for _, lang in self._sms_audience(channel, store):
+            counts[lang if lang in counts else channel.languages[0]] += 1
+        return counts
+
+
+def new_alert_id(now: float) -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
+
+
+def plan_alert(
+    config: Config,
+    catalogue: Catalogue,
+    template_id: str,
+    inputs: Inputs,
+    *,
+    mode: str,
+    now: float,
+    areas: tuple[str, ...] = (),
+    selection: str = "all",
+    msg_type: str = "Alert",
+    original: AlertRecord | None = None,
+    reply_to: Mapping[tuple[str, str | None, str], str] | None = None,
+    require_approval: bool = True,
+    store: Store | None = None,
+) -> Plan:
+    """Check and render an alert; raise an InputError (nothing stored) on any problem."""
+    if mode not in MODES:
+        raise SelectionError(f"mode must be one of {', '.join(MODES)}")
+    template = catalogue.approved(template_id) if require_approval else catalogue.get(template_id)
+    gazetteer = catalogue.gazetteer
+    values = resolve(template, gazetteer, inputs, config.timezone)
+    known_areas = gazetteer.area_codes()
+    for area in areas:
+        if area not in known_areas:
+            raise SelectionError(f"--area {area}: not an area in the gazetteer ({', '.join(sorted(known_areas))})")
+    alert_areas = areas or (original.areas if original else values.areas)
+    expanded: list[str] = []
+    for code in alert_areas:
+        place = gazetteer.get(code)
+        expanded += [code, *(place.areas if place else ())]
+    recipient_filter = tuple(dict.fromkeys(expanded))
+
+    if original is not None:
+        # A follow-up reaches exactly the channels the original reached.
+        by_id = {c.id: c for c in config.channels}
+        missing = [c for c in original.channels if c not in by_id]
+        if missing:
+            raise SelectionError(f"channel {missing[0]!r} of alert {original.id} is no longer in {config.path}")
+        channels = [by_id[c] for c in original.channels]
+    else:
+        channels = select_channels(
+            config.channels, selection, kinds=template.kinds, areas=recipient_filter,
+            exercise_only=mode == "exercise", known_areas=known_areas,
+        )
+    forms = render_forms(template, values.display, exercise=mode == "exercise")
+
+    alert_id = new_alert_id(now)
+    alert = AlertRecord(
+        id=alert_id, template=template.id, template_hash=template.content_hash, mode=mode, msg_type=msg_type,
+        references=original.id if original else None, sent_at=now, expires_at=now + template.expires_hours * 3600,
+        areas=tuple(alert_areas), channels=tuple(c.id for c in channels),
+        inputs={k: dict(v) for k, v in values.inputs.items()}, forms={k: dict(v) for k, v in forms.items()},
+    )
+    messages: list[MessageRecord] = []
+    plan = Plan(alert, template, channels, forms, [], messages, recipient_filter, known_areas,
+                sms_from_alert=original.id if original else None, reply_to=reply_to or {})
+    payload = webhook_payload(config, template, alert, forms)
+    for channel in channels:
+        audience = plan.audience(channel, store)
+        rendered = render_channel(
+            channel.kind, forms, channel.languages, layout=str(channel.options.get("layout", "combined")),
+            max_segments=int(channel.options.get("max_segments", 4)),
+        )
+        for r in rendered:
+            if not r.fits:
+                raise TemplateError(
+                    f"the {r.language} message for channel {channel.id!r} is {r.length} {r.unit}, over the limit of "
+                    f"{r.limit}; nothing was sent and nothing is ever cut. Fix the template or its max_length.",
+                    where=str(template.path),
+                )
+            messages.append(MessageRecord(
+                key=f"{channel.id}/{r.language}", channel_id=channel.id, language=r.language, text=r.text,
+                payload=payload if channel.kind == "webhook" else None,
+            ))
+            plan.rows.append(PreviewRow(channel.id, channel.kind, r, audience.get(r.language, 1)))
+    return plan
+
+
+def webhook_payload(config: Config, template: Template, alert: AlertRecord, forms: Forms) -> bytes:
+    """The JSON body partners receive: both languages, CAP fields, areas, identifiers."""
+    body = {
+        "alert_id": alert.id,
+        "identifier": f"{config.sender}/{alert.id}",
+        "sender": config.sender,
+        "sent": iso_seconds(alert.sent_at, config.timezone),
+        "expires": iso_seconds(alert.expires_at, config.timezone),
+        "status": CAP_STATUS[alert.mode],
+        "msgType": alert.msg_type,
+        "references": alert.references,
+        "template": template.id,
+        "cap": dict(template.cap),
+        "event": dict(template.event),
+        "areas": list(alert.areas),
+        "info": [{"language": lang, **forms[lang]} for lang in ("ar", "en")],
+    }
+    return orjson.dumps(body)
+
+
+def commit(store: Store, plan: Plan) -> tuple[int, int]:
+    """Write the alert and all its deliveries as pending, atomically."""
+    return store.create_alert(plan.alert, plan.messages, plan.deliveries(store))

@@ -1,0 +1,59 @@
+"""Run deliveries for a mode: real channels on the real clock, or recorders on a virtual one.
+
+Dry-run is enforced, not intended: the whole run happens inside
+:func:`broadcaster.netguard.no_network`, so any attempt to open a connection
+raises instead of leaving the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterable
+from contextlib import AsyncExitStack
+from typing import Any
+
+from broadcaster.channels.registry import build_channels
+from broadcaster.clock import Clock, run_virtual
+from broadcaster.config import ChannelConfig
+from broadcaster.engine.dispatcher import Dispatcher, ProgressHook, Tuning
+from broadcaster.engine.outbox import Plan, commit
+from broadcaster.netguard import no_network
+from broadcaster.store.base import Store
+
+
+async def deliver(
+    store: Store,
+    configs: Iterable[ChannelConfig],
+    mode: str,
+    *,
+    plan: Plan | None = None,
+    alert_ids: tuple[str, ...] | None = None,
+    progress: ProgressHook | None = None,
+    on_commit: Callable[[int, int], None] | None = None,
+    clock: Clock | None = None,
+    tuning: Tuning | None = None,
+) -> None:
+    """Open every channel, commit ``plan`` (if any), then fan out until done."""
+    channels = build_channels(configs, mode)
+    clock = clock or Clock()
+    async with AsyncExitStack() as stack:
+        # Clients are created before the outbox commit so the first request leaves
+        # right after it; opening a client makes no network call.
+        for channel in channels:
+            await stack.enter_async_context(channel)
+        if plan is not None:
+            counts = commit(store, plan)
+            if on_commit:
+                on_commit(*counts)
+            alert_ids = (plan.alert.id,)
+        dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, progress=progress, tuning=tuning)
+        await dispatcher.run(alert_ids)
+
+
+def run_mode(mode: str, coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run a delivery coroutine the way ``mode`` demands."""
+    if mode == "dry-run":
+        with no_network():
+            run_virtual(coro_factory())
+    else:
+        asyncio.run(coro_factory())

@@ -1,0 +1,96 @@
+"""The project's one error taxonomy.
+
+BroadcasterError
+├── InputError             bad input; the CLI exits 2 and nothing is sent
+│   ├── ConfigError        channels.toml or a recipient list
+│   ├── TemplateError      a template file, its approval or its length budget
+│   ├── VariableError      a value an officer typed
+│   └── SelectionError     a --channels / --area selection
+└── DeliveryError          one failed attempt at one delivery, raised by channels
+
+A DeliveryError always says whether a retry may help (``retryable``) and, when the
+provider said so, how long to wait (``retry_after``). Retryability is an explicit
+attribute set by each provider's mapping function, never inferred from the class
+tree: in python-telegram-bot ``BadRequest`` subclasses ``NetworkError``, so
+``except NetworkError: retry`` would retry a message that is simply too long.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class BroadcasterError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class InputError(BroadcasterError):
+    """Invalid input: names what is wrong and where. Nothing is sent."""
+
+    def __init__(self, message: str, *, where: str | None = None) -> None:
+        self.where = where
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ConfigError(InputError):
+    """A problem in channels.toml or a file it points to."""
+
+
+class TemplateError(InputError):
+    """A problem in a template file, its approval, or its worst-case length."""
+
+
+class VariableError(InputError):
+    """A variable value that fails validation."""
+
+
+class SelectionError(InputError):
+    """A channel or area selection that matches nothing or names unknown ids."""
+
+
+class Reason(StrEnum):
+    """Why a delivery attempt failed, in provider-neutral words."""
+
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    BAD_REQUEST = "bad_request"
+    RECIPIENT_GONE = "recipient_gone"
+    SERVER = "server"
+    NETWORK = "network"
+    TIMEOUT = "timeout"
+    EXPIRED = "expired"
+
+
+class DeliveryError(BroadcasterError):
+    """One failed attempt. Channels raise only this for provider trouble.
+
+    ``sent_maybe`` is true when the request may have reached the provider before
+    the failure (a read timeout, a dropped connection after the body left): the
+    engine then records the attempt as ``unknown`` and reconciles before resending.
+    """
+
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        *,
+        retryable: bool,
+        retry_after: float | None = None,
+        http_status: int | None = None,
+        provider_code: str | None = None,
+        sent_maybe: bool = False,
+    ) -> None:
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.http_status = http_status
+        self.provider_code = provider_code
+        self.sent_maybe = sent_maybe
+        super().__init__(message)
+
+    def __repr__(self) -> str:
+        return (
+            f"DeliveryError(reason={self.reason.value!r}, retryable={self.retryable}, "
+            f"retry_after={self.retry_after}, http_status={self.http_status}, "
+            f"provider_code={self.provider_code!r}, message={str(self)!r})"
+        )

@@ -1,0 +1,1 @@
+"""Pre-approved bilingual templates: catalogue, gazetteer, variables, rendering, checks."""

@@ -1,0 +1,198 @@
+"""``broadcaster templates check``: prove every template is safe to fire.
+
+A template fails when its languages use different placeholders, a placeholder
+names no variable, a variable is never used, an example does not validate, its
+approval is missing or stale, or its **worst case** (every variable at its
+longest) does not fit a channel it targets, exercise marker included. Nothing
+is ever truncated: a text that does not fit is a problem to fix at approval
+time, not at 3 a.m. during a flood.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from broadcaster.config import DEFAULT_SMS_MAX_SEGMENTS, ChannelConfig
+from broadcaster.errors import InputError, TemplateError
+from broadcaster.templates.catalogue import FORMS, LANGUAGES, PLACEHOLDER, Catalogue, Template, Variable
+from broadcaster.templates.gazetteer import Gazetteer
+from broadcaster.templates.render import isolate, render_channel, render_forms
+from broadcaster.templates.variables import example_inputs, format_moment, format_number, resolve
+from broadcaster.text import lengths
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where a template may go: a channel from channels.toml, or a default per kind."""
+
+    name: str
+    kind: str
+    languages: tuple[str, ...] = LANGUAGES
+    layout: str = "combined"
+    max_segments: int = DEFAULT_SMS_MAX_SEGMENTS
+
+
+def targets_for(channels: Iterable[ChannelConfig] | None) -> list[Target]:
+    if channels is None:
+        return [Target(f"default {kind}", kind) for kind in ("x", "telegram", "sms", "webhook")]
+    return [
+        Target(
+            name=f"channel {c.id!r}",
+            kind=c.kind,
+            languages=c.languages,
+            layout=str(c.options.get("layout", "combined")),
+            max_segments=int(c.options.get("max_segments", DEFAULT_SMS_MAX_SEGMENTS)),
+        )
+        for c in channels
+    ]
+
+
+def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, channels: Iterable[ChannelConfig] | None) -> list[str]:
+    """Every problem in every template, one line each, naming file and field."""
+    problems: list[str] = []
+    targets = targets_for(channels)
+    for template_id in catalogue.ids():
+        try:
+            template = catalogue.get(template_id)
+        except TemplateError as exc:
+            problems.append(str(exc))
+            continue
+        problems += [f"{template.path}: {p}" for p in check_template(template, catalogue.gazetteer, tz, targets)]
+    return problems
+
+
+def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: list[Target]) -> list[str]:
+    problems = _placeholder_problems(template)
+    for variable in template.variables:
+        problems += _variable_problems(variable, gazetteer)
+    try:
+        resolve(template, gazetteer, example_inputs(template), tz)
+    except InputError as exc:
+        problems.append(f"examples: {exc}")
+    if template.approval is None:
+        problems.append("[approval]: missing; run `broadcaster templates approve ID --by NAME` after review")
+    elif template.approval.sha256 != template.content_hash:
+        problems.append("[approval] sha256: stale, the content changed after approval; review and approve again")
+    if not problems:  # worst-case lengths only make sense for a well-formed template
+        problems += worst_case_problems(template, gazetteer, tz, targets)
+    return problems
+
+
+def _placeholder_problems(template: Template) -> list[str]:
+    problems: list[str] = []
+    declared = {v.name for v in template.variables}
+    used: set[str] = set()
+    for form in FORMS:
+        found = {lang: set(PLACEHOLDER.findall(template.text[lang][form])) for lang in LANGUAGES}
+        if found["ar"] != found["en"]:
+            only_ar, only_en = sorted(found["ar"] - found["en"]), sorted(found["en"] - found["ar"])
+            problems.append(
+                f"[text] {form}: Arabic and English use different placeholders "
+                f"(only in ar: {only_ar or '-'}; only in en: {only_en or '-'})"
+            )
+        for lang in LANGUAGES:
+            text = template.text[lang][form]
+            for name in sorted(found[lang] - declared):
+                problems.append(f"[text.{lang}] {form}: unknown variable {{{name}}}")
+            stray = PLACEHOLDER.sub("", text)
+            if "{" in stray or "}" in stray:
+                problems.append(f"[text.{lang}] {form}: a brace that is not a {{variable}} placeholder")
+            if re.search(r"https?://|www\.", text):
+                problems.append(f"[text.{lang}] {form}: links in template text need a url variable")
+            used |= found[lang]
+    for name in sorted(declared - used):
+        problems.append(f"variable {name!r}: declared but never used in any text")
+    return problems
+
+
+def _variable_problems(variable: Variable, gazetteer: Gazetteer) -> list[str]:
+    problems: list[str] = []
+    for label, names in _fixed_displays(variable, gazetteer):
+        for lang, text in names.items():
+            if len(text) > variable.max_length:
+                problems.append(
+                    f"variable {variable.name!r}: {label} is {len(text)} characters in {lang}, "
+                    f"over max_length {variable.max_length}"
+                )
+    return problems
+
+
+def _fixed_displays(variable: Variable, gazetteer: Gazetteer) -> list[tuple[str, dict[str, str]]]:
+    if variable.type == "place":
+        return [(f"place {p.code!r}", dict(p.names)) for p in gazetteer.of_type(variable.places)]
+    if variable.type == "enum":
+        return [(f"choice {key!r}", dict(labels)) for key, labels in variable.choices.items()]
+    return []
+
+
+def candidates(variable: Variable, gazetteer: Gazetteer, tz: ZoneInfo, lang: str) -> list[str]:
+    """Every display form a variable could take that may be the longest, in ``lang``."""
+    n = variable.max_length
+    if variable.type == "text":
+        # Allowed text is BMP, weight 1 on X and one septet in GSM-7; a Latin letter
+        # in Arabic adds the two isolate characters, the worst of both worlds.
+        return ["A" + "ب" * (n - 1)] if lang == "ar" else ["W" * n]
+    if variable.type in ("place", "enum"):
+        return [names[lang] for _, names in _fixed_displays(variable, gazetteer)]
+    if variable.type == "number":
+        assert variable.minimum is not None and variable.maximum is not None
+        step = 10.0 ** -variable.decimals
+        values = {variable.minimum, variable.maximum, max(variable.minimum, variable.maximum - step)}
+        return [format_number(v, variable.decimals, lang) for v in values]
+    if variable.type == "datetime":
+        start = datetime(2027, 1, 1, 23, 59, tzinfo=tz)
+        moments = [start + timedelta(days=d, hours=h) for d in range(0, 365, 3) for h in (0, -11)]
+        return [format_moment(m, variable.format, lang, tz) for m in moments]
+    if variable.type == "url":
+        host = max(variable.domains, key=len)
+        return [("https://" + host + "/" + "a" * n)[: max(n, len(host) + 8)]]
+    raise AssertionError(variable.type)
+
+
+def _piece_measure(kind: str) -> Callable[[str], int]:
+    if kind == "sms":
+        return lambda s: lengths.sms_count(s).units if s else 0
+    if kind == "x":
+        return lengths.x_weighted_length
+    if kind == "telegram":
+        return lambda s: lengths.utf16_length(html.unescape(html.escape(s)))
+    return lambda s: len(s.encode("utf-8"))
+
+
+def worst_display(
+    template: Template, gazetteer: Gazetteer, tz: ZoneInfo, kind: str
+) -> dict[str, dict[str, str]]:
+    """Each variable at its longest, as ``kind`` measures it, per language."""
+    measure = _piece_measure(kind)
+
+    def longest(variable: Variable, lang: str) -> str:
+        return max(candidates(variable, gazetteer, tz, lang), key=lambda s: measure(isolate(s, lang)))
+
+    return {v.name: {lang: longest(v, lang) for lang in LANGUAGES} for v in template.variables}
+
+
+def worst_case_problems(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: list[Target]) -> list[str]:
+    problems: list[str] = []
+    for target in targets:
+        if target.kind not in template.kinds:
+            continue
+        display = worst_display(template, gazetteer, tz, target.kind)
+        for exercise in (False, True):
+            forms = render_forms(template, display, exercise=exercise)
+            for rendered in render_channel(
+                target.kind, forms, target.languages, layout=target.layout, max_segments=target.max_segments
+            ):
+                if rendered.fits:
+                    continue
+                detail = f" ({rendered.encoding})" if rendered.encoding else ""
+                problems.append(
+                    f"worst case does not fit {target.name} ({target.kind}, {rendered.language}"
+                    f"{', exercise' if exercise else ''}): {rendered.length} {rendered.unit}{detail}, "
+                    f"limit {rendered.limit}; shorten the text or lower max_length"
+                )
+    return problems

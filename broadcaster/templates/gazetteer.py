@@ -1,0 +1,120 @@
+"""Bilingual names of the places officers pick from: roads and areas.
+
+A ``place`` variable takes a gazetteer code, so both languages always name the
+same place, spelled the approved way. Areas may carry a CAP geocode, polygon or
+circle for the ``<area>`` block of the CAP document.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from broadcaster.errors import TemplateError
+
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+_POINT = re.compile(r"^-?\d{1,2}(\.\d+)?,-?\d{1,3}(\.\d+)?$")
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    code: str
+    type: str  # "road" | "area"
+    names: Mapping[str, str]  # language -> name
+    areas: tuple[str, ...]  # for a road: the areas it passes through; for an area: itself
+    geocode: tuple[str, str] | None = None  # (valueName, value)
+    polygon: str | None = None
+    circle: str | None = None
+
+    def name(self, language: str) -> str:
+        return self.names[language]
+
+
+@dataclass(frozen=True)
+class Gazetteer:
+    places: Mapping[str, Place]
+    path: Path | None = None
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.places
+
+    def __iter__(self) -> Iterator[Place]:
+        return iter(self.places.values())
+
+    def get(self, code: str) -> Place | None:
+        return self.places.get(code)
+
+    def of_type(self, place_type: str | None) -> list[Place]:
+        return [p for p in self.places.values() if place_type is None or p.type == place_type]
+
+    def area_codes(self) -> set[str]:
+        return {p.code for p in self.places.values() if p.type == "area"}
+
+
+def load_gazetteer(path: Path) -> Gazetteer:
+    """Load ``gazetteer.toml``; every error names the file and the place code."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TemplateError("gazetteer file not found", where=str(path)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TemplateError(f"not valid TOML: {exc}", where=str(path)) from None
+    tables = raw.get("places")
+    if not isinstance(tables, dict) or not tables:
+        raise TemplateError("no [places.CODE] tables", where=str(path))
+    places = {code: _place(code, table, path) for code, table in tables.items()}
+    areas = {p.code for p in places.values() if p.type == "area"}
+    for place in places.values():
+        for area in place.areas:
+            if area not in areas:
+                raise TemplateError(f"place {place.code!r}: key 'areas': unknown area {area!r}", where=str(path))
+    return Gazetteer(places=places, path=path)
+
+
+def _place(code: str, table: Any, path: Path) -> Place:
+    where = f"{path}: place {code!r}"
+    if not _CODE.match(code):
+        raise TemplateError("codes use letters, digits, '-' and '_' only", where=where)
+    if not isinstance(table, dict):
+        raise TemplateError("must be a table", where=where)
+    place_type = table.get("type")
+    if place_type not in ("road", "area"):
+        raise TemplateError("key 'type': must be \"road\" or \"area\"", where=where)
+    names: dict[str, str] = {}
+    for lang in ("ar", "en"):
+        name = table.get(lang)
+        if not isinstance(name, str) or not name.strip():
+            raise TemplateError(f"key {lang!r}: a non-empty name is required", where=where)
+        names[lang] = name.strip()
+    areas = table.get("areas", [code] if place_type == "area" else [])
+    if not isinstance(areas, list) or not all(isinstance(a, str) for a in areas):
+        raise TemplateError("key 'areas': must be a list of area codes", where=where)
+    geocode = table.get("geocode")
+    geo: tuple[str, str] | None = None
+    if geocode is not None:
+        if not isinstance(geocode, dict) or not {"valueName", "value"} <= set(geocode):
+            raise TemplateError("key 'geocode': needs valueName and value", where=where)
+        geo = (str(geocode["valueName"]), str(geocode["value"]))
+    polygon = table.get("polygon")
+    if polygon is not None:
+        points = str(polygon).split()
+        if len(points) < 4 or points[0] != points[-1] or not all(_POINT.match(p) for p in points):
+            raise TemplateError("key 'polygon': needs at least 4 'lat,lon' points, first == last", where=where)
+    circle = table.get("circle")
+    if circle is not None:
+        parts = str(circle).split()
+        if len(parts) != 2 or not _POINT.match(parts[0]) or not re.match(r"^\d+(\.\d+)?$", parts[1]):
+            raise TemplateError("key 'circle': must be 'lat,lon radius_km'", where=where)
+    return Place(
+        code=code,
+        type=place_type,
+        names=names,
+        areas=tuple(areas),
+        geocode=geo,
+        polygon=str(polygon) if polygon else None,
+        circle=str(circle) if circle else None,
+    )
