@@ -1,0 +1,276 @@
+"""Partner webhooks: one signed JSON POST per delivery.
+
+Every POST carries ``X-Broadcaster-Timestamp`` and ``X-Broadcaster-Signature:
+sha256=<hex>``, an HMAC-SHA256 over ``f"{timestamp}.".encode() + body`` with the
+channel's shared secret, plus ``Idempotency-Key``. Partners check the signature
+with :func:`verify` (or its equivalent in their language) and drop repeated keys,
+which is why an uncertain attempt is simply resent (``on_unknown = "resend"``).
+
+Redirects are never followed: a partner endpoint that moves must be reviewed by
+a person, not silently trusted with crisis traffic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+from broadcaster.channels.base import Channel, OutboundMessage, Receipt
+from broadcaster.config import ChannelConfig
+from broadcaster.errors import DeliveryError, Reason
+from broadcaster.secret import Secret, scrub
+
+__all__ = [
+    "MAX_AGE_S",
+    "WebhookChannel",
+    "classify_webhook",
+    "parse_retry_after",
+    "sign",
+    "target_url",
+    "verify",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_AGE_S: Final = 300.0
+"""How old (or how far in the future) a signed timestamp may be before verify refuses it."""
+
+_SIGNATURE_PREFIX: Final = "sha256="
+_MAX_RESPONSE_BYTES: Final = 64 * 1024  # enough for an {"id": ...}; never buffer a partner's page
+
+
+def sign(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The ``X-Broadcaster-Signature`` value for ``body`` sent at ``timestamp`` (unix seconds)."""
+    digest = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return _SIGNATURE_PREFIX + digest
+
+
+def verify(
+    secret: bytes,
+    timestamp: int | str,
+    body: bytes,
+    signature: str,
+    *,
+    max_age_s: float = MAX_AGE_S,
+    now: float | None = None,
+) -> bool:
+    """True when ``signature`` is ours for ``body`` and ``timestamp`` is within ``max_age_s`` of now.
+
+    The comparison is constant-time. The age window (both directions) stops a
+    captured request from being replayed later.
+    """
+    try:
+        ts = int(timestamp)
+    except (TypeError, ValueError):
+        return False
+    current = time.time() if now is None else now
+    if abs(current - ts) > max_age_s:
+        return False
+    expected = sign(secret, ts, body).encode("ascii")
+    return hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape"))
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def classify_webhook(
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    *,
+    exc: BaseException | None = None,
+    secrets: tuple[Secret, ...] = (),
+) -> Receipt | DeliveryError:
+    """Map one webhook outcome (a response status, or the exception raised) into our terms.
+
+    ==========================  ===============  =========  ==========
+    outcome                     reason           retryable  sent_maybe
+    ==========================  ===============  =========  ==========
+    2xx                         (a Receipt; provider id from JSON ``id``)
+    3xx (never followed)        BAD_REQUEST      no         no
+    429                         RATE_LIMITED     yes        no
+    408                         TIMEOUT          yes        no
+    500, 502, 504               SERVER           yes        yes
+    other 5xx (503 ...)         SERVER           yes        no
+    401, 403                    AUTH             no         no
+    other 4xx                   BAD_REQUEST      no         no
+    connect refused / DNS       NETWORK          yes        no
+    connect timeout             TIMEOUT          yes        no
+    read timeout                TIMEOUT          yes        yes
+    dropped after sending       NETWORK          yes        yes
+    ==========================  ===============  =========  ==========
+
+    ``retry_after`` comes from a ``Retry-After`` header on any retryable status.
+    """
+    if exc is not None:
+        return _classify_exception(exc, secrets)
+    if status is None:
+        raise ValueError("classify_webhook needs a status or an exception")
+    headers = headers or {}
+    if 200 <= status < 300:
+        return Receipt(provider_id=_provider_id(body), http_status=status)
+    detail = scrub(_snippet(body), secrets)
+
+    def error(reason: Reason, message: str, *, retryable: bool, sent_maybe: bool = False) -> DeliveryError:
+        return DeliveryError(
+            reason,
+            f"webhook HTTP {status}: {message}" + (f" ({detail})" if detail else ""),
+            retryable=retryable,
+            retry_after=parse_retry_after(headers.get("Retry-After")) if retryable else None,
+            http_status=status,
+            sent_maybe=sent_maybe,
+        )
+
+    if 300 <= status < 400:
+        location = scrub(str(headers.get("Location", "?")), secrets)
+        return error(
+            Reason.BAD_REQUEST,
+            f"partner endpoint redirects to {location}; not followed, review the channel url",
+            retryable=False,
+        )
+    if status == 429:
+        return error(Reason.RATE_LIMITED, "rate limited by partner", retryable=True)
+    if status == 408:
+        return error(Reason.TIMEOUT, "partner timed out reading the request", retryable=True)
+    if status >= 500:
+        # 500 and gateway errors may come after the partner acted on the body.
+        maybe = status in (500, 502, 504)
+        return error(Reason.SERVER, "partner server error", retryable=True, sent_maybe=maybe)
+    if status in (401, 403):
+        return error(Reason.AUTH, "partner refused our signature or credentials", retryable=False)
+    return error(Reason.BAD_REQUEST, "partner rejected the request", retryable=False)
+
+
+def _classify_exception(exc: BaseException, secrets: tuple[Secret, ...]) -> DeliveryError:
+    what = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
+    # Order matters: ConnectionTimeoutError is a TimeoutError raised before any byte left.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return DeliveryError(Reason.TIMEOUT, f"webhook connect timeout: {what}", retryable=True)
+    if isinstance(exc, TimeoutError):
+        return DeliveryError(
+            Reason.TIMEOUT, f"webhook timed out waiting for the partner: {what}",
+            retryable=True, sent_maybe=True,
+        )
+    if isinstance(exc, aiohttp.InvalidURL):
+        return DeliveryError(Reason.BAD_REQUEST, f"webhook url is invalid: {what}", retryable=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return DeliveryError(Reason.NETWORK, f"webhook could not connect: {what}", retryable=True)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return DeliveryError(
+            Reason.NETWORK, f"webhook connection failed mid-request: {what}", retryable=True, sent_maybe=True
+        )
+    raise TypeError(f"classify_webhook cannot map {type(exc).__name__}") from exc
+
+
+def _provider_id(body: bytes) -> str | None:
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(parsed, dict):
+        value = parsed.get("id")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _snippet(body: bytes, limit: int = 200) -> str:
+    text = body[:limit].decode("utf-8", "replace").strip()
+    return " ".join(text.split())
+
+
+def target_url(url: str, api_base: str | None) -> str:
+    """``url`` with its scheme and host replaced by ``api_base`` (tests, proxies), path kept."""
+    if not api_base:
+        return url
+    parts, base = urlsplit(url), urlsplit(api_base)
+    path = base.path.rstrip("/") + parts.path
+    return urlunsplit((base.scheme, base.netloc, path, parts.query, ""))
+
+
+class WebhookChannel(Channel):
+    """POSTs each delivery's JSON ``payload`` to the partner, signed and keyed for dedup."""
+
+    kind = "webhook"
+    can_reconcile = False
+
+    def __init__(self, config: ChannelConfig, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(config)
+        self._clock = clock
+        self._secret: Secret | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.url = target_url(str(self.config.options["url"]), self.config.api_base)
+
+    @property
+    def on_unknown(self) -> str:
+        # The Idempotency-Key lets the partner drop a duplicate, so resending is safe.
+        return "resend"
+
+    def secrets(self) -> tuple[Secret, ...]:
+        return (self._secret,) if self._secret is not None else ()
+
+    async def open(self) -> None:
+        self._secret = self.config.secret("secret_env")
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        if self._session is None or self._secret is None:
+            raise RuntimeError("use the channel inside 'async with' before sending")
+        if message.payload is None:
+            raise DeliveryError(Reason.BAD_REQUEST, "webhook delivery has no payload", retryable=False)
+        body = message.payload
+        timestamp = int(self._clock())
+        headers = {
+            "Content-Type": "application/json",
+            "X-Broadcaster-Timestamp": str(timestamp),
+            "X-Broadcaster-Signature": sign(self._secret.reveal().encode(), timestamp, body),
+            "Idempotency-Key": message.idempotency_key,
+        }
+        secrets = self.secrets()
+        try:
+            post = self._session.post(self.url, data=body, headers=headers, allow_redirects=False)
+            async with post as resp:
+                answer = await resp.content.read(_MAX_RESPONSE_BYTES)
+                outcome = classify_webhook(resp.status, resp.headers, answer, secrets=secrets)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            outcome = classify_webhook(exc=exc, secrets=secrets)
+        log.debug("webhook %s delivery %s -> %s", self.id, message.idempotency_key, _describe(outcome))
+        if isinstance(outcome, DeliveryError):
+            raise outcome
+        return outcome
+
+
+def _describe(outcome: Receipt | DeliveryError) -> str:
+    if isinstance(outcome, Receipt):
+        return f"HTTP {outcome.http_status}"
+    return f"{outcome.reason.value} (HTTP {outcome.http_status})"
