@@ -17,6 +17,7 @@ from broadcaster.clock import Clock, run_virtual
 from broadcaster.config import ChannelConfig
 from broadcaster.engine.dispatcher import Dispatcher, ProgressHook, Tuning
 from broadcaster.engine.outbox import Plan, commit
+from broadcaster.engine.retry import RetryPolicy
 from broadcaster.netguard import no_network
 from broadcaster.store.base import Store
 
@@ -32,6 +33,7 @@ async def deliver(
     on_commit: Callable[[int, int], None] | None = None,
     clock: Clock | None = None,
     tuning: Tuning | None = None,
+    policy: RetryPolicy | None = None,
 ) -> None:
     """Open every channel, commit ``plan`` (if any), then fan out until done."""
     channels = build_channels(configs, mode)
@@ -46,7 +48,8 @@ async def deliver(
             if on_commit:
                 on_commit(*counts)
             alert_ids = (plan.alert.id,)
-        dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, progress=progress, tuning=tuning)
+        dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, progress=progress, tuning=tuning,
+                                policy=policy)
         await dispatcher.run(alert_ids)
 
 

@@ -75,9 +75,12 @@ def render_forms(template: Template, display: Mapping[str, Mapping[str, str]], *
 
 
 def telegram_html(forms: Forms, language: str) -> str:
-    return f"<b>{html.escape(forms[language]['headline'], quote=False)}</b>\n\n" + html.escape(
-        forms[language]["long"], quote=False
-    )
+    """Bold headline, then the long form; an exercise marker is shown once, on the headline."""
+    headline, long = forms[language]["headline"], forms[language]["long"]
+    marker = EXERCISE_MARKER[language] + " "
+    if headline.startswith(marker) and long.startswith(marker):
+        long = long.removeprefix(marker)
+    return f"<b>{html.escape(headline, quote=False)}</b>\n\n{html.escape(long, quote=False)}"
 
 
 def shape(kind: str, forms: Forms, languages: tuple[str, ...], *, layout: str = "combined") -> list[tuple[str, str]]:

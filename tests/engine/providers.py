@@ -1,0 +1,120 @@
+"""All four fake providers on one background loop, plus a channels.toml pointing at them.
+
+Running the fakes on their own thread lets a test drive the real CLI (which
+runs its own event loop) or a subprocess, while the fakes keep answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import FakeTwilio
+from tests.fakes.webhook import FakeWebhook
+from tests.fakes.x import FakeX
+from tests.support import write_config
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[2]
+
+SECRETS = {
+    "X_API_KEY": "x-api-key-SECRET-1111",
+    "X_API_SECRET": "x-api-secret-SECRET-2222",
+    "X_ACCESS_TOKEN": "x-access-token-SECRET-3333",
+    "X_ACCESS_SECRET": "x-access-secret-SECRET-4444",
+    "TELEGRAM_TOKEN": "123456:TELEGRAM-SECRET-5555",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 30 + "",
+    "TWILIO_AUTH_TOKEN": "twilio-auth-SECRET-6666",
+    "PARTNER_HOOK_SECRET": "partner-hmac-SECRET-7777",
+}
+SECRET_VALUES = [v for k, v in SECRETS.items() if k != "TWILIO_ACCOUNT_SID"]
+AREAS = ["DXB-MARINA", "DXB-BARSHA", "DXB-JUMEIRAH"]  # all on E11, the road_closure example
+
+
+def uae_phone(n: int) -> str:
+    return f"+97150{n:07d}"
+
+
+def write_recipients(path: Path, count: int, *, start: int = 1) -> list[str]:
+    phones = []
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("phone,language,area\n")
+        for i in range(count):
+            phone = uae_phone(start + i)
+            phones.append(phone)
+            handle.write(f"{phone},{'ar' if i % 3 else 'en'},{AREAS[i % len(AREAS)]}\n")
+    return phones
+
+
+class Providers:
+    """Start with ``with Providers(tmp_path) as p:``; ``p.config`` is the channels.toml path."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        recipients: int = 6,
+        latency: float = 0.0,
+        sms_rate: float = 200.0,
+        extra_channels: Callable[[Providers], list[dict[str, Any]]] | None = None,
+        channel_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.tmp_path = tmp_path
+        self.recipient_count = recipients
+        self.latency = latency
+        self.sms_rate = sms_rate
+        self.extra_channels = extra_channels
+        self.channel_options = channel_options or {}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-providers", daemon=True)
+        self.telegram = FakeTelegram(latency=latency)
+        self.x = FakeX(latency=latency)
+        self.twilio = FakeTwilio(account_sid=SECRETS["TWILIO_ACCOUNT_SID"], latency=latency)
+        self.webhook = FakeWebhook(SECRETS["PARTNER_HOOK_SECRET"], latency=latency)
+        self.config = tmp_path / "channels.toml"
+        self.db = tmp_path / "var" / "broadcaster.db"
+        self.phones: list[str] = []
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return future.result(timeout=30)
+
+    def __enter__(self) -> Providers:
+        self.thread.start()
+        for fake in (self.telegram, self.x, self.twilio, self.webhook):
+            self.call(fake.start())
+        self.phones = write_recipients(self.tmp_path / "residents.csv", self.recipient_count)
+        channels = self.default_channels() + (self.extra_channels(self) if self.extra_channels else [])
+        for channel in channels:
+            channel.update(self.channel_options)
+        write_config(self.tmp_path, channels, templates=str(REPO / "templates"), database="var/broadcaster.db")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fake in (self.telegram, self.x, self.twilio, self.webhook):
+            self.call(fake.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+    def default_channels(self) -> list[dict[str, Any]]:
+        return [
+            {"id": "x-authority", "kind": "x", "api_base": self.x.base_url, "api_key_env": "X_API_KEY",
+             "api_secret_env": "X_API_SECRET", "access_token_env": "X_ACCESS_TOKEN",
+             "access_secret_env": "X_ACCESS_SECRET", "rate_per_second": 50},
+            {"id": "telegram-authority", "kind": "telegram", "api_base": self.telegram.base_url,
+             "chat_id": "@authority_alerts", "token_env": "TELEGRAM_TOKEN", "rate_per_second": 50},
+            {"id": "sms-residents", "kind": "sms", "api_base": self.twilio.base_url,
+             "account_sid_env": "TWILIO_ACCOUNT_SID", "auth_token_env": "TWILIO_AUTH_TOKEN",
+             "from": "+15005550006", "recipients": "residents.csv", "rate_per_second": self.sms_rate},
+            {"id": "partner-hook", "kind": "webhook", "url": self.webhook.base_url + "/alerts",
+             "secret_env": "PARTNER_HOOK_SECRET", "rate_per_second": 50},
+        ]
+
+    def cli(self, *args: str) -> list[str]:
+        return ["--config", str(self.config), "--db", str(self.db), *args]
