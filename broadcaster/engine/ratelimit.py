@@ -25,15 +25,19 @@ class RateLimiter:
         self._paused_until = 0.0
 
     async def acquire(self) -> None:
-        now = self._clock.monotonic()
-        earliest = max(now, self._paused_until)
-        if self._next_slot is None or self._next_slot < earliest - self.min_interval_s * (self._burst - 1):
-            # Idle for a while: allow up to ``burst`` slots at once, no credit beyond that.
-            self._next_slot = earliest - self.min_interval_s * (self._burst - 1)
-        slot = max(self._next_slot, earliest)
-        self._next_slot = slot + self.min_interval_s
-        if slot > now:
-            await self._clock.sleep(slot - now)
+        while True:
+            now = self._clock.monotonic()
+            earliest = max(now, self._paused_until)
+            if self._next_slot is None or self._next_slot < earliest - self.min_interval_s * (self._burst - 1):
+                # Idle for a while: allow up to ``burst`` slots at once, no credit beyond that.
+                self._next_slot = earliest - self.min_interval_s * (self._burst - 1)
+            slot = max(self._next_slot, earliest)
+            self._next_slot = slot + self.min_interval_s
+            if slot > now:
+                await self._clock.sleep(slot - now)
+            # A 429 that arrived while we waited voids the slot: queue again after the pause.
+            if self._clock.monotonic() >= self._paused_until:
+                return
 
     def pause(self, seconds: float) -> None:
         """No slot is handed out for ``seconds`` from now (a provider said 429)."""

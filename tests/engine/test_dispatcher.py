@@ -1,0 +1,169 @@
+"""Dispatcher semantics on a virtual clock: backoff, expiry, rate limits, isolation."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broadcaster.channels.base import Channel, OutboundMessage, Receipt
+from broadcaster.clock import Clock, run_virtual
+from broadcaster.config import ChannelConfig
+from broadcaster.engine.dispatcher import Dispatcher
+from broadcaster.engine.ratelimit import RateLimiter
+from broadcaster.engine.retry import RetryPolicy
+from broadcaster.errors import DeliveryError, Reason
+from broadcaster.store import AlertRecord, MessageRecord, NewDelivery, SqliteStore
+from tests.support import channel_config
+
+START = 1_800_000_000.0
+
+
+class ScriptedChannel(Channel):
+    """In-memory channel: answers from a script, records when each attempt started."""
+
+    kind = "webhook"
+
+    def __init__(self, config: ChannelConfig, clock: Clock, script: list[DeliveryError | None]) -> None:
+        super().__init__(config)
+        self.clock = clock
+        self.script: deque[DeliveryError | None] = deque(script)
+        self.started: list[float] = []
+        self.delivered: list[OutboundMessage] = []
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        self.started.append(self.clock.now())
+        step = self.script.popleft() if self.script else None
+        if step is not None:
+            raise step
+        self.delivered.append(message)
+        return Receipt(provider_id=f"id-{len(self.delivered)}", http_status=200)
+
+
+@pytest.fixture(autouse=True)
+def _mkdirs(tmp_path: Path) -> None:
+    """Two channel configs per test need two channels.toml folders."""
+    (tmp_path / "s").mkdir(exist_ok=True)
+    (tmp_path / "f").mkdir(exist_ok=True)
+
+
+def server_error() -> DeliveryError:
+    return DeliveryError(Reason.SERVER, "503", retryable=True, http_status=503)
+
+
+def config(tmp_path: Path, cid: str = "hook", rate: float = 10.0) -> ChannelConfig:
+    return channel_config(tmp_path, id=cid, kind="webhook", url="http://127.0.0.1:9/x", secret_env="HOOK_SECRET",
+                          rate_per_second=rate)
+
+
+def add_alert(store: SqliteStore, channels: list[str], *, count: int = 1, expires_in: float = 3600,
+              alert_id: str = "a1") -> None:
+    alert = AlertRecord(id=alert_id, template="t", template_hash="h", mode="live", msg_type="Alert",
+                        references=None, sent_at=START, expires_at=START + expires_in, areas=(),
+                        channels=tuple(channels), inputs={}, forms={})
+    messages = [MessageRecord(key=f"{c}/ar", channel_id=c, language="ar", text="نص") for c in channels]
+    deliveries = [NewDelivery(c, f"{c}/ar", "ar") for c in channels for _ in range(count)]
+    store.create_alert(alert, messages, deliveries)
+
+
+def run(store: SqliteStore, channels: list[Channel], clock: Clock, policy: RetryPolicy | None = None) -> None:
+    dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, policy=policy,
+                            rng=random.Random(7))
+    run_virtual(dispatcher.run())
+
+
+def test_retries_stop_at_expiry_and_no_attempt_starts_after_it(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "t.db"))
+    add_alert(store, ["hook"], expires_in=120)
+    clock = Clock(wall_start=START)
+    channel = ScriptedChannel(config(tmp_path), clock, [server_error()] * 1000)
+    run(store, [channel], clock, RetryPolicy(base_s=1, cap_s=30))
+    (delivery,) = store.deliveries("a1")
+    assert delivery.state == "failed"
+    assert "expires" in (delivery.last_error or "")
+    assert len(channel.started) > 3  # it did keep trying, with backoff, not a fixed count
+    assert max(channel.started) < START + 120
+    assert all(b >= a for a, b in zip(channel.started, channel.started[1:], strict=False))
+
+
+def test_an_alert_already_expired_is_never_attempted(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "t.db"))
+    add_alert(store, ["hook"], count=3, expires_in=60)
+    clock = Clock(wall_start=START + 61)
+    channel = ScriptedChannel(config(tmp_path), clock, [])
+    run(store, [channel], clock)
+    assert channel.started == []
+    assert {d.state for d in store.deliveries("a1")} == {"expired"}
+    assert list(store.attempts("a1")) == []
+
+
+def test_permanent_error_is_not_retried(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "t.db"))
+    add_alert(store, ["hook"])
+    clock = Clock(wall_start=START)
+    gone = DeliveryError(Reason.RECIPIENT_GONE, "blocked", retryable=False, http_status=403)
+    channel = ScriptedChannel(config(tmp_path), clock, [gone])
+    run(store, [channel], clock)
+    assert len(channel.started) == 1
+    assert [a.outcome for a in store.attempts("a1")] == ["failed"]
+
+
+def test_rate_limit_is_held_and_nearly_reached(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "t.db"))
+    add_alert(store, ["hook"], count=201)
+    clock = Clock(wall_start=START)
+    channel = ScriptedChannel(config(tmp_path, rate=20.0), clock, [])
+    run(store, [channel], clock)
+    starts = channel.started
+    achieved = (len(starts) - 1) / (starts[-1] - starts[0])
+    assert 0.95 * 20 <= achieved <= 20.0 + 1e-3
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 1 / 20 - 1e-6  # float resolution at epoch-sized timestamps
+
+
+def test_a_429_pauses_only_its_own_channel(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "t.db"))
+    add_alert(store, ["slow", "fast"], count=20)
+    clock = Clock(wall_start=START)
+    limited = DeliveryError(Reason.RATE_LIMITED, "429", retryable=True, retry_after=30, http_status=429)
+    slow = ScriptedChannel(config(tmp_path / "s", "slow", rate=10), clock, [limited])
+    fast = ScriptedChannel(config(tmp_path / "f", "fast", rate=10), clock, [])
+    run(store, [slow, fast], clock)
+    assert len(fast.delivered) == 20 and len(slow.delivered) == 20
+    assert max(fast.started) < START + 3  # 20 at 10/s: untouched by the other channel's pause
+    assert min(s for s in slow.started[1:]) >= START + 30  # the paused channel waited retry_after
+
+
+@settings(max_examples=50, deadline=None)
+@given(attempt=st.integers(1, 30), retry_after=st.none() | st.floats(0, 600), seed=st.integers(0, 2**32))
+def test_backoff_is_full_jitter_under_the_cap_and_honours_retry_after(
+    attempt: int, retry_after: float | None, seed: int
+) -> None:
+    policy = RetryPolicy(base_s=1, cap_s=60)
+    delay = policy.delay(attempt, retry_after, random.Random(seed))
+    ceiling = min(60, 2 ** (attempt - 1))
+    assert 0 <= delay <= max(ceiling, retry_after or 0)
+    if retry_after is not None:
+        assert delay >= retry_after
+    assert policy.next_attempt_at(100.0, attempt, retry_after, 100.0 + delay, random.Random(seed)) is None
+
+
+def test_rate_limiter_pause_pushes_every_slot() -> None:
+    async def scenario() -> list[float]:
+        clock = Clock(wall_start=START)
+        limiter = RateLimiter(5, clock)
+        times = []
+        for i in range(6):
+            if i == 3:
+                limiter.pause(10)
+            await limiter.acquire()
+            times.append(clock.monotonic())
+        return times
+
+    times = run_virtual(scenario())
+    assert times[3] - times[2] >= 10 - 1e-6
+    assert all(b - a >= 0.2 - 1e-6 for a, b in zip(times, times[1:], strict=False))
