@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import deque
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_rate_limit_is_held_and_nearly_reached(tmp_path: Path) -> None:
     starts = channel.started
     achieved = (len(starts) - 1) / (starts[-1] - starts[0])
     assert 0.95 * 20 <= achieved <= 20.0 + 1e-3
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) >= 1 / 20 - 1e-6  # float resolution at epoch-sized timestamps
 
 
@@ -166,4 +167,4 @@ def test_rate_limiter_pause_pushes_every_slot() -> None:
 
     times = run_virtual(scenario())
     assert times[3] - times[2] >= 10 - 1e-6
-    assert all(b - a >= 0.2 - 1e-6 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.2 - 1e-6 for a, b in itertools.pairwise(times))
