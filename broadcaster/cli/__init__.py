@@ -9,7 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from broadcaster.cli import channels_cmd, fire_cmd, log_cmd, templates_cmd
+import broadcaster.cli.cap_cmd as cap_cmd
+from broadcaster.cli import channels_cmd, fire_cmd, lifecycle_cmd, log_cmd, templates_cmd
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
 from broadcaster.errors import InputError
 
@@ -25,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     templates_cmd.register(commands)
     channels_cmd.register(commands)
     fire_cmd.register(commands)
+    lifecycle_cmd.register(commands)
     log_cmd.register(commands)
+    cap_cmd.register(commands)
     return parser
 
 

@@ -28,6 +28,10 @@ from broadcaster.timefmt import iso_seconds
 
 MODES: Final = ("dry-run", "exercise", "live")
 CAP_STATUS: Final = {"dry-run": "Test", "exercise": "Exercise", "live": "Actual"}
+# An update goes to everyone the original reached or will reach; a cancel only to
+# those it may have reached (its still-pending deliveries are withdrawn first).
+FOLLOW_UP_STATES: Final = ("sent", "sending", "unknown", "pending")
+CANCEL_STATES: Final = ("sent", "sending", "unknown")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +86,11 @@ class Plan:
 
     def _sms_audience(self, channel: ChannelConfig, store: Store | None) -> Iterator[tuple[str, str]]:
         if self.sms_from_alert is not None:
+            # A follow-up goes to everyone the original may have reached.
             if store is None:
                 raise ValueError("a follow-up needs the store to find the original recipients")
-            for row in store.deliveries(self.sms_from_alert):
-                if row.channel_id == channel.id and row.recipient:
-                    yield row.recipient, row.language
+            states = CANCEL_STATES if self.alert.msg_type == "Cancel" else FOLLOW_UP_STATES
+            yield from store.recipients(self.sms_from_alert, channel.id, states)
             return
         wanted = set(self.recipient_filter)
         for r in iter_recipients(channel.path("recipients"), known_areas=self.known_areas, where=channel.where):

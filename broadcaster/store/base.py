@@ -10,6 +10,7 @@ Delivery states::
        ▲                  │  ├──▶ failed     permanent error, or gave up at expiry
        └──── retry ───────┘  └──▶ unknown    the request may have left; reconcile first
     pending ──(past expires)──▶ expired
+    pending ──(cancelled)──────▶ withdrawn
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-TERMINAL = frozenset({"sent", "failed", "expired"})
+TERMINAL = frozenset({"sent", "failed", "expired", "withdrawn"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,12 @@ class Store(Protocol):
     def expire(self, now: float, alert_ids: tuple[str, ...] | None = None) -> int: ...
 
     def recover_orphans(self, now: float, is_dead: Any) -> int: ...
+
+    def withdraw(self, alert_id: str, reason: str) -> int: ...
+
+    def recipients(self, alert_id: str, channel_id: str, states: tuple[str, ...]) -> Iterator[tuple[str, str]]: ...
+
+    def provider_ids(self, alert_id: str) -> dict[tuple[str, str | None, str], str]: ...
 
     def alert(self, alert_id: str) -> AlertRecord: ...
 

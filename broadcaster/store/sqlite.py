@@ -288,7 +288,25 @@ class SqliteStore:
             raise
         return len(orphans)
 
+    def withdraw(self, alert_id: str, reason: str) -> int:
+        """Stop deliveries of ``alert_id`` that have not gone out (a cancel supersedes them)."""
+        cur = self.db.execute(
+            "UPDATE deliveries SET state = 'withdrawn', last_error = ?, next_attempt_at = NULL"
+            " WHERE alert_id = ? AND state IN ('pending', 'unknown')",
+            (reason, alert_id),
+        )
+        return cur.rowcount
+
     # --- reading -----------------------------------------------------------------
+
+    def recipients(self, alert_id: str, channel_id: str, states: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+        """``(phone, language)`` of an alert's SMS deliveries in ``states``, streamed."""
+        cursor = self.db.execute(
+            f"SELECT recipient, language FROM deliveries WHERE alert_id = ? AND channel_id = ?"
+            f" AND recipient IS NOT NULL AND state IN ({_marks(states)}) ORDER BY id",
+            (alert_id, channel_id, *states),
+        )
+        yield from cursor
 
     def next_due(self, channel_id: str, alert_ids: tuple[str, ...] | None) -> float | None:
         scope, params = _scope(alert_ids)
