@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from typing import Final
+from urllib.parse import quote
 
 _MASK: Final = "********"
 
@@ -56,3 +59,52 @@ def scrub(text: str, secrets: list[Secret] | tuple[Secret, ...]) -> str:
         if value:
             text = text.replace(value, _MASK)
     return text
+
+
+def encoded_forms(secret: Secret) -> list[Secret]:
+    """The secret as typed and as SDKs write it into URLs and OAuth headers.
+
+    Telegram puts the token percent-encoded in the URL path; OAuth percent-encodes
+    keys into the header and once more into the signature base string, which
+    oauthlib logs at DEBUG.
+    """
+    value = secret.reveal()
+    forms = [value, quote(value, safe=""), quote(value, safe="~"), quote(quote(value, safe="~"), safe="~")]
+    return [Secret(v, secret.env_name) for v in dict.fromkeys(forms)]
+
+
+class SecretScrubber(logging.Filter):
+    """Masks registered secrets in log records, including their formatted traceback.
+
+    A logger's filters see only records created on that very logger, so the filter
+    is attached to each SDK logger by name rather than to a parent.
+    """
+
+    def __init__(self, logger_names: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets: list[Secret] = []
+        self._formatter = logging.Formatter()
+        for name in logger_names:
+            logging.getLogger(name).addFilter(self)
+
+    def add(self, secret: Secret) -> None:
+        self._secrets.extend(encoded_forms(secret))
+
+    def discard(self, secret: Secret) -> None:
+        for variant in encoded_forms(secret):
+            if variant in self._secrets:
+                self._secrets.remove(variant)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's to report
+            return True
+        clean = scrub(message, self._secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(self._formatter.formatException(record.exc_info), self._secrets)
+        return True

@@ -17,13 +17,10 @@ Two SDK habits need care:
 
 from __future__ import annotations
 
-import logging
 import warnings
-from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any, Final
-from urllib.parse import quote
 
 import httpx
 from telegram import Bot, LinkPreviewOptions, ReplyParameters
@@ -44,7 +41,7 @@ from telegram.warnings import PTBDeprecationWarning
 from broadcaster.channels.base import Channel, OutboundMessage, Receipt
 from broadcaster.config import ChannelConfig
 from broadcaster.errors import DeliveryError, Reason
-from broadcaster.secret import Secret, scrub
+from broadcaster.secret import Secret, SecretScrubber, scrub
 
 DEFAULT_API_BASE: Final = "https://api.telegram.org"
 
@@ -64,51 +61,6 @@ _URL_LOGGERS: Final = (
 # The HTTP status of the last Bot API answer in this task. PTB's exceptions drop the
 # status (a 502 becomes a bare NetworkError), but the attempt log wants it.
 _last_status: ContextVar[int | None] = ContextVar("telegram_last_status", default=None)
-
-
-class SecretScrubber(logging.Filter):
-    """Masks registered secrets in log records, including their formatted traceback.
-
-    A logger's filters see only records created on that very logger, so the filter
-    is attached to each SDK logger by name rather than to a parent.
-    """
-
-    def __init__(self, logger_names: Sequence[str]) -> None:
-        super().__init__()
-        self._secrets: list[Secret] = []
-        self._formatter = logging.Formatter()
-        for name in logger_names:
-            logging.getLogger(name).addFilter(self)
-
-    def add(self, secret: Secret) -> None:
-        self._secrets.extend(_with_encoded(secret))
-
-    def discard(self, secret: Secret) -> None:
-        for variant in _with_encoded(secret):
-            if variant in self._secrets:
-                self._secrets.remove(variant)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is the logging module's to report
-            return True
-        clean = scrub(message, self._secrets)
-        if clean != message:
-            record.msg, record.args = clean, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = scrub(self._formatter.formatException(record.exc_info), self._secrets)
-        return True
-
-
-def _with_encoded(secret: Secret) -> list[Secret]:
-    """The secret as typed and as it appears percent-encoded in a URL."""
-    encoded = quote(secret.reveal(), safe="")
-    if encoded == secret.reveal():
-        return [secret]
-    return [secret, Secret(encoded, secret.env_name)]
 
 
 LOG_SCRUBBER: Final = SecretScrubber(_URL_LOGGERS)

@@ -23,11 +23,9 @@ timeout the engine simply resends, and that 403 proves the first post went out:
 from __future__ import annotations
 
 import json
-import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Final
-from urllib.parse import quote
 
 import aiohttp
 from tweepy.asynchronous import AsyncClient
@@ -37,62 +35,13 @@ from yarl import URL
 from broadcaster.channels.base import Channel, OutboundMessage, Receipt
 from broadcaster.config import ChannelConfig
 from broadcaster.errors import DeliveryError, Reason
-from broadcaster.secret import Secret, scrub
+from broadcaster.secret import Secret, SecretScrubber, scrub
 
 DEFAULT_API_BASE: Final = "https://api.twitter.com"
 X_HOSTS: Final = frozenset({"api.twitter.com", "api.x.com"})
 DUPLICATE: Final = "duplicate-content"
 _SECRET_KEYS: Final = ("api_key_env", "api_secret_env", "access_token_env", "access_secret_env")
 _DUPLICATE_V1_CODE: Final = 187  # "Status is a duplicate." in v1.1-style error bodies
-
-
-class SecretScrubber(logging.Filter):
-    """Masks registered secrets in log records, including their formatted traceback.
-
-    A logger's filters see only records created on that very logger, so the filter
-    is attached to each SDK logger by name rather than to a parent.
-    """
-
-    def __init__(self, logger_names: Sequence[str]) -> None:
-        super().__init__()
-        self._secrets: list[Secret] = []
-        self._formatter = logging.Formatter()
-        for name in logger_names:
-            logging.getLogger(name).addFilter(self)
-
-    def add(self, secret: Secret) -> None:
-        self._secrets.extend(_with_encoded(secret))
-
-    def discard(self, secret: Secret) -> None:
-        for variant in _with_encoded(secret):
-            if variant in self._secrets:
-                self._secrets.remove(variant)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is the logging module's to report
-            return True
-        clean = scrub(message, self._secrets)
-        if clean != message:
-            record.msg, record.args = clean, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = scrub(self._formatter.formatException(record.exc_info), self._secrets)
-        return True
-
-
-def _with_encoded(secret: Secret) -> list[Secret]:
-    """The secret as typed, as OAuth percent-encodes it into the header, and as the
-    signature base string encodes it once more (oauthlib logs that at DEBUG)."""
-    variants = [secret]
-    value = secret.reveal()
-    for _ in range(2):
-        value = quote(value, safe="~")
-        if value != variants[-1].reveal():
-            variants.append(Secret(value, secret.env_name))
-    return variants
 
 
 # tweepy logs the OAuth header at DEBUG; oauthlib logs the signing parameters.
