@@ -41,10 +41,13 @@ def cmd_check(args: argparse.Namespace) -> int:
                 problems.append(str(exc))
                 recipients = "[red]invalid[/]"
         missing = channel.missing_env()
-        for key, env in missing:
-            line = f"{channel.where}: key {key!r}: environment variable {env} is not set"
-            (warnings if args.dry_run else problems).append(line + ("" if not args.dry_run else
-                                                                    " (needed for exercise and live)"))
+        if missing:
+            names = ", ".join(env for _, env in missing)
+            line = f"{channel.where}: environment variable(s) not set: {names}"
+            if args.dry_run:
+                warnings.append(line + " (needed for exercise and live, not for a dry-run)")
+            else:
+                problems.append(line)
         secrets = "ok" if not missing else f"[yellow]{len(missing)} unset[/]"
         table.add_row(channel.id, channel.kind, ",".join(channel.languages), ",".join(channel.areas),
                       "yes" if channel.exercise else "no", f"{channel.rate_per_second:g}", recipients, secrets)
