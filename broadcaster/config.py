@@ -8,11 +8,13 @@ lazily through :meth:`ChannelConfig.secret` when a real send needs them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcaster.errors import ConfigError
@@ -20,6 +22,7 @@ from broadcaster.secret import Secret
 
 KINDS: Final = ("x", "telegram", "sms", "webhook")
 LANGUAGES: Final = ("ar", "en")
+_CHANNEL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 _COMMON_KEYS: Final = {
     "id", "kind", "languages", "areas", "exercise", "api_base", "rate_per_second", "timeout_s", "name",
@@ -162,6 +165,16 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     )
 
 
+def _is_http_url(value: Any) -> bool:
+    """An http(s) URL with a host: "https://" alone would only fail at send time."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        return False
+    try:
+        return bool(urlsplit(value).hostname) and not any(c.isspace() for c in value)
+    except ValueError:
+        return False
+
+
 def _require_str(table: Mapping[str, Any], key: str, where: str) -> str:
     value = table.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -176,6 +189,9 @@ def _channel(table: Any, index: int, source: Path, base_dir: Path) -> ChannelCon
     if not isinstance(raw_id, str) or not raw_id.strip():
         raise ConfigError(f"[[channel]] #{index}: key 'id' must be a non-empty string", where=str(source))
     where = f"{source}: channel {raw_id!r}"
+    if not _CHANNEL_ID.match(raw_id):
+        # Selections split on "," and read "kind:"/"area:" prefixes, so an id must hold neither.
+        raise ConfigError("key 'id': use letters, digits, '-', '_' and '.' only", where=where)
     kind = table.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"key 'kind': {kind!r} is not one of {', '.join(KINDS)}", where=where)
@@ -207,7 +223,7 @@ def _channel(table: Any, index: int, source: Path, base_dir: Path) -> ChannelCon
     if not isinstance(exercise, bool):
         raise ConfigError("key 'exercise': must be true or false", where=where)
     api_base = table.get("api_base")
-    if api_base is not None and (not isinstance(api_base, str) or not api_base.startswith(("http://", "https://"))):
+    if api_base is not None and not _is_http_url(api_base):
         raise ConfigError("key 'api_base': must be an http(s) URL", where=where)
     rate = table.get("rate_per_second", DEFAULT_RATE[kind])
     if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
@@ -236,7 +252,7 @@ def _channel(table: Any, index: int, source: Path, base_dir: Path) -> ChannelCon
         options["on_unknown"] = on_unknown
     if kind == "webhook":
         url = table.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if not _is_http_url(url):
             raise ConfigError("key 'url': must be an http(s) URL", where=where)
 
     return ChannelConfig(

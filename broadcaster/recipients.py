@@ -44,7 +44,8 @@ def iter_recipients(path: Path, *, known_areas: set[str] | None = None, where: s
     """Yield checked recipients; raise ConfigError at the first bad row."""
     label = f"{where}: {path}" if where else str(path)
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        # utf-8-sig: spreadsheet exports start with a byte-order mark, which would spoil the header.
+        handle = path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise ConfigError("recipient list not found", where=label) from None
     with handle:

@@ -305,12 +305,19 @@ def approve(path: Path, by: str, when: datetime) -> str:
         raise TemplateError("an approval needs the approver's name (--by)", where=str(path))
     digest = content_hash(read_toml(path))
     original = path.read_text(encoding="utf-8")
-    text = re.split(r"(?m)^\[approval\]\s*$", original, maxsplit=1)[0].rstrip("\n")
+    # The header may carry a trailing comment ("[approval]  # signed off").
+    text = re.split(r"(?m)^\[approval\][ \t]*(?:#.*)?$", original, maxsplit=1)[0].rstrip("\n")
     by_toml = orjson.dumps(by.strip()).decode()
     text += f'\n\n[approval]\nby = {by_toml}\nat = "{when.isoformat(timespec="seconds")}"\nsha256 = "{digest}"\n'
     path.write_text(text, encoding="utf-8")
-    # The rewrite must not have changed the approved content (e.g. tables after [approval]).
-    if parse_template(path).content_hash != digest:
+    # The rewrite must not have changed the approved content (e.g. tables after [approval]);
+    # whatever goes wrong, the officer's file is put back as it was.
+    try:
+        rewritten = parse_template(path)
+    except TemplateError:
+        path.write_text(original, encoding="utf-8")
+        raise
+    if rewritten.content_hash != digest:
         path.write_text(original, encoding="utf-8")
         raise TemplateError("[approval] must be the last table in the file", where=str(path))
     return digest

@@ -69,17 +69,19 @@ def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, channels: Iterable[Chann
 def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: list[Target]) -> list[str]:
     problems = _placeholder_problems(template)
     for variable in template.variables:
-        problems += _variable_problems(variable, gazetteer)
+        problems += _variable_problems(variable, gazetteer, tz)
     try:
         resolve(template, gazetteer, example_inputs(template), tz)
     except InputError as exc:
         problems.append(f"examples: {exc}")
+    # Worst-case lengths only make sense for a well-formed template, but a stale or
+    # missing approval must not hide them: the approver has to see them before approving.
+    if not problems:
+        problems += worst_case_problems(template, gazetteer, tz, targets)
     if template.approval is None:
         problems.append("[approval]: missing; run `broadcaster templates approve ID --by NAME` after review")
     elif template.approval.sha256 != template.content_hash:
         problems.append("[approval] sha256: stale, the content changed after approval; review and approve again")
-    if not problems:  # worst-case lengths only make sense for a well-formed template
-        problems += worst_case_problems(template, gazetteer, tz, targets)
     return problems
 
 
@@ -110,7 +112,7 @@ def _placeholder_problems(template: Template) -> list[str]:
     return problems
 
 
-def _variable_problems(variable: Variable, gazetteer: Gazetteer) -> list[str]:
+def _variable_problems(variable: Variable, gazetteer: Gazetteer, tz: ZoneInfo) -> list[str]:
     problems: list[str] = []
     for label, names in _fixed_displays(variable, gazetteer):
         for lang, text in names.items():
@@ -118,6 +120,15 @@ def _variable_problems(variable: Variable, gazetteer: Gazetteer) -> list[str]:
                 problems.append(
                     f"variable {variable.name!r}: {label} is {len(text)} characters in {lang}, "
                     f"over max_length {variable.max_length}"
+                )
+    if variable.type in ("datetime", "number"):
+        # A valid date or number whose display is over max_length would be refused at fire time.
+        for lang in LANGUAGES:
+            longest = max(candidates(variable, gazetteer, tz, lang), key=len)
+            if len(longest) > variable.max_length:
+                problems.append(
+                    f"variable {variable.name!r}: a valid {variable.type} displays as {longest!r}, "
+                    f"{len(longest)} characters in {lang}, over max_length {variable.max_length}"
                 )
     return problems
 

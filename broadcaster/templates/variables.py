@@ -29,8 +29,11 @@ BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u20
 # Plain punctuation shared by both languages; every one is in the GSM-7 basic set.
 _PUNCT: Final = frozenset(" .,;:!?'\"()-/&%+")
 _ARABIC_PUNCT: Final = frozenset("،؛؟ـ")
+# The last branch catches domains in any script ("شرطة.امارات": Arabic IDN TLDs exist
+# and phones link them): a dot glued between a character and two or more letters.
 _LINK: Final = re.compile(
-    r"(?i)(?:[a-z][a-z0-9+.-]*://|\bwww\.|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b|\bt\.me\b)"
+    r"(?i)(?:[a-z][a-z0-9+.-]*://|\bwww\.|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b|\bt\.me\b"
+    r"|[^\s.]+\.[^\W\d_]{2,})"
 )
 _DATETIME_PATTERNS: Final = {
     "ar": {"datetime": "EEEE d MMMM y، h:mm a", "time": "h:mm a", "date": "EEEE d MMMM y"},

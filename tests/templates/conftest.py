@@ -1,0 +1,31 @@
+"""Fixtures for template tests: the shipped catalogue, and a private copy to edit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from broadcaster.app import App, load_app
+from broadcaster.templates.catalogue import Catalogue
+from tests.templates.support import SHIPPED_CHANNELS, SHIPPED_TEMPLATES
+
+
+@pytest.fixture
+def shipped_app(tmp_path: Path) -> App:
+    """The shipped channels.toml and catalogue; the database lives in tmp_path and is never opened."""
+    return load_app(str(SHIPPED_CHANNELS), str(tmp_path / "t.db"))
+
+
+@pytest.fixture
+def shipped() -> Catalogue:
+    return Catalogue(SHIPPED_TEMPLATES)
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path) -> Catalogue:
+    """A private copy of the shipped catalogue that a test may edit."""
+    folder = tmp_path / "templates"
+    shutil.copytree(SHIPPED_TEMPLATES, folder)
+    return Catalogue(folder)

@@ -1,0 +1,18 @@
+"""Paths and small helpers shared by the template tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_TEMPLATES = ROOT / "templates"
+SHIPPED_CHANNELS = ROOT / "channels.toml"
+DUBAI = ZoneInfo("Asia/Dubai")
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    """Replace ``old`` (which must occur exactly once) in ``path``."""
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path.name}"
+    path.write_text(text.replace(old, new), encoding="utf-8")

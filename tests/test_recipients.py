@@ -1,0 +1,173 @@
+"""SMS recipient lists: streamed row by row, every phone checked as E.164, errors name file and line."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broadcaster.errors import ConfigError
+from broadcaster.recipients import Recipient, check_phone, iter_recipients
+
+ROOT = Path(__file__).resolve().parents[1]
+AREAS = {"DXB", "DXB-DEIRA", "DXB-MARINA", "DXB-HATTA"}
+
+
+def write(tmp_path: Path, *lines: str, name: str = "people.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def error_of(path: Path, *, known_areas: set[str] | None = None, where: str = "") -> str:
+    with pytest.raises(ConfigError) as caught:
+        list(iter_recipients(path, known_areas=known_areas, where=where))
+    return str(caught.value)
+
+
+def test_valid_rows_stream_in_order(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,language,area", "+971501234567,ar,DXB-DEIRA", "", " +971521234567 , en , DXB ",
+                 "+447911123456,en,DXB-MARINA")
+    rows = iter_recipients(path, known_areas=AREAS)
+    assert inspect.isgenerator(rows)
+    assert list(rows) == [
+        Recipient("+971501234567", "ar", "DXB-DEIRA", 2),
+        Recipient("+971521234567", "en", "DXB", 4),
+        Recipient("+447911123456", "en", "DXB-MARINA", 5),
+    ]
+
+
+def test_the_shipped_recipient_lists_are_valid() -> None:
+    for name in ("residents.csv", "exercise.csv"):
+        rows = list(iter_recipients(ROOT / "recipients" / name))
+        assert rows
+        assert all(r.phone.startswith("+971") and r.language in ("ar", "en") for r in rows)
+
+
+def test_header_is_case_and_space_insensitive(tmp_path: Path) -> None:
+    path = write(tmp_path, "Phone, Language ,AREA", "+971501234567,ar,DXB")
+    assert [r.phone for r in iter_recipients(path)] == ["+971501234567"]
+
+
+def test_a_spreadsheet_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfphone,language,area\r\n+971501234567,en,DXB\r\n")
+    assert [r.phone for r in iter_recipients(path)] == ["+971501234567"]
+
+
+@pytest.mark.parametrize(
+    "phone",
+    [
+        "0501234567",  # national format
+        "971501234567",  # no plus
+        "00971501234567",  # international prefix
+        "+971 50 123 4567",  # spaces
+        "+971-50-1234567",
+        "+97150123456",  # too short
+        "+9715012345678",  # too long
+        "+971571234567",  # no such mobile range
+        "+٩٧١٥٠١٢٣٤٥٦٧",  # Arabic-Indic digits: valid to read, not E.164
+        "+",
+        "",
+        "tel:+971501234567",
+    ],
+)
+def test_an_invalid_number_names_the_file_and_line(tmp_path: Path, phone: str) -> None:
+    path = write(tmp_path, "phone,language,area", "+971501234567,ar,DXB", f"{phone},en,DXB")
+    message = error_of(path)
+    assert message.startswith(f"{path}: line 3: ")
+    assert "not a valid E.164 phone number" in message
+
+
+def test_the_error_carries_the_channel_context(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,language,area", "12345,ar,DXB")
+    message = error_of(path, where="channels.toml: channel 'sms-residents': key 'recipients'")
+    assert message.startswith(f"channels.toml: channel 'sms-residents': key 'recipients': {path}: line 2:")
+
+
+@pytest.mark.parametrize(
+    "header", ["phone,lang,area", "phone,language", "language,phone,area", "", "+971501234567,ar,DXB"]
+)
+def test_a_bad_header_is_refused(tmp_path: Path, header: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(header + ("\n+971501234567,ar,DXB\n" if header else ""), encoding="utf-8")
+    message = error_of(path)
+    assert message == f"{path}: line 1: header must be phone,language,area"
+
+
+def test_a_row_with_the_wrong_number_of_fields(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,language,area", "+971501234567,ar")
+    assert error_of(path) == f"{path}: line 2: expected 3 fields, found 2"
+
+
+def test_a_bad_language(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,language,area", "+971501234567,fr,DXB")
+    assert "line 2: language 'fr' must be ar or en" in error_of(path)
+
+
+def test_an_unknown_area(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,language,area", "+971501234567,ar,DXB", "+971521234567,en,DXB-ATLANTIS")
+    assert "line 3: area 'DXB-ATLANTIS' is not in the gazetteer" in error_of(path, known_areas=AREAS)
+    # Without a gazetteer to check against, any area passes.
+    assert len(list(iter_recipients(path))) == 2
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    assert "recipient list not found" in error_of(tmp_path / "nobody.csv")
+
+
+def big_list(tmp_path: Path, rows: int, *, last: str | None = None) -> Path:
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write("phone,language,area\n")
+        for i in range(rows):
+            handle.write(f"+97150{i:07d},{'ar' if i % 2 else 'en'},DXB\n")
+        if last is not None:
+            handle.write(last + "\n")
+    return path
+
+
+def test_a_20k_row_list_streams(tmp_path: Path) -> None:
+    path = big_list(tmp_path, 20_000, last="+971000,ar,DXB")
+    rows = iter_recipients(path, known_areas=AREAS)
+    first = next(rows)
+    assert first == Recipient("+971500000000", "en", "DXB", 2)
+    # Every good row comes out before the bad last line is even read: nothing is loaded up front.
+    seen = 1
+    with pytest.raises(ConfigError, match="line 20002"):
+        for row in rows:
+            seen += 1
+            assert row.line == seen + 1
+    assert seen == 20_000
+
+
+MOBILE_PREFIXES = ["50", "52", "54", "55", "56", "58"]
+uae_mobiles = st.builds(lambda prefix, rest: f"+971{prefix}{rest}", st.sampled_from(MOBILE_PREFIXES),
+                        st.from_regex(r"[0-9]{7}", fullmatch=True))
+
+
+@settings(max_examples=150, deadline=None)
+@given(uae_mobiles)
+def test_check_phone_accepts_valid_uae_mobiles(phone: str) -> None:
+    assert check_phone(phone)
+
+
+@settings(max_examples=150, deadline=None)
+@given(phone=uae_mobiles, cut=st.integers(1, 11))
+def test_check_phone_refuses_mangled_uae_mobiles(phone: str, cut: int) -> None:
+    assert not check_phone(phone[1:])  # no plus
+    assert not check_phone(phone[:-1])  # a digit short
+    assert not check_phone(phone + "7")  # a digit too many
+    assert not check_phone(phone[:cut] + " " + phone[cut:])  # formatted
+    assert not check_phone("+971571" + phone[-6:])  # unallocated range
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(max_size=20))
+def test_check_phone_only_accepts_canonical_e164(text: str) -> None:
+    if check_phone(text):
+        assert text.startswith("+") and text[1:].isascii() and text[1:].isdigit()
+        assert 8 <= len(text) <= 16

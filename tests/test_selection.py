@@ -1,0 +1,187 @@
+"""Channel selection: ``all``, ``id,id``, ``kind:KIND``, ``area:CODE``; exercise mode; template kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broadcaster.config import ChannelConfig, load_config
+from broadcaster.errors import SelectionError
+from broadcaster.selection import select_channels
+from tests.support import make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL_KINDS = ("x", "telegram", "sms", "webhook")
+KNOWN_AREAS = {"DXB", "DXB-DEIRA", "DXB-MARINA", "DXB-HATTA"}
+SECRETS = {
+    "x": {"api_key_env": "X_API_KEY", "api_secret_env": "X_API_SECRET", "access_token_env": "X_ACCESS_TOKEN",
+          "access_secret_env": "X_ACCESS_SECRET"},
+    "telegram": {"chat_id": "@c", "token_env": "TELEGRAM_TOKEN"},
+    "sms": {"account_sid_env": "TWILIO_ACCOUNT_SID", "auth_token_env": "TWILIO_AUTH_TOKEN", "from": "+15005550006",
+            "recipients": "r.csv"},
+    "webhook": {"url": "https://partner.example/hook", "secret_env": "HOOK_SECRET"},
+}
+
+
+def chan(channel_id: str, kind: str, *, areas: tuple[str, ...] = ("*",), exercise: bool = False) -> dict[str, object]:
+    return {"id": channel_id, "kind": kind, "areas": list(areas), "exercise": exercise, **SECRETS[kind]}
+
+
+@pytest.fixture
+def channels(tmp_path: Path) -> tuple[ChannelConfig, ...]:
+    return make_config(tmp_path, [
+        chan("x-authority", "x"),
+        chan("telegram-authority", "telegram"),
+        chan("telegram-deira", "telegram", areas=("DXB-DEIRA",)),
+        chan("sms-residents", "sms"),
+        chan("sms-hatta", "sms", areas=("DXB-HATTA",)),
+        chan("partner-hook", "webhook", areas=("DXB-MARINA", "DXB-DEIRA")),
+        chan("sms-exercise", "sms", exercise=True),
+        chan("telegram-exercise", "telegram", exercise=True, areas=("DXB-HATTA",)),
+    ]).channels
+
+
+def ids(
+    channels: Iterable[ChannelConfig], selection: str, *, kinds: Iterable[str] = ALL_KINDS,
+    areas: tuple[str, ...] = (), exercise_only: bool = False,
+) -> list[str]:
+    chosen = select_channels(channels, selection, kinds=kinds, areas=areas, exercise_only=exercise_only,
+                             known_areas=KNOWN_AREAS)
+    return [c.id for c in chosen]
+
+
+def test_all_selects_every_channel_in_config_order(channels: tuple[ChannelConfig, ...]) -> None:
+    assert ids(channels, "all") == [c.id for c in channels]
+    assert ids(channels, "  ") == [c.id for c in channels]  # empty means all
+
+
+def test_ids_select_those_channels_in_config_order(channels: tuple[ChannelConfig, ...]) -> None:
+    assert ids(channels, "sms-residents, x-authority") == ["x-authority", "sms-residents"]
+    assert ids(channels, "partner-hook,partner-hook") == ["partner-hook"]
+    assert ids(channels, "telegram-authority,") == ["telegram-authority"]
+
+
+def test_an_unknown_id_is_refused_naming_it_and_the_known_ones(channels: tuple[ChannelConfig, ...]) -> None:
+    with pytest.raises(SelectionError) as caught:
+        ids(channels, "x-authority,telegram-authoriti")
+    message = str(caught.value)
+    assert "unknown channel id 'telegram-authoriti'" in message
+    assert "telegram-authority" in message and "sms-residents" in message
+
+
+def test_kind_selects_every_channel_of_that_kind(channels: tuple[ChannelConfig, ...]) -> None:
+    assert ids(channels, "kind:sms") == ["sms-residents", "sms-hatta", "sms-exercise"]
+    assert ids(channels, "kind:webhook") == ["partner-hook"]
+
+
+def test_an_unknown_kind_is_refused(channels: tuple[ChannelConfig, ...]) -> None:
+    with pytest.raises(SelectionError, match=r"unknown kind 'fax' \(kinds: x, telegram, sms, webhook\)"):
+        ids(channels, "kind:fax")
+
+
+def test_area_selects_channels_covering_it(channels: tuple[ChannelConfig, ...]) -> None:
+    assert ids(channels, "area:DXB-DEIRA") == [
+        "x-authority", "telegram-authority", "telegram-deira", "sms-residents", "partner-hook", "sms-exercise",
+    ]
+    assert "sms-hatta" in ids(channels, "area:DXB-HATTA")
+    assert "telegram-deira" not in ids(channels, "area:DXB-HATTA")
+
+
+def test_an_unknown_area_is_refused(channels: tuple[ChannelConfig, ...]) -> None:
+    with pytest.raises(SelectionError, match="unknown area 'DXB-ATLANTIS'"):
+        ids(channels, "area:DXB-ATLANTIS")
+
+
+def test_alert_areas_drop_channels_that_do_not_cover_them(channels: tuple[ChannelConfig, ...]) -> None:
+    chosen = ids(channels, "all", areas=("DXB-MARINA",))
+    assert chosen == ["x-authority", "telegram-authority", "sms-residents", "partner-hook", "sms-exercise"]
+    with pytest.raises(SelectionError, match="'sms-hatta' does not cover area"):
+        ids(channels, "sms-hatta", areas=("DXB-MARINA",))
+
+
+def test_exercise_mode_keeps_only_exercise_channels(channels: tuple[ChannelConfig, ...]) -> None:
+    assert ids(channels, "all", exercise_only=True) == ["sms-exercise", "telegram-exercise"]
+    assert ids(channels, "kind:sms", exercise_only=True) == ["sms-exercise"]
+    assert ids(channels, "area:DXB-HATTA", exercise_only=True) == ["sms-exercise", "telegram-exercise"]
+    assert ids(channels, "sms-exercise", exercise_only=True) == ["sms-exercise"]
+
+
+def test_exercise_mode_refuses_an_explicitly_named_live_channel(channels: tuple[ChannelConfig, ...]) -> None:
+    with pytest.raises(SelectionError) as caught:
+        ids(channels, "sms-exercise,sms-residents", exercise_only=True)
+    message = str(caught.value)
+    assert "'sms-residents' is not an exercise channel" in message
+
+
+def test_exercise_mode_with_no_exercise_channel_left_is_refused(channels: tuple[ChannelConfig, ...]) -> None:
+    with pytest.raises(SelectionError, match="no exercise channel matches"):
+        ids(channels, "kind:webhook", exercise_only=True)
+
+
+def test_template_kinds_filter_the_selection(channels: tuple[ChannelConfig, ...]) -> None:
+    assert ids(channels, "all", kinds=("telegram", "webhook")) == [
+        "telegram-authority", "telegram-deira", "partner-hook", "telegram-exercise",
+    ]
+    assert ids(channels, "area:DXB-DEIRA", kinds=("sms",)) == ["sms-residents", "sms-exercise"]
+
+
+def test_naming_a_channel_of_a_kind_the_template_skips_is_refused(channels: tuple[ChannelConfig, ...]) -> None:
+    with pytest.raises(SelectionError, match="'x-authority': this template does not go to x channels"):
+        ids(channels, "telegram-authority,x-authority", kinds=("telegram",))
+
+
+def test_a_selection_that_matches_nothing_is_refused(channels: tuple[ChannelConfig, ...]) -> None:
+    with pytest.raises(SelectionError, match="no channel matches"):
+        ids(channels, "kind:x", kinds=("sms",))
+
+
+def test_the_shipped_config_in_exercise_mode() -> None:
+    config = load_config(ROOT / "channels.toml")
+    chosen = select_channels(config.channels, "all", kinds=ALL_KINDS, areas=(), exercise_only=True,
+                             known_areas=KNOWN_AREAS)
+    assert chosen and all(c.exercise for c in chosen)
+    with pytest.raises(SelectionError, match="not an exercise channel"):
+        select_channels(config.channels, "x-authority", kinds=ALL_KINDS, areas=(), exercise_only=True,
+                        known_areas=KNOWN_AREAS)
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[ChannelConfig, ...]:
+    return make_config(tmp_path_factory.mktemp("selection"), [
+        chan("a", "x"), chan("b", "telegram", areas=("DXB-DEIRA",)), chan("c", "sms", exercise=True),
+        chan("d", "webhook", areas=("DXB-HATTA",), exercise=True), chan("e", "sms", areas=("DXB-MARINA",)),
+        chan("f", "telegram", areas=("DXB-DEIRA", "DXB-HATTA"), exercise=True),
+    ]).channels
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    selection=st.one_of(st.just("all"), st.sampled_from([f"kind:{k}" for k in ALL_KINDS]),
+                        st.sampled_from([f"area:{a}" for a in sorted(KNOWN_AREAS)])),
+    kinds=st.sets(st.sampled_from(ALL_KINDS), min_size=1),
+    exercise_only=st.booleans(),
+    areas=st.lists(st.sampled_from(sorted(KNOWN_AREAS)), max_size=2).map(tuple),
+)
+def test_selection_keeps_exactly_the_channels_meeting_every_constraint(
+    pool: tuple[ChannelConfig, ...], selection: str, kinds: set[str], exercise_only: bool, areas: tuple[str, ...],
+) -> None:
+    def wanted(channel: ChannelConfig) -> bool:
+        covers = set(channel.areas)
+        if selection.startswith("kind:") and channel.kind != selection.removeprefix("kind:"):
+            return False
+        if selection.startswith("area:") and not covers & {"*", selection.removeprefix("area:")}:
+            return False
+        if areas and not covers & {"*", *areas}:
+            return False
+        return channel.kind in kinds and (channel.exercise or not exercise_only)
+
+    expected = [c.id for c in pool if wanted(c)]
+    if not expected:
+        with pytest.raises(SelectionError, match="channel matches"):
+            ids(pool, selection, kinds=kinds, areas=areas, exercise_only=exercise_only)
+    else:
+        assert ids(pool, selection, kinds=kinds, areas=areas, exercise_only=exercise_only) == expected
