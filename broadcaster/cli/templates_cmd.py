@@ -11,7 +11,7 @@ from rich.table import Table
 from broadcaster.app import load_app
 from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, print_json, problem
 from broadcaster.templates.catalogue import approve
-from broadcaster.templates.check import check_catalogue
+from broadcaster.templates.check import check_catalogue, check_template, targets_for
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,8 +102,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_approve(args: argparse.Namespace) -> int:
+    """Approve only a template that passes every other check: approval vouches for a text that fits."""
     app = load_app(args.config, args.db)
-    app.catalogue.get(args.id)
+    template = app.catalogue.get(args.id)
+    problems = [
+        p for p in check_template(template, app.catalogue.gazetteer, app.config.timezone,
+                                  targets_for(app.config.channels))
+        if not p.startswith("[approval]")
+    ]
+    if problems:
+        for line in problems:
+            problem(f"{template.path}: {line}")
+        problem(f"not approved: fix the {len(problems)} problem(s) above first", style="bold red")
+        return EXIT_INVALID
     by = args.by or getpass.getuser()
     digest = approve(app.catalogue.path(args.id), by, datetime.now(app.config.timezone))
     console().print(f"approved {args.id} by {by}: sha256 {digest}")

@@ -66,7 +66,7 @@ class Plan:
     forms: Forms
     rows: list[PreviewRow]
     messages: list[MessageRecord]
-    recipient_filter: tuple[str, ...]  # expanded area codes SMS recipients must be in (empty = all)
+    recipient_filter: tuple[str, ...]  # area codes the alert reaches (empty = everywhere)
     known_areas: set[str]
     sms_from_alert: str | None = None  # follow-ups go to the original alert's recipients
     reply_to: Mapping[tuple[str, str | None, str], str] = field(default_factory=dict)
@@ -138,11 +138,10 @@ def plan_alert(
         if area not in known_areas:
             raise SelectionError(f"--area {area}: not an area in the gazetteer ({', '.join(sorted(known_areas))})")
     alert_areas = areas or (original.areas if original else values.areas)
-    expanded: list[str] = []
+    reach: set[str] = set()
     for code in alert_areas:
-        place = gazetteer.get(code)
-        expanded += [code, *(place.areas if place else ())]
-    recipient_filter = tuple(dict.fromkeys(expanded))
+        reach |= gazetteer.reach(code)
+    recipient_filter = tuple(sorted(reach))
 
     if original is not None:
         # A follow-up reaches exactly the channels the original reached.

@@ -26,6 +26,7 @@ class Place:
     type: str  # "road" | "area"
     names: Mapping[str, str]  # language -> name
     areas: tuple[str, ...]  # for a road: the areas it passes through; for an area: itself
+    within: str | None = None  # an area: the larger area that contains it
     geocode: tuple[str, str] | None = None  # (valueName, value)
     polygon: str | None = None
     circle: str | None = None
@@ -54,6 +55,29 @@ class Gazetteer:
     def area_codes(self) -> set[str]:
         return {p.code for p in self.places.values() if p.type == "area"}
 
+    def ancestors(self, code: str) -> list[str]:
+        """The areas that contain ``code``, nearest first."""
+        found: list[str] = []
+        place = self.places.get(code)
+        while place is not None and place.within and place.within not in found:
+            found.append(place.within)
+            place = self.places.get(place.within)
+        return found
+
+    def reach(self, code: str) -> set[str]:
+        """Area codes an alert for ``code`` concerns: the place's own areas, every area
+        inside them, and every area that contains them (a channel or a phone registered
+        for the whole emirate must hear about a closure in one of its districts)."""
+        place = self.places.get(code)
+        own = set(place.areas) if place is not None and place.areas else {code}
+        reach = set(own)
+        for area in own:
+            reach.update(self.ancestors(area))
+        for other in self.places.values():
+            if other.type == "area" and own & set(self.ancestors(other.code)):
+                reach.add(other.code)
+        return reach
+
 
 def load_gazetteer(path: Path) -> Gazetteer:
     """Load ``gazetteer.toml``; every error names the file and the place code."""
@@ -72,7 +96,15 @@ def load_gazetteer(path: Path) -> Gazetteer:
         for area in place.areas:
             if area not in areas:
                 raise TemplateError(f"place {place.code!r}: key 'areas': unknown area {area!r}", where=str(path))
-    return Gazetteer(places=places, path=path)
+        if place.within is not None and (place.type != "area" or place.within not in areas):
+            raise TemplateError(f"place {place.code!r}: key 'within': must name an area, and only an area "
+                                    f"may be within another", where=str(path))
+    gazetteer = Gazetteer(places=places, path=path)
+    for place in places.values():
+        if place.code in gazetteer.ancestors(place.code):
+            raise TemplateError(f"place {place.code!r}: key 'within': areas contain each other in a loop",
+                                where=str(path))
+    return gazetteer
 
 
 def _place(code: str, table: Any, path: Path) -> Place:
@@ -104,6 +136,9 @@ def _place(code: str, table: Any, path: Path) -> Place:
         points = str(polygon).split()
         if len(points) < 4 or points[0] != points[-1] or not all(_POINT.match(p) for p in points):
             raise TemplateError("key 'polygon': needs at least 4 'lat,lon' points, first == last", where=where)
+    within = table.get("within")
+    if within is not None and not isinstance(within, str):
+        raise TemplateError("key 'within': must be an area code", where=where)
     circle = table.get("circle")
     if circle is not None:
         parts = str(circle).split()
@@ -114,6 +149,7 @@ def _place(code: str, table: Any, path: Path) -> Place:
         type=place_type,
         names=names,
         areas=tuple(areas),
+        within=within,
         geocode=geo,
         polygon=str(polygon) if polygon else None,
         circle=str(circle) if circle else None,
