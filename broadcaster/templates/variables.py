@@ -130,8 +130,11 @@ def _check(
         place = gazetteer.get(value)
         if place is None or (variable.places and place.type != variable.places):
             kind = variable.places or "place"
-            options = ", ".join(p.code for p in gazetteer.of_type(variable.places)[:12])
-            raise VariableError(f"variable {name!r}: {value!r} is not a {kind} in the gazetteer (try: {options})")
+            options = ", ".join(sorted(p.code for p in gazetteer.of_type(variable.places)))
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise VariableError(
+                f"variable {name!r}: {value!r} is not {article} {kind} in the gazetteer (known: {options})"
+            )
         areas.extend(place.areas)
         return canonical, {lang: place.name(lang) for lang in LANGUAGES}
     if variable.type == "enum":
@@ -224,7 +227,8 @@ def parse_datetime(name: str, value: str) -> datetime:
         ) from None
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise VariableError(
-            f"variable {name!r}: {value!r} has no UTC offset; write it with one, e.g. {value}+04:00"
+            f"variable {name!r}: {value!r} has no UTC offset; write it with one, "
+            f"e.g. {moment.replace(tzinfo=None).isoformat()}+04:00"
         )
     return moment
 
