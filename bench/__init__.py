@@ -1,0 +1,1 @@
+"""Delivery-engine benchmark: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,337 @@
+"""Delivery-engine benchmark: ``python -m bench [--quick] [--only 1,2,...]`` from the repository root.
+
+Five scenarios, each printing its figures as soon as it finishes, then a
+summary table. Every fire is a real live fire (plan_alert + deliver + run_mode,
+real SDKs) against loopback fakes running in a separate process
+(``bench.provider_proc``). See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.harness import (
+    REPO,
+    ProviderProcess,
+    fire,
+    set_secrets,
+    sms_channel,
+    telegram_channel,
+    webhook_channel,
+    write_channels,
+    write_recipients,
+    x_channel,
+)
+
+KINDS = ("x", "telegram", "sms", "webhook")
+LABEL = {"x": "X", "telegram": "Telegram", "sms": "SMS (Twilio)", "webhook": "webhook"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    first_runs: int  # fires in scenario 1 (the first is cold)
+    per_kind: int  # channels of each kind in scenario 2 (x4 = total)
+    sms_total: int  # scenario 3
+    rate_count: int  # scenario 4
+    rate: float  # scenario 4 configured rate_per_second
+    rss_small: int  # scenario 5
+    rss_large: int
+
+
+FULL = Sizes(first_runs=6, per_kind=45, sms_total=100_000, rate_count=2_000, rate=200.0,
+             rss_small=10_000, rss_large=100_000)
+QUICK = Sizes(first_runs=2, per_kind=5, sms_total=2_000, rate_count=300, rate=100.0, rss_small=500, rss_large=2_000)
+
+LATENCY_FANOUT = 0.200
+SMS_JITTER = (0.0, 0.005)
+SMS_RATE = 5000.0
+FIRST_BOUND_MS = 50.0
+RSS_GROWTH_BOUND = 0.10
+
+
+@dataclass
+class Row:
+    scenario: str
+    figure: str
+    value: str
+    bound: str
+    ok: bool | None  # None: informational
+
+
+ROWS: list[Row] = []
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def verdict(ok: bool | None) -> str:
+    return {True: "PASS", False: "FAIL", None: "info"}[ok]
+
+
+def add(scenario: str, figure: str, value: str, bound: str, ok: bool | None) -> None:
+    ROWS.append(Row(scenario, figure, value, bound, ok))
+    say(f"    {figure:<46} {value:>16}   bound: {bound:<24} {verdict(ok)}")
+
+
+def heading(number: str, title: str, how: str) -> None:
+    say()
+    say(f"[{number}] {title}")
+    for line in how.splitlines():
+        say(f"    {line}")
+
+
+# --- 1. fire -> first request per channel -----------------------------------------------
+
+
+def scenario_first_request(providers: ProviderProcess, work: Path, sizes: Sizes) -> None:
+    heading("1", "Fire -> first request at each provider",
+            f"one channel of each kind, provider latency 0; {sizes.first_runs} fires, the first is cold\n"
+            "(first send in this process); ms from the outbox COMMIT (on_commit hook) to the first request\n"
+            "arriving at that provider's fake (handler entry, CLOCK_MONOTONIC in both processes)")
+    directory = work / "first"
+    directory.mkdir()
+    write_recipients(directory / "residents.csv", 10)
+    urls = providers.urls
+    config = write_channels(directory, [
+        x_channel("x-authority", urls["x"]),
+        telegram_channel("telegram-authority", urls["telegram"], "@authority_alerts"),
+        sms_channel("sms-residents", urls["sms"], "residents.csv", 200.0),
+        webhook_channel("partner-hook", urls["webhook"] + "/alerts"),
+    ])
+    delays: dict[str, list[float]] = {k: [] for k in KINDS}
+    for _ in range(sizes.first_runs):
+        providers.reset()
+        fired = fire(config, directory / "var" / "bench.db")
+        stats = providers.stats()
+        for kind in KINDS:
+            first = stats[kind]["first"]
+            delays[kind].append((first - fired.commit) * 1000 if first is not None else float("nan"))
+    say(f"    {'channel':<14} {'cold ms':>9} {'warm median':>12} {'warm max':>9}")
+    for kind in KINDS:
+        cold, warm = delays[kind][0], delays[kind][1:] or delays[kind]
+        say(f"    {LABEL[kind]:<14} {cold:>9.1f} {statistics.median(warm):>12.1f} {max(warm):>9.1f}")
+    for kind in KINDS:
+        cold, warm = delays[kind][0], delays[kind][1:] or delays[kind]
+        add("1 first request", f"{LABEL[kind]}: commit -> first request (cold)", f"{cold:.1f} ms",
+            f"<= {FIRST_BOUND_MS:.0f} ms", cold <= FIRST_BOUND_MS)
+        add("1 first request", f"{LABEL[kind]}: commit -> first request (warm max)", f"{max(warm):.1f} ms",
+            f"<= {FIRST_BOUND_MS:.0f} ms", max(warm) <= FIRST_BOUND_MS)
+
+
+# --- 2. 180 channels at 200 ms ----------------------------------------------------------
+
+
+def scenario_fanout(providers: ProviderProcess, work: Path, sizes: Sizes) -> None:
+    n = sizes.per_kind
+    heading("2", f"One alert to {4 * n} channels at once, every provider answering in {LATENCY_FANOUT * 1000:.0f} ms",
+            f"{n} each of X (ar + en posts), Telegram (combined), webhook, SMS (1 recipient each);\n"
+            "50/s per channel; wall time from the outbox COMMIT until deliver() returns with every outcome\n"
+            "committed to SQLite")
+    directory = work / "fanout"
+    directory.mkdir()
+    urls = providers.urls
+    channels: list[dict[str, Any]] = []
+    for i in range(n):
+        write_recipients(directory / f"sms-{i:03d}.csv", 1, start=1000 + i)
+        channels += [
+            x_channel(f"x-{i:03d}", f"{urls['x']}/x{i:03d}"),
+            telegram_channel(f"tg-{i:03d}", urls["telegram"], f"@bench_{i:03d}"),
+            webhook_channel(f"hook-{i:03d}", f"{urls['webhook']}/alerts/{i:03d}"),
+            sms_channel(f"sms-{i:03d}", urls["sms"], f"sms-{i:03d}.csv", 50.0, sender=f"+1500555{i:04d}"),
+        ]
+    config = write_channels(directory, channels)
+    providers.reset(latency=LATENCY_FANOUT)
+    fired = fire(config, directory / "var" / "bench.db")
+    stats = providers.stats()
+    providers.reset()
+    firsts = {kind: sorted(first for first, _count in stats[kind]["keys"].values()) for kind in KINDS}
+    every_first = [t for kind in KINDS for t in firsts[kind]]
+    requests = sum(stats[kind]["count"] for kind in KINDS)
+    last_arrival = max(stats[kind]["last"] for kind in KINDS if stats[kind]["last"] is not None)
+    wall = fired.send_s * 1000
+    bound = 1.5 * LATENCY_FANOUT * 1000
+    say(f"    deliveries committed {fired.created}, outcomes {dict(fired.states)}, requests at the fakes {requests}, "
+        f"channels seen {len(every_first)}/{4 * n}")
+    say(f"    before the commit: plan_alert {fired.plan_s * 1000:.0f} ms, open {4 * n} channel clients "
+        f"{fired.open_s * 1000:.0f} ms; outbox commit {fired.commit_s * 1000:.1f} ms")
+    say("    first request per channel, ms after commit: " + ", ".join(
+        f"{LABEL[k]} {(firsts[k][0] - fired.commit) * 1000:.0f}-{(firsts[k][-1] - fired.commit) * 1000:.0f}"
+        for k in KINDS if firsts[k]))
+    add("2 fan-out", f"{4 * n} channels: commit -> all durable", f"{wall:.0f} ms", f"< {bound:.0f} ms (1.5 x lat)",
+        wall < bound and fired.states.get("sent") == fired.created)
+    add("2 fan-out", "  commit -> last outcome known (progress)",
+        f"{((fired.last_outcome or fired.end) - fired.commit) * 1000:.0f} ms", "", None)
+    add("2 fan-out", "  commit -> first request at any channel", f"{(min(every_first) - fired.commit) * 1000:.0f} ms",
+        "", None)
+    add("2 fan-out", "  commit -> every channel's first request", f"{(max(every_first) - fired.commit) * 1000:.0f} ms",
+        "", None)
+    add("2 fan-out", "  commit -> last request arrives", f"{(last_arrival - fired.commit) * 1000:.0f} ms", "", None)
+    add("2 fan-out", f"  open {4 * n} channel clients (before commit)", f"{fired.open_s * 1000:.0f} ms", "", None)
+
+
+# --- 3 and 5: the SMS subprocess --------------------------------------------------------
+
+
+def run_sms(providers: ProviderProcess, count: int, rate: float, mode: str = "live") -> dict[str, Any]:
+    """``python -m bench.sms`` in a fresh process; returns its result plus the fake's view."""
+    providers.reset(jitter=SMS_JITTER)
+    cmd = [sys.executable, "-m", "bench.sms", "--count", str(count), "--rate", str(rate),
+           "--sms-url", providers.urls["sms"], "--mode", mode]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(cmd[1:])} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = orjson.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    result["fake"] = providers.stats(window=1.0)["sms"]
+    result["fake"].pop("keys", None)
+    providers.reset()
+    return result
+
+
+def scenario_throughput(providers: ProviderProcess, sizes: Sizes) -> dict[str, Any]:
+    n = sizes.sms_total
+    heading("3", f"{n:,} SMS, every attempt logged durably (SQLite WAL, synchronous=NORMAL)",
+            f"one SMS channel, rate_per_second = {SMS_RATE:.0f} (not the limit), fake latency uniform "
+            f"{SMS_JITTER[0] * 1000:.0f}-{SMS_JITTER[1] * 1000:.0f} ms;\n"
+            "fresh process (python -m bench.sms), default dispatcher tuning")
+    r = run_sms(providers, n, SMS_RATE)
+    v, fake = r["verify"], r["fake"]
+    sent_attempts = v["attempt_outcomes"].get("sent", {})
+    rate = n / r["send_s"]
+    fake_rate = (fake["count"] - 1) / (fake["last"] - fake["first"]) if fake["count"] > 1 else 0.0
+    all_ok = (v["states"] == {"sent": n} and v["deliveries_not_one_attempt"] == 0
+              and set(v["attempt_outcomes"]) == {"sent"} and sent_attempts.get("rows") == n
+              and sent_attempts.get("deliveries") == n and sent_attempts.get("no_provider_id") == 0
+              and fake["count"] == n and fake["accepted"] == n and fake["distinct_to"] == n
+              and fake["duplicates"] == 0 and v["journal_mode"] == "wal")
+    say(f"    store: states {v['states']}, deliveries with attempts != 1: {v['deliveries_not_one_attempt']}, "
+        f"attempt rows {v['attempt_outcomes']}, journal {v['journal_mode']}")
+    say(f"    fake Twilio: {fake['count']:,} requests, {fake['accepted']:,} accepted, "
+        f"{fake['distinct_to']:,} distinct numbers, {fake['duplicates']} duplicates")
+    add("3 throughput", "plan_alert (validate, render, count audience)", f"{r['plan_s']:.2f} s", "", None)
+    add("3 throughput", f"outbox commit of {n:,} deliveries", f"{r['commit_s']:.2f} s", "", None)
+    add("3 throughput", "send phase: commit -> all durable", f"{rate:,.0f} /s", ">= 1,000 /s", rate >= 1000)
+    add("3 throughput", "  (at the fake: first -> last request)", f"{fake_rate:,.0f} /s", "", None)
+    overall = n / (r["plan_s"] + r["commit_s"] + r["send_s"])
+    add("3 throughput", "  end to end incl. plan + commit", f"{overall:,.0f} /s", "", None)
+    add("3 throughput", "all sent, 1 attempt each, fake got each once", "yes" if all_ok else "NO", "exact", all_ok)
+    return r
+
+
+# --- 4. achieved share of a configured rate ---------------------------------------------
+
+
+def scenario_rate(providers: ProviderProcess, sizes: Sizes) -> None:
+    n, rate = sizes.rate_count, sizes.rate
+    heading("4", f"Achieved rate as a share of rate_per_second = {rate:.0f} ({n:,} SMS)",
+            f"fresh process (python -m bench.sms), fake latency uniform {SMS_JITTER[0] * 1000:.0f}-"
+            f"{SMS_JITTER[1] * 1000:.0f} ms; achieved = (n - 1) / (t_last - t_first)\n"
+            "over request arrivals at the fake; also the most requests the provider saw in any 1-second window")
+    r = run_sms(providers, n, rate)
+    fake = r["fake"]
+    achieved = (fake["count"] - 1) / (fake["last"] - fake["first"])
+    share = achieved / rate * 100
+    say(f"    {fake['count']:,} requests in {fake['last'] - fake['first']:.3f} s; store states {r['verify']['states']}")
+    gaps = fake.get("gaps_ms", {})
+    say(f"    gaps between arrivals (ideal {1000 / rate:.2f} ms): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in gaps.items())
+        + (f" (the longest after request #{fake['max_gap_after']})" if "max_gap_after" in fake else ""))
+    add("4 rate share", "achieved / configured", f"{share:.2f} %", ">= 95 % and <= 100 %", 95.0 <= share <= 100.0)
+    add("4 rate share", "achieved rate", f"{achieved:.2f} /s", f"configured {rate:.0f} /s", None)
+    add("4 rate share", "max requests in any 1 s window", f"{fake['max_in_window']}", f"(configured {rate:.0f})", None)
+
+
+# --- 5. peak RSS against recipient count ------------------------------------------------
+
+
+def peak_mib(result: dict[str, Any]) -> float:
+    """The child's own peak RSS: VmHWM where /proc exists, else ru_maxrss."""
+    kib = result["vm_hwm_kib"] if result.get("vm_hwm_kib") else result["peak_rss_kib"]
+    return float(kib) / 1024
+
+
+def scenario_rss(providers: ProviderProcess, sizes: Sizes, large_live: dict[str, Any] | None) -> None:
+    small_n, large_n = sizes.rss_small, sizes.rss_large
+    heading("5", f"Peak RSS, {small_n:,} vs {large_n:,} recipients (each a fresh process, its own VmHWM)",
+            "live: the whole live fire in python -m bench.sms against the fake in its own process, so the\n"
+            "fake's memory is not counted; dry-run: the same outbox/dispatcher with RecorderChannel on\n"
+            "virtual time (no network). Flat = the large run peaks at most "
+            f"{RSS_GROWTH_BOUND:.0%} above the small one")
+    for mode in ("live", "dry-run"):
+        small = run_sms(providers, small_n, SMS_RATE, mode)
+        if mode == "live" and large_live is not None and large_live["count"] == large_n:
+            large = large_live  # scenario 3 was exactly this run
+        else:
+            large = run_sms(providers, large_n, SMS_RATE, mode)
+        for r in (small, large):
+            assert r["verify"]["states"] == {"sent": r["count"]}, r["verify"]
+        s_mb, l_mb = peak_mib(small), peak_mib(large)
+        growth = l_mb / s_mb - 1
+        tag = "live" if mode == "live" else "dry-run"
+        say(f"    {tag}: ru_maxrss {small['peak_rss_kib'] / 1024:.1f} / {large['peak_rss_kib'] / 1024:.1f} MiB "
+            "(includes the parent's high-water mark, inherited across fork+exec: not used)")
+        add("5 peak RSS", f"{tag}: {small_n:,} recipients", f"{s_mb:.1f} MiB", "", None)
+        add("5 peak RSS", f"{tag}: {large_n:,} recipients", f"{l_mb:.1f} MiB", "", None)
+        add("5 peak RSS", f"{tag}: growth for {large_n // small_n}x recipients",
+            f"{l_mb - s_mb:+.1f} MiB ({growth:+.1%})", f"<= {RSS_GROWTH_BOUND:+.0%}", growth <= RSS_GROWTH_BOUND)
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def summary() -> None:
+    say()
+    say("Summary")
+    width = max(len(r.figure) for r in ROWS)
+    say(f"  {'scenario':<16} {'figure':<{width}} {'value':>20}  {'bound / target':<24} result")
+    say("  " + "-" * (16 + width + 20 + 24 + 12))
+    for r in ROWS:
+        say(f"  {r.scenario:<16} {r.figure:<{width}} {r.value:>20}  {r.bound:<24} {verdict(r.ok)}")
+    failed = [r for r in ROWS if r.ok is False]
+    say()
+    say(f"  {sum(r.ok is True for r in ROWS)} passed, {len(failed)} failed"
+        + (": " + "; ".join(f"{r.scenario} / {r.figure.strip()}" for r in failed) if failed else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Delivery-engine benchmark (bench/README.md)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test only")
+    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated scenarios to run (default: all)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    set_secrets()
+    started = time.monotonic()
+    say(f"broadcaster delivery benchmark ({'quick smoke test: figures are not meaningful' if args.quick else 'full'})"
+        f"; python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProviderProcess() as providers:
+        work = Path(tmp)
+        large: dict[str, Any] | None = None
+        if "1" in only:
+            scenario_first_request(providers, work, sizes)
+        if "2" in only:
+            scenario_fanout(providers, work, sizes)
+        if "3" in only:
+            large = scenario_throughput(providers, sizes)
+        if "4" in only:
+            scenario_rate(providers, sizes)
+        if "5" in only:
+            scenario_rss(providers, sizes, large)
+    summary()
+    say(f"  total wall time {time.monotonic() - started:.0f} s")
+    return 1 if any(r.ok is False for r in ROWS) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

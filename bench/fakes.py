@@ -1,0 +1,234 @@
+"""The test-suite provider fakes, with arrival timestamps and without unbounded memory.
+
+Each ``Bench*`` class is the fake from ``tests/fakes`` with four changes, and no
+change to what goes over the wire:
+
+* every send request is stamped with ``time.monotonic()`` the moment its handler
+  starts (before the body is read), and keyed by the channel that sent it
+  (X: path prefix, Telegram: ``chat_id``, Twilio: ``From``, webhook: path);
+* the per-request ``Recorded`` copies and accepted-message lists are not kept,
+  so 100,000 SMS cost a list of floats and a set of phone numbers, not
+  hundreds of MB of dicts;
+* latency can be drawn uniformly from ``jitter = (low, high)`` seconds;
+* ``BenchX`` serves any path prefix (``/{prefix}/2/tweets``) and skips the
+  one-account duplicate-content check, because in the 180-channel scenario
+  45 "accounts" post the same approved text.
+
+``time.monotonic()`` is ``CLOCK_MONOTONIC`` on Linux: one system-wide clock, so
+a stamp taken here (in the provider process) and one taken in the engine
+process are directly comparable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tests.fakes.server import FakeServer, Recorded, Step
+from tests.fakes.telegram import FakeTelegram, _params
+from tests.fakes.twilio import FakeTwilio
+from tests.fakes.webhook import FakeWebhook
+from tests.fakes.x import FakeX
+
+
+class Arrivals:
+    """Arrival stamps of send requests, overall and per sending channel."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.first_by_key: dict[str, float] = {}
+        self.count_by_key: dict[str, int] = {}
+
+    def add(self, key: str, stamp: float) -> None:
+        self.times.append(stamp)
+        if key not in self.first_by_key:
+            self.first_by_key[key] = stamp
+            self.count_by_key[key] = 0
+        self.count_by_key[key] += 1
+
+    def summary(self, window_s: float | None = None) -> dict[str, Any]:
+        times = self.times
+        out: dict[str, Any] = {
+            "count": len(times),
+            "first": times[0] if times else None,
+            "last": times[-1] if times else None,
+            "keys": {k: [self.first_by_key[k], self.count_by_key[k]] for k in self.first_by_key},
+        }
+        if window_s is not None:
+            ordered = sorted(times)
+            out["max_in_window"] = max_in_window(ordered, window_s)
+            in_order = [b - a for a, b in itertools.pairwise(ordered)]
+            gaps = sorted(in_order)
+            if gaps:
+                pick = {"min": 0.0, "p1": 0.01, "p50": 0.5, "p99": 0.99, "max": 1.0}
+                out["gaps_ms"] = {k: gaps[min(len(gaps) - 1, int(q * len(gaps)))] * 1000 for k, q in pick.items()}
+                out["max_gap_after"] = in_order.index(gaps[-1]) + 1  # arrivals before the longest gap
+        return out
+
+
+def max_in_window(times: list[float], window_s: float) -> int:
+    """The most arrivals in any half-open window ``[t, t + window_s)``."""
+    best = 0
+    lo = 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+class BenchMixin(FakeServer):
+    """Lean recording and jittered latency for any FakeServer subclass."""
+
+    jitter: tuple[float, float] | None = None
+
+    def bench_init(self) -> None:
+        self.arrivals = Arrivals()
+        self.jitter = None
+
+    def channel_key(self, request: web.Request, rec: Recorded) -> str:
+        return request.path
+
+    def is_send(self, request: web.Request) -> bool:
+        return request.method == "POST"
+
+    async def record(self, request: web.Request) -> Recorded:
+        stamp = time.monotonic()
+        body = await request.read()
+        form: dict[str, str] = {}
+        parsed_json: Any = None
+        if request.content_type == "application/x-www-form-urlencoded":
+            form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        elif request.content_type == "application/json" and body:
+            parsed_json = orjson.loads(body)
+        rec = Recorded(request.method, request.path, dict(request.query), form, parsed_json,
+                       dict(request.headers), body)
+        if self.is_send(request):
+            self.arrivals.add(self.channel_key(request, rec), stamp)
+        return rec  # not appended to self.requests: memory stays flat
+
+    async def provider_latency(self) -> None:
+        if self.jitter is not None:
+            await asyncio.sleep(random.uniform(*self.jitter))
+        elif self.latency:
+            await asyncio.sleep(self.latency)
+
+    def reset(self, latency: float, jitter: tuple[float, float] | None) -> None:
+        self.arrivals = Arrivals()
+        self.latency = latency
+        self.jitter = jitter
+        self.steps.clear()
+        self.requests.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+class BenchTwilio(BenchMixin, FakeTwilio):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bench_init()
+        self.accepted = 0
+        self.duplicates = 0
+        self.to_seen: set[str] = set()
+
+    def channel_key(self, request: web.Request, rec: Recorded) -> str:
+        return rec.form.get("From") or rec.form.get("MessagingServiceSid") or "?"
+
+    def _store(self, form: dict[str, str], *, created: Any = None) -> dict[str, Any]:
+        message = super()._store(form, created=created)
+        # Keep only a count and the set of phones: the SDK still gets a full resource back.
+        self.messages.pop()
+        self._by_to.pop(str(message["to"]), None)
+        self._by_sid.pop(message["sid"], None)
+        self.accepted += 1
+        to = str(message["to"])
+        if to in self.to_seen:
+            self.duplicates += 1
+        else:
+            self.to_seen.add(to)
+        return message
+
+    def reset(self, latency: float, jitter: tuple[float, float] | None) -> None:
+        super().reset(latency, jitter)
+        self.accepted = self.duplicates = 0
+        self.to_seen = set()
+
+    def stats(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "distinct_to": len(self.to_seen), "duplicates": self.duplicates}
+
+
+class BenchTelegram(BenchMixin, FakeTelegram):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bench_init()
+
+    def channel_key(self, request: web.Request, rec: Recorded) -> str:
+        return str(_params(rec).get("chat_id"))
+
+    def is_send(self, request: web.Request) -> bool:
+        return request.path.endswith("/sendMessage")
+
+    def reset(self, latency: float, jitter: tuple[float, float] | None) -> None:
+        super().reset(latency, jitter)
+        self.sent.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"accepted": len(self.sent)}
+
+
+class BenchWebhook(BenchMixin, FakeWebhook):
+    def __init__(self, secret: str, **kwargs: Any) -> None:
+        super().__init__(secret, **kwargs)
+        self.bench_init()
+
+    def reset(self, latency: float, jitter: tuple[float, float] | None) -> None:
+        super().reset(latency, jitter)
+        self.deliveries.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"accepted": len(self.deliveries), "bad_signatures": sum(not d.signature_ok for d in self.deliveries)}
+
+
+class BenchX(BenchMixin, FakeX):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bench_init()
+        self.accepted = 0
+        self.app.router.add_post("/{prefix}/2/tweets", self._create_tweet)
+
+    def channel_key(self, request: web.Request, rec: Recorded) -> str:
+        return request.path.removesuffix("/2/tweets") or "/"
+
+    async def _create_tweet(self, request: web.Request) -> web.Response:
+        """FakeX's handler without the duplicate-content check (many accounts, one server)."""
+        recorded = await self.record(request)
+        body = recorded.json if isinstance(recorded.json, dict) else {}
+        await self.provider_latency()
+        step = self.next_step()
+        if step is not None:
+            return await self.answer(step)
+        if not request.headers.get("Authorization", "").startswith("OAuth "):
+            return await self.answer(self.unauthorized())
+        if not isinstance(body.get("text"), str) or not body["text"]:
+            return await self.answer(self.bad_request())
+        return await self.answer(Step(201, {"data": self._accept(body)}))
+
+    def _accept(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = super()._accept(body)
+        self.tweets.clear()
+        self.accepted += 1
+        return data
+
+    def reset(self, latency: float, jitter: tuple[float, float] | None) -> None:
+        super().reset(latency, jitter)
+        self.accepted = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"accepted": self.accepted}

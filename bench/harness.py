@@ -1,0 +1,222 @@
+"""Engine-side helpers: start the provider process, write configs, fire in-process with timestamps.
+
+A fire here is exactly what ``broadcaster fire --live --yes`` does after its
+confirmation prompt: ``plan_alert`` (validate, render, count the audience), then
+``deliver`` (open every channel, commit the outbox, fan out) under ``run_mode``,
+with the real SDKs against the fakes. The only additions are timestamps:
+
+* ``plan``: ``plan_alert`` start and end;
+* ``commit_start``: when ``Store.create_alert`` is entered (a thin proxy);
+* ``commit``: the ``on_commit`` hook of ``deliver`` (right after COMMIT);
+* ``last_outcome``: the last call of the ``progress`` hook (an outcome known);
+* ``end``: ``deliver`` returned, so every outcome is committed to the store.
+
+All stamps are ``time.monotonic()`` (CLOCK_MONOTONIC, shared with the provider process).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from broadcaster.app import load_app
+from broadcaster.engine.dispatcher import Tuning
+from broadcaster.engine.outbox import plan_alert
+from broadcaster.engine.runner import deliver, run_mode
+from broadcaster.store.base import AlertRecord, MessageRecord, NewDelivery, Store
+from broadcaster.templates.variables import example_inputs
+from tests.engine.providers import AREAS, SECRETS
+from tests.support import write_config
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE = "road_closure"  # its example places cover every area in AREAS
+
+
+def set_secrets() -> None:
+    """The channels name environment variables; the fakes accept these values."""
+    os.environ.update(SECRETS)
+
+
+def uae_phone(n: int) -> str:
+    return f"+97150{n:07d}"
+
+
+def write_recipients(path: Path, count: int, *, start: int = 1) -> Path:
+    """A recipients CSV, streamed to disk (a third in English, as the test harness does)."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("phone,language,area\n")
+        for i in range(count):
+            handle.write(f"{uae_phone(start + i)},{'ar' if i % 3 else 'en'},{AREAS[i % len(AREAS)]}\n")
+    return path
+
+
+def x_channel(cid: str, base: str, rate: float = 50.0) -> dict[str, Any]:
+    return {"id": cid, "kind": "x", "api_base": base, "api_key_env": "X_API_KEY", "api_secret_env": "X_API_SECRET",
+            "access_token_env": "X_ACCESS_TOKEN", "access_secret_env": "X_ACCESS_SECRET", "rate_per_second": rate}
+
+
+def telegram_channel(cid: str, base: str, chat_id: str, rate: float = 50.0) -> dict[str, Any]:
+    return {"id": cid, "kind": "telegram", "api_base": base, "chat_id": chat_id, "token_env": "TELEGRAM_TOKEN",
+            "rate_per_second": rate}
+
+
+def sms_channel(cid: str, base: str, recipients: str, rate: float, sender: str = "+15005550006") -> dict[str, Any]:
+    return {"id": cid, "kind": "sms", "api_base": base, "account_sid_env": "TWILIO_ACCOUNT_SID",
+            "auth_token_env": "TWILIO_AUTH_TOKEN", "from": sender, "recipients": recipients,
+            "rate_per_second": rate}
+
+
+def webhook_channel(cid: str, url: str, rate: float = 50.0) -> dict[str, Any]:
+    return {"id": cid, "kind": "webhook", "url": url, "secret_env": "PARTNER_HOOK_SECRET", "rate_per_second": rate}
+
+
+def write_channels(directory: Path, channels: list[dict[str, Any]]) -> Path:
+    return write_config(directory, channels, templates=str(REPO / "templates"), database="var/bench.db")
+
+
+class ProviderProcess:
+    """``with ProviderProcess() as p:`` starts ``bench.provider_proc``; ``p.urls[kind]`` is each fake's base URL."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.urls: dict[str, str] = {}
+
+    def __enter__(self) -> ProviderProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.provider_proc"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        self.urls = self._read()["urls"]
+        return self
+
+    def _read(self) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the provider process exited")
+        answer: dict[str, Any] = orjson.loads(line)
+        return answer
+
+    def call(self, cmd: str, **args: Any) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(orjson.dumps({"cmd": cmd, **args}) + b"\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def reset(self, latency: float = 0.0, jitter: tuple[float, float] | None = None) -> None:
+        self.call("reset", latency=latency, jitter=list(jitter) if jitter else None)
+
+    def stats(self, window: float | None = None) -> dict[str, Any]:
+        return self.call("stats", window=window)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        try:
+            self.call("quit")
+            self.proc.wait(timeout=10)
+        except Exception:  # best effort: this is our own child process
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+
+class TimedStore:
+    """Delegates to the real store; stamps when the outbox transaction starts."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.commit_start: float | None = None
+
+    def create_alert(
+        self, alert: AlertRecord, messages: list[MessageRecord], deliveries: Iterable[NewDelivery]
+    ) -> tuple[int, int]:
+        self.commit_start = time.monotonic()
+        return self._store.create_alert(alert, messages, deliveries)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@dataclass
+class Fired:
+    alert_id: str
+    deliver_start: float
+    plan_start: float
+    plan_end: float
+    commit_start: float
+    commit: float
+    end: float
+    created: int
+    skipped: int
+    last_outcome: float | None
+    states: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def plan_s(self) -> float:
+        return self.plan_end - self.plan_start
+
+    @property
+    def open_s(self) -> float:
+        """deliver() start -> outbox transaction start: building and opening every channel client."""
+        return self.commit_start - self.deliver_start
+
+    @property
+    def commit_s(self) -> float:
+        return self.commit - self.commit_start
+
+    @property
+    def send_s(self) -> float:
+        return self.end - self.commit
+
+
+def fire(
+    config: Path, db: Path, *, tuning: Tuning | None = None, mode: str = "live",
+    profiler: cProfile.Profile | None = None,
+) -> Fired:
+    """One alert through plan_alert + deliver + run_mode, timestamped.
+
+    ``profiler``, when given, runs from the outbox commit until deliver() returns.
+    """
+    app = load_app(str(config), str(db))
+    try:
+        template = app.catalogue.get(TEMPLATE)
+        plan_start = time.monotonic()
+        plan = plan_alert(app.config, app.catalogue, TEMPLATE, example_inputs(template), mode=mode, now=time.time(),
+                          store=app.store)
+        plan_end = time.monotonic()
+        store = TimedStore(app.store)
+        marks: dict[str, Any] = {"last": None, "states": Counter()}
+
+        def on_commit(created: int, skipped: int) -> None:
+            marks["commit"] = time.monotonic()
+            marks["created"], marks["skipped"] = created, skipped
+            if profiler is not None:
+                profiler.enable()
+
+        def progress(_channel: str, state: str) -> None:
+            marks["last"] = time.monotonic()
+            marks["states"][state] += 1
+
+        deliver_start = time.monotonic()
+        try:
+            run_mode(mode, lambda: deliver(store, plan.channels, mode, plan=plan,
+                                           on_commit=on_commit, progress=progress, tuning=tuning))
+        finally:
+            if profiler is not None:
+                profiler.disable()
+        end = time.monotonic()
+        assert store.commit_start is not None
+        return Fired(plan.alert.id, deliver_start, plan_start, plan_end, store.commit_start, marks["commit"], end,
+                     marks["created"], marks["skipped"], marks["last"], marks["states"])
+    finally:
+        app.close()
