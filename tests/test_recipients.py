@@ -171,3 +171,18 @@ def test_check_phone_only_accepts_canonical_e164(text: str) -> None:
     if check_phone(text):
         assert text.startswith("+") and text[1:].isascii() and text[1:].isdigit()
         assert 8 <= len(text) <= 16
+
+
+def test_a_list_edited_after_it_passed_is_checked_in_full_again(tmp_path: Path) -> None:
+    """The second read of an unchanged list skips phonenumbers; any edit brings it back."""
+    import os
+
+    path = tmp_path / "list.csv"
+    path.write_text("phone,language,area\n+971501234567,ar,DXB\n", encoding="utf-8")
+    assert [r.phone for r in iter_recipients(path)] == ["+971501234567"]
+    # Same shape, but not a valid UAE mobile number: only phonenumbers can tell.
+    path.write_text("phone,language,area\n+971001234567,ar,DXB\n", encoding="utf-8")
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    with pytest.raises(ConfigError, match="line 2"):
+        list(iter_recipients(path))
