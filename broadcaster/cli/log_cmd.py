@@ -16,8 +16,8 @@ from broadcaster.timefmt import iso
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    log = commands.add_parser("log", help="the delivery log of an alert: every attempt")
-    log.add_argument("alert_id")
+    log = commands.add_parser("log", help="the delivery log of an alert (or of every alert of a run): every attempt")
+    log.add_argument("alert_id", help="an alert id, or a runbook run / rehearsal / schedule id (run-…, sch-…)")
     log.add_argument("--json", action="store_true", help="one JSON line per attempt")
     log.add_argument("--all", action="store_true", help="show every attempt (default: the first 200)")
     log.set_defaults(handler=cmd_log)
@@ -28,6 +28,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_log(args: argparse.Namespace) -> int:
     app = load_app(args.config, args.db)
+    if args.alert_id.startswith(("run-", "sch-")):
+        # A runbook run, rehearsal or scheduled fire: every alert of it, step by step.
+        from broadcaster.runbooks.report import show_run_log
+
+        return show_run_log(app, args.alert_id, as_json=args.json, limit=None if args.all else 200)
     alert = app.store.alert(args.alert_id)
     if args.json:
         for attempt in app.store.attempts(alert.id):

@@ -1,0 +1,104 @@
+"""Reading runbooks: durations, times, references and inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broadcaster.runbooks.durations import DurationError, format_duration, parse_duration, resolve_datetime
+from broadcaster.runbooks.inputs import resolve_inputs, step_vars
+from broadcaster.runbooks.model import load_runbook
+from broadcaster.runbooks.refs import RunbookError, parse_ref
+from tests.runbooks.conftest import BASE, write_runbook
+
+DUBAI = ZoneInfo("Asia/Dubai")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), ("1d 6h", 108000),
+    ("PT2H", 7200), ("P1D", 86400), ("P1DT6H", 108000), ("PT1M30S", 90), ("0m", 0),
+])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["-2h", "2 hours", "h", "", "P", "PT", "2x", "1.5h"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(DurationError):
+        parse_duration(text)
+
+
+def test_a_number_is_not_a_duration() -> None:
+    with pytest.raises(DurationError, match="as a string"):
+        parse_duration(7200)
+
+
+@given(st.integers(min_value=0, max_value=400 * 86400))
+def test_format_then_parse_is_the_identity(seconds: int) -> None:
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@given(st.text(max_size=12))
+def test_parse_duration_never_crashes_and_is_never_negative(text: str) -> None:
+    try:
+        value = parse_duration(text)
+    except DurationError:
+        return
+    assert value >= 0
+
+
+def test_relative_datetimes_resolve_against_the_start() -> None:
+    start = datetime(2026, 11, 22, 23, 30, tzinfo=DUBAI).timestamp()
+    assert resolve_datetime("now", start, DUBAI).isoformat() == "2026-11-22T23:30:00+04:00"
+    assert resolve_datetime("+2h", start, DUBAI).isoformat() == "2026-11-23T01:30:00+04:00"
+    assert resolve_datetime("-15m", start, DUBAI).isoformat() == "2026-11-22T23:15:00+04:00"
+    assert resolve_datetime("+1d 22:00", start, DUBAI).isoformat() == "2026-11-23T22:00:00+04:00"
+    assert resolve_datetime("2026-12-01T08:00:00+00:00", start, DUBAI).isoformat() == "2026-12-01T12:00:00+04:00"
+    with pytest.raises(DurationError, match="no UTC offset"):
+        resolve_datetime("2026-12-01T08:00:00", start, DUBAI)
+    with pytest.raises(DurationError, match="not a time of day"):
+        resolve_datetime("+1d 25:00", start, DUBAI)
+
+
+def test_references() -> None:
+    ref = parse_ref("{input:starts-1d}", "here")
+    assert (ref.source, ref.name, ref.offset_s) == ("input", "starts", -86400)
+    assert parse_ref("{ now + 6h }", "here").offset_s == 21600
+    with pytest.raises(RunbookError, match="not a reference"):
+        parse_ref("{input:Starts}", "here")
+
+
+def test_inputs_take_examples_only_when_asked(tmp_path: Path) -> None:
+    runbook = load_runbook(write_runbook(tmp_path, BASE))
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=DUBAI).timestamp()
+    inputs = resolve_inputs(runbook, {}, start=start, tz=DUBAI, use_examples=True)
+    assert inputs["until"] == {"ar": "2026-11-22T14:00:00+04:00", "en": "2026-11-22T14:00:00+04:00"}
+    with pytest.raises(RunbookError, match="no value given: --input area"):
+        resolve_inputs(runbook, {"until": {"ar": "+1h", "en": "+1h"}}, start=start, tz=DUBAI, use_examples=False)
+    with pytest.raises(RunbookError, match="has no input 'colour'"):
+        resolve_inputs(runbook, {"colour": {"ar": "x", "en": "x"}}, start=start, tz=DUBAI, use_examples=True)
+    step = runbook.steps[2]
+    values = step_vars(step, inputs, now=start + 3600, tz=DUBAI)
+    assert values["ended"]["en"] == "2026-11-22T09:00:00+04:00"
+    assert values["area"] == {"ar": "DXB-HATTA", "en": "DXB-HATTA"}
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('id = "watch"', 'id = "Watch"', "lower_snake_case"),
+    ('template = "flood_warning"', 'template = "flood_warning"\nupdate = "x"', "exactly one action"),
+    ('[[steps]]\nid = "warning"', '[[steps]]\nid = "watch"', "used twice"),
+    ('confirm = true', 'confirm = "yes"', "true or false"),
+    ('after = "3h"', 'after = "3h"\ncolour = "red"', r"unknown key\(s\): colour"),
+    ('update = "watch"', 'update = "watch"\nchannels = "all"', "remove 'channels'"),
+    ('example = "+6h"', 'example = "tomorrow"', "not an ISO 8601"),
+])
+def test_structure_errors_name_file_and_step(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path = write_runbook(tmp_path, BASE.replace(old, new, 1))
+    with pytest.raises(RunbookError, match=message) as info:
+        load_runbook(path)
+    assert str(path) in str(info.value)
