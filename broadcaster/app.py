@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from broadcaster.audit import AuditLog
 from broadcaster.config import Config, load_config
-from broadcaster.store import Store, open_store
+from broadcaster.store import SqliteStore, Store, open_store
 from broadcaster.templates.catalogue import Catalogue
 
 DEFAULT_CONFIG = "channels.toml"
@@ -25,6 +30,12 @@ class App:
         if self._store is None:
             self._store = open_store(self.database)
         return self._store
+
+    def audit(self, action: str, detail: Mapping[str, Any], *, actor: str | None = None) -> None:
+        """Append to the hash-chained audit log; from the CLI the actor is the shell user."""
+        store = self.store
+        if isinstance(store, SqliteStore):
+            AuditLog(store.db).append(actor or f"cli:{getpass.getuser()}", action, detail, now=time.time())
 
     def close(self) -> None:
         if self._store is not None:

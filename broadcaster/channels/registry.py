@@ -21,11 +21,14 @@ CHANNEL_CLASSES: dict[str, type[Channel]] = {
 }
 
 
-def build_channels(configs: Iterable[ChannelConfig], mode: str, *, recorder_latency_s: float = 0.2) -> list[Channel]:
+def build_channels(
+    configs: Iterable[ChannelConfig], mode: str, *, recorder_latency_s: float = 0.2, status_callback: str | None = None
+) -> list[Channel]:
     """Real channels for exercise and live; recorders for dry-run.
 
     A real send refuses to start while any secret it needs is missing, and
-    names every missing environment variable at once.
+    names every missing environment variable at once. ``status_callback`` (the
+    service's ``{public_url}/twilio/status``) asks Twilio for delivery receipts.
     """
     configs = list(configs)
     if mode == "dry-run":
@@ -36,4 +39,7 @@ def build_channels(configs: Iterable[ChannelConfig], mode: str, *, recorder_late
             f"{mode} send needs these environment variables, which are not set: {', '.join(missing)}",
             where=str(configs[0].source) if configs else None,
         )
-    return [CHANNEL_CLASSES[c.kind](c) for c in configs]
+    return [
+        SmsChannel(c, status_callback=status_callback) if c.kind == "sms" else CHANNEL_CLASSES[c.kind](c)
+        for c in configs
+    ]

@@ -242,8 +242,10 @@ class SmsChannel(Channel):
     # Twilio stamps date_created to the second, by its own clock.
     reconcile_skew: ClassVar[timedelta] = timedelta(seconds=60)
 
-    def __init__(self, config: ChannelConfig) -> None:
+    def __init__(self, config: ChannelConfig, *, status_callback: str | None = None) -> None:
         super().__init__(config)
+        # Where Twilio posts delivery receipts (the service's /twilio/status), when configured.
+        self._status_callback = status_callback
         self._from: str | None = config.options.get("from")
         self._service_sid: str | None = config.options.get("messaging_service_sid")
         self._account_sid: Secret | None = None
@@ -274,10 +276,11 @@ class SmsChannel(Channel):
         self._client = None
 
     def _sender(self) -> dict[str, str]:
+        extra = {"status_callback": self._status_callback} if self._status_callback else {}
         if self._from:
-            return {"from_": self._from}
+            return {"from_": self._from, **extra}
         assert self._service_sid is not None  # config guarantees exactly one
-        return {"messaging_service_sid": self._service_sid}
+        return {"messaging_service_sid": self._service_sid, **extra}
 
     def _require_client(self) -> Any:
         if self._client is None:

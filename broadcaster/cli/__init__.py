@@ -10,6 +10,9 @@ import sys
 from collections.abc import Sequence
 
 import broadcaster.cli.cap_cmd as cap_cmd
+import broadcaster.cli.runbook_cmd as runbook_cmd
+import broadcaster.cli.schedule_cmd as schedule_cmd
+import broadcaster.cli.service_cmd as service_cmd
 from broadcaster.cli import channels_cmd, fire_cmd, lifecycle_cmd, log_cmd, templates_cmd
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
 from broadcaster.errors import InputError
@@ -29,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     lifecycle_cmd.register(commands)
     log_cmd.register(commands)
     cap_cmd.register(commands)
+    runbook_cmd.register(commands)
+    schedule_cmd.register(commands)
+    service_cmd.register(commands)
     return parser
 
 

@@ -34,6 +34,7 @@ from broadcaster.store.base import Claimed, Outcome, Store
 log = logging.getLogger("broadcaster.dispatch")
 
 ProgressHook = Callable[[str, str], None]  # (channel_id, new state)
+OutcomeObserver = Callable[[str, Outcome], None]  # (channel_id, recorded outcome), e.g. for metrics
 
 
 def process_owner() -> str:
@@ -88,6 +89,7 @@ class Dispatcher:
         rng: random.Random | None = None,
         progress: ProgressHook | None = None,
         owner: str | None = None,
+        observer: OutcomeObserver | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -96,6 +98,7 @@ class Dispatcher:
         self.tuning = tuning or Tuning()
         self.rng = rng or random.Random()
         self.progress = progress
+        self.observer = observer
         self.owner = owner or process_owner()
         self.writer = OutcomeWriter(store, self.tuning)
         self.limiters = {cid: RateLimiter(ch.rate_per_second, self.clock) for cid, ch in channels.items()}
@@ -211,11 +214,17 @@ class Dispatcher:
         http_status: int | None = None, error_code: str | None = None, *, provider_id: str | None = None,
         detail: str | None = None, next_attempt_at: float | None = None,
     ) -> None:
-        self.writer.add(Outcome(
+        recorded = Outcome(
             delivery_id=claimed.delivery_id, attempt_id=claimed.attempt_id, outcome=outcome, state=state,
             started_at=started, finished_at=self.clock.now(), http_status=http_status, error_code=error_code,
             provider_id=provider_id, detail=detail, next_attempt_at=next_attempt_at,
-        ))
+        )
+        self.writer.add(recorded)
+        if self.observer is not None:
+            try:
+                self.observer(channel.id, recorded)
+            except Exception:  # metrics are never worth a lost delivery
+                log.exception("outcome observer failed for channel %s", channel.id)
         if self.progress is not None:
             self.progress(channel.id, state)
 

@@ -39,6 +39,19 @@ class RateLimiter:
             if self._clock.monotonic() >= self._paused_until:
                 return
 
+    def try_acquire(self) -> bool:
+        """Take a slot only if one is free right now; never waits (e.g. per-user API limits)."""
+        now = self._clock.monotonic()
+        if now < self._paused_until:
+            return False
+        floor = now - self.min_interval_s * (self._burst - 1)
+        if self._next_slot is None or self._next_slot < floor:
+            self._next_slot = floor
+        if self._next_slot > now:
+            return False
+        self._next_slot += self.min_interval_s
+        return True
+
     def pause(self, seconds: float) -> None:
         """No slot is handed out for ``seconds`` from now (a provider said 429)."""
         self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)

@@ -15,7 +15,7 @@ from typing import Any
 from broadcaster.channels.registry import build_channels
 from broadcaster.clock import Clock, run_virtual
 from broadcaster.config import ChannelConfig
-from broadcaster.engine.dispatcher import Dispatcher, ProgressHook, Tuning
+from broadcaster.engine.dispatcher import Dispatcher, OutcomeObserver, ProgressHook, Tuning
 from broadcaster.engine.outbox import Plan, commit
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.netguard import no_network
@@ -34,9 +34,15 @@ async def deliver(
     clock: Clock | None = None,
     tuning: Tuning | None = None,
     policy: RetryPolicy | None = None,
+    observer: OutcomeObserver | None = None,
+    status_callback: str | None = None,
 ) -> None:
-    """Open every channel, commit ``plan`` (if any), then fan out until done."""
-    channels = build_channels(configs, mode)
+    """Open every channel, commit ``plan`` (if any), then fan out until done.
+
+    ``observer`` sees every recorded outcome (metrics); ``status_callback`` is the
+    URL Twilio posts delivery receipts to (``{public_url}/twilio/status``).
+    """
+    channels = build_channels(configs, mode, status_callback=status_callback)
     clock = clock or Clock()
     async with AsyncExitStack() as stack:
         # Clients are created before the outbox commit so the first request leaves
@@ -49,7 +55,7 @@ async def deliver(
                 on_commit(*counts)
             alert_ids = (plan.alert.id,)
         dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, progress=progress, tuning=tuning,
-                                policy=policy)
+                                policy=policy, observer=observer)
         await dispatcher.run(alert_ids)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from broadcaster.errors import InputError
+from broadcaster.runbooks.records import RunRecord, RunStepRow
 from broadcaster.store.base import (
     AlertRecord,
     AttemptRow,
@@ -89,6 +90,83 @@ CREATE TABLE IF NOT EXISTS attempts (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_delivery ON attempts (delivery_id);
+-- Runbook runs, rehearsals and scheduled fires, and what each of their steps did.
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('rehearsal', 'runbook', 'schedule')),
+    runbook TEXT NOT NULL,
+    source TEXT,
+    spec TEXT NOT NULL,
+    config TEXT,
+    mode TEXT NOT NULL CHECK (mode IN ('dry-run', 'exercise', 'live')),
+    inputs TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('running', 'finished', 'stopped')),
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    detail TEXT
+);
+-- One row per step occurrence; a job claims its row (scheduled -> firing) before it fires,
+-- so a job that runs twice fires once.
+CREATE TABLE IF NOT EXISTS run_steps (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step_id TEXT NOT NULL,
+    occurrence INTEGER NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('awaiting', 'scheduled', 'firing', 'fired', 'failed', 'missed', 'skipped')),
+    due_at REAL,
+    confirmed_at REAL,
+    fired_at REAL,
+    alert_id TEXT,
+    owner TEXT,
+    detail TEXT,
+    UNIQUE (run_id, step_id, occurrence)
+);
+-- The HTTP service (broadcaster.service): API users, the audit chain, two-person
+-- fires awaiting a second officer, and Twilio delivery receipts.
+CREATE INDEX IF NOT EXISTS deliveries_provider ON deliveries (provider_id) WHERE provider_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'officer', 'approver')),
+    token_id TEXT NOT NULL UNIQUE,
+    token_salt BLOB NOT NULL,
+    token_hash BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS pending_fires (
+    alert_id TEXT PRIMARY KEY,
+    template TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    request TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    confirm_by REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'awaiting_confirmation',
+    confirmed_by TEXT,
+    confirmed_at REAL
+);
+CREATE TABLE IF NOT EXISTS receipts (
+    id INTEGER PRIMARY KEY,
+    message_sid TEXT NOT NULL,
+    status TEXT NOT NULL,
+    final TEXT,
+    error_code TEXT,
+    received_at REAL NOT NULL,
+    UNIQUE (message_sid, status)
+);
 """
 
 
@@ -373,6 +451,85 @@ class SqliteStore:
                 (alert_id,),
             )
         }
+
+
+    # --- runbook runs (see broadcaster.runbooks) -------------------------------------
+
+    def create_run(self, run: RunRecord) -> None:
+        self.db.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run.id, run.kind, run.runbook, run.source, _dumps(run.spec), run.config, run.mode, _dumps(run.inputs),
+             run.state, run.started_at, run.finished_at, run.detail),
+        )
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _run(row) if row else None
+
+    def run(self, run_id: str) -> RunRecord:
+        run = self.find_run(run_id)
+        if run is None:
+            raise InputError(f"no runbook run or schedule with id {run_id!r}", where=self.path)
+        return run
+
+    def runs(self, states: tuple[str, ...] | None = None, limit: int = 100) -> list[RunRecord]:
+        where = f"WHERE state IN ({_marks(states)})" if states else ""
+        rows = self.db.execute(f"SELECT * FROM runs {where} ORDER BY started_at DESC LIMIT ?",
+                               (*(states or ()), limit)).fetchall()
+        return [_run(r) for r in rows]
+
+    def end_run(self, run_id: str, state: str, now: float, detail: str | None = None) -> bool:
+        """A running run becomes finished or stopped; False if it was not running."""
+        cur = self.db.execute(
+            "UPDATE runs SET state = ?, finished_at = ?, detail = COALESCE(?, detail)"
+            " WHERE id = ? AND state = 'running'",
+            (state, now, detail, run_id),
+        )
+        return cur.rowcount == 1
+
+    def run_steps(self, run_id: str) -> list[RunStepRow]:
+        rows = self.db.execute(
+            "SELECT run_id, step_id, occurrence, state, due_at, confirmed_at, fired_at, alert_id, owner, detail"
+            " FROM run_steps WHERE run_id = ? ORDER BY COALESCE(due_at, confirmed_at), id",
+            (run_id,),
+        ).fetchall()
+        return [RunStepRow(*r) for r in rows]
+
+    def put_run_step(self, run_id: str, step_id: str, occurrence: int, state: str, due_at: float | None,
+                     *, confirmed_at: float | None = None, detail: str | None = None) -> bool:
+        """Add a step occurrence's row; False if it already exists (the UNIQUE key keeps one)."""
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO run_steps (run_id, step_id, occurrence, state, due_at, confirmed_at, detail)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (run_id, step_id, occurrence, state, due_at, confirmed_at, detail),
+        )
+        return cur.rowcount == 1
+
+    def move_run_step(self, run_id: str, step_id: str, occurrence: int, *, from_states: tuple[str, ...],
+                      to_state: str, **fields: float | str | None) -> bool:
+        """Compare-and-set: move the row to ``to_state`` only if it is in ``from_states``.
+
+        One UPDATE statement, so two jobs racing for the same row cannot both win:
+        this is how a job claims its step (``scheduled -> firing``) before firing.
+        ``fields`` may set due_at, confirmed_at, fired_at, alert_id, owner, detail.
+        """
+        allowed = {"due_at", "confirmed_at", "fired_at", "alert_id", "owner", "detail"}
+        if set(fields) - allowed:
+            raise ValueError(f"unknown run_steps field(s): {set(fields) - allowed}")
+        sets = "".join(f", {name} = ?" for name in fields)
+        cur = self.db.execute(
+            f"UPDATE run_steps SET state = ?{sets} WHERE run_id = ? AND step_id = ? AND occurrence = ?"
+            f" AND state IN ({_marks(from_states)})",
+            (to_state, *fields.values(), run_id, step_id, occurrence, *from_states),
+        )
+        return cur.rowcount == 1
+
+
+def _run(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        id=row[0], kind=row[1], runbook=row[2], source=row[3], spec=orjson.loads(row[4]), config=row[5], mode=row[6],
+        inputs=orjson.loads(row[7]), state=row[8], started_at=row[9], finished_at=row[10], detail=row[11],
+    )
 
 
 def _scope(alert_ids: tuple[str, ...] | None) -> tuple[str, tuple[str, ...]]:

@@ -1,0 +1,162 @@
+"""Read-only handlers: who am I, templates, gazetteer, channels, preview, alerts, the delivery log.
+
+Every role may call these. Preview renders exactly what a fire would send but
+stores nothing and needs no approval (an unapproved template can be previewed,
+not fired).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from broadcaster.engine.outbox import plan_alert
+from broadcaster.errors import InputError
+from broadcaster.service.bodies import parse_fire
+from broadcaster.service.events import OPEN_STATES
+from broadcaster.service.http import ApiError, current_user, input_error, json_response, read_json
+from broadcaster.service.pending import CONFIRMED
+from broadcaster.service.state import SERVICE, Service
+from broadcaster.service.views import (
+    alert_summary,
+    channel_summary,
+    delivery,
+    gazetteer_list,
+    pending_summary,
+    template_detail,
+    template_summary,
+)
+from broadcaster.store.base import AlertRecord
+
+MAX_ALERTS = 200
+
+
+async def me(request: web.Request) -> web.Response:
+    user = current_user(request)
+    return json_response({"name": user.name, "role": user.role})
+
+
+async def templates(request: web.Request) -> web.Response:
+    catalogue = request.app[SERVICE].app.catalogue
+    return json_response([template_summary(catalogue.get(i)) for i in catalogue.ids()])
+
+
+async def template(request: web.Request) -> web.Response:
+    catalogue = request.app[SERVICE].app.catalogue
+    template_id = request.match_info["template_id"]
+    try:
+        found = catalogue.get(template_id)
+    except InputError:
+        raise ApiError(404, "not_found", f"no template {template_id!r}") from None
+    return json_response(template_detail(found))
+
+
+async def gazetteer(request: web.Request) -> web.Response:
+    return json_response(gazetteer_list(request.app[SERVICE].app.catalogue.gazetteer))
+
+
+async def channels(request: web.Request) -> web.Response:
+    return json_response([channel_summary(c) for c in request.app[SERVICE].config.channels])
+
+
+async def preview(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    app = service.app
+    body = parse_fire(await read_json(request), default_mode="dry-run")
+    try:
+        template = app.catalogue.get(body.template)
+    except InputError as exc:
+        raise input_error(exc, field="template") from None
+    try:
+        plan = plan_alert(app.config, app.catalogue, template.id, body.inputs(template), mode=body.mode,
+                          now=service.clock.now(), areas=body.areas, selection=body.selection,
+                          require_approval=False)
+    except InputError as exc:
+        raise input_error(exc) from None
+    return json_response({"template": template.id, "approved": template.approved, "two_person": template.two_person,
+                          "messages": [row.as_json() for row in plan.rows]})
+
+
+async def alerts(request: web.Request) -> web.Response:
+    """Recent alerts, newest first, with two-person fires still waiting (or never confirmed)."""
+    service = request.app[SERVICE]
+    limit = _int_query(request, "limit", 50, maximum=MAX_ALERTS)
+    now = service.clock.now()
+    items: list[tuple[float, dict[str, Any]]] = []
+    for alert in service.app.store.alerts(limit):
+        items.append((alert.sent_at, _alert_json(service, alert)))
+    for pending in service.pending.recent(limit):
+        if pending.state != CONFIRMED:
+            items.append((pending.requested_at, pending_summary(service.config, pending,
+                                                                state=pending.state_at(now))))
+    items.sort(key=lambda item: item[0], reverse=True)
+    return json_response([item for _, item in items[:limit]])
+
+
+async def alert(request: web.Request) -> web.Response:
+    """One alert with its counts and deliveries (``?limit=N&offset=M`` pages the deliveries)."""
+    service = request.app[SERVICE]
+    alert_id = request.match_info["alert_id"]
+    found = _find(service, alert_id)
+    if found is None:
+        pending = service.pending.get(alert_id)
+        if pending is None:
+            raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
+        view = pending_summary(service.config, pending, state=pending.state_at(service.clock.now()))
+        # What the second officer is asked to confirm: the request as stored (it can be previewed as is).
+        return json_response({**view, "request": pending.request, "deliveries": []})
+    view = _alert_json(service, found)
+    receipts = service.receipts.latest(alert_id)
+    rows = service.app.store.deliveries(alert_id)
+    limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
+    page = rows[offset : offset + limit] if limit else rows[offset:]
+    view["deliveries"] = [delivery(d, receipts.get(d.provider_id or "")) for d in page]
+    view["deliveries_total"] = len(rows)
+    return json_response(view)
+
+
+async def log(request: web.Request) -> web.Response:
+    """Every attempt, as ``broadcaster log --json`` lines (``?limit=N&offset=M`` to page)."""
+    service = request.app[SERVICE]
+    alert_id = request.match_info["alert_id"]
+    if _find(service, alert_id) is None:
+        if service.pending.get(alert_id) is not None:
+            return json_response([])
+        raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
+    limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
+    lines: list[dict[str, Any]] = []
+    for n, attempt in enumerate(service.app.store.attempts(alert_id)):
+        if n < offset:
+            continue
+        if limit and len(lines) >= limit:
+            break
+        lines.append(attempt.as_json())
+    return json_response(lines)
+
+
+def _alert_json(service: Service, alert: AlertRecord) -> dict[str, Any]:
+    counts = service.receipts.counts(alert.id)
+    busy = service.hub.running(alert.id) or any(
+        state in OPEN_STATES for per in counts.values() for state in per
+    )
+    pending = service.pending.get(alert.id)
+    return alert_summary(service.config, alert, state="sending" if busy else "done", counts=counts,
+                         confirmed_by=pending.confirmed_by if pending else None)
+
+
+def _find(service: Service, alert_id: str) -> AlertRecord | None:
+    try:
+        return service.app.store.alert(alert_id)
+    except InputError:
+        return None
+
+
+def _int_query(request: web.Request, name: str, default: int, *, maximum: int | None = None) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise ApiError(400, "invalid", f"{name}: must be a whole number", field=name)
+    value = int(raw)
+    return min(value, maximum) if maximum is not None else value

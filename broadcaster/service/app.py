@@ -1,0 +1,139 @@
+"""The aiohttp application: API, console, Twilio callbacks, CAP feed and metrics in one.
+
+``make_app(app)`` wires the service to an :class:`~broadcaster.app.App` (config,
+catalogue, store). Users, the audit chain, two-person fires and receipts live in
+the same SQLite database as the outbox. Loading the config is itself audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from broadcaster.app import App
+from broadcaster.audit import AuditLog
+from broadcaster.clock import Clock
+from broadcaster.engine.retry import RetryPolicy
+from broadcaster.errors import ConfigError
+from broadcaster.service import api, events, feed, firing, receipts
+from broadcaster.service.auth import Users
+from broadcaster.service.events import EventHub
+from broadcaster.service.http import auth_middleware, errors_middleware, json_response
+from broadcaster.service.metrics import CONTENT_TYPE, Metrics
+from broadcaster.service.openapi import document
+from broadcaster.service.pending import PendingFires
+from broadcaster.service.receipts import Receipts, callback_url
+from broadcaster.service.runs import Runs
+from broadcaster.service.state import SERVICE, Limits, Service
+from broadcaster.store.sqlite import SqliteStore
+
+log = logging.getLogger("broadcaster.service")
+
+STATIC_DIR: Final = Path(__file__).resolve().parent / "static"
+_PLACEHOLDER: Final = (
+    "<!doctype html>\n<html lang=\"ar\" dir=\"rtl\"><meta charset=\"utf-8\"><title>broadcaster</title>\n"
+    "<p>وحدة التحكم غير مثبتة · The console is not installed. The API is at /api/openapi.json.</p></html>\n"
+)
+
+
+def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = None,
+             policy: RetryPolicy | None = None) -> web.Application:
+    """The whole HTTP service for ``app``. ``clock`` times audit rows, rate limits and two-person windows."""
+    db = _connection(app)
+    clock = clock or Clock()
+    metrics = Metrics(db)
+    receipt_table = Receipts(db)
+    hub = EventHub(app.store.state_counts)
+    service = Service(
+        app=app, db=db, clock=clock, users=Users(db), audit=AuditLog(db), pending=PendingFires(db),
+        receipts=receipt_table, hub=hub, metrics=metrics,
+        runs=Runs(app, hub, metrics, status_callback=callback_url(app.config), policy=policy),
+        limits=limits or Limits(),
+    )
+    web_app = web.Application(middlewares=[errors_middleware, auth_middleware])
+    web_app[SERVICE] = service
+    _routes(web_app)
+    web_app.on_startup.append(_started)
+    web_app.on_shutdown.append(_shutdown)
+    web_app.on_cleanup.append(_cleanup)
+    return web_app
+
+
+def _connection(app: App) -> sqlite3.Connection:
+    if app.database == ":memory:":
+        raise ConfigError("the service needs a database file: dry-runs write from their own connection",
+                          where="database")
+    store = app.store
+    if not isinstance(store, SqliteStore):
+        raise ConfigError("the service needs the SQLite store", where="database")
+    return store.db
+
+
+def _routes(web_app: web.Application) -> None:
+    r = web_app.router
+    r.add_get("/api/openapi.json", openapi)
+    r.add_get("/api/me", api.me)
+    r.add_get("/api/templates", api.templates)
+    r.add_get("/api/templates/{template_id}", api.template)
+    r.add_post("/api/templates/{template_id}/approve", firing.approve_template)
+    r.add_get("/api/gazetteer", api.gazetteer)
+    r.add_get("/api/channels", api.channels)
+    r.add_post("/api/preview", api.preview)
+    r.add_get("/api/alerts", api.alerts)
+    r.add_post("/api/alerts", firing.fire)
+    r.add_get("/api/alerts/{alert_id}", api.alert)
+    r.add_post("/api/alerts/{alert_id}/confirm", firing.confirm)
+    r.add_get("/api/alerts/{alert_id}/events", events.handle_events)
+    r.add_get("/api/alerts/{alert_id}/log", api.log)
+    r.add_post("/api/alerts/{alert_id}/update", firing.update)
+    r.add_post("/api/alerts/{alert_id}/cancel", firing.cancel)
+    r.add_post(receipts.CALLBACK_PATH, receipts.handle_status)
+    r.add_get("/cap/feed.atom", feed.atom)
+    r.add_get(r"/cap/{alert_id:[A-Za-z0-9_-]+}.xml", feed.cap)
+    r.add_get("/metrics", metrics)
+    if not (STATIC_DIR / "index.html").exists():
+        STATIC_DIR.mkdir(parents=True, exist_ok=True)
+        (STATIC_DIR / "index.html").write_text(_PLACEHOLDER, encoding="utf-8")
+    r.add_get("/", index)
+    r.add_static("/static/", STATIC_DIR)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(document())
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[SERVICE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _started(web_app: web.Application) -> None:
+    service = web_app[SERVICE]
+    config = service.config
+    try:
+        digest = hashlib.sha256(config.path.read_bytes()).hexdigest()
+    except OSError:
+        digest = None
+    service.record("service", "config_load", path=str(config.path), sha256=digest,
+                   channels=[c.id for c in config.channels], templates=service.app.catalogue.ids(),
+                   public_url=config.public_url)
+    if config.public_url is None:
+        log.warning("[broadcaster] public_url is not set: SMS sends carry no StatusCallback and every "
+                    "Twilio callback is refused")
+
+
+async def _shutdown(web_app: web.Application) -> None:
+    web_app[SERVICE].hub.close_all()
+
+
+async def _cleanup(web_app: web.Application) -> None:
+    await web_app[SERVICE].runs.close()

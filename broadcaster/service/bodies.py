@@ -1,0 +1,132 @@
+"""Check request bodies field by field; a bad one is a 400 naming the field, before anything else runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from broadcaster.engine.outbox import MODES
+from broadcaster.service.http import ApiError
+from broadcaster.templates.catalogue import LANGUAGES, Template
+from broadcaster.templates.variables import example_inputs
+
+FIRE_FIELDS: Final = frozenset({"template", "variables", "use_examples", "channels", "areas", "mode", "confirm"})
+UPDATE_FIELDS: Final = frozenset({"variables", "mode", "confirm"})
+CANCEL_FIELDS: Final = frozenset({"mode", "confirm"})
+APPROVE_FIELDS: Final = frozenset({"sha256"})
+
+Inputs = dict[str, dict[str, str]]
+
+
+def bad(field: str, message: str) -> ApiError:
+    return ApiError(400, "invalid", f"{field}: {message}", field=field)
+
+
+@dataclass(frozen=True)
+class FireBody:
+    template: str
+    variables: Inputs
+    use_examples: bool
+    selection: str
+    areas: tuple[str, ...]
+    mode: str
+    confirm: str | None
+
+    def inputs(self, template: Template) -> Inputs:
+        """The template's examples when asked for, overlaid with the values given."""
+        inputs = example_inputs(template) if self.use_examples else {}
+        for name, values in self.variables.items():
+            inputs.setdefault(name, {}).update(values)
+        return inputs
+
+
+def known_fields(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad(unknown[0], f"unknown field (expected some of {', '.join(sorted(allowed))})")
+
+
+def parse_fire(body: Mapping[str, Any], *, default_mode: str | None = None) -> FireBody:
+    known_fields(body, FIRE_FIELDS)
+    template = body.get("template")
+    if not isinstance(template, str) or not template:
+        raise bad("template", "a template id (string) is required")
+    use_examples = body.get("use_examples", False)
+    if not isinstance(use_examples, bool):
+        raise bad("use_examples", "must be true or false")
+    return FireBody(
+        template=template,
+        variables=parse_variables(body.get("variables")),
+        use_examples=use_examples,
+        selection=parse_channels(body.get("channels")),
+        areas=parse_areas(body.get("areas")),
+        mode=parse_mode(body, default=default_mode),
+        confirm=parse_confirm(body),
+    )
+
+
+def parse_variables(value: Any) -> Inputs:
+    """``{"road": "E11", "detour": {"ar": "...", "en": "..."}}``: a plain value is both languages."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad("variables", "must be an object of name: value")
+    parsed: Inputs = {}
+    for name, raw in value.items():
+        where = f"variables.{name}"
+        if isinstance(raw, bool) or raw is None:
+            raise bad(where, "must be a string, a number or {\"ar\": ..., \"en\": ...}")
+        if isinstance(raw, str | int | float):
+            parsed[name] = dict.fromkeys(LANGUAGES, str(raw))
+            continue
+        if not isinstance(raw, dict) or not raw:
+            raise bad(where, "must be a string, a number or {\"ar\": ..., \"en\": ...}")
+        per_language: dict[str, str] = {}
+        for lang, text in raw.items():
+            if lang not in LANGUAGES:
+                raise bad(f"{where}.{lang}", "language must be ar or en")
+            if not isinstance(text, str | int | float) or isinstance(text, bool):
+                raise bad(f"{where}.{lang}", "must be a string or a number")
+            per_language[lang] = str(text)
+        parsed[name] = per_language
+    return parsed
+
+
+def parse_channels(value: Any) -> str:
+    """A selection as on the command line (``all``, ``id,id``, ``kind:sms``, ``area:CODE``) or a list of ids."""
+    if value is None:
+        return "all"
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, list) and value and all(isinstance(v, str) and v and "," not in v for v in value):
+        return ",".join(value)
+    raise bad("channels", "must be a selection string (all | id,id | kind:KIND | area:CODE) or a list of ids")
+
+
+def parse_areas(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise bad("areas", "must be a list of gazetteer area codes")
+    return tuple(value)
+
+
+def parse_mode(body: Mapping[str, Any], *, default: str | None = None) -> str:
+    mode = body.get("mode", default)
+    if mode not in MODES:
+        raise bad("mode", f"must be one of {', '.join(MODES)}")
+    return str(mode)
+
+
+def parse_confirm(body: Mapping[str, Any]) -> str | None:
+    confirm = body.get("confirm")
+    if confirm is not None and not isinstance(confirm, str):
+        raise bad("confirm", "must be the template id, typed")
+    return confirm
+
+
+def require_typed_confirmation(mode: str, confirm: str | None, template_id: str) -> None:
+    """A live send needs the officer to type the template id, as on the command line."""
+    if mode == "live" and (confirm or "").strip() != template_id:
+        raise bad("confirm", f"a live alert needs \"confirm\": \"{template_id}\" (the template id, typed)")

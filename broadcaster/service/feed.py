@@ -1,0 +1,133 @@
+"""The public CAP feed: ``GET /cap/feed.atom`` and ``GET /cap/{id}.xml``. No token needed.
+
+The feed is an Atom (RFC 4287) index of the current alerts whose CAP status is
+``Actual``: live alerts, updates and cancels not yet past ``expires``. Exercise
+and dry-run alerts never appear, and their documents are 404 here (``broadcaster
+cap`` still prints them). Each document is checked against the CAP 1.2 schema
+before it is served; one that fails is a 500, never an invalid public document.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from aiohttp import web
+from lxml import etree
+
+from broadcaster.cap import cap_document, identifier, validate
+from broadcaster.errors import InputError
+from broadcaster.service.http import ApiError
+from broadcaster.service.state import SERVICE, Service
+from broadcaster.store.base import AlertRecord
+from broadcaster.timefmt import iso_seconds
+
+log = logging.getLogger("broadcaster.service.feed")
+
+ATOM: Final = "http://www.w3.org/2005/Atom"
+CAP_TYPE: Final = "application/cap+xml"
+ATOM_TYPE: Final = "application/atom+xml"
+FEED_LIMIT: Final = 200
+
+
+def current_public(service: Service) -> list[AlertRecord]:
+    """Live alerts not yet expired, newest first."""
+    rows = service.db.execute(
+        "SELECT id FROM alerts WHERE mode = 'live' AND expires_at > ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+        (service.clock.now(), FEED_LIMIT),
+    ).fetchall()
+    return [service.app.store.alert(r[0]) for r in rows]
+
+
+def base_url(service: Service, request: web.Request) -> str:
+    """Links use the configured public URL; without one, the URL this request came in on."""
+    if service.config.public_url:
+        return service.config.public_url.rstrip("/")
+    return str(request.url.origin())
+
+
+def document(service: Service, alert: AlertRecord) -> bytes:
+    store, catalogue = service.app.store, service.app.catalogue
+    original = store.alert(alert.references) if alert.references else None
+    return cap_document(alert, catalogue.get(alert.template), catalogue.gazetteer, service.config,
+                        original=original)
+
+
+async def cap(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    alert_id = request.match_info["alert_id"]
+    try:
+        alert = service.app.store.alert(alert_id)
+    except InputError:
+        alert = None
+    if alert is None or alert.mode != "live":
+        # Exercise and dry-run documents are not public: the same answer as for no alert at all.
+        raise web.HTTPNotFound(text=f"no public CAP document {alert_id}")
+    try:
+        body = document(service, alert)
+        validate(body)
+    except (ValueError, InputError) as exc:
+        log.error("CAP document of %s is not valid: %s", alert_id, exc)
+        raise ApiError(500, "internal", "the CAP document could not be built") from None
+    return web.Response(body=body, content_type=CAP_TYPE, charset="utf-8")
+
+
+async def atom(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    return web.Response(body=feed(service, base_url(service, request)), content_type=ATOM_TYPE, charset="utf-8")
+
+
+def feed(service: Service, base: str) -> bytes:
+    config, tz = service.config, service.config.timezone
+    alerts = current_public(service)
+    root = etree.Element(_q("feed"), nsmap={None: ATOM})
+    root.set("{http://www.w3.org/XML/1998/namespace}lang", "ar")
+    _sub(root, "id", f"{base}/cap/feed.atom")
+    _sub(root, "title", f"{config.sender}: التنبيهات الحالية · current alerts")
+    updated = max((a.sent_at for a in alerts), default=service.clock.now())
+    _sub(root, "updated", iso_seconds(updated, tz))
+    _link(root, "self", f"{base}/cap/feed.atom", ATOM_TYPE)
+    author = _sub(root, "author")
+    _sub(author, "name", config.sender)
+    _sub(root, "generator", "broadcaster")
+    for alert in alerts:
+        entry = _sub(root, "entry")
+        url = f"{base}/cap/{alert.id}.xml"
+        _sub(entry, "id", f"urn:cap:{_safe_identifier(service, alert)}")
+        headline = {lang: alert.forms.get(lang, {}).get("headline", "") for lang in ("ar", "en")}
+        prefix = {"Update": "تحديث · Update: ", "Cancel": "إلغاء · Cancel: "}.get(alert.msg_type, "")
+        _sub(entry, "title", f"{prefix}{headline['ar']} · {headline['en']}")
+        _sub(entry, "updated", iso_seconds(alert.sent_at, tz))
+        _sub(entry, "published", iso_seconds(alert.sent_at, tz))
+        _link(entry, "alternate", url, CAP_TYPE)
+        summary = _sub(entry, "summary", "\n".join(
+            alert.forms.get(lang, {}).get("short", "") for lang in ("ar", "en")))
+        summary.set("type", "text")
+        category = _sub(entry, "category")
+        category.set("term", alert.template)
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def _safe_identifier(service: Service, alert: AlertRecord) -> str:
+    try:
+        return identifier(service.config, alert)
+    except ValueError:
+        return alert.id
+
+
+def _q(tag: str) -> str:
+    return f"{{{ATOM}}}{tag}"
+
+
+def _sub(parent: Any, tag: str, text: str | None = None) -> Any:
+    element = etree.SubElement(parent, _q(tag))
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _link(parent: Any, rel: str, href: str, media_type: str) -> None:
+    link = _sub(parent, "link")
+    link.set("rel", rel)
+    link.set("href", href)
+    link.set("type", media_type)

@@ -1,0 +1,141 @@
+"""HTTP plumbing shared by the handlers: JSON in and out, errors, bearer-token auth.
+
+Every error is ``{"error": code, "message": text}`` (plus ``"field"`` when one
+field of the body is at fault). Project input errors become 400, with the field
+they concern; nothing is sent when a request fails. Unexpected exceptions become
+a bare 500 whose details go to the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import orjson
+from aiohttp import web
+
+from broadcaster.errors import ConfigError, InputError, SelectionError, TemplateError, VariableError
+from broadcaster.service.auth import Forbidden, User, token_id_of
+from broadcaster.service.state import SERVICE
+
+log = logging.getLogger("broadcaster.service")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_USER: Final = web.RequestKey("user", User)  # aiohttp >= 3.13
+# Paths under /api/ that need no token: the API description itself.
+PUBLIC_API: Final = frozenset({"/api/openapi.json"})
+
+
+class ApiError(Exception):
+    """An answer other than success, with the field of the body it concerns."""
+
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+
+def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def error_response(error: ApiError) -> web.Response:
+    body: dict[str, Any] = {"error": error.code, "message": error.message}
+    if error.field:
+        body["field"] = error.field
+    return json_response(body, error.status, error.headers)
+
+
+def field_of(exc: InputError) -> str | None:
+    """The body field a project input error is about."""
+    text = str(exc)
+    if isinstance(exc, VariableError):
+        return "variables"
+    if isinstance(exc, TemplateError):
+        return "template"
+    if isinstance(exc, SelectionError):
+        if "--area" in text:
+            return "areas"
+        return "mode" if text.startswith("mode") or "follow-up" in text else "channels"
+    return None
+
+
+def input_error(exc: InputError, *, field: str | None = None) -> ApiError:
+    where = field or field_of(exc)
+    message = f"{where}: {exc}" if where else str(exc)
+    return ApiError(400, "invalid", message, field=where)
+
+
+async def read_json(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise ApiError(400, "invalid", "body: a JSON object is required", field="body")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid", "body: not valid JSON", field="body") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid", "body: must be a JSON object", field="body")
+    return body
+
+
+def current_user(request: web.Request) -> User:
+    user = request.get(_USER)
+    if not isinstance(user, User):  # only reachable if a route skipped the auth middleware
+        raise ApiError(401, "unauthorized", "an Authorization: Bearer token is required")
+    return user
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except Forbidden as exc:
+        return error_response(ApiError(403, "forbidden", str(exc)))
+    except ConfigError as exc:
+        log.error("service configuration problem: %s", exc)
+        return error_response(ApiError(503, "misconfigured", f"the service cannot do this: {exc}"))
+    except InputError as exc:
+        return error_response(input_error(exc))
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/"):
+            raise
+        code = "not_found" if exc.status == 404 else "method_not_allowed" if exc.status == 405 else "http"
+        return error_response(ApiError(exc.status, code, f"{request.method} {request.path}: {exc.reason}"))
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(ApiError(500, "internal", "internal error; the server log has the details"))
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every /api/ path but the OpenAPI document needs ``Authorization: Bearer TOKEN``."""
+    if not request.path.startswith("/api/") or request.path in PUBLIC_API:
+        return await handler(request)
+    service = request.app[SERVICE]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        reason = "no bearer token"
+        user = None
+    else:
+        user, reason = await service.users.verify_async(token)
+    if user is None:
+        # Never the token itself: only why it failed and where from.
+        service.record("anonymous", "login_failure", reason=reason, token_id=token_id_of(token),
+                       method=request.method, path=request.path, remote=request.remote or "")
+        raise ApiError(401, "unauthorized", f"a valid Authorization: Bearer token is required ({reason})",
+                       headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'})
+    request[_USER] = user
+    return await handler(request)

@@ -1,0 +1,104 @@
+"""Prometheus metrics at ``/metrics``.
+
+* ``broadcaster_deliveries_total{channel, mode, outcome}``: every recorded attempt outcome.
+* ``broadcaster_attempt_latency_seconds{channel}``: request time of each real attempt.
+* ``broadcaster_retries_total{channel, mode}``: attempts that will be tried again.
+* ``broadcaster_queue_depth{channel, state}``: deliveries not yet done, read from the store at scrape time.
+* ``broadcaster_fire_to_first_send_seconds{mode}``: outbox commit to the first accepted send of an alert.
+* ``broadcaster_receipts_total{outcome}`` and ``broadcaster_fires_total{mode, state}``.
+
+Each service has its own registry, so several apps in one process (tests) never share counters.
+Dry-run outcomes are counted under ``mode="dry-run"``; their virtual-time latencies are not observed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from broadcaster.store.base import Outcome
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_FIRST_SEND_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_RETRIED: Final = frozenset({"retry", "unknown"})
+_SENT: Final = frozenset({"sent", "reconciled"})
+
+
+class _QueueDepth(Collector):
+    """Deliveries still to do per channel and state, counted when Prometheus scrapes."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("broadcaster_queue_depth", "Deliveries not yet done, by channel and state",
+                                   labels=["channel", "state"])
+        rows = self.db.execute(
+            "SELECT channel_id, state, COUNT(*) FROM deliveries WHERE state IN ('pending', 'sending', 'unknown')"
+            " GROUP BY channel_id, state"
+        ).fetchall()
+        for channel, state, n in rows:
+            family.add_metric([channel, state], n)
+        yield family
+
+
+class Metrics:
+    def __init__(self, db: sqlite3.Connection | None = None) -> None:
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter("broadcaster_deliveries", "Recorded delivery attempt outcomes",
+                                  ["channel", "mode", "outcome"], registry=self.registry)
+        self.latency = Histogram("broadcaster_attempt_latency_seconds", "Time from request to answer per attempt",
+                                 ["channel"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.retries = Counter("broadcaster_retries", "Attempts that will be tried again (retry or unknown)",
+                               ["channel", "mode"], registry=self.registry)
+        self.first_send = Histogram("broadcaster_fire_to_first_send_seconds",
+                                    "From the outbox commit to the first accepted send of an alert", ["mode"],
+                                    buckets=_FIRST_SEND_BUCKETS, registry=self.registry)
+        self.receipts = Counter("broadcaster_receipts", "Twilio status callbacks by outcome", ["outcome"],
+                                registry=self.registry)
+        self.fires = Counter("broadcaster_fires", "Alerts fired through the API", ["mode", "state"],
+                             registry=self.registry)
+        if db is not None:
+            self.registry.register(_QueueDepth(db))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def observer(self, mode: str) -> AlertObserver:
+        return AlertObserver(self, mode)
+
+
+class AlertObserver:
+    """Sees one alert's outcomes (possibly from a worker thread); knows when it was committed."""
+
+    def __init__(self, metrics: Metrics, mode: str) -> None:
+        self.metrics = metrics
+        self.mode = mode
+        self.committed_at: float | None = None
+        self._first_seen = False
+        self._lock = threading.Lock()
+
+    def committed(self, at: float) -> None:
+        self.committed_at = at
+
+    def __call__(self, channel: str, outcome: Outcome) -> None:
+        m = self.metrics
+        m.deliveries.labels(channel=channel, mode=self.mode, outcome=outcome.outcome).inc()
+        if outcome.outcome in _RETRIED:
+            m.retries.labels(channel=channel, mode=self.mode).inc()
+        if self.mode == "dry-run" or outcome.outcome == "expired":
+            return  # virtual time, or no request made
+        m.latency.labels(channel=channel).observe(max(0.0, outcome.finished_at - outcome.started_at))
+        if outcome.outcome in _SENT and self.committed_at is not None:
+            with self._lock:
+                first, self._first_seen = not self._first_seen, True
+            if first:
+                m.first_send.labels(mode=self.mode).observe(max(0.0, outcome.started_at - self.committed_at))
+

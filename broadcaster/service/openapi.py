@@ -1,0 +1,170 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at ``/api/openapi.json``.
+
+``docs/api.md`` is the prose form of the same contract; a test checks that every
+route the application registers is described here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Final
+
+from broadcaster.engine.outbox import MODES
+from broadcaster.service.auth import ROLES
+
+_STR: Final = {"type": "string"}
+_BOOL: Final = {"type": "boolean"}
+_INT: Final = {"type": "integer"}
+_NULL_STR: Final = {"type": ["string", "null"]}
+_COUNTS: Final = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _INT},
+                  "description": "{channel: {state: n}}; a receipted SMS counts as delivered or undelivered"}
+_MODE: Final = {"type": "string", "enum": list(MODES)}
+_BILINGUAL: Final = {"type": "object", "properties": {"ar": _STR, "en": _STR}}
+_VARIABLES: Final = {
+    "type": "object",
+    "description": "name: value; a plain string (or number) is both languages, an object gives each",
+    "additionalProperties": {"oneOf": [_STR, {"type": "number"}, _BILINGUAL]},
+}
+_CHANNELS: Final = {"oneOf": [_STR, {"type": "array", "items": _STR}],
+                    "description": "all | id,id | kind:KIND | area:CODE, or a list of channel ids"}
+
+
+def _obj(required: list[str] | None = None, **properties: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Any, description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "invalid input; nothing was sent", 401: "no or bad token", 403: "the role may not",
+            404: "not found", 409: "state conflict", 429: "firing too fast", 503: "service misconfigured"}
+    return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ref("Error")}}}
+            for c in codes}
+
+
+def _op(summary: str, responses: dict[str, Any], *, body: Any = None, public: bool = False,
+        roles: str = "any role") -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if public:
+        op["security"] = []
+    else:
+        op["description"] = f"Roles: {roles}."
+        op["responses"] = {**responses, **_errors(401)}
+    return op
+
+
+_ID_PARAM: Final = [{"name": "alert_id", "in": "path", "required": True, "schema": _STR}]
+_TEMPLATE_PARAM: Final = [{"name": "template_id", "in": "path", "required": True, "schema": _STR}]
+_PAGE: Final = [{"name": n, "in": "query", "required": False, "schema": _INT} for n in ("limit", "offset")]
+_ACCEPTED: Final = _json(_ref("Accepted"), "accepted")
+_FIRE_ROLES: Final = "operator (dry-run, exercise; live only where the template sets operator_live), officer, approver"
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (built once)."""
+    fire_body = _obj(["template", "mode"], template=_STR, variables=_VARIABLES, use_examples=_BOOL,
+                     channels=_CHANNELS, areas={"type": "array", "items": _STR}, mode=_MODE,
+                     confirm={**_STR, "description": "the template id, typed: required when mode is live"})
+    paths: dict[str, Any] = {
+        "/api/openapi.json": {"get": _op("This document", _json({"type": "object"}), public=True)},
+        "/api/me": {"get": _op("Who the token belongs to", _json(_obj(name=_STR, role=_ref("Role"))))},
+        "/api/templates": {"get": _op("The catalogue", _json({"type": "array", "items": _ref("TemplateSummary")}))},
+        "/api/templates/{template_id}": {"parameters": _TEMPLATE_PARAM, "get": _op(
+            "One template, as `templates show --json`", {**_json({"type": "object"}), **_errors(404)})},
+        "/api/templates/{template_id}/approve": {"parameters": _TEMPLATE_PARAM, "post": _op(
+            "Approve the template's current content", {**_json(_obj(id=_STR, approved=_BOOL, by=_STR, at=_STR,
+                                                                    sha256=_STR)), **_errors(400, 403, 404, 409)},
+            body=_obj(["sha256"], sha256={**_STR, "description": "the content hash the approver reviewed"}),
+            roles="approver")},
+        "/api/gazetteer": {"get": _op("Places officers pick from", _json({"type": "array", "items": _obj(
+            code=_STR, type=_STR, ar=_STR, en=_STR, areas={"type": "array", "items": _STR})}))},
+        "/api/channels": {"get": _op("Configured channels (no secrets)", _json({"type": "array", "items": _obj(
+            id=_STR, kind=_STR, languages={"type": "array", "items": _STR}, areas={"type": "array", "items": _STR},
+            exercise=_BOOL, rate_per_second={"type": "number"})}))},
+        "/api/preview": {"post": _op("Render without storing or sending", {**_json(_obj(
+            template=_STR, approved=_BOOL, two_person=_BOOL, messages={"type": "array", "items": _ref("Message")})),
+            **_errors(400)}, body=fire_body)},
+        "/api/alerts": {
+            "get": {**_op("Recent alerts, newest first", _json({"type": "array", "items": _ref("Alert")})),
+                    "parameters": [_PAGE[0]]},
+            "post": _op("Fire an alert", {"202": _ACCEPTED, **_errors(400, 403, 429, 503)}, body=fire_body,
+                        roles=_FIRE_ROLES),
+        },
+        "/api/alerts/{alert_id}": {"parameters": _ID_PARAM, "get": {**_op(
+            "One alert with its deliveries", {**_json({"allOf": [_ref("Alert"), _obj(
+                deliveries={"type": "array", "items": _ref("Delivery")}, deliveries_total=_INT)]}),
+                **_errors(404)}), "parameters": _PAGE}},
+        "/api/alerts/{alert_id}/confirm": {"parameters": _ID_PARAM, "post": _op(
+            "Second officer's confirmation of a two-person fire", {"202": _ACCEPTED, **_errors(400, 403, 404, 409,
+                                                                                               429)},
+            roles="officer or approver, never the user who fired")},
+        "/api/alerts/{alert_id}/events": {"parameters": _ID_PARAM, "get": _op(
+            "Progress as server-sent events: `progress` {channel, state, counts} ..., then `done` {alert_id, ok}",
+            {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": _STR}}},
+             **_errors(404)})},
+        "/api/alerts/{alert_id}/log": {"parameters": _ID_PARAM, "get": {**_op(
+            "Every attempt, as `log --json` lines", {**_json({"type": "array", "items": _ref("Attempt")}),
+                                                     **_errors(404)}), "parameters": _PAGE}},
+        "/api/alerts/{alert_id}/update": {"parameters": _ID_PARAM, "post": _op(
+            "A new alert updating this one, on the same channels", {"202": _ACCEPTED, **_errors(400, 403, 404, 429)},
+            body=_obj(["mode"], variables=_VARIABLES, mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
+        "/api/alerts/{alert_id}/cancel": {"parameters": _ID_PARAM, "post": _op(
+            "The pre-approved correction of this alert", {"202": _ACCEPTED, **_errors(400, 403, 404, 429)},
+            body=_obj(["mode"], mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
+        "/twilio/status": {"post": _op("Twilio delivery receipt (X-Twilio-Signature)", {
+            "204": {"description": "recorded (a replay is accepted and ignored)"},
+            "403": {"description": "the signature does not validate"}}, public=True)},
+        "/cap/feed.atom": {"get": _op("Atom index of current Actual alerts", {"200": {
+            "description": "Atom", "content": {"application/atom+xml": {"schema": _STR}}}}, public=True)},
+        "/cap/{alert_id}.xml": {"parameters": _ID_PARAM, "get": _op("The CAP 1.2 document of a live alert", {
+            "200": {"description": "CAP", "content": {"application/cap+xml": {"schema": _STR}}},
+            "404": {"description": "no such live alert (exercise and dry-run are never public)"}}, public=True)},
+        "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}}, public=True)},
+        "/": {"get": _op("The web console", {"200": {"description": "HTML"}}, public=True)},
+    }
+    schemas = {
+        "Error": _obj(["error", "message"], error=_STR, message=_STR, field=_STR),
+        "Role": {"type": "string", "enum": list(ROLES)},
+        "Accepted": _obj(["alert_id", "state"], alert_id=_STR,
+                         state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR),
+        "TemplateSummary": _obj(id=_STR, version=_INT, title=_BILINGUAL, approved=_BOOL,
+                                kinds={"type": "array", "items": _STR}, two_person=_BOOL),
+        "Message": _obj(channel=_STR, kind=_STR, language=_STR, text=_STR, length=_INT, limit=_INT, unit=_STR,
+                        segments={"type": ["integer", "null"]}, encoding=_NULL_STR, recipients=_INT,
+                        cost_segments=_INT),
+        "Alert": _obj(alert_id=_STR, template=_STR, mode=_MODE, msg_type=_STR, references=_NULL_STR,
+                      sent=_NULL_STR, expires=_NULL_STR, areas={"type": "array", "items": _STR},
+                      channels={"type": "array", "items": _STR}, created_by=_STR, confirmed_by=_NULL_STR,
+                      state={"type": "string",
+                             "enum": ["awaiting_confirmation", "not_confirmed", "sending", "done"]},
+                      counts=_COUNTS, requested_at=_STR, confirm_by=_STR,
+                      request={"type": "object", "description": "a waiting two-person fire: what was asked"}),
+        "Delivery": _obj(channel=_STR, recipient=_NULL_STR, language=_STR, state=_STR, attempts=_INT,
+                         provider_id=_NULL_STR, receipt=_NULL_STR),
+        "Attempt": _obj(alert_id=_STR, channel=_STR, recipient=_NULL_STR, language=_STR, attempt=_INT,
+                        outcome=_STR, http_status={"type": ["integer", "null"]}, error_code=_NULL_STR,
+                        provider_id=_NULL_STR, started_at=_STR, finished_at=_NULL_STR,
+                        latency_ms={"type": ["number", "null"]}, detail=_NULL_STR),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "broadcaster", "version": "1",
+                 "description": "Fire pre-approved bilingual alerts to every official channel at once."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                                                      "description": "from `broadcaster users add`"}}},
+        "security": [{"bearer": []}],
+    }

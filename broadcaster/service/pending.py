@@ -1,0 +1,96 @@
+"""Two-person fires: a live alert from a ``two_person`` template waits here for a second officer.
+
+Nothing is committed to the outbox while a fire waits: only the request (template,
+checked inputs, areas, selection) is stored. On confirmation it is planned again
+(so a template whose approval went stale in the meantime is still refused) under
+the alert id the first officer was given. The claim from ``awaiting_confirmation``
+to ``confirmed`` is one conditional UPDATE, so two confirmations cannot both win.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+AWAITING: Final = "awaiting_confirmation"
+CONFIRMED: Final = "confirmed"
+NOT_CONFIRMED: Final = "not_confirmed"  # the window closed first
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFire:
+    alert_id: str
+    template: str
+    mode: str
+    request: dict[str, Any]
+    requested_by: str
+    requested_at: float
+    confirm_by: float
+    state: str
+    confirmed_by: str | None
+    confirmed_at: float | None
+
+    def state_at(self, now: float) -> str:
+        return NOT_CONFIRMED if self.state == AWAITING and now > self.confirm_by else self.state
+
+
+_COLUMNS: Final = ("alert_id, template, mode, request, requested_by, requested_at, confirm_by, state, confirmed_by,"
+                   " confirmed_at")
+
+
+def _row(row: tuple[Any, ...]) -> PendingFire:
+    return PendingFire(row[0], row[1], row[2], orjson.loads(row[3]), *row[4:])
+
+
+class PendingFires:
+    """The ``pending_fires`` table."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def add(self, alert_id: str, template: str, mode: str, request: dict[str, Any], requested_by: str, *,
+            now: float, window_s: float) -> PendingFire:
+        self.db.execute(
+            f"INSERT INTO pending_fires ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,NULL,NULL)",
+            (alert_id, template, mode, orjson.dumps(request).decode(), requested_by, now, now + window_s, AWAITING),
+        )
+        found = self.get(alert_id)
+        assert found is not None
+        return found
+
+    def get(self, alert_id: str) -> PendingFire | None:
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM pending_fires WHERE alert_id = ?", (alert_id,)).fetchone()
+        return _row(row) if row else None
+
+    def recent(self, limit: int = 50) -> list[PendingFire]:
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM pending_fires WHERE state != ? ORDER BY requested_at DESC LIMIT ?",
+            (CONFIRMED, limit),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def claim(self, alert_id: str, confirmed_by: str, *, now: float) -> bool:
+        """Move an awaiting fire to confirmed; False if someone else did, or the window closed."""
+        cur = self.db.execute(
+            "UPDATE pending_fires SET state = ?, confirmed_by = ?, confirmed_at = ?"
+            " WHERE alert_id = ? AND state = ? AND confirm_by >= ?",
+            (CONFIRMED, confirmed_by, now, alert_id, AWAITING, now),
+        )
+        return cur.rowcount == 1
+
+    def release(self, alert_id: str) -> None:
+        """Undo a claim whose delivery could not start (the fire may be confirmed again)."""
+        self.db.execute(
+            "UPDATE pending_fires SET state = ?, confirmed_by = NULL, confirmed_at = NULL WHERE alert_id = ?",
+            (AWAITING, alert_id),
+        )
+
+    def close_expired(self, alert_id: str, *, now: float) -> bool:
+        cur = self.db.execute(
+            "UPDATE pending_fires SET state = ? WHERE alert_id = ? AND state = ? AND confirm_by < ?",
+            (NOT_CONFIRMED, alert_id, AWAITING, now),
+        )
+        return cur.rowcount == 1

@@ -1,0 +1,59 @@
+"""The service's shared state, reached from handlers as ``request.app[SERVICE]``."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from broadcaster.app import App
+    from broadcaster.audit import AuditLog
+    from broadcaster.clock import Clock
+    from broadcaster.config import Config
+    from broadcaster.engine.ratelimit import RateLimiter
+    from broadcaster.service.auth import Users
+    from broadcaster.service.events import EventHub
+    from broadcaster.service.metrics import Metrics
+    from broadcaster.service.pending import PendingFires
+    from broadcaster.service.receipts import Receipts
+    from broadcaster.service.runs import Runs
+
+
+@dataclass
+class Limits:
+    """How fast one user may fire, and how long a two-person fire waits."""
+
+    fire_rate_per_second: float = 0.2
+    fire_burst: int = 5
+    confirm_window_s: float = 600.0
+
+
+@dataclass
+class Service:
+    app: App
+    db: sqlite3.Connection
+    clock: Clock
+    users: Users
+    audit: AuditLog
+    pending: PendingFires
+    receipts: Receipts
+    hub: EventHub
+    metrics: Metrics
+    runs: Runs
+    limits: Limits
+    fire_limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    throttled: set[str] = field(default_factory=set)  # users inside a refused burst (audited once)
+
+    @property
+    def config(self) -> Config:
+        return self.app.config
+
+    def record(self, actor: str, action: str, /, **detail: Any) -> None:
+        """Append one audit row, stamped with the service clock."""
+        self.audit.append(actor, action, detail, now=self.clock.now())
+
+
+SERVICE = web.AppKey("service", Service)

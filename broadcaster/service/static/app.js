@@ -1,0 +1,993 @@
+/* Crisis broadcaster console: plain JS, no framework, nothing loaded from the network.
+ *
+ * Flow: token → template → variables → mode → preview (POST /api/preview) → fire
+ * (POST /api/alerts) → live progress (GET /api/alerts/{id}/events, read with fetch()
+ * streaming because EventSource cannot send the Authorization header) → history.
+ *
+ * Safety rules this file keeps:
+ *  - the fire button only sends exactly the body of the last successful preview;
+ *  - any edit invalidates that preview, so the officer always fires what they saw;
+ *  - a live fire (and a live cancel) stays disabled until the id is typed exactly;
+ *  - every server string goes through textContent, never innerHTML.
+ */
+"use strict";
+
+(() => {
+  /* global BROADCASTER_MODES, BROADCASTER_MODE_TAG, BROADCASTER_STRINGS -- from strings.js */
+  const MODES = BROADCASTER_MODES;
+  const MODE_TAG = BROADCASTER_MODE_TAG;
+  const STRINGS = BROADCASTER_STRINGS;
+  const UNFINISHED = ["pending", "sending"];
+  const DELIVERED = ["sent", "delivered"];
+  const CONFIRMERS = ["officer", "approver"];
+
+  const state = {
+    token: sessionStorage.getItem("broadcaster.token") || "",
+    lang: sessionStorage.getItem("broadcaster.lang") === "en" ? "en" : "ar",
+    me: null,
+    templates: [],
+    template: null,
+    gazetteer: [],
+    channels: [],
+    mode: "dry-run",
+    preview: null, // {key, body, result} of the last successful preview
+    previewError: "",
+    previewSeq: 0,
+    previewBusy: false,
+    firing: false,
+    alert: null, // {alert_id, template, mode, msg_type, references, phase, ok, counts}
+    stream: null,
+    history: [],
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const t = (key, ...args) => {
+    const value = STRINGS[state.lang][key] ?? STRINGS.ar[key] ?? key;
+    return typeof value === "function" ? value(...args) : value;
+  };
+  const other = (lang) => (lang === "ar" ? "en" : "ar");
+
+  /** Build an element; strings become text nodes, never markup. */
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === false || value === null || value === undefined) continue;
+      if (name === "class") node.className = value;
+      else if (name === "text") node.textContent = value;
+      else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+      else node.setAttribute(name, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  const ARABIC = /[\u0600-\u06FF\u0750-\u077F\u08A0-\u08FF\uFB50-\uFDFF\uFE70-\uFEFF]/;
+  const langOf = (text) => (ARABIC.test(text) ? "ar" : "en");
+  const dirOf = (lang) => (lang === "ar" ? "rtl" : "ltr");
+
+  // ---------------------------------------------------------------- API
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  async function errorFrom(response) {
+    let code = `http_${response.status}`;
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const body = await response.json();
+      code = body.error || code;
+      message = body.message || message;
+    } catch {
+      /* not JSON: keep the status line */
+    }
+    return new ApiError(response.status, code, message);
+  }
+
+  async function api(method, path, body) {
+    const headers = { Authorization: `Bearer ${state.token}`, Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(path, {
+      method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store",
+    });
+    if (!response.ok) {
+      const error = await errorFrom(response);
+      if (response.status === 401) signOut(t("login.refused"));
+      throw error;
+    }
+    return response.status === 204 ? null : response.json();
+  }
+
+  function showError(error, where = "error") {
+    const box = $(where);
+    if (!error) {
+      box.hidden = true;
+      box.textContent = "";
+      return;
+    }
+    box.textContent = error.message || String(error);
+    box.hidden = false;
+  }
+
+  // ---------------------------------------------------------------- language
+
+  function applyLang() {
+    const root = document.documentElement;
+    root.lang = state.lang;
+    root.dir = dirOf(state.lang);
+    for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+    const toggle = $("lang-toggle");
+    toggle.textContent = t("langToggle");
+    toggle.lang = other(state.lang);
+    toggle.dir = dirOf(other(state.lang));
+  }
+
+  function toggleLang() {
+    const kept = snapshotFields();
+    state.lang = other(state.lang);
+    sessionStorage.setItem("broadcaster.lang", state.lang);
+    applyLang();
+    renderAll(kept);
+  }
+
+  function renderAll(kept) {
+    renderWho();
+    renderTemplateOptions();
+    if (state.template) {
+      renderTemplateInfo();
+      buildForm(kept);
+    }
+    renderTargets(kept);
+    renderPreview();
+    renderFire();
+    renderProgress();
+    renderHistory();
+  }
+
+  // ---------------------------------------------------------------- login
+
+  function signOut(message) {
+    state.token = "";
+    state.me = null;
+    state.alert = null;
+    state.preview = null;
+    sessionStorage.removeItem("broadcaster.token");
+    if (state.stream) state.stream.abort();
+    setMode("dry-run"); // whoever signs in next starts in the safe mode
+    $("progress-panel").hidden = true;
+    $("console").hidden = true;
+    $("logout").hidden = true;
+    $("who").hidden = true;
+    $("login").hidden = false;
+    showError(message ? { message } : null);
+    $("token").focus();
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    state.token = $("token").value.trim();
+    try {
+      state.me = await api("GET", "/api/me");
+    } catch (error) {
+      if (error.status !== 401) showError(error);
+      return;
+    }
+    sessionStorage.setItem("broadcaster.token", state.token);
+    $("token").value = "";
+    await openConsole();
+  }
+
+  async function openConsole() {
+    showError(null);
+    $("login").hidden = true;
+    $("console").hidden = false;
+    $("logout").hidden = false;
+    try {
+      if (!state.me) state.me = await api("GET", "/api/me");
+      const [templates, gazetteer, channels] = await Promise.all([
+        api("GET", "/api/templates"), api("GET", "/api/gazetteer"), api("GET", "/api/channels"),
+      ]);
+      state.templates = templates;
+      state.gazetteer = gazetteer;
+      state.channels = channels;
+    } catch (error) {
+      if (error.status !== 401) showError(error);
+      return;
+    }
+    renderWho();
+    renderTemplateOptions();
+    renderTargets();
+    setMode(state.mode);
+    const first = state.templates.find((tpl) => tpl.approved) || state.templates[0];
+    if (first) await selectTemplate(first.id);
+    loadHistory();
+  }
+
+  function renderWho() {
+    if (!state.me) return;
+    const who = $("who");
+    who.textContent = `${state.me.name} · ${state.me.role}`;
+    who.hidden = false;
+  }
+
+  // ---------------------------------------------------------------- template and variables
+
+  const titleOf = (tpl) => (tpl.title ? `${tpl.title.ar} · ${tpl.title.en}` : tpl.id);
+
+  function renderTemplateOptions() {
+    const select = $("template");
+    const current = state.template ? state.template.id : select.value;
+    select.replaceChildren(...state.templates.map((tpl) => el("option", {
+      value: tpl.id,
+      text: `${titleOf(tpl)} (${tpl.id})${tpl.approved ? "" : ` — ${t("template.notApproved")}`}`,
+    })));
+    if (current) select.value = current;
+  }
+
+  let templateSeq = 0;
+
+  async function selectTemplate(id) {
+    const seq = ++templateSeq;
+    $("fill-examples").disabled = true;
+    $("vars-form").setAttribute("aria-busy", "true");
+    let detail;
+    try {
+      detail = await api("GET", `/api/templates/${encodeURIComponent(id)}`);
+    } catch (error) {
+      if (error.status !== 401) showError(error);
+      return;
+    } finally {
+      if (seq === templateSeq) {
+        $("fill-examples").disabled = false;
+        $("vars-form").removeAttribute("aria-busy");
+      }
+    }
+    if (seq !== templateSeq) return; // the officer picked another template meanwhile
+    state.template = detail;
+    $("template").value = id;
+    $("confirm").value = "";
+    state.preview = null;
+    state.previewError = "";
+    renderTemplateInfo();
+    buildForm();
+    onFormChange();
+  }
+
+  function renderTemplateInfo() {
+    const tpl = state.template;
+    const summary = state.templates.find((x) => x.id === tpl.id) || {};
+    const approved = tpl.approved ?? summary.approved;
+    const parts = [
+      el("span", { class: approved ? "chip" : "chip bad", text: approved ? t("template.approved") : t("template.notApproved") }),
+      " ",
+      el("span", { text: `${t("template.version")} ${tpl.version ?? "?"}` }),
+      " · ",
+      el("span", { dir: "ltr", text: (tpl.kinds || summary.kinds || []).join(", ") }),
+    ];
+    if (tpl.two_person ?? summary.two_person) parts.push(" · ", el("strong", { text: t("template.twoPerson") }));
+    $("template-info").replaceChildren(...parts);
+  }
+
+  const placesFor = (variable) =>
+    state.gazetteer.filter((place) => !variable.places || place.type === variable.places);
+  const bilingual = (pair, code) => `${pair.ar} — ${pair.en}${code ? ` (${code})` : ""}`;
+
+  function label(variable, forId) {
+    return el("label", { for: forId },
+      variable.name,
+      el("span", { class: "meta", text: [variable.required ? t("vars.required") : "", t("vars.max", variable.max_length)]
+        .filter(Boolean).join(" · ") }));
+  }
+
+  function buildField(variable) {
+    const id = `var-${variable.name}`;
+    const common = { "data-var": variable.name };
+    const wrap = el("div", { class: "field", "data-type": variable.type, "data-name": variable.name });
+    if (variable.type === "place" || variable.type === "enum") {
+      const options = variable.type === "place"
+        ? placesFor(variable).map((p) => el("option", { value: p.code, text: bilingual(p, p.code) }))
+        : Object.entries(variable.choices || {}).map(([key, pair]) => el("option", { value: key, text: bilingual(pair) }));
+      wrap.append(label(variable, id), el("select", { id, ...common, required: variable.required },
+        el("option", { value: "", text: t("vars.choose") }), options));
+    } else if (variable.type === "text") {
+      wrap.append(
+        el("span", { class: "field-label", id: `${id}-label` }, variable.name,
+          el("span", { class: "meta", text: [variable.required ? t("vars.required") : "", t("vars.max", variable.max_length)]
+            .filter(Boolean).join(" · ") })),
+        el("div", { class: "pair", role: "group", "aria-labelledby": `${id}-label` },
+          el("div", {}, el("label", { for: `${id}-ar`, text: t("vars.ar") }),
+            el("input", { id: `${id}-ar`, type: "text", lang: "ar", dir: "rtl", maxlength: variable.max_length,
+              "data-lang": "ar", ...common, required: variable.required })),
+          el("div", {}, el("label", { for: `${id}-en`, text: t("vars.en") }),
+            el("input", { id: `${id}-en`, type: "text", lang: "en", dir: "ltr", maxlength: variable.max_length,
+              "data-lang": "en", ...common, required: variable.required }))));
+    } else if (variable.type === "datetime") {
+      wrap.append(
+        el("span", { class: "field-label", id: `${id}-label` }, variable.name,
+          el("span", { class: "meta", text: variable.required ? t("vars.required") : "" })),
+        el("div", { class: "dt", role: "group", "aria-labelledby": `${id}-label` },
+          el("div", {}, el("label", { for: id, text: t("vars.date") }),
+            el("input", { id, type: "datetime-local", dir: "ltr", ...common, required: variable.required })),
+          el("div", {}, el("label", { for: `${id}-offset`, text: t("vars.offset") }),
+            el("input", { id: `${id}-offset`, type: "text", dir: "ltr", value: "+04:00", maxlength: 6,
+              pattern: "[+\\-][0-9]{2}:[0-9]{2}", inputmode: "text", "data-offset": variable.name, ...common }))));
+    } else {
+      // number, and any kind a newer server adds: one value for both languages.
+      wrap.append(label(variable, id), el("input", {
+        id, type: "text", dir: "ltr", maxlength: variable.max_length, ...common, required: variable.required,
+        inputmode: variable.type === "number" ? "decimal" : undefined,
+      }));
+    }
+    return wrap;
+  }
+
+  function snapshotFields() {
+    const kept = {};
+    for (const node of document.querySelectorAll("#vars-form [id], #targets input")) {
+      kept[node.id] = node.type === "checkbox" ? node.checked : node.value;
+    }
+    return kept;
+  }
+
+  function restoreFields(kept, selector) {
+    if (!kept) return;
+    for (const node of document.querySelectorAll(selector)) {
+      if (!(node.id in kept)) continue;
+      if (node.type === "checkbox") node.checked = kept[node.id];
+      else node.value = kept[node.id];
+    }
+  }
+
+  function buildForm(kept) {
+    const form = $("vars-form");
+    const vars = state.template.variables || [];
+    form.replaceChildren(...(vars.length ? vars.map(buildField) : [el("p", { class: "help", text: t("vars.none") })]));
+    restoreFields(kept, "#vars-form [id]");
+  }
+
+  function splitDatetime(value) {
+    const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.exec(value || "");
+    if (!match) return null;
+    return { local: match[1], offset: match[2] === "Z" ? "+00:00" : match[2] };
+  }
+
+  function fillExamples() {
+    for (const variable of state.template.variables || []) {
+      const examples = variable.examples || {};
+      const id = `var-${variable.name}`;
+      if (variable.type === "text") {
+        $(`${id}-ar`).value = examples.ar ?? "";
+        $(`${id}-en`).value = examples.en ?? "";
+      } else if (variable.type === "datetime") {
+        const parts = splitDatetime(examples.en ?? examples.ar);
+        if (parts) {
+          $(id).value = parts.local;
+          $(`${id}-offset`).value = parts.offset;
+        }
+      } else {
+        $(id).value = examples.en ?? examples.ar ?? "";
+      }
+    }
+    onFormChange();
+  }
+
+  /** Mark a field invalid only once the officer has touched it (or when it is malformed whatever happens). */
+  function flag(input, invalid, always = false) {
+    if (invalid && (always || input.dataset.touched)) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
+
+  /** Read the form into the API's `variables`; list what is missing or malformed. */
+  function collectVariables() {
+    const variables = {};
+    const missing = [];
+    for (const variable of state.template.variables || []) {
+      const id = `var-${variable.name}`;
+      let ok = true;
+      if (variable.type === "text") {
+        const ar = $(`${id}-ar`).value.trim();
+        const en = $(`${id}-en`).value.trim();
+        if (ar || en || variable.required) {
+          ok = Boolean(ar && en);
+          variables[variable.name] = { ar, en };
+        }
+        flag($(`${id}-ar`), !ar && (variable.required || Boolean(en)));
+        flag($(`${id}-en`), !en && (variable.required || Boolean(ar)));
+      } else if (variable.type === "datetime") {
+        let local = $(id).value;
+        const offsetInput = $(`${id}-offset`);
+        const offset = offsetInput.value.trim();
+        const offsetOk = /^[+-]\d{2}:\d{2}$/.test(offset);
+        flag(offsetInput, !offsetOk, true);
+        if (local) {
+          if (/T\d{2}:\d{2}$/.test(local)) local += ":00";
+          variables[variable.name] = `${local}${offset}`;
+          ok = offsetOk;
+        } else {
+          ok = !variable.required;
+        }
+        flag($(id), !local && variable.required);
+      } else {
+        const value = $(id).value.trim();
+        if (value) variables[variable.name] = value;
+        ok = Boolean(value) || !variable.required;
+        flag($(id), !ok);
+      }
+      if (!ok) missing.push(variable.name);
+    }
+    return { variables, missing };
+  }
+
+  // ---------------------------------------------------------------- channels and areas
+
+  function renderTargets(kept) {
+    const before = kept || snapshotFields();
+    $("channels-list").replaceChildren(...state.channels.map((channel) => el("label", {},
+      el("input", { type: "checkbox", id: `ch-${channel.id}`, value: channel.id, checked: true }),
+      el("span", { dir: "ltr" }, `${channel.id} (${channel.kind})`),
+      channel.exercise ? el("span", { class: "mode-tag m-exercise", text: t("targets.exercise") }) : null)));
+    $("areas-list").replaceChildren(...state.gazetteer.filter((p) => p.type === "area").map((place) => el("label", {},
+      el("input", { type: "checkbox", id: `area-${place.code}`, value: place.code }),
+      el("span", { text: `${place[state.lang]} (${place.code})` }))));
+    restoreFields(before, "#targets input");
+  }
+
+  function channelSelection() {
+    const boxes = [...document.querySelectorAll("#channels-list input")];
+    const chosen = boxes.filter((box) => box.checked).map((box) => box.value);
+    if (chosen.length === boxes.length) return "all";
+    return chosen.join(",");
+  }
+
+  const chosenAreas = () => [...document.querySelectorAll("#areas-list input:checked")].map((box) => box.value);
+
+  // ---------------------------------------------------------------- mode
+
+  function setMode(mode) {
+    state.mode = mode;
+    document.body.dataset.mode = mode;
+    const { ar, en } = MODES[mode].banner;
+    for (const id of ["mode-banner-text", "mode-footer"]) {
+      $(id).replaceChildren(el("span", { lang: "ar", dir: "rtl", text: ar }), el("span", { class: "sep", text: " · " }),
+        el("span", { lang: "en", dir: "ltr", text: en }));
+    }
+    document.title = `${ar} · ${en} — منصة البث الطارئ · Crisis broadcaster`;
+    for (const radio of document.querySelectorAll('input[name="mode"]')) radio.checked = radio.value === mode;
+    $("confirm").value = "";
+  }
+
+  // ---------------------------------------------------------------- preview
+
+  let previewTimer = 0;
+
+  function currentRequest() {
+    if (!state.template) return { missing: [] };
+    const { variables, missing } = collectVariables();
+    const channels = channelSelection();
+    const body = {
+      template: state.template.id, variables, use_examples: false, channels, areas: chosenAreas(), mode: state.mode,
+    };
+    return { body, missing, key: JSON.stringify(body), noChannels: channels === "" };
+  }
+
+  function onFormChange() {
+    clearTimeout(previewTimer);
+    showError(null, "fire-error");
+    const request = currentRequest();
+    if (state.preview && state.preview.key !== request.key) state.preview = null;
+    state.previewError = "";
+    if (request.missing.length || request.noChannels) {
+      state.previewSeq += 1; // drop any answer still on its way
+      state.previewBusy = false;
+      state.preview = null;
+    } else if (!state.preview) {
+      state.previewBusy = true;
+      previewTimer = setTimeout(runPreview, 300);
+    }
+    renderPreview(request);
+    renderFire();
+  }
+
+  async function runPreview() {
+    clearTimeout(previewTimer);
+    const request = currentRequest();
+    if (request.missing.length || request.noChannels) {
+      onFormChange();
+      return;
+    }
+    const seq = ++state.previewSeq;
+    state.previewBusy = true;
+    renderPreview(request);
+    renderFire();
+    try {
+      const result = await api("POST", "/api/preview", request.body);
+      if (seq !== state.previewSeq) return;
+      state.preview = { key: request.key, body: request.body, result };
+      state.previewError = "";
+    } catch (error) {
+      if (seq !== state.previewSeq) return;
+      state.preview = null;
+      state.previewError = error.message;
+    }
+    state.previewBusy = false;
+    renderPreview();
+    renderFire();
+  }
+
+  function totals(messages) {
+    const sms = messages.filter((m) => m.kind === "sms");
+    const smsChannels = new Map();
+    for (const m of sms) smsChannels.set(m.channel, (smsChannels.get(m.channel) || 0) + (m.recipients || 0));
+    return {
+      messages: messages.length,
+      channels: new Set(messages.map((m) => m.channel)).size,
+      recipients: [...smsChannels.values()].reduce((a, b) => a + b, 0),
+      segments: sms.reduce((a, m) => a + (m.cost_segments || 0), 0),
+    };
+  }
+
+  function renderPreview(request) {
+    const status = $("preview-status");
+    const list = $("preview-list");
+    list.classList.remove("stale");
+    const summary = $("preview-summary");
+    const req = request || currentRequest();
+    if (state.preview && state.preview.key === req.key) {
+      const { result } = state.preview;
+      const sum = totals(result.messages);
+      status.textContent = t("preview.ok");
+      summary.replaceChildren(
+        chip(t("preview.channels"), sum.channels), chip(t("preview.messages"), sum.messages),
+        chip(t("preview.smsRecipients"), sum.recipients), chip(t("preview.smsSegments"), sum.segments));
+      list.replaceChildren(...result.messages.map(messageCard));
+      return;
+    }
+    summary.replaceChildren();
+    if (state.previewError) {
+      status.textContent = "";
+      list.replaceChildren(el("div", { class: "notice", role: "alert", text: state.previewError }));
+    } else if (req.missing && req.missing.length) {
+      status.textContent = t("preview.missing", req.missing.join("، "));
+      list.replaceChildren(el("p", { class: "empty", text: t("preview.empty") }));
+    } else if (req.noChannels) {
+      status.textContent = t("preview.noChannels");
+      list.replaceChildren();
+    } else if (state.previewBusy) {
+      status.textContent = t("preview.loading");
+      list.classList.add("stale");
+      return;
+    } else {
+      status.textContent = "";
+      list.replaceChildren(el("p", { class: "empty", text: t("preview.empty") }));
+    }
+  }
+
+  function chip(name, value) {
+    return el("span", { class: "chip" }, el("strong", { text: String(value) }), name);
+  }
+
+  function messageCard(message) {
+    const metrics = el("span", { class: "msg-metrics" });
+    if (message.kind === "sms") {
+      metrics.append(
+        el("span", { class: "seg", dir: "ltr",
+          text: `${message.segments} ${t("preview.segments")} · ${message.encoding || ""}` }),
+        el("span", { text: `${t("preview.recipients")}: ${message.recipients}` }),
+        el("span", { class: "cost", text: `${t("preview.cost")}: ${message.cost_segments}` }));
+    }
+    metrics.prepend(
+      el("span", { class: "len", dir: "ltr", text: `${message.length}/${message.limit} ${message.unit || ""}`.trim() }),
+      el("meter", { min: 0, max: message.limit, value: message.length, high: message.limit * 0.9, optimum: 0,
+        "aria-label": `${t("preview.length")} ${message.length}/${message.limit}` }));
+    return el("article", {
+      class: "msg", "data-channel": message.channel, "data-kind": message.kind, "data-language": message.language,
+    },
+    el("div", { class: "msg-head" },
+      el("span", { class: "channel", dir: "ltr", text: message.channel }),
+      el("span", { class: `kind kind-${message.kind}`, text: message.kind }),
+      el("span", { class: "lang", dir: "ltr", text: message.language }),
+      metrics),
+    messageText(message));
+  }
+
+  /** Arabic text is rtl, English ltr; a combined message gets a direction per paragraph. */
+  function messageText(message) {
+    const rich = message.kind === "telegram";
+    if (message.language === "ar" || message.language === "en") {
+      return el("div", { class: "msg-text", lang: message.language, dir: dirOf(message.language) },
+        rich ? telegramHtml(message.text) : message.text);
+    }
+    return el("div", { class: "msg-text combined" }, message.text.split(/\n{2,}/).map((para) => {
+      const lang = langOf(para);
+      return el("span", { class: "para", lang, dir: dirOf(lang) }, rich ? telegramHtml(para) : para);
+    }));
+  }
+
+  /** Telegram HTML as Telegram shows it: only its formatting tags survive; the rest is text. */
+  function telegramHtml(text) {
+    const allowed = new Set(["B", "STRONG", "I", "EM", "U", "INS", "S", "STRIKE", "DEL", "CODE", "PRE"]);
+    const inert = new DOMParser().parseFromString(`<body>${text}</body>`, "text/html").body;
+    const copy = (node) => {
+      if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.nodeValue);
+      if (node.nodeType !== Node.ELEMENT_NODE) return null;
+      const out = allowed.has(node.tagName) ? document.createElement(node.tagName.toLowerCase())
+        : document.createDocumentFragment();
+      for (const child of node.childNodes) {
+        const c = copy(child);
+        if (c) out.append(c);
+      }
+      return out;
+    };
+    const fragment = document.createDocumentFragment();
+    for (const child of inert.childNodes) {
+      const c = copy(child);
+      if (c) fragment.append(c);
+    }
+    return fragment;
+  }
+
+  // ---------------------------------------------------------------- fire
+
+  function fireBlocker() {
+    if (!state.me || !state.template) return t("fire.needPreview");
+    if (state.me.role === "viewer") return t("fire.viewer");
+    if (state.template.approved === false) return t("fire.notApproved");
+    const request = currentRequest();
+    if (!state.preview || state.preview.key !== request.key || state.previewBusy) return t("fire.needPreview");
+    if (state.mode === "live" && $("confirm").value !== state.template.id) return t("fire.needConfirm");
+    return "";
+  }
+
+  function renderFire() {
+    const live = state.mode === "live";
+    const button = $("fire");
+    $("confirm-box").hidden = !live;
+    if (state.template) $("confirm-label").textContent = t("fire.confirmLabel", state.template.id);
+    const blocker = state.firing ? t("fire.sending") : fireBlocker();
+    button.disabled = Boolean(blocker);
+    button.textContent = MODES[state.mode].fire[state.lang];
+    let hint = blocker;
+    if (!hint && live && state.me && state.me.role === "operator") hint = t("fire.operatorLive");
+    $("fire-hint").textContent = hint;
+    if (state.preview) {
+      const sum = totals(state.preview.result.messages);
+      $("fire-summary").textContent = t("fire.summary", sum.channels, sum.recipients, sum.segments);
+    } else {
+      $("fire-summary").textContent = "";
+    }
+  }
+
+  async function fire() {
+    // The button is disabled unless this holds; check again so nothing bypasses it.
+    if (state.firing || fireBlocker()) return;
+    const body = { ...state.preview.body };
+    if (body.mode === "live") body.confirm = $("confirm").value;
+    state.firing = true;
+    renderFire();
+    showError(null, "fire-error");
+    try {
+      const answer = await api("POST", "/api/alerts", body);
+      $("confirm").value = "";
+      showAlert({ alert_id: answer.alert_id, template: body.template, mode: body.mode, msg_type: "Alert",
+        state: answer.state, confirm_by: answer.confirm_by, created_by: state.me.name });
+    } catch (error) {
+      if (error.status !== 401) showError(error, "fire-error");
+    } finally {
+      state.firing = false;
+      renderFire();
+      loadHistory();
+    }
+  }
+
+  // ---------------------------------------------------------------- progress
+
+  function showAlert(alert, { focus = true } = {}) {
+    if (state.stream) state.stream.abort();
+    state.alert = { ...alert, counts: alert.counts || {}, ok: null, lost: false, phase: "sending" };
+    applyServerState(alert.state);
+    $("cancel-confirm").value = "";
+    $("progress-panel").hidden = false;
+    renderProgress();
+    if (focus) {
+      $("h-progress").setAttribute("tabindex", "-1");
+      $("h-progress").focus();
+    }
+    watch(state.alert.alert_id);
+  }
+
+  function mergeCounts(data) {
+    const counts = data.counts || {};
+    const nested = Object.values(counts).some((v) => v && typeof v === "object");
+    if (nested) state.alert.counts = counts;
+    else if (data.channel) state.alert.counts = { ...state.alert.counts, [data.channel]: counts };
+  }
+
+  const allDelivered = (counts) => Object.values(counts || {}).every((byState) =>
+    Object.entries(byState || {}).every(([s, n]) => DELIVERED.includes(s) || !n));
+
+  /** The alert-level `state` of GET /api/alerts(/{id}): sending | done | awaiting_confirmation | not_confirmed. */
+  function applyServerState(serverState) {
+    const alert = state.alert;
+    if (serverState === "awaiting_confirmation") alert.phase = "awaiting";
+    else if (serverState === "not_confirmed") {
+      alert.phase = "not_confirmed";
+      alert.ok = false;
+    } else if (serverState === "done" && alert.phase !== "done") {
+      alert.phase = "done";
+      alert.ok = allDelivered(alert.counts);
+    }
+  }
+
+  async function refreshAlert(id) {
+    const detail = await api("GET", `/api/alerts/${encodeURIComponent(id)}`);
+    if (!state.alert || state.alert.alert_id !== id) return detail;
+    const { deliveries, ...rest } = detail;
+    Object.assign(state.alert, rest);
+    applyServerState(detail.state);
+    renderProgress();
+    return detail;
+  }
+
+  /** Follow GET /api/alerts/{id}/events with fetch() streaming (EventSource cannot send the token). */
+  async function watch(id) {
+    const controller = new AbortController();
+    state.stream = controller;
+    for (let attempt = 0; attempt < 30 && !controller.signal.aborted; attempt += 1) {
+      try {
+        await readEvents(`/api/alerts/${encodeURIComponent(id)}/events`, controller.signal, (name, data) => {
+          if (!state.alert || state.alert.alert_id !== id) return;
+          if (name === "progress") {
+            if (data.state === "awaiting_confirmation") state.alert.phase = "awaiting";
+            else if (state.alert.phase === "awaiting" && data.channel) state.alert.phase = "sending";
+            mergeCounts(data);
+          } else if (name === "done") {
+            state.alert.phase = data.state === "not_confirmed" ? "not_confirmed" : "done";
+            state.alert.ok = Boolean(data.ok);
+          }
+          renderProgress();
+        });
+      } catch (error) {
+        if (controller.signal.aborted) return;
+        if (error.status === 401) return;
+        if (error.status === 404) {
+          showError(error);
+          return;
+        }
+      }
+      if (controller.signal.aborted || !state.alert || state.alert.alert_id !== id) return;
+      try {
+        await refreshAlert(id);
+      } catch {
+        /* shown on the next round */
+      }
+      if (state.alert.phase === "done" || state.alert.phase === "not_confirmed") {
+        loadHistory();
+        return;
+      }
+      state.alert.lost = true;
+      renderProgress();
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      state.alert.lost = false;
+    }
+  }
+
+  async function readEvents(url, signal, onEvent) {
+    const response = await fetch(url, {
+      headers: { Authorization: `Bearer ${state.token}`, Accept: "text/event-stream" }, signal, cache: "no-store",
+    });
+    if (!response.ok) throw await errorFrom(response);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let name = "message";
+    let data = [];
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer = (buffer + value).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n")) >= 0) {
+        const line = buffer.slice(0, end);
+        buffer = buffer.slice(end + 1);
+        if (line === "") {
+          if (data.length) {
+            let parsed;
+            try {
+              parsed = JSON.parse(data.join("\n"));
+            } catch {
+              parsed = { text: data.join("\n") };
+            }
+            onEvent(name, parsed);
+          }
+          name = "message";
+          data = [];
+        } else if (!line.startsWith(":")) {
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          let val = colon < 0 ? "" : line.slice(colon + 1);
+          if (val.startsWith(" ")) val = val.slice(1);
+          if (field === "event") name = val;
+          else if (field === "data") data.push(val);
+        }
+      }
+    }
+  }
+
+  function renderProgress() {
+    const alert = state.alert;
+    if (!alert) return;
+    const panel = $("progress-panel");
+    panel.dataset.alertMode = alert.mode;
+    const tag = $("progress-mode");
+    tag.className = `mode-tag m-${alert.mode}`;
+    tag.textContent = MODE_TAG[alert.mode] || alert.mode;
+    $("progress-id").textContent = alert.alert_id;
+    const ref = alert.references ? ` · ${t("progress.ref", alert.references)}` : "";
+    $("progress-template").textContent = `${alert.template || ""}${alert.msg_type ? ` · ${alert.msg_type}` : ""}${ref}`;
+
+    const line = $("progress-state");
+    line.className = "progress-state";
+    line.dataset.phase = alert.phase;
+    if (alert.phase === "done") {
+      line.classList.add(alert.ok ? "ok" : "bad");
+      line.textContent = alert.ok ? (alert.mode === "dry-run" ? t("progress.doneDry") : t("progress.doneOk"))
+        : t("progress.doneBad");
+    } else if (alert.phase === "not_confirmed") {
+      line.classList.add("bad");
+      line.textContent = t("progress.notConfirmed");
+    } else if (alert.phase === "awaiting") {
+      line.textContent = alert.confirm_by ? `${t("progress.awaiting")} ${t("progress.confirmBy", alert.confirm_by)}`
+        : t("progress.awaiting");
+    } else {
+      line.textContent = alert.lost ? t("progress.lost") : t("progress.sending");
+    }
+
+    $("progress-list").replaceChildren(...Object.entries(alert.counts || {}).map(([channel, byState]) => {
+      const total = Object.values(byState).reduce((a, n) => a + n, 0);
+      const open = UNFINISHED.reduce((a, s) => a + (byState[s] || 0), 0);
+      const failed = (byState.failed || 0) + (byState.unknown || 0) + (byState.expired || 0);
+      return el("div", { class: failed ? "prow has-failed" : "prow", "data-channel": channel },
+        el("div", { class: "prow-head" },
+          el("span", { class: "channel", dir: "ltr", text: channel }),
+          el("span", { class: "tally", dir: "ltr", text: `${total - open}/${total}` })),
+        el("progress", { max: total || 1, value: total - open, "aria-label": channel }),
+        el("div", { class: "prow-counts", text: Object.entries(byState).filter(([, n]) => n)
+          .map(([s, n]) => `${t("states")[s] || s} ${n}`).join(" · ") }));
+    }));
+
+    const canAct = state.me && state.me.role !== "viewer";
+    $("confirm-second").hidden = !(alert.phase === "awaiting" && state.me && CONFIRMERS.includes(state.me.role)
+      && alert.created_by !== state.me.name);
+    const cancellable = canAct && alert.msg_type !== "Cancel" && ["sending", "done"].includes(alert.phase);
+    $("cancel-box").hidden = !cancellable;
+    const live = alert.mode === "live";
+    $("cancel-confirm").hidden = !live;
+    $("cancel-confirm-label").hidden = !live;
+    $("cancel-confirm-label").textContent = t("progress.cancelConfirm", "cancel");
+    $("cancel-alert").disabled = live && $("cancel-confirm").value !== "cancel";
+    for (const row of document.querySelectorAll("#history-body tr")) {
+      row.classList.toggle("current", row.dataset.alert === alert.alert_id);
+    }
+  }
+
+  async function cancelAlert() {
+    const alert = state.alert;
+    if (!alert) return;
+    const body = { mode: alert.mode };
+    if (alert.mode === "live") {
+      if ($("cancel-confirm").value !== "cancel") return;
+      body.confirm = $("cancel-confirm").value;
+    }
+    showError(null);
+    try {
+      const answer = await api("POST", `/api/alerts/${encodeURIComponent(alert.alert_id)}/cancel`, body);
+      showAlert({ alert_id: answer.alert_id, template: "cancel", mode: alert.mode, msg_type: "Cancel",
+        references: alert.alert_id, state: answer.state });
+    } catch (error) {
+      if (error.status !== 401) showError(error);
+    }
+    loadHistory();
+  }
+
+  async function confirmSecond() {
+    const alert = state.alert;
+    if (!alert) return;
+    showError(null);
+    try {
+      await api("POST", `/api/alerts/${encodeURIComponent(alert.alert_id)}/confirm`);
+      alert.phase = "sending";
+      renderProgress();
+      watch(alert.alert_id);
+    } catch (error) {
+      if (error.status !== 401) showError(error);
+    }
+  }
+
+  // ---------------------------------------------------------------- history
+
+  async function loadHistory() {
+    try {
+      state.history = await api("GET", "/api/alerts");
+    } catch (error) {
+      if (error.status !== 401) showError(error);
+      return;
+    }
+    renderHistory();
+  }
+
+  function countsText(counts) {
+    const sum = {};
+    for (const byState of Object.values(counts || {})) {
+      for (const [s, n] of Object.entries(byState || {})) sum[s] = (sum[s] || 0) + n;
+    }
+    return Object.entries(sum).filter(([, n]) => n).map(([s, n]) => `${t("states")[s] || s} ${n}`).join(" · ");
+  }
+
+  function renderHistory() {
+    const rows = state.history.map((alert) => {
+      const tpl = state.templates.find((x) => x.id === alert.template);
+      return el("tr", { "data-alert": alert.alert_id, class: state.alert && state.alert.alert_id === alert.alert_id
+        ? "current" : null },
+      el("td", {}, el("code", { dir: "ltr", text: alert.alert_id })),
+      el("td", {}, tpl && tpl.title ? `${tpl.title[state.lang]} ` : "", el("span", { class: "muted", dir: "ltr",
+        text: `(${alert.template})` })),
+      el("td", {}, el("span", { class: `mode-tag m-${alert.mode}`, text: MODE_TAG[alert.mode] || alert.mode })),
+      el("td", { dir: "ltr", text: alert.msg_type || "" }),
+      el("td", {}, el("time", { dir: "ltr", datetime: alert.sent || alert.requested_at || "",
+        text: alert.sent || alert.requested_at || "" })),
+      el("td", { text: alert.state && alert.state !== "done" && alert.state !== "sending"
+        ? (t("states")[alert.state] || alert.state) : countsText(alert.counts) }),
+      el("td", {}, el("button", { type: "button", class: "btn btn-quiet", text: t("history.open"),
+        "aria-label": `${t("history.open")} ${alert.alert_id}`,
+        onclick: () => showAlert(alert) })));
+    });
+    $("history-body").replaceChildren(...rows);
+    $("history-empty").hidden = rows.length > 0;
+  }
+
+  // ---------------------------------------------------------------- wiring
+
+  function init() {
+    applyLang();
+    $("lang-toggle").addEventListener("click", toggleLang);
+    $("logout").addEventListener("click", () => signOut());
+    $("login-form").addEventListener("submit", signIn);
+    $("template").addEventListener("change", (event) => selectTemplate(event.target.value));
+    $("fill-examples").addEventListener("click", fillExamples);
+    const touched = (event) => {
+      if (event.target.dataset) event.target.dataset.touched = "1";
+      onFormChange();
+    };
+    $("vars-form").addEventListener("input", touched);
+    $("vars-form").addEventListener("change", touched);
+    $("vars-form").addEventListener("submit", (event) => event.preventDefault());
+    $("targets").addEventListener("change", onFormChange);
+    for (const radio of document.querySelectorAll('input[name="mode"]')) {
+      radio.addEventListener("change", () => {
+        setMode(radio.value);
+        onFormChange();
+      });
+    }
+    $("preview-btn").addEventListener("click", () => {
+      state.preview = null;
+      runPreview();
+    });
+    $("confirm").addEventListener("input", renderFire);
+    $("fire").addEventListener("click", fire);
+    $("cancel-confirm").addEventListener("input", renderProgress);
+    $("cancel-alert").addEventListener("click", cancelAlert);
+    $("confirm-second").addEventListener("click", confirmSecond);
+    $("history-refresh").addEventListener("click", loadHistory);
+    if (state.token) openConsole();
+    else signOut();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();

@@ -1,0 +1,92 @@
+"""The application's shape: OpenAPI covers every route, static console, ``broadcaster serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from broadcaster.cli import main
+from broadcaster.cli.service_cmd import SCHEDULER
+from broadcaster.service.openapi import document
+from broadcaster.service.state import SERVICE
+from tests.engine.providers import Providers
+from tests.service.support import Api
+
+
+def openapi_path(resource: str) -> str:
+    """aiohttp's ``/cap/{alert_id:[A-Za-z0-9_-]+}.xml`` is OpenAPI's ``/cap/{alert_id}.xml``."""
+    return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", resource)
+
+
+async def test_openapi_describes_every_route_and_needs_no_token(api: Api) -> None:
+    status, doc = await api.get("/api/openapi.json", None)
+    assert status == 200 and doc == document()
+    assert doc["openapi"].startswith("3.1")
+    routes: set[tuple[str, str]] = set()
+    for route in api.client.app.router.routes():  # type: ignore[union-attr]
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter") or info.get("prefix")
+        if route.method == "HEAD" or path is None or str(path).startswith("/static"):
+            continue
+        routes.add((route.method.lower(), openapi_path(str(path))))
+    documented = {(method, path) for path, ops in doc["paths"].items() for method in ops if method != "parameters"}
+    assert routes == documented
+    # Every $ref resolves.
+    refs = set(re.findall(r'"\$ref": ?"#/components/schemas/(\w+)"', str(doc).replace("'", '"')))
+    assert refs <= set(doc["components"]["schemas"])
+
+
+async def test_the_console_and_its_files_are_served_without_a_token(api: Api) -> None:
+    async with api.client.get("/") as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        assert "<html" in (await response.text()).lower()
+
+
+async def test_errors_are_json_everywhere_under_api(api: Api) -> None:
+    status, body = await api.call("DELETE", "/api/alerts", "officer")
+    assert status == 405 and body["error"] == "method_not_allowed"
+    status, body = await api.call("GET", "/api/preview", "officer")
+    assert status == 405
+
+
+async def test_an_unexpected_error_is_a_bare_500(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*_: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api.client.app[SERVICE].app.catalogue, "ids", explode)  # type: ignore[index]
+    status, body = await api.get("/api/templates")
+    assert status == 500 and body == {"error": "internal",
+                                      "message": "internal error; the server log has the details"}
+
+
+def test_serve_starts_the_service_and_the_runbook_scheduler(
+    providers: Providers, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def start_and_stop(app: web.Application) -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()  # startup hooks and cleanup contexts: the scheduler host starts here
+        host = app[SCHEDULER]
+        seen["scheduler_running"] = host.scheduler.running  # type: ignore[attr-defined]
+        await runner.cleanup()
+        seen["scheduler_stopped"] = not host.scheduler.running  # type: ignore[attr-defined]
+
+    def fake_run_app(app: web.Application, *, host: str, port: int, **_: Any) -> None:
+        seen.update(app=app, host=host, port=port)
+        asyncio.run(start_and_stop(app))
+
+    monkeypatch.setattr(web, "run_app", fake_run_app)
+    assert main(providers.cli("serve")) == 0
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8080)
+    assert SERVICE in seen["app"]
+    assert seen["scheduler_running"] and seen["scheduler_stopped"]
+    monkeypatch.setattr(web, "run_app", lambda app, **kw: seen.update(app=app, **kw))
+    assert main(providers.cli("serve", "--host", "0.0.0.0", "--port", "9000")) == 0
+    assert (seen["host"], seen["port"]) == ("0.0.0.0", 9000)
+    assert "serving on http://0.0.0.0:9000" in capsys.readouterr().out

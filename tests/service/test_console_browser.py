@@ -1,0 +1,284 @@
+"""The web console in a real browser: Debian's Chromium, driven by Playwright, headless on loopback.
+
+The real service (``make_app``) runs in-process on 127.0.0.1 on a thread of its own,
+with the shipped channels.toml copied into ``tmp_path``; the test fires a dry-run,
+so no fake provider is needed and nothing leaves the machine. The browser is a
+separate process launched with every background-networking feature off.
+
+Without Chromium (or the playwright package) the test skips and says why; under
+``CI=true`` a missing browser is a failure, because CI must run it.
+
+``BROADCASTER_SCREENSHOTS=docs`` writes the two README screenshots
+(docs/console-preview.png and docs/console-alert.png); otherwise they go to tmp_path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from broadcaster.app import load_app
+from broadcaster.service.app import make_app
+from broadcaster.service.auth import Users
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("BROADCASTER_CHROMIUM", "/usr/bin/chromium"))
+# No first-run, sync, component updates, QUIC or other background traffic: the only
+# connections Chromium makes are to the service on 127.0.0.1.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+CYAN, RED = "rgb(14, 116, 144)", "rgb(185, 28, 28)"
+FRAME_COLOUR = "getComputedStyle(document.body, '::before').borderTopColor"  # the coloured frame round the page
+
+pytestmark = pytest.mark.slow
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture
+def sync_api(request: pytest.FixtureRequest) -> Any:
+    """playwright.sync_api, or skip (fail under CI) with the reason, printed even under ``pytest -q``."""
+    reason = None
+    try:
+        from playwright import sync_api
+    except ImportError:
+        reason = "the playwright package is not installed (pip install -e '.[dev]')"
+    if reason is None and not CHROMIUM.exists():
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium, or set BROADCASTER_CHROMIUM)"
+    if reason is not None:
+        if _in_ci():
+            pytest.fail(f"CI=true but the browser test cannot run: {reason}")
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+        capture = request.config.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"\nSKIPPED the console browser test: {reason}", yellow=True)
+        pytest.skip(reason)
+    return sync_api
+
+
+@dataclass
+class Served:
+    url: str
+    token: str
+
+
+def _config(tmp_path: Path) -> Path:
+    """The shipped channels.toml, its database in tmp_path and its templates and recipients from the repo."""
+    text = (REPO / "channels.toml").read_text(encoding="utf-8")
+    text = re.sub(r'(?m)^database = ".*"$', f'database = "{tmp_path / "broadcaster.db"}"', text)
+    text = re.sub(r'(?m)^templates = ".*"$', f'templates = "{REPO / "templates"}"', text)
+    text = re.sub(r'(?m)^runbooks = ".*"$', f'runbooks = "{REPO / "runbooks"}"', text)
+    shutil.copytree(REPO / "recipients", tmp_path / "recipients")
+    path = tmp_path / "channels.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    """The real service on 127.0.0.1 (port 0), on its own loop and thread, with one operator."""
+    config = _config(tmp_path)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="console-service", daemon=True)
+    thread.start()
+    runner: web.AppRunner | None = None
+
+    async def start() -> Served:
+        nonlocal runner
+        app = load_app(str(config))
+        token = Users(app.store.db).add("console-officer", "operator").reveal()
+        runner = web.AppRunner(make_app(app))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return Served(f"http://{host}:{port}", token)
+
+    try:
+        yield asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
+    finally:
+        if runner is not None:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def _shots(tmp_path: Path) -> Path:
+    target = os.environ.get("BROADCASTER_SCREENSHOTS")
+    return (REPO / target) if target else tmp_path
+
+
+def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, tmp_path: Path) -> None:
+    expect = sync_api.expect
+    shots = _shots(tmp_path)
+    outside: list[str] = []
+    page_errors: list[str] = []
+    fire_posts: list[str] = []
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="ar-AE")
+            page.set_default_timeout(20_000)
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+
+            def on_request(request: Any) -> None:
+                if not request.url.startswith(served.url) and not request.url.startswith("data:"):
+                    outside.append(request.url)
+                if request.method == "POST" and request.url == f"{served.url}/api/alerts":
+                    fire_posts.append(request.post_data or "")
+
+            page.on("request", on_request)
+
+            # --- sign in: the token lives in sessionStorage only
+            page.goto(served.url + "/")
+            expect(page.locator("html")).to_have_attribute("dir", "rtl")
+            expect(page.locator("html")).to_have_attribute("lang", "ar")
+            page.get_by_label("رمز الدخول (API token)").fill(served.token)
+            page.locator("#login-form button[type=submit]").click()
+            expect(page.locator("#console")).to_be_visible()
+            expect(page.locator("#who")).to_contain_text("console-officer")
+            assert page.evaluate("sessionStorage.getItem('broadcaster.token')") == served.token
+            assert page.evaluate("localStorage.length") == 0
+
+            # --- the dry-run frame and banner
+            body = page.locator("body")
+            expect(body).to_have_attribute("data-mode", "dry-run")
+            expect(page.locator("#mode-banner")).to_contain_text("DRY-RUN")
+            expect(page.locator("#mode-banner")).to_contain_text("nothing leaves this machine")
+            expect(page.locator("#mode-banner")).to_have_css("background-color", CYAN)
+            expect(page.locator("#mode-footer")).to_have_css("background-color", CYAN)
+            assert page.evaluate(FRAME_COLOUR) == CYAN
+
+            # --- template, variables from the gazetteer and the template's choices
+            page.locator("#template").select_option("road_closure")
+            road = page.locator("#var-road")
+            expect(road).to_be_visible()
+            road_codes = road.locator("option").evaluate_all("options => options.map(o => o.value)")
+            assert "E11" in road_codes and "DXB-MARINA" not in road_codes  # only places of type road
+            reasons = page.locator("#var-reason option").evaluate_all("options => options.map(o => o.value)")
+            assert reasons == ["", "maintenance", "accident", "event", "flooding", "security"]
+            expect(page.locator("#var-starts-offset")).to_have_value("+04:00")
+            expect(page.locator("#var-detour-ar")).to_have_attribute("dir", "rtl")
+            expect(page.locator("#var-detour-en")).to_have_attribute("dir", "ltr")
+            expect(page.locator("#fire")).to_be_disabled()  # nothing previewed yet
+
+            with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 200) as answer:
+                page.get_by_role("button", name="تعبئة بالأمثلة").click()
+            preview = answer.value.json()
+            assert preview["template"] == "road_closure"
+
+            # --- per-channel previews: Arabic rtl, English ltr, lengths and SMS segments as the server measured
+            x_ar = page.locator('.msg[data-channel="x-authority"][data-language="ar"]')
+            expect(x_ar.locator(".msg-text")).to_have_attribute("dir", "rtl")
+            expect(x_ar.locator(".msg-text")).to_contain_text("إغلاق شارع الشيخ زايد بسبب أعمال صيانة")
+            x_en = page.locator('.msg[data-channel="x-authority"][data-language="en"]')
+            expect(x_en.locator(".msg-text")).to_have_attribute("dir", "ltr")
+            expect(x_en.locator(".msg-text")).to_contain_text("Sheikh Zayed Road will be closed")
+            expect(page.locator(".msg")).to_have_count(len(preview["messages"]))
+            for message in preview["messages"]:
+                card = page.locator(f'.msg[data-channel="{message["channel"]}"][data-language="{message["language"]}"]')
+                expect(card.locator(".len")).to_have_text(f'{message["length"]}/{message["limit"]} {message["unit"]}')
+                if message["kind"] == "sms":
+                    expect(card.locator(".seg")).to_contain_text(f'{message["segments"]} ')
+                    expect(card.locator(".seg")).to_contain_text(message["encoding"])
+                    expect(card.locator(".cost")).to_contain_text(str(message["cost_segments"]))
+            sms_ar = next(m for m in preview["messages"] if m["channel"] == "sms-residents" and m["language"] == "ar")
+            assert sms_ar["encoding"] == "UCS-2" and sms_ar["segments"] >= 2  # Arabic forces UCS-2
+            segments = sum(m["cost_segments"] for m in preview["messages"] if m["kind"] == "sms")
+            expect(page.locator("#preview-summary")).to_contain_text(str(segments))
+            # The combined Telegram post keeps each paragraph in its own direction.
+            combined = page.locator('.msg[data-channel="telegram-authority"] .para')
+            expect(combined.first).to_have_attribute("dir", "rtl")
+            expect(combined.last).to_have_attribute("dir", "ltr")
+            expect(page.locator('.msg[data-channel="telegram-authority"] .msg-text b').first).to_be_visible()
+            page.screenshot(path=str(shots / "console-preview.png"))
+
+            # --- fire the dry-run and follow its live progress to the end
+            fire = page.locator("#fire")
+            expect(fire).to_be_enabled()
+            expect(fire).to_contain_text("تجربة محلية")
+            with page.expect_response(lambda r: r.url.endswith("/api/alerts") and r.request.method == "POST") as fired:
+                fire.click()
+            assert fired.value.status == 202, fired.value.text()
+            alert_id = fired.value.json()["alert_id"]
+            assert json.loads(fire_posts[0])["mode"] == "dry-run"
+            expect(page.locator("#progress-id")).to_have_text(alert_id)
+            expect(page.locator("#progress-state")).to_have_attribute("data-phase", "done")
+            expect(page.locator("#progress-state")).to_contain_text("اكتملت التجربة")
+            expect(page.locator("#progress-mode")).to_contain_text("DRY-RUN")
+            channels = {m["channel"] for m in preview["messages"]}
+            for channel in channels:
+                row = page.locator(f'.prow[data-channel="{channel}"]')
+                expect(row).to_be_visible()
+                done, total = row.locator(".tally").inner_text().split("/")
+                assert done == total, (channel, done, total)
+            history_row = page.locator(f'#history-body tr[data-alert="{alert_id}"]')
+            expect(history_row).to_be_visible()
+            expect(history_row).to_contain_text("road_closure")
+            expect(history_row.locator(".mode-tag")).to_contain_text("DRY-RUN")
+            expect(page.locator("#cancel-alert")).to_be_enabled()
+            page.locator("#progress-panel").evaluate("panel => panel.scrollIntoView({block: 'start'})")
+            page.screenshot(path=str(shots / "console-alert.png"))
+
+            # --- English toggle: the page turns ltr, message texts keep their own direction
+            page.locator("#lang-toggle").click()
+            expect(page.locator("html")).to_have_attribute("dir", "ltr")
+            expect(page.locator("#h-preview")).to_contain_text("Preview")
+            expect(x_ar.locator(".msg-text")).to_have_attribute("dir", "rtl")
+            page.locator("#lang-toggle").click()
+            expect(page.locator("html")).to_have_attribute("dir", "rtl")
+
+            # --- live: red frame and banner; the fire button waits for the template id, typed exactly
+            page.evaluate("window.scrollTo(0, 0)")
+            page.get_by_label("بث حقيقي · LIVE").check()
+            expect(body).to_have_attribute("data-mode", "live")
+            banner = page.locator("#mode-banner")
+            expect(banner).to_contain_text("LIVE ALERT TO THE PUBLIC")
+            expect(banner).to_contain_text("بث حقيقي")
+            assert page.evaluate(FRAME_COLOUR) == RED
+            expect(page.locator("#mode-footer")).to_have_css("background-color", RED)
+            expect(page.locator("#preview-status")).to_have_text("هذا بالضبط ما سيُرسل.")  # fresh live preview
+            confirm = page.locator("#confirm")
+            expect(confirm).to_be_visible()
+            expect(fire).to_be_disabled()
+            expect(fire).to_contain_text("بث حقيقي إلى الجمهور")
+            for wrong in ("road_closur", "Road_closure", "road_closure ", "flood_warning"):
+                confirm.fill(wrong)
+                expect(fire).to_be_disabled()
+                fire.click(force=True)  # a click on the disabled button must send nothing
+                page.evaluate("document.getElementById('fire').click()")
+            confirm.fill("road_closure")
+            expect(fire).to_be_enabled()
+            confirm.fill("")
+            expect(fire).to_be_disabled()
+            page.wait_for_timeout(300)
+            assert len(fire_posts) == 1, fire_posts  # only the dry-run ever reached POST /api/alerts
+
+            # --- 390 px wide: one column, no sideways scrolling
+            page.set_viewport_size({"width": 390, "height": 844})
+            expect(page.locator("#mode-banner")).to_be_visible()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+            assert not page_errors, page_errors
+            assert not outside, f"the console loaded something from outside the service: {outside}"
+        finally:
+            browser.close()

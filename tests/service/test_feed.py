@@ -1,0 +1,109 @@
+"""The public CAP feed: live alerts only, each document valid against the CAP 1.2 schema."""
+
+from __future__ import annotations
+
+import re
+from xml.etree.ElementTree import Element
+
+import defusedxml.ElementTree as SafeET
+
+from broadcaster.cap import validate
+from tests.engine.providers import Providers
+from tests.service.conftest import start_api
+from tests.service.support import PUBLIC_URL, Api, ManualClock, rewrite_config
+
+ATOM = {"a": "http://www.w3.org/2005/Atom"}
+CAP = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)$")
+
+
+def text(element: Element, path: str) -> str:
+    found = element.find(path, ATOM)
+    assert found is not None and found.text, path
+    return found.text
+
+
+async def fire_all_modes(api: Api) -> dict[str, str]:
+    ids = {}
+    for name, template, mode in (("live", "road_closure", "live"), ("exercise", "flood_warning", "exercise"),
+                                 ("dry-run", "earthquake", "dry-run")):
+        status, body = await api.fire("officer", template=template, mode=mode)
+        assert status == 202, body
+        ids[name] = body["alert_id"]
+    await api.settle()
+    status, body = await api.post(f"/api/alerts/{ids['live']}/cancel", {"mode": "live", "confirm": "cancel"})
+    assert status == 202, body
+    ids["cancel"] = body["alert_id"]
+    await api.settle()
+    return ids
+
+
+async def test_the_feed_lists_live_alerts_and_every_document_validates(clocked: Api) -> None:
+    api = clocked
+    ids = await fire_all_modes(api)
+    status, raw = await api.get("/cap/feed.atom", None)
+    assert status == 200
+    feed = SafeET.fromstring(raw)
+    assert feed.tag == "{http://www.w3.org/2005/Atom}feed"
+    # RFC 4287: a feed has an id, a title, an updated time and a self link; so has each entry (alternate link).
+    assert text(feed, "a:id") == f"{PUBLIC_URL}/cap/feed.atom"
+    assert text(feed, "a:title") and RFC3339.match(text(feed, "a:updated"))
+    assert text(feed, "a:author/a:name") == "alerts.example.gov"
+    entries = feed.findall("a:entry", ATOM)
+    links = []
+    for entry in entries:
+        assert text(entry, "a:id").startswith("urn:cap:alerts.example.gov/")
+        assert RFC3339.match(text(entry, "a:updated")) and text(entry, "a:title")
+        (link,) = entry.findall("a:link", ATOM)
+        assert link.get("rel") == "alternate" and link.get("type") == "application/cap+xml"
+        links.append(link.get("href"))
+    # Newest first; exercise and dry-run never appear.
+    assert links == [f"{PUBLIC_URL}/cap/{ids['cancel']}.xml", f"{PUBLIC_URL}/cap/{ids['live']}.xml"]
+    for alert_id, msg_type in ((ids["live"], "Alert"), (ids["cancel"], "Cancel")):
+        async with api.client.get(f"/cap/{alert_id}.xml") as response:
+            assert response.status == 200
+            assert response.content_type == "application/cap+xml"
+            document = await response.read()
+        validate(document)
+        root = SafeET.fromstring(document)
+        assert root.findtext("cap:status", namespaces=CAP) == "Actual"
+        assert root.findtext("cap:msgType", namespaces=CAP) == msg_type
+        assert [i.findtext("cap:language", namespaces=CAP) for i in root.findall("cap:info", CAP)] == [
+            "ar-AE", "en-AE"]
+
+
+async def test_exercise_and_dry_run_documents_are_not_public(api: Api) -> None:
+    ids = await fire_all_modes(api)
+    for alert_id in (ids["exercise"], ids["dry-run"], "no-such-alert"):
+        status, _ = await api.get(f"/cap/{alert_id}.xml", None)
+        assert status == 404, alert_id
+    status, _ = await api.get("/cap/../etc/passwd.xml", None)
+    assert status == 404
+
+
+async def test_expired_alerts_leave_the_feed_but_keep_their_document(clocked: Api) -> None:
+    api = clocked
+    status, body = await api.fire("officer", mode="live")
+    await api.settle()
+    assert isinstance(api.clock, ManualClock)
+    api.clock.advance(25 * 3600)
+    status, raw = await api.get("/cap/feed.atom", None)
+    assert SafeET.fromstring(raw).findall("a:entry", ATOM) == []
+    status, document = await api.get(f"/cap/{body['alert_id']}.xml", None)
+    assert status == 200
+    validate(document)
+
+
+async def test_without_a_public_url_links_use_the_request_origin(providers: Providers) -> None:
+    rewrite_config(providers)
+    api, client = await start_api(providers)
+    try:
+        status, _ = await api.fire("officer", mode="live")
+        assert status == 202
+        await api.settle()
+        _, raw = await api.get("/cap/feed.atom", None)
+        (link,) = SafeET.fromstring(raw).findall("a:entry/a:link", ATOM)
+        assert re.match(r"^http://127\.0\.0\.1:\d+/cap/", link.get("href") or "")
+    finally:
+        await client.close()
+        api.app.close()
