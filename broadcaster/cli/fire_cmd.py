@@ -27,6 +27,7 @@ from broadcaster.cli.output import (
 from broadcaster.engine.outbox import Plan, plan_alert
 from broadcaster.engine.runner import deliver, run_mode
 from broadcaster.netguard import no_network
+from broadcaster.service.receipts import callback_url
 from broadcaster.templates.variables import example_inputs, parse_var_args
 
 
@@ -47,6 +48,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     fire.add_argument("--area", action="append", default=[], help="alert area code(s) from the gazetteer")
     add_mode_options(fire)
     fire.add_argument("--log", action="store_true", help="print the delivery log when done")
+    # Scheduled and recurring one-off alerts (broadcaster.cli.schedule_cmd): stored as jobs for a scheduler host.
+    fire.add_argument("--at", metavar="DATETIME",
+                      help="fire later: ISO 8601 with offset, or +2h / +1d 22:00 from now (run by a scheduler host)")
+    fire.add_argument("--every", metavar="DURATION", help="repeat, as updates in the same thread (e.g. 1d, 2h)")
+    fire.add_argument("--until", metavar="DATETIME", help="with --every: no repeat at or after this time")
     fire.set_defaults(handler=cmd_fire)
 
 
@@ -121,6 +127,10 @@ def confirm_live(plan: Plan) -> bool:
 
 
 def cmd_fire(args: argparse.Namespace) -> int:
+    if getattr(args, "at", None) or getattr(args, "every", None) or getattr(args, "until", None):
+        from broadcaster.cli.schedule_cmd import schedule_fire
+
+        return schedule_fire(args)
     if args.mode == "dry-run":
         with no_network():
             return _fire(args)
@@ -167,10 +177,13 @@ def run_plan(app: App, plan: Plan, mode: str, *, as_json: bool, show_log: bool =
             note = ", ".join(f"{s} {n}" for (c, s), n in sorted(done.items()) if c == channel_id and s != "sent")
             progress.update(tasks[channel_id], note=note)
 
+    action = {"Alert": "fire", "Update": "update", "Cancel": "cancel"}[plan.alert.msg_type]
+    app.audit(action, {"alert_id": plan.alert.id, "template": plan.template.id, "mode": mode,
+                       "references": plan.alert.references, "channels": list(plan.alert.channels)})
     show_progress = not as_json and sys.stdout.isatty()
     with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
         run_mode(mode, lambda: deliver(app.store, configs, mode, plan=plan, progress=on_progress,
-                                       on_commit=on_commit))
+                                       on_commit=on_commit, status_callback=callback_url(app.config)))
     return report(app, plan.alert.id, mode, as_json=as_json, show_log=show_log)
 
 

@@ -117,5 +117,6 @@ def cmd_approve(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     by = args.by or getpass.getuser()
     digest = approve(app.catalogue.path(args.id), by, datetime.now(app.config.timezone))
+    app.audit("approval", {"template": args.id, "by": by, "sha256": digest})
     console().print(f"approved {args.id} by {by}: sha256 {digest}")
     return EXIT_OK

@@ -64,7 +64,13 @@ def plan_cancel(app: App, original_id: str, *, mode: str, now: float) -> Plan:
 
 
 def withdraw_original(app: App, plan: Plan) -> int:
-    """After a cancel is committed: stop the original's deliveries that have not gone out."""
+    """For a real cancel: stop the original's deliveries that have not gone out.
+
+    Only a cancel in the original's own mode withdraws anything: a dry-run
+    rehearsal of cancelling a live alert must never stop that live alert.
+    """
     if plan.alert.msg_type != "Cancel" or plan.alert.references is None:
+        return 0
+    if app.store.alert(plan.alert.references).mode != plan.alert.mode:
         return 0
     return app.store.withdraw(plan.alert.references, f"withdrawn by cancel {plan.alert.id}")

@@ -86,3 +86,32 @@ def test_a_live_follow_up_of_a_rehearsal_is_refused(tmp_path: Path, capsys: pyte
         assert main(p.cli("cancel", str(original["alert_id"]), "--live", "--yes")) == 2
         assert "dry-run" in capsys.readouterr().err
         assert [f.requests for f in (p.x, p.telegram, p.twilio, p.webhook)] == [[], [], [], []]
+
+
+def test_rehearsing_the_cancel_of_a_live_alert_leaves_the_live_alert_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Providers(tmp_path, recipients=3) as p:
+        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
+        app = load_app(str(p.config), str(p.db))
+        app.store.db.execute(  # type: ignore[attr-defined]
+            "UPDATE deliveries SET state = 'pending' WHERE alert_id = ? AND recipient = ?",
+            (original["alert_id"], p.phones[0]),
+        )
+        fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--dry-run", "--json"))
+        states = {d.recipient: d.state for d in app.store.deliveries(str(original["alert_id"])) if d.recipient}
+    assert states[p.phones[0]] == "pending"
+
+
+def test_cli_fires_and_cancels_are_in_the_audit_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from broadcaster.audit import AuditLog
+
+    with Providers(tmp_path, recipients=1) as p:
+        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--dry-run", "--json"))
+        cancel = fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--dry-run", "--json"))
+        assert main(p.cli("audit", "verify")) == 0
+        app = load_app(str(p.config), str(p.db))
+        rows = list(AuditLog(app.store.db).rows())  # type: ignore[attr-defined]
+    assert [(r.action, orjson.loads(r.detail)["alert_id"]) for r in rows] == [
+        ("fire", original["alert_id"]), ("cancel", cancel["alert_id"])]
+    assert all(r.actor.startswith("cli:") for r in rows)
