@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,3 +17,20 @@ def _loopback_only() -> Iterator[list[str]]:
     with no_network(allow_loopback=True) as refused:
         yield refused
     assert not refused, f"test tried to reach the network: {refused}"
+
+
+@pytest.fixture
+def connects() -> Iterator[list[Any]]:
+    """Every address a socket connects to during the test (a dry-run must make none)."""
+    seen: list[Any] = []
+    real_connect = socket.socket.connect
+
+    def spy(self: socket.socket, address: Any) -> None:
+        seen.append(address)
+        real_connect(self, address)
+
+    socket.socket.connect = spy  # type: ignore[method-assign,assignment]
+    try:
+        yield seen
+    finally:
+        socket.socket.connect = real_connect  # type: ignore[method-assign]

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from broadcaster.app import load_app
 from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, print_json, problem
-from broadcaster.templates.catalogue import approve
+from broadcaster.templates.catalogue import approve, template_detail
 from broadcaster.templates.check import check_catalogue, check_template, targets_for
 
 
@@ -62,27 +62,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     app = load_app(args.config, args.db)
     t = app.catalogue.get(args.id)
-    doc = {
-        "id": t.id,
-        "version": t.version,
-        "title": dict(t.title),
-        "cap": {**t.cap, "event": dict(t.event)},
-        "kinds": list(t.kinds),
-        "expires_hours": t.expires_hours,
-        "two_person": t.two_person,
-        "approved": t.approved,
-        "approval": None if t.approval is None else {"by": t.approval.by, "at": t.approval.at,
-                                                      "sha256": t.approval.sha256},
-        "sha256": t.content_hash,
-        "variables": [
-            {"name": v.name, "type": v.type, "max_length": v.max_length, "required": v.required,
-             "examples": dict(v.examples),
-             **({"choices": {k: dict(lbl) for k, lbl in v.choices.items()}} if v.choices else {}),
-             **({"places": v.places} if v.places else {})}
-            for v in t.variables
-        ],
-        "text": {lang: dict(forms) for lang, forms in t.text.items()},
-    }
+    doc = template_detail(t)
     if args.json:
         print_json(doc)
         return EXIT_OK

@@ -9,6 +9,7 @@ from broadcaster.config import ChannelConfig, Config
 from broadcaster.service.pending import PendingFire
 from broadcaster.store.base import AlertRecord, DeliveryRow
 from broadcaster.templates.catalogue import Template
+from broadcaster.templates.catalogue import template_detail as template_detail  # re-exported for api.py
 from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.timefmt import iso_seconds
 
@@ -19,29 +20,6 @@ def template_summary(t: Template) -> dict[str, Any]:
             "kinds": list(t.kinds), "two_person": t.two_person}
 
 
-def template_detail(t: Template) -> dict[str, Any]:
-    """As ``broadcaster templates show ID --json``."""
-    return {
-        "id": t.id,
-        "version": t.version,
-        "title": dict(t.title),
-        "cap": {**t.cap, "event": dict(t.event)},
-        "kinds": list(t.kinds),
-        "expires_hours": t.expires_hours,
-        "two_person": t.two_person,
-        "approved": t.approved,
-        "approval": None if t.approval is None else {"by": t.approval.by, "at": t.approval.at,
-                                                      "sha256": t.approval.sha256},
-        "sha256": t.content_hash,
-        "variables": [
-            {"name": v.name, "type": v.type, "max_length": v.max_length, "required": v.required,
-             "examples": dict(v.examples),
-             **({"choices": {k: dict(lbl) for k, lbl in v.choices.items()}} if v.choices else {}),
-             **({"places": v.places} if v.places else {})}
-            for v in t.variables
-        ],
-        "text": {lang: dict(forms) for lang, forms in t.text.items()},
-    }
 
 
 def gazetteer_list(gazetteer: Gazetteer) -> list[dict[str, Any]]:

@@ -85,6 +85,31 @@ class Template:
         return self.approval is not None and self.approval.sha256 == self.content_hash
 
 
+def template_detail(t: Template) -> dict[str, Any]:
+    """The document of ``broadcaster templates show ID --json`` and ``GET /api/templates/{id}``."""
+    return {
+        "id": t.id,
+        "version": t.version,
+        "title": dict(t.title),
+        "cap": {**t.cap, "event": dict(t.event)},
+        "kinds": list(t.kinds),
+        "expires_hours": t.expires_hours,
+        "two_person": t.two_person,
+        "approved": t.approved,
+        "approval": None if t.approval is None else {"by": t.approval.by, "at": t.approval.at,
+                                                      "sha256": t.approval.sha256},
+        "sha256": t.content_hash,
+        "variables": [
+            {"name": v.name, "type": v.type, "max_length": v.max_length, "required": v.required,
+             "examples": dict(v.examples),
+             **({"choices": {k: dict(lbl) for k, lbl in v.choices.items()}} if v.choices else {}),
+             **({"places": v.places} if v.places else {})}
+            for v in t.variables
+        ],
+        "text": {lang: dict(forms) for lang, forms in t.text.items()},
+    }
+
+
 def content_hash(raw: Mapping[str, Any]) -> str:
     """sha256 of everything but ``[approval]``, canonically serialised."""
     body = {k: v for k, v in raw.items() if k != "approval"}

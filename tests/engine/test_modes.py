@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,10 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_dry_run_reaches_no_socket(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, connects: list[Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    connects: list[Any] = []
-    real_connect = socket.socket.connect
-
-    def spy(self: socket.socket, address: Any) -> None:
-        connects.append(address)
-        real_connect(self, address)
-
     with Providers(tmp_path, recipients=50) as p:
-        monkeypatch.setattr(socket.socket, "connect", spy)
         code = main(p.cli("fire", "road_closure", "--use-examples", "--dry-run", "--json"))
-        monkeypatch.undo()
         result = orjson.loads(capsys.readouterr().out)
         requests = [fake.requests for fake in (p.x, p.telegram, p.twilio, p.webhook)]
     assert code == 0

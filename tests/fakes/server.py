@@ -9,9 +9,10 @@ provider would. Every request is recorded, in arrival order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import orjson
 from aiohttp import web
@@ -48,6 +49,7 @@ class FakeServer:
         self.requests: list[Recorded] = []
         self.app = web.Application()
         self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
         self.base_url = ""
 
     def script(self, *steps: Step, times: int = 1) -> None:
@@ -67,11 +69,12 @@ class FakeServer:
         return self.base_url
 
     async def stop(self) -> None:
+        self._stopping.set()  # release hanging handlers so shutdown does not wait for them
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
-    async def __aenter__(self) -> FakeServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -102,9 +105,17 @@ class FakeServer:
     def next_step(self) -> Step | None:
         return self.steps.popleft() if self.steps else None
 
+    async def hold(self, seconds: float) -> None:
+        """Wait ``seconds`` (a hung provider), or until the fake stops."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
     async def answer(self, step: Step) -> web.Response:
-        if step.hang:
-            await asyncio.sleep(step.hang)
+        await self.hold(step.hang)
+        if isinstance(step.body, str):  # a gateway's HTML error page rather than an API answer
+            return web.Response(status=step.status, text=step.body, content_type="text/html",
+                                headers=step.headers)
         return web.json_response(step.body, status=step.status, headers=step.headers, dumps=_dumps)
 
     async def provider_latency(self) -> None:

@@ -15,7 +15,6 @@ step's answer follows, so a hang with ``accept=True`` models a timeout after del
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 import zlib
@@ -44,7 +43,6 @@ class FakeTelegram(FakeServer):
         self.chats = set(chats) if chats is not None else None
         self.sent: list[dict[str, Any]] = []
         self._next_message_id = 1
-        self._stopping = asyncio.Event()
         self.app.router.add_route("*", "/bot{token}/{method}", self._handle)
 
     # -- scripted answers ---------------------------------------------------------
@@ -93,24 +91,6 @@ class FakeTelegram(FakeServer):
         return Step(200, None, hang=seconds, accept=accept)
 
     # -- serving ------------------------------------------------------------------
-
-    async def __aenter__(self) -> FakeTelegram:  # the base class annotates FakeServer
-        await self.start()
-        return self
-
-    async def stop(self) -> None:
-        self._stopping.set()  # release hanging handlers so shutdown does not wait for them
-        await super().stop()
-
-    async def answer(self, step: Step) -> web.Response:
-        if step.hang:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), step.hang)
-        if isinstance(step.body, str):
-            return web.Response(
-                status=step.status, text=step.body, content_type="text/html", headers=step.headers
-            )
-        return await super().answer(Step(step.status, step.body, step.headers))
 
     async def _handle(self, request: web.Request) -> web.Response:
         recorded = await self.record(request)

@@ -18,9 +18,7 @@ with ``accept=True`` first stores the message (a lost response).
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import itertools
 import re
 import secrets
@@ -95,7 +93,6 @@ class FakeTwilio(FakeServer):
         self._by_to: dict[str, list[dict[str, Any]]] = {}
         self._by_sid: dict[str, dict[str, Any]] = {}
         self._seq = itertools.count(1)
-        self._stopping = asyncio.Event()
         base = API.format(account="{account}")
         self.app.router.add_post(base + "/Messages.json", self._create)
         self.app.router.add_get(base + "/Messages.json", self._list)
@@ -129,19 +126,6 @@ class FakeTwilio(FakeServer):
             form["MessagingServiceSid"] = messaging_service_sid
         return self._store(form, created=date_created)
 
-    async def __aenter__(self) -> FakeTwilio:
-        await self.start()
-        return self
-
-    async def stop(self) -> None:
-        self._stopping.set()  # release hung handlers so shutdown does not wait for them
-        await super().stop()
-
-    async def answer(self, step: Step) -> web.Response:
-        if step.hang:
-            await self._sleep(step.hang)
-        return web.json_response(step.body, status=step.status, headers=step.headers)
-
     # -- handlers -------------------------------------------------------------------
 
     async def _create(self, request: web.Request) -> web.StreamResponse:
@@ -161,7 +145,7 @@ class FakeTwilio(FakeServer):
             assert accepted is not None
             return web.json_response(self._resource(accepted), status=201)
         if accepted is not None and 200 <= step.status < 300 and step.body is None:
-            await self._sleep(step.hang)
+            await self.hold(step.hang)
             return web.json_response(self._resource(accepted), status=step.status, headers=step.headers)
         return await self.answer(step)
 
@@ -215,12 +199,6 @@ class FakeTwilio(FakeServer):
         return web.json_response(self._resource(message))
 
     # -- internals ------------------------------------------------------------------
-
-    async def _sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     def _check_auth(self, request: web.Request) -> web.Response | None:
         account = request.match_info["account"]

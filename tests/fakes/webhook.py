@@ -9,8 +9,6 @@ delivery. Normal answer: ``200 {"id": "evt_N"}``. Scripted steps answer instead;
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import hmac
 import time
@@ -72,28 +70,12 @@ class FakeWebhook(FakeServer):
         self.reject_bad_signature = reject_bad_signature
         self.max_age_s = max_age_s
         self.deliveries: list[Delivery] = []
-        self._stopping = asyncio.Event()
         self.app.router.add_route("*", "/{tail:.*}", self._handle)
 
     @property
     def keys(self) -> list[str | None]:
         """Idempotency keys of recorded deliveries, in arrival order (duplicates kept)."""
         return [d.idempotency_key for d in self.deliveries]
-
-    async def __aenter__(self) -> FakeWebhook:
-        await self.start()
-        return self
-
-    async def stop(self) -> None:
-        self._stopping.set()  # release hung handlers so shutdown does not wait for them
-        await super().stop()
-
-    async def answer(self, step: Step) -> web.Response:
-        if step.hang:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=step.hang)
-        return web.json_response(step.body, status=step.status, headers=step.headers,
-                                 dumps=lambda o: orjson.dumps(o).decode())
 
     def signature_ok(self, timestamp: str | None, body: bytes, signature: str | None) -> bool:
         if timestamp is None or signature is None or not timestamp.isdigit():

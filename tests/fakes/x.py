@@ -17,8 +17,6 @@ the post was made.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -42,7 +40,6 @@ class FakeX(FakeServer):
         super().__init__(latency=latency)
         self.tweets: list[dict[str, Any]] = []
         self._next_id = first_id
-        self._stopping = asyncio.Event()
         self.app.router.add_post(f"{prefix.rstrip('/')}/2/tweets", self._create_tweet)
 
     # -- scripted answers ---------------------------------------------------------
@@ -102,24 +99,6 @@ class FakeX(FakeServer):
         return Step(201, None, hang=seconds, accept=accept)
 
     # -- serving ------------------------------------------------------------------
-
-    async def __aenter__(self) -> FakeX:  # the base class annotates FakeServer
-        await self.start()
-        return self
-
-    async def stop(self) -> None:
-        self._stopping.set()  # release hanging handlers so shutdown does not wait for them
-        await super().stop()
-
-    async def answer(self, step: Step) -> web.Response:
-        if step.hang:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), step.hang)
-        if isinstance(step.body, str):  # a gateway's error page rather than an API answer
-            return web.Response(
-                status=step.status, text=step.body, content_type="text/html", headers=step.headers
-            )
-        return await super().answer(Step(step.status, step.body, step.headers))
 
     async def _create_tweet(self, request: web.Request) -> web.Response:
         recorded = await self.record(request)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any
 
@@ -22,24 +21,13 @@ def cli_json(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
     return [orjson.loads(line) for line in lines] if len(lines) > 1 else orjson.loads(lines[0])
 
 
-async def test_dry_run_opens_no_provider_connection_and_streams_to_done(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_dry_run_opens_no_provider_connection_and_streams_to_done(api: Api, connects: list[Any]) -> None:
     provider_ports = {int(f.base_url.rsplit(":", 1)[1])
                       for f in (api.providers.x, api.providers.telegram, api.providers.twilio, api.providers.webhook)}
-    connects: list[Any] = []
-    real_connect = socket.socket.connect
-
-    def spy(self: socket.socket, address: Any) -> None:
-        connects.append(address)
-        real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", spy)
     status, body = await api.fire("operator", mode="dry-run")
     assert status == 202 and body["state"] == "sending"
     events = await api.events(body["alert_id"])
     await api.settle()
-    monkeypatch.undo()
     assert not [a for a in connects if isinstance(a, tuple) and a[1] in provider_ports]
     assert provider_requests(api.providers) == [0, 0, 0, 0]
     assert events[0][0] == "progress" and events[0][1]["channel"] is None
