@@ -30,7 +30,7 @@ import orjson
 GENESIS: Final = "0" * 64
 ACTIONS: Final = (
     "config_load", "user_add", "login_failure", "forbidden", "rate_limited", "fire", "confirm", "update",
-    "cancel", "approval", "confirmation_expired",
+    "cancel", "approval", "confirmation_expired", "runbook_rehearse", "runbook_run", "runbook_stop",
 )
 
 

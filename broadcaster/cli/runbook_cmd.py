@@ -167,6 +167,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def preflight(app: App, runbook: Runbook, inputs: Inputs, mode: str, start: float) -> Rehearsal:
     """Before anything fires: the whole runbook rehearsed in ``mode`` against a scratch database."""
+    result = preflight_checks(app, runbook, inputs, mode, start)
+    show_planned(app, runbook, result)
+    return result
+
+
+def preflight_checks(app: App, runbook: Runbook, inputs: Inputs, mode: str, start: float, *,
+                     guard_network: bool = True) -> Rehearsal:
+    """The checks of :func:`preflight`, printing nothing (the service runs them on a worker thread)."""
     require_clean(check_runbook(runbook, app.config, app.catalogue, inputs=inputs, start=start))
     for step in runbook.steps:
         if step.at is not None and time_of(step.at, inputs, tz=app.config.timezone, where=step.where) < start - 60:
@@ -174,7 +182,7 @@ def preflight(app: App, runbook: Runbook, inputs: Inputs, mode: str, start: floa
                                where=step.where)
     scratch = App(config=app.config, catalogue=app.catalogue, database=":memory:")
     try:
-        result = rehearse(scratch, runbook, inputs, start=start, plan_mode=mode)
+        result = rehearse(scratch, runbook, inputs, start=start, plan_mode=mode, guard_network=guard_network)
     finally:
         scratch.close()
     if mode != "dry-run":
@@ -188,6 +196,10 @@ def preflight(app: App, runbook: Runbook, inputs: Inputs, mode: str, start: floa
     if failed:
         first = failed[0].fired
         raise RunbookError(f"rehearsal before the run failed: {first.detail}", where=first.step.where)
+    return result
+
+
+def show_planned(app: App, runbook: Runbook, result: Rehearsal) -> None:
     out = console()
     table = Table("when", "step", "action", "channels", "SMS segments", title=f"{runbook.id}: planned timeline "
                   "(confirm steps shown at their earliest)", title_justify="left")
@@ -198,7 +210,6 @@ def preflight(app: App, runbook: Runbook, inputs: Inputs, mode: str, start: floa
                       e.fired.step.label + (" (confirm)" if e.auto_confirmed else ""),
                       ",".join(e.fired.plan.alert.channels) if e.fired.plan else "-", str(sms))
     out.print(table)
-    return result
 
 
 def confirm_live_run(runbook: Runbook) -> bool:

@@ -20,6 +20,7 @@ from broadcaster.audit import AuditLog
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, problem
 from broadcaster.config import load_config
 from broadcaster.service.auth import ROLES, Users
+from broadcaster.service.state import SERVICE
 from broadcaster.store.sqlite import SqliteStore
 
 log = logging.getLogger("broadcaster.serve")
@@ -124,9 +125,11 @@ def start_runbook_scheduler(app: App, web_app: web.Application) -> None:
         serving = asyncio.create_task(host.serve(), name="runbook-scheduler")
         serving.add_done_callback(_report_stop)
         web_app[SCHEDULER] = host
+        web_app[SERVICE].scheduler = host  # POST /api/runbooks/{id}/run schedules on it
         try:
             yield
         finally:
+            web_app[SERVICE].scheduler = None
             serving.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await serving

@@ -84,8 +84,13 @@ async def play(app: App, runbook: Runbook, run: RunRecord, *, plan_mode: str, cl
 
 
 def rehearse(app: App, runbook: Runbook, inputs: Inputs, *, start: float | None = None,
-             plan_mode: str = "dry-run") -> Rehearsal:
-    """Check, then play the whole runbook on a virtual clock with no network at all."""
+             plan_mode: str = "dry-run", guard_network: bool = True) -> Rehearsal:
+    """Check, then play the whole runbook on a virtual clock with no network at all.
+
+    ``guard_network=False`` leaves out the process-wide :func:`no_network` patch (the
+    deliveries still go to recorders only): the server rehearses on a worker thread
+    and must not block the live sends of its own loop meanwhile.
+    """
     began = time.perf_counter()
     start = time.time() if start is None else start
     problems = check_runbook(runbook, app.config, app.catalogue, inputs=inputs, start=start)
@@ -98,7 +103,10 @@ def rehearse(app: App, runbook: Runbook, inputs: Inputs, *, start: float | None 
     async def main() -> Rehearsal:
         return await play(app, runbook, run, plan_mode=plan_mode, clock=Clock(wall_start=start))
 
-    with no_network():
+    if guard_network:
+        with no_network():
+            result = run_virtual(main())
+    else:
         result = run_virtual(main())
     result.warnings[:0] = [str(p) for p in problems if p.level == "warning"]
     result.wall_s = time.perf_counter() - began

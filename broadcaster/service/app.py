@@ -20,7 +20,7 @@ from broadcaster.audit import AuditLog
 from broadcaster.clock import Clock
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
-from broadcaster.service import api, events, feed, firing, receipts
+from broadcaster.service import api, events, feed, firing, receipts, runbooks
 from broadcaster.service.auth import Users
 from broadcaster.service.events import EventHub
 from broadcaster.service.http import auth_middleware, errors_middleware, json_response
@@ -92,6 +92,12 @@ def _routes(web_app: web.Application) -> None:
     r.add_get("/api/alerts/{alert_id}/log", api.log)
     r.add_post("/api/alerts/{alert_id}/update", firing.update)
     r.add_post("/api/alerts/{alert_id}/cancel", firing.cancel)
+    r.add_get("/api/runbooks", runbooks.runbooks)
+    r.add_get("/api/runbooks/runs", runbooks.runs)
+    r.add_get("/api/runbooks/runs/{run_id}", runbooks.run)
+    r.add_post("/api/runbooks/runs/{run_id}/stop", runbooks.stop)
+    r.add_post("/api/runbooks/{runbook_id}/rehearse", runbooks.rehearse_runbook)
+    r.add_post("/api/runbooks/{runbook_id}/run", runbooks.run_runbook)
     r.add_post(receipts.CALLBACK_PATH, receipts.handle_status)
     r.add_get("/cap/feed.atom", feed.atom)
     r.add_get(r"/cap/{alert_id:[A-Za-z0-9_-]+}.xml", feed.cap)

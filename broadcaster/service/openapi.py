@@ -68,6 +68,11 @@ _ID_PARAM: Final = [{"name": "alert_id", "in": "path", "required": True, "schema
 _TEMPLATE_PARAM: Final = [{"name": "template_id", "in": "path", "required": True, "schema": _STR}]
 _PAGE: Final = [{"name": n, "in": "query", "required": False, "schema": _INT} for n in ("limit", "offset")]
 _ACCEPTED: Final = _json(_ref("Accepted"), "accepted")
+_RUNBOOK_PARAM: Final = [{"name": "runbook_id", "in": "path", "required": True, "schema": _STR,
+                          "description": "the file stem of a runbook in the runbooks folder"}]
+_RUN_PARAM: Final = [{"name": "run_id", "in": "path", "required": True, "schema": _STR}]
+_INPUTS: Final = {**_VARIABLES, "description": "input name: value (a plain string is both languages); "
+                                              "inputs not given take the runbook's examples when rehearsing"}
 _FIRE_ROLES: Final = "operator (dry-run, exercise; live only where the template sets operator_live), officer, approver"
 
 
@@ -123,6 +128,29 @@ def document() -> dict[str, Any]:
         "/api/alerts/{alert_id}/cancel": {"parameters": _ID_PARAM, "post": _op(
             "The pre-approved correction of this alert", {"202": _ACCEPTED, **_errors(400, 403, 404, 429)},
             body=_obj(["mode"], mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
+        "/api/runbooks": {"get": _op("The runbooks of the runbooks folder", _json(
+            {"type": "array", "items": _ref("RunbookSummary")}))},
+        "/api/runbooks/{runbook_id}/rehearse": {"parameters": _RUNBOOK_PARAM, "post": {**_op(
+            "Play the whole runbook in dry-run on a virtual clock, as `runbook rehearse --json`",
+            {**_json(_ref("Rehearsal")), **_errors(400, 403, 404, 409)}, roles="operator, officer, approver"),
+            "requestBody": {"required": False, "content": {"application/json": {"schema": _obj(
+                inputs=_INPUTS)}}}}},
+        "/api/runbooks/{runbook_id}/run": {"parameters": _RUNBOOK_PARAM, "post": _op(
+            "Check the runbook as `runbook run` does, then start it on the server's scheduler",
+            {"202": _json(_obj(["run_id", "runbook", "mode", "state"], run_id=_STR, runbook=_STR, mode=_STR,
+                               state=_STR), "started"), **_errors(400, 403, 404, 409, 503)},
+            body=_obj(["mode"], inputs=_INPUTS, use_examples=_BOOL,
+                      mode={"type": "string", "enum": ["exercise", "live"]},
+                      confirm={**_STR, "description": "the runbook id, typed: required when mode is live"}),
+            roles="operator (exercise), officer or approver (live)")},
+        "/api/runbooks/runs": {"get": _op("Runbook runs in progress, then the most recent ended ones", _json(
+            _obj(runs={"type": "array", "items": _ref("Run")})))},
+        "/api/runbooks/runs/{run_id}": {"parameters": _RUN_PARAM, "get": _op(
+            "One run or rehearsal, as `runbook status RUN_ID --json`", {**_json(_ref("Run")), **_errors(404)})},
+        "/api/runbooks/runs/{run_id}/stop": {"parameters": _RUN_PARAM, "post": _op(
+            "Stop a run: its remaining steps are skipped, nothing more of it fires",
+            {**_json({"allOf": [_ref("Run"), _obj(jobs_removed=_INT)]}), **_errors(403, 404, 409)},
+            roles="operator (dry-run and exercise runs), officer or approver (live runs)")},
         "/twilio/status": {"post": _op("Twilio delivery receipt (X-Twilio-Signature)", {
             "204": {"description": "recorded (a replay is accepted and ignored)"},
             "403": {"description": "the signature does not validate"}}, public=True)},
@@ -153,6 +181,23 @@ def document() -> dict[str, Any]:
                       request={"type": "object", "description": "a waiting two-person fire: what was asked"}),
         "Delivery": _obj(channel=_STR, recipient=_NULL_STR, language=_STR, state=_STR, attempts=_INT,
                          provider_id=_NULL_STR, receipt=_NULL_STR),
+        "RunbookSummary": _obj(id=_STR, name=_BILINGUAL, description=_STR, steps=_INT, error=_STR,
+                               inputs={"type": "array", "items": _obj(name=_STR, example=_BILINGUAL,
+                                                                      description=_STR, type=_STR)}),
+        "Rehearsal": _obj(run_id=_STR, runbook=_STR, mode=_STR, start=_STR, end=_STR, span_s={"type": "number"},
+                          wall_s={"type": "number"}, inputs={"type": "object"},
+                          warnings={"type": "array", "items": _STR},
+                          steps={"type": "array", "items": _obj(
+                              step=_STR, occurrence=_INT, time=_STR, offset_s={"type": "number"}, action=_STR,
+                              msg_type=_NULL_STR, state=_STR, alert_id=_NULL_STR, confirm=_NULL_STR,
+                              channels={"type": "array", "items": _STR},
+                              messages={"type": "array", "items": _ref("Message")},
+                              deliveries={"type": "object"}, detail=_NULL_STR,
+                              warnings={"type": "array", "items": _STR})}),
+        "Run": _obj(run_id=_STR, kind=_STR, runbook=_STR, mode=_STR, state=_STR, started_at=_STR,
+                    finished_at=_NULL_STR, inputs={"type": "object"}, steps={"type": "array", "items": _obj(
+                        step=_STR, occurrence=_INT, state=_STR, due_at=_NULL_STR, confirmed_at=_NULL_STR,
+                        fired_at=_NULL_STR, alert_id=_NULL_STR, detail=_NULL_STR)}),
         "Attempt": _obj(alert_id=_STR, channel=_STR, recipient=_NULL_STR, language=_STR, attempt=_INT,
                         outcome=_STR, http_status={"type": ["integer", "null"]}, error_code=_NULL_STR,
                         provider_id=_NULL_STR, started_at=_STR, finished_at=_NULL_STR,

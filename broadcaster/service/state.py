@@ -46,6 +46,9 @@ class Service:
     limits: Limits
     fire_limiters: dict[str, RateLimiter] = field(default_factory=dict)
     throttled: set[str] = field(default_factory=set)  # users inside a refused burst (audited once)
+    # The runbook scheduler host ``serve`` starts (a broadcaster.runbooks.scheduler.Host; typed loosely:
+    # importing it loads APScheduler). None when no host runs in this process.
+    scheduler: Any = None
 
     @property
     def config(self) -> Config:

@@ -273,6 +273,25 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             page.wait_for_timeout(300)
             assert len(fire_posts) == 1, fire_posts  # only the dry-run ever reached POST /api/alerts
 
+            # --- runbook rehearsal: the timeline of a dry-run on a virtual clock, both languages
+            page.locator("#runbook").select_option("flood_response")
+            expect(page.locator("#rbi-area")).to_have_value("DXB-HATTA")
+            expect(page.locator("#rbi-detour-ar")).to_have_attribute("dir", "rtl")
+            with page.expect_response(lambda r: r.url.endswith("/api/runbooks/flood_response/rehearse")) as rehearsed:
+                page.locator("#rehearse").click()
+            assert rehearsed.value.status == 200, rehearsed.value.text()
+            timeline = rehearsed.value.json()
+            steps = page.locator("#timeline .tl-step")
+            expect(steps).to_have_count(len(timeline["steps"]))
+            expect(steps.first).to_have_attribute("data-step", timeline["steps"][0]["step"])
+            first_ar = steps.first.locator('.msg[data-language="ar"] .msg-text').first
+            expect(first_ar).to_have_attribute("dir", "rtl")
+            expect(first_ar).to_contain_text(re.compile("[\u0600-\u06FF]{3}"))
+            first_en = steps.first.locator('.msg[data-language="en"] .msg-text').first
+            expect(first_en).to_have_attribute("dir", "ltr")
+            expect(page.locator("#rehearse-status")).to_contain_text(timeline["run_id"])
+            assert len(fire_posts) == 1  # a rehearsal fires nothing through POST /api/alerts
+
             # --- 390 px wide: one column, no sideways scrolling
             page.set_viewport_size({"width": 390, "height": 844})
             expect(page.locator("#mode-banner")).to_be_visible()

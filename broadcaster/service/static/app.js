@@ -38,6 +38,9 @@
     alert: null, // {alert_id, template, mode, msg_type, references, phase, ok, counts}
     stream: null,
     history: [],
+    runbooks: [],
+    rehearsal: null, // the last rehearsal JSON (as `broadcaster runbook rehearse --json`)
+    rehearsing: false,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -149,6 +152,7 @@
     renderFire();
     renderProgress();
     renderHistory();
+    renderRunbooks();
   }
 
   // ---------------------------------------------------------------- login
@@ -158,6 +162,7 @@
     state.me = null;
     state.alert = null;
     state.preview = null;
+    state.rehearsal = null;
     sessionStorage.removeItem("broadcaster.token");
     if (state.stream) state.stream.abort();
     setMode("dry-run"); // whoever signs in next starts in the safe mode
@@ -208,6 +213,7 @@
     const first = state.templates.find((tpl) => tpl.approved) || state.templates[0];
     if (first) await selectTemplate(first.id);
     loadHistory();
+    loadRunbooks();
   }
 
   function renderWho() {
@@ -951,6 +957,155 @@
     $("history-empty").hidden = rows.length > 0;
   }
 
+  // ---------------------------------------------------------------- runbook rehearsal
+
+  async function loadRunbooks() {
+    try {
+      state.runbooks = await api("GET", "/api/runbooks");
+    } catch (error) {
+      if (error.status !== 401) showError(error, "runbook-error");
+      return;
+    }
+    renderRunbooks();
+  }
+
+  const runbookTitle = (rb) => (rb.name ? `${rb.name.ar} · ${rb.name.en} (${rb.id})`
+    : `${rb.id} — ${t("runbooks.broken")}`);
+
+  function selectedRunbook() {
+    return state.runbooks.find((rb) => rb.id === $("runbook").value) || null;
+  }
+
+  /** The picker, the selected runbook's inputs (prefilled with its examples) and the timeline. */
+  function renderRunbooks() {
+    const select = $("runbook");
+    const current = select.value;
+    const values = readRunbookInputs(); // what the operator typed survives a language switch
+    select.replaceChildren(...state.runbooks.map((rb) => el("option", { value: rb.id, text: runbookTitle(rb) })));
+    if (current && state.runbooks.some((rb) => rb.id === current)) select.value = current;
+    buildRunbookInputs(select.value === current ? values : null);
+    renderTimeline();
+  }
+
+  function buildRunbookInputs(values) {
+    const rb = selectedRunbook();
+    const form = $("runbook-inputs");
+    const info = $("runbook-info");
+    if (!rb) {
+      info.textContent = state.runbooks.length ? "" : t("runbooks.none");
+      form.replaceChildren();
+      renderRehearseButton();
+      return;
+    }
+    info.textContent = rb.error ? rb.error : `${t("runbooks.steps", rb.steps)} · ${rb.description || ""}`;
+    form.replaceChildren(...(rb.inputs || []).map((input) => {
+      const wrap = el("div", { class: "field", "data-input": input.name });
+      const raw = values ? values[input.name] : undefined;
+      const given = raw === undefined ? (input.example || {}) : (typeof raw === "string" ? { ar: raw, en: raw } : raw);
+      const hint = el("span", { class: "meta", text: input.description || "" });
+      if (input.type !== "datetime" && input.example && input.example.ar !== input.example.en) {
+        const pair = el("div", { class: "pair", role: "group", "aria-labelledby": `rbi-${input.name}-label` },
+          ["ar", "en"].map((lang) => el("div", {},
+            el("label", { for: `rbi-${input.name}-${lang}`, dir: "ltr", text: lang }),
+            el("input", { id: `rbi-${input.name}-${lang}`, type: "text", lang, dir: dirOf(lang),
+              "data-rb-input": input.name, "data-lang": lang, value: given[lang] || "" }))));
+        wrap.append(el("span", { class: "field-label", id: `rbi-${input.name}-label` }, input.name, hint), pair);
+      } else {
+        const value = given.en || given.ar || "";
+        wrap.append(el("label", { for: `rbi-${input.name}` }, input.name, hint),
+          el("input", { id: `rbi-${input.name}`, type: "text", dir: dirOf(langOf(value)), "data-rb-input": input.name,
+            value }));
+      }
+      return wrap;
+    }));
+    renderRehearseButton();
+  }
+
+  /** {name: "value"} or {name: {ar, en}}: the body the API takes. */
+  function readRunbookInputs() {
+    const inputs = {};
+    for (const field of document.querySelectorAll("#runbook-inputs [data-rb-input]")) {
+      const name = field.dataset.rbInput;
+      if (field.dataset.lang) {
+        inputs[name] = { ...(typeof inputs[name] === "object" ? inputs[name] : {}), [field.dataset.lang]: field.value };
+      } else {
+        inputs[name] = field.value;
+      }
+    }
+    return inputs;
+  }
+
+  function renderRehearseButton() {
+    const button = $("rehearse");
+    const viewer = state.me && state.me.role === "viewer";
+    const rb = selectedRunbook();
+    button.disabled = state.rehearsing || viewer || !rb || Boolean(rb.error);
+    if (viewer) $("rehearse-status").textContent = t("runbooks.viewer");
+  }
+
+  async function rehearse() {
+    const rb = selectedRunbook();
+    if (!rb || state.rehearsing) return;
+    state.rehearsing = true;
+    showError(null, "runbook-error");
+    $("rehearse-status").textContent = t("runbooks.busy");
+    $("timeline").setAttribute("aria-busy", "true");
+    renderRehearseButton();
+    try {
+      state.rehearsal = await api("POST", `/api/runbooks/${encodeURIComponent(rb.id)}/rehearse`,
+        { inputs: readRunbookInputs() });
+    } catch (error) {
+      state.rehearsal = null;
+      $("rehearse-status").textContent = "";
+      if (error.status !== 401) showError(error, "runbook-error");
+    } finally {
+      state.rehearsing = false;
+      $("timeline").removeAttribute("aria-busy");
+      renderRehearseButton();
+      renderTimeline();
+    }
+  }
+
+  function spanText(seconds) {
+    const h = Math.floor(seconds / 3600);
+    const m = Math.round((seconds % 3600) / 60);
+    return h ? `${h}h${m ? ` ${m}m` : ""}` : `${m}m`;
+  }
+
+  function renderTimeline() {
+    const list = $("timeline");
+    const result = state.rehearsal;
+    if (!result || result.runbook !== $("runbook").value) {
+      list.replaceChildren();
+      return;
+    }
+    const alerts = result.steps.filter((step) => step.alert_id).length;
+    $("rehearse-status").textContent = t("runbooks.done", alerts, spanText(result.span_s), result.run_id);
+    list.replaceChildren(...result.steps.map((step) => el("li", {
+      class: `tl-step tl-${step.state}`, "data-step": step.step, "data-occurrence": step.occurrence,
+    },
+    el("div", { class: "tl-head" },
+      el("time", { dir: "ltr", datetime: step.time, text: `+${spanText(step.offset_s)} · ${step.time}` }),
+      el("strong", { dir: "ltr", text: `${step.step} #${step.occurrence}` }),
+      el("span", { dir: "ltr", text: step.action }),
+      step.msg_type ? el("span", { class: "kind", dir: "ltr", text: step.msg_type }) : null,
+      el("span", { class: `chip${step.state === "failed" ? " bad" : ""}`, text: t("states")[step.state] || step.state }),
+      step.confirm ? el("span", { class: "chip", text: t("runbooks.auto") }) : null),
+    el("p", { class: "muted" }, `${t("runbooks.channels")}: `,
+      el("span", { dir: "ltr", text: step.channels.join(", ") || "-" })),
+    step.detail && step.state === "failed" ? el("div", { class: "notice", text: step.detail }) : null,
+    // Each step's first occurrence open; repeats (updates) folded, so the timeline stays readable.
+    step.messages.length ? el("details", { class: "tl-messages", open: step.occurrence === 0 },
+      el("summary", { text: `${step.messages.length} ${t("preview.messages")}` }),
+      el("div", { class: "preview-list" }, step.messages.map(messageCard))) : null,
+    step.warnings.length ? el("ul", { class: "tl-warnings", "aria-label": t("runbooks.warnings") },
+      step.warnings.map((w) => el("li", { dir: "ltr", text: w }))) : null)));
+    if (result.warnings.length) {
+      list.append(el("li", { class: "tl-warnings" }, el("strong", { text: t("runbooks.warnings") }),
+        el("ul", {}, result.warnings.map((w) => el("li", { dir: "ltr", text: w })))));
+    }
+  }
+
   // ---------------------------------------------------------------- wiring
 
   function init() {
@@ -984,6 +1139,9 @@
     $("cancel-alert").addEventListener("click", cancelAlert);
     $("confirm-second").addEventListener("click", confirmSecond);
     $("history-refresh").addEventListener("click", loadHistory);
+    $("runbook").addEventListener("change", () => buildRunbookInputs(null));
+    $("runbook-inputs").addEventListener("submit", (event) => event.preventDefault());
+    $("rehearse").addEventListener("click", rehearse);
     if (state.token) openConsole();
     else signOut();
   }
