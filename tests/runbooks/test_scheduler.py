@@ -13,7 +13,7 @@ import pytest
 from broadcaster.app import App
 from broadcaster.cli import main
 from broadcaster.runbooks.model import Runbook
-from broadcaster.runbooks.records import RunStepRow
+from broadcaster.runbooks.records import RunRecord, RunStepRow
 from broadcaster.runbooks.scheduler import Host, job_store, run_step_job
 from broadcaster.runbooks.store import run_store
 from tests.engine.providers import SECRETS, Providers
@@ -55,6 +55,15 @@ def jobs(app: App) -> list[str]:
         return [job.id for job in scheduler.get_jobs()]
 
 
+
+async def serve_to_end(host: Host, run_id: str) -> RunRecord | None:
+    """Start ``host`` (a process coming back), let it serve the run to its end, then shut it down."""
+    await host.start()
+    try:
+        return await asyncio.wait_for(host.serve(run_id=run_id), timeout=15)
+    finally:
+        await host.shutdown()
+
 async def test_a_job_run_twice_fires_once(tmp_path: Path, fast_app: App) -> None:
     host = Host(fast_app)
     await host.start(paused=True)  # the job stays in the store; we run the job function by hand
@@ -83,11 +92,7 @@ async def test_a_step_due_during_downtime_fires_once_after_a_restart(tmp_path: P
     assert jobs(fast_app) == [f"{run.id}/closure/0"]
     await asyncio.sleep(1.3)  # the step's time passes while nothing runs
     second = Host(fast_app, poll_s=0.05)
-    await second.start()
-    try:
-        final = await asyncio.wait_for(second.serve(run_id=run.id), timeout=15)
-    finally:
-        await second.shutdown()
+    final = await serve_to_end(second, run.id)
     assert final is not None and final.state == "finished"
     assert first.fired == [] and [f.state for f in second.fired] == ["fired"]
     row = rows(fast_app, run.id)[("closure", 0)]
@@ -106,11 +111,7 @@ async def test_restart_fires_within_grace_and_reports_what_is_beyond_it(tmp_path
     await first.shutdown()
     reports: list[str] = []
     second = Host(fast_app, poll_s=0.05, report=reports.append)
-    await second.start()
-    try:
-        final = await asyncio.wait_for(second.serve(run_id=run.id), timeout=15)
-    finally:
-        await second.shutdown()
+    final = await serve_to_end(second, run.id)
     assert final is not None and final.state == "finished"
     result = rows(fast_app, run.id)
     assert result[("closure", 0)].state == "missed"
@@ -255,11 +256,7 @@ async def test_a_step_claimed_by_a_process_that_died_before_committing_fires_onc
     assert store.move_run_step(run.id, "closure", 0, from_states=("scheduled",), to_state="firing",
                                owner=dead_owner(), alert_id="20990101-000000-000000")
     second = Host(fast_app, poll_s=0.05)
-    await second.start()
-    try:
-        final = await asyncio.wait_for(second.serve(run_id=run.id), timeout=15)
-    finally:
-        await second.shutdown()
+    final = await serve_to_end(second, run.id)
     assert final is not None and final.state == "finished"
     assert [f.state for f in second.fired] == ["fired"]
     assert len(fast_app.store.alerts()) == 1
@@ -280,11 +277,7 @@ async def test_a_step_committed_before_a_crash_is_delivered_not_fired_again(tmp_
     store.db.execute("UPDATE deliveries SET state = 'pending', next_attempt_at = 0 WHERE alert_id = ?", (alert_id,))
     store.db.execute("UPDATE runs SET state = 'running', finished_at = NULL WHERE id = ?", (run.id,))
     second = Host(fast_app, poll_s=0.05)
-    await second.start()
-    try:
-        final = await asyncio.wait_for(second.serve(run_id=run.id), timeout=15)
-    finally:
-        await second.shutdown()
+    final = await serve_to_end(second, run.id)
     assert final is not None and final.state == "finished"
     assert second.fired == [] and len(fast_app.store.alerts()) == 1
     assert "committed before a crash" in (rows(fast_app, run.id)[("closure", 0)].detail or "")
