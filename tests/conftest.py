@@ -1,7 +1,12 @@
-"""Suite-wide guards: no test may reach a host other than loopback."""
+"""Suite-wide guards: no test may reach a host other than loopback.
+
+Also the PostgreSQL fixtures: ``pg_server`` (one throwaway server per session, on
+127.0.0.1) and ``pg_url`` (a fresh empty database on it for each test).
+"""
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +14,7 @@ from typing import Any
 import pytest
 
 from broadcaster.netguard import no_network
+from tests.pgserver import PgServer, find_pg_bin
 
 
 @pytest.fixture(autouse=True)
@@ -34,3 +40,33 @@ def connects() -> Iterator[list[Any]]:
         yield seen
     finally:
         socket.socket.connect = real_connect  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server for the session, started on first use.
+
+    Without PostgreSQL's binaries the test skips, except under CI=true where it fails.
+    """
+    bindir = find_pg_bin()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(
+                "PostgreSQL is required under CI=true: apt-get install postgresql "
+                "(no initdb/pg_ctl/postgres via pg_config, /usr/lib/postgresql/*/bin or PATH)",
+                pytrace=False,
+            )
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql, or put its bin directory on PATH)")
+    server = PgServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """DSN of a fresh, empty database for this test; dropped afterwards."""
+    dsn = pg_server.create_database()
+    yield dsn
+    pg_server.drop_database(dsn.rsplit("/", 1)[1])

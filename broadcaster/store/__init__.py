@@ -1,4 +1,4 @@
-"""Durable state: alerts, deliveries and every attempt. SQLite now; the interface admits PostgreSQL."""
+"""Durable state: alerts, deliveries and every attempt. SQLite by default, PostgreSQL for several nodes."""
 
 from broadcaster.store.base import (
     AlertRecord,
@@ -7,9 +7,11 @@ from broadcaster.store.base import (
     DeliveryRow,
     MessageRecord,
     NewDelivery,
+    NodeRow,
     Outcome,
     Store,
 )
+from broadcaster.store.pgconn import is_postgres_url
 from broadcaster.store.sqlite import SqliteStore
 
 __all__ = [
@@ -19,17 +21,23 @@ __all__ = [
     "DeliveryRow",
     "MessageRecord",
     "NewDelivery",
+    "NodeRow",
     "Outcome",
     "SqliteStore",
     "Store",
+    "is_postgres_url",
     "open_store",
 ]
 
 
-def open_store(database: str) -> Store:
-    """Open the store named by ``database`` (a file path for SQLite)."""
-    if database.startswith(("postgres://", "postgresql://")):
-        from broadcaster.errors import ConfigError
+def open_store(database: str, *, require_schema: bool = True) -> Store:
+    """Open the store named by ``database``: a ``postgresql://`` URL, else a SQLite file path.
 
-        raise ConfigError("the PostgreSQL backend is not built yet; use a SQLite path", where="database")
+    A PostgreSQL schema older than this code is refused (``broadcaster db upgrade``
+    brings it up to date) unless ``require_schema`` is False, as for that command.
+    """
+    if is_postgres_url(database):
+        from broadcaster.store.postgres import PostgresStore
+
+        return PostgresStore(database, require_schema=require_schema)
     return SqliteStore(database)

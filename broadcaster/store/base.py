@@ -157,10 +157,18 @@ class Store(Protocol):
         ...
 
     def claim(
-        self, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int, now: float, lease_s: float, owner: str
-    ) -> list[Claimed]: ...
+        self, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int, now: float, lease_s: float, owner: str,
+        modes: tuple[str, ...] | None = None,
+    ) -> list[Claimed]:
+        """Lease up to ``limit`` due deliveries of ``channel_id`` (of ``alert_ids``, of alerts in ``modes``).
 
-    def next_due(self, channel_id: str, alert_ids: tuple[str, ...] | None) -> float | None: ...
+        Each claimed delivery has its attempt row written in the same transaction.
+        Concurrent claimers, in this process or on other nodes, never get the same delivery.
+        """
+        ...
+
+    def next_due(self, channel_id: str, alert_ids: tuple[str, ...] | None,
+                 modes: tuple[str, ...] | None = None) -> float | None: ...
 
     def record(self, outcomes: list[Outcome]) -> None: ...
 
@@ -186,4 +194,45 @@ class Store(Protocol):
 
     def unfinished_alerts(self) -> list[str]: ...
 
+    def reserve_slots(self, channel_id: str, count: int, interval_s: float) -> tuple[float, float]:
+        """Take the channel's next ``count`` send slots, shared by every process on this database.
+
+        Returns ``(first slot, now)`` in the database's clock; the slots are
+        ``interval_s`` apart. Slots are never handed out twice, nor inside a pause.
+        """
+        ...
+
+    def pause_slots(self, channel_id: str, seconds: float) -> None:
+        """No process gets a slot of ``channel_id`` for ``seconds`` (a provider said 429)."""
+        ...
+
+    # --- nodes sharing the database (broadcaster.engine.node) ---
+
+    def register_node(self, node_id: str, role: str, now: float) -> None: ...
+
+    def heartbeat(self, node_id: str, now: float, lease_s: float) -> int: ...
+
+    def stop_node(self, node_id: str, now: float) -> None: ...
+
+    def nodes(self, since: float) -> list[NodeRow]: ...
+
+    def stale_nodes(self, before: float) -> set[str]: ...
+
+    def queue_depths(self) -> dict[str, dict[str, int]]: ...
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRow:
+    """A process sharing the database (``broadcaster nodes``)."""
+
+    id: str  # host:pid:token, the lease owner tag on what it claims
+    host: str
+    pid: int
+    role: str
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+    leases: int = 0
+    lease_until: float | None = None  # the earliest of its leases to run out

@@ -1,0 +1,213 @@
+"""The PostgreSQL store: the same interface as SQLite's, for several nodes on one database.
+
+Claims take ``FOR UPDATE SKIP LOCKED``, so nodes claiming the same channel at
+once each get different deliveries and never wait on one another. An alert
+commit sends ``NOTIFY broadcaster_due`` in its transaction, so idle workers on
+every node wake the moment it is visible. The send slots of each channel live
+in ``rate_slots``, timed by the database's clock, so nodes share one rate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any, Final
+
+import asyncpg
+import orjson
+
+from broadcaster.store import migrate
+from broadcaster.store.base import AlertRecord, Claimed, MessageRecord, NewDelivery, Outcome
+from broadcaster.store.common import SqlStore, dumps
+from broadcaster.store.pgconn import Bridge, PgDatabase, numbered
+
+NOTIFY_CHANNEL: Final = "broadcaster_due"
+_COPY_BATCH: Final = 10_000
+
+_CLAIM = """
+WITH due AS (
+    SELECT id, state FROM deliveries
+    WHERE channel_id = $1 AND state IN ('pending', 'unknown') AND next_attempt_at <= $2
+      AND ($6::text[] IS NULL OR alert_id = ANY($6::text[]))
+      AND ($7::text[] IS NULL OR alert_id IN (SELECT id FROM alerts WHERE mode = ANY($7::text[])))
+    ORDER BY next_attempt_at, id LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, lease_until = $4, lease_owner = $5
+FROM due WHERE d.id = due.id
+RETURNING d.id, due.state, d.alert_id, d.language, d.recipient, d.reply_to, d.message_id, d.attempts
+"""
+
+_RECORD_ATTEMPTS = """
+UPDATE attempts a SET finished_at = u.finished_at, outcome = u.outcome, http_status = u.http_status,
+    error_code = u.error_code, provider_id = u.provider_id, latency_ms = u.latency_ms, detail = u.detail,
+    started_at = u.started_at
+FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::int[], $5::text[], $6::text[], $7::float8[], $8::text[],
+            $9::float8[]) AS u(id, finished_at, outcome, http_status, error_code, provider_id, latency_ms, detail,
+                               started_at)
+WHERE a.id = u.id
+"""
+
+_RECORD_DELIVERIES = """
+UPDATE deliveries d SET state = u.state, provider_id = COALESCE(u.provider_id, d.provider_id),
+    last_error = u.last_error, next_attempt_at = u.next_attempt_at, lease_until = NULL, lease_owner = NULL
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[])
+    AS u(id, state, provider_id, last_error, next_attempt_at)
+WHERE d.id = u.id
+"""
+
+_DB_NOW = "extract(epoch FROM statement_timestamp())::float8"
+
+
+class PostgresStore(SqlStore):
+    """PostgreSQL implementation of :class:`broadcaster.store.base.Store`."""
+
+    def __init__(self, url: str, *, require_schema: bool = True) -> None:
+        self.bridge = Bridge(url)
+        self.path = self.where = self.bridge.where
+        self.db = PgDatabase(self.bridge)
+        if require_schema:
+            try:
+                migrate.require_current(self.db, self.where)
+            except BaseException:
+                self.bridge.close()
+                raise
+        self._messages: dict[int, tuple[str, bytes | None]] = {}
+        self._windows: dict[str, tuple[float, float]] = {}
+
+    def close(self) -> None:
+        self.bridge.close()
+
+    # --- the hot path --------------------------------------------------------------
+
+    def create_alert(
+        self, alert: AlertRecord, messages: list[MessageRecord], deliveries: Iterable[NewDelivery]
+    ) -> tuple[int, int]:
+        return self.bridge.call(self._create_alert, alert, messages, deliveries)
+
+    async def _create_alert(self, conn: asyncpg.Connection, alert: AlertRecord, messages: list[MessageRecord],
+                            deliveries: Iterable[NewDelivery]) -> tuple[int, int]:
+        async with conn.transaction():
+            await conn.execute(
+                numbered("INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+                alert.id, alert.template, alert.template_hash, alert.mode, alert.msg_type, alert.references,
+                alert.sent_at, alert.expires_at, dumps(list(alert.areas)), dumps(list(alert.channels)),
+                dumps(alert.inputs), dumps(alert.forms), alert.created_by,
+            )
+            message_ids: dict[str, int] = {}
+            for m in messages:
+                message_ids[m.key] = await conn.fetchval(
+                    "INSERT INTO messages (alert_id, key, channel_id, language, text, payload)"
+                    " VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
+                    alert.id, m.key, m.channel_id, m.language, m.text, m.payload,
+                )
+            # COPY into a scratch table, then one INSERT … ON CONFLICT DO NOTHING keeps one SMS per phone.
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS new_deliveries (channel_id text, message_id bigint, language text,"
+                " recipient text, reply_to text, seq bigint) ON COMMIT DELETE ROWS")
+            offered = 0
+            batch: list[tuple[Any, ...]] = []
+            for d in deliveries:
+                batch.append((d.channel_id, message_ids[d.message_key], d.language, d.recipient, d.reply_to, offered))
+                offered += 1
+                if len(batch) >= _COPY_BATCH:
+                    await conn.copy_records_to_table("new_deliveries", records=batch)
+                    batch = []
+            if batch:
+                await conn.copy_records_to_table("new_deliveries", records=batch)
+            status = await conn.execute(
+                "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to,"
+                " next_attempt_at) SELECT $1, channel_id, message_id, language, recipient, reply_to, $2"
+                " FROM new_deliveries ORDER BY seq ON CONFLICT DO NOTHING",
+                alert.id, alert.sent_at,
+            )
+            created = int(status.rsplit(" ", 1)[-1])
+            channels = sorted({m.channel_id for m in messages})
+            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
+                               orjson.dumps({"alert": alert.id, "mode": alert.mode, "channels": channels}).decode())
+        return created, offered - created
+
+    def claim(
+        self, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int, now: float, lease_s: float, owner: str,
+        modes: tuple[str, ...] | None = None,
+    ) -> list[Claimed]:
+        return self.bridge.call(self._claim, channel_id, alert_ids, limit, now, lease_s, owner, modes)
+
+    async def _claim(self, conn: asyncpg.Connection, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int,
+                     now: float, lease_s: float, owner: str, modes: tuple[str, ...] | None) -> list[Claimed]:
+        async with conn.transaction():
+            rows = await conn.fetch(_CLAIM, channel_id, now, limit, now + lease_s, owner,
+                                    list(alert_ids) if alert_ids is not None else None,
+                                    list(modes) if modes is not None else None)
+            if not rows:
+                return []
+            ids = await conn.fetch(
+                "INSERT INTO attempts (delivery_id, attempt, started_at, node)"
+                " SELECT d, a, $3, $4 FROM unnest($1::bigint[], $2::int[]) AS u(d, a) RETURNING id, delivery_id",
+                [r[0] for r in rows], [r[7] for r in rows], now, owner,
+            )
+        attempt_ids = {delivery_id: attempt_id for attempt_id, delivery_id in ids}
+        missing = {r[6] for r in rows} - self._messages.keys()
+        if missing:
+            for mid, text, payload in await conn.fetch(
+                    "SELECT id, text, payload FROM messages WHERE id = ANY($1::bigint[])", list(missing)):
+                self._messages[mid] = (text, payload)
+        for alert_id in {r[2] for r in rows} - self._windows.keys():
+            sent_at, expires_at = await conn.fetchrow("SELECT sent_at, expires_at FROM alerts WHERE id = $1", alert_id)
+            self._windows[alert_id] = (sent_at, expires_at)
+        claimed = []
+        for delivery_id, state, alert_id, language, recipient, reply_to, message_id, attempt in rows:
+            text, payload = self._messages[message_id]
+            sent_at, expires_at = self._windows[alert_id]
+            claimed.append(Claimed(
+                delivery_id=delivery_id, attempt_id=attempt_ids[delivery_id], attempt=attempt, alert_id=alert_id,
+                channel_id=channel_id, language=language, recipient=recipient, reply_to=reply_to, text=text,
+                payload=payload, previous_state=state, sent_at=sent_at, expires_at=expires_at,
+            ))
+        claimed.sort(key=lambda c: c.delivery_id)
+        return claimed
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        if outcomes:
+            self.bridge.call(self._record, outcomes)
+
+    async def _record(self, conn: asyncpg.Connection, outcomes: list[Outcome]) -> None:
+        async with conn.transaction():
+            await conn.execute(
+                _RECORD_ATTEMPTS,
+                [o.attempt_id for o in outcomes], [o.finished_at for o in outcomes], [o.outcome for o in outcomes],
+                [o.http_status for o in outcomes], [o.error_code for o in outcomes],
+                [o.provider_id for o in outcomes],
+                [round((o.finished_at - o.started_at) * 1000, 3) for o in outcomes], [o.detail for o in outcomes],
+                [o.started_at for o in outcomes],
+            )
+            await conn.execute(
+                _RECORD_DELIVERIES,
+                [o.delivery_id for o in outcomes], [o.state for o in outcomes], [o.provider_id for o in outcomes],
+                [o.detail if o.state != "sent" else None for o in outcomes], [o.next_attempt_at for o in outcomes],
+            )
+
+    # --- the shared per-channel rate, on the database's clock ---------------------------
+
+    def reserve_slots(self, channel_id: str, count: int, interval_s: float) -> tuple[float, float]:
+        span = count * interval_s
+        row = self.db.execute(
+            f"INSERT INTO rate_slots AS r (channel_id, next_slot) VALUES (?, {_DB_NOW} + ?) ON CONFLICT (channel_id)"
+            f" DO UPDATE SET next_slot = GREATEST(r.next_slot, {_DB_NOW}, r.paused_until) + ?"
+            f" RETURNING next_slot, {_DB_NOW}",
+            (channel_id, span, span),
+        ).fetchone()
+        return float(row[0]) - span, float(row[1])
+
+    def pause_slots(self, channel_id: str, seconds: float) -> None:
+        self.db.execute(
+            f"INSERT INTO rate_slots AS r (channel_id, next_slot, paused_until) VALUES (?, {_DB_NOW} + ?,"
+            f" {_DB_NOW} + ?) ON CONFLICT (channel_id) DO UPDATE SET paused_until ="
+            f" GREATEST(r.paused_until, {_DB_NOW} + ?), next_slot = GREATEST(r.next_slot, {_DB_NOW} + ?)",
+            (channel_id, seconds, seconds, seconds, seconds),
+        )
+
+    def db_time(self) -> float:
+        """The database's clock (unix seconds), which leases and slots are judged by across nodes."""
+        row = self.db.execute(f"SELECT {_DB_NOW}").fetchone()
+        return float(row[0]) if row else time.time()
