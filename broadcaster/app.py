@@ -8,14 +8,27 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from broadcaster.audit import AuditLog
 from broadcaster.config import Config, load_config
-from broadcaster.store import SqliteStore, Store, open_store
+from broadcaster.store import Store, open_store
+from broadcaster.store.sql import Database
 from broadcaster.templates.catalogue import Catalogue
 
 DEFAULT_CONFIG = "channels.toml"
+
+
+@runtime_checkable
+class _HasDatabase(Protocol):
+    """A store that keeps its rows in SQL (SQLite or PostgreSQL) and offers the shared :class:`Database` surface."""
+
+    db: Database
+
+
+def database_of(store: Store) -> Database | None:
+    """The store's :class:`Database` (users, the audit log, receipts live there), or None for a store without one."""
+    return store.db if isinstance(store, _HasDatabase) else None
 
 
 @dataclass
@@ -33,9 +46,9 @@ class App:
 
     def audit(self, action: str, detail: Mapping[str, Any], *, actor: str | None = None) -> None:
         """Append to the hash-chained audit log; from the CLI the actor is the shell user."""
-        store = self.store
-        if isinstance(store, SqliteStore):
-            AuditLog(store.db).append(actor or f"cli:{getpass.getuser()}", action, detail, now=time.time())
+        db = database_of(self.store)
+        if db is not None:
+            AuditLog(db).append(actor or f"cli:{getpass.getuser()}", action, detail, now=time.time())
 
     def close(self) -> None:
         if self._store is not None:
@@ -48,4 +61,15 @@ def load_app(config_path: str | None = None, database: str | None = None) -> App
     path = config_path or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG
     config = load_config(Path(path))
     db = database or os.environ.get("BROADCASTER_DB") or config.database
-    return App(config=config, catalogue=Catalogue(config.templates_dir), database=db)
+    app = App(config=config, catalogue=Catalogue(config.templates_dir), database=db)
+    _OPENED.append(app)
+    return app
+
+
+_OPENED: list[App] = []  # apps a command loaded: ``close_apps`` closes their stores when it returns
+
+
+def close_apps() -> None:
+    """Close the store of every app loaded so far (the CLI calls it as each command ends)."""
+    while _OPENED:
+        _OPENED.pop().close()

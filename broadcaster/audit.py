@@ -8,8 +8,14 @@ canonical row)``. The canonical row is the sorted-key JSON of ``seq``, ``at``,
 :func:`verify` walks the chain from seq 1 and names the first row that does not
 fit: an edited row fails its own hash, a deleted row leaves a gap in ``seq`` and
 a ``prev_hash`` that points at nothing, an inserted row fails its hash or breaks
-the link of the row after it. SQLite triggers refuse UPDATE and DELETE, so only
+the link of the row after it. Triggers in the schema refuse UPDATE and DELETE on
+both backends (SQLite and PostgreSQL; PostgreSQL's also refuse TRUNCATE), so only
 someone who drops them can tamper at all; the chain shows that they did.
+
+:meth:`AuditLog.append` reads the head and inserts the next row in one
+``db.transaction()``, which serialises writers on either backend (BEGIN
+IMMEDIATE on SQLite, an advisory lock on PostgreSQL): two processes appending at
+once never fork the chain, and ``seq`` is the primary key besides.
 
 An unkeyed chain cannot stop someone who rewrites every row after the one they
 change; ``broadcaster audit verify`` prints the head hash so that operators can
@@ -19,13 +25,14 @@ note it elsewhere and compare later.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+
+from broadcaster.store.sql import Database
 
 GENESIS: Final = "0" * 64
 ACTIONS: Final = (
@@ -73,28 +80,23 @@ def _iso(now: float) -> str:
 class AuditLog:
     """Appends to and reads the ``audit`` table."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def append(self, actor: str, action: str, detail: Mapping[str, Any], *, now: float) -> AuditRow:
-        """Add one row at the head of the chain (atomic across processes: BEGIN IMMEDIATE)."""
+        """Add one row at the head of the chain (atomic across processes: one writer transaction)."""
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}")
         text = orjson.dumps(dict(detail), option=orjson.OPT_SORT_KEYS).decode()
         at = _iso(now)
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.db.transaction():
             last = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
             digest = row_hash(prev, seq, at, actor, action, text)
             self.db.execute(
                 "INSERT INTO audit (seq, at, actor, action, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
                 (seq, at, actor, action, text, prev, digest),
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
         return AuditRow(seq, at, actor, action, text, prev, digest)
 
     def rows(self) -> Iterator[AuditRow]:

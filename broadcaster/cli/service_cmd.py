@@ -9,19 +9,21 @@ import getpass
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
-from broadcaster.app import DEFAULT_CONFIG, App, load_app
+from broadcaster.app import DEFAULT_CONFIG, App, database_of, load_app
 from broadcaster.audit import AuditLog
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, problem
 from broadcaster.config import load_config
+from broadcaster.errors import ConfigError
 from broadcaster.service.auth import ROLES, Users
 from broadcaster.service.state import SERVICE
-from broadcaster.store.sqlite import SqliteStore
+from broadcaster.store import open_store
+from broadcaster.store.sql import Database
 
 log = logging.getLogger("broadcaster.serve")
 # Where serve keeps the runbook scheduler host (typed loosely: importing it loads APScheduler).
@@ -50,43 +52,43 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     verify.set_defaults(handler=cmd_audit_verify)
 
 
-def _open(args: argparse.Namespace) -> SqliteStore:
+@contextlib.contextmanager
+def _open(args: argparse.Namespace) -> Iterator[Database]:
     """The database alone: users and the audit log must be reachable even when a template is broken."""
     database = args.db or os.environ.get("BROADCASTER_DB")
     if not database:
         database = load_config(Path(args.config or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG)).database
-    return SqliteStore(database)
+    store = open_store(database)
+    try:
+        db = database_of(store)
+        if db is None:
+            raise ConfigError("users and the audit log need a SQL store (a SQLite file or a PostgreSQL URL)",
+                              where="database")
+        yield db
+    finally:
+        store.close()
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
-        token = Users(store.db).add(args.name, args.role)
-        AuditLog(store.db).append(f"cli:{getpass.getuser()}", "user_add", {"name": args.name, "role": args.role},
-                                  now=time.time())
-    finally:
-        store.close()
+    with _open(args) as db:
+        token = Users(db).add(args.name, args.role)
+        AuditLog(db).append(f"cli:{getpass.getuser()}", "user_add", {"name": args.name, "role": args.role},
+                            now=time.time())
     console().print(f"user {args.name} ({args.role}) created. Store this token now; it is not shown again:")
     print(token.reveal(), flush=True)  # the last line: only the token, for scripts
     return EXIT_OK
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
-        for user in Users(store.db).all():
+    with _open(args) as db:
+        for user in Users(db).all():
             console().print(f"{user.name}\t{user.role}", markup=False)
-    finally:
-        store.close()
     return EXIT_OK
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    store = _open(args)
-    try:
-        verdict = AuditLog(store.db).verify()
-    finally:
-        store.close()
+    with _open(args) as db:
+        verdict = AuditLog(db).verify()
     if not verdict.ok:
         problem(f"audit log TAMPERED at row {verdict.bad_seq}: {verdict.problem}", style="bold red")
         return EXIT_FAILED

@@ -2,20 +2,19 @@
 
 ``make_app(app)`` wires the service to an :class:`~broadcaster.app.App` (config,
 catalogue, store). Users, the audit chain, two-person fires and receipts live in
-the same SQLite database as the outbox. Loading the config is itself audited.
+the same database as the outbox (SQLite or PostgreSQL). Loading the config is itself audited.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
-from broadcaster.app import App
+from broadcaster.app import App, database_of
 from broadcaster.audit import AuditLog
 from broadcaster.clock import Clock
 from broadcaster.engine.retry import RetryPolicy
@@ -30,7 +29,7 @@ from broadcaster.service.pending import PendingFires
 from broadcaster.service.receipts import Receipts, callback_url
 from broadcaster.service.runs import Runs
 from broadcaster.service.state import SERVICE, Limits, Service
-from broadcaster.store.sqlite import SqliteStore
+from broadcaster.store.sql import Database
 
 log = logging.getLogger("broadcaster.service")
 
@@ -64,14 +63,14 @@ def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = No
     return web_app
 
 
-def _connection(app: App) -> sqlite3.Connection:
+def _connection(app: App) -> Database:
     if app.database == ":memory:":
         raise ConfigError("the service needs a database file: dry-runs write from their own connection",
                           where="database")
-    store = app.store
-    if not isinstance(store, SqliteStore):
-        raise ConfigError("the service needs the SQLite store", where="database")
-    return store.db
+    db = database_of(app.store)
+    if db is None:
+        raise ConfigError("the service needs a SQL store (a SQLite file or a PostgreSQL URL)", where="database")
+    return db
 
 
 def _routes(web_app: web.Application) -> None:

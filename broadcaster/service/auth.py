@@ -14,13 +14,13 @@ import hashlib
 import hmac
 import re
 import secrets
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from typing import Final
 
 from broadcaster.errors import InputError
 from broadcaster.secret import Secret
+from broadcaster.store.sql import Database, IntegrityError
 from broadcaster.templates.catalogue import Template
 
 ROLES: Final = ("viewer", "operator", "officer", "approver")
@@ -49,16 +49,20 @@ def _hash(secret: str, salt: bytes) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
 
 
-def _table(db: sqlite3.Connection) -> None:
-    # The table is declared in the store schema; fail clearly if this database predates it.
-    if db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'users'").fetchone() is None:
-        raise InputError("this database has no users table; open it with the current broadcaster")
+def _table(db: Database) -> None:
+    # The table is declared in the store schema; fail clearly if this database predates it. A plain read works
+    # on either backend (no catalogue query); each driver raises its own error class, hence the broad except.
+    try:
+        db.execute("SELECT 1 FROM users LIMIT 1").fetchall()
+    except Exception as exc:
+        raise InputError(f"this database has no readable users table ({exc}); open it with the current "
+                         "broadcaster") from None
 
 
 class Users:
     """The ``users`` table: create users, check tokens."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         _table(db)
         self.db = db
         self._verified: dict[bytes, User] = {}
@@ -77,7 +81,7 @@ class Users:
                 "INSERT INTO users (name, role, token_id, token_salt, token_hash, created_at) VALUES (?,?,?,?,?,?)",
                 (name, role, token_id, salt, _hash(secret, salt), time.time() if now is None else now),
             )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise InputError(f"user {name!r} already exists") from None
         return Secret(f"bct_{token_id}_{secret}", "api token")
 
@@ -116,7 +120,8 @@ class Users:
         if row is None:
             # Hash anyway: the same cost either way gives no timing hint that the id exists.
             return _Candidate(fingerprint, match.group(2), b"\0" * 16, None, None)
-        return _Candidate(fingerprint, match.group(2), row[2], row[3], User(row[0], row[1]))
+        # bytes() as some drivers hand BLOB/bytea columns back as memoryview.
+        return _Candidate(fingerprint, match.group(2), bytes(row[2]), bytes(row[3]), User(row[0], row[1]))
 
     def _conclude(self, candidate: _Candidate, digest: bytes) -> tuple[User | None, str]:
         if candidate.user is None or candidate.stored is None:

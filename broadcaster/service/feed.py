@@ -33,7 +33,7 @@ FEED_LIMIT: Final = 200
 def current_public(service: Service) -> list[AlertRecord]:
     """Live alerts not yet expired, newest first."""
     rows = service.db.execute(
-        "SELECT id FROM alerts WHERE mode = 'live' AND expires_at > ? ORDER BY sent_at DESC, rowid DESC LIMIT ?",
+        "SELECT id FROM alerts WHERE mode = 'live' AND expires_at > ? ORDER BY sent_at DESC, id DESC LIMIT ?",
         (service.clock.now(), FEED_LIMIT),
     ).fetchall()
     return [service.app.store.alert(r[0]) for r in rows]

@@ -13,7 +13,6 @@ Dry-run outcomes are counted under ``mode="dry-run"``; their virtual-time latenc
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Iterator
 from typing import Final
@@ -23,6 +22,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broadcaster.store.base import Outcome
+from broadcaster.store.sql import Database
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -34,7 +34,7 @@ _SENT: Final = frozenset({"sent", "reconciled"})
 class _QueueDepth(Collector):
     """Deliveries still to do per channel and state, counted when Prometheus scrapes."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -50,7 +50,7 @@ class _QueueDepth(Collector):
 
 
 class Metrics:
-    def __init__(self, db: sqlite3.Connection | None = None) -> None:
+    def __init__(self, db: Database | None = None) -> None:
         self.registry = CollectorRegistry()
         self.deliveries = Counter("broadcaster_deliveries", "Recorded delivery attempt outcomes",
                                   ["channel", "mode", "outcome"], registry=self.registry)

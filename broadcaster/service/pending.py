@@ -9,11 +9,12 @@ to ``confirmed`` is one conditional UPDATE, so two confirmations cannot both win
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+
+from broadcaster.store.sql import Database
 
 AWAITING: Final = "awaiting_confirmation"
 CONFIRMED: Final = "confirmed"
@@ -48,7 +49,7 @@ def _row(row: tuple[Any, ...]) -> PendingFire:
 class PendingFires:
     """The ``pending_fires`` table."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def add(self, alert_id: str, template: str, mode: str, request: dict[str, Any], requested_by: str, *,

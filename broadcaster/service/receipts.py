@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from collections.abc import Iterable
 from typing import Final
 
@@ -25,6 +24,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from broadcaster.config import Config
+from broadcaster.store.sql import Database
 
 log = logging.getLogger("broadcaster.service.receipts")
 
@@ -64,13 +64,14 @@ def signature_ok(config: Config, request_path_qs: str, form: dict[str, str], sig
 class Receipts:
     """The ``receipts`` table."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
 
     def record(self, message_sid: str, status: str, error_code: str | None, *, now: float) -> bool:
         """Store a receipt; False when this exact receipt was already recorded (a replay)."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO receipts (message_sid, status, final, error_code, received_at) VALUES (?,?,?,?,?)",
+            "INSERT INTO receipts (message_sid, status, final, error_code, received_at) VALUES (?,?,?,?,?)"
+            " ON CONFLICT (message_sid, status) DO NOTHING",
             (message_sid, status, FINAL.get(status), error_code, now),
         )
         return cur.rowcount == 1

@@ -29,7 +29,7 @@ from broadcaster.engine.retry import RetryPolicy
 from broadcaster.engine.runner import deliver
 from broadcaster.service.events import EventHub
 from broadcaster.service.metrics import AlertObserver, Metrics
-from broadcaster.store.sqlite import SqliteStore
+from broadcaster.store import open_store
 
 log = logging.getLogger("broadcaster.service.runs")
 
@@ -77,7 +77,7 @@ class Runs:
         raise RuntimeError(f"the delivery of {alert_id} ended before its alert was committed")
 
     def _dry_run(self, plan: Plan, hook: ProgressHook, on_commit: Any, observer: AlertObserver) -> None:
-        store = SqliteStore(self.app.database)
+        store = open_store(self.app.database)
         try:
             run_virtual(deliver(store, plan.channels, "dry-run", plan=plan, progress=hook, on_commit=on_commit,
                                 observer=observer))

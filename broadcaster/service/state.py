@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
     from broadcaster.service.pending import PendingFires
     from broadcaster.service.receipts import Receipts
     from broadcaster.service.runs import Runs
+    from broadcaster.store.sql import Database
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Limits:
 @dataclass
 class Service:
     app: App
-    db: sqlite3.Connection
+    db: Database
     clock: Clock
     users: Users
     audit: AuditLog

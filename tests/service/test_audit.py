@@ -11,6 +11,7 @@ import pytest
 
 from broadcaster.audit import GENESIS, AuditLog, row_hash
 from broadcaster.cli import main
+from broadcaster.store.sql import IntegrityError
 from broadcaster.store.sqlite import SqliteStore
 from tests.service.support import Api
 
@@ -41,9 +42,9 @@ def chain(tmp_path: Path) -> Iterator[Path]:
     log = AuditLog(store.db)
     for n in range(1, 7):
         log.append(f"user{n}", "fire", {"alert_id": f"a{n}", "mode": "live"}, now=1_700_000_000.0 + n)
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(IntegrityError, match="append-only"):
         store.db.execute("UPDATE audit SET actor = 'x' WHERE seq = 2")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(IntegrityError, match="append-only"):
         store.db.execute("DELETE FROM audit WHERE seq = 2")
     store.close()
     yield path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from pathlib import Path
 
 import orjson
@@ -11,6 +10,7 @@ import pytest
 
 from broadcaster.cli import main
 from broadcaster.service.auth import Users
+from broadcaster.store.sql import SqliteDatabase
 from broadcaster.store.sqlite import SqliteStore
 from tests.engine.providers import REPO, SECRET_VALUES, Providers
 from tests.service.conftest import drill_channels, start_api
@@ -147,7 +147,7 @@ def test_tokens_are_stored_only_as_a_salted_scrypt_hash(tmp_path: Path, real_scr
     token = users.add("fatima", "officer")
     assert "********" in repr(token) and token.reveal() not in repr(token) and token.reveal() not in str(token)
     secret = token.reveal().rsplit("_", 1)[1]
-    dump = "\n".join(store.db.iterdump())
+    dump = "\n".join(store.conn.iterdump())
     assert secret not in dump
     (salt, stored), = store.db.execute("SELECT token_salt, token_hash FROM users").fetchall()
     assert len(salt) == 16 and len(stored) == 32
@@ -183,7 +183,7 @@ def test_the_users_table_has_no_token_column(tmp_path: Path) -> None:
     columns = [r[1] for r in store.db.execute("PRAGMA table_info(users)")]
     assert columns == ["name", "role", "token_id", "token_salt", "token_hash", "created_at"]
     store.close()
-    assert isinstance(store.db, sqlite3.Connection)
+    assert isinstance(store.db, SqliteDatabase)
 
 
 async def test_no_token_or_provider_secret_reaches_a_log_the_audit_or_an_answer(
