@@ -13,7 +13,8 @@ import broadcaster.cli.cap_cmd as cap_cmd
 import broadcaster.cli.runbook_cmd as runbook_cmd
 import broadcaster.cli.schedule_cmd as schedule_cmd
 import broadcaster.cli.service_cmd as service_cmd
-from broadcaster.cli import channels_cmd, fire_cmd, lifecycle_cmd, log_cmd, templates_cmd
+from broadcaster.app import close_apps
+from broadcaster.cli import channels_cmd, fire_cmd, lifecycle_cmd, log_cmd, node_cmd, templates_cmd
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
 from broadcaster.errors import InputError
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     runbook_cmd.register(commands)
     schedule_cmd.register(commands)
     service_cmd.register(commands)
+    node_cmd.register(commands)
     return parser
 
 
@@ -50,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console().print("interrupted; run `broadcaster resume` to finish or reconcile deliveries", style="red")
         return 130
+    finally:
+        close_apps()
     return code
 
 

@@ -24,8 +24,10 @@ from broadcaster.cli.output import (
     err_console,
     print_json,
 )
-from broadcaster.engine.outbox import Plan, plan_alert
+from broadcaster.engine.node import DEAD_AFTER_S
+from broadcaster.engine.outbox import Plan, commit, plan_alert
 from broadcaster.engine.runner import deliver, run_mode
+from broadcaster.errors import ConfigError
 from broadcaster.netguard import no_network
 from broadcaster.service.receipts import callback_url
 from broadcaster.templates.variables import example_inputs, parse_var_args
@@ -48,6 +50,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     fire.add_argument("--area", action="append", default=[], help="alert area code(s) from the gazetteer")
     add_mode_options(fire)
     fire.add_argument("--log", action="store_true", help="print the delivery log when done")
+    fire.add_argument("--queue", action="store_true",
+                      help="commit the alert and leave its delivery to running `broadcaster worker` nodes")
     # Scheduled and recurring one-off alerts (broadcaster.cli.schedule_cmd): stored as jobs for a scheduler host.
     fire.add_argument("--at", metavar="DATETIME",
                       help="fire later: ISO 8601 with offset, or +2h / +1d 22:00 from now (run by a scheduler host)")
@@ -131,14 +135,18 @@ def cmd_fire(args: argparse.Namespace) -> int:
         from broadcaster.cli.schedule_cmd import schedule_fire
 
         return schedule_fire(args)
+    if getattr(args, "queue", False) and args.mode == "dry-run":
+        raise ConfigError("--queue: a dry-run is never left to workers; it runs here, on this machine",
+                          where="--queue")
     if args.mode == "dry-run":
+        app = load_app(args.config, args.db)
+        _ = app.store  # opened before the guard: with PostgreSQL, the database is a dry-run's one connection
         with no_network():
-            return _fire(args)
-    return _fire(args)
+            return _fire(args, app)
+    return _fire(args, load_app(args.config, args.db))
 
 
-def _fire(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
+def _fire(args: argparse.Namespace, app: App) -> int:
     plan = plan_alert(
         app.config, app.catalogue, args.template, inputs_from(args, app), mode=args.mode, now=time.time(),
         areas=tuple(args.area), selection=args.channels, store=app.store,
@@ -146,6 +154,8 @@ def _fire(args: argparse.Namespace) -> int:
     if args.mode == "live" and not args.yes and not confirm_live(plan):
         err_console().print("not confirmed: nothing was sent.", style="bold red")
         return EXIT_INVALID
+    if getattr(args, "queue", False):
+        return queue_plan(app, plan, args.mode, as_json=args.json)
     return run_plan(app, plan, args.mode, as_json=args.json, show_log=getattr(args, "log", False))
 
 
@@ -185,6 +195,26 @@ def run_plan(app: App, plan: Plan, mode: str, *, as_json: bool, show_log: bool =
         run_mode(mode, lambda: deliver(app.store, configs, mode, plan=plan, progress=on_progress,
                                        on_commit=on_commit, status_callback=callback_url(app.config)))
     return report(app, plan.alert.id, mode, as_json=as_json, show_log=show_log)
+
+
+def queue_plan(app: App, plan: Plan, mode: str, *, as_json: bool) -> int:
+    """Commit only: workers on any node claim the deliveries (woken by NOTIFY on PostgreSQL)."""
+    created, skipped = commit(app.store, plan)
+    app.audit("fire", {"alert_id": plan.alert.id, "template": plan.template.id, "mode": mode,
+                       "references": plan.alert.references, "channels": list(plan.alert.channels), "queued": True})
+    workers = [n for n in app.store.nodes(time.time() - DEAD_AFTER_S)
+               if n.role in ("worker", "serve") and n.stopped_at is None]
+    if as_json:
+        print_json({"alert_id": plan.alert.id, "mode": mode, "queued": created, "duplicates_skipped": skipped,
+                    "workers": [n.id for n in workers]})
+    else:
+        banner(mode)
+        console().print(f"alert [bold]{plan.alert.id}[/] queued: {created} deliveries for "
+                        f"{len(workers)} worker node(s); follow it with `broadcaster log {plan.alert.id}`")
+    if not workers:
+        err_console().print("warning: no worker node is running: start `broadcaster worker` to deliver this alert",
+                            style="bold red")
+    return EXIT_OK
 
 
 def report(app: App, alert_id: str, mode: str, *, as_json: bool, show_log: bool = False) -> int:

@@ -16,17 +16,18 @@ provider allows it, and otherwise follows the channel's ``on_unknown`` policy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from broadcaster.channels.base import Channel, OutboundMessage, Receipt
 from broadcaster.clock import Clock
-from broadcaster.engine.ratelimit import RateLimiter
+from broadcaster.engine.ratelimit import RateLimiter, SharedSlots
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.store.base import Claimed, Outcome, Store
@@ -49,6 +50,24 @@ class Tuning:
     flush_every_s: float = 0.05
     flush_at: int = 256
     max_idle_sleep_s: float = 5.0
+    # A long-running worker with nothing due looks again this often; LISTEN/NOTIFY (PostgreSQL) wakes it sooner.
+    idle_poll_s: float = 1.0
+
+
+class Waker:
+    """Wakes idle channel workers when new deliveries are committed (by NOTIFY, or in-process)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, channel_id: str) -> asyncio.Event:
+        return self._events.setdefault(channel_id, asyncio.Event())
+
+    def wake(self, channel_ids: Iterable[str] | None = None) -> None:
+        """Wake the workers of ``channel_ids`` (every worker when None)."""
+        for cid in self._events if channel_ids is None else channel_ids:
+            if cid in self._events:
+                self._events[cid].set()
 
 
 class OutcomeWriter:
@@ -90,6 +109,7 @@ class Dispatcher:
         progress: ProgressHook | None = None,
         owner: str | None = None,
         observer: OutcomeObserver | None = None,
+        shared_rates: bool = False,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -101,30 +121,45 @@ class Dispatcher:
         self.observer = observer
         self.owner = owner or process_owner()
         self.writer = OutcomeWriter(store, self.tuning)
-        self.limiters = {cid: RateLimiter(ch.rate_per_second, self.clock) for cid, ch in channels.items()}
+        # With shared rates, every process on the database draws this channel's slots from the store.
+        self.limiters = {
+            cid: RateLimiter(ch.rate_per_second, self.clock,
+                             shared=SharedSlots(store, cid, ch.rate_per_second) if shared_rates else None)
+            for cid, ch in channels.items()
+        }
 
-    async def run(self, alert_ids: tuple[str, ...] | None = None) -> None:
-        """Deliver everything due for ``alert_ids`` (all alerts when None), retries included."""
+    async def run(self, alert_ids: tuple[str, ...] | None = None, *, modes: tuple[str, ...] | None = None,
+                  waker: Waker | None = None) -> None:
+        """Deliver everything due for ``alert_ids`` (all alerts when None) of ``modes``, retries included.
+
+        With a ``waker`` it never returns: an idle worker waits for the waker or
+        the next due retry (``broadcaster worker``). Without one it returns once
+        nothing is left to do.
+        """
         self.store.expire(self.clock.now(), alert_ids)
         flusher = asyncio.create_task(self.writer.run())
         try:
             async with asyncio.TaskGroup() as group:
                 for channel in self.channels.values():
-                    group.create_task(self._worker(channel, alert_ids), name=f"worker:{channel.id}")
+                    group.create_task(self._worker(channel, alert_ids, modes, waker), name=f"worker:{channel.id}")
         finally:
             flusher.cancel()
             self.writer.flush()
 
-    async def _worker(self, channel: Channel, alert_ids: tuple[str, ...] | None) -> None:
+    async def _worker(self, channel: Channel, alert_ids: tuple[str, ...] | None, modes: tuple[str, ...] | None,
+                      waker: Waker | None) -> None:
         limiter = self.limiters[channel.id]
         slots = asyncio.Semaphore(self.tuning.max_in_flight)
         in_flight: set[asyncio.Task[None]] = set()
         batch_size = max(1, min(self.tuning.max_batch, int(channel.rate_per_second * 2)))
         # The lease covers waiting for rate slots plus the request itself.
         lease_s = 60.0 + batch_size / channel.rate_per_second + 2 * channel.config.timeout_s
+        wake = waker.event(channel.id) if waker is not None else None
         while True:
+            if wake is not None:
+                wake.clear()  # cleared before the claim: a commit after it wakes the next wait
             now = self.clock.now()
-            batch = self.store.claim(channel.id, alert_ids, batch_size, now, lease_s, self.owner)
+            batch = self.store.claim(channel.id, alert_ids, batch_size, now, lease_s, self.owner, modes)
             for claimed in batch:
                 await slots.acquire()
                 await limiter.acquire()
@@ -140,7 +175,12 @@ class Dispatcher:
                 continue
             self.writer.flush()
             self.store.expire(self.clock.now(), alert_ids)
-            due = self.store.next_due(channel.id, alert_ids)
+            due = self.store.next_due(channel.id, alert_ids, modes)
+            if wake is not None:
+                until_due = self.tuning.idle_poll_s if due is None else max(0.0, due - self.clock.now())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), min(until_due, self.tuning.idle_poll_s))
+                continue
             if due is None:
                 return
             await self.clock.sleep(min(max(0.0, due - self.clock.now()), self.tuning.max_idle_sleep_s))

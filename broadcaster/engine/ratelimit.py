@@ -1,8 +1,60 @@
-"""The one rate limiter: evenly spaced sends per channel, pausable after a 429."""
+"""The one rate limiter: evenly spaced sends per channel, pausable after a 429.
+
+A limiter hands out slots from its own memory, or, with :class:`SharedSlots`,
+from the store, where every process on the database (other ``fire`` commands,
+``serve``, workers on other nodes) reserves the same channel's slots: the sum
+over them all stays within the channel's ``rate_per_second``.
+"""
 
 from __future__ import annotations
 
+import math
+from collections import deque
+from typing import Final, Protocol
+
 from broadcaster.clock import Clock
+
+SHARED_BLOCK_S: Final = 0.05  # a node reserves 50 ms of a channel's slots at a time
+SHARED_BLOCK_MAX: Final = 256
+
+
+class SlotLedger(Protocol):
+    """The store's side of :class:`SharedSlots` (see Store.reserve_slots)."""
+
+    def reserve_slots(self, channel_id: str, count: int, interval_s: float) -> tuple[float, float]: ...
+
+    def pause_slots(self, channel_id: str, seconds: float) -> None: ...
+
+
+class SharedSlots:
+    """A channel's send slots reserved from the store in small blocks, on the store's clock.
+
+    The store returns slot times on its own clock with its "now"; they are
+    mapped onto this loop's monotonic clock by that offset, so nodes whose wall
+    clocks disagree still share one rate. A slot left unused for longer than
+    one interval is dropped, never spent late in a burst.
+    """
+
+    def __init__(self, ledger: SlotLedger, channel_id: str, rate_per_second: float) -> None:
+        self.ledger = ledger
+        self.channel_id = channel_id
+        self.interval_s = 1.0 / rate_per_second
+        self.block = max(1, min(SHARED_BLOCK_MAX, math.ceil(rate_per_second * SHARED_BLOCK_S)))
+        self._slots: deque[float] = deque()
+
+    def next_slot(self, clock: Clock) -> float:
+        now = clock.monotonic()
+        while self._slots and self._slots[0] < now - self.interval_s:
+            self._slots.popleft()
+        if not self._slots:
+            first, store_now = self.ledger.reserve_slots(self.channel_id, self.block, self.interval_s)
+            offset = clock.monotonic() - store_now
+            self._slots.extend(first + offset + i * self.interval_s for i in range(self.block))
+        return self._slots.popleft()
+
+    def pause(self, seconds: float) -> None:
+        self._slots.clear()
+        self.ledger.pause_slots(self.channel_id, seconds)
 
 
 class RateLimiter:
@@ -14,9 +66,11 @@ class RateLimiter:
     provider's ``retry_after``; it affects only this channel's limiter.
     """
 
-    def __init__(self, rate_per_second: float, clock: Clock, *, burst: int = 1) -> None:
+    def __init__(self, rate_per_second: float, clock: Clock, *, burst: int = 1,
+                 shared: SharedSlots | None = None) -> None:
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be positive")
+        self._shared = shared
         self.rate_per_second = rate_per_second
         self.min_interval_s = 1.0 / rate_per_second
         self._clock = clock
@@ -25,6 +79,9 @@ class RateLimiter:
         self._paused_until = 0.0
 
     async def acquire(self) -> None:
+        if self._shared is not None:
+            await self._acquire_shared(self._shared)
+            return
         while True:
             now = self._clock.monotonic()
             earliest = max(now, self._paused_until)
@@ -36,6 +93,15 @@ class RateLimiter:
             if slot > now:
                 await self._clock.sleep(slot - now)
             # A 429 that arrived while we waited voids the slot: queue again after the pause.
+            if self._clock.monotonic() >= self._paused_until:
+                return
+
+    async def _acquire_shared(self, shared: SharedSlots) -> None:
+        while True:
+            slot = max(shared.next_slot(self._clock), self._paused_until)
+            now = self._clock.monotonic()
+            if slot > now:
+                await self._clock.sleep(slot - now)
             if self._clock.monotonic() >= self._paused_until:
                 return
 
@@ -57,6 +123,8 @@ class RateLimiter:
         self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)
         if self._next_slot is not None:
             self._next_slot = max(self._next_slot, self._paused_until)
+        if self._shared is not None:
+            self._shared.pause(seconds)  # every other process on the database pauses too
 
     @property
     def paused_until(self) -> float:

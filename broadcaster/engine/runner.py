@@ -2,7 +2,13 @@
 
 Dry-run is enforced, not intended: the whole run happens inside
 :func:`broadcaster.netguard.no_network`, so any attempt to open a connection
-raises instead of leaving the machine.
+raises instead of leaving the machine. (With PostgreSQL, the store's own
+connection, opened before the guard, is the one socket a dry-run uses.)
+
+Exercise and live runs are nodes (:mod:`broadcaster.engine.node`): they
+register, renew their leases and share each channel's rate with every other
+process on the database. :func:`work` is ``broadcaster worker``: it serves
+every channel, for every live and exercise alert, until stopped.
 """
 
 from __future__ import annotations
@@ -10,12 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, Final
 
 from broadcaster.channels.registry import build_channels
 from broadcaster.clock import Clock, run_virtual
 from broadcaster.config import ChannelConfig
-from broadcaster.engine.dispatcher import Dispatcher, OutcomeObserver, ProgressHook, Tuning
+from broadcaster.engine.dispatcher import Dispatcher, OutcomeObserver, ProgressHook, Tuning, Waker
+from broadcaster.engine.node import Node
 from broadcaster.engine.outbox import Plan, commit
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.netguard import no_network
@@ -54,9 +61,40 @@ async def deliver(
             if on_commit:
                 on_commit(*counts)
             alert_ids = (plan.alert.id,)
+        real = mode != "dry-run"
         dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, progress=progress, tuning=tuning,
-                                policy=policy, observer=observer)
-        await dispatcher.run(alert_ids)
+                                policy=policy, observer=observer, shared_rates=real)
+        if not real:
+            await dispatcher.run(alert_ids)
+            return
+        with Node(store, "fire", owner=dispatcher.owner).running():
+            await dispatcher.run(alert_ids)
+
+
+SERVED_MODES: Final = ("live", "exercise")  # a worker never touches a dry-run alert
+
+
+async def work(
+    store: Store,
+    configs: Iterable[ChannelConfig],
+    node: Node,
+    *,
+    tuning: Tuning | None = None,
+    policy: RetryPolicy | None = None,
+    observer: OutcomeObserver | None = None,
+    status_callback: str | None = None,
+    waker: Waker | None = None,
+) -> None:
+    """Serve ``configs``' channels as ``node`` until cancelled: claim, send, record, wait for more."""
+    channels = build_channels(configs, "live", status_callback=status_callback)
+    waker = waker or Waker()
+    async with AsyncExitStack() as stack:
+        for channel in channels:
+            await stack.enter_async_context(channel)
+        dispatcher = Dispatcher(store, {c.id: c for c in channels}, tuning=tuning, policy=policy, observer=observer,
+                                owner=node.id, shared_rates=True)
+        with node.running(waker):
+            await dispatcher.run(None, modes=SERVED_MODES, waker=waker)
 
 
 def run_mode(mode: str, coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
