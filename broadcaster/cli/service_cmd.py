@@ -19,8 +19,11 @@ from broadcaster.app import DEFAULT_CONFIG, App, database_of, load_app
 from broadcaster.audit import AuditLog
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, problem
 from broadcaster.config import load_config
+from broadcaster.engine.node import Node
+from broadcaster.engine.runner import work
 from broadcaster.errors import ConfigError
 from broadcaster.service.auth import ROLES, Users
+from broadcaster.service.receipts import callback_url
 from broadcaster.service.state import SERVICE
 from broadcaster.store import open_store
 from broadcaster.store.sql import Database
@@ -103,6 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = load_app(args.config, args.db)
     web_app = make_app(app)
     start_runbook_scheduler(app, web_app)
+    start_worker(app, web_app)
     console().print(f"serving on http://{args.host}:{args.port} (API at /api/, console at /)")
     try:
         web.run_app(web_app, host=args.host, port=args.port, print=None)
@@ -140,8 +144,37 @@ def start_runbook_scheduler(app: App, web_app: web.Application) -> None:
     web_app.cleanup_ctx.append(scheduler_context)
 
 
+def start_worker(app: App, web_app: web.Application) -> None:
+    """Serve is a node too: in the background it delivers queued alerts and what dead nodes left behind.
+
+    It needs every channel's secrets; without them the server still runs (dry-runs,
+    the console, the API) and says that this node delivers nothing in the background.
+    """
+
+    async def worker_context(_: web.Application) -> AsyncIterator[None]:
+        missing = [f"{c.id}: ${env}" for c in app.config.channels for _key, env in c.missing_env()]
+        if missing:
+            log.warning("no background worker on this node (missing %s): queued alerts wait for another node",
+                        ", ".join(missing))
+            yield
+            return
+        service = web_app[SERVICE]
+        node = Node(app.store, "serve", owner=service.node_id)
+        task = asyncio.create_task(work(app.store, app.config.channels, node,
+                                        status_callback=callback_url(app.config)), name="background-worker")
+        task.add_done_callback(_report_stop)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    web_app.cleanup_ctx.append(worker_context)
+
+
 def _report_stop(task: asyncio.Task[object]) -> None:
-    """The scheduler must not die silently while the API keeps answering."""
+    """A background task (scheduler, worker) must not die silently while the API keeps answering."""
     if not task.cancelled() and task.exception() is not None:
-        log.error("the runbook scheduler stopped: scheduled steps will not fire until restart",
+        log.error("%s stopped: it does nothing more until the server restarts", task.get_name(),
                   exc_info=task.exception())

@@ -17,6 +17,7 @@ from aiohttp import web
 from broadcaster.app import App, database_of
 from broadcaster.audit import AuditLog
 from broadcaster.clock import Clock
+from broadcaster.engine.dispatcher import process_owner
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
 from broadcaster.service import api, events, feed, firing, receipts, runbooks
@@ -45,14 +46,15 @@ def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = No
     """The whole HTTP service for ``app``. ``clock`` times audit rows, rate limits and two-person windows."""
     db = _connection(app)
     clock = clock or Clock()
-    metrics = Metrics(db)
+    node_id = process_owner()  # this server as a node: its metrics and its background worker
+    metrics = Metrics(db, node=node_id)
     receipt_table = Receipts(db)
     hub = EventHub(app.store.state_counts)
     service = Service(
         app=app, db=db, clock=clock, users=Users(db), audit=AuditLog(db), pending=PendingFires(db),
         receipts=receipt_table, hub=hub, metrics=metrics,
         runs=Runs(app, hub, metrics, status_callback=callback_url(app.config), policy=policy),
-        limits=limits or Limits(),
+        limits=limits or Limits(), node_id=node_id,
     )
     web_app = web.Application(middlewares=[errors_middleware, auth_middleware])
     web_app[SERVICE] = service

@@ -7,7 +7,10 @@
 * ``broadcaster_fire_to_first_send_seconds{mode}``: outbox commit to the first accepted send of an alert.
 * ``broadcaster_receipts_total{outcome}`` and ``broadcaster_fires_total{mode, state}``.
 
-Each service has its own registry, so several apps in one process (tests) never share counters.
+Every series carries ``node``, the id of the process that reports it (``host:pid:token``, as
+``broadcaster nodes`` lists it), so several nodes scraped together never collide; the queue
+depth is the database's, reported by each node. Each service has its own registry, so several
+apps in one process (tests) never share counters.
 Dry-run outcomes are counted under ``mode="dry-run"``; their virtual-time latencies are not observed.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -29,44 +32,60 @@ _LATENCY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _FIRST_SEND_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _RETRIED: Final = frozenset({"retry", "unknown"})
 _SENT: Final = frozenset({"sent", "reconciled"})
+M = TypeVar("M", Counter, Histogram)
+
+
+class _NodeLabelled(Generic[M]):
+    """A metric whose ``node`` label is fixed: ``.labels(channel=…)`` fills in the rest."""
+
+    def __init__(self, metric: M, node: str) -> None:
+        self.metric: M = metric
+        self.node = node
+
+    def labels(self, **labels: str) -> M:
+        return self.metric.labels(node=self.node, **labels)
 
 
 class _QueueDepth(Collector):
     """Deliveries still to do per channel and state, counted when Prometheus scrapes."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, node: str) -> None:
         self.db = db
+        self.node = node
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("broadcaster_queue_depth", "Deliveries not yet done, by channel and state",
-                                   labels=["channel", "state"])
+                                   labels=["node", "channel", "state"])
         rows = self.db.execute(
             "SELECT channel_id, state, COUNT(*) FROM deliveries WHERE state IN ('pending', 'sending', 'unknown')"
             " GROUP BY channel_id, state"
         ).fetchall()
         for channel, state, n in rows:
-            family.add_metric([channel, state], n)
+            family.add_metric([self.node, channel, state], n)
         yield family
 
 
 class Metrics:
-    def __init__(self, db: Database | None = None) -> None:
-        self.registry = CollectorRegistry()
-        self.deliveries = Counter("broadcaster_deliveries", "Recorded delivery attempt outcomes",
-                                  ["channel", "mode", "outcome"], registry=self.registry)
-        self.latency = Histogram("broadcaster_attempt_latency_seconds", "Time from request to answer per attempt",
-                                 ["channel"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.retries = Counter("broadcaster_retries", "Attempts that will be tried again (retry or unknown)",
-                               ["channel", "mode"], registry=self.registry)
-        self.first_send = Histogram("broadcaster_fire_to_first_send_seconds",
-                                    "From the outbox commit to the first accepted send of an alert", ["mode"],
-                                    buckets=_FIRST_SEND_BUCKETS, registry=self.registry)
-        self.receipts = Counter("broadcaster_receipts", "Twilio status callbacks by outcome", ["outcome"],
-                                registry=self.registry)
-        self.fires = Counter("broadcaster_fires", "Alerts fired through the API", ["mode", "state"],
-                             registry=self.registry)
+    def __init__(self, db: Database | None = None, *, node: str = "") -> None:
+        self.node = node
+        self.registry = r = CollectorRegistry()
+        self.deliveries = _NodeLabelled(Counter("broadcaster_deliveries", "Recorded delivery attempt outcomes",
+                                                ["node", "channel", "mode", "outcome"], registry=r), node)
+        self.latency = _NodeLabelled(Histogram("broadcaster_attempt_latency_seconds",
+                                               "Time from request to answer per attempt", ["node", "channel"],
+                                               buckets=_LATENCY_BUCKETS, registry=r), node)
+        self.retries = _NodeLabelled(Counter("broadcaster_retries",
+                                             "Attempts that will be tried again (retry or unknown)",
+                                             ["node", "channel", "mode"], registry=r), node)
+        self.first_send = _NodeLabelled(Histogram("broadcaster_fire_to_first_send_seconds",
+                                                  "From the outbox commit to the first accepted send of an alert",
+                                                  ["node", "mode"], buckets=_FIRST_SEND_BUCKETS, registry=r), node)
+        self.receipts = _NodeLabelled(Counter("broadcaster_receipts", "Twilio status callbacks by outcome",
+                                              ["node", "outcome"], registry=r), node)
+        self.fires = _NodeLabelled(Counter("broadcaster_fires", "Alerts fired through the API",
+                                           ["node", "mode", "state"], registry=r), node)
         if db is not None:
-            self.registry.register(_QueueDepth(db))
+            r.register(_QueueDepth(db, node))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -49,6 +49,7 @@ class Service:
     # The runbook scheduler host ``serve`` starts (a broadcaster.runbooks.scheduler.Host; typed loosely:
     # importing it loads APScheduler). None when no host runs in this process.
     scheduler: Any = None
+    node_id: str = ""  # this server's node id (metrics label; its background worker's lease owner)
 
     @property
     def config(self) -> Config:

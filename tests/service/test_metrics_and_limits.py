@@ -18,12 +18,14 @@ FAST = RetryPolicy(base_s=0.02, cap_s=0.1, reconcile_after_s=0.2)
 
 
 def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample; labels must match exactly those given (in any order)."""
+    """The value of one sample; labels must match exactly those given (in any order), plus a ``node``."""
     for line in text.splitlines():
         match = re.match(r"^(\w+)(?:\{(.*)\})? (\S+)$", line)
         if not match or match.group(1) != name:
             continue
         found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+        if not found.pop("node", ""):  # every series names the node reporting it
+            continue
         if found == labels:
             return float(match.group(3))
     raise AssertionError(f"no sample {name}{labels}")

@@ -77,8 +77,9 @@ async def test_a_valid_callback_is_recorded_once_even_when_replayed(api: Api) ->
     assert {d.state for d in api.app.store.deliveries(alert_id)} == {"sent"}
     _status, metrics = await api.get("/metrics")
     text = metrics.decode()
-    assert 'broadcaster_receipts_total{outcome="delivered"} 1.0' in text
-    assert 'broadcaster_receipts_total{outcome="replayed"} 2.0' in text
+    node = api.service.node_id
+    assert f'broadcaster_receipts_total{{node="{node}",outcome="delivered"}} 1.0' in text
+    assert f'broadcaster_receipts_total{{node="{node}",outcome="replayed"}} 2.0' in text
 
 
 async def test_a_signed_callback_without_a_sid_is_a_400(api: Api) -> None:

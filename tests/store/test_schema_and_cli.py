@@ -1,0 +1,102 @@
+"""Migrations on both backends, the PostgreSQL URL rules, and the node commands."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from broadcaster.cli import main
+from broadcaster.errors import ConfigError
+from broadcaster.store import open_store
+from broadcaster.store.migrate import available, current, latest, upgrade
+from broadcaster.store.pgconn import numbered, redact
+
+
+def test_migrations_are_numbered_alike_on_both_backends() -> None:
+    sqlite, postgres = available("sqlite"), available("postgresql")
+    assert [m.version for m in sqlite] == [m.version for m in postgres] == list(range(1, len(sqlite) + 1))
+    assert [m.name for m in sqlite] == [m.name for m in postgres]
+
+
+def test_db_upgrade_then_status_on_postgresql(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match=r"schema is at version 0, this broadcaster needs \d+: run `broadcaster db"):
+        open_store(pg_url)
+    assert main(["--db", pg_url, "db", "status"]) == 1
+    assert main(["--db", pg_url, "db", "upgrade"]) == 0
+    out = capsys.readouterr().out
+    assert "applied 0001 initial" in out and f"schema at version {latest('postgresql')}" in out
+    assert main(["--db", pg_url, "db", "upgrade"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert main(["--db", pg_url, "db", "status"]) == 0
+    store = open_store(pg_url)
+    try:
+        assert current(store.db) == latest("postgresql")  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_an_older_sqlite_file_is_brought_up_to_date_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # a database as the first release left it
+        conn.executescript(available("sqlite")[0].sql)
+        conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                     " applied_at DOUBLE PRECISION NOT NULL)")
+        conn.execute("INSERT INTO schema_migrations VALUES (1, 'initial', 0)")
+    store = open_store(str(path))
+    try:
+        assert current(store.db) == latest("sqlite")  # type: ignore[attr-defined]
+        assert upgrade(store.db) == []  # type: ignore[attr-defined]
+        assert store.nodes(0) == []
+    finally:
+        store.close()
+
+
+def test_a_schema_newer_than_the_program_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    open_store(str(path)).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (99, 'future', 0)")
+    with pytest.raises(ConfigError, match="newer than this broadcaster"):
+        open_store(str(path))
+
+
+def test_a_postgresql_url_never_carries_a_password() -> None:
+    with pytest.raises(ConfigError, match="must not contain a password: set PGPASSWORD") as caught:
+        open_store("postgresql://officer:s3cret-pass@db.example:5432/alerts")
+    assert "s3cret-pass" not in str(caught.value)
+    assert redact("postgresql://officer@db.example:5432/alerts") == "postgresql://officer@db.example:5432/alerts"
+
+
+def test_placeholders_are_numbered_outside_string_literals() -> None:
+    assert numbered("SELECT '?', x FROM t WHERE a = ? AND b IN (?, ?) AND c = 'it''s ?'") == \
+        "SELECT '?', x FROM t WHERE a = $1 AND b IN ($2, $3) AND c = 'it''s ?'"
+
+
+def test_users_and_the_audit_chain_work_on_postgresql(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--db", pg_url, "db", "upgrade"]) == 0
+    assert main(["--db", pg_url, "users", "add", "fatima", "--role", "officer"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("bct_")
+    assert main(["--db", pg_url, "users", "add", "fatima", "--role", "viewer"]) == 2  # already exists
+    assert main(["--db", pg_url, "audit", "verify"]) == 0
+    assert "audit log OK: 1 row(s)" in capsys.readouterr().out
+    store = open_store(pg_url)
+    try:
+        with pytest.raises(Exception, match="append-only"):
+            store.db.execute("UPDATE audit SET actor = 'someone else'")  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_nodes_lists_nodes_leases_and_queues(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--db", pg_url, "db", "upgrade"]) == 0
+    store = open_store(pg_url)
+    try:
+        store.register_node("host-a:41:beef", "worker", 1_800_000_000.0)
+    finally:
+        store.close()
+    capsys.readouterr()
+    assert main(["--db", pg_url, "nodes", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert '"id":"host-a:41:beef"' in out and '"role":"worker"' in out and '"queues":{}' in out
