@@ -51,9 +51,11 @@ WHERE a.id = u.id
 _RECORD_DELIVERIES = """
 UPDATE deliveries d SET state = u.state, provider_id = COALESCE(u.provider_id, d.provider_id),
     last_error = u.last_error, next_attempt_at = u.next_attempt_at, lease_until = NULL, lease_owner = NULL
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[])
-    AS u(id, state, provider_id, last_error, next_attempt_at)
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bigint[])
+    AS u(id, state, provider_id, last_error, next_attempt_at, attempt_id)
 WHERE d.id = u.id
+  -- only the delivery's latest attempt moves it (see store.sqlite.LATEST_ATTEMPT)
+  AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.id > u.attempt_id)
 """
 
 _DB_NOW = "extract(epoch FROM statement_timestamp())::float8"
@@ -185,6 +187,7 @@ class PostgresStore(SqlStore):
                 _RECORD_DELIVERIES,
                 [o.delivery_id for o in outcomes], [o.state for o in outcomes], [o.provider_id for o in outcomes],
                 [o.detail if o.state != "sent" else None for o in outcomes], [o.next_attempt_at for o in outcomes],
+                [o.attempt_id for o in outcomes],
             )
 
     # --- the shared per-channel rate, on the database's clock ---------------------------

@@ -23,6 +23,10 @@ from broadcaster.store.sql import SqliteDatabase
 
 __all__ = ["SqliteStore", "owner_is_dead"]
 
+# Only a delivery's latest attempt moves it: an outcome that arrives after the delivery was recovered
+# and claimed again (a node silent past its lease) is kept on its attempt row, never on the delivery.
+LATEST_ATTEMPT = " AND NOT EXISTS (SELECT 1 FROM attempts WHERE delivery_id = ? AND id > ?)"
+
 
 class SqliteStore(SqlStore):
     """SQLite implementation of :class:`broadcaster.store.base.Store`."""
@@ -167,9 +171,9 @@ class SqliteStore(SqlStore):
             )
             db.executemany(
                 "UPDATE deliveries SET state = ?, provider_id = COALESCE(?, provider_id), last_error = ?,"
-                " next_attempt_at = ?, lease_until = NULL, lease_owner = NULL WHERE id = ?",
+                " next_attempt_at = ?, lease_until = NULL, lease_owner = NULL WHERE id = ?" + LATEST_ATTEMPT,
                 [(o.state, o.provider_id, o.detail if o.state != "sent" else None, o.next_attempt_at,
-                  o.delivery_id) for o in outcomes],
+                  o.delivery_id, o.delivery_id, o.attempt_id) for o in outcomes],
             )
             db.execute("COMMIT")
         except BaseException:

@@ -125,6 +125,18 @@ def test_orphaned_leases_become_unknown_and_are_reconciled_on_the_next_claim(sto
     assert all(c.attempt == 2 for c in again)
 
 
+def test_a_late_outcome_from_a_recovered_lease_never_moves_the_delivery(store: Store) -> None:
+    commit(store, phones=1)
+    (stale,) = store.claim("sms", None, 1, T0, 5, "slow:1:x")
+    assert store.recover_orphans(T0 + 10, lambda _owner: False) == 1  # its lease ran out
+    (fresh,) = store.claim("sms", None, 1, T0 + 10, 60, OWNER)
+    store.record([outcome(stale, "pending", outcome="retry", at=T0 + 11, next_attempt_at=T0 + 20)])
+    assert store.state_counts("A1")["sms"] == {"sending": 1}  # still the fresh claim's
+    store.record([outcome(fresh, "sent", outcome="reconciled", at=T0 + 12, provider_id="SM9")])
+    assert store.state_counts("A1")["sms"] == {"sent": 1}
+    assert [a.outcome for a in store.attempts("A1")] == ["retry", "reconciled"]  # both attempts told truly
+
+
 def test_large_alerts_stream_page_by_page(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(common, "PAGE", 7)
     commit(store, phones=20)
