@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+import orjson
 import pytest
 
 from broadcaster.cli import main
@@ -100,3 +103,17 @@ def test_nodes_lists_nodes_leases_and_queues(pg_url: str, capsys: pytest.Capture
     assert main(["--db", pg_url, "nodes", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"id":"host-a:41:beef"' in out and '"role":"worker"' in out and '"queues":{}' in out
+
+
+def test_a_dry_run_on_postgresql_connects_to_nothing_but_its_database(
+    pg_url: str, connects: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--db", pg_url, "db", "upgrade"]) == 0
+    connects.clear()
+    assert main(["--db", pg_url, "fire", "road_closure", "--use-examples", "--dry-run", "--json"]) == 0
+    port = urlsplit(pg_url).port
+    assert connects == [("127.0.0.1", port)]  # the store's one connection, opened before the guard
+    report = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["mode"] == "dry-run" and {d["state"] for d in report["deliveries"]} == {"sent"}
+    assert main(["--db", pg_url, "fire", "road_closure", "--use-examples", "--dry-run", "--queue"]) == 2
+    assert "a dry-run is never left to workers" in capsys.readouterr().err
