@@ -14,7 +14,7 @@ from broadcaster.service import auth
 from broadcaster.service.app import make_app
 from broadcaster.service.auth import Users
 from broadcaster.service.state import Limits
-from broadcaster.store.sqlite import SqliteStore
+from broadcaster.store import open_store
 from tests.engine.providers import SECRETS, Providers
 from tests.service.support import PUBLIC_URL, USERS, Api, ManualClock, rewrite_config
 
@@ -54,17 +54,19 @@ def drill_channels(p: Providers) -> list[dict[str, Any]]:
 
 
 def add_users(database: str) -> dict[str, str]:
-    store = SqliteStore(database)
+    store = open_store(database)
     try:
-        users = Users(store.db)
+        users = Users(store.db)  # type: ignore[attr-defined]
         return {name: users.add(name, role).reveal() for name, role in USERS.items()}
     finally:
         store.close()
 
 
-async def start_api(p: Providers, **options: Any) -> tuple[Api, TestClient[Any, Any]]:
-    tokens = add_users(str(p.db))
-    app = load_app(str(p.config), str(p.db))
+async def start_api(p: Providers, database: str | None = None, **options: Any) -> tuple[Api, TestClient[Any, Any]]:
+    """The service on ``database`` (default: the providers' SQLite file), with a token per test user."""
+    database = database or str(p.db)
+    tokens = add_users(database)
+    app = load_app(str(p.config), database)
     options.setdefault("limits", ROOMY)
     clock = options.get("clock")
     client: TestClient[Any, Any] = TestClient(TestServer(make_app(app, **options)))

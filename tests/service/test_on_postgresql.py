@@ -1,0 +1,42 @@
+"""The service on PostgreSQL: a live fire, its reads, the audit chain and the metrics, as on SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from broadcaster.audit import AuditLog
+from broadcaster.cli import main
+from tests.engine.providers import Providers
+from tests.service.conftest import start_api
+from tests.service.support import Api
+
+
+@pytest.fixture
+async def pg_api(providers: Providers, pg_url: str) -> AsyncIterator[Api]:
+    assert main(["--db", pg_url, "db", "upgrade"]) == 0
+    service_api, client = await start_api(providers, pg_url)
+    try:
+        yield service_api
+    finally:
+        await client.close()
+        service_api.app.close()
+
+
+async def test_a_live_fire_through_the_service_on_postgresql(pg_api: Api) -> None:
+    status, body = await pg_api.fire("officer", mode="live")
+    assert status == 202, body
+    alert_id = body["alert_id"]
+    await pg_api.settle()
+    p = pg_api.providers
+    assert sorted(m["to"] for m in p.twilio.messages) == sorted(p.phones)
+    assert len(p.x.tweets) == 2 and len(p.telegram.sent) == 1 and len(p.webhook.deliveries) == 2
+    status, view = await pg_api.get(f"/api/alerts/{alert_id}")
+    assert status == 200 and view["counts"]["sms-residents"] == {"sent": 3}
+    status, feed = await pg_api.get("/api/alerts")
+    assert status == 200 and alert_id in str(feed)
+    verdict = AuditLog(pg_api.app.store.db).verify()  # type: ignore[attr-defined]
+    assert verdict.ok and verdict.rows >= 2  # the config load and the fire, chained
+    _status, metrics = await pg_api.get("/metrics")
+    assert f'node="{pg_api.service.node_id}"' in metrics.decode()
