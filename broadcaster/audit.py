@@ -38,6 +38,7 @@ GENESIS: Final = "0" * 64
 ACTIONS: Final = (
     "config_load", "user_add", "login_failure", "forbidden", "rate_limited", "fire", "confirm", "update",
     "cancel", "approval", "confirmation_expired", "runbook_rehearse", "runbook_run", "runbook_stop",
+    "release_held",
 )
 
 

@@ -14,7 +14,7 @@ import broadcaster.cli.runbook_cmd as runbook_cmd
 import broadcaster.cli.schedule_cmd as schedule_cmd
 import broadcaster.cli.service_cmd as service_cmd
 from broadcaster.app import close_apps
-from broadcaster.cli import channels_cmd, fire_cmd, lifecycle_cmd, log_cmd, node_cmd, templates_cmd
+from broadcaster.cli import channels_cmd, fire_cmd, held_cmd, lifecycle_cmd, log_cmd, node_cmd, templates_cmd
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
 from broadcaster.errors import InputError
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule_cmd.register(commands)
     service_cmd.register(commands)
     node_cmd.register(commands)
+    held_cmd.register(commands)
     return parser
 
 

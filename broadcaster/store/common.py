@@ -75,6 +75,25 @@ class SqlStore:
             (reason, alert_id),
         ).rowcount
 
+    def held(self, alert_id: str | None = None) -> list[DeliveryRow]:
+        """Deliveries whose request may have left and that wait for an operator (``on_unknown = "hold"``)."""
+        scope, params = scope_sql((alert_id,) if alert_id else None)
+        rows = self.db.execute(
+            "SELECT id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error"
+            f" FROM deliveries WHERE state = 'unknown' AND next_attempt_at IS NULL {scope} ORDER BY id",
+            params,
+        ).fetchall()
+        return [DeliveryRow(*r) for r in rows]
+
+    def release_held(self, alert_id: str, channel_id: str, *, resend: bool, now: float, note: str) -> int:
+        """An operator decided about held deliveries: send them again now, or record them as sent."""
+        held = "alert_id = ? AND channel_id = ? AND state = 'unknown' AND next_attempt_at IS NULL"
+        if resend:
+            return self.db.execute(f"UPDATE deliveries SET next_attempt_at = ?, last_error = ? WHERE {held}",
+                                   (now, note, alert_id, channel_id)).rowcount
+        return self.db.execute(f"UPDATE deliveries SET state = 'sent', last_error = ? WHERE {held}",
+                               (note, alert_id, channel_id)).rowcount
+
     # --- reading -------------------------------------------------------------------
 
     def recipients(self, alert_id: str, channel_id: str, states: tuple[str, ...]) -> Iterator[tuple[str, str]]:
