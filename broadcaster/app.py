@@ -5,7 +5,8 @@ from __future__ import annotations
 import getpass
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -62,14 +63,22 @@ def load_app(config_path: str | None = None, database: str | None = None) -> App
     config = load_config(Path(path))
     db = database or os.environ.get("BROADCASTER_DB") or config.database
     app = App(config=config, catalogue=Catalogue(config.templates_dir), database=db)
-    _OPENED.append(app)
+    if _COMMANDS:
+        _COMMANDS[-1].append(app)
     return app
 
 
-_OPENED: list[App] = []  # apps a command loaded: ``close_apps`` closes their stores when it returns
+_COMMANDS: list[list[App]] = []  # per running command (innermost last): the apps it loaded
 
 
-def close_apps() -> None:
-    """Close the store of every app loaded so far (the CLI calls it as each command ends)."""
-    while _OPENED:
-        _OPENED.pop().close()
+@contextmanager
+def closing_apps() -> Iterator[None]:
+    """Every app loaded inside the block has its store closed when the block ends (one CLI command)."""
+    opened: list[App] = []
+    _COMMANDS.append(opened)
+    try:
+        yield
+    finally:
+        del _COMMANDS[next(i for i, apps in enumerate(_COMMANDS) if apps is opened)]
+        for app in reversed(opened):
+            app.close()

@@ -13,7 +13,7 @@ import broadcaster.cli.cap_cmd as cap_cmd
 import broadcaster.cli.runbook_cmd as runbook_cmd
 import broadcaster.cli.schedule_cmd as schedule_cmd
 import broadcaster.cli.service_cmd as service_cmd
-from broadcaster.app import close_apps
+from broadcaster.app import closing_apps
 from broadcaster.cli import channels_cmd, fire_cmd, held_cmd, lifecycle_cmd, log_cmd, node_cmd, templates_cmd
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
 from broadcaster.errors import InputError
@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.handler(args)
+        with closing_apps():
+            code: int = args.handler(args)
     except InputError as exc:
         problem(f"error: {exc}", style="bold red")
         problem("nothing was sent.")
@@ -53,8 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console().print("interrupted; run `broadcaster resume` to finish or reconcile deliveries", style="red")
         return 130
-    finally:
-        close_apps()
     return code
 
 

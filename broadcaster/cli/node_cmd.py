@@ -20,6 +20,7 @@ from broadcaster.engine.dispatcher import Tuning
 from broadcaster.engine.node import Node
 from broadcaster.engine.runner import SERVED_MODES, work
 from broadcaster.errors import ConfigError
+from broadcaster.runbooks.leader import scheduler_leader
 from broadcaster.service.receipts import callback_url
 from broadcaster.store import migrate, open_store
 from broadcaster.timefmt import iso_seconds
@@ -90,6 +91,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         now = time.time()
         nodes = store.nodes(now - RECENT_S)
         depths = store.queue_depths()
+        leader = scheduler_leader(store)
     finally:
         store.close()
     if args.json:
@@ -98,7 +100,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
                        "started_at": iso_seconds(n.started_at),
                        "heartbeat_age_s": round(now - n.heartbeat_at, 1),
                        "stopped_at": iso_seconds(n.stopped_at) if n.stopped_at else None,
-                       "leases": n.leases, "lease_until": iso_seconds(n.lease_until) if n.lease_until else None}
+                       "leases": n.leases, "lease_until": iso_seconds(n.lease_until) if n.lease_until else None,
+                       "scheduler_leader": n.id == leader}
                       for n in nodes],
             "queues": depths,
         })
@@ -110,7 +113,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     for n in nodes:
         age = now - n.heartbeat_at
         state = "stopped" if n.stopped_at else ("alive" if age < 15 else f"silent {age:.0f} s")
-        table.add_row(n.id, n.role, iso_seconds(n.started_at), f"{age:.1f} s ago", state, str(n.leases),
+        role = f"{n.role} (leader)" if n.id == leader else n.role
+        table.add_row(n.id, role, iso_seconds(n.started_at), f"{age:.1f} s ago", state, str(n.leases),
                       iso_seconds(n.lease_until) if n.lease_until else "-")
     out.print(table)
     queues = Table(title="queues (not yet finished)", title_justify="left")
@@ -119,6 +123,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     for channel_id, counts in sorted(depths.items()):
         queues.add_row(channel_id, *(str(counts.get(s, 0)) for s in ("pending", "sending", "unknown")))
     out.print(queues if depths else "queues: nothing waiting")
+    if leader is not None:  # PostgreSQL: one node runs the schedule
+        out.print(f"scheduler leader: {leader}")
     return EXIT_OK
 
 

@@ -281,7 +281,7 @@ def stop_run(app: App, run_id: str, reason: str) -> tuple[RunRecord, int]:
     for row in store.run_steps(run_id):
         store.move_run_step(run_id, row.step_id, row.occurrence, from_states=("scheduled", "awaiting"),
                             to_state="skipped", detail=reason)
-    with job_store(app.database) as scheduler:
+    with job_store(app) as scheduler:
         removed = remove_run_jobs(scheduler, run_id)
     return store.run(run_id), removed
 

@@ -1,9 +1,10 @@
 """``broadcaster schedule list|cancel|run`` and ``broadcaster fire ... --at / --every --until``.
 
 A scheduled fire is stored as a one-step run (id ``sch-…``) whose step is a job
-in the persistent job store beside the database, the same store runbook steps
-use. A long-running host executes it: ``broadcaster schedule run`` (or a
-``broadcaster runbook run`` in progress; ``broadcaster serve`` later). With
+in the persistent job store in the database (SQLite or PostgreSQL), the same
+store runbook steps use. A long-running host executes it: ``broadcaster schedule
+run``, a ``broadcaster runbook run`` in progress, or ``broadcaster serve``; with
+several nodes on PostgreSQL, whichever of them leads the scheduler. With
 ``--every``, occurrence 0 is the alert and each later occurrence re-sends it as
 an update in the same thread, until ``--until``.
 """
@@ -30,8 +31,8 @@ from broadcaster.runbooks.records import RunRecord
 from broadcaster.runbooks.store import is_run_id, new_run_id, run_store
 from broadcaster.timefmt import iso_seconds
 
-EXECUTED_BY = ("executed by a running `broadcaster schedule run` (or a `broadcaster runbook run` in progress); "
-               "start one if none is running")
+EXECUTED_BY = ("executed by a running `broadcaster schedule run` (or `broadcaster serve`, or a `broadcaster runbook "
+               "run` in progress); start one if none is running")
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,7 +99,7 @@ def schedule_fire(args: argparse.Namespace) -> int:
                     config=str(app.config.path), mode=args.mode, inputs={}, state="running", started_at=now)
     store = run_store(app)
     store.create_run(run)
-    with job_store(app.database) as scheduler:
+    with job_store(app) as scheduler:
         for due in advance_run(app, runbook, run):
             add_step_job(scheduler, run.id, due.step.id, due.occurrence, due.due_at)
     repeats = ""
@@ -129,7 +130,7 @@ def jobs_json(app: App) -> list[dict[str, Any]]:
     store = run_store(app)
     tz = app.config.timezone
     result = []
-    with job_store(app.database) as scheduler:
+    with job_store(app) as scheduler:
         jobs = scheduler.get_jobs()
     for job in jobs:
         parsed = parse_job_id(job.id)
@@ -177,7 +178,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     parsed = parse_job_id(args.id)
     if parsed is None:
         raise SelectionError(f"{args.id!r} is neither a schedule or run id (sch-…, run-…) nor a job id (RUN/STEP/N)")
-    with job_store(app.database) as scheduler:
+    with job_store(app) as scheduler:
         job = scheduler.get_job(args.id)
         if job is None:
             raise SelectionError(f"no scheduled job {args.id!r}; see `broadcaster schedule list`")

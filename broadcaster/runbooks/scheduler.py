@@ -1,29 +1,40 @@
 """Run scheduled steps with APScheduler 3.11 and a persistent job store.
 
 Every step occurrence of a run (and every scheduled ``fire --at``) is one *date*
-job in a SQLAlchemy job store, ``scheduler.db`` beside the database, so the
-schedule outlives the process. A job names a module-level function by textual
-reference with plain arguments, ``run_step_job(run_id, step_id, occurrence)``;
-the process that executes it (a :class:`Host`: ``broadcaster runbook run``,
-``broadcaster schedule run``, later ``serve``) finds everything else in the
-database.
+job in the ``scheduler_jobs`` table of the main database (a
+:class:`~broadcaster.runbooks.jobstore.DatabaseJobStore`, SQLite or
+PostgreSQL), so the schedule outlives the process and every node sees it. A job
+names a module-level function by textual reference with plain arguments,
+``run_step_job(run_id, step_id, occurrence)``; the process that executes it (a
+:class:`Host`: ``broadcaster runbook run``, ``broadcaster schedule run``,
+``broadcaster serve``) finds everything else in the database.
 
 Guarantees:
 
+* **One leader executes.** Only the host that leads the scheduler
+  (:mod:`broadcaster.runbooks.leader`: a PostgreSQL advisory lock; on SQLite
+  every host leads) executes jobs. Other hosts keep their scheduler paused,
+  may still add and remove jobs, and try to take the lead every ``poll_s``;
+  when the leader's process dies its lock goes with its session, and the next
+  host to poll takes over the same schedule. A host whose lock connection dies
+  stops executing jobs at once.
 * **Fires once.** The job claims its ``run_steps`` row (``scheduled -> firing``,
   one compare-and-set statement) before it plans anything; a job run twice, or by
-  two hosts sharing the job store, fires once.
+  two hosts (two leaders for a moment, a takeover), fires once.
 * **Survives a restart.** Jobs stay in the job store. A job whose time passed
   while no host ran is run once (``coalesce``) if it is within the grace window
   (``misfire_grace_time``, 5 minutes); later than that it is *missed*:
   ``EVENT_JOB_MISSED`` marks the step ``missed`` and reports it, never silently
   dropping it, and the run goes on with its next step.
-* **Picks up where it stopped.** On start a host reschedules what its runs need
-  (a step whose job vanished in a crash, a step confirmed meanwhile), returns a
-  step left ``firing`` by a dead process to ``scheduled`` if its alert was never
-  committed, and finishes the deliveries of one that was.
-* Hosts poll the database (every ``poll_s``) for confirmations, stops and jobs
-  added by other processes.
+* **Picks up where it stopped.** When a host takes the lead (and every poll
+  while it leads) it reschedules what its runs need (a step whose job vanished
+  in a crash, a step confirmed meanwhile, a job a former leader took but did not
+  fire), returns a step left ``firing`` by a dead process to ``scheduled`` if its
+  alert was never committed, and finishes the deliveries of one that was. A
+  process is dead when its pid is gone from this machine, or when its node (each
+  host registers as a ``scheduler`` node) stopped or fell silent.
+* Hosts poll the database (every ``poll_s``) for leadership, confirmations,
+  stops and jobs added by other processes.
 """
 
 from __future__ import annotations
@@ -37,24 +48,26 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
 from apscheduler.jobstores.base import JobLookupError
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import BaseScheduler
 
 from broadcaster.app import App, load_app
 from broadcaster.clock import Clock
 from broadcaster.engine.dispatcher import process_owner
+from broadcaster.engine.node import DEAD_AFTER_S, HEARTBEAT_S, LEASE_S
 from broadcaster.engine.runner import deliver
-from broadcaster.errors import ConfigError
 from broadcaster.runbooks.durations import format_duration
 from broadcaster.runbooks.firing import Fired, advance_run, fire_occurrence
+from broadcaster.runbooks.jobstore import DatabaseJobStore, DeferredDatabase
+from broadcaster.runbooks.leader import Leadership, leadership_for
 from broadcaster.runbooks.model import Runbook, parse_runbook
 from broadcaster.runbooks.records import RunRecord
 from broadcaster.runbooks.store import run_store
 from broadcaster.runbooks.timeline import is_finished, rows_by_key
-from broadcaster.store.sqlite import owner_is_dead
+from broadcaster.store.common import SqlStore, owner_is_dead
+from broadcaster.store.sql import marks
 from broadcaster.timefmt import iso_seconds
 
 log = logging.getLogger("broadcaster.scheduler")
@@ -62,22 +75,8 @@ log = logging.getLogger("broadcaster.scheduler")
 MISFIRE_GRACE_S: Final = 300
 POLL_S: Final = 1.0
 JOB_FUNC: Final = "broadcaster.runbooks.scheduler:run_step_job"
-JOBSTORE_FILE: Final = "scheduler.db"
 
-_HOST: Host | None = None  # the host executing jobs in this process
-
-
-def jobstore_path(database: str) -> Path:
-    if database == ":memory:" or "://" in database:
-        raise ConfigError("scheduling needs the database to be a file: the job store lives beside it",
-                          where=database)
-    return Path(database).resolve().parent / JOBSTORE_FILE
-
-
-def _jobstore(database: str) -> Any:
-    path = jobstore_path(database)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLAlchemyJobStore(url=f"sqlite:///{path}")
+_HOST: Host | None = None  # the host that last took the lead in this process: job functions call it
 
 
 def job_id(run_id: str, step_id: str, occurrence: int) -> str:
@@ -113,6 +112,12 @@ def remove_run_jobs(scheduler: Any, run_id: str) -> int:
     return removed
 
 
+def _job_store(app: App) -> DatabaseJobStore:
+    # The app's store may be closed and reopened under a running host (a command run in-process closes
+    # the stores it loaded), so the job store looks the database up on every call.
+    return DatabaseJobStore(DeferredDatabase(lambda: run_store(app).db))
+
+
 class _Editor(BaseScheduler):  # type: ignore[misc]
     """A scheduler that never executes anything: it only adds, lists and removes jobs of the store.
 
@@ -128,9 +133,9 @@ class _Editor(BaseScheduler):  # type: ignore[misc]
 
 
 @contextmanager
-def job_store(database: str) -> Iterator[Any]:
-    """The persistent job store, to add, list or remove jobs from any process; nothing is executed."""
-    scheduler = _Editor(timezone=UTC, jobstores={"default": _jobstore(database)})
+def job_store(app: App) -> Iterator[Any]:
+    """The persistent job store, to add, list or remove jobs from any process (leader or not); nothing is executed."""
+    scheduler = _Editor(timezone=UTC, jobstores={"default": _job_store(app)})
     scheduler.start(paused=True)
     try:
         yield scheduler
@@ -157,7 +162,11 @@ async def run_step_job(run_id: str, step_id: str, occurrence: int) -> None:
 
 
 class Host:
-    """Executes the jobs of the persistent job store in this process, on the running event loop."""
+    """Executes the jobs of the persistent job store in this process, on the running event loop, while it leads.
+
+    ``is_leader`` says whether this host executes jobs now; a host that does not
+    lead takes over when the leader goes (see :mod:`broadcaster.runbooks.leader`).
+    """
 
     def __init__(self, app: App, *, grace_s: float = MISFIRE_GRACE_S, poll_s: float = POLL_S,
                  report: Callable[[str], None] | None = None) -> None:
@@ -173,45 +182,129 @@ class Host:
         self._runbooks: dict[str, Runbook] = {}
         self._told: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.leadership: Leadership | None = None
+        self.is_leader = False
+        self._paused = False
+        self._said_follower = False
+        self._running: set[str] = set()  # jobs taken from the store whose function has not returned yet
+        self._beat_at = 0.0
+        self._registered = False
 
     # --- lifecycle ----------------------------------------------------------------
 
     async def start(self, *, paused: bool = False) -> None:
-        """Open the job store, recover what a dead process left, then start executing due jobs."""
-        global _HOST
-        self.scheduler = _Scheduler(timezone=UTC, jobstores={"default": _jobstore(self.app.database)})
+        """Open the job store and register this host; if it can lead, recover what a dead process left and
+        start executing due jobs (``paused``: lead, but leave the jobs in the store)."""
+        self.scheduler = _Scheduler(timezone=UTC, jobstores={"default": _job_store(self.app)})
         self.scheduler.add_listener(self._on_missed, EVENT_JOB_MISSED)
         self.scheduler.add_listener(self._on_error, EVENT_JOB_ERROR)
-        _HOST = self
-        self.scheduler.start(paused=paused)
-        self.recover()
-        self.sync_all()
+        self.scheduler.add_listener(self._on_submitted, EVENT_JOB_SUBMITTED)
+        self.scheduler.add_listener(self._on_done, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+        self._paused = paused
+        self.scheduler.start(paused=True)  # executes nothing until this host leads
+        # A node of its own: by its heartbeat, a later leader knows whether a step it left "firing" is orphaned.
+        self._beat_at = time.time()
+        self.app.store.register_node(self.owner, "scheduler", self._beat_at)
+        self._registered = True
+        self.leadership = leadership_for(self.app.store, self.owner)
+        self.poll_leadership()
 
     async def shutdown(self) -> None:
         global _HOST
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on its loop's next turn
+        self.is_leader = False
+        if self.leadership is not None:
+            self.leadership.release()  # the next host to poll leads at once
         if _HOST is self:
             _HOST = None
+        if self._registered:
+            self._registered = False
+            self.app.store.stop_node(self.owner, time.time())
         for app in self._apps.values():
             app.close()
 
     async def serve(self, *, run_id: str | None = None, until_idle: bool = False) -> RunRecord | None:
-        """Execute jobs until ``run_id`` ends (or, with ``until_idle``, nothing is left to do)."""
-        store = run_store(self.app)
-        while True:
-            self.sync_all()
-            if run_id is not None:
-                run = store.run(run_id)
-                if run.state != "running":
+        """Execute jobs while leading until ``run_id`` ends (or, with ``until_idle``, nothing is left to do)."""
+        try:
+            while True:
+                store = run_store(self.app)  # looked up each time: the app's store may have been reopened
+                self._beat()
+                if self.poll_leadership():
+                    self.recover()
+                    self.sync_all()
+                    self.scheduler.wakeup()  # notice jobs that other processes added to the job store
+                if run_id is not None:
+                    run = store.run(run_id)
+                    if run.state != "running":
+                        await self._drain()
+                        return run
+                elif until_idle and not store.runs(("running",)) and not self.scheduler.get_jobs():
                     await self._drain()
-                    return run
-            elif until_idle and not store.runs(("running",)) and not self.scheduler.get_jobs():
-                await self._drain()
-                return None
-            self.scheduler.wakeup()  # notice jobs that other processes added to the job store
-            await asyncio.sleep(self.poll_s)
+                    return None
+                await asyncio.sleep(self.poll_s)
+        except BaseException:
+            # Stopped or failed (a database error, say): a host that no longer polls must not keep the
+            # lead, or no other node could take the schedule over.
+            if self.is_leader and self.leadership is not None and self.leadership.contested:
+                self._step_down("it stopped serving")
+            raise
+
+    def _beat(self) -> None:
+        now = time.time()
+        if now - self._beat_at >= HEARTBEAT_S:
+            self._beat_at = now
+            self.app.store.heartbeat(self.owner, now, LEASE_S)
+
+    # --- leadership -------------------------------------------------------------------
+
+    def poll_leadership(self) -> bool:
+        """Keep, lose or take the lead; start or stop executing jobs to match. True while this host leads."""
+        assert self.leadership is not None, "start() the host first"
+        if self.is_leader:
+            return self.still_leading()
+        if not self.leadership.try_acquire():
+            if not self._said_follower:
+                self._said_follower = True
+                self.report("another node leads the scheduler and executes the jobs; this host takes over "
+                            "if it stops")
+            return False
+        self._take_lead()
+        return True
+
+    def still_leading(self) -> bool:
+        """Whether this host still leads; if its lock is gone, it stops executing jobs now."""
+        if not self.is_leader or self.leadership is None:
+            return False
+        if self.leadership.held():
+            return True
+        self._step_down("its PostgreSQL lock connection ended")
+        return False
+
+    def _take_lead(self) -> None:
+        global _HOST
+        assert self.leadership is not None
+        self.is_leader = True
+        self._said_follower = False
+        _HOST = self
+        if self.leadership.contested:
+            self.report(f"this host ({self.owner}) leads the scheduler: it executes the scheduled jobs")
+        self.recover()
+        if not self._paused:
+            self.scheduler.resume()
+        self.sync_all()
+
+    def _step_down(self, why: str) -> None:
+        # _HOST stays: a job already taken from the store finds this host, which declines to fire it.
+        self.is_leader = False
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.pause()
+        if self.leadership is not None:
+            self.leadership.release()
+        log.warning("scheduler leadership lost: %s", why)
+        self.report(f"this host no longer leads the scheduler ({why}): it executes no more jobs; "
+                    "another node takes over")
 
     async def _drain(self) -> None:
         if self._tasks:
@@ -256,8 +349,9 @@ class Host:
         tz = self.app.config.timezone
         rows = store.run_steps(run.id)
         for row in rows:
-            if row.state == "scheduled" and row.due_at is not None \
-                    and self.scheduler.get_job(job_id(run.id, row.step_id, row.occurrence)) is None:
+            key = job_id(run.id, row.step_id, row.occurrence)
+            if row.state == "scheduled" and row.due_at is not None and key not in self._running \
+                    and self.scheduler.get_job(key) is None:
                 # The row is scheduled but its job is gone (a crash between the two): schedule it again.
                 # If it already ran, its claim fails and nothing fires twice.
                 add_step_job(self.scheduler, run.id, row.step_id, row.occurrence, row.due_at, self.grace_s)
@@ -273,27 +367,40 @@ class Host:
     def recover(self) -> None:
         """Steps left ``firing`` by a process that died: re-arm them, or finish their deliveries."""
         store = run_store(self.app)
-        for run in store.runs(("running",)):
-            if run.kind == "rehearsal":
+        firing = [(run, row) for run in store.runs(("running",)) if run.kind != "rehearsal"
+                  for row in store.run_steps(run.id) if row.state == "firing" and row.owner]
+        dead = self.dead_owners(store, {row.owner for _, row in firing if row.owner}) if firing else set()
+        for run, row in firing:
+            if row.owner not in dead:
                 continue
-            for row in store.run_steps(run.id):
-                if row.state != "firing" or not row.owner or not owner_is_dead(row.owner):
-                    continue
-                key = (run.id, row.step_id, row.occurrence)
-                committed = row.alert_id is not None and bool(self.app.store.deliveries(row.alert_id))
-                if not committed:
-                    # Its alert never reached the outbox: nothing went out, so it may fire (once) after all.
-                    store.move_run_step(*key, from_states=("firing",), to_state="scheduled",
-                                        detail="re-armed after a crash before its alert was committed")
-                    continue
-                assert row.alert_id is not None
-                store.move_run_step(*key, from_states=("firing",), to_state="fired",
-                                    detail="committed before a crash; deliveries resumed")
-                self.report(f"{run.id}: {row.step_id} #{row.occurrence} was committed before a crash; "
-                            f"resuming the deliveries of {row.alert_id}")
-                task = asyncio.get_running_loop().create_task(self._resume(run, row.alert_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            key = (run.id, row.step_id, row.occurrence)
+            committed = row.alert_id is not None and bool(self.app.store.deliveries(row.alert_id))
+            if not committed:
+                # Its alert never reached the outbox: nothing went out, so it may fire (once) after all.
+                store.move_run_step(*key, from_states=("firing",), to_state="scheduled",
+                                    detail="re-armed after a crash before its alert was committed")
+                continue
+            assert row.alert_id is not None
+            store.move_run_step(*key, from_states=("firing",), to_state="fired",
+                                detail="committed before a crash; deliveries resumed")
+            self.report(f"{run.id}: {row.step_id} #{row.occurrence} was committed before a crash; "
+                        f"resuming the deliveries of {row.alert_id}")
+            task = asyncio.get_running_loop().create_task(self._resume(run, row.alert_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def dead_owners(self, store: SqlStore, owners: set[str]) -> set[str]:
+        """Which of ``owners`` (host:pid:token) are gone: the pid is gone from this machine, or the node that
+        host registered stopped or has not beaten for ``DEAD_AFTER_S`` (a leader on another machine)."""
+        dead = {o for o in owners if owner_is_dead(o)}
+        others = sorted(owners - dead - {self.owner})
+        if others:
+            silent_since = time.time() - DEAD_AFTER_S
+            for node_id, heartbeat_at, stopped_at in store.db.execute(
+                    f"SELECT id, heartbeat_at, stopped_at FROM nodes WHERE id IN ({marks(others)})", others):
+                if stopped_at is not None or heartbeat_at < silent_since:
+                    dead.add(node_id)
+        return dead
 
     async def _resume(self, run: RunRecord, alert_id: str) -> None:
         app = self.app_for(run)
@@ -306,6 +413,11 @@ class Host:
 
     async def fire(self, run_id: str, step_id: str, occurrence: int) -> Fired | None:
         """Fire one occurrence (at most once, whoever calls), then schedule what comes next."""
+        if not self.still_leading():
+            # The job left the store when it was taken; its row is still "scheduled", so the leader's
+            # next sync adds it again and fires it there.
+            log.warning("job %s not run: this host does not lead the scheduler", job_id(run_id, step_id, occurrence))
+            return None
         store = run_store(self.app)
         run = store.find_run(run_id)
         if run is None:
@@ -343,6 +455,12 @@ class Host:
         run = store.find_run(run_id)
         if run is not None:
             self.sync(run)
+
+    def _on_submitted(self, event: Any) -> None:
+        self._running.add(str(event.job_id))
+
+    def _on_done(self, event: Any) -> None:
+        self._running.discard(str(event.job_id))
 
     def _on_error(self, event: Any) -> None:
         log.error("job %s raised %r", event.job_id, event.exception)

@@ -1,4 +1,4 @@
-"""Where runs are kept: the ``runs`` and ``run_steps`` tables of the SQLite store."""
+"""Where runs are kept: the ``runs`` and ``run_steps`` tables of the store (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import time
 
 from broadcaster.app import App
 from broadcaster.errors import ConfigError
-from broadcaster.store.sqlite import SqliteStore
+from broadcaster.store.common import SqlStore
 
 
-def run_store(app: App) -> SqliteStore:
-    """The app's store, which must be the SQLite one (runs are not in the narrow engine interface yet)."""
+def run_store(app: App) -> SqlStore:
+    """The app's store as a SQL store, which keeps runs (they are not in the narrow engine interface)."""
     store = app.store
-    if not isinstance(store, SqliteStore):
-        raise ConfigError("runbook runs need the SQLite store", where=app.database)
+    if not isinstance(store, SqlStore):
+        raise ConfigError("runbook runs need a SQL store (SQLite or PostgreSQL)", where=app.database)
     return store
 
 

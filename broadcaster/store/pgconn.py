@@ -67,6 +67,7 @@ class Bridge:
         self._thread = threading.Thread(target=self.loop.run_forever, name="postgres", daemon=True)
         self._thread.start()
         self.lock = threading.RLock()
+        self._opened: list[asyncpg.Connection] = []
         try:
             self.conn: asyncpg.Connection = self.run(self.connect())
         except BaseException:
@@ -74,12 +75,17 @@ class Bridge:
             raise
 
     async def connect(self) -> asyncpg.Connection:
-        """A new connection (on the bridge loop): the main one, a listener, a lock holder."""
+        """A new connection (on the bridge loop): the main one, a listener, a lock holder.
+
+        Every connection it opens is closed with the bridge.
+        """
         try:
-            return await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S,
+            conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S,
                                          server_settings={"application_name": "broadcaster"})
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise ConfigError(f"cannot connect to PostgreSQL: {exc}", where=self.where) from None
+        self._opened.append(conn)
+        return conn
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the bridge loop and wait for it (never from the bridge thread itself)."""
@@ -121,9 +127,12 @@ class Bridge:
     def close(self) -> None:
         if self.loop.is_closed():
             return
-        # Closing a connection the server already dropped is not an error.
-        with self.lock, suppress(TimeoutError, OSError, asyncpg.PostgresError):
-            self.run(self.conn.close(timeout=5))
+        with self.lock:
+            for conn in self._opened:  # the main one, listeners, lock holders
+                if not conn.is_closed():
+                    # Closing a connection the server already dropped is not an error.
+                    with suppress(TimeoutError, OSError, asyncpg.PostgresError):
+                        self.run(conn.close(timeout=5))
         self._stop_loop()
 
     def _stop_loop(self) -> None:

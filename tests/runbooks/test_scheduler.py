@@ -51,9 +51,8 @@ def rows(app: App, run_id: str) -> dict[tuple[str, int], RunStepRow]:
 
 
 def jobs(app: App) -> list[str]:
-    with job_store(app.database) as scheduler:
+    with job_store(app) as scheduler:
         return [job.id for job in scheduler.get_jobs()]
-
 
 
 async def serve_to_end(host: Host, run_id: str) -> RunRecord | None:
@@ -63,6 +62,7 @@ async def serve_to_end(host: Host, run_id: str) -> RunRecord | None:
         return await asyncio.wait_for(host.serve(run_id=run_id), timeout=15)
     finally:
         await host.shutdown()
+
 
 async def test_a_job_run_twice_fires_once(tmp_path: Path, fast_app: App) -> None:
     host = Host(fast_app)
@@ -260,6 +260,29 @@ async def test_a_step_claimed_by_a_process_that_died_before_committing_fires_onc
     assert final is not None and final.state == "finished"
     assert [f.state for f in second.fired] == ["fired"]
     assert len(fast_app.store.alerts()) == 1
+
+
+async def test_a_step_left_firing_by_a_leader_on_another_machine_waits_for_its_node_to_go_silent(
+    tmp_path: Path, fast_app: App
+) -> None:
+    first = Host(fast_app)
+    await first.start(paused=True)
+    run = make_run(fast_app, closure(tmp_path))
+    first.start_run(run)
+    await first.shutdown()
+    store = run_store(fast_app)
+    elsewhere = "another-machine:4242:beef0001"  # its pid means nothing here: only its heartbeat tells
+    store.register_node(elsewhere, "scheduler", time.time())
+    assert store.move_run_step(run.id, "closure", 0, from_states=("scheduled",), to_state="firing", owner=elsewhere)
+    second = Host(fast_app)
+    await second.start(paused=True)
+    await second.shutdown()
+    assert rows(fast_app, run.id)[("closure", 0)].state == "firing"  # it may still be firing: leave it
+    store.db.execute("UPDATE nodes SET heartbeat_at = ? WHERE id = ?", (time.time() - 60, elsewhere))
+    third = Host(fast_app, poll_s=0.05)
+    final = await serve_to_end(third, run.id)
+    assert final is not None and final.state == "finished"
+    assert [f.state for f in third.fired] == ["fired"] and len(fast_app.store.alerts()) == 1
 
 
 async def test_a_step_committed_before_a_crash_is_delivered_not_fired_again(tmp_path: Path, fast_app: App) -> None:
