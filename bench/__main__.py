@@ -1,7 +1,8 @@
 """Delivery-engine benchmark: ``python -m bench [--quick] [--only 1,2,...]`` from the repository root.
 
-Five scenarios, each printing its figures as soon as it finishes, then a
-summary table. Every fire is a real live fire (plan_alert + deliver + run_mode,
+Nine scenarios, each printing its figures as soon as it finishes, then a
+summary table; 6-9 run several nodes on a throwaway PostgreSQL server
+(``bench.nodes``). Every fire is a real live fire (plan_alert + deliver + run_mode,
 real SDKs) against loopback fakes running in a separate process
 (``bench.provider_proc``). See bench/README.md for what each figure means.
 """
@@ -32,6 +33,8 @@ from bench.harness import (
     write_recipients,
     x_channel,
 )
+from bench.nodes import Cluster, scenario_nodes, scenario_notify, scenario_shared_rate
+from bench.report import ROWS, add, heading, say, summary
 
 KINDS = ("x", "telegram", "sms", "webhook")
 LABEL = {"x": "X", "telegram": "Telegram", "sms": "SMS (Twilio)", "webhook": "webhook"}
@@ -46,49 +49,28 @@ class Sizes:
     rate: float  # scenario 4 configured rate_per_second
     rss_small: int  # scenario 5
     rss_large: int
+    nodes_sms: int  # scenario 6 (and 7: the same count on each backend)
+    notify_fires: int  # scenario 8, per backend (the first is cold)
+    notify_poll: float  # scenario 8: the idle workers' --poll
+    shared_count: int  # scenario 9
+    shared_rate: float  # scenario 9 rate_per_second, shared by two nodes
 
 
 FULL = Sizes(first_runs=6, per_kind=45, sms_total=100_000, rate_count=2_000, rate=200.0,
-             rss_small=10_000, rss_large=100_000)
-QUICK = Sizes(first_runs=2, per_kind=5, sms_total=2_000, rate_count=300, rate=100.0, rss_small=500, rss_large=2_000)
+             rss_small=10_000, rss_large=100_000, nodes_sms=100_000, notify_fires=6, notify_poll=5.0,
+             shared_count=2_000, shared_rate=200.0)
+QUICK = Sizes(first_runs=2, per_kind=5, sms_total=2_000, rate_count=300, rate=100.0, rss_small=500, rss_large=2_000,
+              nodes_sms=3_000, notify_fires=2, notify_poll=1.0, shared_count=300, shared_rate=100.0)
 
 LATENCY_FANOUT = 0.200
 SMS_JITTER = (0.0, 0.005)
 SMS_RATE = 5000.0
 FIRST_BOUND_MS = 50.0
 RSS_GROWTH_BOUND = 0.10
-
-
-@dataclass
-class Row:
-    scenario: str
-    figure: str
-    value: str
-    bound: str
-    ok: bool | None  # None: informational
-
-
-ROWS: list[Row] = []
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def verdict(ok: bool | None) -> str:
-    return {True: "PASS", False: "FAIL", None: "info"}[ok]
-
-
-def add(scenario: str, figure: str, value: str, bound: str, ok: bool | None) -> None:
-    ROWS.append(Row(scenario, figure, value, bound, ok))
-    say(f"    {figure:<46} {value:>16}   bound: {bound:<24} {verdict(ok)}")
-
-
-def heading(number: str, title: str, how: str) -> None:
-    say()
-    say(f"[{number}] {title}")
-    for line in how.splitlines():
-        say(f"    {line}")
+NODES_RATE = 20_000.0  # scenario 6: far above what the machine can send, so the limiter is never the limit
+NODES_RATIO_TARGET = 1.8
+SHARED_SHARE_BOUND = 0.95
+THROUGHPUT_TARGET = 1000.0
 
 
 # --- 1. fire -> first request per channel -----------------------------------------------
@@ -183,11 +165,12 @@ def scenario_fanout(providers: ProviderProcess, work: Path, sizes: Sizes) -> Non
 # --- 3 and 5: the SMS subprocess --------------------------------------------------------
 
 
-def run_sms(providers: ProviderProcess, count: int, rate: float, mode: str = "live") -> dict[str, Any]:
+def run_sms(providers: ProviderProcess, count: int, rate: float, mode: str = "live",
+            database: str | None = None) -> dict[str, Any]:
     """``python -m bench.sms`` in a fresh process; returns its result plus the fake's view."""
     providers.reset(jitter=SMS_JITTER)
     cmd = [sys.executable, "-m", "bench.sms", "--count", str(count), "--rate", str(rate),
-           "--sms-url", providers.urls["sms"], "--mode", mode]
+           "--sms-url", providers.urls["sms"], "--mode", mode, *(["--db", database] if database else [])]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("BENCH-RESULT ")]
     if done.returncode != 0 or not lines:
@@ -221,7 +204,8 @@ def scenario_throughput(providers: ProviderProcess, sizes: Sizes) -> dict[str, A
         f"{fake['distinct_to']:,} distinct numbers, {fake['duplicates']} duplicates")
     add("3 throughput", "plan_alert (validate, render, count audience)", f"{r['plan_s']:.2f} s", "", None)
     add("3 throughput", f"outbox commit of {n:,} deliveries", f"{r['commit_s']:.2f} s", "", None)
-    add("3 throughput", "send phase: commit -> all durable", f"{rate:,.0f} /s", ">= 1,000 /s", rate >= 1000)
+    add("3 throughput", "send phase: commit -> all durable", f"{rate:,.0f} /s", ">= 1,000 /s",
+        rate >= THROUGHPUT_TARGET)
     add("3 throughput", "  (at the fake: first -> last request)", f"{fake_rate:,.0f} /s", "", None)
     overall = n / (r["plan_s"] + r["commit_s"] + r["send_s"])
     add("3 throughput", "  end to end incl. plan + commit", f"{overall:,.0f} /s", "", None)
@@ -287,27 +271,58 @@ def scenario_rss(providers: ProviderProcess, sizes: Sizes, large_live: dict[str,
             f"{l_mb - s_mb:+.1f} MiB ({growth:+.1%})", f"<= {RSS_GROWTH_BOUND:+.0%}", growth <= RSS_GROWTH_BOUND)
 
 
+# --- 7. SQLite vs PostgreSQL, one node -------------------------------------------------
+
+
+def sms_ok(r: dict[str, Any]) -> bool:
+    n, v, fake = r["count"], r["verify"], r["fake"]
+    sent = v["attempt_outcomes"].get("sent", {})
+    return bool(v["states"] == {"sent": n} and v["deliveries_not_one_attempt"] == 0
+                and set(v["attempt_outcomes"]) == {"sent"} and sent.get("rows") == n and fake["count"] == n
+                and fake["distinct_to"] == n and fake["duplicates"] == 0)
+
+
+def scenario_backends(providers: ProviderProcess, cluster: Cluster, sizes: Sizes,
+                      sqlite_run: dict[str, Any] | None) -> None:
+    n = sizes.nodes_sms
+    heading("7", f"SQLite vs PostgreSQL on one node, {n:,} SMS",
+            f"the scenario-3 fire (python -m bench.sms: plan_alert + deliver in one fresh process, one node,\n"
+            f"rate_per_second = {SMS_RATE:.0f}, fake latency uniform {SMS_JITTER[0] * 1000:.0f}-"
+            f"{SMS_JITTER[1] * 1000:.0f} ms) with --db pointing at each backend;\n"
+            "send phase = n / (outbox COMMIT -> deliver() returned, every outcome committed)")
+    if not cluster.available():
+        say(f"    skipped: no PostgreSQL server ({cluster.error})")
+        return
+    runs: dict[str, dict[str, Any]] = {}
+    if sqlite_run is not None and sqlite_run["count"] == n and sqlite_run["rate"] == SMS_RATE:
+        runs["SQLite"] = sqlite_run  # scenario 3 was exactly this run
+        say("    SQLite: the scenario-3 run")
+    else:
+        runs["SQLite"] = run_sms(providers, n, SMS_RATE)
+    runs["PostgreSQL"] = run_sms(providers, n, SMS_RATE, database=cluster.fresh())
+    for name, r in runs.items():
+        say(f"    {name}: plan_alert {r['plan_s']:.2f} s, outbox commit {r['commit_s']:.2f} s, send phase "
+            f"{r['send_s']:.2f} s; states {r['verify']['states']}; fake {r['fake']['count']:,} requests, "
+            f"{r['fake']['duplicates']} duplicates")
+    for name, r in runs.items():
+        rate = n / r["send_s"]
+        add("7 backends", f"{name}: send phase (1 node)", f"{rate:,.0f} /s", ">= 1,000 /s", rate >= THROUGHPUT_TARGET)
+    for name, r in runs.items():
+        add("7 backends", f"  {name}: outbox commit of {n:,}", f"{r['commit_s']:.2f} s", "", None)
+    ratio = (n / runs["PostgreSQL"]["send_s"]) / (n / runs["SQLite"]["send_s"])
+    add("7 backends", "  PostgreSQL / SQLite send rate", f"{ratio:.2f} x", "", None)
+    ok = all(sms_ok(r) for r in runs.values())
+    add("7 backends", "all sent, 1 attempt each, fake got each once", "yes" if ok else "NO", "exact", ok)
+
+
 # --- main -------------------------------------------------------------------------------
-
-
-def summary() -> None:
-    say()
-    say("Summary")
-    width = max(len(r.figure) for r in ROWS)
-    say(f"  {'scenario':<16} {'figure':<{width}} {'value':>20}  {'bound / target':<24} result")
-    say("  " + "-" * (16 + width + 20 + 24 + 12))
-    for r in ROWS:
-        say(f"  {r.scenario:<16} {r.figure:<{width}} {r.value:>20}  {r.bound:<24} {verdict(r.ok)}")
-    failed = [r for r in ROWS if r.ok is False]
-    say()
-    say(f"  {sum(r.ok is True for r in ROWS)} passed, {len(failed)} failed"
-        + (": " + "; ".join(f"{r.scenario} / {r.figure.strip()}" for r in failed) if failed else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Delivery-engine benchmark (bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test only")
-    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated scenarios to run (default: all)")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
+                        help="comma-separated scenarios to run (default: all)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -315,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     say(f"broadcaster delivery benchmark ({'quick smoke test: figures are not meaningful' if args.quick else 'full'})"
         f"; python {sys.version.split()[0]}")
+    cluster = Cluster()  # PostgreSQL, started by the first scenario that needs it
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProviderProcess() as providers:
         work = Path(tmp)
         large: dict[str, Any] | None = None
@@ -328,6 +344,18 @@ def main(argv: list[str] | None = None) -> int:
             scenario_rate(providers, sizes)
         if "5" in only:
             scenario_rss(providers, sizes, large)
+        try:
+            if "6" in only:
+                scenario_nodes(providers, cluster, work, sizes.nodes_sms, NODES_RATE, SMS_JITTER, NODES_RATIO_TARGET)
+            if "7" in only:
+                scenario_backends(providers, cluster, sizes, large)
+            if "8" in only:
+                scenario_notify(providers, cluster, work, sizes.notify_fires, sizes.notify_poll, FIRST_BOUND_MS)
+            if "9" in only:
+                scenario_shared_rate(providers, cluster, work, sizes.shared_count, sizes.shared_rate, SMS_JITTER,
+                                     SHARED_SHARE_BOUND)
+        finally:
+            cluster.stop()
     summary()
     say(f"  total wall time {time.monotonic() - started:.0f} s")
     return 1 if any(r.ok is False for r in ROWS) else 0

@@ -118,6 +118,20 @@ class ProviderProcess:
     def stats(self, window: float | None = None) -> dict[str, Any]:
         return self.call("stats", window=window)
 
+    def count(self) -> dict[str, int]:
+        """Send requests each fake has received so far (cheap enough to poll every 50 ms)."""
+        return self.call("count")
+
+    def times(self, fake: str) -> list[float]:
+        """Arrival stamps (CLOCK_MONOTONIC) of one fake's send requests, in arrival order."""
+        answer: list[float] = self.call("times", fake=fake)["times"]
+        return answer
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is None:
             return

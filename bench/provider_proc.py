@@ -9,6 +9,8 @@ Protocol (one JSON object per line, one answer line per command)::
 
     -> {"cmd": "reset", "latency": 0.2, "jitter": null}      clear stamps, set latency
     -> {"cmd": "stats", "window": 1.0}                       stamps summary per fake
+    -> {"cmd": "count"}                                      send requests so far per fake (cheap, for polling)
+    -> {"cmd": "times", "fake": "sms"}                       one fake's arrival stamps, in arrival order
     -> {"cmd": "quit"}
 
 The first line this process prints is ``{"ready": true, "urls": {...}}``.
@@ -56,6 +58,10 @@ async def serve() -> None:
                 for fake in fakes.values():
                     fake.reset(float(cmd.get("latency", 0.0)), jitter)
                 _out({"ok": True})
+            elif cmd["cmd"] == "count":
+                _out({name: len(fake.arrivals.times) for name, fake in fakes.items()})
+            elif cmd["cmd"] == "times":
+                _out({"times": fakes[cmd["fake"]].arrivals.times})
             elif cmd["cmd"] == "stats":
                 _out({name: {**fake.arrivals.summary(cmd.get("window")), **fake.stats()}
                       for name, fake in fakes.items()})

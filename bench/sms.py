@@ -1,6 +1,6 @@
 """One live fire to N SMS recipients, in a fresh process: throughput, durability check and peak RSS.
 
-    python -m bench.sms --count 100000 --rate 5000 --sms-url http://127.0.0.1:PORT [--profile FILE]
+    python -m bench.sms --count 100000 --rate 5000 --sms-url http://127.0.0.1:PORT [--profile FILE] [--db URL]
 
 The fake Twilio runs in another process (``bench.provider_proc``), so the
 peak RSS printed here is the engine's alone: config, SDKs, SQLite, the
@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from bench.harness import fire, set_secrets, sms_channel, write_channels, write_recipients
+from broadcaster.store import is_postgres_url, open_store
 
 
 def vm_hwm_kib() -> int | None:
@@ -46,27 +47,38 @@ def vm_hwm_kib() -> int | None:
     return None
 
 
-def verify(db: Path, alert_id: str) -> dict[str, Any]:
-    """Aggregate checks straight from the SQLite file (a fresh connection: what is durable)."""
-    con = sqlite3.connect(db)
+def verify(db: Path | str, alert_id: str) -> dict[str, Any]:
+    """Aggregate checks from a fresh connection to the database (what is durable): a SQLite file or a URL."""
+    if isinstance(db, str) and is_postgres_url(db):
+        store = open_store(db)
+        con: Any = store.db  # type: ignore[attr-defined]
+        close = store.close
+    else:
+        con = sqlite3.connect(db)
+        close = con.close
     try:
         states = dict(con.execute(
             "SELECT state, COUNT(*) FROM deliveries WHERE alert_id = ? GROUP BY state", (alert_id,)).fetchall())
         not_one = con.execute(
             "SELECT COUNT(*) FROM deliveries WHERE alert_id = ? AND attempts != 1", (alert_id,)).fetchone()[0]
         rows = con.execute(
-            "SELECT a.outcome, COUNT(*), COUNT(DISTINCT a.delivery_id), SUM(a.provider_id IS NULL),"
-            " SUM(a.finished_at IS NULL) FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
+            "SELECT a.outcome, COUNT(*), COUNT(DISTINCT a.delivery_id),"
+            " SUM(CASE WHEN a.provider_id IS NULL THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN a.finished_at IS NULL THEN 1 ELSE 0 END)"
+            " FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
             " WHERE d.alert_id = ? GROUP BY a.outcome", (alert_id,)).fetchall()
-        mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+        is_sqlite = isinstance(con, sqlite3.Connection)
+        mode = con.execute("PRAGMA journal_mode").fetchone()[0] if is_sqlite else "postgresql"
     finally:
-        con.close()
-    outcomes = {str(o): {"rows": n, "deliveries": d, "no_provider_id": p, "unfinished": u} for o, n, d, p, u in rows}
-    return {"states": states, "deliveries_not_one_attempt": not_one, "attempt_outcomes": outcomes,
-            "journal_mode": mode}
+        close()
+    outcomes = {str(o): {"rows": int(n), "deliveries": int(d), "no_provider_id": int(p), "unfinished": int(u)}
+                for o, n, d, p, u in rows}
+    return {"states": {str(k): int(v) for k, v in states.items()}, "deliveries_not_one_attempt": int(not_one),
+            "attempt_outcomes": outcomes, "journal_mode": mode}
 
 
-def run(count: int, rate: float, sms_url: str, profile: str | None, mode: str = "live") -> dict[str, Any]:
+def run(count: int, rate: float, sms_url: str, profile: str | None, mode: str = "live",
+        database: str | None = None) -> dict[str, Any]:
     set_secrets()
     with tempfile.TemporaryDirectory(prefix="bench-sms-") as tmp:
         directory = Path(tmp)
@@ -74,7 +86,7 @@ def run(count: int, rate: float, sms_url: str, profile: str | None, mode: str = 
         write_recipients(directory / "residents.csv", count)
         csv_s = time.monotonic() - t0
         config = write_channels(directory, [sms_channel("sms-residents", sms_url, "residents.csv", rate)])
-        db = directory / "var" / "bench.db"
+        db: Path | str = database or directory / "var" / "bench.db"
         profiler = cProfile.Profile() if profile else None
         fired = fire(config, db, mode=mode, profiler=profiler)
         if profiler is not None and profile:
@@ -82,7 +94,7 @@ def run(count: int, rate: float, sms_url: str, profile: str | None, mode: str = 
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         hwm_kib = vm_hwm_kib()
         checks = verify(db, fired.alert_id)
-        db_bytes = sum(p.stat().st_size for p in db.parent.iterdir())
+        db_bytes = sum(p.stat().st_size for p in db.parent.iterdir()) if isinstance(db, Path) else None
     return {
         "count": count, "rate": rate, "mode": mode, "csv_s": csv_s, "plan_s": fired.plan_s, "commit_s": fired.commit_s,
         "send_s": fired.send_s, "commit": fired.commit, "end": fired.end, "last_outcome": fired.last_outcome,
@@ -99,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", help="write cProfile stats (outbox commit -> deliver() returned) to this file")
     parser.add_argument("--mode", choices=("live", "dry-run"), default="live",
                         help="dry-run: RecorderChannel on virtual time, no network (--sms-url unused)")
+    parser.add_argument("--db", help="database URL (postgresql://...) instead of a fresh SQLite file; must be "
+                        "migrated and hold no other alert")
     args = parser.parse_args(argv)
-    result = run(args.count, args.rate, args.sms_url, args.profile, args.mode)
+    result = run(args.count, args.rate, args.sms_url, args.profile, args.mode, args.db)
     sys.stdout.write("BENCH-RESULT " + orjson.dumps(result).decode() + "\n")
     return 0
 
