@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 from broadcaster.clock import Clock
 
-SHARED_BLOCK_S: Final = 0.05  # a node reserves 50 ms of a channel's slots at a time
+SHARED_BLOCK_S: Final = 0.05  # at most 50 ms of a channel's slots reserved at a time
 SHARED_BLOCK_MAX: Final = 256
 
 
@@ -27,33 +27,50 @@ class SlotLedger(Protocol):
 
 
 class SharedSlots:
-    """A channel's send slots reserved from the store in small blocks, on the store's clock.
+    """A channel's send slots reserved from the store in blocks, on the store's clock.
 
     The store returns slot times on its own clock with its "now"; they are
-    mapped onto this loop's monotonic clock by that offset, so nodes whose wall
-    clocks disagree still share one rate. A slot left unused for longer than
-    one interval is dropped, never spent late in a burst.
+    mapped onto this loop's monotonic clock by that offset (taken as the
+    request left, when the store read its clock), so nodes whose wall clocks
+    disagree still share one rate. A slot left unused for longer than one
+    interval is dropped, never spent late in a burst; so the block adapts to
+    this node's pace: a node that keeps up with the rate takes up to 50 ms of
+    slots at once, and one slower than the rate (the provider is not the limit)
+    takes about as many as it used last time, so it wastes none of the slots
+    other nodes could use.
     """
 
     def __init__(self, ledger: SlotLedger, channel_id: str, rate_per_second: float) -> None:
         self.ledger = ledger
         self.channel_id = channel_id
         self.interval_s = 1.0 / rate_per_second
-        self.block = max(1, min(SHARED_BLOCK_MAX, math.ceil(rate_per_second * SHARED_BLOCK_S)))
+        self.max_block = max(1, min(SHARED_BLOCK_MAX, math.ceil(rate_per_second * SHARED_BLOCK_S)))
+        self.block = 1
         self._slots: deque[float] = deque()
+        self._used = 0  # slots of the current block used so far
+        self.reservations = 0
 
     def next_slot(self, clock: Clock) -> float:
         now = clock.monotonic()
+        dropped = 0
         while self._slots and self._slots[0] < now - self.interval_s:
             self._slots.popleft()
+            dropped += 1
         if not self._slots:
+            # Used the whole block in time: take twice as many; fell behind: as many as it used.
+            self.block = min(self.max_block, self.block * 2) if not dropped else max(1, self._used)
+            sent_at = clock.monotonic()
             first, store_now = self.ledger.reserve_slots(self.channel_id, self.block, self.interval_s)
-            offset = clock.monotonic() - store_now
+            self.reservations += 1
+            offset = sent_at - store_now
             self._slots.extend(first + offset + i * self.interval_s for i in range(self.block))
+            self._used = 0
+        self._used += 1
         return self._slots.popleft()
 
     def pause(self, seconds: float) -> None:
         self._slots.clear()
+        self.block = 1
         self.ledger.pause_slots(self.channel_id, seconds)
 
 
@@ -98,8 +115,10 @@ class RateLimiter:
 
     async def _acquire_shared(self, shared: SharedSlots) -> None:
         while True:
-            slot = max(shared.next_slot(self._clock), self._paused_until)
+            # Never two sends of this process closer than one interval, even from a late slot.
+            slot = max(shared.next_slot(self._clock), self._paused_until, (self._next_slot or 0.0))
             now = self._clock.monotonic()
+            self._next_slot = slot + self.min_interval_s
             if slot > now:
                 await self._clock.sleep(slot - now)
             if self._clock.monotonic() >= self._paused_until:
