@@ -17,6 +17,7 @@ Two SDK habits need care:
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from contextvars import ContextVar
 from datetime import timedelta
@@ -105,6 +106,10 @@ class TelegramChannel(Channel):
     async def open(self) -> None:
         if self._bot is not None:
             return
+        # httpx loads anyio's asyncio backend on its first connection (~35 ms of imports): load it
+        # now, while the channel opens, so it is not paid between the commit and the first post.
+        importlib.import_module("anyio._backends._asyncio")
+        importlib.import_module("anyio.streams.tls")
         token = self.config.secret("token_env")
         # Register before building the Bot: its constructor logs the URL with the token.
         LOG_SCRUBBER.add(token)

@@ -8,14 +8,14 @@ over them all stays within the channel's ``rate_per_second``.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from typing import Final, Protocol
 
 from broadcaster.clock import Clock
 
-SHARED_BLOCK_S: Final = 0.05  # at most 50 ms of a channel's slots reserved at a time
+SHARED_SPAN_S: Final = 0.01  # a block of shared slots covers about 10 ms of this process's sending
 SHARED_BLOCK_MAX: Final = 256
+_PACE_WEIGHT: Final = 0.2  # weight of the newest gap in the moving average of this process's pace
 
 
 class SlotLedger(Protocol):
@@ -29,48 +29,51 @@ class SlotLedger(Protocol):
 class SharedSlots:
     """A channel's send slots reserved from the store in blocks, on the store's clock.
 
-    The store returns slot times on its own clock with its "now"; they are
-    mapped onto this loop's monotonic clock by that offset (taken as the
-    request left, when the store read its clock), so nodes whose wall clocks
-    disagree still share one rate. A slot left unused for longer than one
-    interval is dropped, never spent late in a burst; so the block adapts to
-    this node's pace: a node that keeps up with the rate takes up to 50 ms of
-    slots at once, and one slower than the rate (the provider is not the limit)
-    takes about as many as it used last time, so it wastes none of the slots
-    other nodes could use.
+    The store hands out ``count`` slots one interval apart (``1/rate``) and
+    returns its own "now"; the slots are mapped onto this loop's clock with the
+    time the request left, so nodes whose wall clocks disagree share one rate.
+
+    A block is sized to about 10 ms of this process's own pace. A process that
+    keeps up with the rate uses its slots exactly on time. One that is slower
+    (the provider is not the limit, the CPU is) spaces its slots at its own pace
+    instead of dropping the ones it cannot meet, so it takes no more of the
+    ledger than it uses and other nodes never queue behind slots it wastes. The
+    sum over nodes stays within the rate to within one block (~1 % of a second's
+    sends). A slot missed by more than one spacing is dropped, never sent late
+    in a burst.
     """
 
     def __init__(self, ledger: SlotLedger, channel_id: str, rate_per_second: float) -> None:
         self.ledger = ledger
         self.channel_id = channel_id
         self.interval_s = 1.0 / rate_per_second
-        self.max_block = max(1, min(SHARED_BLOCK_MAX, math.ceil(rate_per_second * SHARED_BLOCK_S)))
-        self.block = 1
+        self.pace_s = self.interval_s  # this process's time between sends (moving average)
         self._slots: deque[float] = deque()
-        self._used = 0  # slots of the current block used so far
+        self._spacing = self.interval_s
+        self._last_call: float | None = None
         self.reservations = 0
 
     def next_slot(self, clock: Clock) -> float:
         now = clock.monotonic()
-        dropped = 0
-        while self._slots and self._slots[0] < now - self.interval_s:
+        if self._last_call is not None:
+            gap = min(max(now - self._last_call, self.interval_s), SHARED_SPAN_S)
+            self.pace_s += _PACE_WEIGHT * (gap - self.pace_s)
+        self._last_call = now
+        while self._slots and self._slots[0] < now - self._spacing:
             self._slots.popleft()
-            dropped += 1
         if not self._slots:
-            # Used the whole block in time: take twice as many; fell behind: as many as it used.
-            self.block = min(self.max_block, self.block * 2) if not dropped else max(1, self._used)
+            spacing = max(self.interval_s, self.pace_s)
+            count = max(1, min(SHARED_BLOCK_MAX, round(SHARED_SPAN_S / spacing)))
             sent_at = clock.monotonic()
-            first, store_now = self.ledger.reserve_slots(self.channel_id, self.block, self.interval_s)
+            first, store_now = self.ledger.reserve_slots(self.channel_id, count, self.interval_s)
             self.reservations += 1
-            offset = sent_at - store_now
-            self._slots.extend(first + offset + i * self.interval_s for i in range(self.block))
-            self._used = 0
-        self._used += 1
+            start = first + sent_at - store_now
+            self._spacing = spacing
+            self._slots.extend(start + i * spacing for i in range(count))
         return self._slots.popleft()
 
     def pause(self, seconds: float) -> None:
         self._slots.clear()
-        self.block = 1
         self.ledger.pause_slots(self.channel_id, seconds)
 
 
