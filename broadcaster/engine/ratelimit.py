@@ -33,14 +33,14 @@ class SharedSlots:
     returns its own "now"; the slots are mapped onto this loop's clock with the
     time the request left, so nodes whose wall clocks disagree share one rate.
 
-    A block is sized to about 10 ms of this process's own pace. A process that
-    keeps up with the rate uses its slots exactly on time. One that is slower
-    (the provider is not the limit, the CPU is) spaces its slots at its own pace
-    instead of dropping the ones it cannot meet, so it takes no more of the
-    ledger than it uses and other nodes never queue behind slots it wastes. The
-    sum over nodes stays within the rate to within one block (~1 % of a second's
-    sends). A slot missed by more than one spacing is dropped, never sent late
-    in a burst.
+    A slot is never used early, and never more than 10 ms late (then it is
+    dropped). A block holds about as many slots as this process sends in those
+    10 ms at its own pace (a moving average of the time between its sends): a
+    process that keeps up with the rate takes ~10 ms of slots and uses each on
+    time; one slower than the rate (the CPU is the limit, not the provider)
+    takes no more slots than it will use, so other nodes never queue behind
+    slots it would waste. Late slots can put at most ~10 ms of one node's slots
+    into another's second: the sum over nodes stays within the rate to ~1 %.
     """
 
     def __init__(self, ledger: SlotLedger, channel_id: str, rate_per_second: float) -> None:
@@ -49,7 +49,6 @@ class SharedSlots:
         self.interval_s = 1.0 / rate_per_second
         self.pace_s = self.interval_s  # this process's time between sends (moving average)
         self._slots: deque[float] = deque()
-        self._spacing = self.interval_s
         self._last_call: float | None = None
         self.reservations = 0
 
@@ -59,17 +58,15 @@ class SharedSlots:
             gap = min(max(now - self._last_call, self.interval_s), SHARED_SPAN_S)
             self.pace_s += _PACE_WEIGHT * (gap - self.pace_s)
         self._last_call = now
-        while self._slots and self._slots[0] < now - self._spacing:
+        while self._slots and self._slots[0] < now - SHARED_SPAN_S:
             self._slots.popleft()
         if not self._slots:
-            spacing = max(self.interval_s, self.pace_s)
-            count = max(1, min(SHARED_BLOCK_MAX, round(SHARED_SPAN_S / spacing)))
+            count = max(1, min(SHARED_BLOCK_MAX, round(SHARED_SPAN_S / self.pace_s)))
             sent_at = clock.monotonic()
             first, store_now = self.ledger.reserve_slots(self.channel_id, count, self.interval_s)
             self.reservations += 1
             start = first + sent_at - store_now
-            self._spacing = spacing
-            self._slots.extend(start + i * spacing for i in range(count))
+            self._slots.extend(start + i * self.interval_s for i in range(count))
         return self._slots.popleft()
 
     def pause(self, seconds: float) -> None:
