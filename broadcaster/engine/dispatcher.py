@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from broadcaster.channels.base import Channel, OutboundMessage, Receipt
 from broadcaster.clock import Clock
-from broadcaster.engine.ratelimit import RateLimiter, SharedSlots
+from broadcaster.engine.ratelimit import RATE_HEADROOM, RateLimiter, SharedSlots
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.store.base import Claimed, Outcome, Store
@@ -122,11 +122,11 @@ class Dispatcher:
         self.owner = owner or process_owner()
         self.writer = OutcomeWriter(store, self.tuning)
         # With shared rates, every process on the database draws this channel's slots from the store.
-        self.limiters = {
-            cid: RateLimiter(ch.rate_per_second, self.clock,
-                             shared=SharedSlots(store, cid, ch.rate_per_second) if shared_rates else None)
-            for cid, ch in channels.items()
-        }
+        self.limiters = {cid: self._limiter(store, cid, ch.rate_per_second * RATE_HEADROOM, shared_rates)
+                         for cid, ch in channels.items()}
+
+    def _limiter(self, store: Store, channel_id: str, rate: float, shared: bool) -> RateLimiter:
+        return RateLimiter(rate, self.clock, shared=SharedSlots(store, channel_id, rate) if shared else None)
 
     async def run(self, alert_ids: tuple[str, ...] | None = None, *, modes: tuple[str, ...] | None = None,
                   waker: Waker | None = None) -> None:

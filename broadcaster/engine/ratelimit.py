@@ -13,6 +13,9 @@ from typing import Final, Protocol
 
 from broadcaster.clock import Clock
 
+# Channels send at 98 % of their rate_per_second (see Dispatcher): a few ms of scheduling jitter can move
+# a send across the edge of a provider's one-second window, and the margin keeps every such window within it.
+RATE_HEADROOM: Final = 0.98
 SHARED_SPAN_S: Final = 0.01  # a block of shared slots covers about 10 ms of this process's sending
 SHARED_BLOCK_MAX: Final = 256
 _PACE_WEIGHT: Final = 0.2  # weight of the newest gap in the moving average of this process's pace
