@@ -56,19 +56,17 @@ async def deliver(
         # right after it; opening a client makes no network call.
         for channel in channels:
             await stack.enter_async_context(channel)
+        real = mode != "dry-run"
+        dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, progress=progress, tuning=tuning,
+                                policy=policy, observer=observer, shared_rates=real)
+        if real:  # registered and beating before the commit: nothing but claims between it and the first send
+            stack.enter_context(Node(store, "fire", owner=dispatcher.owner).running())
         if plan is not None:
             counts = commit(store, plan)
             if on_commit:
                 on_commit(*counts)
             alert_ids = (plan.alert.id,)
-        real = mode != "dry-run"
-        dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, progress=progress, tuning=tuning,
-                                policy=policy, observer=observer, shared_rates=real)
-        if not real:
-            await dispatcher.run(alert_ids)
-            return
-        with Node(store, "fire", owner=dispatcher.owner).running():
-            await dispatcher.run(alert_ids)
+        await dispatcher.run(alert_ids)
 
 
 SERVED_MODES: Final = ("live", "exercise")  # a worker never touches a dry-run alert
