@@ -23,6 +23,7 @@ from broadcaster.store.pgconn import Bridge, PgDatabase, numbered
 
 NOTIFY_CHANNEL: Final = "broadcaster_due"
 _COPY_BATCH: Final = 10_000
+_CACHE_MAX: Final = 10_000  # message texts and alert windows kept for claims
 
 _CLAIM = """
 WITH due AS (
@@ -149,6 +150,9 @@ class PostgresStore(SqlStore):
                 [r[0] for r in rows], [r[7] for r in rows], now, owner,
             )
         attempt_ids = {delivery_id: attempt_id for attempt_id, delivery_id in ids}
+        if len(self._messages) > _CACHE_MAX:  # a worker runs for months: keep the caches small
+            self._messages.clear()
+            self._windows.clear()
         missing = {r[6] for r in rows} - self._messages.keys()
         if missing:
             for mid, text, payload in await conn.fetch(

@@ -149,6 +149,8 @@ class SqliteStore(SqlStore):
     def _message(self, message_id: int) -> tuple[str, bytes | None]:
         cached = self._messages.get(message_id)
         if cached is None:
+            if len(self._messages) > 10_000:  # a long-running worker: keep the cache small
+                self._messages.clear()
             text, payload = self.conn.execute(
                 "SELECT text, payload FROM messages WHERE id = ?", (message_id,)
             ).fetchone()
