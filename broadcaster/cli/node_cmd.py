@@ -23,9 +23,11 @@ from broadcaster.errors import ConfigError
 from broadcaster.runbooks.leader import scheduler_leader
 from broadcaster.service.receipts import callback_url
 from broadcaster.store import migrate, open_store
+from broadcaster.store.sql import StoreUnavailable
 from broadcaster.timefmt import iso_seconds
 
 log = logging.getLogger("broadcaster.worker")
+RETRY_S = 2.0  # a worker that lost the database starts again after this
 RECENT_S = 60.0  # `nodes` lists nodes that beat within this long, and every node that never stopped
 
 
@@ -140,9 +142,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.poll <= 0:
         raise ConfigError("--poll must be positive", where="--poll")
     store = app.store
-    node = Node(store, "worker")
     tuning = Tuning(idle_poll_s=args.poll)
-    console().print(f"worker {node.id} serving {', '.join(c.id for c in configs)} "
+    nodes: list[Node] = []
+    console().print(f"worker serving {', '.join(c.id for c in configs)} "
                     f"({' and '.join(SERVED_MODES)} alerts) on {getattr(store, 'where', app.database)}")
 
     async def main() -> None:
@@ -152,11 +154,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await work(store, configs, node, tuning=tuning, status_callback=callback_url(app.config))
+            while True:
+                # A new node id for each start: a node that lost the database is taken for dead by the
+                # others after DEAD_AFTER_S, and its leases are recovered and reconciled, never resent blindly.
+                nodes.append(Node(store, "worker"))
+                console().print(f"node {nodes[-1].id} started")
+                try:
+                    await work(store, configs, nodes[-1], tuning=tuning, status_callback=callback_url(app.config))
+                except* StoreUnavailable as group:
+                    log.error("the database is unreachable (%s); starting again in %.0f s", group.exceptions[0],
+                              RETRY_S)
+                    console().print(f"database unreachable: {group.exceptions[0]}; retrying in {RETRY_S:.0f} s")
+                await asyncio.sleep(RETRY_S)
 
     try:
         asyncio.run(main())
     finally:
         app.close()
-    console().print(f"worker {node.id} stopped; recovered {node.recovered} deliveries of dead nodes")
+    recovered = sum(n.recovered for n in nodes)
+    console().print(f"worker stopped; it recovered {recovered} deliveries of dead nodes")
     return EXIT_OK

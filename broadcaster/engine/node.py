@@ -23,6 +23,7 @@ import orjson
 from broadcaster.engine.dispatcher import Waker, process_owner
 from broadcaster.store.base import Store
 from broadcaster.store.common import owner_is_dead
+from broadcaster.store.sql import StoreUnavailable
 
 log = logging.getLogger("broadcaster.node")
 
@@ -79,9 +80,12 @@ class Node:
             task.cancel()
             if stop_listening is not None:
                 stop_listening()
-            # Whatever this node still holds may or may not have left: unknown, reconciled by whoever claims it next.
-            self.store.recover_orphans(time.time(), lambda owner: owner == self.id)
-            self.store.stop_node(self.id, time.time())
+            try:
+                # What this node still holds may or may not have left: unknown, reconciled by whoever claims it next.
+                self.store.recover_orphans(time.time(), lambda owner: owner == self.id)
+                self.store.stop_node(self.id, time.time())
+            except StoreUnavailable as exc:  # then its heartbeat stops and other nodes recover its leases
+                log.error("node %s could not sign off: %s", self.id, exc)
 
     def _listen(self, waker: Waker) -> Callable[[], None] | None:
         bridge = getattr(self.store, "bridge", None)

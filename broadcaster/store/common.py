@@ -206,12 +206,14 @@ class SqlStore:
         self.db.execute("UPDATE nodes SET stopped_at = ?, heartbeat_at = ? WHERE id = ?", (now, now, node_id))
 
     def nodes(self, since: float) -> list[NodeRow]:
-        """Nodes that beat since ``since`` (or never stopped), with the leases each holds."""
+        """Nodes that beat since ``since``, or that still hold leases, with the leases each holds."""
         rows = self.db.execute(
             """SELECT n.id, n.host, n.pid, n.role, n.started_at, n.heartbeat_at, n.stopped_at,
                       (SELECT COUNT(*) FROM deliveries d WHERE d.lease_owner = n.id AND d.state = 'sending'),
                       (SELECT MIN(d.lease_until) FROM deliveries d WHERE d.lease_owner = n.id AND d.state = 'sending')
-               FROM nodes n WHERE n.heartbeat_at >= ? OR n.stopped_at IS NULL ORDER BY n.started_at""",
+               FROM nodes n WHERE n.heartbeat_at >= ?
+                  OR EXISTS (SELECT 1 FROM deliveries d WHERE d.lease_owner = n.id AND d.state = 'sending')
+               ORDER BY n.started_at""",
             (since,),
         ).fetchall()
         return [NodeRow(id=r[0], host=r[1], pid=r[2], role=r[3], started_at=r[4], heartbeat_at=r[5], stopped_at=r[6],

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from broadcaster.errors import ConfigError
-from broadcaster.store.sql import Dialect, IntegrityError, Result, Rows
+from broadcaster.store.sql import Dialect, IntegrityError, Result, Rows, StoreUnavailable
 
 T = TypeVar("T")
 
@@ -95,12 +95,23 @@ class Bridge:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """``fn(conn, *args)`` on the main connection, one call at a time."""
+        """``fn(conn, *args)`` on the main connection, one call at a time.
+
+        A connection the server dropped (a restart, a failover) is replaced on the
+        next call; the call that found it broken raises :class:`StoreUnavailable`.
+        """
         async def invoke() -> T:
             try:
+                if self.conn.is_closed():
+                    self._opened = [c for c in self._opened if not c.is_closed()]
+                    self.conn = await self.connect()
                 return await fn(self.conn, *args)
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise IntegrityError(str(exc)) from None
+            except _LOST as exc:
+                raise StoreUnavailable(f"lost the connection to PostgreSQL ({self.where}): {exc}") from None
+            except ConfigError as exc:  # could not reconnect
+                raise StoreUnavailable(str(exc)) from None
 
         with self.lock:
             return self.run(invoke())
@@ -141,6 +152,10 @@ class Bridge:
         if not self._thread.is_alive():
             self.loop.close()
 
+
+# What a dropped or refused connection raises (as opposed to a bad statement).
+_LOST = (OSError, asyncpg.ConnectionDoesNotExistError, asyncpg.PostgresConnectionError,
+         asyncpg.AdminShutdownError, asyncpg.CannotConnectNowError, asyncpg.CrashShutdownError)
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?")
 

@@ -20,6 +20,10 @@ class IntegrityError(Exception):
     """A statement broke a constraint (a duplicate key, a CHECK, an append-only trigger); nothing changed."""
 
 
+class StoreUnavailable(Exception):
+    """The database could not be reached; the failed call changed nothing. Retry later."""
+
+
 class Rows(Protocol):
     @property
     def rowcount(self) -> int: ...

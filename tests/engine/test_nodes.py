@@ -176,3 +176,35 @@ def test_the_rate_holds_across_two_workers(
     # Both nodes draw slots 1/rate apart from one ledger. A slot may be taken up to one interval
     # late (never later: older ones are dropped), so a one-second window holds at most rate + 2 sends.
     assert busiest <= rate + 2, busiest
+
+
+def worker_backends(url: str, since: float = 0.0) -> int:
+    """Sessions of other processes on this database that started after ``since`` (unix seconds)."""
+    store = open_store(url)
+    try:
+        row = store.db.execute(  # type: ignore[attr-defined]
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND extract(epoch FROM backend_start) > ?", (since,)).fetchone()
+    finally:
+        store.close()
+    return int(row[0])
+
+
+def test_a_worker_that_loses_the_database_reconnects_and_delivers(
+    tmp_path: Any, pg_url: str, pg_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = migrated(pg_url)
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    database = url.rsplit("/", 1)[1]
+    with Providers(tmp_path, recipients=50, latency=0.002, sms_rate=500) as p, \
+            workers(p, url, 1, "sms-residents") as procs:
+        assert worker_backends(url) >= 2  # its store connection and its LISTEN connection
+        # A database restart, as the worker sees it: every one of its connections is cut.
+        cut_at = time.time()
+        pg_server.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          f" WHERE datname = '{database}' AND pid <> pg_backend_pid()")
+        alert_id = queue(p, url, capsys)
+        wait_for(lambda: sent(url, alert_id) == {"sent": 50}, procs, "the worker never came back")
+        one_sms_each(p)
+        assert worker_backends(url, since=cut_at) >= 1  # it connected again
