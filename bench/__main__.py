@@ -33,7 +33,7 @@ from bench.harness import (
     write_recipients,
     x_channel,
 )
-from bench.nodes import Cluster, scenario_nodes, scenario_notify, scenario_shared_rate
+from bench.nodes import Cluster, scenario_fanout_nodes, scenario_nodes, scenario_notify, scenario_shared_rate
 from bench.report import ROWS, add, heading, say, summary
 
 KINDS = ("x", "telegram", "sms", "webhook")
@@ -322,7 +322,7 @@ def scenario_backends(providers: ProviderProcess, cluster: Cluster, sizes: Sizes
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Delivery-engine benchmark (bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test only")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10",
                         help="comma-separated scenarios to run (default: all)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -355,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             if "9" in only:
                 scenario_shared_rate(providers, cluster, work, sizes.shared_count, sizes.shared_rate, SMS_JITTER,
                                      SHARED_SHARE_BOUND)
+            if "10" in only:
+                scenario_fanout_nodes(providers, cluster, work, sizes.per_kind, LATENCY_FANOUT)
         finally:
             cluster.stop()
     summary()

@@ -23,8 +23,10 @@ from broadcaster.store.pgconn import Bridge, PgDatabase, numbered
 
 NOTIFY_CHANNEL: Final = "broadcaster_due"
 _COPY_BATCH: Final = 10_000
-_CACHE_MAX: Final = 10_000  # message texts and alert windows kept for claims
+_CACHE_MAX: Final = 10_000  # message texts kept for claims
 
+# One statement, one round trip: lease the due rows, write their attempts, and return what the
+# sender needs. Message texts come back only for messages this process has not cached ($8).
 _CLAIM = """
 WITH due AS (
     SELECT id, state FROM deliveries
@@ -33,10 +35,24 @@ WITH due AS (
       AND ($7::text[] IS NULL OR alert_id IN (SELECT id FROM alerts WHERE mode = ANY($7::text[])))
     ORDER BY next_attempt_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, lease_until = $4, lease_owner = $5
+    FROM due WHERE d.id = due.id
+    RETURNING d.id, due.state AS previous, d.alert_id, d.language, d.recipient, d.reply_to, d.message_id, d.attempts
+), attempt AS (
+    INSERT INTO attempts (delivery_id, attempt, started_at, node)
+    SELECT id, attempts, $2, $5 FROM leased
+    RETURNING id, delivery_id
 )
-UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, lease_until = $4, lease_owner = $5
-FROM due WHERE d.id = due.id
-RETURNING d.id, due.state, d.alert_id, d.language, d.recipient, d.reply_to, d.message_id, d.attempts
+SELECT l.id, attempt.id, l.attempts, l.alert_id, l.language, l.recipient, l.reply_to, l.previous, l.message_id,
+       a.sent_at, a.expires_at,
+       CASE WHEN l.message_id = ANY($8::bigint[]) THEN NULL ELSE m.text END,
+       CASE WHEN l.message_id = ANY($8::bigint[]) THEN NULL ELSE m.payload END
+FROM leased l
+JOIN attempt ON attempt.delivery_id = l.id
+JOIN alerts a ON a.id = l.alert_id
+JOIN messages m ON m.id = l.message_id
+ORDER BY l.id
 """
 
 _RECORD_ATTEMPTS = """
@@ -76,7 +92,7 @@ class PostgresStore(SqlStore):
                 self.bridge.close()
                 raise
         self._messages: dict[int, tuple[str, bytes | None]] = {}
-        self._windows: dict[str, tuple[float, float]] = {}
+        self._known: dict[str, set[int]] = {}  # per channel: message ids whose text this process holds
 
     def close(self) -> None:
         self.bridge.close()
@@ -138,39 +154,25 @@ class PostgresStore(SqlStore):
 
     async def _claim(self, conn: asyncpg.Connection, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int,
                      now: float, lease_s: float, owner: str, modes: tuple[str, ...] | None) -> list[Claimed]:
-        async with conn.transaction():
-            rows = await conn.fetch(_CLAIM, channel_id, now, limit, now + lease_s, owner,
-                                    list(alert_ids) if alert_ids is not None else None,
-                                    list(modes) if modes is not None else None)
-            if not rows:
-                return []
-            ids = await conn.fetch(
-                "INSERT INTO attempts (delivery_id, attempt, started_at, node)"
-                " SELECT d, a, $3, $4 FROM unnest($1::bigint[], $2::int[]) AS u(d, a) RETURNING id, delivery_id",
-                [r[0] for r in rows], [r[7] for r in rows], now, owner,
-            )
-        attempt_ids = {delivery_id: attempt_id for attempt_id, delivery_id in ids}
-        if len(self._messages) > _CACHE_MAX:  # a worker runs for months: keep the caches small
+        if len(self._messages) > _CACHE_MAX:  # a worker runs for months: keep the cache small
             self._messages.clear()
-            self._windows.clear()
-        missing = {r[6] for r in rows} - self._messages.keys()
-        if missing:
-            for mid, text, payload in await conn.fetch(
-                    "SELECT id, text, payload FROM messages WHERE id = ANY($1::bigint[])", list(missing)):
-                self._messages[mid] = (text, payload)
-        for alert_id in {r[2] for r in rows} - self._windows.keys():
-            sent_at, expires_at = await conn.fetchrow("SELECT sent_at, expires_at FROM alerts WHERE id = $1", alert_id)
-            self._windows[alert_id] = (sent_at, expires_at)
+        known = self._known.setdefault(channel_id, set())
+        known &= self._messages.keys()
+        rows = await conn.fetch(_CLAIM, channel_id, now, limit, now + lease_s, owner,
+                                list(alert_ids) if alert_ids is not None else None,
+                                list(modes) if modes is not None else None, list(known))
         claimed = []
-        for delivery_id, state, alert_id, language, recipient, reply_to, message_id, attempt in rows:
+        for (delivery_id, attempt_id, attempt, alert_id, language, recipient, reply_to, previous, message_id,
+             sent_at, expires_at, text, payload) in rows:
+            if message_id not in self._messages:
+                self._messages[message_id] = (text, payload)
+                known.add(message_id)
             text, payload = self._messages[message_id]
-            sent_at, expires_at = self._windows[alert_id]
             claimed.append(Claimed(
-                delivery_id=delivery_id, attempt_id=attempt_ids[delivery_id], attempt=attempt, alert_id=alert_id,
+                delivery_id=delivery_id, attempt_id=attempt_id, attempt=attempt, alert_id=alert_id,
                 channel_id=channel_id, language=language, recipient=recipient, reply_to=reply_to, text=text,
-                payload=payload, previous_state=state, sent_at=sent_at, expires_at=expires_at,
+                payload=payload, previous_state=previous, sent_at=sent_at, expires_at=expires_at,
             ))
-        claimed.sort(key=lambda c: c.delivery_id)
         return claimed
 
     def record(self, outcomes: list[Outcome]) -> None:
