@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +21,7 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import BaseJobStore, ConflictingIdError, JobLookupError
 from apscheduler.util import datetime_to_utc_timestamp, utc_timestamp_to_datetime
 
-from broadcaster.store.sql import Database, Dialect, Rows, marks
+from broadcaster.store.sql import Database, marks
 
 log = logging.getLogger("broadcaster.scheduler")
 
@@ -111,23 +109,3 @@ class DatabaseJobStore(BaseJobStore):  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} ({self.db.dialect} {TABLE})>"
-
-
-class DeferredDatabase:
-    """A :class:`Database` fetched anew for every call (from a store that may be closed and reopened)."""
-
-    def __init__(self, get: Callable[[], Database]) -> None:
-        self._get = get
-        self.dialect: Dialect = get().dialect
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        return self._get().execute(sql, params)
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Rows:
-        return self._get().executemany(sql, rows)
-
-    def transaction(self) -> AbstractContextManager[None]:
-        return self._get().transaction()
-
-    def script(self, sql: str) -> None:
-        self._get().script(sql)

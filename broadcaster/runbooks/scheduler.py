@@ -60,7 +60,7 @@ from broadcaster.engine.node import DEAD_AFTER_S, HEARTBEAT_S, LEASE_S
 from broadcaster.engine.runner import deliver
 from broadcaster.runbooks.durations import format_duration
 from broadcaster.runbooks.firing import Fired, advance_run, fire_occurrence
-from broadcaster.runbooks.jobstore import DatabaseJobStore, DeferredDatabase
+from broadcaster.runbooks.jobstore import DatabaseJobStore
 from broadcaster.runbooks.leader import Leadership, leadership_for
 from broadcaster.runbooks.model import Runbook, parse_runbook
 from broadcaster.runbooks.records import RunRecord
@@ -113,9 +113,7 @@ def remove_run_jobs(scheduler: Any, run_id: str) -> int:
 
 
 def _job_store(app: App) -> DatabaseJobStore:
-    # The app's store may be closed and reopened under a running host (a command run in-process closes
-    # the stores it loaded), so the job store looks the database up on every call.
-    return DatabaseJobStore(DeferredDatabase(lambda: run_store(app).db))
+    return DatabaseJobStore(run_store(app).db)
 
 
 class _Editor(BaseScheduler):  # type: ignore[misc]
@@ -227,9 +225,9 @@ class Host:
 
     async def serve(self, *, run_id: str | None = None, until_idle: bool = False) -> RunRecord | None:
         """Execute jobs while leading until ``run_id`` ends (or, with ``until_idle``, nothing is left to do)."""
+        store = run_store(self.app)
         try:
             while True:
-                store = run_store(self.app)  # looked up each time: the app's store may have been reopened
                 self._beat()
                 if self.poll_leadership():
                     self.recover()
