@@ -43,7 +43,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -56,7 +56,7 @@ from apscheduler.schedulers.base import BaseScheduler
 from broadcaster.app import App, load_app
 from broadcaster.clock import Clock
 from broadcaster.engine.dispatcher import process_owner
-from broadcaster.engine.node import DEAD_AFTER_S, HEARTBEAT_S, LEASE_S
+from broadcaster.engine.node import DEAD_AFTER_S, Node
 from broadcaster.engine.runner import deliver
 from broadcaster.runbooks.durations import format_duration
 from broadcaster.runbooks.firing import Fired, advance_run, fire_occurrence
@@ -185,8 +185,7 @@ class Host:
         self._paused = False
         self._said_follower = False
         self._running: set[str] = set()  # jobs taken from the store whose function has not returned yet
-        self._beat_at = 0.0
-        self._registered = False
+        self._membership = ExitStack()  # this host's node (engine.node): registered and beating while it runs
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -201,9 +200,7 @@ class Host:
         self._paused = paused
         self.scheduler.start(paused=True)  # executes nothing until this host leads
         # A node of its own: by its heartbeat, a later leader knows whether a step it left "firing" is orphaned.
-        self._beat_at = time.time()
-        self.app.store.register_node(self.owner, "scheduler", self._beat_at)
-        self._registered = True
+        self._membership.enter_context(Node(self.app.store, "scheduler", owner=self.owner).running())
         self.leadership = leadership_for(self.app.store, self.owner)
         self.poll_leadership()
 
@@ -217,9 +214,7 @@ class Host:
             self.leadership.release()  # the next host to poll leads at once
         if _HOST is self:
             _HOST = None
-        if self._registered:
-            self._registered = False
-            self.app.store.stop_node(self.owner, time.time())
+        self._membership.close()
         for app in self._apps.values():
             app.close()
 
@@ -228,7 +223,6 @@ class Host:
         store = run_store(self.app)
         try:
             while True:
-                self._beat()
                 if self.poll_leadership():
                     self.recover()
                     self.sync_all()
@@ -248,12 +242,6 @@ class Host:
             if self.is_leader and self.leadership is not None and self.leadership.contested:
                 self._step_down("it stopped serving")
             raise
-
-    def _beat(self) -> None:
-        now = time.time()
-        if now - self._beat_at >= HEARTBEAT_S:
-            self._beat_at = now
-            self.app.store.heartbeat(self.owner, now, LEASE_S)
 
     # --- leadership -------------------------------------------------------------------
 
