@@ -174,7 +174,8 @@ class Dispatcher:
                 self.writer.flush()
                 continue
             self.writer.flush()
-            self.store.expire(self.clock.now(), alert_ids)
+            if wake is None:  # a long-running worker's node expires every alert as it beats (engine.node)
+                self.store.expire(self.clock.now(), alert_ids)
             due = self.store.next_due(channel.id, alert_ids, modes)
             if wake is not None:
                 until_due = self.tuning.idle_poll_s if due is None else max(0.0, due - self.clock.now())

@@ -1,9 +1,9 @@
 """This process as one node among those sharing the database.
 
 A node registers itself (``nodes`` table), then beats every ``heartbeat_s``:
-it stamps its heartbeat, renews the leases on what it has claimed, and
-recovers the deliveries of nodes that stopped beating (or whose process on
-this host is gone). Recovered deliveries become ``unknown``, so the next claim
+it stamps its heartbeat, renews the leases on what it has claimed, marks
+deliveries of expired alerts ``expired``, and recovers the deliveries of nodes
+that stopped beating (or whose process on this host is gone). Recovered deliveries become ``unknown``, so the next claim
 reconciles them with the provider before any resend, exactly as ``resume``
 does. On PostgreSQL the node also LISTENs for committed alerts and wakes its
 idle workers at once.
@@ -44,9 +44,10 @@ class Node:
         self.recovered = 0
 
     def beat(self) -> int:
-        """One heartbeat: stamp, renew leases, recover dead nodes' deliveries. Returns how many it recovered."""
+        """One heartbeat: stamp, renew leases, expire, recover dead nodes' deliveries. Returns how many it recovered."""
         now = time.time()
         self.store.heartbeat(self.id, now, self.lease_s)
+        self.store.expire(now)
         stale = self.store.stale_nodes(now - self.dead_after_s)
 
         def is_dead(owner: str) -> bool:
