@@ -21,6 +21,8 @@ from broadcaster.store.base import AlertRecord, AttemptRow, DeliveryRow, NodeRow
 from broadcaster.store.sql import Database, marks
 
 PAGE: Final = 5_000  # rows per round trip when streaming a large alert
+_DELIVERY_ROW: Final = ("SELECT id, alert_id, channel_id, recipient, language, state, attempts, provider_id,"
+                        " last_error FROM deliveries")  # the columns of a DeliveryRow
 
 
 class SqlStore:
@@ -79,8 +81,7 @@ class SqlStore:
         """Deliveries whose request may have left and that wait for an operator (``on_unknown = "hold"``)."""
         scope, params = scope_sql((alert_id,) if alert_id else None)
         rows = self.db.execute(
-            "SELECT id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error"
-            f" FROM deliveries WHERE state = 'unknown' AND next_attempt_at IS NULL {scope} ORDER BY id",
+            f"{_DELIVERY_ROW} WHERE state = 'unknown' AND next_attempt_at IS NULL {scope} ORDER BY id",
             params,
         ).fetchall()
         return [DeliveryRow(*r) for r in rows]
@@ -133,8 +134,7 @@ class SqlStore:
 
     def deliveries(self, alert_id: str) -> list[DeliveryRow]:
         rows = self.db.execute(
-            "SELECT id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error"
-            " FROM deliveries WHERE alert_id = ? ORDER BY id",
+            f"{_DELIVERY_ROW} WHERE alert_id = ? ORDER BY id",
             (alert_id,),
         ).fetchall()
         return [DeliveryRow(*r) for r in rows]
