@@ -50,8 +50,7 @@ from bench.harness import (
 from bench.report import add, heading, say
 from broadcaster.app import load_app
 from broadcaster.engine.outbox import commit, plan_alert
-from broadcaster.store import Store, open_store
-from broadcaster.store.migrate import upgrade
+from broadcaster.store import Store, open_store, upgrade_database
 from broadcaster.templates.variables import example_inputs
 
 KINDS = ("x", "telegram", "sms", "webhook")
@@ -111,11 +110,7 @@ class Cluster:
 
 
 def migrated(database: str) -> str:
-    store = open_store(database, require_schema=False)
-    try:
-        upgrade(store.db)  # type: ignore[attr-defined]
-    finally:
-        store.close()
+    upgrade_database(database)
     return database
 
 

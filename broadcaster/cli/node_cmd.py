@@ -22,7 +22,7 @@ from broadcaster.engine.runner import SERVED_MODES, work
 from broadcaster.errors import ConfigError
 from broadcaster.runbooks.leader import scheduler_leader
 from broadcaster.service.receipts import callback_url
-from broadcaster.store import migrate, open_store
+from broadcaster.store import migrate, open_store, upgrade_database
 from broadcaster.store.sql import StoreUnavailable
 from broadcaster.timefmt import iso_seconds
 
@@ -60,13 +60,7 @@ def _database(args: argparse.Namespace) -> str:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    store = open_store(_database(args), require_schema=False)
-    try:
-        db = store.db  # type: ignore[attr-defined]
-        before = migrate.current(db)
-        applied = migrate.upgrade(db)
-    finally:
-        store.close()
+    before, applied = upgrade_database(_database(args))
     out = console()
     for m in applied:
         out.print(f"applied {m.version:04d} {m.name}")

@@ -11,6 +11,7 @@ from broadcaster.store.base import (
     Outcome,
     Store,
 )
+from broadcaster.store.migrate import Migration, current, upgrade
 from broadcaster.store.pgconn import is_postgres_url
 from broadcaster.store.sqlite import SqliteStore
 
@@ -27,6 +28,7 @@ __all__ = [
     "Store",
     "is_postgres_url",
     "open_store",
+    "upgrade_database",
 ]
 
 
@@ -41,3 +43,13 @@ def open_store(database: str, *, require_schema: bool = True) -> Store:
 
         return PostgresStore(database, require_schema=require_schema)
     return SqliteStore(database)
+
+
+def upgrade_database(database: str) -> tuple[int, list[Migration]]:
+    """Apply the migrations ``database`` lacks (``broadcaster db upgrade``): (version before, applied)."""
+    store = open_store(database, require_schema=False)
+    try:
+        db = store.db  # type: ignore[attr-defined]
+        return current(db), upgrade(db)
+    finally:
+        store.close()

@@ -23,8 +23,7 @@ import orjson
 import pytest
 
 from broadcaster.cli import main
-from broadcaster.store import open_store
-from broadcaster.store.migrate import upgrade
+from broadcaster.store import open_store, upgrade_database
 from tests.engine.providers import SECRETS, Providers
 
 pytestmark = pytest.mark.slow
@@ -32,11 +31,7 @@ DEADLINE_S = 120  # generous: only a hang reaches it
 
 
 def migrated(url: str) -> str:
-    store = open_store(url, require_schema=False)
-    try:
-        upgrade(store.db)  # type: ignore[attr-defined]
-    finally:
-        store.close()
+    upgrade_database(url)
     return url
 
 

@@ -26,9 +26,8 @@ from broadcaster.runbooks.jobstore import DatabaseJobStore
 from broadcaster.runbooks.leader import PgLeadership, scheduler_leader
 from broadcaster.runbooks.scheduler import JOB_FUNC, Host
 from broadcaster.runbooks.store import run_store
-from broadcaster.store import open_store
+from broadcaster.store import open_store, upgrade_database
 from broadcaster.store.common import SqlStore
-from broadcaster.store.migrate import upgrade
 from broadcaster.store.postgres import PostgresStore
 from broadcaster.templates.catalogue import Catalogue
 from tests.runbooks.conftest import TEMPLATES, fast_channels
@@ -39,11 +38,7 @@ DEADLINE_S = 30.0  # generous: only a timeout, never a measurement
 
 
 def migrated(url: str) -> str:
-    store = open_store(url, require_schema=False)
-    try:
-        upgrade(store.db)  # type: ignore[attr-defined]
-    finally:
-        store.close()
+    upgrade_database(url)
     return url
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.store import Store, open_store
-from broadcaster.store.migrate import upgrade
+from broadcaster.store import Store, open_store, upgrade_database
 
 OpenStore = Callable[[], Store]
 
@@ -19,11 +18,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "store.db")
     url: str = request.getfixturevalue("pg_url")
-    store = open_store(url, require_schema=False)
-    try:
-        upgrade(store.db)  # type: ignore[attr-defined]
-    finally:
-        store.close()
+    upgrade_database(url)
     return url
 
 
