@@ -30,9 +30,13 @@ pytestmark = pytest.mark.slow
 DEADLINE_S = 120  # generous: only a hang reaches it
 
 
-def migrated(url: str) -> str:
-    upgrade_database(url)
-    return url
+@pytest.fixture
+def url(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A migrated PostgreSQL database; the providers' secrets are in the environment the workers inherit."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    upgrade_database(pg_url)
+    return pg_url
 
 
 @contextmanager
@@ -109,11 +113,8 @@ def one_sms_each(p: Providers) -> None:
 
 
 def test_two_workers_share_5000_sms_and_never_claim_one_twice(
-    tmp_path: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Any, url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = migrated(pg_url)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
     with Providers(tmp_path, recipients=5000, latency=0.002, sms_rate=5000) as p, \
             workers(p, url, 2, "sms-residents") as procs:
         alert_id = queue(p, url, capsys)
@@ -125,11 +126,8 @@ def test_two_workers_share_5000_sms_and_never_claim_one_twice(
 
 
 def test_a_worker_killed_mid_fan_out_loses_nothing_and_doubles_nothing(
-    tmp_path: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Any, url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = migrated(pg_url)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
     recipients = 2000
     with Providers(tmp_path, recipients=recipients, latency=0.02, sms_rate=400) as p, \
             workers(p, url, 2, "sms-residents") as procs:
@@ -147,11 +145,8 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_doubles_nothing(
 
 
 def test_the_rate_holds_across_two_workers(
-    tmp_path: Any, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Any, url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = migrated(pg_url)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
     rate, count = 100, 300
     with Providers(tmp_path, recipients=count, latency=0.002, sms_rate=rate) as p, \
             workers(p, url, 2, "sms-residents") as procs:
@@ -186,11 +181,8 @@ def worker_backends(url: str, since: float = 0.0) -> int:
 
 
 def test_a_worker_that_loses_the_database_reconnects_and_delivers(
-    tmp_path: Any, pg_url: str, pg_server: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Any, url: str, pg_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = migrated(pg_url)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
     database = url.rsplit("/", 1)[1]
     with Providers(tmp_path, recipients=50, latency=0.002, sms_rate=500) as p, \
             workers(p, url, 1, "sms-residents") as procs:
