@@ -42,6 +42,16 @@ vars = { ends = "{now+4h}" }
 """
 
 
+async def scheduled_then_stopped(app: App, runbook: Runbook, *, started_at: float | None = None) -> RunRecord:
+    """A run whose steps a host scheduled before it stopped: their jobs wait in the job store."""
+    first = Host(app)
+    await first.start(paused=True)
+    run = make_run(app, runbook, started_at=started_at)
+    first.start_run(run)
+    await first.shutdown()
+    return run
+
+
 def closure(tmp_path: Path, after: str = "0s", text: str = CLOSURE) -> Runbook:
     return runbook_from(tmp_path, text.replace("AFTER", after))
 
@@ -104,11 +114,7 @@ async def test_a_step_due_during_downtime_fires_once_after_a_restart(tmp_path: P
 async def test_restart_fires_within_grace_and_reports_what_is_beyond_it(tmp_path: Path, fast_app: App) -> None:
     # A run that started ten minutes ago while no scheduler ran: its first step was due then (beyond the
     # five-minute grace), its second five seconds ago (within it).
-    first = Host(fast_app)
-    await first.start(paused=True)
-    run = make_run(fast_app, closure(tmp_path, text=TWO_STEPS), started_at=time.time() - 600)
-    first.start_run(run)
-    await first.shutdown()
+    run = await scheduled_then_stopped(fast_app, closure(tmp_path, text=TWO_STEPS), started_at=time.time() - 600)
     reports: list[str] = []
     second = Host(fast_app, poll_s=0.05, report=reports.append)
     final = await serve_to_end(second, run.id)
@@ -126,11 +132,7 @@ async def test_restart_fires_within_grace_and_reports_what_is_beyond_it(tmp_path
 async def test_a_missed_step_does_not_stop_the_steps_after_it(tmp_path: Path, fast_app: App) -> None:
     text = CLOSURE + CLOSURE.split("[[steps]]")[1].replace('id = "closure"', 'id = "second"').replace(
         'after = "AFTER"', 'after = "9m55s"').join(["[[steps]]", ""])
-    first = Host(fast_app)
-    await first.start(paused=True)
-    run = make_run(fast_app, closure(tmp_path, text=text), started_at=time.time() - 600)
-    first.start_run(run)
-    await first.shutdown()
+    run = await scheduled_then_stopped(fast_app, closure(tmp_path, text=text), started_at=time.time() - 600)
     second = Host(fast_app, poll_s=0.05)
     await second.start()
     try:
@@ -246,11 +248,7 @@ def dead_owner() -> str:
 async def test_a_step_claimed_by_a_process_that_died_before_committing_fires_once(
     tmp_path: Path, fast_app: App
 ) -> None:
-    first = Host(fast_app)
-    await first.start(paused=True)
-    run = make_run(fast_app, closure(tmp_path))
-    first.start_run(run)
-    await first.shutdown()
+    run = await scheduled_then_stopped(fast_app, closure(tmp_path))
     store = run_store(fast_app)
     # It claimed the step and died before the alert reached the outbox: nothing went out.
     assert store.move_run_step(run.id, "closure", 0, from_states=("scheduled",), to_state="firing",
@@ -265,11 +263,7 @@ async def test_a_step_claimed_by_a_process_that_died_before_committing_fires_onc
 async def test_a_step_left_firing_by_a_leader_on_another_machine_waits_for_its_node_to_go_silent(
     tmp_path: Path, fast_app: App
 ) -> None:
-    first = Host(fast_app)
-    await first.start(paused=True)
-    run = make_run(fast_app, closure(tmp_path))
-    first.start_run(run)
-    await first.shutdown()
+    run = await scheduled_then_stopped(fast_app, closure(tmp_path))
     store = run_store(fast_app)
     elsewhere = "another-machine:4242:beef0001"  # its pid means nothing here: only its heartbeat tells
     store.register_node(elsewhere, "scheduler", time.time())
