@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack
 from typing import Any, Final
 
+from broadcaster.channels.base import Channel
 from broadcaster.channels.registry import build_channels
 from broadcaster.clock import Clock, run_virtual
 from broadcaster.config import ChannelConfig
@@ -49,15 +50,12 @@ async def deliver(
     ``observer`` sees every recorded outcome (metrics); ``status_callback`` is the
     URL Twilio posts delivery receipts to (``{public_url}/twilio/status``).
     """
-    channels = build_channels(configs, mode, status_callback=status_callback)
     clock = clock or Clock()
     async with AsyncExitStack() as stack:
-        # Clients are created before the outbox commit so the first request leaves
-        # right after it; opening a client makes no network call.
-        for channel in channels:
-            await stack.enter_async_context(channel)
+        # Clients are created before the outbox commit so the first request leaves right after it.
+        channels = await open_channels(stack, configs, mode, status_callback)
         real = mode != "dry-run"
-        dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, progress=progress, tuning=tuning,
+        dispatcher = Dispatcher(store, channels, clock=clock, progress=progress, tuning=tuning,
                                 policy=policy, observer=observer, shared_rates=real)
         if real:  # registered and beating before the commit: nothing but claims between it and the first send
             stack.enter_context(Node(store, "fire", owner=dispatcher.owner).running())
@@ -78,21 +76,24 @@ async def work(
     node: Node,
     *,
     tuning: Tuning | None = None,
-    policy: RetryPolicy | None = None,
-    observer: OutcomeObserver | None = None,
     status_callback: str | None = None,
-    waker: Waker | None = None,
 ) -> None:
     """Serve ``configs``' channels as ``node`` until cancelled: claim, send, record, wait for more."""
-    channels = build_channels(configs, "live", status_callback=status_callback)
-    waker = waker or Waker()
+    waker = Waker()
     async with AsyncExitStack() as stack:
-        for channel in channels:
-            await stack.enter_async_context(channel)
-        dispatcher = Dispatcher(store, {c.id: c for c in channels}, tuning=tuning, policy=policy, observer=observer,
-                                owner=node.id, shared_rates=True)
+        channels = await open_channels(stack, configs, "live", status_callback)
+        dispatcher = Dispatcher(store, channels, tuning=tuning, owner=node.id, shared_rates=True)
         with node.running(waker):
             await dispatcher.run(None, modes=SERVED_MODES, waker=waker)
+
+
+async def open_channels(stack: AsyncExitStack, configs: Iterable[ChannelConfig], mode: str,
+                        status_callback: str | None) -> dict[str, Channel]:
+    """Build every channel for ``mode`` and open it on ``stack`` (opening a client makes no network call)."""
+    channels = build_channels(configs, mode, status_callback=status_callback)
+    for channel in channels:
+        await stack.enter_async_context(channel)
+    return {c.id: c for c in channels}
 
 
 def run_mode(mode: str, coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
