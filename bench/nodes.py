@@ -294,23 +294,24 @@ def wait_all_done(providers: ProviderProcess, store: Store, running: Workers, ki
     process); once the fake has them all it polls the database's count of unfinished deliveries, so the
     poller costs PostgreSQL nothing while the run is in full flow.
     """
-    last_progress, last_seen = time.monotonic(), -1
-    while (arrived := providers.count()[kind]) < expected:
-        running.check()
-        if arrived != last_seen:
-            last_progress, last_seen = time.monotonic(), arrived
-        elif time.monotonic() - last_progress > STALL_S:
-            raise RuntimeError(f"stalled at {arrived}/{expected} requests:\n{stderr_tail(running.logs)}")
-        time.sleep(POLL_S)
-    last_progress, last_seen = time.monotonic(), -1
-    while (left := unfinished(store, channel_id)) > 0:
-        running.check()
-        if left != last_seen:
-            last_progress, last_seen = time.monotonic(), left
-        elif time.monotonic() - last_progress > STALL_S:
-            raise RuntimeError(f"stalled with {left} unfinished:\n{stderr_tail(running.logs)}")
-        time.sleep(POLL_S)
+    _poll_until(lambda: providers.count()[kind], lambda arrived: arrived >= expected, running,
+                lambda arrived: f"stalled at {arrived}/{expected} requests")
+    _poll_until(lambda: unfinished(store, channel_id), lambda left: left == 0, running,
+                lambda left: f"stalled with {left} unfinished")
     return time.monotonic()
+
+
+def _poll_until(read: Callable[[], int], done: Callable[[int], bool], running: Workers,
+                stalled: Callable[[int], str]) -> None:
+    """Read every POLL_S until ``done``; fail with the workers' stderr if the reading stops moving for STALL_S."""
+    last_progress, last_seen = time.monotonic(), -1
+    while not done(seen := read()):
+        running.check()
+        if seen != last_seen:
+            last_progress, last_seen = time.monotonic(), seen
+        elif time.monotonic() - last_progress > STALL_S:
+            raise RuntimeError(f"{stalled(seen)}:\n{stderr_tail(running.logs)}")
+        time.sleep(POLL_S)
 
 
 def by_node(store: Store) -> dict[str, tuple[int, int]]:
