@@ -53,7 +53,6 @@ class SharedSlots:
         self.pace_s = self.interval_s  # this process's time between sends (moving average)
         self._slots: deque[float] = deque()
         self._last_call: float | None = None
-        self.reservations = 0
 
     def next_slot(self, clock: Clock) -> float:
         now = clock.monotonic()
@@ -67,7 +66,6 @@ class SharedSlots:
             count = max(1, min(SHARED_BLOCK_MAX, round(SHARED_SPAN_S / self.pace_s)))
             sent_at = clock.monotonic()
             first, store_now = self.ledger.reserve_slots(self.channel_id, count, self.interval_s)
-            self.reservations += 1
             start = first + sent_at - store_now
             self._slots.extend(start + i * self.interval_s for i in range(count))
         return self._slots.popleft()

@@ -303,15 +303,14 @@ class SqlStore:
         ).rowcount == 1
 
 
-def scope_sql(alert_ids: tuple[str, ...] | None, modes: tuple[str, ...] | None = None,
-              column: str = "alert_id") -> tuple[str, tuple[str, ...]]:
+def scope_sql(alert_ids: tuple[str, ...] | None, modes: tuple[str, ...] | None = None) -> tuple[str, tuple[str, ...]]:
     """``AND …`` restricting deliveries to some alerts and/or to alerts of some modes."""
     sql, params = "", tuple[str, ...]()
     if alert_ids is not None:
-        sql += f" AND {column} IN ({marks(alert_ids) or 'NULL'})"
+        sql += f" AND alert_id IN ({marks(alert_ids) or 'NULL'})"
         params += alert_ids
     if modes is not None:
-        sql += f" AND {column} IN (SELECT id FROM alerts WHERE mode IN ({marks(modes) or 'NULL'}))"
+        sql += f" AND alert_id IN (SELECT id FROM alerts WHERE mode IN ({marks(modes) or 'NULL'}))"
         params += modes
     return sql, params
 

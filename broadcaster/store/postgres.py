@@ -9,7 +9,6 @@ in ``rate_slots``, timed by the database's clock, so nodes share one rate.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any, Final
 
@@ -215,8 +214,3 @@ class PostgresStore(SqlStore):
             f" GREATEST(r.paused_until, {_DB_NOW} + ?), next_slot = GREATEST(r.next_slot, {_DB_NOW} + ?)",
             (channel_id, seconds, seconds, seconds, seconds),
         )
-
-    def db_time(self) -> float:
-        """The database's clock (unix seconds), which leases and slots are judged by across nodes."""
-        row = self.db.execute(f"SELECT {_DB_NOW}").fetchone()
-        return float(row[0]) if row else time.time()
