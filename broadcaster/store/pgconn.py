@@ -89,10 +89,16 @@ class Bridge:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the bridge loop and wait for it (never from the bridge thread itself)."""
-        if threading.current_thread() is self._thread:
+        try:
+            self._not_on_bridge_thread()
+        except RuntimeError:
             coro.close()
-            raise RuntimeError("a blocking store call from the PostgreSQL thread would deadlock")
+            raise
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def _not_on_bridge_thread(self) -> None:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("a blocking store call from the PostgreSQL thread would deadlock")
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``fn(conn, *args)`` on the main connection, one call at a time.
@@ -113,6 +119,7 @@ class Bridge:
             except ConfigError as exc:  # could not reconnect
                 raise StoreUnavailable(str(exc)) from None
 
+        self._not_on_bridge_thread()
         with self.lock:
             return self.run(invoke())
 

@@ -10,6 +10,7 @@ in ``rate_slots``, timed by the database's clock, so nodes share one rate.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any, Final
 
 import asyncpg
@@ -101,49 +102,66 @@ class PostgresStore(SqlStore):
     def create_alert(
         self, alert: AlertRecord, messages: list[MessageRecord], deliveries: Iterable[NewDelivery]
     ) -> tuple[int, int]:
-        return self.bridge.call(self._create_alert, alert, messages, deliveries)
-
-    async def _create_alert(self, conn: asyncpg.Connection, alert: AlertRecord, messages: list[MessageRecord],
-                            deliveries: Iterable[NewDelivery]) -> tuple[int, int]:
-        async with conn.transaction():
-            await conn.execute(
-                numbered("INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"),
-                alert.id, alert.template, alert.template_hash, alert.mode, alert.msg_type, alert.references,
-                alert.sent_at, alert.expires_at, dumps(list(alert.areas)), dumps(list(alert.channels)),
-                dumps(alert.inputs), dumps(alert.forms), alert.created_by,
-            )
-            message_ids: dict[str, int] = {}
-            for m in messages:
-                message_ids[m.key] = await conn.fetchval(
-                    "INSERT INTO messages (alert_id, key, channel_id, language, text, payload)"
-                    " VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
-                    alert.id, m.key, m.channel_id, m.language, m.text, m.payload,
-                )
-            # COPY into a scratch table, then one INSERT … ON CONFLICT DO NOTHING keeps one SMS per phone.
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS new_deliveries (channel_id text, message_id bigint, language text,"
-                " recipient text, reply_to text, seq bigint) ON COMMIT DELETE ROWS")
-            offered = 0
-            batch: list[tuple[Any, ...]] = []
-            for d in deliveries:
-                batch.append((d.channel_id, message_ids[d.message_key], d.language, d.recipient, d.reply_to, offered))
-                offered += 1
-                if len(batch) >= _COPY_BATCH:
-                    await conn.copy_records_to_table("new_deliveries", records=batch)
-                    batch = []
-            if batch:
-                await conn.copy_records_to_table("new_deliveries", records=batch)
-            status = await conn.execute(
-                "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to,"
-                " next_attempt_at) SELECT $1, channel_id, message_id, language, recipient, reply_to, $2"
-                " FROM new_deliveries ORDER BY seq ON CONFLICT DO NOTHING",
-                alert.id, alert.sent_at,
-            )
-            created = int(status.rsplit(" ", 1)[-1])
-            channels = sorted({m.channel_id for m in messages})
-            await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
-                               orjson.dumps({"alert": alert.id, "mode": alert.mode, "channels": channels}).decode())
+        # ``deliveries`` is read here, on the caller's thread, one COPY batch at a time: it may itself read
+        # the store (an update's recipients are the original's), which it can do inside this transaction,
+        # on this connection, but never from the bridge thread.
+        with self.bridge.lock:
+            self.db.execute("BEGIN")
+            try:
+                message_ids = self.bridge.call(self._start_alert, alert, messages)
+                offered = 0
+                pending = iter(deliveries)
+                while batch := list(islice(pending, _COPY_BATCH)):
+                    rows = [(d.channel_id, message_ids[d.message_key], d.language, d.recipient, d.reply_to,
+                             offered + i) for i, d in enumerate(batch)]
+                    offered += len(rows)
+                    self.bridge.call(self._copy_deliveries, rows)
+                created = self.bridge.call(self._finish_alert, alert, messages)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
         return created, offered - created
+
+    @staticmethod
+    async def _start_alert(conn: asyncpg.Connection, alert: AlertRecord, messages: list[MessageRecord]
+                           ) -> dict[str, int]:
+        await conn.execute(
+            numbered("INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+            alert.id, alert.template, alert.template_hash, alert.mode, alert.msg_type, alert.references,
+            alert.sent_at, alert.expires_at, dumps(list(alert.areas)), dumps(list(alert.channels)),
+            dumps(alert.inputs), dumps(alert.forms), alert.created_by,
+        )
+        message_ids: dict[str, int] = {}
+        for m in messages:
+            message_ids[m.key] = await conn.fetchval(
+                "INSERT INTO messages (alert_id, key, channel_id, language, text, payload)"
+                " VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
+                alert.id, m.key, m.channel_id, m.language, m.text, m.payload,
+            )
+        # COPY into a scratch table, then one INSERT … ON CONFLICT DO NOTHING keeps one SMS per phone.
+        await conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS new_deliveries (channel_id text, message_id bigint, language text,"
+            " recipient text, reply_to text, seq bigint) ON COMMIT DELETE ROWS")
+        return message_ids
+
+    @staticmethod
+    async def _copy_deliveries(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+        await conn.copy_records_to_table("new_deliveries", records=rows)
+
+    @staticmethod
+    async def _finish_alert(conn: asyncpg.Connection, alert: AlertRecord, messages: list[MessageRecord]) -> int:
+        status = await conn.execute(
+            "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to,"
+            " next_attempt_at) SELECT $1, channel_id, message_id, language, recipient, reply_to, $2"
+            " FROM new_deliveries ORDER BY seq ON CONFLICT DO NOTHING",
+            alert.id, alert.sent_at,
+        )
+        channels = sorted({m.channel_id for m in messages})
+        # Delivered by PostgreSQL when the transaction commits: idle workers wake on every node.
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
+                           orjson.dumps({"alert": alert.id, "mode": alert.mode, "channels": channels}).decode())
+        return int(status.rsplit(" ", 1)[-1])
 
     def claim(
         self, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int, now: float, lease_s: float, owner: str,
