@@ -6,7 +6,8 @@ import argparse
 import sys
 import time
 from collections import Counter
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from rich.live import Live
@@ -138,12 +139,21 @@ def cmd_fire(args: argparse.Namespace) -> int:
     if getattr(args, "queue", False) and args.mode == "dry-run":
         raise ConfigError("--queue: a dry-run is never left to workers; it runs here, on this machine",
                           where="--queue")
-    if args.mode == "dry-run":
-        app = load_app(args.config, args.db)
-        _ = app.store  # opened before the guard: with PostgreSQL, the database is a dry-run's one connection
-        with no_network():
-            return _fire(args, app)
-    return _fire(args, load_app(args.config, args.db))
+    with guarded_app(args) as app:
+        return _fire(args, app)
+
+
+@contextmanager
+def guarded_app(args: argparse.Namespace) -> Iterator[App]:
+    """The command's app; for a dry-run, inside the network guard, its store opened just before the guard
+    closes the network (with PostgreSQL, the database is the one connection a dry-run keeps)."""
+    app = load_app(args.config, args.db)
+    if args.mode != "dry-run":
+        yield app
+        return
+    _ = app.store
+    with no_network():
+        yield app
 
 
 def _fire(args: argparse.Namespace, app: App) -> int:

@@ -6,12 +6,11 @@ import argparse
 import time
 from collections.abc import Callable
 
-from broadcaster.app import App, load_app
-from broadcaster.cli.fire_cmd import add_mode_options, confirm_live, run_plan
+from broadcaster.app import App
+from broadcaster.cli.fire_cmd import add_mode_options, confirm_live, guarded_app, run_plan
 from broadcaster.cli.output import EXIT_INVALID, console, problem
 from broadcaster.engine.lifecycle import plan_cancel, plan_update, withdraw_original
 from broadcaster.engine.outbox import Plan
-from broadcaster.netguard import no_network
 from broadcaster.templates.variables import parse_var_args
 
 
@@ -38,14 +37,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _follow_up(args: argparse.Namespace, make_plan: Callable[[App], Plan]) -> int:
-    if args.mode == "dry-run":
-        with no_network():
-            return _run(args, make_plan)
-    return _run(args, make_plan)
+    with guarded_app(args) as app:
+        return _run(args, app, make_plan)
 
 
-def _run(args: argparse.Namespace, make_plan: Callable[[App], Plan]) -> int:
-    app = load_app(args.config, args.db)
+def _run(args: argparse.Namespace, app: App, make_plan: Callable[[App], Plan]) -> int:
     plan = make_plan(app)
     if args.mode == "live" and not args.yes and not confirm_live(plan):
         problem("not confirmed: nothing was sent.", style="bold red")

@@ -12,7 +12,7 @@ import pytest
 
 from broadcaster.cli import main
 from broadcaster.errors import ConfigError
-from broadcaster.store import open_store
+from broadcaster.store import open_store, upgrade_database
 from broadcaster.store.migrate import available, current, latest, upgrade
 from broadcaster.store.pgconn import numbered, redact
 
@@ -117,3 +117,20 @@ def test_a_dry_run_on_postgresql_connects_to_nothing_but_its_database(
     assert report["mode"] == "dry-run" and {d["state"] for d in report["deliveries"]} == {"sent"}
     assert main(["--db", pg_url, "fire", "road_closure", "--use-examples", "--dry-run", "--queue"]) == 2
     assert "a dry-run is never left to workers" in capsys.readouterr().err
+
+
+def test_a_cancel_on_postgresql_reaches_the_original_recipients(
+    pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A follow-up's deliveries are read from the store while its own alert is being committed."""
+    upgrade_database(pg_url)
+    assert main(["--db", pg_url, "fire", "road_closure", "--use-examples", "--dry-run", "--json"]) == 0
+    original = orjson.loads(capsys.readouterr().out.strip().splitlines()[-1])["alert_id"]
+    assert main(["--db", pg_url, "cancel", original, "--dry-run", "--json"]) == 0
+    store = open_store(pg_url)
+    try:
+        (cancel,) = [a for a in store.alerts() if a.references == original]
+        phones = {d.recipient for d in store.deliveries(original) if d.recipient}
+        assert phones and {d.recipient for d in store.deliveries(cancel.id) if d.recipient} == phones
+    finally:
+        store.close()
