@@ -6,17 +6,30 @@ when nothing is ready to run, the loop jumps straight to the next timer instead
 of waiting. Dry-runs and rehearsals use it so a rate-limited list of 100,000 SMS
 or a 12-hour runbook plays out in seconds while every timestamp in the log
 still shows when each message *would* have left.
+
+Real work the loop waits for (a database round trip, a file read on a worker
+thread) must not let virtual time jump: the log would then show database
+latency as if it were provider latency, and a statement's timeout would fire
+at once. Code that awaits real I/O wraps it in :func:`real_io` (or uses
+:func:`in_thread`); while any such wait is open, the virtual loop blocks on real
+I/O with its clock frozen. Only a wait that outlasts ``REAL_STALL_S`` of real
+time lets the clock move again, so a hung database still times out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import selectors
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, Final, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
+
+REAL_STALL_S: Final = 30.0  # real seconds a real wait may freeze virtual time before the clock moves on
+_REAL_POLL_S: Final = 0.5
 
 
 class Clock:
@@ -47,6 +60,27 @@ class Clock:
         await asyncio.sleep(max(0.0, seconds))
 
 
+@contextlib.contextmanager
+def real_io() -> Iterator[None]:
+    """Mark a real wait (I/O, a thread): a virtual loop keeps its clock still until it ends."""
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, VirtualTimeLoop):
+        yield
+        return
+    token = object()
+    loop.real_waits[token] = time.monotonic()
+    try:
+        yield
+    finally:
+        del loop.real_waits[token]
+
+
+async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args)`` on a worker thread (file reads, CPU work), never on the event loop."""
+    with real_io():
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
 class _VirtualSelector(selectors.BaseSelector):
     """Wraps a real selector; where the loop would block with a timeout, time jumps instead."""
 
@@ -69,7 +103,11 @@ class _VirtualSelector(selectors.BaseSelector):
             return ready
         if timeout is None:  # nothing scheduled: only real I/O can wake us
             return self._real.select(None)
-        self._loop.advance(timeout)
+        loop = self._loop
+        if loop.real_waits and time.monotonic() - min(loop.real_waits.values()) < REAL_STALL_S:
+            # Real I/O is in flight: wait for it in real time, with the virtual clock still.
+            return self._real.select(_REAL_POLL_S)
+        loop.advance(timeout)
         return []
 
     def close(self) -> None:
@@ -84,6 +122,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def __init__(self, start: float = 0.0) -> None:
         self._virtual_now = start
+        self.real_waits: dict[object, float] = {}  # open real_io() blocks -> real monotonic time each began
         super().__init__(selector=_VirtualSelector(self))
 
     def time(self) -> float:

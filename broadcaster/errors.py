@@ -6,11 +6,16 @@ BroadcasterError
 │   ├── TemplateError      a template file, its approval or its length budget
 │   ├── VariableError      a value an officer typed
 │   └── SelectionError     a --channels / --area selection
-└── DeliveryError          one failed attempt at one delivery, raised by channels
+├── DeliveryError          one failed attempt at one delivery, raised by channels
+└── StoreError             the database refused or failed a call; the call changed nothing
+    ├── StoreUnavailable   unreachable, dropped, or locked by another writer (retryable)
+    ├── StoreTimeout       a statement ran past its command timeout (retryable)
+    └── IntegrityError     a statement broke a constraint (not retryable)
 
 A DeliveryError always says whether a retry may help (``retryable``) and, when the
 provider said so, how long to wait (``retry_after``). Retryability is an explicit
-attribute set by each provider's mapping function, never inferred from the class
+attribute set by each provider's mapping function (and by the store, for its own
+errors), never inferred from the class
 tree: in python-telegram-bot ``BadRequest`` subclasses ``NetworkError``, so
 ``except NetworkError: retry`` would retry a message that is simply too long.
 """
@@ -94,3 +99,25 @@ class DeliveryError(BroadcasterError):
             f"retry_after={self.retry_after}, http_status={self.http_status}, "
             f"provider_code={self.provider_code!r}, message={str(self)!r})"
         )
+
+
+class StoreError(BroadcasterError):
+    """A store call failed and changed nothing. ``retryable`` says whether trying again may help."""
+
+    retryable = False
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached, dropped the connection, or stayed locked; retry later."""
+
+    retryable = True
+
+
+class StoreTimeout(StoreError):
+    """A statement ran past the store's command timeout; it was cancelled. Retry later."""
+
+    retryable = True
+
+
+class IntegrityError(StoreError):
+    """A statement broke a constraint (a duplicate key, a CHECK, an append-only trigger)."""

@@ -47,40 +47,40 @@ def latest(dialect: Dialect) -> int:
     return available(dialect)[-1].version
 
 
-def current(db: Database) -> int:
+async def current(db: Database) -> int:
     """The newest version applied to ``db`` (0 for an empty database)."""
     if db.dialect == "sqlite":
-        exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+        exists = await db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
     else:
-        exists = db.execute("SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?",
-                            ("schema_migrations",))
-    if exists.fetchone() is None:
+        exists = await db.execute("SELECT 1 FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?",
+                                  ("schema_migrations",))
+    if exists.one() is None:
         return 0
-    row = db.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    version = (await db.execute("SELECT MAX(version) AS version FROM schema_migrations")).scalar()
+    return int(version) if version is not None else 0
 
 
-def upgrade(db: Database, *, now: float | None = None) -> list[Migration]:
+async def upgrade(db: Database, *, now: float | None = None) -> list[Migration]:
     """Apply every missing migration; returns those applied (none when up to date)."""
     applied: list[Migration] = []
-    db.execute(_LEDGER)
-    with db.transaction():
-        have = current(db)
+    await db.execute(_LEDGER)
+    async with db.transaction(serialized=True) as tx:
+        have = await current(tx)
         if have > latest(db.dialect):
             raise _newer(have, db.dialect)
         for migration in available(db.dialect):
             if migration.version <= have:
                 continue
-            db.script(migration.sql)
-            db.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?,?,?)",
-                       (migration.version, migration.name, time.time() if now is None else now))
+            await tx.script(migration.sql)
+            await tx.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?,?,?)",
+                             (migration.version, migration.name, time.time() if now is None else now))
             applied.append(migration)
     return applied
 
 
-def require_current(db: Database, where: str) -> None:
+async def require_current(db: Database, where: str) -> None:
     """Refuse to run code against a schema other than the one it was written for."""
-    have, want = current(db), latest(db.dialect)
+    have, want = await current(db), latest(db.dialect)
     if have > want:
         raise _newer(have, db.dialect, where)
     if have < want:

@@ -1,42 +1,49 @@
-"""The PostgreSQL store: the same interface as SQLite's, for several nodes on one database.
+"""The PostgreSQL store, for several nodes on one database; the same interfaces as SQLite's.
 
-Claims take ``FOR UPDATE SKIP LOCKED``, so nodes claiming the same channel at
-once each get different deliveries and never wait on one another. An alert
-commit sends ``NOTIFY broadcaster_due`` in its transaction, so idle workers on
-every node wake the moment it is visible. The send slots of each channel live
-in ``rate_slots``, timed by the database's clock, so nodes share one rate.
+Its hot path: the outbox commit COPYs each batch into a scratch table and keeps
+one SMS per phone with one ``INSERT … ON CONFLICT DO NOTHING``, then sends
+``NOTIFY broadcaster_due`` in the same transaction, so idle workers on every
+node wake the moment it is visible. A claim is one statement: it leases the due
+rows with ``FOR UPDATE SKIP LOCKED`` (nodes claiming the same channel each get
+different deliveries and never wait on one another), writes their attempts and
+returns the texts this process has not cached yet.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from itertools import islice
+import contextlib
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 import asyncpg
 import orjson
 
-from broadcaster.store import migrate
-from broadcaster.store.base import AlertRecord, Claimed, MessageRecord, NewDelivery, Outcome
-from broadcaster.store.common import SqlStore, dumps
-from broadcaster.store.pgconn import Bridge, PgDatabase, numbered
+from broadcaster.clock import real_io
+from broadcaster.states import DeliveryState, Mode
+from broadcaster.store.alerts import ALERT_COLUMNS, SqlAlerts, alert_params, copy_sql
+from broadcaster.store.leases import DUE, MOVABLE, SqlLeases
+from broadcaster.store.postgres_db import PgConnection, PgDatabase, mapped
+from broadcaster.store.records import AlertRecord, AttemptResult, AudienceCopy, Claimed, MessageRecord, NewDelivery
+
+log = logging.getLogger("broadcaster.store")
 
 NOTIFY_CHANNEL: Final = "broadcaster_due"
-_COPY_BATCH: Final = 10_000
 _CACHE_MAX: Final = 10_000  # message texts kept for claims
 
 # One statement, one round trip: lease the due rows, write their attempts, and return what the
 # sender needs. Message texts come back only for messages this process has not cached ($8).
-_CLAIM = """
+_CLAIM: Final = f"""
 WITH due AS (
     SELECT id, state FROM deliveries
-    WHERE channel_id = $1 AND state IN ('pending', 'unknown') AND next_attempt_at <= $2
+    WHERE channel_id = $1 AND {DUE} AND next_attempt_at <= $2
       AND ($6::text[] IS NULL OR alert_id = ANY($6::text[]))
       AND ($7::text[] IS NULL OR alert_id IN (SELECT id FROM alerts WHERE mode = ANY($7::text[])))
     ORDER BY next_attempt_at, id LIMIT $3
     FOR UPDATE SKIP LOCKED
 ), leased AS (
-    UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1, lease_until = $4, lease_owner = $5
+    UPDATE deliveries d SET state = '{DeliveryState.SENDING}', attempts = d.attempts + 1, lease_until = $4,
+        lease_owner = $5
     FROM due WHERE d.id = due.id
     RETURNING d.id, due.state AS previous, d.alert_id, d.language, d.recipient, d.reply_to, d.message_id, d.attempts
 ), attempt AS (
@@ -44,10 +51,11 @@ WITH due AS (
     SELECT id, attempts, $2, $5 FROM leased
     RETURNING id, delivery_id
 )
-SELECT l.id, attempt.id, l.attempts, l.alert_id, l.language, l.recipient, l.reply_to, l.previous, l.message_id,
-       a.sent_at, a.expires_at,
-       CASE WHEN l.message_id = ANY($8::bigint[]) THEN NULL ELSE m.text END,
-       CASE WHEN l.message_id = ANY($8::bigint[]) THEN NULL ELSE m.payload END
+SELECT l.id AS delivery_id, attempt.id AS attempt_id, l.attempts AS attempt, l.alert_id AS alert_id,
+       l.language AS language, l.recipient AS recipient, l.reply_to AS reply_to, l.previous AS previous,
+       l.message_id AS message_id, a.sent_at AS sent_at, a.expires_at AS expires_at,
+       CASE WHEN l.message_id = ANY($8::bigint[]) THEN NULL ELSE m.text END AS text,
+       CASE WHEN l.message_id = ANY($8::bigint[]) THEN NULL ELSE m.payload END AS payload
 FROM leased l
 JOIN attempt ON attempt.delivery_id = l.id
 JOIN alerts a ON a.id = l.alert_id
@@ -55,7 +63,7 @@ JOIN messages m ON m.id = l.message_id
 ORDER BY l.id
 """
 
-_RECORD_ATTEMPTS = """
+_RECORD_ATTEMPTS: Final = """
 UPDATE attempts a SET finished_at = u.finished_at, outcome = u.outcome, http_status = u.http_status,
     error_code = u.error_code, provider_id = u.provider_id, latency_ms = u.latency_ms, detail = u.detail,
     started_at = u.started_at
@@ -65,170 +73,130 @@ FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::int[], $5::text[], $6::t
 WHERE a.id = u.id
 """
 
-_RECORD_DELIVERIES = """
+_RECORD_DELIVERIES: Final = f"""
 UPDATE deliveries d SET state = u.state, provider_id = COALESCE(u.provider_id, d.provider_id),
     last_error = u.last_error, next_attempt_at = u.next_attempt_at, lease_until = NULL, lease_owner = NULL
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::bigint[])
     AS u(id, state, provider_id, last_error, next_attempt_at, attempt_id)
-WHERE d.id = u.id
-  -- only the delivery's latest attempt moves it (see store.sqlite.LATEST_ATTEMPT)
+WHERE d.id = u.id AND d.{MOVABLE}
   AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.delivery_id = d.id AND a.id > u.attempt_id)
 """
 
-_DB_NOW = "extract(epoch FROM statement_timestamp())::float8"
 
+class PgAlerts(SqlAlerts):
+    db: PgDatabase
 
-class PostgresStore(SqlStore):
-    """PostgreSQL implementation of :class:`broadcaster.store.base.Store`."""
-
-    def __init__(self, url: str, *, require_schema: bool = True) -> None:
-        self.bridge = Bridge(url)
-        self.path = self.where = self.bridge.where
-        self.db = PgDatabase(self.bridge)
-        if require_schema:
-            try:
-                migrate.require_current(self.db, self.where)
-            except BaseException:
-                self.bridge.close()
-                raise
-        self._messages: dict[int, tuple[str, bytes | None]] = {}
-        self._known: dict[str, set[int]] = {}  # per channel: message ids whose text this process holds
-
-    def close(self) -> None:
-        self.bridge.close()
-
-    # --- the hot path --------------------------------------------------------------
-
-    def create_alert(
-        self, alert: AlertRecord, messages: list[MessageRecord], deliveries: Iterable[NewDelivery]
-    ) -> tuple[int, int]:
-        # ``deliveries`` is read here, on the caller's thread, one COPY batch at a time: it may itself read
-        # the store (an update's recipients are the original's), which it can do inside this transaction,
-        # on this connection, but never from the bridge thread.
-        with self.bridge.lock:
-            self.db.execute("BEGIN")
-            try:
-                message_ids = self.bridge.call(self._start_alert, alert, messages)
-                offered = 0
-                pending = iter(deliveries)
-                while batch := list(islice(pending, _COPY_BATCH)):
-                    rows = [(d.channel_id, message_ids[d.message_key], d.language, d.recipient, d.reply_to,
-                             offered + i) for i, d in enumerate(batch)]
-                    offered += len(rows)
-                    self.bridge.call(self._copy_deliveries, rows)
-                created = self.bridge.call(self._finish_alert, alert, messages)
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
+                     deliveries: AsyncIterable[Sequence[NewDelivery]],
+                     copies: Sequence[AudienceCopy] = ()) -> tuple[int, int]:
+        offered = 0
+        async with self.db.transaction() as tx:
+            assert isinstance(tx, PgConnection)
+            await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             alert_params(alert))
+            message_ids: dict[str, int] = {}
+            for m in messages:
+                message_ids[m.key] = (await tx.execute(
+                    "INSERT INTO messages (alert_id, key, channel_id, language, text, payload)"
+                    " VALUES (?,?,?,?,?,?) RETURNING id",
+                    (alert.id, m.key, m.channel_id, m.language, m.text, m.payload))).scalar()
+            # COPY into a scratch table, then one INSERT … ON CONFLICT DO NOTHING keeps one SMS per phone.
+            await tx.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS new_deliveries (channel_id text, message_id bigint, language text,"
+                " recipient text, reply_to text, seq bigint) ON COMMIT DELETE ROWS")
+            async for batch in deliveries:
+                rows = [(d.channel_id, message_ids[d.message_key], d.language, d.recipient, d.reply_to,
+                         offered + i) for i, d in enumerate(batch)]
+                offered += len(rows)
+                with real_io(), mapped(self.db.where):
+                    await tx.raw.copy_records_to_table("new_deliveries", records=rows)
+            created = (await tx.execute(
+                "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to,"
+                " next_attempt_at) SELECT ?, channel_id, message_id, language, recipient, reply_to, ?"
+                " FROM new_deliveries ORDER BY seq ON CONFLICT DO NOTHING", (alert.id, alert.sent_at))).rowcount
+            for copy in copies:
+                sql, params = copy_sql(copy, message_ids, alert.id, alert.sent_at)
+                copied = (await tx.execute(sql, params)).rowcount
+                created += copied
+                offered += copied
+            channels = sorted({m.channel_id for m in messages})
+            # Delivered by PostgreSQL when the transaction commits: idle workers wake on every node.
+            await tx.execute("SELECT pg_notify(?, ?)", (NOTIFY_CHANNEL, orjson.dumps(
+                {"alert": alert.id, "mode": str(alert.mode), "channels": channels}).decode()))
         return created, offered - created
 
-    @staticmethod
-    async def _start_alert(conn: asyncpg.Connection, alert: AlertRecord, messages: list[MessageRecord]
-                           ) -> dict[str, int]:
-        await conn.execute(
-            numbered("INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"),
-            alert.id, alert.template, alert.template_hash, alert.mode, alert.msg_type, alert.references,
-            alert.sent_at, alert.expires_at, dumps(list(alert.areas)), dumps(list(alert.channels)),
-            dumps(alert.inputs), dumps(alert.forms), alert.created_by,
-        )
-        message_ids: dict[str, int] = {}
-        for m in messages:
-            message_ids[m.key] = await conn.fetchval(
-                "INSERT INTO messages (alert_id, key, channel_id, language, text, payload)"
-                " VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
-                alert.id, m.key, m.channel_id, m.language, m.text, m.payload,
-            )
-        # COPY into a scratch table, then one INSERT … ON CONFLICT DO NOTHING keeps one SMS per phone.
-        await conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS new_deliveries (channel_id text, message_id bigint, language text,"
-            " recipient text, reply_to text, seq bigint) ON COMMIT DELETE ROWS")
-        return message_ids
 
-    @staticmethod
-    async def _copy_deliveries(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
-        await conn.copy_records_to_table("new_deliveries", records=rows)
+class PgLeases(SqlLeases):
+    db: PgDatabase
 
-    @staticmethod
-    async def _finish_alert(conn: asyncpg.Connection, alert: AlertRecord, messages: list[MessageRecord]) -> int:
-        status = await conn.execute(
-            "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to,"
-            " next_attempt_at) SELECT $1, channel_id, message_id, language, recipient, reply_to, $2"
-            " FROM new_deliveries ORDER BY seq ON CONFLICT DO NOTHING",
-            alert.id, alert.sent_at,
-        )
-        channels = sorted({m.channel_id for m in messages})
-        # Delivered by PostgreSQL when the transaction commits: idle workers wake on every node.
-        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL,
-                           orjson.dumps({"alert": alert.id, "mode": alert.mode, "channels": channels}).decode())
-        return int(status.rsplit(" ", 1)[-1])
+    def __init__(self, db: PgDatabase) -> None:
+        super().__init__(db)
+        self._texts: dict[int, tuple[str, bytes | None]] = {}
+        self._known: dict[str, set[int]] = {}  # per channel: message ids whose text this process holds
 
-    def claim(
-        self, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int, now: float, lease_s: float, owner: str,
-        modes: tuple[str, ...] | None = None,
-    ) -> list[Claimed]:
-        return self.bridge.call(self._claim, channel_id, alert_ids, limit, now, lease_s, owner, modes)
-
-    async def _claim(self, conn: asyncpg.Connection, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int,
-                     now: float, lease_s: float, owner: str, modes: tuple[str, ...] | None) -> list[Claimed]:
-        if len(self._messages) > _CACHE_MAX:  # a worker runs for months: keep the cache small
-            self._messages.clear()
+    async def claim(self, channel_id: str, *, limit: int, now: float, lease_s: float, owner: str,
+                    alert_ids: Sequence[str] | None = None, modes: Sequence[Mode] | None = None) -> list[Claimed]:
+        if len(self._texts) > _CACHE_MAX:
+            self._texts.clear()
         known = self._known.setdefault(channel_id, set())
-        known &= self._messages.keys()
-        rows = await conn.fetch(_CLAIM, channel_id, now, limit, now + lease_s, owner,
-                                list(alert_ids) if alert_ids is not None else None,
-                                list(modes) if modes is not None else None, list(known))
+        known &= self._texts.keys()
+        rows = await self.db.execute(_CLAIM, (
+            channel_id, now, limit, now + lease_s, owner, list(alert_ids) if alert_ids is not None else None,
+            [str(m) for m in modes] if modes is not None else None, list(known)))
         claimed = []
-        for (delivery_id, attempt_id, attempt, alert_id, language, recipient, reply_to, previous, message_id,
-             sent_at, expires_at, text, payload) in rows:
-            if message_id not in self._messages:
-                self._messages[message_id] = (text, payload)
+        for r in rows:
+            message_id = r["message_id"]
+            if message_id not in self._texts:
+                self._texts[message_id] = (r["text"], r["payload"])
                 known.add(message_id)
-            text, payload = self._messages[message_id]
+            text, payload = self._texts[message_id]
             claimed.append(Claimed(
-                delivery_id=delivery_id, attempt_id=attempt_id, attempt=attempt, alert_id=alert_id,
-                channel_id=channel_id, language=language, recipient=recipient, reply_to=reply_to, text=text,
-                payload=payload, previous_state=previous, sent_at=sent_at, expires_at=expires_at,
+                delivery_id=r["delivery_id"], attempt_id=r["attempt_id"], attempt=r["attempt"],
+                alert_id=r["alert_id"], channel_id=channel_id, language=r["language"], recipient=r["recipient"],
+                reply_to=r["reply_to"], text=text, payload=payload, previous_state=DeliveryState(r["previous"]),
+                sent_at=r["sent_at"], expires_at=r["expires_at"],
             ))
         return claimed
 
-    def record(self, outcomes: list[Outcome]) -> None:
-        if outcomes:
-            self.bridge.call(self._record, outcomes)
+    async def record(self, results: Sequence[AttemptResult]) -> None:
+        if not results:
+            return
+        async with self.db.transaction() as tx:
+            await tx.execute(_RECORD_ATTEMPTS, (
+                [r.attempt_id for r in results], [r.finished_at for r in results], [str(r.outcome) for r in results],
+                [r.http_status for r in results], [r.error_code for r in results],
+                [r.provider_id for r in results], [r.latency_ms for r in results], [r.detail for r in results],
+                [r.started_at for r in results]))
+            await tx.execute(_RECORD_DELIVERIES, (
+                [r.delivery_id for r in results], [str(r.state) for r in results],
+                [r.provider_id for r in results],
+                [r.detail if r.state != DeliveryState.SENT else None for r in results],
+                [r.next_attempt_at for r in results], [r.attempt_id for r in results]))
 
-    async def _record(self, conn: asyncpg.Connection, outcomes: list[Outcome]) -> None:
-        async with conn.transaction():
-            await conn.execute(
-                _RECORD_ATTEMPTS,
-                [o.attempt_id for o in outcomes], [o.finished_at for o in outcomes], [o.outcome for o in outcomes],
-                [o.http_status for o in outcomes], [o.error_code for o in outcomes],
-                [o.provider_id for o in outcomes],
-                [round((o.finished_at - o.started_at) * 1000, 3) for o in outcomes], [o.detail for o in outcomes],
-                [o.started_at for o in outcomes],
-            )
-            await conn.execute(
-                _RECORD_DELIVERIES,
-                [o.delivery_id for o in outcomes], [o.state for o in outcomes], [o.provider_id for o in outcomes],
-                [o.detail if o.state != "sent" else None for o in outcomes], [o.next_attempt_at for o in outcomes],
-                [o.attempt_id for o in outcomes],
-            )
 
-    # --- the shared per-channel rate, on the database's clock ---------------------------
+class PgWakeups:
+    """``LISTEN broadcaster_due`` on a pooled connection of its own: idle workers wake on every commit."""
 
-    def reserve_slots(self, channel_id: str, count: int, interval_s: float) -> tuple[float, float]:
-        span = count * interval_s
-        row = self.db.execute(
-            f"INSERT INTO rate_slots AS r (channel_id, next_slot) VALUES (?, {_DB_NOW} + ?) ON CONFLICT (channel_id)"
-            f" DO UPDATE SET next_slot = GREATEST(r.next_slot, {_DB_NOW}, r.paused_until) + ?"
-            f" RETURNING next_slot, {_DB_NOW}",
-            (channel_id, span, span),
-        ).fetchone()
-        return float(row[0]) - span, float(row[1])
+    def __init__(self, db: PgDatabase) -> None:
+        self.db = db
 
-    def pause_slots(self, channel_id: str, seconds: float) -> None:
-        self.db.execute(
-            f"INSERT INTO rate_slots AS r (channel_id, next_slot, paused_until) VALUES (?, {_DB_NOW} + ?,"
-            f" {_DB_NOW} + ?) ON CONFLICT (channel_id) DO UPDATE SET paused_until ="
-            f" GREATEST(r.paused_until, {_DB_NOW} + ?), next_slot = GREATEST(r.next_slot, {_DB_NOW} + ?)",
-            (channel_id, seconds, seconds, seconds, seconds),
-        )
+    @contextlib.asynccontextmanager
+    async def listening(self, wake: Callable[[list[str] | None], None]) -> AsyncIterator[None]:
+        """While the block runs, ``wake(channels)`` is called (on this loop) for every committed alert."""
+
+        def notified(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            try:
+                channels: list[str] | None = orjson.loads(payload).get("channels")
+            except (orjson.JSONDecodeError, AttributeError):
+                channels = None
+            wake(channels)
+
+        async with self.db.dedicated() as conn:
+            with real_io(), mapped(self.db.where):
+                await conn.add_listener(NOTIFY_CHANNEL, notified)
+            try:
+                yield
+            finally:
+                if not conn.is_closed():
+                    with contextlib.suppress(asyncpg.PostgresError, OSError), real_io():
+                        await conn.remove_listener(NOTIFY_CHANNEL, notified)

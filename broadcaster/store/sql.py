@@ -1,122 +1,91 @@
-"""One small SQL surface over both backends, for code that is not on the hot path.
+"""One small, awaitable SQL surface over both backends.
 
 Statements are written once, in the subset SQLite and PostgreSQL share, with
-``?`` placeholders (the PostgreSQL backend numbers them ``$1, $2, …``). Upserts
-use ``INSERT … ON CONFLICT DO NOTHING``, which both accept. The delivery hot
-path (commit an alert, claim a batch, record outcomes) is written per backend.
+``?`` placeholders (the PostgreSQL backend numbers them ``$1, $2, …``), and
+always name their columns. Rows are read by column name (``row["state"]``),
+never by position, so a migration that adds a column shifts nothing.
+
+:meth:`Database.transaction` yields the same surface bound to one connection
+inside one transaction; ``serialized=True`` also makes writers queue behind one
+another across processes (SQLite's write lock is already that; PostgreSQL takes
+an advisory transaction lock), for read-then-write sequences such as the audit
+chain's head.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import re
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Literal, Protocol
+from contextlib import AbstractAsyncContextManager
+from functools import lru_cache
+from typing import Any, Final, Literal, Protocol
 
 Dialect = Literal["sqlite", "postgresql"]
 
-
-class IntegrityError(Exception):
-    """A statement broke a constraint (a duplicate key, a CHECK, an append-only trigger); nothing changed."""
-
-
-class StoreUnavailable(Exception):
-    """The database could not be reached; the failed call changed nothing. Retry later."""
-
-
-class Rows(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-    def __iter__(self) -> Iterator[Any]: ...
-
-
-class Database(Protocol):
-    """What the service, the audit log, runbook runs and the job store use."""
-
-    dialect: Dialect
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows: ...
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Rows: ...
-
-    def transaction(self) -> AbstractContextManager[None]:
-        """Statements inside run in one transaction that also serialises writers."""
-        ...
-
-    def script(self, sql: str) -> None:
-        """Run several ``;``-separated statements (a migration) in the current transaction."""
-        ...
+# pg_advisory_xact_lock key a serialized PostgreSQL transaction takes ("broa").
+WRITERS_LOCK: Final = 0x62726F61
 
 
 class Result:
-    """Rows already fetched, with the count of rows a write changed."""
+    """Rows already fetched (each readable by column name), with the count of rows a write changed."""
 
-    __slots__ = ("_rows", "rowcount")
+    __slots__ = ("rowcount", "rows")
 
-    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
-        self._rows = rows
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows
         self.rowcount = rowcount
 
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self._rows[0] if self._rows else None
+    def one(self) -> Any | None:
+        """The first row, or None."""
+        return self.rows[0] if self.rows else None
 
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        return self._rows
+    def scalar(self) -> Any:
+        """The first column of the first row, or None."""
+        return self.rows[0][0] if self.rows else None
 
-    def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        return iter(self._rows)
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
 
-class SqliteDatabase:
-    """:class:`Database` over one sqlite3 connection in autocommit mode."""
+class Database(Protocol):
+    """What every store component speaks: awaited statements and transactions."""
 
-    dialect: Dialect = "sqlite"
+    dialect: Dialect
+    where: str  # names the database in errors, never with a password
+    now_sql: str  # an SQL expression for the database's clock, in unix seconds
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> Result: ...
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
-        try:
-            return self.conn.execute(sql, params)
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from None
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
 
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Rows:
-        try:
-            return self.conn.executemany(sql, rows)
-        except sqlite3.IntegrityError as exc:
-            raise IntegrityError(str(exc)) from None
+    def transaction(self, *, serialized: bool = False) -> AbstractAsyncContextManager[Database]:
+        """One transaction on one connection; the yielded surface runs its statements inside it."""
+        ...
 
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")  # takes the write lock now: writers queue, never deadlock
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    async def script(self, sql: str) -> None:
+        """Several ``;``-separated statements (a migration), inside the current transaction."""
+        ...
 
-    def transaction(self) -> AbstractContextManager[None]:
-        return self._transaction()
-
-    def script(self, sql: str) -> None:
-        # executescript() would commit the open transaction first; split and run one by one.
-        pending = ""
-        for line in sql.splitlines(keepends=True):
-            pending += line
-            if sqlite3.complete_statement(pending):
-                self.execute(pending)
-                pending = ""
-        if pending.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in pending.splitlines()):
-            raise ValueError(f"unterminated SQL statement: {pending.strip()[:80]!r}")
+    async def close(self) -> None: ...
 
 
 def marks(items: Iterable[object]) -> str:
-    """``?,?,?``: one placeholder per item, for ``IN (…)``."""
-    return ",".join("?" for _ in items)
+    """``?,?,?``: one placeholder per item, for ``IN (…)``; ``NULL`` for none (matches nothing)."""
+    return ",".join("?" for _ in items) or "NULL"
+
+
+_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?")
+
+
+@lru_cache(maxsize=1024)
+def numbered(sql: str) -> str:
+    """``?`` placeholders become ``$1, $2, …`` (outside string literals), for PostgreSQL."""
+    counter = iter(range(1, 100_000))
+
+    def swap(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0) != "?" else f"${next(counter)}"
+
+    return _PLACEHOLDER.sub(swap, sql)

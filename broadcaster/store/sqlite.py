@@ -1,202 +1,130 @@
 """The embedded default store: one SQLite file in WAL mode.
 
-Writes are batched: a claim leases many deliveries and writes their attempt
-intents in one transaction; outcomes are recorded in batches. Alerts with
-100,000 SMS recipients are inserted from a generator, so the recipient list is
-never held in memory. Everything off this hot path is in
-:class:`broadcaster.store.common.SqlStore`, shared with PostgreSQL.
+Its hot path, written for SQLite: the outbox commit inserts the streamed
+batches of deliveries one chunk at a time and yields to the event loop between
+chunks (a 100,000-SMS commit never holds the loop for more than a chunk); a
+claim leases a batch, writes its attempt intents and reads the texts in three
+statements; outcomes are recorded in batches. Everything else is the portable
+SQL of the other store modules.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterable, Sequence
+from typing import Any, Final
 
-from broadcaster.errors import InputError
-from broadcaster.store import migrate
-from broadcaster.store.base import AlertRecord, Claimed, MessageRecord, NewDelivery, Outcome
-from broadcaster.store.common import SqlStore, dumps, owner_is_dead, scope_sql
-from broadcaster.store.sql import SqliteDatabase
+from broadcaster.states import DeliveryState, Mode
+from broadcaster.store.alerts import ALERT_COLUMNS, SqlAlerts, alert_params, copy_sql
+from broadcaster.store.leases import DUE, MOVABLE, SqlLeases, scope_sql
+from broadcaster.store.records import AlertRecord, AttemptResult, AudienceCopy, Claimed, MessageRecord, NewDelivery
+from broadcaster.store.sql import marks
+from broadcaster.store.sqlite_db import SqliteDatabase
 
-__all__ = ["SqliteStore", "owner_is_dead"]
-
-# Only a delivery's latest attempt moves it: an outcome that arrives after the delivery was recovered
-# and claimed again (a node silent past its lease) is kept on its attempt row, never on the delivery.
-LATEST_ATTEMPT = " AND NOT EXISTS (SELECT 1 FROM attempts WHERE delivery_id = ? AND id > ?)"
+_CACHE_MAX: Final = 10_000  # message texts kept for claims (a worker runs for months)
 
 
-class SqliteStore(SqlStore):
-    """SQLite implementation of :class:`broadcaster.store.base.Store`."""
+class SqliteAlerts(SqlAlerts):
+    db: SqliteDatabase
 
-    def __init__(self, path: str) -> None:
-        self.path = self.where = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise InputError(f"cannot open the database: {exc}", where=path) from None
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a process crash (kill -9); only power loss
-        # can lose the last transactions, and those are reconciled like a crash.
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA busy_timeout=5000")
-        self.db = SqliteDatabase(self.conn)
-        # One file owned by one installation: brought up to date as it is opened.
-        migrate.upgrade(self.db)
-        self._messages: dict[int, tuple[str, bytes | None]] = {}
-
-    def close(self) -> None:
-        self.conn.close()
-
-    def _transaction(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    # --- writing -----------------------------------------------------------------
-
-    def create_alert(
-        self, alert: AlertRecord, messages: list[MessageRecord], deliveries: Iterable[NewDelivery]
-    ) -> tuple[int, int]:
-        db = self._transaction()
-        try:
-            db.execute(
-                "INSERT INTO alerts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    alert.id, alert.template, alert.template_hash, alert.mode, alert.msg_type, alert.references,
-                    alert.sent_at, alert.expires_at, dumps(list(alert.areas)), dumps(list(alert.channels)),
-                    dumps(alert.inputs), dumps(alert.forms), alert.created_by,
-                ),
-            )
+    async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
+                     deliveries: AsyncIterable[Sequence[NewDelivery]],
+                     copies: Sequence[AudienceCopy] = ()) -> tuple[int, int]:
+        conn = self.db.conn
+        offered = created = 0
+        async with self.db.transaction() as tx:
+            await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             alert_params(alert))
             message_ids: dict[str, int] = {}
             for m in messages:
-                cur = db.execute(
-                    "INSERT INTO messages (alert_id, key, channel_id, language, text, payload) VALUES (?,?,?,?,?,?)",
-                    (alert.id, m.key, m.channel_id, m.language, m.text, m.payload),
-                )
-                assert cur.lastrowid is not None
-                message_ids[m.key] = cur.lastrowid
-            before = db.total_changes
-            offered = 0
-
-            def rows() -> Iterator[tuple[Any, ...]]:
-                nonlocal offered
-                for d in deliveries:
-                    offered += 1
-                    yield (alert.id, d.channel_id, message_ids[d.message_key], d.language, d.recipient,
-                           d.reply_to, alert.sent_at)
-
-            db.executemany(
-                "INSERT OR IGNORE INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to,"
-                " next_attempt_at) VALUES (?,?,?,?,?,?,?)",
-                rows(),
-            )
-            created = db.total_changes - before
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+                message_ids[m.key] = (await tx.execute(
+                    "INSERT INTO messages (alert_id, key, channel_id, language, text, payload)"
+                    " VALUES (?,?,?,?,?,?) RETURNING id",
+                    (alert.id, m.key, m.channel_id, m.language, m.text, m.payload))).scalar()
+            async for batch in deliveries:
+                before = conn.total_changes
+                await tx.executemany(
+                    "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to,"
+                    " next_attempt_at) VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
+                    [(alert.id, d.channel_id, message_ids[d.message_key], d.language, d.recipient, d.reply_to,
+                      alert.sent_at) for d in batch])
+                created += conn.total_changes - before
+                offered += len(batch)
+                await asyncio.sleep(0)  # one chunk at a time: the loop serves others in between
+            for copy in copies:
+                sql, params = copy_sql(copy, message_ids, alert.id, alert.sent_at)
+                copied = (await tx.execute(sql, params)).rowcount
+                created += copied
+                offered += copied
         return created, offered - created
 
-    def claim(
-        self, channel_id: str, alert_ids: tuple[str, ...] | None, limit: int, now: float, lease_s: float, owner: str,
-        modes: tuple[str, ...] | None = None,
-    ) -> list[Claimed]:
+
+class SqliteLeases(SqlLeases):
+    db: SqliteDatabase
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        super().__init__(db)
+        self._texts: dict[int, tuple[str, bytes | None]] = {}
+
+    async def claim(self, channel_id: str, *, limit: int, now: float, lease_s: float, owner: str,
+                    alert_ids: Sequence[str] | None = None, modes: Sequence[Mode] | None = None) -> list[Claimed]:
         scope, params = scope_sql(alert_ids, modes)
-        db = self._transaction()
-        try:
-            rows = db.execute(
-                f"""SELECT id, state, alert_id, language, recipient, reply_to, message_id, attempts + 1
-                    FROM deliveries
-                    WHERE channel_id = ? AND state IN ('pending', 'unknown') AND next_attempt_at <= ? {scope}
-                    ORDER BY next_attempt_at, id LIMIT ?""",
+        async with self.db.transaction() as tx:
+            due = (await tx.execute(
+                f"SELECT d.id AS id, d.state AS state, d.alert_id AS alert_id, d.language AS language,"
+                f" d.recipient AS recipient, d.reply_to AS reply_to, d.message_id AS message_id,"
+                f" d.attempts + 1 AS attempt, a.sent_at AS sent_at, a.expires_at AS expires_at"
+                f" FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+                f" WHERE d.channel_id = ? AND d.{DUE} AND d.next_attempt_at <= ? {scope}"
+                f" ORDER BY d.next_attempt_at, d.id LIMIT ?",
                 (channel_id, now, *params, limit),
-            ).fetchall()
-            db.executemany(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ?, lease_owner = ?"
-                " WHERE id = ?",
-                [(now + lease_s, owner, r[0]) for r in rows],
-            )
-            alerts: dict[str, tuple[float, float]] = {}
-            claimed: list[Claimed] = []
-            for delivery_id, state, alert_id, language, recipient, reply_to, message_id, attempt in rows:
-                cur = db.execute(
-                    "INSERT INTO attempts (delivery_id, attempt, started_at, node) VALUES (?,?,?,?)",
-                    (delivery_id, attempt, now, owner),
-                )
-                assert cur.lastrowid is not None
-                text, payload = self._message(message_id)
-                if alert_id not in alerts:
-                    alerts[alert_id] = db.execute(
-                        "SELECT sent_at, expires_at FROM alerts WHERE id = ?", (alert_id,)
-                    ).fetchone()
-                sent_at, expires_at = alerts[alert_id]
-                claimed.append(Claimed(
-                    delivery_id=delivery_id, attempt_id=cur.lastrowid, attempt=attempt, alert_id=alert_id,
-                    channel_id=channel_id, language=language, recipient=recipient, reply_to=reply_to, text=text,
-                    payload=payload, previous_state=state, sent_at=sent_at, expires_at=expires_at,
-                ))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            )).rows
+            if not due:
+                return []
+            ids = [r["id"] for r in due]
+            await tx.execute(
+                f"UPDATE deliveries SET state = ?, attempts = attempts + 1, lease_until = ?, lease_owner = ?"
+                f" WHERE id IN ({marks(ids)})", (DeliveryState.SENDING, now + lease_s, owner, *ids))
+            attempts = {r["delivery_id"]: r["id"] for r in await tx.execute(
+                f"INSERT INTO attempts (delivery_id, attempt, started_at, node)"
+                f" SELECT id, attempts, ?, ? FROM deliveries WHERE id IN ({marks(ids)})"
+                f" RETURNING id, delivery_id", (now, owner, *ids))}
+            await self._cache_texts(tx, {r["message_id"] for r in due})
+        claimed = []
+        for r in due:
+            text, payload = self._texts[r["message_id"]]
+            claimed.append(Claimed(
+                delivery_id=r["id"], attempt_id=attempts[r["id"]], attempt=r["attempt"], alert_id=r["alert_id"],
+                channel_id=channel_id, language=r["language"], recipient=r["recipient"], reply_to=r["reply_to"],
+                text=text, payload=payload, previous_state=DeliveryState(r["state"]), sent_at=r["sent_at"],
+                expires_at=r["expires_at"],
+            ))
         return claimed
 
-    def _message(self, message_id: int) -> tuple[str, bytes | None]:
-        cached = self._messages.get(message_id)
-        if cached is None:
-            if len(self._messages) > 10_000:  # a long-running worker: keep the cache small
-                self._messages.clear()
-            text, payload = self.conn.execute(
-                "SELECT text, payload FROM messages WHERE id = ?", (message_id,)
-            ).fetchone()
-            cached = self._messages[message_id] = (text, payload)
-        return cached
-
-    def record(self, outcomes: list[Outcome]) -> None:
-        if not outcomes:
+    async def _cache_texts(self, tx: Any, message_ids: set[int]) -> None:
+        missing = sorted(message_ids - self._texts.keys())
+        if not missing:
             return
-        db = self._transaction()
-        try:
-            db.executemany(
+        if len(self._texts) > _CACHE_MAX:
+            self._texts.clear()
+            missing = sorted(message_ids)
+        for r in await tx.execute(f"SELECT id, text, payload FROM messages WHERE id IN ({marks(missing)})", missing):
+            self._texts[r["id"]] = (r["text"], r["payload"])
+
+    async def record(self, results: Sequence[AttemptResult]) -> None:
+        if not results:
+            return
+        async with self.db.transaction() as tx:
+            await tx.executemany(
                 "UPDATE attempts SET finished_at = ?, outcome = ?, http_status = ?, error_code = ?, provider_id = ?,"
                 " latency_ms = ?, detail = ?, started_at = ? WHERE id = ?",
-                [
-                    (o.finished_at, o.outcome, o.http_status, o.error_code, o.provider_id,
-                     round((o.finished_at - o.started_at) * 1000, 3), o.detail, o.started_at, o.attempt_id)
-                    for o in outcomes
-                ],
+                [(r.finished_at, r.outcome, r.http_status, r.error_code, r.provider_id, r.latency_ms, r.detail,
+                  r.started_at, r.attempt_id) for r in results],
             )
-            db.executemany(
+            await tx.executemany(
                 "UPDATE deliveries SET state = ?, provider_id = COALESCE(?, provider_id), last_error = ?,"
-                " next_attempt_at = ?, lease_until = NULL, lease_owner = NULL WHERE id = ?" + LATEST_ATTEMPT,
-                [(o.state, o.provider_id, o.detail if o.state != "sent" else None, o.next_attempt_at,
-                  o.delivery_id, o.delivery_id, o.attempt_id) for o in outcomes],
+                f" next_attempt_at = ?, lease_until = NULL, lease_owner = NULL WHERE id = ? AND {MOVABLE}"
+                " AND NOT EXISTS (SELECT 1 FROM attempts WHERE delivery_id = ? AND id > ?)",
+                [(r.state, r.provider_id, r.detail if r.state != DeliveryState.SENT else None, r.next_attempt_at,
+                  r.delivery_id, r.delivery_id, r.attempt_id) for r in results],
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-
-    # --- the shared per-channel rate (see broadcaster.engine.ratelimit) ---------------
-
-    def reserve_slots(self, channel_id: str, count: int, interval_s: float) -> tuple[float, float]:
-        now, span = time.time(), count * interval_s
-        row = self.db.execute(
-            "INSERT INTO rate_slots AS r (channel_id, next_slot) VALUES (?, ?) ON CONFLICT (channel_id)"
-            " DO UPDATE SET next_slot = MAX(r.next_slot, ?, r.paused_until) + ? RETURNING next_slot",
-            (channel_id, now + span, now, span),
-        ).fetchone()
-        return float(row[0]) - span, now
-
-    def pause_slots(self, channel_id: str, seconds: float) -> None:
-        until = time.time() + seconds
-        self.db.execute(
-            "INSERT INTO rate_slots AS r (channel_id, next_slot, paused_until) VALUES (?, ?, ?) ON CONFLICT"
-            " (channel_id) DO UPDATE SET paused_until = MAX(r.paused_until, ?), next_slot = MAX(r.next_slot, ?)",
-            (channel_id, until, until, until, until),
-        )

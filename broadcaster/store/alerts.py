@@ -1,0 +1,218 @@
+"""Alerts and their deliveries, as everyone but the claim path reads and changes them.
+
+Portable SQL over :class:`~broadcaster.store.sql.Database`; each backend adds
+only :meth:`SqlAlerts.create`, the outbox commit, which is its hot path
+(SQLite inserts in chunks that yield to the loop; PostgreSQL uses COPY).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from typing import Any, Final
+
+import orjson
+
+from broadcaster.errors import InputError
+from broadcaster.states import DeliveryState, Mode, MsgType, Outcome
+from broadcaster.store.records import (
+    AlertRecord,
+    AttemptRow,
+    AudienceCopy,
+    DeliveryRow,
+    MessageRecord,
+    NewDelivery,
+)
+from broadcaster.store.sql import Database, marks
+
+PAGE: Final = 5_000  # rows per round trip when streaming a large alert
+ALERT_COLUMNS: Final = ("id, template, template_hash, mode, msg_type, refs, sent_at, expires_at, areas, channels,"
+                        " inputs, forms, created_by")
+DELIVERY_COLUMNS: Final = "id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error"
+_OPEN: Final = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN)
+
+
+def dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def alert_record(row: Any) -> AlertRecord:
+    return AlertRecord(
+        id=row["id"], template=row["template"], template_hash=row["template_hash"], mode=Mode(row["mode"]),
+        msg_type=MsgType(row["msg_type"]), references=row["refs"], sent_at=row["sent_at"],
+        expires_at=row["expires_at"], areas=tuple(orjson.loads(row["areas"])),
+        channels=tuple(orjson.loads(row["channels"])), inputs=orjson.loads(row["inputs"]),
+        forms=orjson.loads(row["forms"]), created_by=row["created_by"],
+    )
+
+
+def alert_params(alert: AlertRecord) -> tuple[Any, ...]:
+    """``alert`` in the order of :data:`ALERT_COLUMNS`."""
+    return (alert.id, alert.template, alert.template_hash, str(alert.mode), str(alert.msg_type), alert.references,
+            alert.sent_at, alert.expires_at, dumps(list(alert.areas)), dumps(list(alert.channels)),
+            dumps(alert.inputs), dumps(alert.forms), alert.created_by)
+
+
+def delivery_row(row: Any) -> DeliveryRow:
+    return DeliveryRow(id=row["id"], alert_id=row["alert_id"], channel_id=row["channel_id"],
+                       recipient=row["recipient"], language=row["language"], state=DeliveryState(row["state"]),
+                       attempts=row["attempts"], provider_id=row["provider_id"], last_error=row["last_error"])
+
+
+class SqlAlerts:
+    """Alert rows, their messages and deliveries; the backend adds :meth:`create`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
+                     deliveries: AsyncIterable[Sequence[NewDelivery]],
+                     copies: Sequence[AudienceCopy] = ()) -> tuple[int, int]:
+        """Commit ``alert`` with every delivery ``pending`` in one transaction, before any network call.
+
+        ``deliveries`` arrive in batches (an SMS list is streamed, never held
+        whole); ``copies`` reach an earlier alert's recipients inside the
+        database. One SMS per phone per alert: a phone offered twice is skipped.
+        Returns ``(deliveries created, duplicates skipped)``.
+        """
+        raise NotImplementedError
+
+    async def get(self, alert_id: str) -> AlertRecord:
+        found = await self.find(alert_id)
+        if found is None:
+            raise InputError(f"no alert with id {alert_id!r}", where=self.db.where)
+        return found
+
+    async def find(self, alert_id: str) -> AlertRecord | None:
+        row = (await self.db.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))).one()
+        return alert_record(row) if row is not None else None
+
+    async def recent(self, limit: int = 50) -> list[AlertRecord]:
+        rows = await self.db.execute(f"SELECT {ALERT_COLUMNS} FROM alerts ORDER BY sent_at DESC, id DESC LIMIT ?",
+                                     (limit,))
+        return [alert_record(r) for r in rows]
+
+    async def current(self, mode: Mode, now: float, limit: int) -> list[AlertRecord]:
+        """Alerts of ``mode`` not yet expired at ``now``, newest first (the public feed)."""
+        rows = await self.db.execute(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE mode = ? AND expires_at > ?"
+            " ORDER BY sent_at DESC, id DESC LIMIT ?", (str(mode), now, limit))
+        return [alert_record(r) for r in rows]
+
+    async def withdraw(self, alert_id: str, reason: str) -> int:
+        """Stop deliveries of ``alert_id`` that have not gone out (a cancel supersedes them)."""
+        return (await self.db.execute(
+            "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = NULL"
+            " WHERE alert_id = ? AND state IN (?, ?)",
+            (DeliveryState.WITHDRAWN, reason, alert_id, DeliveryState.PENDING, DeliveryState.UNKNOWN),
+        )).rowcount
+
+    async def audience(self, alert_id: str, channel_id: str, states: Sequence[DeliveryState]) -> dict[str, int]:
+        """Recipients per language an alert has on one channel in ``states`` (a follow-up's audience)."""
+        rows = await self.db.execute(
+            f"SELECT language, COUNT(*) AS n FROM deliveries WHERE alert_id = ? AND channel_id = ?"
+            f" AND recipient IS NOT NULL AND state IN ({marks(states)}) GROUP BY language",
+            (alert_id, channel_id, *states))
+        return {r["language"]: int(r["n"]) for r in rows}
+
+    async def provider_ids(self, alert_id: str) -> dict[tuple[str, str | None, str], str]:
+        """``(channel, recipient, language) -> provider id`` of sent deliveries (for threading)."""
+        rows = await self.db.execute(
+            "SELECT channel_id, recipient, language, provider_id FROM deliveries"
+            " WHERE alert_id = ? AND state = ? AND provider_id IS NOT NULL", (alert_id, DeliveryState.SENT))
+        return {(r["channel_id"], r["recipient"], r["language"]): r["provider_id"] for r in rows}
+
+    async def deliveries(self, alert_id: str, *, limit: int | None = None, offset: int = 0) -> list[DeliveryRow]:
+        page = " LIMIT ? OFFSET ?" if limit is not None else ""
+        params: tuple[Any, ...] = (alert_id, limit, offset) if limit is not None else (alert_id,)
+        rows = await self.db.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE alert_id = ? ORDER BY id{page}", params)
+        return [delivery_row(r) for r in rows]
+
+    async def count(self, alert_id: str) -> int:
+        return int((await self.db.execute("SELECT COUNT(*) AS n FROM deliveries WHERE alert_id = ?",
+                                          (alert_id,))).scalar())
+
+    async def attempts(self, alert_id: str) -> AsyncIterator[AttemptRow]:
+        """Every attempt of an alert in order, fetched page by page."""
+        after = 0
+        while True:
+            rows = (await self.db.execute(
+                """SELECT a.id AS id, d.alert_id AS alert_id, d.channel_id AS channel_id, d.recipient AS recipient,
+                          d.language AS language, a.attempt AS attempt, a.outcome AS outcome,
+                          a.http_status AS http_status, a.error_code AS error_code, a.provider_id AS provider_id,
+                          a.started_at AS started_at, a.finished_at AS finished_at, a.latency_ms AS latency_ms,
+                          a.detail AS detail
+                   FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+                   WHERE d.alert_id = ? AND a.id > ? ORDER BY a.id LIMIT ?""",
+                (alert_id, after, PAGE),
+            )).rows
+            for r in rows:
+                yield AttemptRow(
+                    alert_id=r["alert_id"], channel=r["channel_id"], recipient=r["recipient"], language=r["language"],
+                    attempt=r["attempt"], outcome=Outcome(r["outcome"]) if r["outcome"] else None,
+                    http_status=r["http_status"], error_code=r["error_code"], provider_id=r["provider_id"],
+                    started_at=r["started_at"], finished_at=r["finished_at"], latency_ms=r["latency_ms"],
+                    detail=r["detail"])
+            if len(rows) < PAGE:
+                return
+            after = rows[-1]["id"]
+
+    async def state_counts(self, alert_id: str) -> dict[str, dict[str, int]]:
+        """``channel -> {state: count}`` of one alert's deliveries."""
+        counts: dict[str, dict[str, int]] = {}
+        for r in await self.db.execute(
+            "SELECT channel_id, state, COUNT(*) AS n FROM deliveries WHERE alert_id = ? GROUP BY channel_id, state",
+            (alert_id,),
+        ):
+            counts.setdefault(r["channel_id"], {})[r["state"]] = int(r["n"])
+        return counts
+
+    async def unfinished(self) -> list[str]:
+        """Alerts with deliveries still pending, leased or unknown (``broadcaster resume``)."""
+        rows = await self.db.execute(
+            f"SELECT DISTINCT alert_id FROM deliveries WHERE state IN ({marks(_OPEN)}) ORDER BY alert_id", _OPEN)
+        return [r["alert_id"] for r in rows]
+
+    async def held(self, alert_id: str | None = None) -> list[DeliveryRow]:
+        """Deliveries whose request may have left and that wait for an operator (``on_unknown = "hold"``)."""
+        scope, params = ("AND alert_id = ?", (alert_id,)) if alert_id else ("", ())
+        rows = await self.db.execute(
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE state = ? AND next_attempt_at IS NULL {scope}"
+            " ORDER BY id", (DeliveryState.UNKNOWN, *params))
+        return [delivery_row(r) for r in rows]
+
+    async def release_held(self, alert_id: str, channel_id: str, *, resend: bool, now: float, note: str) -> int:
+        """An operator decided about held deliveries: send them again now, or record them as sent."""
+        held = "alert_id = ? AND channel_id = ? AND state = ? AND next_attempt_at IS NULL"
+        where = (alert_id, channel_id, DeliveryState.UNKNOWN)
+        if resend:
+            return (await self.db.execute(f"UPDATE deliveries SET next_attempt_at = ?, last_error = ? WHERE {held}",
+                                          (now, note, *where))).rowcount
+        return (await self.db.execute(f"UPDATE deliveries SET state = ?, last_error = ? WHERE {held}",
+                                      (DeliveryState.SENT, note, *where))).rowcount
+
+
+def copy_sql(copy: AudienceCopy, message_ids: dict[str, int], alert_id: str, due_at: float
+             ) -> tuple[str, tuple[Any, ...]]:
+    """One statement that gives a follow-up the recipients an earlier alert had on one channel.
+
+    It runs inside the outbox commit: the recipients never travel through this
+    process, and ``ON CONFLICT DO NOTHING`` keeps one delivery per phone.
+    Returns ``(sql, params)``; every copied delivery is due at ``due_at``.
+    """
+    languages = sorted(copy.keys)
+    # Casts, because PostgreSQL cannot infer a parameter's type inside CASE (SQLite accepts them as they are).
+    message_case = " ".join("WHEN ? THEN CAST(? AS BIGINT)" for _ in languages)
+    language_params: list[Any] = []
+    for lang in languages:
+        language_params += [lang, message_ids[copy.keys[lang]]]
+    sql = (
+        "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to, next_attempt_at)"
+        f" SELECT ?, channel_id, CASE language {message_case} ELSE CAST(? AS BIGINT) END,"
+        f" CASE WHEN language IN ({marks(languages)}) THEN language ELSE ? END, recipient, NULL,"
+        f" CAST(? AS DOUBLE PRECISION)"
+        f" FROM deliveries WHERE alert_id = ? AND channel_id = ? AND recipient IS NOT NULL"
+        f" AND state IN ({marks(copy.states)}) ORDER BY id ON CONFLICT DO NOTHING"
+    )
+    return sql, (alert_id, *language_params, message_ids[copy.keys[copy.fallback]], *languages, copy.fallback,
+                 due_at, copy.from_alert, copy.channel_id, *copy.states)
