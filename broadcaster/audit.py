@@ -13,7 +13,7 @@ both backends (SQLite and PostgreSQL; PostgreSQL's also refuse TRUNCATE), so onl
 someone who drops them can tamper at all; the chain shows that they did.
 
 :meth:`AuditLog.append` reads the head and inserts the next row in one
-``db.transaction()``, which serialises writers on either backend (BEGIN
+``db.transaction(serialized=True)``, which serialises writers on either backend (BEGIN
 IMMEDIATE on SQLite, an advisory lock on PostgreSQL): two processes appending at
 once never fork the chain, and ``seq`` is the primary key besides.
 
@@ -25,7 +25,7 @@ note it elsewhere and compare later.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -84,51 +84,88 @@ class AuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def append(self, actor: str, action: str, detail: Mapping[str, Any], *, now: float) -> AuditRow:
-        """Add one row at the head of the chain (atomic across processes: one writer transaction)."""
+    async def append(self, actor: str, action: str, detail: Mapping[str, Any], *, now: float) -> AuditRow:
+        """Add one row at the head of the chain (atomic across processes: one serialised writer transaction)."""
         if action not in ACTIONS:
             raise ValueError(f"unknown audit action {action!r}")
         text = orjson.dumps(dict(detail), option=orjson.OPT_SORT_KEYS).decode()
         at = _iso(now)
-        with self.db.transaction():
-            last = self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-            seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
+        async with self.db.transaction(serialized=True) as tx:
+            last = (await tx.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")).one()
+            seq, prev = (int(last["seq"]) + 1, str(last["hash"])) if last else (1, GENESIS)
             digest = row_hash(prev, seq, at, actor, action, text)
-            self.db.execute(
+            await tx.execute(
                 "INSERT INTO audit (seq, at, actor, action, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?)",
                 (seq, at, actor, action, text, prev, digest),
             )
         return AuditRow(seq, at, actor, action, text, prev, digest)
 
-    def rows(self) -> Iterator[AuditRow]:
-        """Every row in seq order: a forged row numbered 0 or below included."""
-        cursor = self.db.execute("SELECT seq, at, actor, action, detail, prev_hash, hash FROM audit ORDER BY seq")
-        for row in cursor:
-            yield AuditRow(*row)
+    async def rows(self) -> AsyncIterator[AuditRow]:
+        """Every row in seq order (a forged row numbered 0 or below included), fetched page by page."""
+        after: int | None = None
+        while True:
+            page = (await self.db.execute(
+                f"SELECT {_COLUMNS} FROM audit {'WHERE seq > ?' if after is not None else ''} ORDER BY seq LIMIT ?",
+                (*((after,) if after is not None else ()), _PAGE))).rows
+            for row in page:
+                yield _row(row)
+            if len(page) < _PAGE:
+                return
+            after = page[-1]["seq"]
 
-    def tail(self, action: str | None = None, limit: int = 50) -> list[AuditRow]:
+    async def tail(self, action: str | None = None, limit: int = 50) -> list[AuditRow]:
         """The newest rows first, optionally of one action (for tests and the API)."""
         where, params = ("WHERE action = ?", (action,)) if action else ("", ())
-        rows = self.db.execute(
-            f"SELECT seq, at, actor, action, detail, prev_hash, hash FROM audit {where} ORDER BY seq DESC LIMIT ?",
-            (*params, limit),
-        ).fetchall()
-        return [AuditRow(*r) for r in rows]
+        rows = await self.db.execute(f"SELECT {_COLUMNS} FROM audit {where} ORDER BY seq DESC LIMIT ?",
+                                     (*params, limit))
+        return [_row(r) for r in rows]
 
-    def verify(self) -> Verdict:
-        return verify(self.rows())
+    async def verify(self) -> Verdict:
+        """Walk the whole chain as it streams in; the verdict names the first bad row."""
+        chain = _Chain()
+        async for row in self.rows():
+            bad = chain.add(row)
+            if bad is not None:
+                return bad
+        return chain.verdict()
 
 
-def verify(rows: Iterator[AuditRow]) -> Verdict:
+_COLUMNS: Final = "seq, at, actor, action, detail, prev_hash, hash"
+_PAGE: Final = 5_000
+
+
+def _row(row: Any) -> AuditRow:
+    return AuditRow(seq=row["seq"], at=row["at"], actor=row["actor"], action=row["action"], detail=row["detail"],
+                    prev_hash=row["prev_hash"], hash=row["hash"])
+
+
+def verify(rows: Iterable[AuditRow]) -> Verdict:
     """Walk the chain; the verdict names the first bad row and what is wrong with it."""
-    expected_seq, prev_hash, count = 1, GENESIS, 0
+    chain = _Chain()
     for row in rows:
-        count += 1
-        problem = _problem(row, expected_seq, prev_hash)
+        bad = chain.add(row)
+        if bad is not None:
+            return bad
+    return chain.verdict()
+
+
+class _Chain:
+    """The walk of :func:`verify`, one row at a time."""
+
+    def __init__(self) -> None:
+        self.expected_seq, self.prev_hash, self.count = 1, GENESIS, 0
+
+    def add(self, row: AuditRow) -> Verdict | None:
+        """None while the chain holds; the failing verdict at the first row that breaks it."""
+        self.count += 1
+        problem = _problem(row, self.expected_seq, self.prev_hash)
         if problem:
-            return Verdict(False, count, row.seq, row.hash, bad_seq=row.seq, problem=problem)
-        expected_seq, prev_hash = row.seq + 1, row.hash
-    return Verdict(True, count, expected_seq - 1, prev_hash)
+            return Verdict(False, self.count, row.seq, row.hash, bad_seq=row.seq, problem=problem)
+        self.expected_seq, self.prev_hash = row.seq + 1, row.hash
+        return None
+
+    def verdict(self) -> Verdict:
+        return Verdict(True, self.count, self.expected_seq - 1, self.prev_hash)
 
 
 def _problem(row: AuditRow, expected_seq: int, prev_hash: str) -> str:

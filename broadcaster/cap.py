@@ -23,8 +23,8 @@ import defusedxml.ElementTree as SafeET
 from lxml import etree
 
 from broadcaster.config import Config
-from broadcaster.engine.outbox import CAP_STATUS
-from broadcaster.store.base import AlertRecord
+from broadcaster.states import CAP_STATUS
+from broadcaster.store.records import AlertRecord
 from broadcaster.templates.catalogue import LANGUAGES, Template
 from broadcaster.templates.gazetteer import Gazetteer, Place
 from broadcaster.timefmt import iso_seconds

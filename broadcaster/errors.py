@@ -5,7 +5,9 @@ BroadcasterError
 │   ├── ConfigError        channels.toml or a recipient list
 │   ├── TemplateError      a template file, its approval or its length budget
 │   ├── VariableError      a value an officer typed
-│   └── SelectionError     a --channels / --area selection
+│   ├── SelectionError     a --channels / --area selection
+│   └── Conflict           valid, but the alert's state does not allow it now (HTTP 409)
+├── Forbidden              the user's role may not do this (HTTP 403)
 ├── DeliveryError          one failed attempt at one delivery, raised by channels
 └── StoreError             the database refused or failed a call; the call changed nothing
     ├── StoreUnavailable   unreachable, dropped, or locked by another writer (retryable)
@@ -51,6 +53,14 @@ class VariableError(InputError):
 
 class SelectionError(InputError):
     """A channel or area selection that matches nothing or names unknown ids."""
+
+
+class Conflict(InputError):
+    """A well-formed request the current state refuses: confirming one's own fire, a closed window, …"""
+
+
+class Forbidden(BroadcasterError):
+    """The user's role may not do this; the message says what would be needed."""
 
 
 class Reason(StrEnum):

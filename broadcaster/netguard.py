@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 
@@ -40,11 +40,20 @@ def _is_loopback(address: Any) -> bool:
 
 
 @contextmanager
-def no_network(*, allow_loopback: bool = False) -> Iterator[list[str]]:
+def no_network(*, allow_loopback: bool = False,
+               allow: Iterable[tuple[str, int]] = ()) -> Iterator[list[str]]:
     """Within the block, refuse every outbound connection (or every non-loopback one).
 
-    Yields a list that collects a description of each refused attempt.
+    ``allow`` names the ``(host, port)`` pairs still reachable: a dry-run keeps
+    exactly one, its PostgreSQL database. Yields a list that collects a
+    description of each refused attempt.
     """
+    exceptions = {(host, int(port)) for host, port in allow}
+    hosts = {host for host, _ in exceptions}
+    for host, port in list(exceptions):  # the database by name is reached at its addresses
+        with suppress(OSError):
+            exceptions |= {(str(info[4][0]), port)
+                           for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     refused: list[str] = []
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
@@ -52,6 +61,8 @@ def no_network(*, allow_loopback: bool = False) -> Iterator[list[str]]:
     real_getaddrinfo = socket.getaddrinfo
 
     def allowed(address: Any) -> bool:
+        if isinstance(address, tuple) and len(address) >= 2 and (address[0], address[1]) in exceptions:
+            return True
         return allow_loopback and _is_loopback(address)
 
     def refuse(what: str) -> NetworkForbidden:
@@ -76,7 +87,7 @@ def no_network(*, allow_loopback: bool = False) -> Iterator[list[str]]:
         return real_sendto(self, data, *args)
 
     def guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not allowed((host, 0)):
+        if host not in hosts and not allowed((host, 0)):
             raise refuse(f"resolve {host!r}")
         return real_getaddrinfo(host, *args, **kwargs)
 

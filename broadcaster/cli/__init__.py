@@ -1,22 +1,37 @@
 """``broadcaster``: the command line.
 
 Exit codes: 0 all done, 1 some deliveries failed, 2 invalid input (nothing sent).
+
+Every command is an ``async`` handler that parses, confirms, calls the
+application layer (:mod:`broadcaster.app`) and renders. :func:`main` runs it on
+the event loop its mode needs: a dry-run fire, update or cancel runs on a
+virtual-time loop inside the network guard, which lets through the database
+alone; everything else on a plain loop. Command modules import nothing heavy at
+import time, so ``broadcaster --help`` loads no SDK.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Sequence
 
-import broadcaster.cli.cap_cmd as cap_cmd
-import broadcaster.cli.runbook_cmd as runbook_cmd
-import broadcaster.cli.schedule_cmd as schedule_cmd
-import broadcaster.cli.service_cmd as service_cmd
-from broadcaster.app import closing_apps
-from broadcaster.cli import channels_cmd, fire_cmd, held_cmd, lifecycle_cmd, log_cmd, node_cmd, templates_cmd
+from broadcaster.cli import (
+    cap_cmd,
+    channels_cmd,
+    fire_cmd,
+    held_cmd,
+    lifecycle_cmd,
+    log_cmd,
+    node_cmd,
+    runbook_cmd,
+    schedule_cmd,
+    service_cmd,
+    templates_cmd,
+)
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
-from broadcaster.errors import InputError
+from broadcaster.errors import InputError, StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,17 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="channels.toml to use (env BROADCASTER_CONFIG; default ./channels.toml)")
     parser.add_argument("--db", help="database to use (env BROADCASTER_DB; default from channels.toml)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    templates_cmd.register(commands)
-    channels_cmd.register(commands)
-    fire_cmd.register(commands)
-    lifecycle_cmd.register(commands)
-    log_cmd.register(commands)
-    cap_cmd.register(commands)
-    runbook_cmd.register(commands)
-    schedule_cmd.register(commands)
-    service_cmd.register(commands)
-    node_cmd.register(commands)
-    held_cmd.register(commands)
+    for module in (templates_cmd, channels_cmd, fire_cmd, lifecycle_cmd, log_cmd, cap_cmd, runbook_cmd,
+                   schedule_cmd, service_cmd, node_cmd, held_cmd):
+        module.register(commands)
     return parser
 
 
@@ -45,15 +52,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with closing_apps():
-            code: int = args.handler(args)
+        code: int = run(args)
     except InputError as exc:
         problem(f"error: {exc}", style="bold red")
         problem("nothing was sent.")
         return EXIT_INVALID
+    except StoreError as exc:
+        problem(f"error: the database: {exc}", style="bold red")
+        return EXIT_INVALID
     except KeyboardInterrupt:
         err_console().print("interrupted; run `broadcaster resume` to finish or reconcile deliveries", style="red")
         return 130
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command's handler on the loop its mode needs."""
+    if getattr(args, "virtual", False) and getattr(args, "mode", None) == "dry-run":
+        from broadcaster.app.context import database_of
+        from broadcaster.clock import run_virtual
+        from broadcaster.netguard import no_network
+        from broadcaster.store import address_of
+
+        database = address_of(database_of(args.config, args.db))
+        # Dry-run is enforced, not intended: nothing but the database may be reached.
+        with no_network(allow=[database] if database else []):
+            result: int = run_virtual(args.handler(args))
+        return result
+    code: int = asyncio.run(args.handler(args))
     return code
 
 

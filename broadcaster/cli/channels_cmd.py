@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
-from broadcaster.app import load_app
 from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, problem
-from broadcaster.errors import ConfigError
-from broadcaster.recipients import iter_recipients
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,22 +16,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     check.set_defaults(handler=cmd_check)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)  # key and type errors raise here, naming file, channel and key
-    areas = app.catalogue.gazetteer.area_codes()
+async def cmd_check(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from broadcaster.app.context import load
+    from broadcaster.clock import in_thread
+    from broadcaster.errors import ConfigError
+    from broadcaster.recipients import index_list
+
+    config, catalogue, _ = load(args.config, args.db)  # key and type errors raise here, naming file, channel, key
+    areas = catalogue.gazetteer.area_codes()
     problems: list[str] = []
     warnings: list[str] = []
     table = Table("channel", "kind", "languages", "areas", "exercise", "rate/s", "recipients", "secrets")
-    for channel in app.config.channels:
+    for channel in config.channels:
         for area in channel.areas:
             if area != "*" and area not in areas:
                 problems.append(f"{channel.where}: key 'areas': {area!r} is not an area in the gazetteer")
         recipients = "-"
         if channel.kind == "sms":
             try:
-                count = sum(1 for _ in iter_recipients(channel.path("recipients"), known_areas=areas,
-                                                       where=f"{channel.where}: key 'recipients'"))
-                recipients = str(count)
+                index = await in_thread(index_list, channel.path("recipients"), known_areas=areas,
+                                        where=f"{channel.where}: key 'recipients'")
+                recipients = str(sum(index.counts.values()))
             except ConfigError as exc:
                 problems.append(str(exc))
                 recipients = "[red]invalid[/]"
@@ -57,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for line in problems:
         problem(line)
     if problems:
-        err_console().print(f"{len(problems)} problem(s) in {app.config.path}", style="bold red")
+        err_console().print(f"{len(problems)} problem(s) in {config.path}", style="bold red")
         return EXIT_INVALID
-    console().print(f"{len(app.config.channels)} channels OK in {app.config.path}")
+    console().print(f"{len(config.channels)} channels OK in {config.path}")
     return EXIT_OK

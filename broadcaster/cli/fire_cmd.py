@@ -3,35 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
 
-from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
-
-from broadcaster.app import App, load_app
 from broadcaster.cli.output import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_OK,
+    add_mode_options,
     add_var_options,
     banner,
     console,
     err_console,
     print_json,
 )
-from broadcaster.engine.node import DEAD_AFTER_S
-from broadcaster.engine.outbox import Plan, commit, plan_alert
-from broadcaster.engine.runner import deliver, run_mode
-from broadcaster.errors import ConfigError
-from broadcaster.netguard import no_network
-from broadcaster.service.receipts import callback_url
-from broadcaster.templates.variables import example_inputs, parse_var_args
+
+if TYPE_CHECKING:
+    from broadcaster.app.context import App
+    from broadcaster.engine.outbox import Plan
+    from broadcaster.templates.catalogue import Catalogue
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +48,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     fire.add_argument("--log", action="store_true", help="print the delivery log when done")
     fire.add_argument("--queue", action="store_true",
                       help="commit the alert and leave its delivery to running `broadcaster worker` nodes")
-    # Scheduled and recurring one-off alerts (broadcaster.cli.schedule_cmd): stored as jobs for a scheduler host.
+    # Scheduled and recurring one-off alerts (broadcaster.cli.schedule_cmd): stored for a scheduler host.
     fire.add_argument("--at", metavar="DATETIME",
                       help="fire later: ISO 8601 with offset, or +2h / +1d 22:00 from now (run by a scheduler host)")
     fire.add_argument("--every", metavar="DURATION", help="repeat, as updates in the same thread (e.g. 1d, 2h)")
@@ -61,35 +56,34 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     fire.set_defaults(handler=cmd_fire)
 
 
-def add_mode_options(parser: argparse.ArgumentParser) -> None:
-    modes = parser.add_mutually_exclusive_group(required=True)
-    modes.add_argument("--dry-run", dest="mode", action="store_const", const="dry-run",
-                       help="render, rate-limit and log everything; no network connection at all")
-    modes.add_argument("--exercise", dest="mode", action="store_const", const="exercise",
-                       help="real sends, only to exercise = true channels, every text marked")
-    modes.add_argument("--live", dest="mode", action="store_const", const="live", help="real alerts to the public")
-    parser.add_argument("--yes", action="store_true", help="skip the typed confirmation of a live fire")
-    parser.add_argument("--json", action="store_true", help="print one JSON object for scripts")
+def actor() -> str:
+    """Who the audit log names for a CLI command."""
+    return f"cli:{getpass.getuser()}"
 
 
-def inputs_from(args: argparse.Namespace, app: App) -> dict[str, dict[str, str]]:
+def inputs_from(args: argparse.Namespace, catalogue: Catalogue) -> dict[str, dict[str, str]]:
+    from broadcaster.templates.variables import example_inputs, parse_var_args
+
     if args.use_examples:
-        return example_inputs(app.catalogue.get(args.template))
+        return example_inputs(catalogue.get(args.template))
     return parse_var_args(args.var)
 
 
-def cmd_preview(args: argparse.Namespace) -> int:
-    with no_network():
-        app = load_app(args.config, args.db)
-        template = app.catalogue.get(args.template)
-        plan = plan_alert(
-            app.config, app.catalogue, args.template, inputs_from(args, app),
-            mode="exercise" if args.exercise else "dry-run", now=time.time(), areas=tuple(args.area),
-            selection=args.channels, require_approval=False,
-        )
+async def cmd_preview(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import load
+    from broadcaster.engine.outbox import plan_alert
+    from broadcaster.netguard import no_network
+    from broadcaster.states import Mode
+
+    with no_network():  # a preview stores nothing and reaches nothing
+        config, catalogue, _ = load(args.config, args.db)
+        template = catalogue.get(args.template)
+        plan = await plan_alert(config, catalogue, args.template, inputs_from(args, catalogue),
+                                mode=Mode.EXERCISE if args.exercise else Mode.DRY_RUN, now=time.time(),
+                                areas=tuple(args.area), selection=args.channels, require_approval=False)
     if args.json:
         print_json({"template": template.id, "approved": template.approved,
-                     "messages": [row.as_json() for row in plan.rows]})
+                    "messages": [row.as_json() for row in plan.rows]})
         return EXIT_OK
     if not template.approved:
         err_console().print(f"warning: template {template.id} is not approved; it cannot be fired", style="bold red")
@@ -98,6 +92,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def show_preview(plan: Plan) -> None:
+    from rich.table import Table
+
     out = console()
     table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
                   title=f"{plan.template.id}: {plan.template.title['ar']} / {plan.template.title['en']}")
@@ -120,105 +116,76 @@ def show_preview(plan: Plan) -> None:
         out.print(row.rendered.text, markup=False)
 
 
-def confirm_live(plan: Plan) -> bool:
+async def confirm_live(plan: Plan) -> bool:
     """Show what will go out, then make the officer type the template id."""
     show_preview(plan)
     banner("live")
     if not sys.stdin.isatty():
         err_console().print("a live fire needs a typed confirmation on a terminal, or --yes", style="bold red")
         return False
-    answer = input(f"Type the template id ({plan.template.id}) to send this LIVE alert: ")
+    answer = await asyncio.to_thread(input, f"Type the template id ({plan.template.id}) to send this LIVE alert: ")
     return answer.strip() == plan.template.id
 
 
-def cmd_fire(args: argparse.Namespace) -> int:
-    if getattr(args, "at", None) or getattr(args, "every", None) or getattr(args, "until", None):
+async def cmd_fire(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.app.fire import Request
+    from broadcaster.errors import ConfigError
+    from broadcaster.states import Mode
+
+    if args.at or args.every or args.until:
         from broadcaster.cli.schedule_cmd import schedule_fire
 
-        return schedule_fire(args)
-    if getattr(args, "queue", False) and args.mode == "dry-run":
+        return await schedule_fire(args)
+    if args.queue and args.mode == "dry-run":
         raise ConfigError("--queue: a dry-run is never left to workers; it runs here, on this machine",
                           where="--queue")
-    with guarded_app(args) as app:
-        return _fire(args, app)
+    async with open_app(args.config, args.db) as app:
+        request = Request("fire", Mode(args.mode), template=args.template, inputs=inputs_from(args, app.catalogue),
+                          areas=tuple(args.area), selection=args.channels)
+        return await send(args, app, request)
 
 
-@contextmanager
-def guarded_app(args: argparse.Namespace) -> Iterator[App]:
-    """The command's app; for a dry-run, inside the network guard, its store opened just before the guard
-    closes the network (with PostgreSQL, the database is the one connection a dry-run keeps)."""
-    app = load_app(args.config, args.db)
-    if args.mode != "dry-run":
-        yield app
-        return
-    _ = app.store
-    with no_network():
-        yield app
+async def send(args: argparse.Namespace, app: App, request: Any) -> int:
+    """Plan, confirm, launch and run a fire, update or cancel; print the result (shared by those commands)."""
+    from broadcaster.app.fire import Held, launch, plan_request, queue_plan
 
-
-def _fire(args: argparse.Namespace, app: App) -> int:
-    plan = plan_alert(
-        app.config, app.catalogue, args.template, inputs_from(args, app), mode=args.mode, now=time.time(),
-        areas=tuple(args.area), selection=args.channels, store=app.store,
-    )
-    if args.mode == "live" and not args.yes and not confirm_live(plan):
+    plan = await plan_request(app, request, now=time.time(), created_by=actor())
+    if args.mode == "live" and not args.yes and not await confirm_live(plan):
         err_console().print("not confirmed: nothing was sent.", style="bold red")
         return EXIT_INVALID
+    decision = await launch(app, plan, request, actor=actor(), now=time.time())
+    if isinstance(decision, Held):
+        return show_held(app, decision.alert_id, decision.confirm_by, as_json=args.json)
+    if decision.withdrawn and not args.json:
+        console().print(f"withdrew {decision.withdrawn} undelivered message(s) of {plan.alert.references}")
     if getattr(args, "queue", False):
-        return queue_plan(app, plan, args.mode, as_json=args.json)
-    return run_plan(app, plan, args.mode, as_json=args.json, show_log=getattr(args, "log", False))
+        queued = await queue_plan(app, plan)
+        return show_queued(plan, queued.created, queued.duplicates, [n.id for n in queued.workers],
+                           as_json=args.json)
+    return await run_and_report(app, plan, as_json=args.json, show_log=getattr(args, "log", False))
 
 
-def run_plan(app: App, plan: Plan, mode: str, *, as_json: bool, show_log: bool = False) -> int:
-    """Commit and deliver a checked plan; print progress, then the result."""
-    if not as_json:
-        banner(mode)
-        console().print(f"alert [bold]{plan.alert.id}[/] · {plan.template.id} · "
-                        f"{len(plan.channels)} channel(s)")
-    configs = plan.channels
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[note]}"), console=console(), transient=False)
-    tasks: dict[str, Any] = {}
-    done: Counter[tuple[str, str]] = Counter()
+def show_held(app: App, alert_id: str, confirm_by: float, *, as_json: bool) -> int:
+    from broadcaster.timefmt import iso_seconds
 
-    def on_commit(created: int, skipped: int) -> None:
-        counts = app.store.state_counts(plan.alert.id)
-        for config in configs:
-            total = sum(counts.get(config.id, {}).values())
-            tasks[config.id] = progress.add_task(config.id, total=total, note="")
-        if skipped and not as_json:
-            console().print(f"{skipped} duplicate phone number(s) skipped: one SMS per phone")
-
-    def on_progress(channel_id: str, state: str) -> None:
-        done[(channel_id, state)] += 1
-        if state in ("sent", "failed", "expired") and channel_id in tasks:
-            progress.advance(tasks[channel_id])
-        if state in ("failed", "unknown", "pending") and channel_id in tasks:
-            note = ", ".join(f"{s} {n}" for (c, s), n in sorted(done.items()) if c == channel_id and s != "sent")
-            progress.update(tasks[channel_id], note=note)
-
-    action = {"Alert": "fire", "Update": "update", "Cancel": "cancel"}[plan.alert.msg_type]
-    app.audit(action, {"alert_id": plan.alert.id, "template": plan.template.id, "mode": mode,
-                       "references": plan.alert.references, "channels": list(plan.alert.channels)})
-    show_progress = not as_json and sys.stdout.isatty()
-    with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
-        run_mode(mode, lambda: deliver(app.store, configs, mode, plan=plan, progress=on_progress,
-                                       on_commit=on_commit, status_callback=callback_url(app.config)))
-    return report(app, plan.alert.id, mode, as_json=as_json, show_log=show_log)
-
-
-def queue_plan(app: App, plan: Plan, mode: str, *, as_json: bool) -> int:
-    """Commit only: workers on any node claim the deliveries (woken by NOTIFY on PostgreSQL)."""
-    created, skipped = commit(app.store, plan)
-    app.audit("fire", {"alert_id": plan.alert.id, "template": plan.template.id, "mode": mode,
-                       "references": plan.alert.references, "channels": list(plan.alert.channels), "queued": True})
-    workers = [n for n in app.store.nodes(time.time() - DEAD_AFTER_S)
-               if n.role in ("worker", "serve") and n.stopped_at is None]
+    until = iso_seconds(confirm_by, app.config.timezone)
     if as_json:
-        print_json({"alert_id": plan.alert.id, "mode": mode, "queued": created, "duplicates_skipped": skipped,
-                    "workers": [n.id for n in workers]})
+        print_json({"alert_id": alert_id, "mode": "live", "state": "awaiting_confirmation", "confirm_by": until,
+                    "deliveries": []})
+        return EXIT_OK
+    banner("live")
+    console().print(f"alert [bold]{alert_id}[/] is a two-person alert: nothing is sent until a different officer "
+                    f"confirms it (the console, or POST /api/alerts/{alert_id}/confirm) by {until}")
+    return EXIT_OK
+
+
+def show_queued(plan: Plan, created: int, skipped: int, workers: list[str], *, as_json: bool) -> int:
+    if as_json:
+        print_json({"alert_id": plan.alert.id, "mode": str(plan.alert.mode), "queued": created,
+                    "duplicates_skipped": skipped, "workers": workers})
     else:
-        banner(mode)
+        banner(plan.alert.mode)
         console().print(f"alert [bold]{plan.alert.id}[/] queued: {created} deliveries for "
                         f"{len(workers)} worker node(s); follow it with `broadcaster log {plan.alert.id}`")
     if not workers:
@@ -227,29 +194,65 @@ def queue_plan(app: App, plan: Plan, mode: str, *, as_json: bool) -> int:
     return EXIT_OK
 
 
-def report(app: App, alert_id: str, mode: str, *, as_json: bool, show_log: bool = False) -> int:
-    deliveries = app.store.deliveries(alert_id)
+async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool = False) -> int:
+    """Commit and deliver a checked plan; print progress, then the result."""
+    from rich.live import Live
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from broadcaster.app.fire import run_plan
+
+    mode = plan.alert.mode
+    if not as_json:
+        banner(mode)
+        console().print(f"alert [bold]{plan.alert.id}[/] · {plan.template.id} · {len(plan.channels)} channel(s)")
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[note]}"), console=console(), transient=False)
+    totals: Counter[str] = Counter()
+    for row in plan.rows:
+        totals[row.channel] += row.recipients
+    tasks = {c.id: progress.add_task(c.id, total=totals[c.id], note="") for c in plan.channels}
+    done: Counter[tuple[str, str]] = Counter()
+
+    def on_commit(created: int, skipped: int) -> None:
+        if skipped and not as_json:
+            console().print(f"{skipped} duplicate phone number(s) skipped: one SMS per phone")
+
+    def on_progress(channel_id: str, state: str) -> None:
+        done[(channel_id, state)] += 1
+        if state in ("sent", "failed", "expired"):
+            progress.advance(tasks[channel_id])
+        if state in ("failed", "unknown", "pending"):
+            note = ", ".join(f"{s} {n}" for (c, s), n in sorted(done.items()) if c == channel_id and s != "sent")
+            progress.update(tasks[channel_id], note=note)
+
+    show_progress = not as_json and sys.stdout.isatty()
+    with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
+        await run_plan(app, plan, progress=on_progress, on_commit=on_commit)
+    return await report(app, plan.alert.id, mode, as_json=as_json, show_log=show_log)
+
+
+async def report(app: App, alert_id: str, mode: str, *, as_json: bool, show_log: bool = False) -> int:
+    from broadcaster.cli.log_cmd import show_attempts, show_summary
+
+    deliveries = await app.store.alerts.deliveries(alert_id)
     ok = all(d.state == "sent" for d in deliveries)
     if as_json:
         print_json({
             "alert_id": alert_id,
-            "mode": mode,
+            "mode": str(mode),
             "deliveries": [
-                {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": d.state,
+                {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": str(d.state),
                  "attempts": d.attempts, "provider_id": d.provider_id}
                 for d in deliveries
             ],
         })
     else:
-        from broadcaster.cli.log_cmd import show_attempts, show_summary
-
-        show_summary(app, alert_id)
+        await show_summary(app, alert_id)
         if show_log:
-            show_attempts(app, alert_id, limit=60)
+            await show_attempts(app, alert_id, limit=60)
         if ok:
             console().print("dry-run: every delivery simulated; nothing left this machine" if mode == "dry-run"
                             else "all deliveries sent")
         else:
             console().print(f"[bold red]some deliveries did not go out[/]: see `broadcaster log {alert_id}`")
     return EXIT_OK if ok else EXIT_FAILED
-

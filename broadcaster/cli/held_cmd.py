@@ -1,24 +1,20 @@
 """``broadcaster held`` and ``broadcaster release``: deliveries waiting for an operator's decision.
 
-A channel with ``on_unknown = "hold"`` (Telegram by default) cannot ask its
-provider whether a timed-out post went out, so it neither resends nor gives up:
-the delivery stays ``unknown`` until an operator looks at the channel and says
-which it was. ``release --resend`` sends again (a worker, ``resume`` or the next
-run picks it up); ``release --mark-sent`` records it as posted. Either is
-audited with the operator's name.
+A channel with ``on_unknown = "hold"`` cannot ask its provider whether a
+timed-out post went out, so it neither resends nor gives up: the delivery stays
+``unknown`` until an operator looks at the channel and says which it was.
+``release --resend`` sends again (a worker, ``resume`` or the next run picks it
+up); ``release --mark-sent`` records it as posted. Either is audited with the
+operator's name.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
+import asyncio
 import time
 
-from rich.table import Table
-
-from broadcaster.app import load_app
 from broadcaster.cli.output import EXIT_FAILED, EXIT_INVALID, EXIT_OK, console, err_console, print_json
-from broadcaster.errors import InputError
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,9 +33,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     release.set_defaults(handler=cmd_release)
 
 
-def cmd_held(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    rows = app.store.held(args.alert_id)
+async def cmd_held(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from broadcaster.app.context import open_app
+
+    async with open_app(args.config, args.db) as app:
+        rows = await app.store.alerts.held(args.alert_id)
     if args.json:
         print_json([{"alert_id": d.alert_id, "channel": d.channel_id, "recipient": d.recipient,
                      "language": d.language, "attempts": d.attempts, "last_error": d.last_error} for d in rows])
@@ -55,25 +55,31 @@ def cmd_held(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_release(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    alert = app.store.alert(args.alert_id)
-    held = [d for d in app.store.held(alert.id) if d.channel_id == args.channel]
-    if not held:
-        raise InputError(f"alert {alert.id} has no held deliveries on channel {args.channel!r}", where="--channel")
-    verb = "SEND AGAIN" if args.resend else "RECORD AS SENT"
-    console().print(f"{len(held)} held delivery(ies) of {alert.id} ({alert.mode}) on {args.channel}: {verb}")
-    if not args.yes:
-        answer = input(f"Type the channel id ({args.channel}) to confirm: ")
-        if answer.strip() != args.channel:
-            err_console().print("not confirmed: nothing changed.", style="bold red")
-            return EXIT_INVALID
-    actor = f"cli:{getpass.getuser()}"
-    note = f"released by {actor}: " + ("not on the channel, sent again" if args.resend else "confirmed on the channel")
-    changed = app.store.release_held(alert.id, args.channel, resend=args.resend,
-                                     now=time.time(), note=note)
-    app.audit("release_held", {"alert_id": alert.id, "channel": args.channel, "deliveries": changed,
-                               "decision": "resend" if args.resend else "mark_sent"}, actor=actor)
+async def cmd_release(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.cli.fire_cmd import actor
+    from broadcaster.errors import InputError
+
+    async with open_app(args.config, args.db) as app:
+        alert = await app.store.alerts.get(args.alert_id)
+        held = [d for d in await app.store.alerts.held(alert.id) if d.channel_id == args.channel]
+        if not held:
+            raise InputError(f"alert {alert.id} has no held deliveries on channel {args.channel!r}",
+                             where="--channel")
+        verb = "SEND AGAIN" if args.resend else "RECORD AS SENT"
+        console().print(f"{len(held)} held delivery(ies) of {alert.id} ({alert.mode}) on {args.channel}: {verb}")
+        if not args.yes:
+            answer = await asyncio.to_thread(input, f"Type the channel id ({args.channel}) to confirm: ")
+            if answer.strip() != args.channel:
+                err_console().print("not confirmed: nothing changed.", style="bold red")
+                return EXIT_INVALID
+        who = actor()
+        note = f"released by {who}: " + ("not on the channel, sent again" if args.resend
+                                         else "confirmed on the channel")
+        changed = await app.store.alerts.release_held(alert.id, args.channel, resend=args.resend, now=time.time(),
+                                                      note=note)
+        await app.audit(who, "release_held", {"alert_id": alert.id, "channel": args.channel, "deliveries": changed,
+                                              "decision": "resend" if args.resend else "mark_sent"})
     if args.resend:
         console().print(f"{changed} delivery(ies) due now: a running worker sends them, or run `broadcaster resume`")
     else:

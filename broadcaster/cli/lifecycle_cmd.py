@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
-from broadcaster.app import App
-from broadcaster.cli.fire_cmd import add_mode_options, confirm_live, guarded_app, run_plan
-from broadcaster.cli.output import EXIT_INVALID, console, problem
-from broadcaster.engine.lifecycle import plan_cancel, plan_update, withdraw_original
-from broadcaster.engine.outbox import Plan
-from broadcaster.templates.variables import parse_var_args
+from broadcaster.cli.output import add_mode_options
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,27 +20,25 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     cancel.set_defaults(handler=cmd_cancel)
 
 
-def cmd_update(args: argparse.Namespace) -> int:
-    overrides = parse_var_args(args.var)
-    return _follow_up(args, lambda app: plan_update(app, args.alert_id, overrides, mode=args.mode, now=time.time()))
+async def cmd_update(args: argparse.Namespace) -> int:
+    from broadcaster.app.fire import Request
+    from broadcaster.states import Mode
+    from broadcaster.templates.variables import parse_var_args
+
+    request = Request("update", Mode(args.mode), original=args.alert_id, overrides=parse_var_args(args.var))
+    return await _follow_up(args, request)
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
-    return _follow_up(args, lambda app: plan_cancel(app, args.alert_id, mode=args.mode, now=time.time()))
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    from broadcaster.app.fire import Request
+    from broadcaster.states import Mode
+
+    return await _follow_up(args, Request("cancel", Mode(args.mode), original=args.alert_id))
 
 
-def _follow_up(args: argparse.Namespace, make_plan: Callable[[App], Plan]) -> int:
-    with guarded_app(args) as app:
-        return _run(args, app, make_plan)
+async def _follow_up(args: argparse.Namespace, request: object) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.cli.fire_cmd import send
 
-
-def _run(args: argparse.Namespace, app: App, make_plan: Callable[[App], Plan]) -> int:
-    plan = make_plan(app)
-    if args.mode == "live" and not args.yes and not confirm_live(plan):
-        problem("not confirmed: nothing was sent.", style="bold red")
-        return EXIT_INVALID
-    # Withdraw first, so no queued copy of a false alert leaves after its correction.
-    withdrawn = withdraw_original(app, plan)
-    if withdrawn and not args.json:
-        console().print(f"withdrew {withdrawn} undelivered message(s) of {plan.alert.references}")
-    return run_plan(app, plan, args.mode, as_json=args.json)
+    async with open_app(args.config, args.db) as app:
+        return await send(args, app, request)

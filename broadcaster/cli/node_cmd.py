@@ -6,29 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
-import time
-from pathlib import Path
 
-from rich.table import Table
-
-from broadcaster.app import DEFAULT_CONFIG, load_app
 from broadcaster.cli.output import EXIT_OK, console, print_json
-from broadcaster.config import load_config
-from broadcaster.engine.dispatcher import Tuning
-from broadcaster.engine.node import Node
-from broadcaster.engine.runner import SERVED_MODES, work
-from broadcaster.errors import ConfigError
-from broadcaster.runbooks.leader import scheduler_leader
-from broadcaster.service.receipts import callback_url
-from broadcaster.store import migrate, open_store, upgrade_database
-from broadcaster.store.sql import StoreUnavailable
-from broadcaster.timefmt import iso_seconds
 
 log = logging.getLogger("broadcaster.worker")
 RETRY_S = 2.0  # a worker that lost the database starts again after this
-RECENT_S = 60.0  # `nodes` lists nodes that beat within this long, and every node that never stopped
+RECENT_S = 60.0  # `nodes` lists nodes that beat within this long, and every node that still holds leases
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +22,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                         help="serve only these channels (default: every channel in channels.toml)")
     worker.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                         help="idle re-check interval; on PostgreSQL, NOTIFY wakes the worker sooner (default 1)")
+    worker.add_argument("--heartbeat", type=float, default=2.0, metavar="SECONDS",
+                        help="how often the node beats and renews its leases (default 2)")
+    worker.add_argument("--dead-after", type=float, default=15.0, metavar="SECONDS",
+                        help="a node silent this long is dead and its deliveries are reconciled; use one value on "
+                             "every node of a database (default 15)")
     worker.set_defaults(handler=cmd_worker)
 
     nodes = commands.add_parser("nodes", help="live nodes, the leases they hold, and each channel's queue")
@@ -52,15 +41,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status.set_defaults(handler=cmd_db_status)
 
 
-def _database(args: argparse.Namespace) -> str:
-    database: str | None = args.db or os.environ.get("BROADCASTER_DB")
-    if database:
-        return database
-    return load_config(Path(args.config or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG)).database
+async def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import database_of
+    from broadcaster.store import upgrade_database
 
-
-def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    before, applied = upgrade_database(_database(args))
+    before, applied = await upgrade_database(database_of(args.config, args.db))
     out = console()
     for m in applied:
         out.print(f"applied {m.version:04d} {m.name}")
@@ -69,27 +54,31 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_db_status(args: argparse.Namespace) -> int:
-    store = open_store(_database(args), require_schema=False)
-    try:
-        db = store.db  # type: ignore[attr-defined]
-        have, want = migrate.current(db), migrate.latest(db.dialect)
-    finally:
-        store.close()
+async def cmd_db_status(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import database_of
+    from broadcaster.store import migrate, opened
+
+    async with opened(database_of(args.config, args.db), require_schema=False) as store:
+        have, want = await migrate.current(store.db), migrate.latest(store.db.dialect)
     state = "up to date" if have == want else ("run `broadcaster db upgrade`" if have < want else "newer than program")
-    console().print(f"{db.dialect}: schema {have}, this broadcaster needs {want}: {state}")
+    console().print(f"{store.db.dialect}: schema {have}, this broadcaster needs {want}: {state}")
     return EXIT_OK if have == want else 1
 
 
-def cmd_nodes(args: argparse.Namespace) -> int:
-    store = open_store(_database(args))
-    try:
-        now = time.time()
-        nodes = store.nodes(now - RECENT_S)
-        depths = store.queue_depths()
-        leader = scheduler_leader(store)
-    finally:
-        store.close()
+async def cmd_nodes(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from broadcaster.app.context import database_of
+    from broadcaster.engine.node import DEAD_AFTER_S
+    from broadcaster.store import opened
+    from broadcaster.store.leadership import SCHEDULER_LEAD
+    from broadcaster.timefmt import iso_seconds
+
+    async with opened(database_of(args.config, args.db)) as store:
+        now = await store.nodes.now()
+        nodes = await store.nodes.recent(RECENT_S)
+        depths = await store.leases.queue_depths()
+        leader = await store.leadership.holder(SCHEDULER_LEAD)
     if args.json:
         print_json({
             "nodes": [{"id": n.id, "host": n.host, "pid": n.pid, "role": n.role,
@@ -108,7 +97,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         table.add_column(column)
     for n in nodes:
         age = now - n.heartbeat_at
-        state = "stopped" if n.stopped_at else ("alive" if age < 15 else f"silent {age:.0f} s")
+        state = "stopped" if n.stopped_at else ("alive" if age < DEAD_AFTER_S else f"silent {age:.0f} s")
         role = f"{n.role} (leader)" if n.id == leader else n.role
         table.add_row(n.id, role, iso_seconds(n.started_at), f"{age:.1f} s ago", state, str(n.leases),
                       iso_seconds(n.lease_until) if n.lease_until else "-")
@@ -119,52 +108,43 @@ def cmd_nodes(args: argparse.Namespace) -> int:
     for channel_id, counts in sorted(depths.items()):
         queues.add_row(channel_id, *(str(counts.get(s, 0)) for s in ("pending", "sending", "unknown")))
     out.print(queues if depths else "queues: nothing waiting")
-    if leader is not None:  # PostgreSQL: one node runs the schedule
+    if leader is not None:
         out.print(f"scheduler leader: {leader}")
     return EXIT_OK
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    configs = list(app.config.channels)
-    if args.channels != "all":
-        wanted = [c.strip() for c in args.channels.split(",") if c.strip()]
-        unknown = sorted(set(wanted) - {c.id for c in configs})
-        if unknown:
-            raise ConfigError(f"--channels: no such channel(s) {', '.join(unknown)}", where=str(app.config.path))
-        configs = [c for c in configs if c.id in wanted]
+async def cmd_worker(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.app.worker import run_worker, served_channels
+    from broadcaster.engine.node import Node
+    from broadcaster.errors import ConfigError, StoreUnavailable
+
     if args.poll <= 0:
         raise ConfigError("--poll must be positive", where="--poll")
-    store = app.store
-    tuning = Tuning(idle_poll_s=args.poll)
+    if not 0 < args.heartbeat < args.dead_after * 2 / 3:
+        raise ConfigError("--heartbeat must be positive and well under --dead-after", where="--heartbeat")
+    options = {"heartbeat_s": args.heartbeat, "dead_after_s": args.dead_after, "margin_s": args.dead_after / 3}
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
     nodes: list[Node] = []
-    console().print(f"worker serving {', '.join(c.id for c in configs)} "
-                    f"({' and '.join(SERVED_MODES)} alerts) on {getattr(store, 'where', app.database)}")
-
-    async def main() -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            while True:
-                # A new node id for each start: a node that lost the database is taken for dead by the
-                # others after DEAD_AFTER_S, and its leases are recovered and reconciled, never resent blindly.
-                nodes.append(Node(store, "worker"))
-                console().print(f"node {nodes[-1].id} started")
-                try:
-                    await work(store, configs, nodes[-1], tuning=tuning, status_callback=callback_url(app.config))
-                except* StoreUnavailable as group:
-                    log.error("the database is unreachable (%s); starting again in %.0f s", group.exceptions[0],
-                              RETRY_S)
-                    console().print(f"database unreachable: {group.exceptions[0]}; retrying in {RETRY_S:.0f} s")
-                await asyncio.sleep(RETRY_S)
-
-    try:
-        asyncio.run(main())
-    finally:
-        app.close()
-    recovered = sum(n.recovered for n in nodes)
-    console().print(f"worker stopped; it recovered {recovered} deliveries of dead nodes")
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            # A new node id for each start: a node that lost the database is taken for dead by the others
+            # after --dead-after, and its leases are recovered and reconciled, never resent blindly.
+            try:
+                async with open_app(args.config, args.db, name="broadcaster worker") as app:
+                    configs = served_channels(app, args.channels)
+                    console().print(f"worker serving {', '.join(c.id for c in configs)} (live and exercise alerts) "
+                                    f"on {app.store.where}")
+                    nodes.append(Node(app.store, "worker", **options))
+                    console().print(f"node {nodes[-1].id} started")
+                    await run_worker(app, nodes[-1], selection=args.channels, poll_s=args.poll)
+            except* StoreUnavailable as group:
+                log.error("the database is unreachable (%s); starting again in %.0f s", group.exceptions[0], RETRY_S)
+                console().print(f"database unreachable: {group.exceptions[0]}; retrying in {RETRY_S:.0f} s")
+            await asyncio.sleep(RETRY_S)
+    console().print(f"worker stopped; it recovered {sum(n.recovered for n in nodes)} deliveries of dead nodes")
     return EXIT_OK

@@ -1,4 +1,4 @@
-"""``broadcaster runbook check|rehearse|run|status|stop|confirm|resume``."""
+"""``broadcaster runbook check|rehearse|run|status|stop|confirm|resume``, and how runs are shown."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import argparse
 import asyncio
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.table import Table
-
-from broadcaster.app import App, load_app
 from broadcaster.cli.output import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -21,17 +20,13 @@ from broadcaster.cli.output import (
     print_json,
     problem,
 )
-from broadcaster.errors import ConfigError
-from broadcaster.runbooks.check import check_runbook, require_clean
-from broadcaster.runbooks.inputs import Inputs, resolve_inputs, time_of
-from broadcaster.runbooks.model import Runbook, load_runbook, parse_runbook
-from broadcaster.runbooks.records import RunRecord
-from broadcaster.runbooks.refs import RunbookError
-from broadcaster.runbooks.rehearse import Rehearsal, rehearse
-from broadcaster.runbooks.report import rehearsal_json, run_json, show_run, show_timeline
-from broadcaster.runbooks.store import new_run_id, run_store
-from broadcaster.templates.variables import parse_var_args
-from broadcaster.timefmt import iso_seconds
+
+if TYPE_CHECKING:
+    from broadcaster.app.context import App
+    from broadcaster.app.rehearse import Rehearsal
+    from broadcaster.config import Config
+    from broadcaster.runbooks.model import Runbook
+    from broadcaster.store.records import RunRecord
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,7 +54,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="real sends, only to exercise = true channels, every text marked")
     modes.add_argument("--live", dest="mode", action="store_const", const="live", help="real alerts to the public")
     modes.add_argument("--dry-run", dest="mode", action="store_const", const="dry-run",
-                       help="in real time, to recorders only (to practise the schedule)")
+                       help="in real time, to recording transports only (to practise the schedule)")
     run.add_argument("--yes", action="store_true", help="skip the typed confirmation of a live run")
     run.set_defaults(handler=cmd_run)
 
@@ -87,21 +82,26 @@ def _input_options(parser: argparse.ArgumentParser, note: str) -> None:
                         help=f"a runbook input; NAME.ar=/NAME.en= for the two languages of a text ({note})")
 
 
-def find_runbook(app: App, name: str) -> Runbook:
+def find_runbook(config: Config, name: str) -> Runbook:
     """A path, or the id of a runbook in the runbooks folder of channels.toml."""
+    from broadcaster.runbooks.model import load_runbook
+
     path = Path(name)
     if not path.exists() and "/" not in name and not name.endswith(".toml"):
-        path = app.config.runbooks_dir / f"{name}.toml"
+        path = config.runbooks_dir / f"{name}.toml"
     return load_runbook(path)
 
 
 # --- check ---------------------------------------------------------------------------------
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    runbook = find_runbook(app, args.file)
-    problems = check_runbook(runbook, app.config, app.catalogue)
+async def cmd_check(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import load
+    from broadcaster.runbooks.check import check_runbook
+
+    config, catalogue, _ = load(args.config, args.db)
+    runbook = find_runbook(config, args.file)
+    problems = check_runbook(runbook, config, catalogue)
     errors = [p for p in problems if p.level == "error"]
     if args.json:
         print_json({"runbook": runbook.id, "ok": not errors,
@@ -120,27 +120,33 @@ def cmd_check(args: argparse.Namespace) -> int:
 # --- rehearse --------------------------------------------------------------------------------
 
 
-def cmd_rehearse(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    runbook = find_runbook(app, args.file)
+async def cmd_rehearse(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import load
+    from broadcaster.app.rehearse import rehearsal_json, rehearse
+    from broadcaster.runbooks.inputs import resolve_inputs
+    from broadcaster.templates.variables import parse_var_args
+
+    config, catalogue, database = load(args.config, args.db)
+    runbook = find_runbook(config, args.file)
     start = time.time()
     if args.start:
-        start = time_of_text(args.start, app, start)
-    inputs = resolve_inputs(runbook, parse_var_args(args.input), start=start, tz=app.config.timezone,
-                            use_examples=True)
-    result = rehearse(app, runbook, inputs, start=start)
+        start = time_of_text(args.start, config, start)
+    inputs = resolve_inputs(runbook, parse_var_args(args.input), start=start, tz=config.timezone, use_examples=True)
+    # A loop of its own (virtual time), on a worker thread.
+    result = await asyncio.to_thread(rehearse, config, catalogue, database, runbook, inputs, start=start)
     if args.json:
-        print_json(rehearsal_json(app, result))
+        print_json(rehearsal_json(config, result))
     else:
-        show_timeline(app, result)
+        show_timeline(config, result)
     return EXIT_OK if all(e.fired.state == "fired" for e in result.entries) else EXIT_FAILED
 
 
-def time_of_text(text: str, app: App, now: float) -> float:
+def time_of_text(text: str, config: Config, now: float) -> float:
     from broadcaster.runbooks.durations import DurationError, resolve_datetime
+    from broadcaster.runbooks.refs import RunbookError
 
     try:
-        return resolve_datetime(text, now, app.config.timezone).timestamp()
+        return resolve_datetime(text, now, config.timezone).timestamp()
     except DurationError as exc:
         raise RunbookError(str(exc), where="--start") from None
 
@@ -148,179 +154,240 @@ def time_of_text(text: str, app: App, now: float) -> float:
 # --- run -------------------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    runbook = find_runbook(app, args.file)
-    start = time.time()
-    inputs = resolve_inputs(runbook, parse_var_args(args.input), start=start, tz=app.config.timezone,
-                            use_examples=args.use_examples)
-    preflight(app, runbook, inputs, args.mode, start)
-    if args.mode == "live" and not args.yes and not confirm_live_run(runbook):
-        problem("not confirmed: nothing was sent.", style="bold red")
-        return EXIT_INVALID
-    run = RunRecord(id=new_run_id("runbook", start), kind="runbook", runbook=runbook.id, source=runbook.source,
-                    spec=dict(runbook.raw), config=str(app.config.path), mode=args.mode, inputs=inputs,
-                    state="running", started_at=start)
-    banner(args.mode)
-    return host_run(app, run, new=True)
+async def cmd_run(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.app.rehearse import preflight
+    from broadcaster.runbooks.ids import new_run_id
+    from broadcaster.runbooks.inputs import resolve_inputs
+    from broadcaster.states import Mode, RunKind, RunState
+    from broadcaster.store.records import RunRecord
+    from broadcaster.templates.variables import parse_var_args
+
+    async with open_app(args.config, args.db, name="broadcaster runbook run") as app:
+        runbook = find_runbook(app.config, args.file)
+        start = time.time()
+        mode = Mode(args.mode)
+        inputs = resolve_inputs(runbook, parse_var_args(args.input), start=start, tz=app.config.timezone,
+                                use_examples=args.use_examples)
+        result = await asyncio.to_thread(preflight, app.config, app.catalogue, runbook, inputs, mode, start)
+        show_planned(app.config, runbook, result)
+        if mode == Mode.LIVE and not args.yes and not await confirm_live_run(runbook):
+            problem("not confirmed: nothing was sent.", style="bold red")
+            return EXIT_INVALID
+        run = RunRecord(id=new_run_id(RunKind.RUNBOOK, start), kind=RunKind.RUNBOOK, runbook=runbook.id,
+                        source=runbook.source, spec=dict(runbook.raw), config=str(app.config.path), mode=mode,
+                        inputs=inputs, state=RunState.RUNNING, started_at=start)
+        banner(args.mode)
+        return await host_run(app, run, new=True)
 
 
-def preflight(app: App, runbook: Runbook, inputs: Inputs, mode: str, start: float) -> Rehearsal:
-    """Before anything fires: the whole runbook rehearsed in ``mode`` against a scratch database."""
-    result = preflight_checks(app, runbook, inputs, mode, start)
-    show_planned(app, runbook, result)
-    return result
+def show_planned(config: Config, runbook: Runbook, result: Rehearsal) -> None:
+    from rich.table import Table
 
+    from broadcaster.timefmt import iso_seconds
 
-def preflight_checks(app: App, runbook: Runbook, inputs: Inputs, mode: str, start: float, *,
-                     guard_network: bool = True) -> Rehearsal:
-    """The checks of :func:`preflight`, printing nothing (the service runs them on a worker thread)."""
-    require_clean(check_runbook(runbook, app.config, app.catalogue, inputs=inputs, start=start))
-    for step in runbook.steps:
-        if step.at is not None and time_of(step.at, inputs, tz=app.config.timezone, where=step.where) < start - 60:
-            raise RunbookError("its time is before the run starts; it would only be reported missed",
-                               where=step.where)
-    scratch = App(config=app.config, catalogue=app.catalogue, database=":memory:")
-    try:
-        result = rehearse(scratch, runbook, inputs, start=start, plan_mode=mode, guard_network=guard_network)
-    finally:
-        scratch.close()
-    if mode != "dry-run":
-        # Every step goes out later, from the scheduler: refuse now rather than fail step by step.
-        missing = sorted({f"{c.id}.{key} -> ${env}" for e in result.entries if e.fired.plan
-                          for c in e.fired.plan.channels for key, env in c.missing_env()})
-        if missing:
-            raise ConfigError(f"a {mode} run needs these environment variables, which are not set: "
-                              f"{', '.join(missing)}", where=str(app.config.path))
-    failed = [e for e in result.entries if e.fired.state == "failed"]
-    if failed:
-        first = failed[0].fired
-        raise RunbookError(f"rehearsal before the run failed: {first.detail}", where=first.step.where)
-    return result
-
-
-def show_planned(app: App, runbook: Runbook, result: Rehearsal) -> None:
-    out = console()
     table = Table("when", "step", "action", "channels", "SMS segments", title=f"{runbook.id}: planned timeline "
                   "(confirm steps shown at their earliest)", title_justify="left")
-    tz = app.config.timezone
     for e in result.entries:
         sms = sum(r.cost_segments for r in e.fired.plan.rows if r.kind == "sms") if e.fired.plan else 0
-        table.add_row(iso_seconds(e.fired.time, tz), f"{e.fired.step.id} #{e.fired.occurrence}",
+        table.add_row(iso_seconds(e.fired.time, config.timezone), f"{e.fired.step.id} #{e.fired.occurrence}",
                       e.fired.step.label + (" (confirm)" if e.auto_confirmed else ""),
                       ",".join(e.fired.plan.alert.channels) if e.fired.plan else "-", str(sms))
-    out.print(table)
+    console().print(table)
 
 
-def confirm_live_run(runbook: Runbook) -> bool:
+async def confirm_live_run(runbook: Runbook) -> bool:
     banner("live")
     if not sys.stdin.isatty():
         err_console().print("a live run needs a typed confirmation on a terminal, or --yes", style="bold red")
         return False
-    answer = input(f"Type the runbook id ({runbook.id}) to run it LIVE: ")
+    answer = await asyncio.to_thread(input, f"Type the runbook id ({runbook.id}) to run it LIVE: ")
     return answer.strip() == runbook.id
 
 
-def host_run(app: App, run: RunRecord, *, new: bool) -> int:
+async def host_run(app: App, run: RunRecord, *, new: bool) -> int:
     """Host the scheduler in the foreground until ``run`` finishes or is stopped."""
-    from broadcaster.runbooks.scheduler import Host
+    from broadcaster.app.runbook import host
+    from broadcaster.states import RunState, StepState
 
     out = console()
-
-    async def main() -> RunRecord | None:
-        host = Host(app, report=lambda line: out.print(line, markup=False))
-        await host.start()
+    scheduler = host(app, report=lambda line: out.print(line, markup=False))
+    try:
+        await scheduler.start()
         try:
             if new:
-                host.start_run(run)
-            return await host.serve(run_id=run.id)
+                await scheduler.start_run(run)
+            final = await scheduler.serve(run_id=run.id)
         finally:
-            await host.shutdown()
-
-    try:
-        final = asyncio.run(main())
-    except KeyboardInterrupt:
+            await scheduler.shutdown()
+    except (KeyboardInterrupt, asyncio.CancelledError):
         err_console().print(f"interrupted: run {run.id} keeps its schedule. Host it again with `broadcaster runbook "
                             f"resume {run.id}` (or `broadcaster schedule run`), or stop it with `broadcaster runbook "
                             f"stop {run.id}`", style="red")
         return 130
     assert final is not None
-    show_run(app, final)
-    rows = run_store(app).run_steps(run.id)
-    ok = final.state == "finished" and all(r.state in ("fired", "skipped") for r in rows) and all(
-        d.state == "sent" for r in rows if r.alert_id for d in app.store.deliveries(r.alert_id))
+    await show_run(app, final)
+    rows = await app.store.runs.steps(run.id)
+    delivered = [d.state == "sent" for r in rows if r.alert_id for d in await app.store.alerts.deliveries(r.alert_id)]
+    ok = final.state == RunState.FINISHED and all(r.state in (StepState.FIRED, StepState.SKIPPED) for r in rows) \
+        and all(delivered)
     return EXIT_OK if ok else EXIT_FAILED
 
 
 # --- status, stop, confirm, resume -----------------------------------------------------------
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    store = run_store(app)
-    runs = [store.run(args.run_id)] if args.run_id else [r for r in store.runs(("running",)) if r.kind != "rehearsal"]
-    if args.json:
-        print_json({"runs": [run_json(app, r) for r in runs]})
-        return EXIT_OK
-    if not runs:
-        console().print("no run in progress")
-    for run in runs:
-        show_run(app, run)
+async def cmd_status(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.app.runbook import run_json
+    from broadcaster.states import RunKind, RunState
+
+    async with open_app(args.config, args.db) as app:
+        runs = [await app.store.runs.get(args.run_id)] if args.run_id else [
+            r for r in await app.store.runs.recent((RunState.RUNNING,)) if r.kind != RunKind.REHEARSAL]
+        if args.json:
+            print_json({"runs": [await run_json(app, r) for r in runs]})
+            return EXIT_OK
+        if not runs:
+            console().print("no run in progress")
+        for run in runs:
+            await show_run(app, run)
     return EXIT_OK
 
 
-def stop_run(app: App, run_id: str, reason: str) -> tuple[RunRecord, int]:
-    """Mark the run stopped, skip what it still had to do, and remove its jobs from the job store."""
-    from broadcaster.runbooks.scheduler import job_store, remove_run_jobs
+async def cmd_stop(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.app.runbook import stop_run
+    from broadcaster.states import StepState
 
-    store = run_store(app)
-    run = store.run(run_id)
-    if run.state != "running":
-        raise RunbookError(f"run {run_id} is already {run.state}", where=run.source or run_id)
-    store.end_run(run_id, "stopped", time.time(), detail=reason)
-    for row in store.run_steps(run_id):
-        store.move_run_step(run_id, row.step_id, row.occurrence, from_states=("scheduled", "awaiting"),
-                            to_state="skipped", detail=reason)
-    with job_store(app) as scheduler:
-        removed = remove_run_jobs(scheduler, run_id)
-    return store.run(run_id), removed
-
-
-def cmd_stop(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    run, removed = stop_run(app, args.run_id, "stopped by an operator")
-    console().print(f"run {run.id} stopped: {removed} scheduled job(s) removed; nothing more of it fires")
+    async with open_app(args.config, args.db) as app:
+        waiting = [r for r in await app.store.runs.steps(args.run_id) if r.state == StepState.SCHEDULED]
+        run = await stop_run(app, args.run_id, "stopped by an operator")
+    console().print(f"run {run.id} stopped: {len(waiting)} scheduled job(s) removed; nothing more of it fires")
     return EXIT_OK
 
 
-def cmd_confirm(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    store = run_store(app)
-    run = store.run(args.run_id)
-    if run.state != "running":
-        raise RunbookError(f"run {run.id} is {run.state}", where=run.id)
-    step = parse_runbook(run.spec, runbook_id=run.runbook, source=run.source or run.id).step(args.step_id)
-    if step is None or not step.confirm:
-        raise RunbookError(f"run {run.id} has no step {args.step_id!r} that waits for confirmation", where=run.id)
-    now = time.time()
-    row = next((r for r in store.run_steps(run.id) if r.step_id == step.id and r.occurrence == 0), None)
-    if row is not None and (row.state != "awaiting" or row.confirmed_at is not None):
-        state = row.state if row.state != "awaiting" else "confirmed"
-        raise RunbookError(f"step {step.id!r} is already {state}", where=run.id)
-    if row is None:
-        store.put_run_step(run.id, step.id, 0, "awaiting", None, confirmed_at=now, detail="confirmed in advance")
-    elif not store.move_run_step(run.id, step.id, 0, from_states=("awaiting",), to_state="awaiting", confirmed_at=now):
-        raise RunbookError(f"step {step.id!r} could not be confirmed; see `broadcaster runbook status {run.id}`",
-                           where=run.id)
-    console().print(f"step {step.id} of run {run.id} confirmed; the scheduler host fires it at its time "
+async def cmd_confirm(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.app.runbook import confirm_step
+
+    async with open_app(args.config, args.db) as app:
+        await confirm_step(app, args.run_id, args.step_id, now=time.time())
+    console().print(f"step {args.step_id} of run {args.run_id} confirmed; the scheduler host fires it at its time "
                     f"(it checks every few seconds)")
     return EXIT_OK
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    run = run_store(app).run(args.run_id)
-    if run.state != "running":
-        raise RunbookError(f"run {run.id} is {run.state}: nothing to resume", where=run.id)
-    banner(run.mode)
-    return host_run(app, run, new=False)
+async def cmd_resume(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import open_app
+    from broadcaster.runbooks.refs import RunbookError
+    from broadcaster.states import RunState
+
+    async with open_app(args.config, args.db, name="broadcaster runbook run") as app:
+        run = await app.store.runs.get(args.run_id)
+        if run.state != RunState.RUNNING:
+            raise RunbookError(f"run {run.id} is {run.state}: nothing to resume", where=run.id)
+        banner(run.mode)
+        return await host_run(app, run, new=False)
+
+
+# --- how runs are shown ----------------------------------------------------------------------
+
+
+def show_timeline(config: Config, result: Rehearsal) -> None:
+    from rich.table import Table
+
+    from broadcaster.app.rehearse import rehearsal_json
+    from broadcaster.runbooks.durations import format_duration
+    from broadcaster.timefmt import iso_seconds
+
+    out = console()
+    tz = config.timezone
+    banner("dry-run")
+    out.print(f"rehearsal [bold]{result.run.id}[/] · {result.runbook.name['ar']} / {result.runbook.name['en']} "
+              f"· {result.runbook.source}")
+    out.print("inputs: " + ", ".join(f"{k}={v['en'] if v['ar'] == v['en'] else v['ar'] + ' / ' + v['en']}"
+                                     for k, v in result.run.inputs.items()), markup=False)
+    shown: dict[str, set[str]] = {}
+    for entry in result.entries:
+        fired = entry.fired
+        offset = format_duration(fired.time - result.start)
+        flag = " · [black on yellow] auto-confirmed [/]" if entry.auto_confirmed else ""
+        kind = fired.plan.alert.msg_type if fired.plan else fired.state
+        out.rule(f"+{offset} · {iso_seconds(fired.time, tz)} · {fired.step.id} #{fired.occurrence} · "
+                 f"{fired.step.label} · {kind}", align="left")
+        if flag:
+            out.print(f"waits for an operator{flag}")
+        if fired.step.note and fired.occurrence == 0:
+            out.print(fired.step.note, style="italic", markup=False)
+        if fired.plan is None:
+            out.print(f"[bold red]{fired.state}[/]: {fired.detail}")
+            continue
+        table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
+                      title=f"alert {fired.alert_id} · deliveries: {fired.detail}", title_justify="left")
+        for row in fired.plan.rows:
+            r = row.rendered
+            table.add_row(row.channel, row.kind, r.language, f"{r.length}/{r.limit} {r.unit}",
+                          f"{r.segments} {r.encoding}" if r.segments else "-", str(row.recipients),
+                          str(row.cost_segments) if row.kind == "sms" else "-")
+        out.print(table)
+        seen = shown.setdefault(fired.step.id, set())
+        for row in fired.plan.rows:
+            if row.kind not in ("sms", "x") or row.rendered.text in seen:
+                continue
+            seen.add(row.rendered.text)
+            out.print(f"[dim]{row.kind} · {row.rendered.language}:[/]")
+            out.print(row.rendered.text, markup=False)
+        for warning in fired.warnings:
+            out.print(f"[yellow]warning:[/] {warning}")
+    out.rule()
+    sms = sum(row.cost_segments for e in result.entries if e.fired.plan for row in e.fired.plan.rows
+              if row.kind == "sms")
+    alerts = sum(1 for e in result.entries if e.fired.plan)
+    out.print(f"{alerts} alert(s) over {format_duration(result.span_s)} of simulated time, "
+              f"{sms} SMS segment(s) in all; rehearsed in {result.wall_s:.2f} s; nothing left this machine")
+    for warning in rehearsal_json(config, result)["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"log: broadcaster log {result.run.id}")
+
+
+async def show_run(app: App, run: RunRecord) -> None:
+    from rich.table import Table
+
+    from broadcaster.timefmt import iso_seconds
+
+    tz = app.config.timezone
+    rows = await app.store.runs.steps(run.id)
+    counts = Counter(str(r.state) for r in rows)
+    table = Table("step", "#", "state", "due", "alert", "detail",
+                  title=f"{run.id} · {run.kind} {run.runbook} · {run.mode} · {run.state} · started "
+                        f"{iso_seconds(run.started_at, tz)} · " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+                  title_justify="left")
+    for r in rows:
+        style = {"missed": "bold red", "failed": "bold red", "awaiting": "yellow"}.get(r.state, "")
+        table.add_row(r.step_id, str(r.occurrence), f"[{style}]{r.state}[/]" if style else str(r.state),
+                      iso_seconds(r.due_at, tz) if r.due_at else "-", r.alert_id or "-", (r.detail or "")[:80])
+    console().print(table)
+
+
+async def show_run_log(app: App, run_id: str, *, as_json: bool, limit: int | None) -> int:
+    """``broadcaster log RUN_ID``: every alert of a run (or rehearsal), step by step."""
+    from broadcaster.cli.log_cmd import show_attempts, show_summary
+
+    run = await app.store.runs.get(run_id)
+    rows = [r for r in await app.store.runs.steps(run.id)
+            if r.alert_id and await app.store.alerts.count(r.alert_id)]
+    if as_json:
+        for row in rows:
+            assert row.alert_id is not None
+            async for attempt in app.store.alerts.attempts(row.alert_id):
+                print_json({**attempt.as_json(), "run_id": run.id, "step": row.step_id,
+                            "occurrence": row.occurrence})
+        return EXIT_OK
+    await show_run(app, run)
+    for row in rows:
+        assert row.alert_id is not None
+        console().rule(f"{row.step_id} #{row.occurrence}", align="left")
+        await show_summary(app, row.alert_id)
+        await show_attempts(app, row.alert_id, limit=limit)
+    return EXIT_OK

@@ -6,12 +6,7 @@ import argparse
 import getpass
 from datetime import datetime
 
-from rich.table import Table
-
-from broadcaster.app import load_app
 from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, print_json, problem
-from broadcaster.templates.catalogue import approve, template_detail
-from broadcaster.templates.check import check_catalogue, check_template, targets_for
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -32,12 +27,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     appr.set_defaults(handler=cmd_approve)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    problems = check_catalogue(app.catalogue, app.config.timezone, app.config.channels)
+async def cmd_check(args: argparse.Namespace) -> int:
+    from broadcaster.app.context import load
+    from broadcaster.templates.check import check_catalogue
+
+    config, catalogue, _ = load(args.config, args.db)
+    problems = check_catalogue(catalogue, config.timezone, config.channels)
     for line in problems:
         problem(line)
-    ids = app.catalogue.ids()
+    ids = catalogue.ids()
     if problems:
         err_console().print(f"{len(problems)} problem(s) in {len(ids)} template(s)", style="bold red")
         return EXIT_INVALID
@@ -45,9 +43,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    templates = [app.catalogue.get(i) for i in app.catalogue.ids()]
+async def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from broadcaster.app.context import load
+
+    _, catalogue, _ = load(args.config, args.db)
+    templates = [catalogue.get(i) for i in catalogue.ids()]
     if args.json:
         print_json([{"id": t.id, "version": t.version, "title": t.title, "approved": t.approved,
                      "kinds": list(t.kinds), "two_person": t.two_person} for t in templates])
@@ -59,9 +61,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_show(args: argparse.Namespace) -> int:
-    app = load_app(args.config, args.db)
-    t = app.catalogue.get(args.id)
+async def cmd_show(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from broadcaster.app.context import load
+    from broadcaster.templates.catalogue import template_detail
+
+    _, catalogue, _ = load(args.config, args.db)
+    t = catalogue.get(args.id)
     doc = template_detail(t)
     if args.json:
         print_json(doc)
@@ -81,22 +88,26 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_approve(args: argparse.Namespace) -> int:
+async def cmd_approve(args: argparse.Namespace) -> int:
     """Approve only a template that passes every other check: approval vouches for a text that fits."""
-    app = load_app(args.config, args.db)
-    template = app.catalogue.get(args.id)
-    problems = [
-        p for p in check_template(template, app.catalogue.gazetteer, app.config.timezone,
-                                  targets_for(app.config.channels))
-        if not p.startswith("[approval]")
-    ]
-    if problems:
-        for line in problems:
-            problem(f"{template.path}: {line}")
-        problem(f"not approved: fix the {len(problems)} problem(s) above first", style="bold red")
-        return EXIT_INVALID
-    by = args.by or getpass.getuser()
-    digest = approve(app.catalogue.path(args.id), by, datetime.now(app.config.timezone))
-    app.audit("approval", {"template": args.id, "by": by, "sha256": digest})
+    from broadcaster.app.context import open_app
+    from broadcaster.templates.catalogue import approve
+    from broadcaster.templates.check import check_template, targets_for
+
+    async with open_app(args.config, args.db) as app:
+        template = app.catalogue.get(args.id)
+        problems = [
+            p for p in check_template(template, app.catalogue.gazetteer, app.config.timezone,
+                                      targets_for(app.config.channels))
+            if not p.startswith("[approval]")
+        ]
+        if problems:
+            for line in problems:
+                problem(f"{template.path}: {line}")
+            problem(f"not approved: fix the {len(problems)} problem(s) above first", style="bold red")
+            return EXIT_INVALID
+        by = args.by or getpass.getuser()
+        digest = approve(app.catalogue.path(args.id), by, datetime.now(app.config.timezone))
+        await app.audit(f"cli:{getpass.getuser()}", "approval", {"template": args.id, "by": by, "sha256": digest})
     console().print(f"approved {args.id} by {by}: sha256 {digest}")
     return EXIT_OK

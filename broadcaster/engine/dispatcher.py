@@ -11,6 +11,10 @@ A retryable failure goes back to ``pending`` with a backoff time; the same loop
 picks it up again when it is due. A delivery whose request may have left
 (``unknown``) is reconciled with the provider before any resend where the
 provider allows it, and otherwise follows the channel's ``on_unknown`` policy.
+
+Every send happens behind a :class:`~broadcaster.engine.node.Fence`: a node
+whose leases may have been taken over (it stalled past its margin) sends
+nothing more of what it claimed.
 """
 
 from __future__ import annotations
@@ -18,29 +22,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from broadcaster.channels.base import Channel, OutboundMessage, Receipt
 from broadcaster.clock import Clock
+from broadcaster.engine.node import Fence, Unfenced, Waker
 from broadcaster.engine.ratelimit import RATE_HEADROOM, RateLimiter, SharedSlots
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import DeliveryError, Reason
-from broadcaster.store.base import Claimed, Outcome, Store
+from broadcaster.states import DeliveryState, Mode, OnUnknown, Outcome
+from broadcaster.store import Store
+from broadcaster.store.ports import Leases
+from broadcaster.store.records import AttemptResult, Claimed
 
 log = logging.getLogger("broadcaster.dispatch")
 
-ProgressHook = Callable[[str, str], None]  # (channel_id, new state)
-OutcomeObserver = Callable[[str, Outcome], None]  # (channel_id, recorded outcome), e.g. for metrics
-
-
-def process_owner() -> str:
-    """Lease owner tag: host, pid and a random token (pids get reused)."""
-    return f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+ProgressHook = Callable[[str, DeliveryState], None]  # (channel_id, new state)
+OutcomeObserver = Callable[[str, AttemptResult], None]  # (channel_id, recorded outcome), e.g. for metrics
 
 
 @dataclass
@@ -54,44 +55,28 @@ class Tuning:
     idle_poll_s: float = 1.0
 
 
-class Waker:
-    """Wakes idle channel workers when new deliveries are committed (by NOTIFY, or in-process)."""
-
-    def __init__(self) -> None:
-        self._events: dict[str, asyncio.Event] = {}
-
-    def event(self, channel_id: str) -> asyncio.Event:
-        return self._events.setdefault(channel_id, asyncio.Event())
-
-    def wake(self, channel_ids: Iterable[str] | None = None) -> None:
-        """Wake the workers of ``channel_ids`` (every worker when None)."""
-        for cid in self._events if channel_ids is None else channel_ids:
-            if cid in self._events:
-                self._events[cid].set()
-
-
 class OutcomeWriter:
-    """Buffers outcomes and writes them in batches: one transaction, many attempts."""
+    """Buffers outcomes and writes them in batches (one transaction, many attempts), each flush awaited."""
 
-    def __init__(self, store: Store, tuning: Tuning) -> None:
-        self.store = store
+    def __init__(self, leases: Leases, tuning: Tuning) -> None:
+        self.leases = leases
         self.tuning = tuning
-        self.buffer: list[Outcome] = []
+        self.buffer: list[AttemptResult] = []
 
-    def add(self, outcome: Outcome) -> None:
-        self.buffer.append(outcome)
+    async def add(self, result: AttemptResult) -> None:
+        self.buffer.append(result)
         if len(self.buffer) >= self.tuning.flush_at:
-            self.flush()
+            await self.flush()
 
-    def flush(self) -> None:
-        if self.buffer:
+    async def flush(self) -> None:
+        while self.buffer:
             batch, self.buffer = self.buffer, []
-            self.store.record(batch)
+            await self.leases.record(batch)
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.tuning.flush_every_s)
-            self.flush()
+            await self.flush()
 
 
 class Dispatcher:
@@ -107,7 +92,7 @@ class Dispatcher:
         tuning: Tuning | None = None,
         rng: random.Random | None = None,
         progress: ProgressHook | None = None,
-        owner: str | None = None,
+        fence: Fence | None = None,
         observer: OutcomeObserver | None = None,
         shared_rates: bool = False,
     ) -> None:
@@ -119,16 +104,17 @@ class Dispatcher:
         self.rng = rng or random.Random()
         self.progress = progress
         self.observer = observer
-        self.owner = owner or process_owner()
-        self.writer = OutcomeWriter(store, self.tuning)
+        self.fence = fence or Unfenced()
+        self.writer = OutcomeWriter(store.leases, self.tuning)
+        self.abandoned = 0  # claimed deliveries left unsent because the fence no longer held
         # With shared rates, every process on the database draws this channel's slots from the store.
-        self.limiters = {cid: self._limiter(store, cid, ch.rate_per_second * RATE_HEADROOM, shared_rates)
+        self.limiters = {cid: self._limiter(cid, ch.rate_per_second * RATE_HEADROOM, shared_rates)
                          for cid, ch in channels.items()}
 
-    def _limiter(self, store: Store, channel_id: str, rate: float, shared: bool) -> RateLimiter:
-        return RateLimiter(rate, self.clock, shared=SharedSlots(store, channel_id, rate) if shared else None)
+    def _limiter(self, channel_id: str, rate: float, shared: bool) -> RateLimiter:
+        return RateLimiter(rate, self.clock, shared=SharedSlots(self.store.slots, channel_id, rate) if shared else None)
 
-    async def run(self, alert_ids: tuple[str, ...] | None = None, *, modes: tuple[str, ...] | None = None,
+    async def run(self, alert_ids: Sequence[str] | None = None, *, modes: Sequence[Mode] | None = None,
                   waker: Waker | None = None) -> None:
         """Deliver everything due for ``alert_ids`` (all alerts when None) of ``modes``, retries included.
 
@@ -136,7 +122,7 @@ class Dispatcher:
         the next due retry (``broadcaster worker``). Without one it returns once
         nothing is left to do.
         """
-        self.store.expire(self.clock.now(), alert_ids)
+        await self.store.leases.expire(self.clock.now(), alert_ids)
         flusher = asyncio.create_task(self.writer.run())
         try:
             async with asyncio.TaskGroup() as group:
@@ -144,9 +130,11 @@ class Dispatcher:
                     group.create_task(self._worker(channel, alert_ids, modes, waker), name=f"worker:{channel.id}")
         finally:
             flusher.cancel()
-            self.writer.flush()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self.writer.flush()
 
-    async def _worker(self, channel: Channel, alert_ids: tuple[str, ...] | None, modes: tuple[str, ...] | None,
+    async def _worker(self, channel: Channel, alert_ids: Sequence[str] | None, modes: Sequence[Mode] | None,
                       waker: Waker | None) -> None:
         limiter = self.limiters[channel.id]
         slots = asyncio.Semaphore(self.tuning.max_in_flight)
@@ -155,11 +143,13 @@ class Dispatcher:
         # The lease covers waiting for rate slots plus the request itself.
         lease_s = 60.0 + batch_size / channel.rate_per_second + 2 * channel.config.timeout_s
         wake = waker.event(channel.id) if waker is not None else None
+        leases = self.store.leases
         while True:
+            await self.fence.wait()
             if wake is not None:
                 wake.clear()  # cleared before the claim: a commit after it wakes the next wait
-            now = self.clock.now()
-            batch = self.store.claim(channel.id, alert_ids, batch_size, now, lease_s, self.owner, modes)
+            batch = await leases.claim(channel.id, limit=batch_size, now=self.clock.now(), lease_s=lease_s,
+                                       owner=self.fence.id, alert_ids=alert_ids, modes=modes)
             for claimed in batch:
                 await slots.acquire()
                 await limiter.acquire()
@@ -171,12 +161,12 @@ class Dispatcher:
                 continue
             if in_flight:
                 await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
-                self.writer.flush()
+                await self.writer.flush()
                 continue
-            self.writer.flush()
+            await self.writer.flush()
             if wake is None:  # a long-running worker's node expires every alert as it beats (engine.node)
-                self.store.expire(self.clock.now(), alert_ids)
-            due = self.store.next_due(channel.id, alert_ids, modes)
+                await leases.expire(self.clock.now(), alert_ids)
+            due = await leases.next_due(channel.id, alert_ids=alert_ids, modes=modes)
             if wake is not None:
                 until_due = self.tuning.idle_poll_s if due is None else max(0.0, due - self.clock.now())
                 with contextlib.suppress(TimeoutError):
@@ -187,9 +177,15 @@ class Dispatcher:
             await self.clock.sleep(min(max(0.0, due - self.clock.now()), self.tuning.max_idle_sleep_s))
 
     async def _attempt(self, channel: Channel, limiter: RateLimiter, claimed: Claimed) -> None:
+        if not self.fence.holds():
+            # This node stalled past its margin: another node may own the delivery now. Nothing is sent or
+            # recorded; the lease is recovered as unknown and reconciled before any resend.
+            self.abandoned += 1
+            return
         started = self.clock.now()
         if started >= claimed.expires_at:
-            self._record(channel, claimed, "expired", "expired", started, detail="alert expired; not attempted")
+            await self._record(channel, claimed, Outcome.EXPIRED, DeliveryState.EXPIRED, started,
+                               detail="alert expired; not attempted")
             return
         message = OutboundMessage(
             delivery_id=claimed.delivery_id, alert_id=claimed.alert_id, channel_id=claimed.channel_id,
@@ -197,70 +193,72 @@ class Dispatcher:
             reply_to=claimed.reply_to, payload=claimed.payload,
         )
         try:
-            if claimed.previous_state == "unknown" and channel.can_reconcile:
+            if claimed.previous_state == DeliveryState.UNKNOWN and channel.can_reconcile:
                 since = datetime.fromtimestamp(claimed.sent_at, UTC)
                 found = await channel.reconcile(message, since=since)
                 if found is not None:
-                    self._sent(channel, claimed, found, started, outcome="reconciled")
+                    await self._sent(channel, claimed, found, started, outcome=Outcome.RECONCILED)
                     return
             receipt = await channel.send(message)
         except DeliveryError as err:
-            self._failed(channel, limiter, claimed, err, started)
+            await self._failed(channel, limiter, claimed, err, started)
         except Exception as exc:  # an adapter bug: the request may have left, so never resend blindly
             log.exception("channel %s raised an unexpected error", channel.id)
             unexpected = DeliveryError(Reason.NETWORK, f"unexpected {type(exc).__name__}", retryable=True,
                                        sent_maybe=True)
-            self._failed(channel, limiter, claimed, unexpected, started)
+            await self._failed(channel, limiter, claimed, unexpected, started)
         else:
-            self._sent(channel, claimed, receipt, started)
+            await self._sent(channel, claimed, receipt, started)
 
-    def _sent(self, channel: Channel, claimed: Claimed, receipt: Receipt, started: float,
-              *, outcome: str = "sent") -> None:
-        self._record(channel, claimed, outcome, "sent", started, http_status=receipt.http_status,
-                     provider_id=receipt.provider_id, detail=receipt.note)
+    async def _sent(self, channel: Channel, claimed: Claimed, receipt: Receipt, started: float,
+                    *, outcome: Outcome = Outcome.SENT) -> None:
+        await self._record(channel, claimed, outcome, DeliveryState.SENT, started, http_status=receipt.http_status,
+                           provider_id=receipt.provider_id, detail=receipt.note)
 
-    def _failed(self, channel: Channel, limiter: RateLimiter, claimed: Claimed, err: DeliveryError,
-                started: float) -> None:
+    async def _failed(self, channel: Channel, limiter: RateLimiter, claimed: Claimed, err: DeliveryError,
+                      started: float) -> None:
         now = self.clock.now()
         if err.reason is Reason.RATE_LIMITED:
             # A 429 pauses this channel only; the others keep their own pace.
-            limiter.pause(err.retry_after if err.retry_after is not None else limiter.min_interval_s * 10)
+            await limiter.pause(err.retry_after if err.retry_after is not None else limiter.min_interval_s * 10)
         detail = f"{err.reason.value}: {err}"
         code = err.provider_code
         if not err.retryable:
-            self._record(channel, claimed, "failed", "failed", started, err.http_status, code, detail=detail)
+            await self._record(channel, claimed, Outcome.FAILED, DeliveryState.FAILED, started, err.http_status, code,
+                               detail=detail)
             return
         if err.sent_maybe:
+            when: float | None
             if channel.can_reconcile:
-                when: float | None = now + self.policy.reconcile_after_s
-            elif channel.on_unknown == "resend":
+                when = now + self.policy.reconcile_after_s
+            elif channel.on_unknown == OnUnknown.RESEND:
                 when = self.policy.next_attempt_at(now, claimed.attempt, err.retry_after, claimed.expires_at,
                                                    self.rng)
             else:
                 when = None  # held for an operator
-            state = "unknown" if when is None or when < claimed.expires_at else "failed"
-            self._record(channel, claimed, "unknown", state, started, err.http_status, code, detail=detail,
-                         next_attempt_at=when if state == "unknown" else None)
+            state = DeliveryState.UNKNOWN if when is None or when < claimed.expires_at else DeliveryState.FAILED
+            await self._record(channel, claimed, Outcome.UNKNOWN, state, started, err.http_status, code,
+                               detail=detail, next_attempt_at=when if state == DeliveryState.UNKNOWN else None)
             return
         when = self.policy.next_attempt_at(now, claimed.attempt, err.retry_after, claimed.expires_at, self.rng)
         if when is None:
-            self._record(channel, claimed, "failed", "failed", started, err.http_status, code,
-                         detail=detail + " (gave up: the alert expires before another try)")
+            await self._record(channel, claimed, Outcome.FAILED, DeliveryState.FAILED, started, err.http_status, code,
+                               detail=detail + " (gave up: the alert expires before another try)")
         else:
-            self._record(channel, claimed, "retry", "pending", started, err.http_status, code, detail=detail,
-                         next_attempt_at=when)
+            await self._record(channel, claimed, Outcome.RETRY, DeliveryState.PENDING, started, err.http_status,
+                               code, detail=detail, next_attempt_at=when)
 
-    def _record(
-        self, channel: Channel, claimed: Claimed, outcome: str, state: str, started: float,
+    async def _record(
+        self, channel: Channel, claimed: Claimed, outcome: Outcome, state: DeliveryState, started: float,
         http_status: int | None = None, error_code: str | None = None, *, provider_id: str | None = None,
         detail: str | None = None, next_attempt_at: float | None = None,
     ) -> None:
-        recorded = Outcome(
+        recorded = AttemptResult(
             delivery_id=claimed.delivery_id, attempt_id=claimed.attempt_id, outcome=outcome, state=state,
             started_at=started, finished_at=self.clock.now(), http_status=http_status, error_code=error_code,
             provider_id=provider_id, detail=detail, next_attempt_at=next_attempt_at,
         )
-        self.writer.add(recorded)
+        await self.writer.add(recorded)
         if self.observer is not None:
             try:
                 self.observer(channel.id, recorded)
@@ -268,4 +266,3 @@ class Dispatcher:
                 log.exception("outcome observer failed for channel %s", channel.id)
         if self.progress is not None:
             self.progress(channel.id, state)
-

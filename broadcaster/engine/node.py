@@ -1,12 +1,21 @@
-"""This process as one node among those sharing the database.
+"""This process as one node among those sharing the database, and the fence it sends behind.
 
-A node registers itself (``nodes`` table), then beats every ``heartbeat_s``:
-it stamps its heartbeat, renews the leases on what it has claimed, marks
-deliveries of expired alerts ``expired``, and recovers the deliveries of nodes
-that stopped beating (or whose process on this host is gone). Recovered deliveries become ``unknown``, so the next claim
-reconciles them with the provider before any resend, exactly as ``resume``
-does. On PostgreSQL the node also LISTENs for committed alerts and wakes its
-idle workers at once.
+A node registers itself (``nodes`` table), then beats every ``heartbeat_s``: it
+stamps its heartbeat (on the database's clock), renews the leases on what it
+has claimed, marks deliveries of expired alerts ``expired``, and recovers the
+deliveries of nodes that fell silent for ``dead_after_s`` (or whose process on
+this host is gone). Recovered deliveries become ``unknown``, so the next claim
+reconciles them with the provider before any resend, exactly as ``resume`` does.
+
+**Fencing.** Others may declare this node dead ``dead_after_s`` after its last
+heartbeat reached the database. The node therefore sends only while
+:meth:`Node.holds` is true: until ``dead_after_s - margin_s`` after the moment,
+by its own monotonic clock, it *sent* its last successful heartbeat. A node that
+stalls (SIGSTOP, a GC pause, a frozen VM, a partition) wakes with that time
+passed: it sends nothing more of what it held, takes a new node id, turns its
+old leases to ``unknown``, and lets reconciliation decide. An outcome that
+arrives late from before the stall is written on its own attempt row only; it
+never moves a delivery that was claimed again (see :mod:`broadcaster.store.leases`).
 """
 
 from __future__ import annotations
@@ -14,94 +23,170 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import time
-from collections.abc import Callable, Iterator
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Final, Protocol
 
-import orjson
-
-from broadcaster.engine.dispatcher import Waker, process_owner
-from broadcaster.store.base import Store
-from broadcaster.store.common import owner_is_dead
-from broadcaster.store.sql import StoreUnavailable
+from broadcaster.errors import StoreError
+from broadcaster.store import Store, owner_is_dead
 
 log = logging.getLogger("broadcaster.node")
 
 HEARTBEAT_S: Final = 2.0
-LEASE_S: Final = 60.0  # renewed every heartbeat; what runs out when a node hangs without dying
+LEASE_S: Final = 60.0  # renewed every heartbeat; runs out only if a node stops beating without dying
 DEAD_AFTER_S: Final = 15.0  # no heartbeat for this long: the node is dead and its deliveries are recovered
+MARGIN_S: Final = 5.0  # a node stops sending this long before others may declare it dead
+
+
+def process_owner() -> str:
+    """A node id and lease owner tag: host, pid and a random token (pids get reused)."""
+    return f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Fence(Protocol):
+    """What the dispatcher sends behind: an owner tag, and whether its leases still hold."""
+
+    @property
+    def id(self) -> str: ...
+
+    def holds(self) -> bool:
+        """True while sending under this owner's leases is safe."""
+        ...
+
+    async def wait(self) -> None:
+        """Return once :meth:`holds` is true again (at once if it is)."""
+        ...
+
+
+class Unfenced:
+    """A dry-run's fence: nothing else claims its deliveries, so it always holds."""
+
+    def __init__(self, owner: str | None = None) -> None:
+        self._id = owner or process_owner()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def holds(self) -> bool:
+        return True
+
+    async def wait(self) -> None:
+        return None
+
+
+class Waker:
+    """Wakes idle channel workers when new deliveries are committed (by NOTIFY, or in-process)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, channel_id: str) -> asyncio.Event:
+        return self._events.setdefault(channel_id, asyncio.Event())
+
+    def wake(self, channel_ids: Iterable[str] | None = None) -> None:
+        """Wake the workers of ``channel_ids`` (every worker when None)."""
+        for cid in self._events if channel_ids is None else channel_ids:
+            if cid in self._events:
+                self._events[cid].set()
 
 
 class Node:
+    """A registered, beating process whose leases are fenced by its own monotonic clock."""
+
     def __init__(self, store: Store, role: str, *, owner: str | None = None, heartbeat_s: float = HEARTBEAT_S,
-                 lease_s: float = LEASE_S, dead_after_s: float = DEAD_AFTER_S) -> None:
+                 lease_s: float = LEASE_S, dead_after_s: float = DEAD_AFTER_S, margin_s: float = MARGIN_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        if not 0 < margin_s < dead_after_s or heartbeat_s >= dead_after_s - margin_s:
+            raise ValueError("a node must beat more often than it stops trusting its leases")
         self.store = store
         self.role = role
-        self.id = owner or process_owner()
+        self._id = owner or process_owner()
         self.heartbeat_s = heartbeat_s
         self.lease_s = lease_s
         self.dead_after_s = dead_after_s
+        self.margin_s = margin_s
+        self._monotonic = monotonic
+        self._valid_until = float("-inf")
+        self._valid = asyncio.Event()
         self.recovered = 0
+        self.rejoined = 0
 
-    def beat(self) -> int:
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def holds(self) -> bool:
+        held = self._monotonic() < self._valid_until
+        if not held:
+            self._valid.clear()
+        return held
+
+    async def wait(self) -> None:
+        if not self.holds():
+            await self._valid.wait()
+
+    async def beat(self) -> int:
         """One heartbeat: stamp, renew leases, expire, recover dead nodes' deliveries. Returns how many it recovered."""
+        sent = self._monotonic()
+        await self.store.nodes.heartbeat(self.id, time.time() + self.lease_s)
+        self._valid_until = sent + self.dead_after_s - self.margin_s
+        self._valid.set()
         now = time.time()
-        self.store.heartbeat(self.id, now, self.lease_s)
-        self.store.expire(now)
-        stale = self.store.stale_nodes(now - self.dead_after_s)
-
-        def is_dead(owner: str) -> bool:
-            return owner != self.id and (owner in stale or owner_is_dead(owner))
-
-        recovered = self.store.recover_orphans(now, is_dead)
+        await self.store.leases.expire(now)
+        silent = await self.store.nodes.silent(self.dead_after_s)
+        owners = await self.store.leases.owners()
+        dead = {o for o in owners if o != self.id and (o in silent or owner_is_dead(o))}
+        recovered = await self.store.leases.recover(now, dead)
         if recovered:
-            log.warning("node %s recovered %d deliveries of dead nodes %s; they are reconciled before any resend",
-                        self.id, recovered, ", ".join(sorted(stale)) or "(expired leases)")
+            log.warning("node %s recovered %d deliveries of dead or stalled nodes %s; they are reconciled before "
+                        "any resend", self.id, recovered, ", ".join(sorted(dead)) or "(expired leases)")
         self.recovered += recovered
         return recovered
 
-    async def beating(self) -> None:
+    async def _beating(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             try:
-                self.beat()
-            except Exception:  # a missed beat is retried; the lease margin covers several
-                log.exception("node %s: heartbeat failed", self.id)
+                if not self.holds():
+                    await self._rejoin()
+                else:
+                    await self.beat()
+            except StoreError as exc:  # a missed beat is retried; the fence stops sends if they keep failing
+                log.error("node %s: heartbeat failed: %s", self.id, exc)
 
-    @contextlib.contextmanager
-    def running(self, waker: Waker | None = None) -> Iterator[None]:
-        """Registered and beating for the duration of the block (inside a running loop)."""
-        self.store.register_node(self.id, self.role, time.time())
-        stop_listening = self._listen(waker) if waker is not None else None
-        self.beat()
-        task = asyncio.get_running_loop().create_task(self.beating(), name=f"heartbeat:{self.id}")
+    async def _rejoin(self) -> None:
+        """After a stall (or a long loss of the database): a new id, and the old leases left to reconciliation."""
+        old, self._id = self._id, process_owner()
+        log.warning("node %s went %.1f s without a heartbeat (stalled or cut off): what it held is left unsent for "
+                    "reconciliation; it goes on as %s", old, self._monotonic() - self._valid_until + self.dead_after_s
+                    - self.margin_s, self._id)
+        await self.store.leases.recover(time.time(), {old})
+        await self.store.nodes.stop(old)
+        await self.store.nodes.register(self._id, self.role)
+        self.rejoined += 1
+        await self.beat()
+
+    @contextlib.asynccontextmanager
+    async def running(self, waker: Waker | None = None) -> AsyncIterator[Node]:
+        """Registered and beating for the duration of the block; with ``waker``, woken by committed alerts."""
+        await self.store.nodes.register(self.id, self.role)
+        await self.beat()
+        task = asyncio.create_task(self._beating(), name=f"heartbeat:{self.id}")
         try:
-            yield
+            async with contextlib.AsyncExitStack() as stack:
+                if waker is not None:
+                    await stack.enter_async_context(self.store.wakeups.listening(waker.wake))
+                yield self
         finally:
             task.cancel()
-            if stop_listening is not None:
-                stop_listening()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
             try:
                 # What this node still holds may or may not have left: unknown, reconciled by whoever claims it next.
-                self.store.recover_orphans(time.time(), lambda owner: owner == self.id)
-                self.store.stop_node(self.id, time.time())
-            except StoreUnavailable as exc:  # then its heartbeat stops and other nodes recover its leases
+                await self.store.leases.recover(time.time(), {self.id})
+                await self.store.nodes.stop(self.id)
+            except StoreError as exc:  # then its heartbeat stops and other nodes recover its leases
                 log.error("node %s could not sign off: %s", self.id, exc)
-
-    def _listen(self, waker: Waker) -> Callable[[], None] | None:
-        bridge = getattr(self.store, "bridge", None)
-        if bridge is None:
-            return None  # SQLite: one installation; idle workers poll
-        from broadcaster.store.postgres import NOTIFY_CHANNEL
-
-        loop = asyncio.get_running_loop()
-
-        def notified(payload: str) -> None:
-            try:
-                channels: list[str] | None = orjson.loads(payload).get("channels")
-            except (orjson.JSONDecodeError, AttributeError):
-                channels = None
-            loop.call_soon_threadsafe(waker.wake, channels)
-
-        stop: Callable[[], None] = bridge.listen(NOTIFY_CHANNEL, notified)
-        return stop

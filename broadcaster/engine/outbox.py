@@ -1,37 +1,45 @@
-"""Plan an alert: check, render and measure every delivery before anything is stored.
+"""Plan an alert: check, render and measure every delivery before anything is stored; then commit it.
 
-``plan_alert`` does all the validation that can fail on input (template approval,
-variables, areas, channel selection, lengths); ``commit`` then writes the alert
-and every delivery as ``pending`` in one transaction. The alert exists durably
-or not at all, and no network call happens before it does.
+:func:`plan_alert` does all the validation that can fail on input (template
+approval, variables, areas, channel selection, lengths). :func:`commit` then
+writes the alert and every delivery as ``pending`` in one transaction. The
+alert exists durably or not at all, and no network call happens before it does.
+
+Recipient lists are never held whole: the preview counts them from a cached
+index (:func:`broadcaster.recipients.index_list`), and the commit streams them
+in batches read on a worker thread. A follow-up reaches the original's
+recipients by a copy inside the database.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import orjson
 
+from broadcaster.clock import in_thread
 from broadcaster.config import ChannelConfig, Config
 from broadcaster.errors import SelectionError, TemplateError
-from broadcaster.recipients import iter_recipients
+from broadcaster.recipients import index_list, iter_recipients
 from broadcaster.selection import select_channels
-from broadcaster.store.base import AlertRecord, MessageRecord, NewDelivery, Store
+from broadcaster.states import CAP_STATUS, DeliveryState, Mode, MsgType
+from broadcaster.store import Store
+from broadcaster.store.records import AlertRecord, AudienceCopy, MessageRecord, NewDelivery, StepClaim
 from broadcaster.templates.catalogue import Catalogue, Template
 from broadcaster.templates.render import Forms, Rendered, render_channel, render_forms
 from broadcaster.templates.variables import Inputs, resolve
 from broadcaster.timefmt import iso_seconds
 
-MODES: Final = ("dry-run", "exercise", "live")
-CAP_STATUS: Final = {"dry-run": "Test", "exercise": "Exercise", "live": "Actual"}
+BATCH: Final = 2_000  # recipients per outbox chunk: a few milliseconds of inserts between yields
 # An update goes to everyone the original reached or will reach; a cancel only to
 # those it may have reached (its still-pending deliveries are withdrawn first).
-FOLLOW_UP_STATES: Final = ("sent", "sending", "unknown", "pending")
-CANCEL_STATES: Final = ("sent", "sending", "unknown")
+FOLLOW_UP_STATES: Final = (DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.UNKNOWN, DeliveryState.PENDING)
+CANCEL_STATES: Final = (DeliveryState.SENT, DeliveryState.SENDING, DeliveryState.UNKNOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,42 @@ class PreviewRow:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class RecipientList:
+    """One channel's recipients from its list file, filtered to the alert's areas."""
+
+    channel_id: str
+    path: Path
+    where: str
+    areas: frozenset[str]  # empty: everywhere
+    known_areas: frozenset[str]
+    keys: Mapping[str, str]  # language -> message key
+    fallback: str  # the language of a recipient whose own the channel does not send
+
+
+
+async def _batches(source: RecipientList) -> AsyncIterator[list[NewDelivery]]:
+    """The list's deliveries in batches, each read and checked on a worker thread, never on the loop."""
+    rows = iter_recipients(source.path, known_areas=set(source.known_areas), where=source.where)
+
+    def chunk() -> tuple[list[NewDelivery], bool]:
+        found: list[NewDelivery] = []
+        for r in rows:
+            if source.areas and r.area not in source.areas:
+                continue
+            lang = r.language if r.language in source.keys else source.fallback
+            found.append(NewDelivery(source.channel_id, source.keys[lang], lang, recipient=r.phone))
+            if len(found) >= BATCH:
+                return found, False
+        return found, True
+
+    done = False
+    while not done:
+        batch, done = await in_thread(chunk)
+        if batch:
+            yield batch
+
+
 @dataclass
 class Plan:
     """Everything ``fire`` will commit, already checked."""
@@ -66,70 +110,57 @@ class Plan:
     forms: Forms
     rows: list[PreviewRow]
     messages: list[MessageRecord]
-    recipient_filter: tuple[str, ...]  # area codes the alert reaches (empty = everywhere)
-    known_areas: set[str]
-    sms_from_alert: str | None = None  # follow-ups go to the original alert's recipients
-    reply_to: Mapping[tuple[str, str | None, str], str] = field(default_factory=dict)
+    posts: list[NewDelivery] = field(default_factory=list)  # one per post channel and language
+    lists: list[RecipientList] = field(default_factory=list)  # SMS lists, streamed at commit
+    copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
+    step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
 
-    def deliveries(self, store: Store | None = None) -> Iterator[NewDelivery]:
-        """Every delivery, Arabic first; SMS recipients are streamed, never loaded whole."""
-        for channel in self.channels:
-            keys = {m.language: m.key for m in self.messages if m.channel_id == channel.id}
-            if channel.kind != "sms":
-                for language, key in keys.items():
-                    yield NewDelivery(channel.id, key, language,
-                                      reply_to=self.reply_to.get((channel.id, None, language)))
-                continue
-            for phone, language in self._sms_audience(channel, store):
-                lang = language if language in keys else channel.languages[0]
-                yield NewDelivery(channel.id, keys[lang], lang, recipient=phone)
-
-    def _sms_audience(self, channel: ChannelConfig, store: Store | None) -> Iterator[tuple[str, str]]:
-        if self.sms_from_alert is not None:
-            # A follow-up goes to everyone the original may have reached.
-            if store is None:
-                raise ValueError("a follow-up needs the store to find the original recipients")
-            states = CANCEL_STATES if self.alert.msg_type == "Cancel" else FOLLOW_UP_STATES
-            yield from store.recipients(self.sms_from_alert, channel.id, states)
-            return
-        wanted = set(self.recipient_filter)
-        for r in iter_recipients(channel.path("recipients"), known_areas=self.known_areas, where=channel.where):
-            if not wanted or r.area in wanted:
-                yield r.phone, r.language
-
-    def audience(self, channel: ChannelConfig, store: Store | None = None) -> dict[str, int]:
-        """Recipients per language (one pass over the list); 1 for a post on a non-SMS channel."""
-        if channel.kind != "sms":
-            return {}
-        counts = dict.fromkeys(channel.languages, 0)
-        for _, lang in self._sms_audience(channel, store):
-            counts[lang if lang in counts else channel.languages[0]] += 1
-        return counts
+    async def deliveries(self) -> AsyncIterator[Sequence[NewDelivery]]:
+        """Every delivery to commit, Arabic first; recipient lists arrive in batches."""
+        if self.posts:
+            yield self.posts
+        for source in self.lists:
+            async for batch in _batches(source):
+                yield batch
 
 
 def new_alert_id(now: float) -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-" + secrets.token_hex(3)
 
 
-def plan_alert(
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """What a follow-up plan takes from its original alert."""
+
+    original: AlertRecord
+    reply_to: Mapping[tuple[str, str | None, str], str]
+    audiences: Mapping[str, Mapping[str, int]]  # channel -> language -> recipients the follow-up reaches
+
+
+async def plan_alert(
     config: Config,
     catalogue: Catalogue,
     template_id: str,
     inputs: Inputs,
     *,
-    mode: str,
+    mode: Mode,
     now: float,
     areas: tuple[str, ...] = (),
     selection: str = "all",
-    msg_type: str = "Alert",
-    original: AlertRecord | None = None,
-    reply_to: Mapping[tuple[str, str | None, str], str] | None = None,
+    msg_type: MsgType = MsgType.ALERT,
+    follow_up: FollowUp | None = None,
     require_approval: bool = True,
-    store: Store | None = None,
+    alert_id: str | None = None,
+    created_by: str = "cli",
 ) -> Plan:
-    """Check and render an alert; raise an InputError (nothing stored) on any problem."""
-    if mode not in MODES:
-        raise SelectionError(f"mode must be one of {', '.join(MODES)}")
+    """Check and render an alert; raise an InputError (nothing stored) on any problem.
+
+    ``alert_id`` keeps an id already given out (a two-person fire confirmed later).
+    """
+    try:
+        mode = Mode(mode)
+    except ValueError:
+        raise SelectionError(f"mode must be one of {', '.join(Mode)}") from None
     template = catalogue.approved(template_id) if require_approval else catalogue.get(template_id)
     gazetteer = catalogue.gazetteer
     values = resolve(template, gazetteer, inputs, config.timezone)
@@ -137,11 +168,11 @@ def plan_alert(
     for area in areas:
         if area not in known_areas:
             raise SelectionError(f"--area {area}: not an area in the gazetteer ({', '.join(sorted(known_areas))})")
+    original = follow_up.original if follow_up else None
     alert_areas = areas or (original.areas if original else values.areas)
     reach: set[str] = set()
     for code in alert_areas:
         reach |= gazetteer.reach(code)
-    recipient_filter = tuple(sorted(reach))
 
     if original is not None:
         # A follow-up reaches exactly the channels the original reached.
@@ -152,28 +183,41 @@ def plan_alert(
         channels = [by_id[c] for c in original.channels]
     else:
         channels = select_channels(
-            config.channels, selection, kinds=template.kinds, areas=recipient_filter,
-            exercise_only=mode == "exercise", known_areas=known_areas,
+            config.channels, selection, kinds=template.kinds, areas=tuple(sorted(reach)),
+            exercise_only=mode == Mode.EXERCISE, known_areas=known_areas,
         )
-    forms = render_forms(template, values.display, exercise=mode == "exercise")
+    forms = render_forms(template, values.display, exercise=mode == Mode.EXERCISE)
 
-    alert_id = new_alert_id(now)
     alert = AlertRecord(
-        id=alert_id, template=template.id, template_hash=template.content_hash, mode=mode, msg_type=msg_type,
-        references=original.id if original else None, sent_at=now, expires_at=now + template.expires_hours * 3600,
-        areas=tuple(alert_areas), channels=tuple(c.id for c in channels),
-        inputs={k: dict(v) for k, v in values.inputs.items()}, forms={k: dict(v) for k, v in forms.items()},
+        id=alert_id or new_alert_id(now), template=template.id, template_hash=template.content_hash, mode=mode,
+        msg_type=msg_type, references=original.id if original else None, sent_at=now,
+        expires_at=now + template.expires_hours * 3600, areas=tuple(alert_areas),
+        channels=tuple(c.id for c in channels), inputs={k: dict(v) for k, v in values.inputs.items()},
+        forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
     )
-    messages: list[MessageRecord] = []
-    plan = Plan(alert, template, channels, forms, [], messages, recipient_filter, known_areas,
-                sms_from_alert=original.id if original else None, reply_to=reply_to or {})
+    plan = Plan(alert, template, channels, forms, [], [])
     payload = webhook_payload(config, template, alert, forms)
+    states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
-        audience = plan.audience(channel, store)
         rendered = render_channel(
             channel.kind, forms, channel.languages, layout=str(channel.options.get("layout", "combined")),
             max_segments=int(channel.options.get("max_segments", 4)),
         )
+        keys = {r.language: f"{channel.id}/{r.language}" for r in rendered}
+        if channel.kind == "sms":
+            fallback = channel.languages[0]
+            if follow_up is not None:
+                audience = dict(follow_up.audiences.get(channel.id, {}))
+                plan.copies.append(AudienceCopy(channel.id, follow_up.original.id, states, keys, fallback))
+            else:
+                source = RecipientList(channel.id, channel.path("recipients"), channel.where, frozenset(reach),
+                                       frozenset(known_areas), keys, fallback)
+                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=channel.where)
+                audience = dict(index.audience(set(reach)))
+                plan.lists.append(source)
+            counts = dict.fromkeys(channel.languages, 0)
+            for lang, n in audience.items():
+                counts[lang if lang in counts else fallback] += n
         for r in rendered:
             if not r.fits:
                 raise TemplateError(
@@ -181,11 +225,16 @@ def plan_alert(
                     f"{r.limit}; nothing was sent and nothing is ever cut. Fix the template or its max_length.",
                     where=str(template.path),
                 )
-            messages.append(MessageRecord(
-                key=f"{channel.id}/{r.language}", channel_id=channel.id, language=r.language, text=r.text,
+            plan.messages.append(MessageRecord(
+                key=keys[r.language], channel_id=channel.id, language=r.language, text=r.text,
                 payload=payload if channel.kind == "webhook" else None,
             ))
-            plan.rows.append(PreviewRow(channel.id, channel.kind, r, audience.get(r.language, 1)))
+            if channel.kind == "sms":
+                plan.rows.append(PreviewRow(channel.id, channel.kind, r, counts.get(r.language, 0)))
+            else:
+                reply = follow_up.reply_to.get((channel.id, None, r.language)) if follow_up else None
+                plan.posts.append(NewDelivery(channel.id, keys[r.language], r.language, reply_to=reply))
+                plan.rows.append(PreviewRow(channel.id, channel.kind, r, 1))
     return plan
 
 
@@ -209,6 +258,6 @@ def webhook_payload(config: Config, template: Template, alert: AlertRecord, form
     return orjson.dumps(body)
 
 
-def commit(store: Store, plan: Plan) -> tuple[int, int]:
-    """Write the alert and all its deliveries as pending, atomically."""
-    return store.create_alert(plan.alert, plan.messages, plan.deliveries(store))
+async def commit(store: Store, plan: Plan) -> tuple[int, int]:
+    """Write the alert and all its deliveries as pending, atomically: ``(created, duplicates skipped)``."""
+    return await store.alerts.create(plan.alert, plan.messages, plan.deliveries(), plan.copies, plan.step)

@@ -22,11 +22,11 @@ _PACE_WEIGHT: Final = 0.2  # weight of the newest gap in the moving average of t
 
 
 class SlotLedger(Protocol):
-    """The store's side of :class:`SharedSlots` (see Store.reserve_slots)."""
+    """The store's side of :class:`SharedSlots` (``store.slots``)."""
 
-    def reserve_slots(self, channel_id: str, count: int, interval_s: float) -> tuple[float, float]: ...
+    async def reserve(self, channel_id: str, count: int, interval_s: float) -> tuple[float, float]: ...
 
-    def pause_slots(self, channel_id: str, seconds: float) -> None: ...
+    async def pause(self, channel_id: str, seconds: float) -> None: ...
 
 
 class SharedSlots:
@@ -54,7 +54,7 @@ class SharedSlots:
         self._slots: deque[float] = deque()
         self._last_call: float | None = None
 
-    def next_slot(self, clock: Clock) -> float:
+    async def next_slot(self, clock: Clock) -> float:
         now = clock.monotonic()
         if self._last_call is not None:
             gap = min(max(now - self._last_call, self.interval_s), SHARED_SPAN_S)
@@ -65,14 +65,14 @@ class SharedSlots:
         if not self._slots:
             count = max(1, min(SHARED_BLOCK_MAX, round(SHARED_SPAN_S / self.pace_s)))
             sent_at = clock.monotonic()
-            first, store_now = self.ledger.reserve_slots(self.channel_id, count, self.interval_s)
+            first, store_now = await self.ledger.reserve(self.channel_id, count, self.interval_s)
             start = first + sent_at - store_now
             self._slots.extend(start + i * self.interval_s for i in range(count))
         return self._slots.popleft()
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         self._slots.clear()
-        self.ledger.pause_slots(self.channel_id, seconds)
+        await self.ledger.pause(self.channel_id, seconds)
 
 
 class RateLimiter:
@@ -117,7 +117,7 @@ class RateLimiter:
     async def _acquire_shared(self, shared: SharedSlots) -> None:
         while True:
             # Never two sends of this process closer than one interval, even from a late slot.
-            slot = max(shared.next_slot(self._clock), self._paused_until, (self._next_slot or 0.0))
+            slot = max(await shared.next_slot(self._clock), self._paused_until, (self._next_slot or 0.0))
             now = self._clock.monotonic()
             self._next_slot = slot + self.min_interval_s
             if slot > now:
@@ -138,14 +138,10 @@ class RateLimiter:
         self._next_slot += self.min_interval_s
         return True
 
-    def pause(self, seconds: float) -> None:
+    async def pause(self, seconds: float) -> None:
         """No slot is handed out for ``seconds`` from now (a provider said 429)."""
         self._paused_until = max(self._paused_until, self._clock.monotonic() + seconds)
         if self._next_slot is not None:
             self._next_slot = max(self._next_slot, self._paused_until)
         if self._shared is not None:
-            self._shared.pause(seconds)  # every other process on the database pauses too
-
-    @property
-    def paused_until(self) -> float:
-        return self._paused_until
+            await self._shared.pause(seconds)  # every other process on the database pauses too

@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass
 
 from broadcaster.config import Config
-from broadcaster.engine.lifecycle import CANCEL_TEMPLATE
 from broadcaster.errors import InputError
 from broadcaster.runbooks.durations import format_duration
 from broadcaster.runbooks.inputs import Inputs, resolve_inputs, step_areas, step_vars, time_of
@@ -29,7 +28,7 @@ from broadcaster.runbooks.model import Runbook, Step
 from broadcaster.runbooks.refs import Ref, RunbookError, Value
 from broadcaster.runbooks.timeline import MAX_OCCURRENCES
 from broadcaster.selection import select_channels
-from broadcaster.templates.catalogue import Catalogue, Template
+from broadcaster.templates.catalogue import CANCEL_TEMPLATE, Catalogue, Template
 from broadcaster.templates.variables import resolve
 from broadcaster.timefmt import iso_seconds
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from broadcaster.runbooks.inputs import time_of
 from broadcaster.runbooks.model import Runbook, Step
-from broadcaster.runbooks.records import RunStepRow
+from broadcaster.store.records import RunStepRow
 
 MAX_OCCURRENCES: Final = 200  # a recurring step stops here even if its until step never comes
 Rows = Mapping[tuple[str, int], RunStepRow]

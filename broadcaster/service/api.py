@@ -14,9 +14,8 @@ from aiohttp import web
 from broadcaster.engine.outbox import plan_alert
 from broadcaster.errors import InputError
 from broadcaster.service.bodies import parse_fire
-from broadcaster.service.events import OPEN_STATES
 from broadcaster.service.http import ApiError, current_user, input_error, json_response, read_json
-from broadcaster.service.pending import CONFIRMED
+from broadcaster.service.hub import OPEN_STATES
 from broadcaster.service.state import SERVICE, Service
 from broadcaster.service.views import (
     alert_summary,
@@ -27,7 +26,8 @@ from broadcaster.service.views import (
     template_detail,
     template_summary,
 )
-from broadcaster.store.base import AlertRecord
+from broadcaster.store.pending import CONFIRMED
+from broadcaster.store.records import AlertRecord
 
 MAX_ALERTS = 200
 
@@ -69,9 +69,9 @@ async def preview(request: web.Request) -> web.Response:
     except InputError as exc:
         raise input_error(exc, field="template") from None
     try:
-        plan = plan_alert(app.config, app.catalogue, template.id, body.inputs(template), mode=body.mode,
-                          now=service.clock.now(), areas=body.areas, selection=body.selection,
-                          require_approval=False)
+        plan = await plan_alert(app.config, app.catalogue, template.id, body.inputs(template), mode=body.mode,
+                                now=service.clock.now(), areas=body.areas, selection=body.selection,
+                                require_approval=False)
     except InputError as exc:
         raise input_error(exc) from None
     return json_response({"template": template.id, "approved": template.approved, "two_person": template.two_person,
@@ -84,9 +84,9 @@ async def alerts(request: web.Request) -> web.Response:
     limit = _int_query(request, "limit", 50, maximum=MAX_ALERTS)
     now = service.clock.now()
     items: list[tuple[float, dict[str, Any]]] = []
-    for alert in service.app.store.alerts(limit):
-        items.append((alert.sent_at, _alert_json(service, alert)))
-    for pending in service.pending.recent(limit):
+    for alert in await service.app.store.alerts.recent(limit):
+        items.append((alert.sent_at, await _alert_json(service, alert)))
+    for pending in await service.app.store.pending.recent(limit):
         if pending.state != CONFIRMED:
             items.append((pending.requested_at, pending_summary(service.config, pending,
                                                                 state=pending.state_at(now))))
@@ -98,21 +98,20 @@ async def alert(request: web.Request) -> web.Response:
     """One alert with its counts and deliveries (``?limit=N&offset=M`` pages the deliveries)."""
     service = request.app[SERVICE]
     alert_id = request.match_info["alert_id"]
-    found = _find(service, alert_id)
+    found = await service.app.store.alerts.find(alert_id)
     if found is None:
-        pending = service.pending.get(alert_id)
+        pending = await service.app.store.pending.get(alert_id)
         if pending is None:
             raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
         view = pending_summary(service.config, pending, state=pending.state_at(service.clock.now()))
         # What the second officer is asked to confirm: the request as stored (it can be previewed as is).
         return json_response({**view, "request": pending.request, "deliveries": []})
-    view = _alert_json(service, found)
-    receipts = service.receipts.latest(alert_id)
-    rows = service.app.store.deliveries(alert_id)
+    view = await _alert_json(service, found)
+    receipts = await service.app.store.receipts.latest(alert_id)
     limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
-    page = rows[offset : offset + limit] if limit else rows[offset:]
+    page = await service.app.store.alerts.deliveries(alert_id, limit=limit or None, offset=offset)
     view["deliveries"] = [delivery(d, receipts.get(d.provider_id or "")) for d in page]
-    view["deliveries_total"] = len(rows)
+    view["deliveries_total"] = await service.app.store.alerts.count(alert_id)
     return json_response(view)
 
 
@@ -120,14 +119,16 @@ async def log(request: web.Request) -> web.Response:
     """Every attempt, as ``broadcaster log --json`` lines (``?limit=N&offset=M`` to page)."""
     service = request.app[SERVICE]
     alert_id = request.match_info["alert_id"]
-    if _find(service, alert_id) is None:
-        if service.pending.get(alert_id) is not None:
+    if await service.app.store.alerts.find(alert_id) is None:
+        if await service.app.store.pending.get(alert_id) is not None:
             return json_response([])
         raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
     limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
     lines: list[dict[str, Any]] = []
-    for n, attempt in enumerate(service.app.store.attempts(alert_id)):
-        if n < offset:
+    n = 0
+    async for attempt in service.app.store.alerts.attempts(alert_id):
+        n += 1
+        if n <= offset:
             continue
         if limit and len(lines) >= limit:
             break
@@ -135,21 +136,14 @@ async def log(request: web.Request) -> web.Response:
     return json_response(lines)
 
 
-def _alert_json(service: Service, alert: AlertRecord) -> dict[str, Any]:
-    counts = service.receipts.counts(alert.id)
+async def _alert_json(service: Service, alert: AlertRecord) -> dict[str, Any]:
+    counts = await service.app.store.receipts.counts(alert.id)
     busy = service.hub.running(alert.id) or any(
         state in OPEN_STATES for per in counts.values() for state in per
     )
-    pending = service.pending.get(alert.id)
+    pending = await service.app.store.pending.get(alert.id)
     return alert_summary(service.config, alert, state="sending" if busy else "done", counts=counts,
                          confirmed_by=pending.confirmed_by if pending else None)
-
-
-def _find(service: Service, alert_id: str) -> AlertRecord | None:
-    try:
-        return service.app.store.alert(alert_id)
-    except InputError:
-        return None
 
 
 def _int_query(request: web.Request, name: str, default: int, *, maximum: int | None = None) -> int:

@@ -1,36 +1,40 @@
 """The aiohttp application: API, console, Twilio callbacks, CAP feed and metrics in one.
 
-``make_app(app)`` wires the service to an :class:`~broadcaster.app.App` (config,
-catalogue, store). Users, the audit chain, two-person fires and receipts live in
-the same database as the outbox (SQLite or PostgreSQL). Loading the config is itself audited.
+``make_app(app)`` wires the service to an open :class:`~broadcaster.app.context.App`
+(config, catalogue, store, all on the server's loop). Users, the audit chain,
+two-person fires and receipts live in the same database as the outbox (SQLite
+or PostgreSQL). Loading the config is itself audited. With ``background=True``
+(``broadcaster serve``) the server is also a node: it runs the runbook scheduler
+host and, when it holds every channel's secrets, a background worker.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
 
-from broadcaster.app import App, database_of
+from broadcaster.app.context import App
+from broadcaster.app.users import Users
+from broadcaster.app.worker import run_worker
 from broadcaster.audit import AuditLog
 from broadcaster.clock import Clock
-from broadcaster.engine.dispatcher import process_owner
+from broadcaster.engine.node import Node, process_owner
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
 from broadcaster.service import api, events, feed, firing, receipts, runbooks
-from broadcaster.service.auth import Users
-from broadcaster.service.events import EventHub
 from broadcaster.service.http import auth_middleware, errors_middleware, json_response
+from broadcaster.service.hub import EventHub
 from broadcaster.service.metrics import CONTENT_TYPE, Metrics
 from broadcaster.service.openapi import document
-from broadcaster.service.pending import PendingFires
-from broadcaster.service.receipts import Receipts, callback_url
 from broadcaster.service.runs import Runs
 from broadcaster.service.state import SERVICE, Limits, Service
-from broadcaster.store.sql import Database
 
 log = logging.getLogger("broadcaster.service")
 
@@ -42,19 +46,18 @@ _PLACEHOLDER: Final = (
 
 
 def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = None,
-             policy: RetryPolicy | None = None) -> web.Application:
+             policy: RetryPolicy | None = None, background: bool = False) -> web.Application:
     """The whole HTTP service for ``app``. ``clock`` times audit rows, rate limits and two-person windows."""
-    db = _connection(app)
+    if app.database == ":memory:":
+        raise ConfigError("the service needs a database file: dry-runs write from their own connection",
+                          where="database")
     clock = clock or Clock()
     node_id = process_owner()  # this server as a node: its metrics and its background worker
-    metrics = Metrics(db, node=node_id)
-    receipt_table = Receipts(db)
-    hub = EventHub(app.store.state_counts)
+    metrics = Metrics(app.store.leases, node=node_id)
+    hub = EventHub(app.store.alerts.state_counts)
     service = Service(
-        app=app, db=db, clock=clock, users=Users(db), audit=AuditLog(db), pending=PendingFires(db),
-        receipts=receipt_table, hub=hub, metrics=metrics,
-        runs=Runs(app, hub, metrics, status_callback=callback_url(app.config), policy=policy),
-        limits=limits or Limits(), node_id=node_id,
+        app=app, clock=clock, users=Users(app.store.db), audit=AuditLog(app.store.db), hub=hub, metrics=metrics,
+        runs=Runs(app, hub, metrics, policy=policy), limits=limits or Limits(), node_id=node_id,
     )
     web_app = web.Application(middlewares=[errors_middleware, auth_middleware])
     web_app[SERVICE] = service
@@ -62,17 +65,10 @@ def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = No
     web_app.on_startup.append(_started)
     web_app.on_shutdown.append(_shutdown)
     web_app.on_cleanup.append(_cleanup)
+    if background:
+        web_app.cleanup_ctx.append(_scheduler)
+        web_app.cleanup_ctx.append(_worker)
     return web_app
-
-
-def _connection(app: App) -> Database:
-    if app.database == ":memory:":
-        raise ConfigError("the service needs a database file: dry-runs write from their own connection",
-                          where="database")
-    db = database_of(app.store)
-    if db is None:
-        raise ConfigError("the service needs a SQL store (a SQLite file or a PostgreSQL URL)", where="database")
-    return db
 
 
 def _routes(web_app: web.Application) -> None:
@@ -115,7 +111,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[SERVICE].metrics.render()
+    body = await request.app[SERVICE].metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
@@ -127,12 +123,12 @@ async def _started(web_app: web.Application) -> None:
     service = web_app[SERVICE]
     config = service.config
     try:
-        digest = hashlib.sha256(config.path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(await asyncio.to_thread(config.path.read_bytes)).hexdigest()
     except OSError:
         digest = None
-    service.record("service", "config_load", path=str(config.path), sha256=digest,
-                   channels=[c.id for c in config.channels], templates=service.app.catalogue.ids(),
-                   public_url=config.public_url)
+    await service.record("service", "config_load", path=str(config.path), sha256=digest,
+                         channels=[c.id for c in config.channels], templates=service.app.catalogue.ids(),
+                         public_url=config.public_url)
     if config.public_url is None:
         log.warning("[broadcaster] public_url is not set: SMS sends carry no StatusCallback and every "
                     "Twilio callback is refused")
@@ -144,3 +140,55 @@ async def _shutdown(web_app: web.Application) -> None:
 
 async def _cleanup(web_app: web.Application) -> None:
     await web_app[SERVICE].runs.close()
+
+
+async def _scheduler(web_app: web.Application) -> AsyncIterator[None]:
+    """The runbook scheduler host, for the server's lifetime: scheduled steps and ``fire --at`` fire here
+    (when this node leads the schedule; otherwise it stands by)."""
+    from broadcaster.app.runbook import host
+
+    service = web_app[SERVICE]
+    scheduler = host(service.app, report=lambda line: log.info("%s", line))
+    await scheduler.start()
+    serving = asyncio.create_task(scheduler.serve(), name="runbook-scheduler")
+    serving.add_done_callback(_report_stop)
+    service.scheduler = scheduler  # POST /api/runbooks/{id}/run starts runs on it
+    try:
+        yield
+    finally:
+        service.scheduler = None
+        serving.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await serving
+        await scheduler.shutdown()
+
+
+async def _worker(web_app: web.Application) -> AsyncIterator[None]:
+    """Serve is a node too: in the background it delivers queued alerts and what dead nodes left behind.
+
+    It needs every channel's secrets; without them the server still runs (dry-runs,
+    the console, the API) and says that this node delivers nothing in the background.
+    """
+    service = web_app[SERVICE]
+    missing = [f"{c.id}: ${env}" for c in service.config.channels for _key, env in c.missing_env()]
+    if missing:
+        log.warning("no background worker on this node (missing %s): queued alerts wait for another node",
+                    ", ".join(missing))
+        yield
+        return
+    node = Node(service.app.store, "serve", owner=service.node_id)
+    task = asyncio.create_task(run_worker(service.app, node), name="background-worker")
+    task.add_done_callback(_report_stop)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def _report_stop(task: asyncio.Task[object]) -> None:
+    """A background task (scheduler, worker) must not die silently while the API keeps answering."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped: it does nothing more until the server restarts", task.get_name(),
+                  exc_info=task.exception())

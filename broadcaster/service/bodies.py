@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from broadcaster.engine.outbox import MODES
 from broadcaster.service.http import ApiError
+from broadcaster.states import Mode
 from broadcaster.templates.catalogue import LANGUAGES, Template
 from broadcaster.templates.variables import example_inputs
 
@@ -30,7 +30,7 @@ class FireBody:
     use_examples: bool
     selection: str
     areas: tuple[str, ...]
-    mode: str
+    mode: Mode
     confirm: str | None
 
     def inputs(self, template: Template) -> Inputs:
@@ -112,11 +112,11 @@ def parse_areas(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse_mode(body: Mapping[str, Any], *, default: str | None = None) -> str:
+def parse_mode(body: Mapping[str, Any], *, default: str | None = None) -> Mode:
     mode = body.get("mode", default)
-    if mode not in MODES:
-        raise bad("mode", f"must be one of {', '.join(MODES)}")
-    return str(mode)
+    if not isinstance(mode, str) or mode not in set(Mode):
+        raise bad("mode", f"must be one of {', '.join(Mode)}")
+    return Mode(mode)
 
 
 def parse_confirm(body: Mapping[str, Any]) -> str | None:

@@ -19,7 +19,8 @@ from broadcaster.cap import cap_document, identifier, validate
 from broadcaster.errors import InputError
 from broadcaster.service.http import ApiError
 from broadcaster.service.state import SERVICE, Service
-from broadcaster.store.base import AlertRecord
+from broadcaster.states import Mode
+from broadcaster.store.records import AlertRecord
 from broadcaster.timefmt import iso_seconds
 
 log = logging.getLogger("broadcaster.service.feed")
@@ -30,13 +31,9 @@ ATOM_TYPE: Final = "application/atom+xml"
 FEED_LIMIT: Final = 200
 
 
-def current_public(service: Service) -> list[AlertRecord]:
+async def current_public(service: Service) -> list[AlertRecord]:
     """Live alerts not yet expired, newest first."""
-    rows = service.db.execute(
-        "SELECT id FROM alerts WHERE mode = 'live' AND expires_at > ? ORDER BY sent_at DESC, id DESC LIMIT ?",
-        (service.clock.now(), FEED_LIMIT),
-    ).fetchall()
-    return [service.app.store.alert(r[0]) for r in rows]
+    return await service.app.store.alerts.current(Mode.LIVE, service.clock.now(), FEED_LIMIT)
 
 
 def base_url(service: Service, request: web.Request) -> str:
@@ -46,9 +43,9 @@ def base_url(service: Service, request: web.Request) -> str:
     return str(request.url.origin())
 
 
-def document(service: Service, alert: AlertRecord) -> bytes:
-    store, catalogue = service.app.store, service.app.catalogue
-    original = store.alert(alert.references) if alert.references else None
+async def document(service: Service, alert: AlertRecord) -> bytes:
+    catalogue = service.app.catalogue
+    original = await service.app.store.alerts.get(alert.references) if alert.references else None
     return cap_document(alert, catalogue.get(alert.template), catalogue.gazetteer, service.config,
                         original=original)
 
@@ -56,15 +53,12 @@ def document(service: Service, alert: AlertRecord) -> bytes:
 async def cap(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     alert_id = request.match_info["alert_id"]
-    try:
-        alert = service.app.store.alert(alert_id)
-    except InputError:
-        alert = None
-    if alert is None or alert.mode != "live":
+    alert = await service.app.store.alerts.find(alert_id)
+    if alert is None or alert.mode != Mode.LIVE:
         # Exercise and dry-run documents are not public: the same answer as for no alert at all.
         raise web.HTTPNotFound(text=f"no public CAP document {alert_id}")
     try:
-        body = document(service, alert)
+        body = await document(service, alert)
         validate(body)
     except (ValueError, InputError) as exc:
         log.error("CAP document of %s is not valid: %s", alert_id, exc)
@@ -74,12 +68,12 @@ async def cap(request: web.Request) -> web.Response:
 
 async def atom(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    return web.Response(body=feed(service, base_url(service, request)), content_type=ATOM_TYPE, charset="utf-8")
+    body = feed(service, base_url(service, request), await current_public(service))
+    return web.Response(body=body, content_type=ATOM_TYPE, charset="utf-8")
 
 
-def feed(service: Service, base: str) -> bytes:
+def feed(service: Service, base: str, alerts: list[AlertRecord]) -> bytes:
     config, tz = service.config, service.config.timezone
-    alerts = current_public(service)
     root = etree.Element(_q("feed"), nsmap={None: ATOM})
     root.set("{http://www.w3.org/XML/1998/namespace}lang", "ar")
     _sub(root, "id", f"{base}/cap/feed.atom")

@@ -15,8 +15,17 @@ from typing import Any, Final
 import orjson
 from aiohttp import web
 
-from broadcaster.errors import ConfigError, InputError, SelectionError, TemplateError, VariableError
-from broadcaster.service.auth import Forbidden, User, token_id_of
+from broadcaster.app.users import User, token_id_of
+from broadcaster.errors import (
+    ConfigError,
+    Conflict,
+    Forbidden,
+    InputError,
+    SelectionError,
+    StoreError,
+    TemplateError,
+    VariableError,
+)
 from broadcaster.service.state import SERVICE
 
 log = logging.getLogger("broadcaster.service")
@@ -102,6 +111,12 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc)
     except Forbidden as exc:
         return error_response(ApiError(403, "forbidden", str(exc)))
+    except Conflict as exc:
+        return error_response(ApiError(409, "conflict", str(exc)))
+    except StoreError as exc:
+        log.error("the database failed: %s", exc)
+        return error_response(ApiError(503, "unavailable", "the database is unavailable; nothing was changed",
+                                       headers={"Retry-After": "2"}))
     except ConfigError as exc:
         log.error("service configuration problem: %s", exc)
         return error_response(ApiError(503, "misconfigured", f"the service cannot do this: {exc}"))
@@ -130,11 +145,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         reason = "no bearer token"
         user = None
     else:
-        user, reason = await service.users.verify_async(token)
+        user, reason = await service.users.verify(token)
     if user is None:
         # Never the token itself: only why it failed and where from.
-        service.record("anonymous", "login_failure", reason=reason, token_id=token_id_of(token),
-                       method=request.method, path=request.path, remote=request.remote or "")
+        await service.record("anonymous", "login_failure", reason=reason, token_id=token_id_of(token),
+                             method=request.method, path=request.path, remote=request.remote or "")
         raise ApiError(401, "unauthorized", f"a valid Authorization: Bearer token is required ({reason})",
                        headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'})
     request[_USER] = user

@@ -17,21 +17,19 @@ Dry-run outcomes are counted under ``mode="dry-run"``; their virtual-time latenc
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Final, Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from broadcaster.store.base import Outcome
-from broadcaster.store.sql import Database
+from broadcaster.states import Outcome
+from broadcaster.store.ports import Leases
+from broadcaster.store.records import AttemptResult
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _FIRST_SEND_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_RETRIED: Final = frozenset({"retry", "unknown"})
-_SENT: Final = frozenset({"sent", "reconciled"})
+_RETRIED: Final = frozenset({Outcome.RETRY, Outcome.UNKNOWN})
+_SENT: Final = frozenset({Outcome.SENT, Outcome.RECONCILED})
 M = TypeVar("M", Counter, Histogram)
 
 
@@ -46,27 +44,8 @@ class _NodeLabelled(Generic[M]):
         return self.metric.labels(node=self.node, **labels)
 
 
-class _QueueDepth(Collector):
-    """Deliveries still to do per channel and state, counted when Prometheus scrapes."""
-
-    def __init__(self, db: Database, node: str) -> None:
-        self.db = db
-        self.node = node
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("broadcaster_queue_depth", "Deliveries not yet done, by channel and state",
-                                   labels=["node", "channel", "state"])
-        rows = self.db.execute(
-            "SELECT channel_id, state, COUNT(*) FROM deliveries WHERE state IN ('pending', 'sending', 'unknown')"
-            " GROUP BY channel_id, state"
-        ).fetchall()
-        for channel, state, n in rows:
-            family.add_metric([self.node, channel, state], n)
-        yield family
-
-
 class Metrics:
-    def __init__(self, db: Database | None = None, *, node: str = "") -> None:
+    def __init__(self, leases: Leases | None = None, *, node: str = "") -> None:
         self.node = node
         self.registry = r = CollectorRegistry()
         self.deliveries = _NodeLabelled(Counter("broadcaster_deliveries", "Recorded delivery attempt outcomes",
@@ -84,10 +63,18 @@ class Metrics:
                                               ["node", "outcome"], registry=r), node)
         self.fires = _NodeLabelled(Counter("broadcaster_fires", "Alerts fired through the API",
                                            ["node", "mode", "state"], registry=r), node)
-        if db is not None:
-            r.register(_QueueDepth(db, node))
+        self._leases = leases
+        self._depth = Gauge("broadcaster_queue_depth", "Deliveries not yet done, by channel and state",
+                            ["node", "channel", "state"], registry=r)
 
-    def render(self) -> bytes:
+    async def render(self) -> bytes:
+        """The exposition text; the queue depths are read from the store first (awaited, off the hot path)."""
+        if self._leases is not None:
+            depths = await self._leases.queue_depths()
+            self._depth.clear()
+            for channel, states in depths.items():
+                for state, n in states.items():
+                    self._depth.labels(node=self.node, channel=channel, state=state).set(n)
         return generate_latest(self.registry)
 
     def observer(self, mode: str) -> AlertObserver:
@@ -107,12 +94,12 @@ class AlertObserver:
     def committed(self, at: float) -> None:
         self.committed_at = at
 
-    def __call__(self, channel: str, outcome: Outcome) -> None:
+    def __call__(self, channel: str, outcome: AttemptResult) -> None:
         m = self.metrics
         m.deliveries.labels(channel=channel, mode=self.mode, outcome=outcome.outcome).inc()
         if outcome.outcome in _RETRIED:
             m.retries.labels(channel=channel, mode=self.mode).inc()
-        if self.mode == "dry-run" or outcome.outcome == "expired":
+        if self.mode == "dry-run" or outcome.outcome == Outcome.EXPIRED:
             return  # virtual time, or no request made
         m.latency.labels(channel=channel).observe(max(0.0, outcome.finished_at - outcome.started_at))
         if outcome.outcome in _SENT and self.committed_at is not None:

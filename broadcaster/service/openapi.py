@@ -9,8 +9,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Final
 
-from broadcaster.engine.outbox import MODES
-from broadcaster.service.auth import ROLES
+from broadcaster.app.users import ROLES
+from broadcaster.states import Mode
 
 _STR: Final = {"type": "string"}
 _BOOL: Final = {"type": "boolean"}
@@ -18,7 +18,7 @@ _INT: Final = {"type": "integer"}
 _NULL_STR: Final = {"type": ["string", "null"]}
 _COUNTS: Final = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _INT},
                   "description": "{channel: {state: n}}; a receipted SMS counts as delivered or undelivered"}
-_MODE: Final = {"type": "string", "enum": list(MODES)}
+_MODE: Final = {"type": "string", "enum": [str(m) for m in Mode]}
 _BILINGUAL: Final = {"type": "object", "properties": {"ar": _STR, "en": _STR}}
 _VARIABLES: Final = {
     "type": "object",

@@ -23,19 +23,14 @@ from typing import Final
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from broadcaster.app.context import CALLBACK_PATH
 from broadcaster.config import Config
-from broadcaster.store.sql import Database
+from broadcaster.service.state import SERVICE
 
 log = logging.getLogger("broadcaster.service.receipts")
 
-CALLBACK_PATH: Final = "/twilio/status"
-FINAL: Final = {"delivered": "delivered", "read": "delivered", "undelivered": "undelivered", "failed": "undelivered"}
+__all__ = ["CALLBACK_PATH", "handle_status", "signature_ok"]
 _SID: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-
-
-def callback_url(config: Config) -> str | None:
-    """The StatusCallback URL SMS sends carry, when the service has a public URL."""
-    return f"{config.public_url.rstrip('/')}{CALLBACK_PATH}" if config.public_url else None
 
 
 def auth_tokens(config: Config, account_sid: str) -> list[str]:
@@ -61,70 +56,12 @@ def signature_ok(config: Config, request_path_qs: str, form: dict[str, str], sig
                for token in auth_tokens(config, form.get("AccountSid", "")))
 
 
-class Receipts:
-    """The ``receipts`` table."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-
-    def record(self, message_sid: str, status: str, error_code: str | None, *, now: float) -> bool:
-        """Store a receipt; False when this exact receipt was already recorded (a replay)."""
-        cur = self.db.execute(
-            "INSERT INTO receipts (message_sid, status, final, error_code, received_at) VALUES (?,?,?,?,?)"
-            " ON CONFLICT (message_sid, status) DO NOTHING",
-            (message_sid, status, FINAL.get(status), error_code, now),
-        )
-        return cur.rowcount == 1
-
-    def count(self, message_sid: str) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM receipts WHERE message_sid = ?", (message_sid,))
-                   .fetchone()[0])
-
-    def latest(self, alert_id: str) -> dict[str, tuple[str, str | None]]:
-        """``provider id -> (latest status, final or None)`` for an alert's SMS deliveries."""
-        latest: dict[str, tuple[str, str | None]] = {}
-        rows = self.db.execute(
-            "SELECT r.message_sid, r.status, r.final FROM receipts r"
-            " JOIN deliveries d ON d.provider_id = r.message_sid WHERE d.alert_id = ? ORDER BY r.id",
-            (alert_id,),
-        )
-        for sid, status, final in rows:
-            previous = latest.get(sid)
-            # A late interim status ("sent") never hides a final one ("delivered").
-            if previous is None or final is not None or previous[1] is None:
-                latest[sid] = (status, final)
-        return latest
-
-    def counts(self, alert_id: str) -> dict[str, dict[str, int]]:
-        """``{channel: {state: n}}`` with sent deliveries shown as delivered/undelivered once receipted."""
-        counts: dict[str, dict[str, int]] = {}
-        rows = self.db.execute(
-            """SELECT d.channel_id, d.state,
-                      (SELECT r.final FROM receipts r WHERE r.message_sid = d.provider_id AND r.final IS NOT NULL
-                       ORDER BY r.id DESC LIMIT 1),
-                      COUNT(*)
-               FROM deliveries d WHERE d.alert_id = ? GROUP BY 1, 2, 3""",
-            (alert_id,),
-        )
-        for channel, state, final, n in rows:
-            shown = final if state == "sent" and final else state
-            slot = counts.setdefault(channel, {})
-            slot[shown] = slot.get(shown, 0) + n
-        return counts
-
-
-def refined(state: str, receipt: tuple[str, str | None] | None) -> str:
-    return receipt[1] if state == "sent" and receipt is not None and receipt[1] else state
-
-
 def _clean(form: Iterable[tuple[str, object]]) -> dict[str, str]:
     return {k: v for k, v in form if isinstance(v, str)}
 
 
 async def handle_status(request: web.Request) -> web.Response:
     """Validate, then record a Twilio status callback. 403 unless signed; 204 otherwise."""
-    from broadcaster.service.state import SERVICE
-
     service = request.app[SERVICE]
     form = _clean((await request.post()).items())
     signature = request.headers.get("X-Twilio-Signature")
@@ -138,6 +75,7 @@ async def handle_status(request: web.Request) -> web.Response:
     if not sid or not set(sid) <= _SID or not status.isalpha():
         return web.json_response({"error": "invalid", "message": "MessageSid and MessageStatus are required"},
                                  status=400)
-    new = service.receipts.record(sid, status, form.get("ErrorCode") or None, now=service.clock.now())
+    new = await service.app.store.receipts.record(sid, status, form.get("ErrorCode") or None,
+                                                  now=service.clock.now())
     service.metrics.receipts.labels(outcome=status if new else "replayed").inc()
     return web.Response(status=204)

@@ -5,8 +5,8 @@ A runbook is named by its id, the stem of a file in the config's runbooks folder
 dry-run, on a worker thread with its own store connection (as dry-run fires do,
 see :mod:`broadcaster.service.runs`): the loop keeps serving meanwhile and
 nothing leaves the machine. A run is checked the way ``runbook run`` checks it
-(a rehearsal in its mode against a scratch database), then handed to the
-scheduler host that ``broadcaster serve`` starts; its steps fire from there.
+(:func:`broadcaster.app.rehearse.preflight`), then handed to the scheduler host
+that ``broadcaster serve`` runs; its steps fire from there.
 """
 
 from __future__ import annotations
@@ -19,20 +19,19 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from broadcaster.app import App
-from broadcaster.cli.runbook_cmd import preflight_checks, stop_run
-from broadcaster.errors import InputError
+from broadcaster.app.rehearse import preflight, rehearsal_json, rehearse
+from broadcaster.app.runbook import run_json, stop_run
+from broadcaster.app.users import User, require
+from broadcaster.errors import Forbidden, InputError
+from broadcaster.runbooks.ids import is_run_id, new_run_id
 from broadcaster.runbooks.inputs import Inputs, resolve_inputs
 from broadcaster.runbooks.model import Runbook, load_runbook
-from broadcaster.runbooks.records import RunRecord
 from broadcaster.runbooks.refs import RunbookError
-from broadcaster.runbooks.rehearse import rehearse
-from broadcaster.runbooks.report import rehearsal_json, run_json
-from broadcaster.runbooks.store import is_run_id, new_run_id, run_store
-from broadcaster.service.auth import Forbidden, User, require
 from broadcaster.service.bodies import bad, known_fields, parse_confirm, parse_variables
 from broadcaster.service.http import ApiError, current_user, input_error, json_response, read_json
 from broadcaster.service.state import SERVICE, Service
+from broadcaster.states import Mode, RunKind, RunState
+from broadcaster.store.records import RunRecord
 
 log = logging.getLogger("broadcaster.service.runbooks")
 
@@ -70,28 +69,22 @@ async def rehearse_runbook(request: web.Request) -> web.Response:
     known_fields(body, REHEARSE_FIELDS)
     given = _parse_inputs(body.get("inputs"))
     runbook = _runbook(service, request.match_info["runbook_id"])
-    _require(service, user, "operator", "rehearsing a runbook", action="runbook_rehearse", runbook=runbook.id)
+    await _require(service, user, "operator", "rehearsing a runbook", action="runbook_rehearse",
+                   runbook=runbook.id)
     start = service.clock.now()
     inputs = _resolve(service, runbook, given, start, use_examples=True)
-    loop = asyncio.get_running_loop()
+    app = service.app
     try:
-        result = await loop.run_in_executor(None, _rehearse, service.app, runbook, inputs, start)
+        # On a worker thread, on a loop and a store connection of its own. No process-wide network guard:
+        # it would block the live sends of the server's loop too; a rehearsal uses recording transports only.
+        rehearsal = await asyncio.to_thread(rehearse, app.config, app.catalogue, app.database, runbook, inputs,
+                                            start=start, guard_network=False)
     except InputError as exc:
         raise _inputs_error(exc) from None
-    service.record(user.name, "runbook_rehearse", runbook=runbook.id, run_id=result["run_id"],
-                   steps=len(result["steps"]), warnings=len(result["warnings"]))
+    result = rehearsal_json(app.config, rehearsal)
+    await service.record(user.name, "runbook_rehearse", runbook=runbook.id, run_id=result["run_id"],
+                         steps=len(result["steps"]), warnings=len(result["warnings"]))
     return json_response(result)
-
-
-def _rehearse(app: App, runbook: Runbook, inputs: Inputs, start: float) -> dict[str, Any]:
-    """On a worker thread: the rehearsal through a store connection of its own."""
-    own = App(config=app.config, catalogue=app.catalogue, database=app.database)
-    try:
-        # No process-wide network guard: it would block the live sends of the server's loop too.
-        # The rehearsal delivers to recorders only, as every dry-run does.
-        return rehearsal_json(own, rehearse(own, runbook, inputs, start=start, guard_network=False))
-    finally:
-        own.close()
 
 
 async def run_runbook(request: web.Request) -> web.Response:
@@ -108,8 +101,8 @@ async def run_runbook(request: web.Request) -> web.Response:
     confirm = parse_confirm(body)
     given = _parse_inputs(body.get("inputs"))
     runbook = _runbook(service, request.match_info["runbook_id"])
-    _require(service, user, "officer" if mode == "live" else "operator", f"a {mode} runbook run",
-             action="runbook_run", runbook=runbook.id, mode=mode)
+    await _require(service, user, "officer" if mode == "live" else "operator", f"a {mode} runbook run",
+                   action="runbook_run", runbook=runbook.id, mode=mode)
     start = time.time()
     inputs = _resolve(service, runbook, given, start, use_examples=use_examples)
     if mode == "live" and (confirm or "").strip() != runbook.id:
@@ -118,64 +111,63 @@ async def run_runbook(request: web.Request) -> web.Response:
     if host is None:
         raise ApiError(503, "unavailable", "no runbook scheduler runs in this process: start the service with "
                                            "`broadcaster serve`, or run it with `broadcaster runbook run`")
-    loop = asyncio.get_running_loop()
+    app = service.app
     try:
-        await loop.run_in_executor(None, _preflight, service.app, runbook, inputs, mode, start)
+        await asyncio.to_thread(preflight, app.config, app.catalogue, runbook, inputs, Mode(mode), start,
+                                guard_network=False)
     except RunbookError as exc:
         raise _inputs_error(exc) from None
-    run = RunRecord(id=new_run_id("runbook", start), kind="runbook", runbook=runbook.id, source=runbook.source,
-                    spec=dict(runbook.raw), config=str(service.config.path), mode=mode, inputs=inputs,
-                    state="running", started_at=start)
-    host.start_run(run)
-    service.record(user.name, "runbook_run", runbook=runbook.id, run_id=run.id, mode=mode, inputs=inputs)
+    run = RunRecord(id=new_run_id(RunKind.RUNBOOK, start), kind=RunKind.RUNBOOK, runbook=runbook.id,
+                    source=runbook.source, spec=dict(runbook.raw), config=str(service.config.path), mode=Mode(mode),
+                    inputs=inputs, state=RunState.RUNNING, started_at=start)
+    await host.start_run(run)
+    await service.record(user.name, "runbook_run", runbook=runbook.id, run_id=run.id, mode=mode, inputs=inputs)
     return json_response({"run_id": run.id, "runbook": runbook.id, "mode": mode, "state": "running"}, 202)
-
-
-def _preflight(app: App, runbook: Runbook, inputs: Inputs, mode: str, start: float) -> None:
-    preflight_checks(app, runbook, inputs, mode, start, guard_network=False)
 
 
 async def runs(request: web.Request) -> web.Response:
     """Runs in progress, then the most recent ended ones (rehearsals and scheduled fires left out)."""
     service = request.app[SERVICE]
-    store = run_store(service.app)
-    running = [r for r in store.runs(("running",)) if r.kind == "runbook"]
-    ended = [r for r in store.runs(("finished", "stopped"), limit=RECENT_RUNS * 3) if r.kind == "runbook"]
-    return json_response({"runs": [run_json(service.app, r) for r in running + ended[:RECENT_RUNS]]})
+    store = service.app.store.runs
+    running = [r for r in await store.recent((RunState.RUNNING,)) if r.kind == RunKind.RUNBOOK]
+    ended = [r for r in await store.recent((RunState.FINISHED, RunState.STOPPED), limit=RECENT_RUNS * 3)
+             if r.kind == RunKind.RUNBOOK]
+    return json_response({"runs": [await run_json(service.app, r) for r in running + ended[:RECENT_RUNS]]})
 
 
 async def run(request: web.Request) -> web.Response:
     """One run (or rehearsal), as ``runbook status RUN_ID --json`` shows it."""
     service = request.app[SERVICE]
-    return json_response(run_json(service.app, _find_run(service, request.match_info["run_id"])))
+    return json_response(await run_json(service.app, await _find_run(service, request.match_info["run_id"])))
 
 
 async def stop(request: web.Request) -> web.Response:
     """Stop a run: its remaining steps are skipped and its jobs removed. Live runs need an officer."""
     service, user = request.app[SERVICE], current_user(request)
-    found = _find_run(service, request.match_info["run_id"])
-    _require(service, user, "officer" if found.mode == "live" else "operator", f"stopping a {found.mode} run",
-             action="runbook_stop", run_id=found.id, mode=found.mode)
-    if found.state != "running":
+    found = await _find_run(service, request.match_info["run_id"])
+    await _require(service, user, "officer" if found.mode == Mode.LIVE else "operator",
+                   f"stopping a {found.mode} run", action="runbook_stop", run_id=found.id, mode=str(found.mode))
+    if found.state != RunState.RUNNING:
         raise ApiError(409, "conflict", f"run {found.id} is already {found.state}")
+    removed = len([r for r in await service.app.store.runs.steps(found.id) if r.state == "scheduled"])
     try:
-        stopped, removed = stop_run(service.app, found.id, f"stopped by {user.name} (API)")
+        stopped = await stop_run(service.app, found.id, f"stopped by {user.name} (API)")
     except RunbookError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    service.record(user.name, "runbook_stop", run_id=found.id, runbook=found.runbook, mode=found.mode,
-                   jobs_removed=removed)
-    return json_response({**run_json(service.app, stopped), "jobs_removed": removed})
+    await service.record(user.name, "runbook_stop", run_id=found.id, runbook=found.runbook, mode=str(found.mode),
+                         jobs_removed=removed)
+    return json_response({**await run_json(service.app, stopped), "jobs_removed": removed})
 
 
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _require(service: Service, user: User, role: str, what: str, **detail: Any) -> None:
+async def _require(service: Service, user: User, role: str, what: str, **detail: Any) -> None:
     """The role check; a refusal is audited as ``forbidden``, as for fires."""
     try:
         require(user, role, what)
     except Forbidden:
-        service.record(user.name, "forbidden", role=user.role, **detail)
+        await service.record(user.name, "forbidden", role=user.role, **detail)
         raise
 
 
@@ -190,8 +182,8 @@ def _runbook(service: Service, runbook_id: str) -> Runbook:
         raise ApiError(409, "broken", f"runbook {runbook_id!r} does not load: {exc}") from None
 
 
-def _find_run(service: Service, run_id: str) -> RunRecord:
-    found = run_store(service.app).find_run(run_id) if is_run_id(run_id) else None
+async def _find_run(service: Service, run_id: str) -> RunRecord:
+    found = await service.app.store.runs.find(run_id) if is_run_id(run_id) else None
     if found is None:
         raise ApiError(404, "not_found", f"no runbook run with id {run_id!r}")
     return found

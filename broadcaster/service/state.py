@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from broadcaster.app import App
-    from broadcaster.audit import AuditLog
-    from broadcaster.clock import Clock
-    from broadcaster.config import Config
-    from broadcaster.engine.ratelimit import RateLimiter
-    from broadcaster.service.auth import Users
-    from broadcaster.service.events import EventHub
-    from broadcaster.service.metrics import Metrics
-    from broadcaster.service.pending import PendingFires
-    from broadcaster.service.receipts import Receipts
-    from broadcaster.service.runs import Runs
-    from broadcaster.store.sql import Database
+from broadcaster.app.context import App
+from broadcaster.app.users import Users
+from broadcaster.audit import AuditLog
+from broadcaster.clock import Clock
+from broadcaster.config import Config
+from broadcaster.engine.ratelimit import RateLimiter
+from broadcaster.service.hub import EventHub
+from broadcaster.service.metrics import Metrics
+from broadcaster.service.runs import Runs
 
 
 @dataclass
@@ -34,20 +30,16 @@ class Limits:
 @dataclass
 class Service:
     app: App
-    db: Database
     clock: Clock
     users: Users
     audit: AuditLog
-    pending: PendingFires
-    receipts: Receipts
     hub: EventHub
     metrics: Metrics
     runs: Runs
     limits: Limits
     fire_limiters: dict[str, RateLimiter] = field(default_factory=dict)
     throttled: set[str] = field(default_factory=set)  # users inside a refused burst (audited once)
-    # The runbook scheduler host ``serve`` starts (a broadcaster.runbooks.scheduler.Host; typed loosely:
-    # importing it loads APScheduler). None when no host runs in this process.
+    # The runbook scheduler host ``serve`` runs (a broadcaster.runbooks.scheduler.Host), when one runs here.
     scheduler: Any = None
     node_id: str = ""  # this server's node id (metrics label; its background worker's lease owner)
 
@@ -55,9 +47,9 @@ class Service:
     def config(self) -> Config:
         return self.app.config
 
-    def record(self, actor: str, action: str, /, **detail: Any) -> None:
+    async def record(self, actor: str, action: str, /, **detail: Any) -> None:
         """Append one audit row, stamped with the service clock."""
-        self.audit.append(actor, action, detail, now=self.clock.now())
+        await self.audit.append(actor, action, detail, now=self.clock.now())
 
 
 SERVICE = web.AppKey("service", Service)

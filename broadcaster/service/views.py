@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from broadcaster.config import ChannelConfig, Config
-from broadcaster.service.pending import PendingFire
-from broadcaster.store.base import AlertRecord, DeliveryRow
+from broadcaster.store.pending import PendingFire
+from broadcaster.store.records import AlertRecord, DeliveryRow
 from broadcaster.templates.catalogue import Template
 from broadcaster.templates.catalogue import template_detail as template_detail  # re-exported for api.py
 from broadcaster.templates.gazetteer import Gazetteer
@@ -39,7 +39,7 @@ def delivery(d: DeliveryRow, receipt: tuple[str, str | None] | None = None) -> d
     ``state`` shows a receipted SMS as ``delivered`` or ``undelivered`` instead of ``sent``.
     """
     state = receipt[1] if d.state == "sent" and receipt is not None and receipt[1] else d.state
-    return {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": state,
+    return {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": str(state),
             "attempts": d.attempts, "provider_id": d.provider_id, "receipt": receipt[0] if receipt else None}
 
 
@@ -47,7 +47,7 @@ def alert_summary(config: Config, alert: AlertRecord, *, state: str, counts: dic
                   confirmed_by: str | None = None) -> dict[str, Any]:
     tz = config.timezone
     return {
-        "alert_id": alert.id, "template": alert.template, "mode": alert.mode, "msg_type": alert.msg_type,
+        "alert_id": alert.id, "template": alert.template, "mode": str(alert.mode), "msg_type": str(alert.msg_type),
         "references": alert.references, "sent": iso_seconds(alert.sent_at, tz),
         "expires": iso_seconds(alert.expires_at, tz), "areas": list(alert.areas), "channels": list(alert.channels),
         "created_by": alert.created_by, "confirmed_by": confirmed_by, "state": state, "counts": counts,

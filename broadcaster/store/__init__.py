@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from broadcaster.store.leadership import SqlLeadership
 from broadcaster.store.migrate import Migration, current, require_current, upgrade
 from broadcaster.store.nodes import SqlNodes
+from broadcaster.store.pending import SqlPending
 from broadcaster.store.ports import Alerts, Leadership, Leases, Nodes, Runs, Slots, Wakeups
+from broadcaster.store.receipts import SqlReceipts
 from broadcaster.store.runs import SqlRuns
 from broadcaster.store.slots import SqlSlots
 from broadcaster.store.sql import Database
@@ -44,6 +46,8 @@ class Store:
     nodes: Nodes
     leadership: Leadership
     wakeups: Wakeups
+    pending: SqlPending  # two-person fires waiting for a second officer
+    receipts: SqlReceipts  # Twilio delivery receipts
 
     @property
     def where(self) -> str:
@@ -72,7 +76,7 @@ async def open_store(database: str, *, require_schema: bool = True, name: str = 
             await pg.close()
             raise
         return Store(pg, PgAlerts(pg), PgLeases(pg), SqlSlots(pg), SqlRuns(pg), SqlNodes(pg), SqlLeadership(pg),
-                     PgWakeups(pg))
+                     PgWakeups(pg), SqlPending(pg), SqlReceipts(pg))
     from broadcaster.store.sqlite import SqliteAlerts, SqliteLeases
     from broadcaster.store.sqlite_db import SqliteDatabase
 
@@ -83,7 +87,7 @@ async def open_store(database: str, *, require_schema: bool = True, name: str = 
         await lite.close()
         raise
     return Store(lite, SqliteAlerts(lite), SqliteLeases(lite), SqlSlots(lite), SqlRuns(lite), SqlNodes(lite),
-                 SqlLeadership(lite), _Polling())
+                 SqlLeadership(lite), _Polling(), SqlPending(lite), SqlReceipts(lite))
 
 
 @contextlib.asynccontextmanager

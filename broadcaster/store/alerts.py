@@ -12,8 +12,8 @@ from typing import Any, Final
 
 import orjson
 
-from broadcaster.errors import InputError
-from broadcaster.states import DeliveryState, Mode, MsgType, Outcome
+from broadcaster.errors import Conflict, InputError
+from broadcaster.states import DeliveryState, Mode, MsgType, Outcome, StepState
 from broadcaster.store.records import (
     AlertRecord,
     AttemptRow,
@@ -21,6 +21,7 @@ from broadcaster.store.records import (
     DeliveryRow,
     MessageRecord,
     NewDelivery,
+    StepClaim,
 )
 from broadcaster.store.sql import Database, marks
 
@@ -66,12 +67,14 @@ class SqlAlerts:
 
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = ()) -> tuple[int, int]:
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]:
         """Commit ``alert`` with every delivery ``pending`` in one transaction, before any network call.
 
         ``deliveries`` arrive in batches (an SMS list is streamed, never held
         whole); ``copies`` reach an earlier alert's recipients inside the
         database. One SMS per phone per alert: a phone offered twice is skipped.
+        A runbook step's alert names its ``step`` claim, checked and written in
+        the same transaction (:class:`~broadcaster.store.records.StepClaim`).
         Returns ``(deliveries created, duplicates skipped)``.
         """
         raise NotImplementedError
@@ -216,3 +219,15 @@ def copy_sql(copy: AudienceCopy, message_ids: dict[str, int], alert_id: str, due
     )
     return sql, (alert_id, *language_params, message_ids[copy.keys[copy.fallback]], *languages, copy.fallback,
                  due_at, copy.from_alert, copy.channel_id, *copy.states)
+
+
+async def claim_step(tx: Database, step: StepClaim, alert_id: str) -> None:
+    """Inside an outbox commit: put the alert on its step's row, only while ``step.owner`` still holds it."""
+    held = (await tx.execute(
+        "UPDATE run_steps SET alert_id = ? WHERE run_id = ? AND step_id = ? AND occurrence = ? AND state = ?"
+        " AND owner = ? AND alert_id IS NULL",
+        (alert_id, step.run_id, step.step_id, step.occurrence, StepState.FIRING, step.owner),
+    )).rowcount
+    if held != 1:
+        raise Conflict(f"step {step.step_id} #{step.occurrence} of run {step.run_id} is no longer held by "
+                       f"{step.owner} (another scheduler host took it over); this copy was not committed")

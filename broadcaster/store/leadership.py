@@ -38,3 +38,5 @@ class SqlLeadership:
         row = (await self.db.execute(
             f"SELECT holder FROM leadership WHERE name = ? AND lease_until >= {self.db.now_sql}", (name,))).one()
         return str(row["holder"]) if row is not None else None
+
+SCHEDULER_LEAD = "scheduler"  # the lease the runbook scheduler host that executes jobs holds

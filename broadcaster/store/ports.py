@@ -31,13 +31,14 @@ from broadcaster.store.records import (
     NodeRow,
     RunRecord,
     RunStepRow,
+    StepClaim,
 )
 
 
 class Alerts(Protocol):
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = ()) -> tuple[int, int]: ...
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]: ...
 
     async def get(self, alert_id: str) -> AlertRecord: ...
 
@@ -113,7 +114,8 @@ class Runs(Protocol):
                        *, confirmed_at: float | None = None, detail: str | None = None) -> bool: ...
 
     async def move_step(self, run_id: str, step_id: str, occurrence: int, *, from_states: Sequence[StepState],
-                        to_state: StepState, owner_is: str | None = None, **fields: float | str | None) -> bool: ...
+                        to_state: StepState, owner_is: str | None = None, uncommitted: bool = False,
+                        **fields: float | str | None) -> bool: ...
 
 
 class Nodes(Protocol):

@@ -21,10 +21,18 @@ import orjson
 
 from broadcaster.clock import real_io
 from broadcaster.states import DeliveryState, Mode
-from broadcaster.store.alerts import ALERT_COLUMNS, SqlAlerts, alert_params, copy_sql
+from broadcaster.store.alerts import ALERT_COLUMNS, SqlAlerts, alert_params, claim_step, copy_sql
 from broadcaster.store.leases import DUE, MOVABLE, SqlLeases
 from broadcaster.store.postgres_db import PgConnection, PgDatabase, mapped
-from broadcaster.store.records import AlertRecord, AttemptResult, AudienceCopy, Claimed, MessageRecord, NewDelivery
+from broadcaster.store.records import (
+    AlertRecord,
+    AttemptResult,
+    AudienceCopy,
+    Claimed,
+    MessageRecord,
+    NewDelivery,
+    StepClaim,
+)
 
 log = logging.getLogger("broadcaster.store")
 
@@ -88,12 +96,14 @@ class PgAlerts(SqlAlerts):
 
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = ()) -> tuple[int, int]:
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]:
         offered = 0
         async with self.db.transaction() as tx:
             assert isinstance(tx, PgConnection)
             await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                              alert_params(alert))
+            if step is not None:
+                await claim_step(tx, step, alert.id)
             message_ids: dict[str, int] = {}
             for m in messages:
                 message_ids[m.key] = (await tx.execute(

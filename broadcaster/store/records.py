@@ -67,6 +67,21 @@ class AudienceCopy:
 
 
 @dataclass(frozen=True, slots=True)
+class StepClaim:
+    """The runbook step occurrence an alert fires for, as claimed by one scheduler host (its fencing token).
+
+    The outbox commit writes the alert's id on that row in the same transaction,
+    and only while this host still holds the claim: a host that stalled while
+    another re-armed the step can never commit it a second time.
+    """
+
+    run_id: str
+    step_id: str
+    occurrence: int
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
 class Claimed:
     """A delivery leased to this node, with its attempt intent already written."""
 

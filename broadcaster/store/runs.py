@@ -85,12 +85,12 @@ class SqlRuns:
         return [_step(r) for r in rows]
 
     async def scheduled(self) -> list[RunStepRow]:
-        """Every step occurrence a job must fire, over every running run, soonest first."""
+        """Every step occurrence a job must fire, over every running run (rehearsals play their own), soonest first."""
         rows = await self.db.execute(
             f"SELECT {', '.join('s.' + c for c in STEP_COLUMNS.split(', '))} FROM run_steps s"
-            " JOIN runs r ON r.id = s.run_id WHERE s.state = ? AND r.state = ? AND s.due_at IS NOT NULL"
-            " ORDER BY s.due_at, s.id",
-            (StepState.SCHEDULED, RunState.RUNNING),
+            " JOIN runs r ON r.id = s.run_id WHERE s.state = ? AND r.state = ? AND r.kind != ?"
+            " AND s.due_at IS NOT NULL ORDER BY s.due_at, s.id",
+            (StepState.SCHEDULED, RunState.RUNNING, RunKind.REHEARSAL),
         )
         return [_step(r) for r in rows]
 
@@ -104,19 +104,24 @@ class SqlRuns:
         )).rowcount == 1
 
     async def move_step(self, run_id: str, step_id: str, occurrence: int, *, from_states: Sequence[StepState],
-                        to_state: StepState, owner_is: str | None = None, **fields: float | str | None) -> bool:
+                        to_state: StepState, owner_is: str | None = None, uncommitted: bool = False,
+                        **fields: float | str | None) -> bool:
         """Compare-and-set: move the row to ``to_state`` only if it is in ``from_states`` (and, with
         ``owner_is``, still owned by that job).
 
         One UPDATE statement, so two jobs racing for the same row cannot both win:
         this is how a job claims its step (``scheduled -> firing``) before firing,
         and how a leader's late write is fenced off once another leader re-armed
-        the step. ``fields`` may set due_at, confirmed_at, fired_at, alert_id, owner, detail.
+        the step. ``uncommitted`` also requires that no alert was committed for
+        it (the outbox commit writes ``alert_id`` in its own transaction).
+        ``fields`` may set due_at, confirmed_at, fired_at, alert_id, owner, detail.
         """
         if set(fields) - STEP_FIELDS:
             raise ValueError(f"unknown run_steps field(s): {sorted(set(fields) - STEP_FIELDS)}")
         sets = "".join(f", {name} = ?" for name in fields)
         owner_sql, owner_params = (" AND owner = ?", (owner_is,)) if owner_is is not None else ("", ())
+        if uncommitted:
+            owner_sql += " AND alert_id IS NULL"
         return (await self.db.execute(
             f"UPDATE run_steps SET state = ?{sets} WHERE run_id = ? AND step_id = ? AND occurrence = ?"
             f" AND state IN ({marks(from_states)}){owner_sql}",

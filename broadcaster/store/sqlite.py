@@ -15,9 +15,17 @@ from collections.abc import AsyncIterable, Sequence
 from typing import Any, Final
 
 from broadcaster.states import DeliveryState, Mode
-from broadcaster.store.alerts import ALERT_COLUMNS, SqlAlerts, alert_params, copy_sql
+from broadcaster.store.alerts import ALERT_COLUMNS, SqlAlerts, alert_params, claim_step, copy_sql
 from broadcaster.store.leases import DUE, MOVABLE, SqlLeases, scope_sql
-from broadcaster.store.records import AlertRecord, AttemptResult, AudienceCopy, Claimed, MessageRecord, NewDelivery
+from broadcaster.store.records import (
+    AlertRecord,
+    AttemptResult,
+    AudienceCopy,
+    Claimed,
+    MessageRecord,
+    NewDelivery,
+    StepClaim,
+)
 from broadcaster.store.sql import marks
 from broadcaster.store.sqlite_db import SqliteDatabase
 
@@ -29,12 +37,14 @@ class SqliteAlerts(SqlAlerts):
 
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = ()) -> tuple[int, int]:
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]:
         conn = self.db.conn
         offered = created = 0
         async with self.db.transaction() as tx:
             await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                              alert_params(alert))
+            if step is not None:
+                await claim_step(tx, step, alert.id)
             message_ids: dict[str, int] = {}
             for m in messages:
                 message_ids[m.key] = (await tx.execute(

@@ -34,6 +34,7 @@ CAP_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "responseType": ("Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None"),
 }
 GAZETTEER_FILE: Final = "gazetteer.toml"
+CANCEL_TEMPLATE: Final = "cancel"  # the approved correction; its original_event choices are keyed by template id
 PLACEHOLDER: Final = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 _NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 

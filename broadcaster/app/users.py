@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from broadcaster.errors import InputError
+from broadcaster.errors import Forbidden, InputError, IntegrityError
 from broadcaster.secret import Secret
-from broadcaster.store.sql import Database, IntegrityError
+from broadcaster.store.sql import Database
 from broadcaster.templates.catalogue import Template
 
 ROLES: Final = ("viewer", "operator", "officer", "approver")
@@ -41,33 +41,18 @@ class User:
         return RANK[self.role] >= RANK[role]
 
 
-class Forbidden(Exception):
-    """The user's role may not do this; the message says what would be needed."""
-
-
 def _hash(secret: str, salt: bytes) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
-
-
-def _table(db: Database) -> None:
-    # The table is declared in the store schema; fail clearly if this database predates it. A plain read works
-    # on either backend (no catalogue query); each driver raises its own error class, hence the broad except.
-    try:
-        db.execute("SELECT 1 FROM users LIMIT 1").fetchall()
-    except Exception as exc:
-        raise InputError(f"this database has no readable users table ({exc}); open it with the current "
-                         "broadcaster") from None
 
 
 class Users:
     """The ``users`` table: create users, check tokens."""
 
     def __init__(self, db: Database) -> None:
-        _table(db)
         self.db = db
         self._verified: dict[bytes, User] = {}
 
-    def add(self, name: str, role: str, *, now: float | None = None) -> Secret:
+    async def add(self, name: str, role: str, *, now: float | None = None) -> Secret:
         """Create a user and return their new token (shown once, never stored)."""
         if not _NAME.match(name):
             raise InputError(f"user name {name!r}: use letters, digits and . _ @ - (at most 64)")
@@ -76,37 +61,34 @@ class Users:
         token_id = secrets.token_hex(8)
         secret = secrets.token_hex(32)  # hex: no "_", so the token splits unambiguously
         salt = secrets.token_bytes(16)
+        digest = await asyncio.to_thread(_hash, secret, salt)
         try:
-            self.db.execute(
+            await self.db.execute(
                 "INSERT INTO users (name, role, token_id, token_salt, token_hash, created_at) VALUES (?,?,?,?,?,?)",
-                (name, role, token_id, salt, _hash(secret, salt), time.time() if now is None else now),
+                (name, role, token_id, salt, digest, time.time() if now is None else now),
             )
         except IntegrityError:
             raise InputError(f"user {name!r} already exists") from None
         return Secret(f"bct_{token_id}_{secret}", "api token")
 
-    def get(self, name: str) -> User | None:
-        row = self.db.execute("SELECT name, role FROM users WHERE name = ?", (name,)).fetchone()
-        return User(row[0], row[1]) if row else None
+    async def get(self, name: str) -> User | None:
+        row = (await self.db.execute("SELECT name, role FROM users WHERE name = ?", (name,))).one()
+        return User(row["name"], row["role"]) if row else None
 
-    def all(self) -> list[User]:
-        return [User(n, r) for n, r in self.db.execute("SELECT name, role FROM users ORDER BY name")]
+    async def all(self) -> list[User]:
+        return [User(r["name"], r["role"]) for r in await self.db.execute("SELECT name, role FROM users ORDER BY name")]
 
-    def verify(self, token: str) -> tuple[User | None, str]:
-        """The user a bearer token belongs to, or ``(None, reason)``. Constant-time compare."""
-        step = self._candidate(token)
-        if not isinstance(step, _Candidate):
-            return step
-        return self._conclude(step, _hash(step.secret, step.salt))
+    async def verify(self, token: str) -> tuple[User | None, str]:
+        """The user a bearer token belongs to, or ``(None, reason)``. Constant-time compare.
 
-    async def verify_async(self, token: str) -> tuple[User | None, str]:
-        """:meth:`verify` with scrypt on a worker thread, so bad tokens cannot stall the server loop."""
-        step = self._candidate(token)
+        scrypt runs on a worker thread, so bad tokens cannot stall an event loop.
+        """
+        step = await self._candidate(token)
         if not isinstance(step, _Candidate):
             return step
         return self._conclude(step, await asyncio.to_thread(_hash, step.secret, step.salt))
 
-    def _candidate(self, token: str) -> tuple[User | None, str] | _Candidate:
+    async def _candidate(self, token: str) -> tuple[User | None, str] | _Candidate:
         fingerprint = hashlib.sha256(token.encode()).digest()
         known = self._verified.get(fingerprint)
         if known is not None:
@@ -114,14 +96,15 @@ class Users:
         match = _TOKEN.match(token)
         if match is None:
             return None, "malformed token"
-        row = self.db.execute(
+        row = (await self.db.execute(
             "SELECT name, role, token_salt, token_hash FROM users WHERE token_id = ?", (match.group(1),)
-        ).fetchone()
+        )).one()
         if row is None:
             # Hash anyway: the same cost either way gives no timing hint that the id exists.
             return _Candidate(fingerprint, match.group(2), b"\0" * 16, None, None)
         # bytes() as some drivers hand BLOB/bytea columns back as memoryview.
-        return _Candidate(fingerprint, match.group(2), bytes(row[2]), bytes(row[3]), User(row[0], row[1]))
+        return _Candidate(fingerprint, match.group(2), bytes(row["token_salt"]), bytes(row["token_hash"]),
+                          User(row["name"], row["role"]))
 
     def _conclude(self, candidate: _Candidate, digest: bytes) -> tuple[User | None, str]:
         if candidate.user is None or candidate.stored is None:

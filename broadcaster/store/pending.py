@@ -1,4 +1,4 @@
-"""Two-person fires: a live alert from a ``two_person`` template waits here for a second officer.
+"""Two-person fires (``pending_fires``): a live alert from a ``two_person`` template waits here for a second officer.
 
 Nothing is committed to the outbox while a fire waits: only the request (template,
 checked inputs, areas, selection) is stored. On confirmation it is planned again
@@ -42,56 +42,55 @@ _COLUMNS: Final = ("alert_id, template, mode, request, requested_by, requested_a
                    " confirmed_at")
 
 
-def _row(row: tuple[Any, ...]) -> PendingFire:
-    return PendingFire(row[0], row[1], row[2], orjson.loads(row[3]), *row[4:])
+def _row(row: Any) -> PendingFire:
+    return PendingFire(
+        alert_id=row["alert_id"], template=row["template"], mode=row["mode"], request=orjson.loads(row["request"]),
+        requested_by=row["requested_by"], requested_at=row["requested_at"], confirm_by=row["confirm_by"],
+        state=row["state"], confirmed_by=row["confirmed_by"], confirmed_at=row["confirmed_at"])
 
 
-class PendingFires:
+class SqlPending:
     """The ``pending_fires`` table."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def add(self, alert_id: str, template: str, mode: str, request: dict[str, Any], requested_by: str, *,
-            now: float, window_s: float) -> PendingFire:
-        self.db.execute(
+    async def add(self, alert_id: str, template: str, mode: str, request: dict[str, Any], requested_by: str, *,
+                  now: float, window_s: float) -> PendingFire:
+        await self.db.execute(
             f"INSERT INTO pending_fires ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,NULL,NULL)",
             (alert_id, template, mode, orjson.dumps(request).decode(), requested_by, now, now + window_s, AWAITING),
         )
-        found = self.get(alert_id)
+        found = await self.get(alert_id)
         assert found is not None
         return found
 
-    def get(self, alert_id: str) -> PendingFire | None:
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM pending_fires WHERE alert_id = ?", (alert_id,)).fetchone()
-        return _row(row) if row else None
+    async def get(self, alert_id: str) -> PendingFire | None:
+        row = (await self.db.execute(f"SELECT {_COLUMNS} FROM pending_fires WHERE alert_id = ?", (alert_id,))).one()
+        return _row(row) if row is not None else None
 
-    def recent(self, limit: int = 50) -> list[PendingFire]:
-        rows = self.db.execute(
+    async def recent(self, limit: int = 50) -> list[PendingFire]:
+        rows = await self.db.execute(
             f"SELECT {_COLUMNS} FROM pending_fires WHERE state != ? ORDER BY requested_at DESC LIMIT ?",
-            (CONFIRMED, limit),
-        ).fetchall()
+            (CONFIRMED, limit))
         return [_row(r) for r in rows]
 
-    def claim(self, alert_id: str, confirmed_by: str, *, now: float) -> bool:
+    async def claim(self, alert_id: str, confirmed_by: str, *, now: float) -> bool:
         """Move an awaiting fire to confirmed; False if someone else did, or the window closed."""
-        cur = self.db.execute(
+        return (await self.db.execute(
             "UPDATE pending_fires SET state = ?, confirmed_by = ?, confirmed_at = ?"
             " WHERE alert_id = ? AND state = ? AND confirm_by >= ?",
             (CONFIRMED, confirmed_by, now, alert_id, AWAITING, now),
-        )
-        return cur.rowcount == 1
+        )).rowcount == 1
 
-    def release(self, alert_id: str) -> None:
+    async def release(self, alert_id: str) -> None:
         """Undo a claim whose delivery could not start (the fire may be confirmed again)."""
-        self.db.execute(
+        await self.db.execute(
             "UPDATE pending_fires SET state = ?, confirmed_by = NULL, confirmed_at = NULL WHERE alert_id = ?",
-            (AWAITING, alert_id),
-        )
+            (AWAITING, alert_id))
 
-    def close_expired(self, alert_id: str, *, now: float) -> bool:
-        cur = self.db.execute(
+    async def close_expired(self, alert_id: str, *, now: float) -> bool:
+        return (await self.db.execute(
             "UPDATE pending_fires SET state = ? WHERE alert_id = ? AND state = ? AND confirm_by < ?",
             (NOT_CONFIRMED, alert_id, AWAITING, now),
-        )
-        return cur.rowcount == 1
+        )).rowcount == 1

@@ -1,0 +1,212 @@
+"""Fire, update, cancel and confirm: every rule about sending is decided here, once.
+
+Whichever face asks (the CLI, the HTTP API and console, the runbook
+scheduler), a send goes through the same three calls:
+
+1. :func:`plan_request` checks and renders the request (approval, variables,
+   areas, selection, exercise channels, lengths) and raises an InputError naming
+   what is wrong, with nothing stored;
+2. :func:`launch` decides what happens to the plan: a live fire of a
+   ``two_person`` template is **held** for a different officer (only the request
+   is stored, never the alert); anything else **goes**, a cancel first
+   withdrawing whatever of its original has not gone out. Either is audited;
+3. :func:`run_plan` commits the outbox and delivers (or :func:`queue_plan`
+   commits and leaves delivery to the workers).
+
+:func:`confirm` is the second officer: it re-plans the held request under the
+id the first officer was given (so an approval that went stale meanwhile still
+refuses it) and returns it ready to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from broadcaster.app.context import App
+from broadcaster.app.follow_up import plan_cancel, plan_update
+from broadcaster.clock import Clock
+from broadcaster.engine.dispatcher import OutcomeObserver, ProgressHook, Tuning
+from broadcaster.engine.node import DEAD_AFTER_S, Node
+from broadcaster.engine.outbox import Plan, commit, plan_alert
+from broadcaster.engine.retry import RetryPolicy
+from broadcaster.engine.runner import deliver
+from broadcaster.errors import Conflict, InputError
+from broadcaster.states import Mode, MsgType
+from broadcaster.store.pending import AWAITING, NOT_CONFIRMED
+from broadcaster.store.records import NodeRow
+from broadcaster.templates.variables import Inputs
+from broadcaster.timefmt import iso_seconds
+
+CONFIRM_WINDOW_S: Final = 600.0  # how long a held two-person fire waits for its second officer
+ACTIONS: Final = {MsgType.ALERT: "fire", MsgType.UPDATE: "update", MsgType.CANCEL: "cancel"}
+
+Kind = Literal["fire", "update", "cancel"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """What an officer asked for, as stored while a two-person fire waits (``pending_fires.request``)."""
+
+    kind: Kind
+    mode: Mode
+    template: str | None = None  # fire
+    inputs: Inputs = field(default_factory=dict)  # fire: every variable
+    areas: tuple[str, ...] = ()  # fire
+    selection: str = "all"  # fire
+    original: str | None = None  # update, cancel
+    overrides: Inputs = field(default_factory=dict)  # update: the variables that changed
+
+    def doc(self) -> dict[str, Any]:
+        base: dict[str, Any] = {"kind": self.kind, "mode": str(self.mode)}
+        if self.kind == "fire":
+            return {**base, "template": self.template, "inputs": self.inputs, "areas": list(self.areas),
+                    "selection": self.selection}
+        if self.kind == "update":
+            return {**base, "original": self.original, "overrides": self.overrides}
+        return {**base, "original": self.original}
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Request:
+        return cls(kind=doc["kind"], mode=Mode(doc["mode"]), template=doc.get("template"),
+                   inputs=doc.get("inputs", {}), areas=tuple(doc.get("areas", ())),
+                   selection=doc.get("selection", "all"), original=doc.get("original"),
+                   overrides=doc.get("overrides", {}))
+
+
+@dataclass(frozen=True)
+class Held:
+    """A live two-person fire waiting for a second officer: nothing is committed yet."""
+
+    alert_id: str
+    confirm_by: float
+
+
+@dataclass(frozen=True)
+class Going:
+    """A plan cleared to go out (``withdrawn``: the original's undelivered messages a cancel stopped)."""
+
+    plan: Plan
+    withdrawn: int = 0
+
+
+async def plan_request(app: App, request: Request, *, now: float, created_by: str, alert_id: str | None = None,
+                       require_approval: bool = True) -> Plan:
+    """Check and render what ``request`` would send; raises an InputError (nothing stored) on any problem."""
+    if request.kind == "fire":
+        if request.template is None:
+            raise InputError("a fire needs a template")
+        return await plan_alert(app.config, app.catalogue, request.template, request.inputs, mode=request.mode,
+                                now=now, areas=request.areas, selection=request.selection,
+                                require_approval=require_approval, alert_id=alert_id, created_by=created_by)
+    if request.original is None:
+        raise InputError(f"an {request.kind} needs the alert it follows up")
+    if request.kind == "update":
+        return await plan_update(app, request.original, request.overrides, mode=request.mode, now=now,
+                                 alert_id=alert_id, created_by=created_by)
+    return await plan_cancel(app, request.original, mode=request.mode, now=now, alert_id=alert_id,
+                             created_by=created_by)
+
+
+async def launch(app: App, plan: Plan, request: Request, *, actor: str, now: float,
+                 window_s: float = CONFIRM_WINDOW_S) -> Held | Going:
+    """Hold a live two-person fire for a second officer, or clear the plan to go (audited either way)."""
+    alert = plan.alert
+    detail = {"alert_id": alert.id, "template": plan.template.id, "mode": str(alert.mode),
+              "msg_type": str(alert.msg_type), "references": alert.references, "areas": list(alert.areas),
+              "channels": list(alert.channels)}
+    action = ACTIONS[alert.msg_type]
+    if alert.mode == Mode.LIVE and plan.template.two_person:
+        pending = await app.store.pending.add(alert.id, plan.template.id, str(alert.mode), request.doc(), actor,
+                                              now=now, window_s=window_s)
+        await app.audit(actor, action, {**detail, "state": AWAITING}, now=now)
+        return Held(alert.id, pending.confirm_by)
+    withdrawn = await withdraw_original(app, plan)
+    await app.audit(actor, action, {**detail, "state": "sending"}, now=now)
+    return Going(plan, withdrawn)
+
+
+async def withdraw_original(app: App, plan: Plan) -> int:
+    """For a cancel: stop the original's deliveries that have not gone out, before the cancel is committed.
+
+    Only a cancel in the original's own mode withdraws anything: a dry-run
+    rehearsal of cancelling a live alert must never stop that live alert.
+    """
+    alert = plan.alert
+    if alert.msg_type != MsgType.CANCEL or alert.references is None:
+        return 0
+    original = await app.store.alerts.get(alert.references)
+    if original.mode != alert.mode:
+        return 0
+    return await app.store.alerts.withdraw(original.id, f"withdrawn by cancel {alert.id}")
+
+
+async def confirm(app: App, alert_id: str, *, actor: str, now: float,
+                  start: Callable[[Going], Awaitable[None]]) -> Going:
+    """The second officer releases a held fire; raises :class:`Conflict` when that cannot be.
+
+    ``start`` is how the caller runs it (in this process, or in the background);
+    it must return once the outbox is committed. If it fails before that, the
+    fire goes back to waiting and may be confirmed again.
+    """
+    pending = await app.store.pending.get(alert_id)
+    if pending is None:
+        if await app.store.alerts.find(alert_id) is None:
+            raise InputError(f"no alert with id {alert_id!r}")
+        raise Conflict(f"alert {alert_id} is not awaiting confirmation")
+    if pending.requested_by == actor:
+        raise Conflict(f"{actor} fired alert {alert_id}; a different officer must confirm it")
+    state = pending.state_at(now)
+    if state == NOT_CONFIRMED:
+        if await app.store.pending.close_expired(alert_id, now=now):
+            await app.audit(actor, "confirmation_expired", {"alert_id": alert_id,
+                                                            "requested_by": pending.requested_by}, now=now)
+        raise Conflict(f"the confirmation window of alert {alert_id} closed at "
+                       f"{iso_seconds(pending.confirm_by, app.config.timezone)}; fire it again")
+    if state != AWAITING:
+        raise Conflict(f"alert {alert_id} is already {state}")
+    plan = await plan_request(app, Request.from_doc(pending.request), now=now, created_by=pending.requested_by,
+                              alert_id=alert_id)
+    if not await app.store.pending.claim(alert_id, actor, now=now):
+        raise Conflict(f"alert {alert_id} was confirmed by someone else, or its window closed")
+    try:
+        going = Going(plan, await withdraw_original(app, plan))
+        await start(going)
+    except BaseException:
+        await app.store.pending.release(alert_id)
+        raise
+    await app.audit(actor, "confirm", {"alert_id": alert_id, "requested_by": pending.requested_by,
+                                       "template": plan.template.id, "mode": str(plan.alert.mode)}, now=now)
+    return going
+
+
+async def run_plan(app: App, plan: Plan, *, progress: ProgressHook | None = None,
+                   on_commit: Callable[[int, int], None] | None = None, clock: Clock | None = None,
+                   observer: OutcomeObserver | None = None, tuning: Tuning | None = None,
+                   policy: RetryPolicy | None = None, node: Node | None = None, mode: Mode | None = None) -> None:
+    """Commit the plan's outbox and deliver it in this process (a dry-run to recording transports).
+
+    ``mode`` delivers as another mode than the alert's: a runbook preflight checks
+    a live plan and delivers it to recording transports only.
+    """
+    await deliver(app.store, plan.channels, mode or plan.alert.mode, plan=plan, progress=progress, on_commit=on_commit,
+                  clock=clock, observer=observer, tuning=tuning, policy=policy, node=node,
+                  status_callback=app.status_callback)
+
+
+@dataclass(frozen=True)
+class Queued:
+    created: int
+    duplicates: int
+    workers: list[NodeRow]
+
+
+async def queue_plan(app: App, plan: Plan) -> Queued:
+    """Commit only: workers on any node claim the deliveries (woken by NOTIFY on PostgreSQL)."""
+    if plan.alert.mode == Mode.DRY_RUN:
+        raise InputError("a dry-run is never left to workers; it runs here, on this machine", where="--queue")
+    created, skipped = await commit(app.store, plan)
+    workers = [n for n in await app.store.nodes.recent(DEAD_AFTER_S)
+               if n.role in ("worker", "serve") and n.stopped_at is None]
+    return Queued(created, skipped, workers)

@@ -1,0 +1,74 @@
+"""Updates and cancels: new alerts that reference the original and reach the same audience.
+
+A follow-up goes to exactly the channels of the original, replies in its thread
+where the channel can (X reply, Telegram reply), and reaches the same SMS
+recipients. A cancel also withdraws whatever of the original has not gone out
+yet (in :func:`broadcaster.app.fire.launch`): a false alert must stop spreading
+the moment it is corrected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from broadcaster.app.context import App
+from broadcaster.engine.outbox import CANCEL_STATES, FOLLOW_UP_STATES, FollowUp, Plan, plan_alert
+from broadcaster.errors import SelectionError
+from broadcaster.states import DeliveryState, Mode, MsgType
+from broadcaster.store.records import AlertRecord
+from broadcaster.templates.catalogue import CANCEL_TEMPLATE
+from broadcaster.timefmt import iso_seconds
+
+
+def check_mode(original: AlertRecord, mode: Mode) -> None:
+    """A live follow-up needs a live original; a rehearsal (dry-run) may follow anything."""
+    if mode == Mode.DRY_RUN or mode == original.mode:
+        return
+    allowed = "--dry-run" if original.mode == Mode.DRY_RUN else f"--{original.mode} (or --dry-run to rehearse)"
+    raise SelectionError(
+        f"alert {original.id} was a {original.mode} alert; a {mode} follow-up would announce something that "
+        f"never went out. Use {allowed}."
+    )
+
+
+async def _follow_up(app: App, original: AlertRecord, states: Sequence[DeliveryState]) -> FollowUp:
+    audiences = {}
+    for channel in app.config.channels:
+        if channel.id in original.channels and channel.kind == "sms":
+            audiences[channel.id] = await app.store.alerts.audience(original.id, channel.id, states)
+    return FollowUp(original=original, reply_to=await app.store.alerts.provider_ids(original.id),
+                    audiences=audiences)
+
+
+async def plan_update(app: App, original_id: str, overrides: Mapping[str, Mapping[str, str]], *, mode: Mode,
+                      now: float, alert_id: str | None = None, created_by: str = "cli") -> Plan:
+    original = await app.store.alerts.get(original_id)
+    if original.msg_type == MsgType.CANCEL:
+        raise SelectionError(f"alert {original_id} is a cancel; fire a new alert instead of updating it")
+    check_mode(original, mode)
+    inputs = {name: dict(values) for name, values in original.inputs.items()}
+    for name, values in overrides.items():
+        inputs.setdefault(name, {}).update(values)
+    return await plan_alert(app.config, app.catalogue, original.template, inputs, mode=mode, now=now,
+                            msg_type=MsgType.UPDATE, follow_up=await _follow_up(app, original, FOLLOW_UP_STATES),
+                            alert_id=alert_id, created_by=created_by)
+
+
+async def plan_cancel(app: App, original_id: str, *, mode: Mode, now: float, alert_id: str | None = None,
+                      created_by: str = "cli") -> Plan:
+    original = await app.store.alerts.get(original_id)
+    if original.msg_type == MsgType.CANCEL:
+        raise SelectionError(f"alert {original_id} is already a cancel")
+    check_mode(original, mode)
+    choices = app.catalogue.get(CANCEL_TEMPLATE).variable("original_event")
+    if choices is None or original.template not in choices.choices:
+        raise SelectionError(
+            f"templates/{CANCEL_TEMPLATE}.toml has no approved wording for {original.template!r}: add it as a "
+            "choice of original_event and approve the template"
+        )
+    sent = iso_seconds(original.sent_at, app.config.timezone)
+    inputs = {"original_event": {"ar": original.template, "en": original.template},
+              "original_sent": {"ar": sent, "en": sent}}
+    return await plan_alert(app.config, app.catalogue, CANCEL_TEMPLATE, inputs, mode=mode, now=now,
+                            msg_type=MsgType.CANCEL, follow_up=await _follow_up(app, original, CANCEL_STATES),
+                            alert_id=alert_id, created_by=created_by)
