@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from broadcaster.config import ChannelConfig, Config, load_config
+from broadcaster.store import Store, opened
 
 
 def toml_value(value: Any) -> str:
@@ -40,3 +43,16 @@ def make_config(tmp_path: Path, channels: list[dict[str, Any]], **top: Any) -> C
 def channel_config(tmp_path: Path, **table: Any) -> ChannelConfig:
     """One checked ChannelConfig from keyword keys, e.g. ``channel_config(p, id="t", kind="telegram", ...)``."""
     return make_config(tmp_path, [table]).channels[0]
+
+
+T = TypeVar("T")
+
+
+def read(database: str, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """From a synchronous test: open the store, await ``fn(store)``, close it, return what it gave."""
+
+    async def main() -> T:
+        async with opened(database) as store:
+            return await fn(store)
+
+    return asyncio.run(main())

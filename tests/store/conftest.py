@@ -2,40 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from broadcaster.store import Store, open_store, upgrade_database
 
-OpenStore = Callable[[], Store]
+OpenStore = Callable[[], Awaitable[Store]]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database: a SQLite path or a PostgreSQL URL."""
     if request.param == "sqlite":
         return str(tmp_path / "store.db")
     url: str = request.getfixturevalue("pg_url")
-    upgrade_database(url)
+    await upgrade_database(url)
     return url
 
 
 @pytest.fixture
-def open_more(database: str) -> Iterator[OpenStore]:
+async def open_more(database: str) -> AsyncIterator[OpenStore]:
     """Opens further stores on the same database (another node's connection); all closed afterwards."""
     opened: list[Store] = []
 
-    def make() -> Store:
-        opened.append(open_store(database))
+    async def make() -> Store:
+        opened.append(await open_store(database))
         return opened[-1]
 
     yield make
     for store in opened:
-        store.close()
+        await store.close()
 
 
 @pytest.fixture
-def store(open_more: OpenStore) -> Store:
-    return open_more()
+async def store(open_more: OpenStore) -> Store:
+    return await open_more()
