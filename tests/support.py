@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from broadcaster.config import ChannelConfig, Config, load_config
+from broadcaster.states import RunState
 from broadcaster.store import Store, opened
+from broadcaster.store.records import AlertRecord, AttemptRow, DeliveryRow, RunRecord, RunStepRow
 
 
 def toml_value(value: Any) -> str:
@@ -56,3 +58,43 @@ def read(database: str, fn: Callable[[Store], Awaitable[T]]) -> T:
             return await fn(store)
 
     return asyncio.run(main())
+
+
+class Reader:
+    """A synchronous view of a database, for tests that drive the CLI or another process.
+
+    Each call opens the store on a loop of its own, reads, and closes it again.
+    """
+
+    def __init__(self, database: str | Path) -> None:
+        self.database = str(database)
+
+    def state_counts(self, alert_id: str) -> dict[str, dict[str, int]]:
+        return read(self.database, lambda s: s.alerts.state_counts(alert_id))
+
+    def deliveries(self, alert_id: str) -> list[DeliveryRow]:
+        return read(self.database, lambda s: s.alerts.deliveries(alert_id))
+
+    def attempts(self, alert_id: str) -> list[AttemptRow]:
+        async def every(store: Store) -> list[AttemptRow]:
+            return [a async for a in store.alerts.attempts(alert_id)]
+
+        return read(self.database, every)
+
+    def alert(self, alert_id: str) -> AlertRecord:
+        return read(self.database, lambda s: s.alerts.get(alert_id))
+
+    def alerts(self, limit: int = 50) -> list[AlertRecord]:
+        return read(self.database, lambda s: s.alerts.recent(limit))
+
+    def held(self, alert_id: str | None = None) -> list[DeliveryRow]:
+        return read(self.database, lambda s: s.alerts.held(alert_id))
+
+    def run(self, run_id: str) -> RunRecord:
+        return read(self.database, lambda s: s.runs.get(run_id))
+
+    def runs(self, states: tuple[RunState, ...] | None = None) -> list[RunRecord]:
+        return read(self.database, lambda s: s.runs.recent(states))
+
+    def run_steps(self, run_id: str) -> list[RunStepRow]:
+        return read(self.database, lambda s: s.runs.steps(run_id))

@@ -148,12 +148,13 @@ class Dispatcher:
             await self.fence.wait()
             if wake is not None:
                 wake.clear()  # cleared before the claim: a commit after it wakes the next wait
+            owner = self.fence.id
             batch = await leases.claim(channel.id, limit=batch_size, now=self.clock.now(), lease_s=lease_s,
-                                       owner=self.fence.id, alert_ids=alert_ids, modes=modes)
+                                       owner=owner, alert_ids=alert_ids, modes=modes)
             for claimed in batch:
                 await slots.acquire()
                 await limiter.acquire()
-                task = asyncio.create_task(self._attempt(channel, limiter, claimed))
+                task = asyncio.create_task(self._attempt(channel, limiter, claimed, owner))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
                 task.add_done_callback(lambda _t: slots.release())
@@ -176,8 +177,8 @@ class Dispatcher:
                 return
             await self.clock.sleep(min(max(0.0, due - self.clock.now()), self.tuning.max_idle_sleep_s))
 
-    async def _attempt(self, channel: Channel, limiter: RateLimiter, claimed: Claimed) -> None:
-        if not self.fence.holds():
+    async def _attempt(self, channel: Channel, limiter: RateLimiter, claimed: Claimed, owner: str) -> None:
+        if not self.fence.holds(owner):
             # This node stalled past its margin: another node may own the delivery now. Nothing is sent or
             # recorded; the lease is recovered as unknown and reconciled before any resend.
             self.abandoned += 1

@@ -51,8 +51,8 @@ class Fence(Protocol):
     @property
     def id(self) -> str: ...
 
-    def holds(self) -> bool:
-        """True while sending under this owner's leases is safe."""
+    def holds(self, owner: str) -> bool:
+        """True while sending under leases claimed as ``owner`` is safe (it is still this node's id)."""
         ...
 
     async def wait(self) -> None:
@@ -70,8 +70,8 @@ class Unfenced:
     def id(self) -> str:
         return self._id
 
-    def holds(self) -> bool:
-        return True
+    def holds(self, owner: str) -> bool:
+        return owner == self._id
 
     async def wait(self) -> None:
         return None
@@ -118,11 +118,16 @@ class Node:
     def id(self) -> str:
         return self._id
 
-    def holds(self) -> bool:
+    def holds(self, owner: str | None = None) -> bool:
+        """Whether this node's leases hold by its own clock, and ``owner`` (if given) is still its id.
+
+        A claim made under an id this node has since given up (it woke from a
+        stall and rejoined) never holds again: another node may own it now.
+        """
         held = self._monotonic() < self._valid_until
         if not held:
             self._valid.clear()
-        return held
+        return held and (owner is None or owner == self._id)
 
     async def wait(self) -> None:
         if not self.holds():

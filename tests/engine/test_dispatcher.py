@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import time
 from collections import deque
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,8 +21,10 @@ from broadcaster.engine.dispatcher import Dispatcher
 from broadcaster.engine.ratelimit import RateLimiter
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import DeliveryError, Reason
-from broadcaster.store import AlertRecord, MessageRecord, NewDelivery, SqliteStore
-from tests.support import channel_config
+from broadcaster.states import Mode, MsgType
+from broadcaster.store import Store, opened
+from broadcaster.store.records import AlertRecord, MessageRecord, NewDelivery
+from tests.support import Reader, channel_config
 
 START = 1_800_000_000.0
 
@@ -61,28 +66,40 @@ def config(tmp_path: Path, cid: str = "hook", rate: float = 10.0) -> ChannelConf
                           rate_per_second=rate)
 
 
-def add_alert(store: SqliteStore, channels: list[str], *, count: int = 1, expires_in: float = 3600,
-              alert_id: str = "a1") -> None:
-    alert = AlertRecord(id=alert_id, template="t", template_hash="h", mode="live", msg_type="Alert",
+async def add_alert(store: Store, channels: list[str], *, count: int = 1, expires_in: float = 3600,
+                    alert_id: str = "a1") -> None:
+    alert = AlertRecord(id=alert_id, template="t", template_hash="h", mode=Mode.LIVE, msg_type=MsgType.ALERT,
                         references=None, sent_at=START, expires_at=START + expires_in, areas=(),
                         channels=tuple(channels), inputs={}, forms={})
     messages = [MessageRecord(key=f"{c}/ar", channel_id=c, language="ar", text="نص") for c in channels]
     deliveries = [NewDelivery(c, f"{c}/ar", "ar") for c in channels for _ in range(count)]
-    store.create_alert(alert, messages, deliveries)
+
+    async def one_batch() -> AsyncIterator[list[NewDelivery]]:
+        yield deliveries
+
+    await store.alerts.create(alert, messages, one_batch())
 
 
-def run(store: SqliteStore, channels: list[Channel], clock: Clock, policy: RetryPolicy | None = None) -> None:
-    dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, policy=policy,
-                            rng=random.Random(7))
-    run_virtual(dispatcher.run())
+def run(tmp_path: Path, channels: list[Channel], clock: Clock, policy: RetryPolicy | None = None, *,
+        count: int = 1, expires_in: float = 3600) -> Reader:
+    """Commit one alert to every channel, then deliver it on a virtual clock; the database to read it back."""
+    database = str(tmp_path / "t.db")
+
+    async def main() -> None:
+        async with opened(database) as store:
+            await add_alert(store, [c.id for c in channels], count=count, expires_in=expires_in)
+            dispatcher = Dispatcher(store, {c.id: c for c in channels}, clock=clock, policy=policy,
+                                    rng=random.Random(7))
+            await dispatcher.run()
+
+    run_virtual(main())
+    return Reader(database)
 
 
 def test_retries_stop_at_expiry_and_no_attempt_starts_after_it(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "t.db"))
-    add_alert(store, ["hook"], expires_in=120)
     clock = Clock(wall_start=START)
     channel = ScriptedChannel(config(tmp_path), clock, [server_error()] * 1000)
-    run(store, [channel], clock, RetryPolicy(base_s=1, cap_s=30))
+    store = run(tmp_path, [channel], clock, RetryPolicy(base_s=1, cap_s=30), expires_in=120)
     (delivery,) = store.deliveries("a1")
     assert delivery.state == "failed"
     assert "expires" in (delivery.last_error or "")
@@ -92,33 +109,27 @@ def test_retries_stop_at_expiry_and_no_attempt_starts_after_it(tmp_path: Path) -
 
 
 def test_an_alert_already_expired_is_never_attempted(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "t.db"))
-    add_alert(store, ["hook"], count=3, expires_in=60)
     clock = Clock(wall_start=START + 61)
     channel = ScriptedChannel(config(tmp_path), clock, [])
-    run(store, [channel], clock)
+    store = run(tmp_path, [channel], clock, count=3, expires_in=60)
     assert channel.started == []
     assert {d.state for d in store.deliveries("a1")} == {"expired"}
     assert list(store.attempts("a1")) == []
 
 
 def test_permanent_error_is_not_retried(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "t.db"))
-    add_alert(store, ["hook"])
     clock = Clock(wall_start=START)
     gone = DeliveryError(Reason.RECIPIENT_GONE, "blocked", retryable=False, http_status=403)
     channel = ScriptedChannel(config(tmp_path), clock, [gone])
-    run(store, [channel], clock)
+    store = run(tmp_path, [channel], clock)
     assert len(channel.started) == 1
     assert [a.outcome for a in store.attempts("a1")] == ["failed"]
 
 
 def test_rate_limit_is_held_and_nearly_reached(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "t.db"))
-    add_alert(store, ["hook"], count=201)
     clock = Clock(wall_start=START)
     channel = ScriptedChannel(config(tmp_path, rate=20.0), clock, [])
-    run(store, [channel], clock)
+    run(tmp_path, [channel], clock, count=201)
     starts = channel.started
     achieved = (len(starts) - 1) / (starts[-1] - starts[0])
     assert 0.95 * 20 <= achieved <= 20.0 + 1e-3
@@ -127,13 +138,11 @@ def test_rate_limit_is_held_and_nearly_reached(tmp_path: Path) -> None:
 
 
 def test_a_429_pauses_only_its_own_channel(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "t.db"))
-    add_alert(store, ["slow", "fast"], count=20)
     clock = Clock(wall_start=START)
     limited = DeliveryError(Reason.RATE_LIMITED, "429", retryable=True, retry_after=30, http_status=429)
     slow = ScriptedChannel(config(tmp_path / "s", "slow", rate=10), clock, [limited])
     fast = ScriptedChannel(config(tmp_path / "f", "fast", rate=10), clock, [])
-    run(store, [slow, fast], clock)
+    run(tmp_path, [slow, fast], clock, count=20)
     assert len(fast.delivered) == 20 and len(slow.delivered) == 20
     assert max(fast.started) < START + 3  # 20 at 10/s: untouched by the other channel's pause
     assert min(s for s in slow.started[1:]) >= START + 30  # the paused channel waited retry_after
@@ -160,7 +169,7 @@ def test_rate_limiter_pause_pushes_every_slot() -> None:
         times = []
         for i in range(6):
             if i == 3:
-                limiter.pause(10)
+                await limiter.pause(10)
             await limiter.acquire()
             times.append(clock.monotonic())
         return times
@@ -168,3 +177,30 @@ def test_rate_limiter_pause_pushes_every_slot() -> None:
     times = run_virtual(scenario())
     assert times[3] - times[2] >= 10 - 1e-6
     assert all(b - a >= 0.2 - 1e-6 for a, b in itertools.pairwise(times))
+
+
+def test_database_latency_never_distorts_simulated_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dry-run's clock is virtual; real time spent waiting on the database must not leak into it."""
+    from broadcaster.clock import in_thread
+    from broadcaster.store import sqlite_db
+
+    def rate_limited_run(folder: Path) -> list[float]:
+        folder.mkdir()
+        clock = Clock(wall_start=START)
+        channel = ScriptedChannel(config(folder, rate=20.0), clock, [server_error()] * 3)
+        run(folder, [channel], clock, RetryPolicy(base_s=1, cap_s=4), count=30)
+        return channel.started
+
+    at_once = rate_limited_run(tmp_path / "fast")
+    for cls in (sqlite_db.SqliteDatabase, sqlite_db._Transaction):
+        answer = cls.execute
+
+        async def slowly(self: object, sql: str, params: Any = (), _answer: Any = answer) -> Any:
+            await in_thread(time.sleep, 0.01)  # a database 10 ms away, for every statement
+            return await _answer(self, sql, params)
+
+        monkeypatch.setattr(cls, "execute", slowly)
+    began = time.monotonic()
+    slow = rate_limited_run(tmp_path / "slow")
+    assert time.monotonic() - began > 0.2  # the database really was slow
+    assert slow == at_once  # and simulated time did not notice

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import orjson
 import pytest
 
-from broadcaster.app import App, load_app
+from broadcaster.app.context import open_app
+from broadcaster.app.fire import run_plan
 from broadcaster.channels.webhook import verify
 from broadcaster.cli import main
 from broadcaster.engine.outbox import plan_alert
 from broadcaster.engine.retry import RetryPolicy
-from broadcaster.engine.runner import deliver, run_mode
+from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
 from tests.engine.providers import SECRET_VALUES, SECRETS, Providers
 from tests.fakes.server import Step
@@ -21,6 +23,7 @@ from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import twilio_error
 from tests.fakes.webhook import webhook_error
 from tests.fakes.x import FakeX
+from tests.support import Reader
 
 FAST = RetryPolicy(base_s=0.02, cap_s=0.1, reconcile_after_s=0.2)
 
@@ -31,18 +34,22 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-def fire(
-    p: Providers, mode: str = "live", *, template: str = "road_closure", selection: str = "all"
-) -> tuple[App, str]:
-    app = load_app(str(p.config), str(p.db))
-    plan = plan_alert(app.config, app.catalogue, template, example_inputs(app.catalogue.get(template)),
-                      mode=mode, now=time.time(), selection=selection, store=app.store)
-    run_mode(mode, lambda: deliver(app.store, plan.channels, mode, plan=plan, policy=FAST))
-    return app, plan.alert.id
+def fire(p: Providers, *, template: str = "road_closure", selection: str = "all") -> tuple[Reader, str]:
+    """A live fire in this process, with a fast retry policy; returns the database and the alert id."""
+
+    async def main() -> str:
+        async with open_app(str(p.config), str(p.db)) as app:
+            plan = await plan_alert(app.config, app.catalogue, template,
+                                    example_inputs(app.catalogue.get(template)), mode=Mode.LIVE, now=time.time(),
+                                    selection=selection)
+            await run_plan(app, plan, policy=FAST)
+            return plan.alert.id
+
+    return Reader(p.db), asyncio.run(main())
 
 
-def states(app: App, alert_id: str) -> dict[str, dict[str, int]]:
-    return app.store.state_counts(alert_id)
+def states(store: Reader, alert_id: str) -> dict[str, dict[str, int]]:
+    return store.state_counts(alert_id)
 
 
 def test_live_fire_cli_puts_every_message_where_it_belongs_exactly_once(
@@ -87,7 +94,7 @@ def test_retries_after_429_5xx_and_timeouts_end_in_exactly_one_send(tmp_path: Pa
     assert len(p.x.tweets) == 2
     assert sorted(m["to"] for m in p.twilio.messages) == sorted(p.phones)
     assert len(p.webhook.deliveries) == 1
-    attempts = [a for a in app.store.attempts(alert_id)]
+    attempts = [a for a in app.attempts(alert_id)]
     # A Twilio 500 may have been acted on: it is reconciled (not found) before the resend.
     retried = [a for a in attempts if a.outcome in ("retry", "unknown")]
     assert {a.channel for a in retried} == {"telegram-authority", "x-authority", "sms-residents", "partner-hook"}
@@ -104,7 +111,7 @@ def test_timeout_then_retry_sends_once_even_when_the_lost_request_was_accepted(t
     assert counts["sms-residents"] == {"sent": 2}
     # Reconciled, not resent: each phone has exactly one message at the provider.
     assert all(len(p.twilio.messages_to(phone)) == 1 for phone in p.phones)
-    outcomes = [a.outcome for a in app.store.attempts(alert_id) if a.channel == "sms-residents"]
+    outcomes = [a.outcome for a in app.attempts(alert_id) if a.channel == "sms-residents"]
     assert outcomes.count("unknown") == 1 and outcomes.count("reconciled") == 1
     # The webhook resends after a timeout; the idempotency key is the same both times.
     keys = p.webhook.keys
@@ -120,9 +127,9 @@ def test_a_permanent_error_costs_one_attempt_and_no_retry(tmp_path: Path) -> Non
     assert counts["sms-residents"] == {"failed": 1, "sent": 2}
     assert counts["telegram-authority"] == {"failed": 1}
     assert p.twilio.posts == 3
-    failed = [d for d in app.store.deliveries(alert_id) if d.state == "failed"]
+    failed = [d for d in app.deliveries(alert_id) if d.state == "failed"]
     assert all(d.attempts == 1 for d in failed)
-    codes = {a.error_code for a in app.store.attempts(alert_id) if a.outcome == "failed"}
+    codes = {a.error_code for a in app.attempts(alert_id) if a.outcome == "failed"}
     assert "21211" in codes
 
 
@@ -130,7 +137,7 @@ def test_a_channel_paused_by_429_does_not_slow_the_others(tmp_path: Path) -> Non
     with Providers(tmp_path, recipients=30) as p:
         p.telegram.script(FakeTelegram.retry_after(2))
         app, alert_id = fire(p)
-    attempts = list(app.store.attempts(alert_id))
+    attempts = list(app.attempts(alert_id))
     paused = [a for a in attempts if a.channel == "telegram-authority"]
     assert [a.outcome for a in paused] == ["retry", "sent"]
     resumed_at = paused[1].started_at

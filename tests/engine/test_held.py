@@ -7,12 +7,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broadcaster.app import load_app
 from broadcaster.audit import AuditLog
 from broadcaster.cli import main
 from tests.engine.providers import REPO, SECRETS, Providers
 from tests.fakes.telegram import FakeTelegram
-from tests.support import write_config
+from tests.support import Reader, read, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +24,7 @@ def fire_with_a_lost_post(p: Providers, *, accept: bool) -> str:
     p.telegram.script(FakeTelegram.hang(3.0, accept=accept))  # past the channel's 1 s timeout
     assert main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
                       "--channels", "telegram-authority")) == 1  # not everything went out
-    (alert,) = load_app(str(p.config), str(p.db)).store.alerts()
+    (alert,) = Reader(p.db).alerts()
     return alert.id
 
 
@@ -50,10 +49,10 @@ def test_a_held_post_is_listed_and_released_by_an_operator(
             assert main(p.cli("release", alert_id, "--channel", "telegram-authority", "--resend", "--yes")) == 0
             assert main(p.cli("resume")) == 0
         assert len(p.telegram.sent) == 1  # exactly one post, either way
-        app = load_app(str(p.config), str(p.db))
-        assert app.store.state_counts(alert_id) == {"telegram-authority": {"sent": 1}}
-        assert app.store.held() == []
-        (audit,) = AuditLog(app.store.db).tail("release_held")  # type: ignore[attr-defined]
+        store = Reader(p.db)
+        assert store.state_counts(alert_id) == {"telegram-authority": {"sent": 1}}
+        assert store.held() == []
+        (audit,) = read(store.database, lambda s: AuditLog(s.db).tail("release_held"))
         assert '"decision":"' + ("mark_sent" if accept else "resend") + '"' in audit.detail
 
 
@@ -61,7 +60,7 @@ def test_release_names_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixtu
     with Providers(tmp_path) as p:
         assert main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
                           "--channels", "telegram-authority")) == 0
-        (alert,) = load_app(str(p.config), str(p.db)).store.alerts()
+        (alert,) = Reader(p.db).alerts()
         capsys.readouterr()
         assert main(p.cli("release", alert.id, "--channel", "telegram-authority", "--resend", "--yes")) == 2
         assert "no held deliveries on channel 'telegram-authority'" in capsys.readouterr().err

@@ -7,15 +7,20 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broadcaster.app import load_app
 from broadcaster.cli import main
+from broadcaster.store import Store
 from tests.engine.providers import SECRETS, Providers
+from tests.support import Reader, read
 
 
 @pytest.fixture(autouse=True)
 def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
+
+
+def sql(store: Reader, statement: str, *params: object) -> None:
+    read(store.database, lambda s: s.db.execute(statement, params))
 
 
 def fire_json(capsys: pytest.CaptureFixture[str], args: list[str]) -> dict[str, object]:
@@ -32,10 +37,10 @@ def test_cancel_reaches_every_channel_the_original_reached_threaded(
     with Providers(tmp_path, recipients=5) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
         cancel = fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--live", "--yes", "--json"))
-        app = load_app(str(p.config), str(p.db))
-        record = app.store.alert(str(cancel["alert_id"]))
+        store = Reader(p.db)
+        record = store.alert(str(cancel["alert_id"]))
     assert record.msg_type == "Cancel" and record.references == original["alert_id"]
-    assert record.channels == app.store.alert(str(original["alert_id"])).channels
+    assert record.channels == store.alert(str(original["alert_id"])).channels
     # X: each cancel post replies to the original post in the same language.
     first, second = p.x.tweets[:2], p.x.tweets[2:]
     assert [t["reply_to"] for t in second] == [t["id"] for t in first]
@@ -67,15 +72,13 @@ def test_a_cancel_withdraws_what_the_original_has_not_sent_yet(
 ) -> None:
     with Providers(tmp_path, recipients=3) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--dry-run", "--json"))
-        app = load_app(str(p.config), str(p.db))
+        store = Reader(p.db)
         # Pretend two SMS of the original are still queued (a crash, or a long list).
-        app.store.db.execute(  # type: ignore[attr-defined]
-            "UPDATE deliveries SET state = 'pending' WHERE alert_id = ? AND recipient IN (?, ?)",
-            (original["alert_id"], p.phones[0], p.phones[1]),
-        )
+        sql(store, "UPDATE deliveries SET state = 'pending' WHERE alert_id = ? AND recipient IN (?, ?)",
+            original["alert_id"], p.phones[0], p.phones[1])
         cancel = fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--dry-run", "--json"))
-        states = {d.recipient: d.state for d in app.store.deliveries(str(original["alert_id"])) if d.recipient}
-        cancelled_to = {d.recipient for d in app.store.deliveries(str(cancel["alert_id"])) if d.recipient}
+        states = {d.recipient: d.state for d in store.deliveries(str(original["alert_id"])) if d.recipient}
+        cancelled_to = {d.recipient for d in store.deliveries(str(cancel["alert_id"])) if d.recipient}
     assert states == {p.phones[0]: "withdrawn", p.phones[1]: "withdrawn", p.phones[2]: "sent"}
     assert cancelled_to == {p.phones[2]}
 
@@ -93,25 +96,26 @@ def test_rehearsing_the_cancel_of_a_live_alert_leaves_the_live_alert_alone(
 ) -> None:
     with Providers(tmp_path, recipients=3) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
-        app = load_app(str(p.config), str(p.db))
-        app.store.db.execute(  # type: ignore[attr-defined]
-            "UPDATE deliveries SET state = 'pending' WHERE alert_id = ? AND recipient = ?",
-            (original["alert_id"], p.phones[0]),
-        )
+        store = Reader(p.db)
+        sql(store, "UPDATE deliveries SET state = 'pending' WHERE alert_id = ? AND recipient = ?",
+            original["alert_id"], p.phones[0])
         fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--dry-run", "--json"))
-        states = {d.recipient: d.state for d in app.store.deliveries(str(original["alert_id"])) if d.recipient}
+        states = {d.recipient: d.state for d in store.deliveries(str(original["alert_id"])) if d.recipient}
     assert states[p.phones[0]] == "pending"
 
 
 def test_cli_fires_and_cancels_are_in_the_audit_chain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from broadcaster.audit import AuditLog
+    from broadcaster.audit import AuditLog, AuditRow
 
     with Providers(tmp_path, recipients=1) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--dry-run", "--json"))
         cancel = fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--dry-run", "--json"))
         assert main(p.cli("audit", "verify")) == 0
-        app = load_app(str(p.config), str(p.db))
-        rows = list(AuditLog(app.store.db).rows())  # type: ignore[attr-defined]
+
+        async def every(store: Store) -> list[AuditRow]:
+            return [row async for row in AuditLog(store.db).rows()]
+
+        rows = read(str(p.db), every)
     assert [(r.action, orjson.loads(r.detail)["alert_id"]) for r in rows] == [
         ("fire", original["alert_id"]), ("cancel", cancel["alert_id"])]
     assert all(r.actor.startswith("cli:") for r in rows)

@@ -8,6 +8,7 @@ channel's rate holds across both.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import os
 import signal
@@ -23,8 +24,9 @@ import orjson
 import pytest
 
 from broadcaster.cli import main
-from broadcaster.store import open_store, upgrade_database
+from broadcaster.store import Store, upgrade_database
 from tests.engine.providers import SECRETS, Providers
+from tests.support import Reader, read
 
 pytestmark = pytest.mark.slow
 DEADLINE_S = 120  # generous: only a hang reaches it
@@ -35,16 +37,17 @@ def url(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A migrated PostgreSQL database; the providers' secrets are in the environment the workers inherit."""
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    upgrade_database(pg_url)
+    asyncio.run(upgrade_database(pg_url))
     return pg_url
 
 
 @contextmanager
-def workers(p: Providers, url: str, count: int, *channels: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+def workers(p: Providers, url: str, count: int, *channels: str,
+            options: tuple[str, ...] = ()) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``count`` `broadcaster worker` processes, registered before the block starts."""
     env = {**os.environ, **SECRETS}
     args = [sys.executable, "-m", "broadcaster", "--config", str(p.config), "--db", url, "worker",
-            "--channels", ",".join(channels)]
+            "--channels", ",".join(channels), *options]
     procs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
              for _ in range(count)]
     try:
@@ -61,11 +64,8 @@ def workers(p: Providers, url: str, count: int, *channels: str) -> Iterator[list
 
 
 def live_workers(url: str) -> int:
-    store = open_store(url)
-    try:
-        return sum(1 for n in store.nodes(time.time() - 5) if n.role == "worker" and n.stopped_at is None)
-    finally:
-        store.close()
+    nodes = read(url, lambda store: store.nodes.recent(5))
+    return sum(1 for n in nodes if n.role == "worker" and n.stopped_at is None)
 
 
 def wait_for(done: Any, procs: list[subprocess.Popen[bytes]], what: str) -> None:
@@ -88,22 +88,20 @@ def queue(p: Providers, url: str, capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def sent(url: str, alert_id: str) -> dict[str, int]:
-    store = open_store(url)
-    try:
-        return store.state_counts(alert_id).get("sms-residents", {})
-    finally:
-        store.close()
+    return Reader(url).state_counts(alert_id).get("sms-residents", {})
+
+
+def rows(url: str, sql: str, *params: object) -> list[Any]:
+    async def fetch(store: Store) -> list[Any]:
+        return (await store.db.execute(sql, params)).rows
+
+    return read(url, fetch)
 
 
 def attempts_by_node(url: str, alert_id: str) -> tuple[Counter[str], Counter[int]]:
-    store = open_store(url)
-    try:
-        rows = store.db.execute(  # type: ignore[attr-defined]
-            "SELECT a.node, a.delivery_id FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
-            " WHERE d.alert_id = ?", (alert_id,)).fetchall()
-    finally:
-        store.close()
-    return Counter(node for node, _ in rows), Counter(delivery for _, delivery in rows)
+    found = rows(url, "SELECT a.node AS node, a.delivery_id AS delivery_id FROM attempts a"
+                      " JOIN deliveries d ON d.id = a.delivery_id WHERE d.alert_id = ?", alert_id)
+    return Counter(r["node"] for r in found), Counter(r["delivery_id"] for r in found)
 
 
 def one_sms_each(p: Providers) -> None:
@@ -144,6 +142,46 @@ def test_a_worker_killed_mid_fan_out_loses_nothing_and_doubles_nothing(
     assert len(by_node) == 2  # the dead worker had claimed some: the survivor reconciled and finished them
 
 
+# Short node timings for the stall test: a node silent for 3 s is dead; a node trusts its leases for 2 s
+# after its last heartbeat left (the margin is a third of --dead-after).
+QUICK_NODES = ("--heartbeat", "0.5", "--dead-after", "3")
+STALL_S = 5.0  # longer than --dead-after: the other node recovers the stalled node's leases meanwhile
+
+
+@pytest.mark.parametrize("stall_at", [150, 700, 1300])
+def test_a_worker_stalled_past_its_lease_gets_no_phone_a_second_sms(
+    tmp_path: Any, url: str, capsys: pytest.CaptureFixture[str], stall_at: int
+) -> None:
+    """SIGSTOP one of two workers mid-fan-out for longer than the dead-node threshold, then continue it.
+
+    The survivor recovers its leases and reconciles with Twilio; the stalled node, waking with its
+    leases expired by its own clock, sends nothing of the batch it held and rejoins as a new node.
+    """
+    recipients = 2000
+    with Providers(tmp_path, recipients=recipients, latency=0.02, sms_rate=400) as p, \
+            workers(p, url, 2, "sms-residents", options=QUICK_NODES) as procs:
+        alert_id = queue(p, url, capsys)
+        wait_for(lambda: len(p.twilio.messages) >= stall_at, procs, "the fan-out never got going")
+        victim = procs[stall_at % 2]
+        victim.send_signal(signal.SIGSTOP)
+        stopped_at = len(p.twilio.messages)
+        try:
+            time.sleep(STALL_S)
+        finally:
+            victim.send_signal(signal.SIGCONT)
+        assert stopped_at < recipients, "stalled too late to test anything"
+        wait_for(lambda: sent(url, alert_id) == {"sent": recipients}, procs, "the fan-out never finished")
+        time.sleep(0.5)  # anything the woken node still wanted to send would arrive now
+        one_sms_each(p)
+        assert len(p.twilio.messages) == recipients
+        held = rows(url, "SELECT COUNT(*) AS n FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
+                         " WHERE d.alert_id = ? AND a.node LIKE ? AND a.outcome = 'unknown'",
+                    alert_id, f"%:{victim.pid}:%")[0]["n"]
+        lives = rows(url, "SELECT COUNT(*) AS n FROM nodes WHERE pid = ?", victim.pid)[0]["n"]
+    assert held > 0, "the stalled node held nothing unsent: the stall tested nothing"
+    assert lives >= 2, "the woken node did not notice its stall and rejoin under a new id"
+
+
 def test_the_rate_holds_across_two_workers(
     tmp_path: Any, url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -152,16 +190,12 @@ def test_the_rate_holds_across_two_workers(
             workers(p, url, 2, "sms-residents") as procs:
         alert_id = queue(p, url, capsys)
         wait_for(lambda: sent(url, alert_id) == {"sent": count}, procs, "the fan-out never finished")
-        store = open_store(url)
-        try:
-            rows = store.db.execute(  # type: ignore[attr-defined]
-                "SELECT a.node, a.started_at FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
-                " WHERE d.alert_id = ? ORDER BY a.started_at", (alert_id,)).fetchall()
-        finally:
-            store.close()
+        found = rows(url, "SELECT a.node AS node, a.started_at AS started_at FROM attempts a"
+                          " JOIN deliveries d ON d.id = a.delivery_id WHERE d.alert_id = ? ORDER BY a.started_at",
+                     alert_id)
         one_sms_each(p)
-    assert len({node for node, _ in rows}) == 2  # both workers sent
-    starts = [at for _, at in rows]
+    assert len({r["node"] for r in found}) == 2  # both workers sent
+    starts = [r["started_at"] for r in found]
     busiest = max(bisect.bisect_left(starts, at + 1.0) - i for i, at in enumerate(starts))
     # Both nodes draw slots 1/rate apart from one ledger. A slot may be taken up to one interval
     # late (never later: older ones are dropped), so a one-second window holds at most rate + 2 sends.
@@ -170,14 +204,9 @@ def test_the_rate_holds_across_two_workers(
 
 def worker_backends(url: str, since: float = 0.0) -> int:
     """Sessions of other processes on this database that started after ``since`` (unix seconds)."""
-    store = open_store(url)
-    try:
-        row = store.db.execute(  # type: ignore[attr-defined]
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid() AND extract(epoch FROM backend_start) > ?", (since,)).fetchone()
-    finally:
-        store.close()
-    return int(row[0])
+    (row,) = rows(url, "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND pid <> pg_backend_pid() AND extract(epoch FROM backend_start) > ?", since)
+    return int(row["n"])
 
 
 def test_a_worker_that_loses_the_database_reconnects_and_delivers(
@@ -186,7 +215,7 @@ def test_a_worker_that_loses_the_database_reconnects_and_delivers(
     database = url.rsplit("/", 1)[1]
     with Providers(tmp_path, recipients=50, latency=0.002, sms_rate=500) as p, \
             workers(p, url, 1, "sms-residents") as procs:
-        assert worker_backends(url) >= 2  # its store connection and its LISTEN connection
+        assert worker_backends(url) >= 2  # its pooled connections, LISTEN among them
         # A database restart, as the worker sees it: every one of its connections is cut.
         cut_at = time.time()
         pg_server.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
