@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -11,6 +12,7 @@ from broadcaster.config import ChannelConfig, Config, load_config
 from broadcaster.states import RunState
 from broadcaster.store import Store, opened
 from broadcaster.store.records import AlertRecord, AttemptRow, DeliveryRow, RunRecord, RunStepRow
+from broadcaster.templates.catalogue import Catalogue
 
 
 def toml_value(value: Any) -> str:
@@ -98,3 +100,16 @@ class Reader:
 
     def run_steps(self, run_id: str) -> list[RunStepRow]:
         return read(self.database, lambda s: s.runs.steps(run_id))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A checked channels.toml and its catalogue, with no database opened."""
+
+    config: Config
+    catalogue: Catalogue
+
+
+def loaded(config: str | Path) -> Loaded:
+    checked = load_config(Path(config))
+    return Loaded(checked, Catalogue(checked.templates_dir))

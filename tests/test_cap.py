@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from xml.etree.ElementTree import Element
@@ -15,13 +15,14 @@ import defusedxml.ElementTree as SafeET
 import orjson
 import pytest
 
-from broadcaster.app import App, load_app
 from broadcaster.cap import cap_document, identifier, validate
 from broadcaster.cli import main
-from broadcaster.engine.outbox import plan_alert
-from broadcaster.store.base import AlertRecord
+from broadcaster.engine.outbox import FollowUp, plan_alert
+from broadcaster.states import Mode, MsgType
+from broadcaster.store.records import AlertRecord
 from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.variables import example_inputs
+from tests.support import Loaded, loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = str(ROOT / "channels.toml")
@@ -32,25 +33,27 @@ SHARED = ("category", "responseType", "urgency", "severity", "certainty", "expir
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    loaded = load_app(CONFIG, str(tmp_path_factory.mktemp("cap") / "t.db"))
-    yield loaded
-    loaded.close()
+def app() -> Loaded:
+    return loaded(CONFIG)
 
 
-def alerts(app: App, template_id: str, mode: str) -> dict[str, AlertRecord]:
+def alerts(app: Loaded, template_id: str, mode: str) -> dict[str, AlertRecord]:
     """An Alert from the template's examples, and an Update and a Cancel of it."""
     inputs = example_inputs(app.catalogue.get(template_id))
-    first = plan_alert(app.config, app.catalogue, template_id, inputs, mode=mode, now=time.time())
-    records = {"Alert": first.alert}
-    for msg_type in ("Update", "Cancel"):
-        plan = plan_alert(app.config, app.catalogue, template_id, inputs, mode=mode, now=time.time(),
-                          msg_type=msg_type, original=first.alert, store=app.store)
-        records[msg_type] = plan.alert
-    return records
+
+    async def plans() -> dict[str, AlertRecord]:
+        first = await plan_alert(app.config, app.catalogue, template_id, inputs, mode=Mode(mode), now=time.time())
+        records = {"Alert": first.alert}
+        for msg_type in (MsgType.UPDATE, MsgType.CANCEL):
+            plan = await plan_alert(app.config, app.catalogue, template_id, inputs, mode=Mode(mode), now=time.time(),
+                                    msg_type=msg_type, follow_up=FollowUp(first.alert, {}, {}))
+            records[str(msg_type)] = plan.alert
+        return records
+
+    return asyncio.run(plans())
 
 
-def document(app: App, alert: AlertRecord, original: AlertRecord | None = None) -> bytes:
+def document(app: Loaded, alert: AlertRecord, original: AlertRecord | None = None) -> bytes:
     template = app.catalogue.get(alert.template)
     return cap_document(alert, template, app.catalogue.gazetteer, app.config, original=original)
 
@@ -66,8 +69,8 @@ def local_time(ts: float, tz: ZoneInfo) -> str:
 
 
 @pytest.mark.parametrize("mode", ["dry-run", "exercise", "live"])
-@pytest.mark.parametrize("template_id", load_app(CONFIG, ":memory:").catalogue.ids())
-def test_every_template_mode_and_msg_type_makes_a_valid_cap_document(app: App, template_id: str, mode: str) -> None:
+@pytest.mark.parametrize("template_id", loaded(CONFIG).catalogue.ids())
+def test_every_template_mode_and_msg_type_makes_a_valid_cap_document(app: Loaded, template_id: str, mode: str) -> None:
     records = alerts(app, template_id, mode)
     original = records["Alert"]
     config, gazetteer = app.config, app.catalogue.gazetteer
@@ -121,7 +124,7 @@ def test_every_template_mode_and_msg_type_makes_a_valid_cap_document(app: App, t
                 assert [p.text for p in area.findall("cap:polygon", NS)] == ([place.polygon] if place.polygon else [])
 
 
-def test_whole_emirate_area_with_polygon_when_the_alert_names_none(app: App) -> None:
+def test_whole_emirate_area_with_polygon_when_the_alert_names_none(app: Loaded) -> None:
     alert = alerts(app, "cancel", "live")["Alert"]
     assert alert.areas == ()
     root = SafeET.fromstring(document(app, alert))
@@ -132,7 +135,7 @@ def test_whole_emirate_area_with_polygon_when_the_alert_names_none(app: App) -> 
     assert text(area, "cap:geocode/cap:value") == "DXB"
 
 
-def test_without_dxb_in_the_gazetteer_the_area_is_named_dubai(app: App) -> None:
+def test_without_dxb_in_the_gazetteer_the_area_is_named_dubai(app: Loaded) -> None:
     alert = alerts(app, "cancel", "live")["Alert"]
     places = {k: v for k, v in app.catalogue.gazetteer.places.items() if k != "DXB"}
     doc = cap_document(alert, app.catalogue.get("cancel"), Gazetteer(places), app.config)
@@ -141,7 +144,7 @@ def test_without_dxb_in_the_gazetteer_the_area_is_named_dubai(app: App) -> None:
     assert [text(a, "cap:areaDesc") for a in root.findall("cap:info/cap:area", NS)] == ["دبي", "Dubai"]
 
 
-def test_a_road_area_carries_the_geometry_of_the_areas_it_crosses(app: App) -> None:
+def test_a_road_area_carries_the_geometry_of_the_areas_it_crosses(app: Loaded) -> None:
     alert = dataclasses.replace(alerts(app, "road_closure", "live")["Alert"], areas=("E44",))
     doc = document(app, alert)
     validate(doc)
@@ -152,7 +155,7 @@ def test_a_road_area_carries_the_geometry_of_the_areas_it_crosses(app: App) -> N
     assert text(area, "cap:geocode/cap:value") == "DXB-HATTA"
 
 
-def test_utc_is_written_as_plus_zero_never_z(app: App) -> None:
+def test_utc_is_written_as_plus_zero_never_z(app: Loaded) -> None:
     alert = alerts(app, "earthquake", "live")["Alert"]
     config = dataclasses.replace(app.config, timezone=ZoneInfo("UTC"))
     doc = cap_document(alert, app.catalogue.get("earthquake"), app.catalogue.gazetteer, config)
@@ -161,7 +164,7 @@ def test_utc_is_written_as_plus_zero_never_z(app: App) -> None:
     assert text(root, "cap:sent").endswith("+00:00") and b"Z<" not in doc
 
 
-def test_follow_up_without_its_original_or_bad_sender_is_refused(app: App) -> None:
+def test_follow_up_without_its_original_or_bad_sender_is_refused(app: Loaded) -> None:
     records = alerts(app, "flood_warning", "live")
     with pytest.raises(ValueError, match="pass that original"):
         document(app, records["Update"])
@@ -184,7 +187,7 @@ def test_follow_up_without_its_original_or_bad_sender_is_refused(app: App) -> No
      "language"),
 ])
 def test_a_broken_document_fails_validation_with_a_clear_error(
-    app: App, old: bytes, new: bytes, complaint: str
+    app: Loaded, old: bytes, new: bytes, complaint: str
 ) -> None:
     doc = document(app, alerts(app, "earthquake", "live")["Alert"])
     validate(doc)

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.app import App, load_app
 from broadcaster.templates.catalogue import Catalogue
+from tests.support import Loaded, loaded
 from tests.templates.support import SHIPPED_CHANNELS, SHIPPED_TEMPLATES
 
 
 @pytest.fixture
-def shipped_app(tmp_path: Path) -> App:
-    """The shipped channels.toml and catalogue; the database lives in tmp_path and is never opened."""
-    return load_app(str(SHIPPED_CHANNELS), str(tmp_path / "t.db"))
+def shipped_app() -> Loaded:
+    """The shipped channels.toml and catalogue (no database)."""
+    return loaded(SHIPPED_CHANNELS)
 
 
 @pytest.fixture

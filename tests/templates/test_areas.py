@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.app import load_app
 from broadcaster.cli import main
 from broadcaster.errors import TemplateError
 from broadcaster.templates.gazetteer import load_gazetteer
@@ -35,17 +34,20 @@ def test_a_within_loop_is_rejected(tmp_path: Path) -> None:
         load_gazetteer(path)
 
 
-def test_emirate_wide_recipients_hear_about_a_district_closure() -> None:
-    app = load_app(str(REPO / "channels.toml"), ":memory:")
+async def test_emirate_wide_recipients_hear_about_a_district_closure() -> None:
     from broadcaster.engine.outbox import plan_alert
+    from broadcaster.states import Mode
     from broadcaster.templates.variables import example_inputs
+    from tests.support import loaded
 
-    plan = plan_alert(app.config, app.catalogue, "road_closure", example_inputs(app.catalogue.get("road_closure")),
-                      mode="dry-run", now=0.0)
+    app = loaded(REPO / "channels.toml")
+    plan = await plan_alert(app.config, app.catalogue, "road_closure",
+                            example_inputs(app.catalogue.get("road_closure")), mode=Mode.DRY_RUN, now=0.0)
     exercise = {r.rendered.language: r.recipients for r in plan.rows if r.channel == "sms-exercise"}
     # recipients/exercise.csv registers phones for DXB (the emirate) and DXB-HATTA (off E11).
     assert sum(exercise.values()) >= 1
-    phones = [phone for phone, _ in plan._sms_audience(app.config.channel("sms-exercise"), None)]
+    phones = [d.recipient async for batch in plan.deliveries() for d in batch
+              if d.channel_id == "sms-exercise"]
     areas = {line.split(",")[0]: line.split(",")[2].strip()
              for line in (REPO / "recipients" / "exercise.csv").read_text().splitlines()[1:]}
     assert {areas[p] for p in phones} == {"DXB"}

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.app import App
 from broadcaster.errors import TemplateError
 from broadcaster.templates.catalogue import Catalogue, approve, content_hash, read_toml
 from broadcaster.templates.check import check_catalogue
+from tests.support import Loaded
 from tests.templates.support import DUBAI, edit
 
 REQUIRED = {"road_closure", "flood_warning", "earthquake", "all_clear", "cancel"}
@@ -28,7 +28,7 @@ def test_shipped_catalogue_holds_the_required_templates_all_approved(shipped: Ca
         assert template.approval is not None and template.approval.sha256 == template.content_hash
 
 
-def test_shipped_catalogue_passes_check_with_shipped_channels(shipped_app: App) -> None:
+def test_shipped_catalogue_passes_check_with_shipped_channels(shipped_app: Loaded) -> None:
     assert shipped_app.catalogue.ids()
     problems = check_catalogue(shipped_app.catalogue, shipped_app.config.timezone, shipped_app.config.channels)
     assert problems == []

@@ -6,25 +6,25 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from broadcaster.app import App
 from broadcaster.templates.catalogue import Catalogue, approve
 from broadcaster.templates.check import check_catalogue, check_template, targets_for, worst_display
 from broadcaster.templates.render import FSI, PDI, render_channel, render_forms
 from broadcaster.templates.variables import example_inputs, resolve
 from broadcaster.text import lengths
+from tests.support import Loaded
 from tests.templates.support import DUBAI, edit
 
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
 STALE = "[approval] sha256: stale"
 
 
-def problems_of(catalogue: Catalogue, template_id: str, app: App | None = None) -> list[str]:
+def problems_of(catalogue: Catalogue, template_id: str, app: Loaded | None = None) -> list[str]:
     """check_template for one template, against the shipped channels (or the default targets)."""
     targets = targets_for(app.config.channels if app else None)
     return check_template(catalogue.get(template_id), catalogue.gazetteer, DUBAI, targets)
 
 
-def test_the_shipped_road_closure_has_no_problems(shipped: Catalogue, shipped_app: App) -> None:
+def test_the_shipped_road_closure_has_no_problems(shipped: Catalogue, shipped_app: Loaded) -> None:
     assert problems_of(shipped, "road_closure", shipped_app) == []
 
 
@@ -130,7 +130,7 @@ def raise_detour_max_length(catalogue: Catalogue, new: int) -> Path:
     return path
 
 
-def test_a_worst_case_that_does_not_fit_names_the_channels(catalogue: Catalogue, shipped_app: App) -> None:
+def test_a_worst_case_that_does_not_fit_names_the_channels(catalogue: Catalogue, shipped_app: Loaded) -> None:
     raise_detour_max_length(catalogue, 400)
     problems = problems_of(catalogue, "road_closure", shipped_app)
     worst = [p for p in problems if p.startswith("worst case does not fit")]
@@ -147,7 +147,7 @@ def test_a_worst_case_that_does_not_fit_names_the_channels(catalogue: Catalogue,
     assert STALE in "\n".join(problems)
 
 
-def test_approving_does_not_hide_a_worst_case_that_does_not_fit(catalogue: Catalogue, shipped_app: App) -> None:
+def test_approving_does_not_hide_a_worst_case_that_does_not_fit(catalogue: Catalogue, shipped_app: Loaded) -> None:
     path = raise_detour_max_length(catalogue, 400)
     approve(path, "Officer", WHEN)
     problems = check_catalogue(catalogue, DUBAI, shipped_app.config.channels)
