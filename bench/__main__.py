@@ -143,7 +143,7 @@ def scenario_fanout(providers: ProviderProcess, work: Path, sizes: Sizes) -> Non
     last_arrival = max(stats[kind]["last"] for kind in KINDS if stats[kind]["last"] is not None)
     wall = fired.send_s * 1000
     bound = 1.5 * LATENCY_FANOUT * 1000
-    say(f"    deliveries committed {fired.created}, outcomes {dict(fired.states)}, requests at the fakes {requests}, "
+    say(f"    deliveries committed {fired.created}, outcomes { {str(k): v for k, v in fired.states.items()} }, requests at the fakes {requests}, "
         f"channels seen {len(every_first)}/{4 * n}")
     say(f"    before the commit: plan_alert {fired.plan_s * 1000:.0f} ms, open {4 * n} channel clients "
         f"{fired.open_s * 1000:.0f} ms; outbox commit {fired.commit_s * 1000:.1f} ms")

@@ -2,11 +2,12 @@
 
 A fire here is exactly what ``broadcaster fire --live --yes`` does after its
 confirmation prompt: ``plan_alert`` (validate, render, count the audience), then
-``deliver`` (open every channel, commit the outbox, fan out) under ``run_mode``,
-with the real SDKs against the fakes. The only additions are timestamps:
+``deliver`` (open every channel, commit the outbox, fan out) on a plain loop (a
+virtual-time one for a dry-run), with the real SDKs against the fakes. The only
+additions are timestamps:
 
 * ``plan``: ``plan_alert`` start and end;
-* ``commit_start``: when ``Store.create_alert`` is entered (a thin proxy);
+* ``commit_start``: when ``store.alerts.create`` is entered (wrapped on the instance);
 * ``commit``: the ``on_commit`` hook of ``deliver`` (right after COMMIT);
 * ``last_outcome``: the last call of the ``progress`` hook (an outcome known);
 * ``end``: ``deliver`` returned, so every outcome is committed to the store.
@@ -16,24 +17,25 @@ All stamps are ``time.monotonic()`` (CLOCK_MONOTONIC, shared with the provider p
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
 import os
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from broadcaster.app import load_app
+from broadcaster.app.context import open_app
+from broadcaster.clock import run_virtual
 from broadcaster.engine.dispatcher import Tuning
 from broadcaster.engine.outbox import plan_alert
-from broadcaster.engine.runner import deliver, run_mode
-from broadcaster.store.base import AlertRecord, MessageRecord, NewDelivery, Store
+from broadcaster.engine.runner import deliver
+from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
 from tests.engine.providers import AREAS, SECRETS
 from tests.support import write_config
@@ -144,23 +146,6 @@ class ProviderProcess:
         self.proc = None
 
 
-class TimedStore:
-    """Delegates to the real store; stamps when the outbox transaction starts."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self.commit_start: float | None = None
-
-    def create_alert(
-        self, alert: AlertRecord, messages: list[MessageRecord], deliveries: Iterable[NewDelivery]
-    ) -> tuple[int, int]:
-        self.commit_start = time.monotonic()
-        return self._store.create_alert(alert, messages, deliveries)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 @dataclass
 class Fired:
     alert_id: str
@@ -194,22 +179,33 @@ class Fired:
 
 
 def fire(
-    config: Path, db: Path, *, tuning: Tuning | None = None, mode: str = "live",
+    config: Path, db: Path | str, *, tuning: Tuning | None = None, mode: str = "live",
     profiler: cProfile.Profile | None = None,
 ) -> Fired:
-    """One alert through plan_alert + deliver + run_mode, timestamped.
+    """One alert through plan_alert + deliver, timestamped (a dry-run on a virtual-time loop).
 
     ``profiler``, when given, runs from the outbox commit until deliver() returns.
     """
-    app = load_app(str(config), str(db))
-    try:
+    work = _fire(config, db, tuning=tuning, mode=Mode(mode), profiler=profiler)
+    return run_virtual(work) if mode == Mode.DRY_RUN else asyncio.run(work)
+
+
+async def _fire(config: Path, db: Path | str, *, tuning: Tuning | None, mode: Mode,
+                profiler: cProfile.Profile | None) -> Fired:
+    async with open_app(str(config), str(db)) as app:
         template = app.catalogue.get(TEMPLATE)
         plan_start = time.monotonic()
-        plan = plan_alert(app.config, app.catalogue, TEMPLATE, example_inputs(template), mode=mode, now=time.time(),
-                          store=app.store)
+        plan = await plan_alert(app.config, app.catalogue, TEMPLATE, example_inputs(template), mode=mode,
+                                now=time.time())
         plan_end = time.monotonic()
-        store = TimedStore(app.store)
-        marks: dict[str, Any] = {"last": None, "states": Counter()}
+        marks: dict[str, Any] = {"last": None, "states": Counter(), "commit_start": None}
+        create = app.store.alerts.create
+
+        async def timed_create(*args: Any, **kwargs: Any) -> tuple[int, int]:
+            marks["commit_start"] = time.monotonic()
+            return await create(*args, **kwargs)
+
+        app.store.alerts.create = timed_create  # type: ignore[method-assign]
 
         def on_commit(created: int, skipped: int) -> None:
             marks["commit"] = time.monotonic()
@@ -223,14 +219,11 @@ def fire(
 
         deliver_start = time.monotonic()
         try:
-            run_mode(mode, lambda: deliver(store, plan.channels, mode, plan=plan,
-                                           on_commit=on_commit, progress=progress, tuning=tuning))
+            await deliver(app.store, plan.channels, mode, plan=plan, on_commit=on_commit, progress=progress,
+                          tuning=tuning)
         finally:
             if profiler is not None:
                 profiler.disable()
         end = time.monotonic()
-        assert store.commit_start is not None
-        return Fired(plan.alert.id, deliver_start, plan_start, plan_end, store.commit_start, marks["commit"], end,
+        return Fired(plan.alert.id, deliver_start, plan_start, plan_end, marks["commit_start"], marks["commit"], end,
                      marks["created"], marks["skipped"], marks["last"], marks["states"])
-    finally:
-        app.close()

@@ -21,6 +21,7 @@ machine's cores.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -47,11 +48,14 @@ from bench.harness import (
     write_recipients,
     x_channel,
 )
+from bench.observer import Observer
 from bench.report import add, heading, say
-from broadcaster.app import load_app
+from broadcaster.app.context import load
 from broadcaster.engine.outbox import commit, plan_alert
-from broadcaster.store import Store, open_store, upgrade_database
+from broadcaster.states import Mode
+from broadcaster.store import Store, upgrade_database
 from broadcaster.templates.variables import example_inputs
+from tests.support import read
 
 KINDS = ("x", "telegram", "sms", "webhook")
 LABEL = {"x": "X", "telegram": "Telegram", "sms": "SMS (Twilio)", "webhook": "webhook"}
@@ -110,7 +114,7 @@ class Cluster:
 
 
 def migrated(database: str) -> str:
-    upgrade_database(database)
+    asyncio.run(upgrade_database(database))
     return database
 
 
@@ -183,11 +187,8 @@ class CpuMeter:
 
 
 def live_workers(database: str) -> int:
-    store = open_store(database)
-    try:
-        return sum(1 for n in store.nodes(time.time() - 5) if n.role == "worker" and n.stopped_at is None)
-    finally:
-        store.close()
+    nodes = read(database, lambda store: store.nodes.recent(5))
+    return sum(1 for n in nodes if n.role == "worker" and n.stopped_at is None)
 
 
 def stderr_tail(logs: list[Path], lines: int = 15) -> str:
@@ -262,31 +263,41 @@ class Committed:
     commit: float  # time.monotonic() right after the outbox COMMIT returned
 
 
-def commit_alert(store: Store, config: Path, database: str, selection: str = "all") -> Committed:
+def commit_alert(store: Observer, config: Path, database: str, selection: str = "all") -> Committed:
     """plan_alert + outbox commit, as ``broadcaster fire TEMPLATE --use-examples --live --yes --queue``."""
-    app = load_app(str(config), database)
-    try:
-        template = app.catalogue.get(TEMPLATE)
+    checked, catalogue, _ = load(str(config), database)
+
+    async def go(db: Store) -> Committed:
         t0 = time.monotonic()
-        plan = plan_alert(app.config, app.catalogue, TEMPLATE, example_inputs(template), mode="live",
-                          now=time.time(), selection=selection, store=store)
+        plan = await plan_alert(checked, catalogue, TEMPLATE, example_inputs(catalogue.get(TEMPLATE)),
+                                mode=Mode.LIVE, now=time.time(), selection=selection)
         t1 = time.monotonic()
-        created, _skipped = commit(store, plan)
+        created, _skipped = await commit(db, plan)
         t2 = time.monotonic()
-    finally:
-        app.close()
-    return Committed(plan.alert.id, created, t1 - t0, t2 - t1, t2)
+        return Committed(plan.alert.id, created, t1 - t0, t2 - t1, t2)
+
+    return store.call(go)
 
 
-def unfinished(store: Store, channel_id: str) -> int:
+def sql(store: Observer, statement: str, *params: object) -> list[Any]:
+    async def go(db: Store) -> list[Any]:
+        return [tuple(r) for r in (await db.db.execute(statement, params)).rows]
+
+    return store.call(go)
+
+
+def state_counts(store: Observer, alert_id: str) -> dict[str, dict[str, int]]:
+    return store.call(lambda db: db.alerts.state_counts(alert_id))
+
+
+def unfinished(store: Observer, channel_id: str) -> int:
     """Deliveries of ``channel_id`` not yet finished (this database holds one alert): the due index answers."""
-    row = store.db.execute(  # type: ignore[attr-defined]
-        "SELECT COUNT(*) FROM deliveries WHERE channel_id = ? AND state IN ('pending', 'sending', 'unknown')",
-        (channel_id,)).fetchone()
+    (row,) = sql(store, "SELECT COUNT(*) FROM deliveries WHERE channel_id = ?"
+                        " AND state IN ('pending', 'sending', 'unknown')", channel_id)
     return int(row[0])
 
 
-def wait_all_done(providers: ProviderProcess, store: Store, running: Workers, kind: str, channel_id: str,
+def wait_all_done(providers: ProviderProcess, store: Observer, running: Workers, kind: str, channel_id: str,
                   expected: int) -> float:
     """Poll every 50 ms until every delivery of ``channel_id`` is finished; returns the stamp when seen.
 
@@ -314,10 +325,9 @@ def _poll_until(read: Callable[[], int], done: Callable[[int], bool], running: W
         time.sleep(POLL_S)
 
 
-def by_node(store: Store) -> dict[str, tuple[int, int]]:
+def by_node(store: Observer) -> dict[str, tuple[int, int]]:
     """``node -> (attempt rows, distinct deliveries)`` over the database's one alert."""
-    rows = store.db.execute(  # type: ignore[attr-defined]
-        "SELECT node, COUNT(*), COUNT(DISTINCT delivery_id) FROM attempts GROUP BY node").fetchall()
+    rows = sql(store, "SELECT node, COUNT(*), COUNT(DISTINCT delivery_id) FROM attempts GROUP BY node")
     return {str(node): (int(n), int(d)) for node, n, d in rows}
 
 
@@ -337,7 +347,7 @@ def run_nodes(providers: ProviderProcess, cluster: Cluster, config: Path, direct
     logdir = directory / f"{nodes}-node"
     logdir.mkdir()
     with workers(config, database, nodes, [SMS_CHANNEL], 1.0, logdir) as running:
-        store = open_store(database)
+        store = Observer(database)
         try:
             time.sleep(0.5)  # the workers are idle, waiting on LISTEN
             providers.reset(jitter=jitter)
@@ -353,7 +363,7 @@ def run_nodes(providers: ProviderProcess, cluster: Cluster, config: Path, direct
             meter.stop()
             fake = providers.stats()["sms"]
             fake.pop("keys", None)
-            counts = store.state_counts(c.alert_id)
+            counts = state_counts(store, c.alert_id)
             nodes_seen = by_node(store)
         finally:
             store.close()
@@ -428,12 +438,12 @@ def first_requests(providers: ProviderProcess, cluster: Cluster, config: Path, d
         database = cluster.fresh()
     else:
         database = str(directory / f"var-{backend}" / "bench.db")
-        open_store(database).close()  # created and migrated before the worker opens it
+        Observer(database).close()  # created and migrated before the worker opens it
     logdir = directory / backend
     logdir.mkdir()
     delays: dict[str, list[float]] = {k: [] for k in KINDS}
     with workers(config, database, 1, CHANNELS_4, poll, logdir) as running:
-        store = open_store(database)
+        store = Observer(database)
         try:
             time.sleep(1.0)  # past the first claim: the worker is idle
             for _ in range(fires):
@@ -441,7 +451,7 @@ def first_requests(providers: ProviderProcess, cluster: Cluster, config: Path, d
                 providers.reset()
                 c = commit_alert(store, config, database)
                 deadline = time.monotonic() + 2 * poll + STALL_S
-                while any(s != "sent" for per in store.state_counts(c.alert_id).values() for s in per):
+                while any(s != "sent" for per in state_counts(store, c.alert_id).values() for s in per):
                     running.check()
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"a fire never finished:\n{stderr_tail(running.logs)}")
@@ -524,7 +534,7 @@ def scenario_shared_rate(providers: ProviderProcess, cluster: Cluster, work: Pat
     config = sms_config(directory, providers.urls["sms"], n, rate)
     database = cluster.fresh()
     with workers(config, database, 2, [SMS_CHANNEL], 1.0, directory) as running:
-        store = open_store(database)
+        store = Observer(database)
         try:
             time.sleep(0.5)
             providers.reset(jitter=jitter)
@@ -532,10 +542,9 @@ def scenario_shared_rate(providers: ProviderProcess, cluster: Cluster, work: Pat
             wait_all_done(providers, store, running, "sms", SMS_CHANNEL, n)
             times = providers.times("sms")
             fake = providers.stats()["sms"]
-            counts = store.state_counts(c.alert_id)
+            counts = state_counts(store, c.alert_id)
             nodes_seen = by_node(store)
-            starts = sorted(float(r[0]) for r in store.db.execute(  # type: ignore[attr-defined]
-                "SELECT started_at FROM attempts").fetchall())
+            starts = sorted(float(r[0]) for r in sql(store, "SELECT started_at FROM attempts"))
         finally:
             store.close()
     ordered = sorted(times)
@@ -597,15 +606,15 @@ def scenario_fanout_nodes(providers: ProviderProcess, cluster: Cluster, work: Pa
         logdir.mkdir()
         groups = [ids[i::nodes] for i in range(nodes)]
         with workers(config, database, nodes, ids, 5.0, logdir, groups=groups) as running:
-            store = open_store(database)
+            store = Observer(database)
             try:
                 time.sleep(1.0)  # idle, waiting on LISTEN
                 providers.reset(latency=latency)
                 c = commit_alert(store, config, database)
                 deadline = time.monotonic() + STALL_S
                 while True:
-                    row = store.db.execute(  # type: ignore[attr-defined]
-                        "SELECT COUNT(*) FROM deliveries WHERE state IN ('pending', 'sending', 'unknown')").fetchone()
+                    (row,) = sql(store, "SELECT COUNT(*) FROM deliveries"
+                                        " WHERE state IN ('pending', 'sending', 'unknown')")
                     if int(row[0]) == 0:
                         break
                     running.check()
@@ -615,7 +624,7 @@ def scenario_fanout_nodes(providers: ProviderProcess, cluster: Cluster, work: Pa
                 done = time.monotonic()
                 stats = providers.stats()
                 counts: Counter[str] = Counter()
-                for per_channel in store.state_counts(c.alert_id).values():
+                for per_channel in state_counts(store, c.alert_id).values():
                     counts.update(per_channel)
             finally:
                 store.close()

@@ -26,7 +26,8 @@ from typing import Any
 import orjson
 
 from bench.harness import fire, set_secrets, sms_channel, write_channels, write_recipients
-from broadcaster.store import is_postgres_url, open_store
+from broadcaster.store import Store, is_postgres_url
+from tests.support import read
 
 
 def vm_hwm_kib() -> int | None:
@@ -47,30 +48,36 @@ def vm_hwm_kib() -> int | None:
     return None
 
 
+_STATES = "SELECT state, COUNT(*) FROM deliveries WHERE alert_id = ? GROUP BY state"
+_NOT_ONE = "SELECT COUNT(*) FROM deliveries WHERE alert_id = ? AND attempts != 1"
+_OUTCOMES = ("SELECT a.outcome, COUNT(*), COUNT(DISTINCT a.delivery_id),"
+             " SUM(CASE WHEN a.provider_id IS NULL THEN 1 ELSE 0 END),"
+             " SUM(CASE WHEN a.finished_at IS NULL THEN 1 ELSE 0 END)"
+             " FROM attempts a JOIN deliveries d ON d.id = a.delivery_id WHERE d.alert_id = ? GROUP BY a.outcome")
+
+
 def verify(db: Path | str, alert_id: str) -> dict[str, Any]:
     """Aggregate checks from a fresh connection to the database (what is durable): a SQLite file or a URL."""
     if isinstance(db, str) and is_postgres_url(db):
-        store = open_store(db)
-        con: Any = store.db  # type: ignore[attr-defined]
-        close = store.close
+        async def query(store: Store) -> tuple[Any, Any, Any]:
+            def tuples(result: Any) -> list[tuple[Any, ...]]:
+                return [tuple(r) for r in result.rows]
+
+            return (tuples(await store.db.execute(_STATES, (alert_id,))),
+                    tuples(await store.db.execute(_NOT_ONE, (alert_id,))),
+                    tuples(await store.db.execute(_OUTCOMES, (alert_id,))))
+
+        found, one, rows = read(db, query)
+        states, not_one, mode = dict(found), one[0][0], "postgresql"
     else:
         con = sqlite3.connect(db)
-        close = con.close
-    try:
-        states = dict(con.execute(
-            "SELECT state, COUNT(*) FROM deliveries WHERE alert_id = ? GROUP BY state", (alert_id,)).fetchall())
-        not_one = con.execute(
-            "SELECT COUNT(*) FROM deliveries WHERE alert_id = ? AND attempts != 1", (alert_id,)).fetchone()[0]
-        rows = con.execute(
-            "SELECT a.outcome, COUNT(*), COUNT(DISTINCT a.delivery_id),"
-            " SUM(CASE WHEN a.provider_id IS NULL THEN 1 ELSE 0 END),"
-            " SUM(CASE WHEN a.finished_at IS NULL THEN 1 ELSE 0 END)"
-            " FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
-            " WHERE d.alert_id = ? GROUP BY a.outcome", (alert_id,)).fetchall()
-        is_sqlite = isinstance(con, sqlite3.Connection)
-        mode = con.execute("PRAGMA journal_mode").fetchone()[0] if is_sqlite else "postgresql"
-    finally:
-        close()
+        try:
+            states = dict(con.execute(_STATES, (alert_id,)).fetchall())
+            not_one = con.execute(_NOT_ONE, (alert_id,)).fetchone()[0]
+            rows = con.execute(_OUTCOMES, (alert_id,)).fetchall()
+            mode = con.execute("PRAGMA journal_mode").fetchone()[0]
+        finally:
+            con.close()
     outcomes = {str(o): {"rows": int(n), "deliveries": int(d), "no_provider_id": int(p), "unfinished": int(u)}
                 for o, n, d, p, u in rows}
     return {"states": {str(k): int(v) for k, v in states.items()}, "deliveries_not_one_attempt": int(not_one),
@@ -98,7 +105,7 @@ def run(count: int, rate: float, sms_url: str, profile: str | None, mode: str = 
     return {
         "count": count, "rate": rate, "mode": mode, "csv_s": csv_s, "plan_s": fired.plan_s, "commit_s": fired.commit_s,
         "send_s": fired.send_s, "commit": fired.commit, "end": fired.end, "last_outcome": fired.last_outcome,
-        "created": fired.created, "skipped": fired.skipped, "progress_states": dict(fired.states),
+        "created": fired.created, "skipped": fired.skipped, "progress_states": {str(k): v for k, v in fired.states.items()},
         "peak_rss_kib": peak_kib, "vm_hwm_kib": hwm_kib, "verify": checks, "db_bytes": db_bytes,
     }
 
@@ -110,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sms-url", required=True, help="base URL of the fake Twilio")
     parser.add_argument("--profile", help="write cProfile stats (outbox commit -> deliver() returned) to this file")
     parser.add_argument("--mode", choices=("live", "dry-run"), default="live",
-                        help="dry-run: RecorderChannel on virtual time, no network (--sms-url unused)")
+                        help="dry-run: recording transports on virtual time, no network (--sms-url unused)")
     parser.add_argument("--db", help="database URL (postgresql://...) instead of a fresh SQLite file; must be "
                         "migrated and hold no other alert")
     args = parser.parse_args(argv)
