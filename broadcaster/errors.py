@@ -12,6 +12,7 @@ BroadcasterError
 └── StoreError             the database refused or failed a call; the call changed nothing
     ├── StoreUnavailable   unreachable, dropped, or locked by another writer (retryable)
     ├── StoreTimeout       a statement ran past its command timeout (retryable)
+    ├── StoreConflict      the database aborted a transaction to break a deadlock (retryable)
     └── IntegrityError     a statement broke a constraint (not retryable)
 
 A DeliveryError always says whether a retry may help (``retryable``) and, when the
@@ -125,6 +126,12 @@ class StoreUnavailable(StoreError):
 
 class StoreTimeout(StoreError):
     """A statement ran past the store's command timeout; it was cancelled. Retry later."""
+
+    retryable = True
+
+
+class StoreConflict(StoreError):
+    """The database aborted a transaction to break a deadlock (or a serialization failure); run it again."""
 
     retryable = True
 

@@ -24,7 +24,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from broadcaster.channels.base import Channel, OutboundMessage, Receipt
@@ -32,7 +32,7 @@ from broadcaster.clock import Clock
 from broadcaster.engine.node import Fence, Unfenced, Waker
 from broadcaster.engine.ratelimit import RATE_HEADROOM, RateLimiter, SharedSlots
 from broadcaster.engine.retry import RetryPolicy
-from broadcaster.errors import DeliveryError, Reason
+from broadcaster.errors import DeliveryError, Reason, StoreError
 from broadcaster.states import DeliveryState, Mode, OnUnknown, Outcome
 from broadcaster.store import Store
 from broadcaster.store.ports import Leases
@@ -42,6 +42,8 @@ log = logging.getLogger("broadcaster.dispatch")
 
 ProgressHook = Callable[[str, DeliveryState], None]  # (channel_id, new state)
 OutcomeObserver = Callable[[str, AttemptResult], None]  # (channel_id, recorded outcome), e.g. for metrics
+STORE_PAUSE_S = 0.2  # after a retryable store error, a channel worker waits this long, doubling to the max
+STORE_PAUSE_MAX_S = 5.0
 
 
 @dataclass
@@ -66,17 +68,43 @@ class OutcomeWriter:
     async def add(self, result: AttemptResult) -> None:
         self.buffer.append(result)
         if len(self.buffer) >= self.tuning.flush_at:
+            await self.try_flush()
+
+    async def try_flush(self) -> None:
+        """Flush; a retryable store error leaves the outcomes buffered for the next flush."""
+        try:
             await self.flush()
+        except StoreError as exc:
+            if not exc.retryable:
+                raise
+            log.warning("recording outcomes failed (%s); they are kept and written at the next flush", exc)
 
     async def flush(self) -> None:
         while self.buffer:
             batch, self.buffer = self.buffer, []
-            await self.leases.record(batch)
+            try:
+                await self.leases.record(batch)
+            except BaseException:
+                self.buffer[:0] = batch  # never lost: written by the next flush
+                raise
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.tuning.flush_every_s)
-            await self.flush()
+            await self.try_flush()
+
+
+@dataclass
+class _Lane:
+    """One channel's worker state: its limiter, its in-flight requests, its batch and lease sizes."""
+
+    channel: Channel
+    limiter: RateLimiter
+    slots: asyncio.Semaphore
+    batch_size: int
+    lease_s: float
+    wake: asyncio.Event | None
+    in_flight: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -136,46 +164,81 @@ class Dispatcher:
 
     async def _worker(self, channel: Channel, alert_ids: Sequence[str] | None, modes: Sequence[Mode] | None,
                       waker: Waker | None) -> None:
-        limiter = self.limiters[channel.id]
-        slots = asyncio.Semaphore(self.tuning.max_in_flight)
-        in_flight: set[asyncio.Task[None]] = set()
         batch_size = max(1, min(self.tuning.max_batch, int(channel.rate_per_second * 2)))
-        # The lease covers waiting for rate slots plus the request itself.
-        lease_s = 60.0 + batch_size / channel.rate_per_second + 2 * channel.config.timeout_s
-        wake = waker.event(channel.id) if waker is not None else None
-        leases = self.store.leases
+        lane = _Lane(
+            channel=channel, limiter=self.limiters[channel.id], slots=asyncio.Semaphore(self.tuning.max_in_flight),
+            batch_size=batch_size,
+            # The lease covers waiting for rate slots plus the request itself.
+            lease_s=60.0 + batch_size / channel.rate_per_second + 2 * channel.config.timeout_s,
+            wake=waker.event(channel.id) if waker is not None else None,
+        )
+        pause = STORE_PAUSE_S
         while True:
-            await self.fence.wait()
-            if wake is not None:
-                wake.clear()  # cleared before the claim: a commit after it wakes the next wait
-            owner = self.fence.id
-            batch = await leases.claim(channel.id, limit=batch_size, now=self.clock.now(), lease_s=lease_s,
-                                       owner=owner, alert_ids=alert_ids, modes=modes)
-            for claimed in batch:
-                await slots.acquire()
-                await limiter.acquire()
-                task = asyncio.create_task(self._attempt(channel, limiter, claimed, owner))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-                task.add_done_callback(lambda _t: slots.release())
-            if batch:
-                continue
-            if in_flight:
-                await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED)
-                await self.writer.flush()
-                continue
+            try:
+                if await self._turn(lane, alert_ids, modes):
+                    return
+                pause = STORE_PAUSE_S
+            except StoreError as exc:
+                if not exc.retryable:
+                    raise
+                # The database is busy, away or broke a deadlock: nothing is lost (the outcome buffer keeps
+                # what it could not write, and a claim that failed claimed nothing); try again shortly.
+                log.warning("channel %s: the store failed (%s); trying again in %.1f s", channel.id, exc, pause)
+                await self.clock.sleep(pause)
+                pause = min(STORE_PAUSE_MAX_S, pause * 2)
+
+    async def _turn(self, lane: _Lane, alert_ids: Sequence[str] | None, modes: Sequence[Mode] | None) -> bool:
+        """One round of a channel's loop: claim and start a batch, or wait. True when nothing is left to do."""
+        leases, channel = self.store.leases, lane.channel
+        await self.fence.wait()
+        if lane.wake is not None:
+            lane.wake.clear()  # cleared before the claim: a commit after it wakes the next wait
+        owner = self.fence.id
+        batch = await leases.claim(channel.id, limit=lane.batch_size, now=self.clock.now(), lease_s=lane.lease_s,
+                                   owner=owner, alert_ids=alert_ids, modes=modes)
+        for claimed in batch:
+            await lane.slots.acquire()
+            await self._slot(lane)
+            task = asyncio.create_task(self._attempt(channel, lane.limiter, claimed, owner))
+            lane.in_flight.add(task)
+            task.add_done_callback(lane.in_flight.discard)
+            task.add_done_callback(lambda _t: lane.slots.release())
+        if batch:
+            return False
+        if lane.in_flight:
+            await asyncio.wait(set(lane.in_flight), return_when=asyncio.FIRST_COMPLETED)
             await self.writer.flush()
-            if wake is None:  # a long-running worker's node expires every alert as it beats (engine.node)
-                await leases.expire(self.clock.now(), alert_ids)
-            due = await leases.next_due(channel.id, alert_ids=alert_ids, modes=modes)
-            if wake is not None:
-                until_due = self.tuning.idle_poll_s if due is None else max(0.0, due - self.clock.now())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), min(until_due, self.tuning.idle_poll_s))
-                continue
-            if due is None:
+            return False
+        await self.writer.flush()
+        if lane.wake is None:  # a long-running worker's node expires every alert as it beats (engine.node)
+            await leases.expire(self.clock.now(), alert_ids)
+        due = await leases.next_due(channel.id, alert_ids=alert_ids, modes=modes)
+        if lane.wake is not None:
+            until_due = self.tuning.idle_poll_s if due is None else max(0.0, due - self.clock.now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lane.wake.wait(), min(until_due, self.tuning.idle_poll_s))
+            return False
+        if due is None:
+            return True
+        await self.clock.sleep(min(max(0.0, due - self.clock.now()), self.tuning.max_idle_sleep_s))
+        return False
+
+    async def _slot(self, lane: _Lane) -> None:
+        """A send slot; a shared ledger the store cannot reach now is asked again, never given up on.
+
+        Giving up would strand the rest of a claimed batch under this node's lease.
+        """
+        pause = STORE_PAUSE_S
+        while True:
+            try:
+                await lane.limiter.acquire()
                 return
-            await self.clock.sleep(min(max(0.0, due - self.clock.now()), self.tuning.max_idle_sleep_s))
+            except StoreError as exc:
+                if not exc.retryable:
+                    raise
+                log.warning("channel %s: no send slot from the store (%s); asking again", lane.channel.id, exc)
+                await self.clock.sleep(pause)
+                pause = min(STORE_PAUSE_MAX_S, pause * 2)
 
     async def _attempt(self, channel: Channel, limiter: RateLimiter, claimed: Claimed, owner: str) -> None:
         if not self.fence.holds(owner):
@@ -221,7 +284,10 @@ class Dispatcher:
         now = self.clock.now()
         if err.reason is Reason.RATE_LIMITED:
             # A 429 pauses this channel only; the others keep their own pace.
-            await limiter.pause(err.retry_after if err.retry_after is not None else limiter.min_interval_s * 10)
+            try:
+                await limiter.pause(err.retry_after if err.retry_after is not None else limiter.min_interval_s * 10)
+            except StoreError as exc:  # this node still pauses; the other nodes hear of it at their own 429
+                log.warning("channel %s: could not share a 429 pause (%s)", channel.id, exc)
         detail = f"{err.reason.value}: {err}"
         code = err.provider_code
         if not err.retryable:

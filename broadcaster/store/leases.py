@@ -26,7 +26,7 @@ from typing import Final
 
 from broadcaster.states import DeliveryState, Mode, Outcome
 from broadcaster.store.records import AttemptResult, Claimed
-from broadcaster.store.sql import Database, marks
+from broadcaster.store.sql import Database, atomically, marks
 
 _OPEN: Final = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN)
 # Literal, not bound: the claim index (migration 0003) is partial on exactly this condition, and a
@@ -103,7 +103,8 @@ class SqlLeases:
         owners = sorted(dead)
         where = f"{SENDING} AND (lease_until <= ? OR lease_owner IN ({marks(owners)}))"
         params = (now, *owners)
-        async with self.db.transaction() as tx:
+
+        async def work(tx: Database) -> int:
             await tx.execute(
                 f"UPDATE attempts SET outcome = ?, finished_at = ?, detail = 'the node ended or stalled mid-attempt'"
                 f" WHERE outcome IS NULL AND delivery_id IN (SELECT id FROM deliveries WHERE {where})",
@@ -111,6 +112,8 @@ class SqlLeases:
             return (await tx.execute(
                 f"UPDATE deliveries SET state = ?, next_attempt_at = ?, lease_until = NULL, lease_owner = NULL"
                 f" WHERE {where}", (DeliveryState.UNKNOWN, now, *params))).rowcount
+
+        return await atomically(self.db, work)
 
     async def queue_depths(self) -> dict[str, dict[str, int]]:
         """``channel -> {state: count}`` of deliveries not yet finished, over every alert."""

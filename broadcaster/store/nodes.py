@@ -10,7 +10,7 @@ from collections.abc import Collection
 
 from broadcaster.states import DeliveryState
 from broadcaster.store.records import NodeRow
-from broadcaster.store.sql import Database, marks
+from broadcaster.store.sql import Database, atomically, marks
 
 
 class SqlNodes:
@@ -32,12 +32,15 @@ class SqlNodes:
         Leases are judged on the claimers' wall clocks (claim and recover pass
         theirs); silence is judged on the database's.
         """
-        async with self.db.transaction() as tx:
+
+        async def work(tx: Database) -> int:
             await tx.execute(f"UPDATE nodes SET heartbeat_at = {self.db.now_sql} WHERE id = ?", (node_id,))
             return (await tx.execute(
                 "UPDATE deliveries SET lease_until = ? WHERE lease_owner = ? AND state = ?",
                 (lease_until, node_id, DeliveryState.SENDING),
             )).rowcount
+
+        return await atomically(self.db, work)
 
     async def stop(self, node_id: str) -> None:
         now = self.db.now_sql

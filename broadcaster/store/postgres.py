@@ -33,6 +33,7 @@ from broadcaster.store.records import (
     NewDelivery,
     StepClaim,
 )
+from broadcaster.store.sql import Database, atomically
 
 log = logging.getLogger("broadcaster.store")
 
@@ -171,17 +172,22 @@ class PgLeases(SqlLeases):
     async def record(self, results: Sequence[AttemptResult]) -> None:
         if not results:
             return
-        async with self.db.transaction() as tx:
-            await tx.execute(_RECORD_ATTEMPTS, (
-                [r.attempt_id for r in results], [r.finished_at for r in results], [str(r.outcome) for r in results],
-                [r.http_status for r in results], [r.error_code for r in results],
-                [r.provider_id for r in results], [r.latency_ms for r in results], [r.detail for r in results],
-                [r.started_at for r in results]))
-            await tx.execute(_RECORD_DELIVERIES, (
-                [r.delivery_id for r in results], [str(r.state) for r in results],
-                [r.provider_id for r in results],
-                [r.detail if r.state != DeliveryState.SENT else None for r in results],
-                [r.next_attempt_at for r in results], [r.attempt_id for r in results]))
+        await atomically(self.db, lambda tx: self._record(tx, results))
+
+    @staticmethod
+    async def _record(tx: Database, results: Sequence[AttemptResult]) -> None:
+        """In one transaction: the attempts first, then the deliveries they move (by id order, against deadlocks)."""
+        results = sorted(results, key=lambda r: r.delivery_id)
+        await tx.execute(_RECORD_ATTEMPTS, (
+            [r.attempt_id for r in results], [r.finished_at for r in results], [str(r.outcome) for r in results],
+            [r.http_status for r in results], [r.error_code for r in results],
+            [r.provider_id for r in results], [r.latency_ms for r in results], [r.detail for r in results],
+            [r.started_at for r in results]))
+        await tx.execute(_RECORD_DELIVERIES, (
+            [r.delivery_id for r in results], [str(r.state) for r in results],
+            [r.provider_id for r in results],
+            [r.detail if r.state != DeliveryState.SENT else None for r in results],
+            [r.next_attempt_at for r in results], [r.attempt_id for r in results]))
 
 
 class PgWakeups:

@@ -22,8 +22,8 @@ from typing import Any, Final
 import asyncpg
 
 from broadcaster.clock import real_io
-from broadcaster.errors import ConfigError, IntegrityError, StoreTimeout, StoreUnavailable
-from broadcaster.store.sql import WRITERS_LOCK, Database, Dialect, Result, numbered
+from broadcaster.errors import ConfigError, IntegrityError, StoreConflict, StoreTimeout, StoreUnavailable
+from broadcaster.store.sql import WRITERS_LOCK, Database, Dialect, Result, again_on_conflict, numbered
 from broadcaster.store.urls import check_url, redact
 
 CONNECT_TIMEOUT_S: Final = 10.0
@@ -43,6 +43,8 @@ def mapped(where: str) -> Iterator[None]:
         yield
     except asyncpg.IntegrityConstraintViolationError as exc:
         raise IntegrityError(str(exc)) from None
+    except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+        raise StoreConflict(f"PostgreSQL ({where}) aborted a transaction: {exc}") from None
     except (TimeoutError, asyncpg.QueryCanceledError) as exc:
         raise StoreTimeout(f"PostgreSQL ({where}) did not answer within the command timeout: {exc}") from None
     except _LOST as exc:
@@ -93,6 +95,10 @@ class PgDatabase:
         return cls(pool, url)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        # One statement is its own transaction: one that lost a deadlock changed nothing and runs again.
+        return await again_on_conflict(lambda: self._execute(sql, params))
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> Result:
         with real_io(), mapped(self.where):
             async with self.pool.acquire() as conn:
                 return await run(conn, sql, params)

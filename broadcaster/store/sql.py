@@ -14,11 +14,18 @@ chain's head.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from functools import lru_cache
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, TypeVar
+
+from broadcaster.errors import StoreConflict
+
+T = TypeVar("T")
+CONFLICT_TRIES: Final = 5
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -89,3 +96,29 @@ def numbered(sql: str) -> str:
         return match.group(0) if match.group(0) != "?" else f"${next(counter)}"
 
     return _PLACEHOLDER.sub(swap, sql)
+
+
+async def again_on_conflict(work: Callable[[], Awaitable[T]]) -> T:
+    """``work()``, run again (a few times, after a short random pause) if the database broke a deadlock with it.
+
+    Only for work that changed nothing when it failed: one statement, or one
+    whole transaction (:func:`atomically`).
+    """
+    for attempt in range(1, CONFLICT_TRIES + 1):
+        try:
+            return await work()
+        except StoreConflict:
+            if attempt == CONFLICT_TRIES:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * attempt))
+    raise AssertionError("unreachable")
+
+
+async def atomically(db: Database, work: Callable[[Database], Awaitable[T]], *, serialized: bool = False) -> T:
+    """``work(tx)`` inside one transaction, run again whole if the database aborted it to break a deadlock."""
+
+    async def once() -> T:
+        async with db.transaction(serialized=serialized) as tx:
+            return await work(tx)
+
+    return await again_on_conflict(once)

@@ -48,8 +48,12 @@ def workers(p: Providers, url: str, count: int, *channels: str,
     env = {**os.environ, **SECRETS}
     args = [sys.executable, "-m", "broadcaster", "--config", str(p.config), "--db", url, "worker",
             "--channels", ",".join(channels), *options]
-    procs = [subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-             for _ in range(count)]
+    logs = [p.tmp_path / f"worker-{i}.log" for i in range(count)]
+    procs = []
+    for log in logs:
+        with log.open("wb") as handle:  # the child keeps its own copy of the file descriptor
+            procs.append(subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=handle))
+    LOGS.update({id(proc): log for proc, log in zip(procs, logs, strict=True)})
     try:
         wait_for(lambda: live_workers(url) >= count, procs, "the workers never registered")
         yield procs
@@ -59,8 +63,8 @@ def workers(p: Providers, url: str, count: int, *channels: str,
                 proc.send_signal(signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=30)
-            assert proc.stderr is not None
-            proc.stderr.close()
+        for proc in procs:
+            LOGS.pop(id(proc), None)
 
 
 def live_workers(url: str) -> int:
@@ -68,14 +72,21 @@ def live_workers(url: str) -> int:
     return sum(1 for n in nodes if n.role == "worker" and n.stopped_at is None)
 
 
+LOGS: dict[int, Any] = {}  # id(worker process) -> its stderr file, for failure messages
+
+
+def tails(procs: list[subprocess.Popen[bytes]]) -> str:
+    return "\n".join(f"--- {LOGS[id(proc)].name} (exit {proc.poll()}):\n" + "\n".join(
+        LOGS[id(proc)].read_text(errors="replace").splitlines()[-25:]) for proc in procs if id(proc) in LOGS)
+
+
 def wait_for(done: Any, procs: list[subprocess.Popen[bytes]], what: str) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while not done():
         for proc in procs:
-            if proc.poll() is not None and proc.returncode not in (0, -signal.SIGKILL):
-                detail = proc.stderr.read() if proc.stderr else b""
-                raise AssertionError(f"a worker exited with {proc.returncode}: {detail!r}")
-        assert time.monotonic() < deadline, what
+            if proc.poll() is not None and proc.returncode != -signal.SIGKILL:
+                raise AssertionError(f"a worker exited with {proc.returncode}:\n{tails(procs)}")
+        assert time.monotonic() < deadline, f"{what}\n{tails(procs)}"
         time.sleep(0.05)
 
 
@@ -104,10 +115,17 @@ def attempts_by_node(url: str, alert_id: str) -> tuple[Counter[str], Counter[int
     return Counter(r["node"] for r in found), Counter(r["delivery_id"] for r in found)
 
 
-def one_sms_each(p: Providers) -> None:
+def one_sms_each(p: Providers, url: str | None = None) -> None:
     per_phone = Counter(m["to"] for m in p.twilio.messages)
     assert sorted(per_phone) == sorted(p.phones), "a phone got no SMS"
-    assert max(per_phone.values()) == 1, [k for k, v in per_phone.items() if v > 1][:5]
+    twice = [k for k, v in per_phone.items() if v > 1]
+    if twice and url is not None:  # say what happened to them, for whoever reads the failure
+        detail = [(phone, [m["date_created"].isoformat() for m in p.twilio.messages_to(phone)],
+                   [dict(r) for r in rows(url, "SELECT a.node, a.attempt, a.outcome, a.started_at, a.finished_at,"
+                                              " a.detail FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
+                                              " WHERE d.recipient = ?", phone)]) for phone in twice[:3]]
+        raise AssertionError(f"{len(twice)} phone(s) got two SMS: {detail}")
+    assert not twice, twice[:5]
 
 
 def test_two_workers_share_5000_sms_and_never_claim_one_twice(
@@ -172,7 +190,7 @@ def test_a_worker_stalled_past_its_lease_gets_no_phone_a_second_sms(
         assert stopped_at < recipients, "stalled too late to test anything"
         wait_for(lambda: sent(url, alert_id) == {"sent": recipients}, procs, "the fan-out never finished")
         time.sleep(0.5)  # anything the woken node still wanted to send would arrive now
-        one_sms_each(p)
+        one_sms_each(p, url)
         assert len(p.twilio.messages) == recipients
         held = rows(url, "SELECT COUNT(*) AS n FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
                          " WHERE d.alert_id = ? AND a.node LIKE ? AND a.outcome = 'unknown'",
