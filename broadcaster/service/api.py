@@ -109,9 +109,11 @@ async def alert(request: web.Request) -> web.Response:
     view = await _alert_json(service, found)
     receipts = await service.app.store.receipts.latest(alert_id)
     limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
+    total = await service.app.store.alerts.count(alert_id)
+    # The store applies an offset only with a limit: without one, the page is everything after the offset.
     page = await service.app.store.alerts.deliveries(alert_id, limit=limit or None, offset=offset)
     view["deliveries"] = [delivery(d, receipts.get(d.provider_id or "")) for d in page]
-    view["deliveries_total"] = await service.app.store.alerts.count(alert_id)
+    view["deliveries_total"] = total
     return json_response(view)
 
 

@@ -11,12 +11,16 @@ queries. When the run ends, subscribers get the final counts and ``done``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from broadcaster.engine.dispatcher import ProgressHook
+from broadcaster.errors import StoreError
+
+log = logging.getLogger("broadcaster.service.hub")
 
 Event = tuple[str, dict[str, Any]]
 Counts = dict[str, dict[str, int]]
@@ -89,7 +93,11 @@ class EventHub:
         if not stream.subscribers or not changed:
             return
         started = time.perf_counter()
-        counts = await self.counts(alert_id)
+        try:
+            counts = await self.counts(alert_id)
+        except StoreError as exc:  # the next change, or the end of the run, brings the counts again
+            log.warning("progress of alert %s not counted: %s", alert_id, exc)
+            return
         # Counting 100,000 deliveries takes a while: keep it under a tenth of the database's time.
         stream.delay = max(self.flush_every_s, 10 * (time.perf_counter() - started))
         for channel, state in changed:

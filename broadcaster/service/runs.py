@@ -97,9 +97,15 @@ class Runs:
         task.add_done_callback(self.active.discard)
 
     async def close(self, grace_s: float = 30.0) -> None:
-        """Let running deliveries finish (up to ``grace_s``); cancel the rest (``resume`` reconciles them)."""
-        if self.active:
-            _, late = await asyncio.wait(set(self.active), timeout=grace_s)
+        """Let running deliveries finish (up to ``grace_s``); cancel the rest (``resume`` reconciles them).
+
+        Each delivery that ends adds the task that reports it to its subscribers (:meth:`_finished`):
+        those are waited for too, so nothing reads the store after the server has closed it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self.active:
+            _, late = await asyncio.wait(set(self.active), timeout=max(0.0, deadline - loop.time()))
             for work in late:
                 work.cancel()
             if late:

@@ -26,6 +26,7 @@ from broadcaster.store.records import (
 from broadcaster.store.sql import Database, marks
 
 PAGE: Final = 5_000  # rows per round trip when streaming a large alert
+NO_LIMIT: Final = 2**62  # "LIMIT ALL" in a form both dialects take
 ALERT_COLUMNS: Final = ("id, template, template_hash, mode, msg_type, refs, sent_at, expires_at, areas, channels,"
                         " inputs, forms, created_by")
 DELIVERY_COLUMNS: Final = "id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error"
@@ -125,10 +126,10 @@ class SqlAlerts:
         return {(r["channel_id"], r["recipient"], r["language"]): r["provider_id"] for r in rows}
 
     async def deliveries(self, alert_id: str, *, limit: int | None = None, offset: int = 0) -> list[DeliveryRow]:
-        page = " LIMIT ? OFFSET ?" if limit is not None else ""
-        params: tuple[Any, ...] = (alert_id, limit, offset) if limit is not None else (alert_id,)
+        """An alert's deliveries in order; ``limit`` and ``offset`` page them (each may be given alone)."""
         rows = await self.db.execute(
-            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE alert_id = ? ORDER BY id{page}", params)
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE alert_id = ? ORDER BY id LIMIT ? OFFSET ?",
+            (alert_id, NO_LIMIT if limit is None else limit, offset))
         return [delivery_row(r) for r in rows]
 
     async def count(self, alert_id: str) -> int:

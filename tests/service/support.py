@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from broadcaster.app import App
+from broadcaster.app.context import App, load
+from broadcaster.app.users import Users
+from broadcaster.audit import AuditRow
 from broadcaster.clock import Clock
-from broadcaster.service.state import SERVICE, Service
+from broadcaster.service.app import make_app
+from broadcaster.service.state import SERVICE, Limits, Service
+from broadcaster.store import Store, open_store
 from tests.engine.providers import REPO, Providers
 from tests.support import write_config
 
 PUBLIC_URL = "https://alerts.example.gov/broadcaster"
 USERS = {"viewer": "viewer", "operator": "operator", "officer": "officer", "officer2": "officer",
          "approver": "approver"}
+# Tests need generous firing limits; the rate-limit tests set their own.
+ROOMY = Limits(fire_rate_per_second=1000.0, fire_burst=1000)
 
 
 class ManualClock(Clock):
@@ -81,6 +88,10 @@ class Api:
             ctype = response.headers.get("Content-Type", "")
             return response.status, orjson.loads(raw) if raw and "json" in ctype else raw
 
+    async def audit(self, action: str | None = None, limit: int = 200) -> list[AuditRow]:
+        """The newest audit rows first (of one action, when given)."""
+        return await self.service.audit.tail(action, limit=limit)
+
     async def get(self, path: str, user: str | None = "viewer") -> tuple[int, Any]:
         return await self.call("GET", path, user)
 
@@ -119,6 +130,35 @@ class Api:
                     if after_first is not None and len(found) == 1:
                         await after_first()
         return found
+
+
+async def add_users(store: Store) -> dict[str, str]:
+    """One user per entry of USERS; their tokens by name."""
+    users = Users(store.db)
+    return {name: (await users.add(name, role)).reveal() for name, role in USERS.items()}
+
+
+@contextlib.asynccontextmanager
+async def serving(p: Providers, database: str | None = None, **options: Any) -> AsyncIterator[Api]:
+    """The service on ``database`` (default: the providers' SQLite file), with a token per test user.
+
+    The store is opened on the test's own loop and closed after the server stops.
+    """
+    database = database or str(p.db)
+    config, catalogue, database = load(str(p.config), database)
+    store = await open_store(database)
+    try:
+        tokens = await add_users(store)
+        app = App(config=config, catalogue=catalogue, store=store, database=database)
+        options.setdefault("limits", ROOMY)
+        client: TestClient[Any, Any] = TestClient(TestServer(make_app(app, **options)))
+        await client.start_server()
+        try:
+            yield Api(client=client, app=app, tokens=tokens, providers=p, clock=options.get("clock"))
+        finally:
+            await client.close()
+    finally:
+        await store.close()
 
 
 def provider_requests(p: Providers) -> list[int]:

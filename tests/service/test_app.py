@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
+import signal
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from broadcaster.cli import main
-from broadcaster.cli.service_cmd import SCHEDULER
 from broadcaster.service.openapi import document
 from broadcaster.service.state import SERVICE
+from broadcaster.store import opened
 from tests.engine.providers import Providers
-from tests.service.support import Api
+from tests.service.support import Api, serving
 
 
 def openapi_path(resource: str) -> str:
@@ -64,29 +64,44 @@ async def test_an_unexpected_error_is_a_bare_500(api: Api, monkeypatch: pytest.M
                                       "message": "internal error; the server log has the details"}
 
 
+async def test_stopping_the_service_lets_its_deliveries_finish_and_report(providers: Providers) -> None:
+    async with serving(providers) as api:
+        status, body = await api.fire("officer", mode="live")
+        assert status == 202, body
+        # No settle: the server stops while the alert may still be going out.
+    # Everything it started finished, down to the reports to subscribers, before its store was closed.
+    assert not api.service.runs.active
+    async with opened(str(providers.db)) as store:
+        counts = await store.alerts.state_counts(body["alert_id"])
+    assert counts and all(set(per) == {"sent"} for per in counts.values()), counts
+
+
 def test_serve_starts_the_service_and_the_runbook_scheduler(
     providers: Providers, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen: dict[str, Any] = {}
 
-    async def start_and_stop(app: web.Application) -> None:
-        runner = web.AppRunner(app)
-        await runner.setup()  # startup hooks and cleanup contexts: the scheduler host starts here
-        host = app[SCHEDULER]
-        seen["scheduler_running"] = host.scheduler.running  # type: ignore[attr-defined]
-        await runner.cleanup()
-        seen["scheduler_stopped"] = not host.scheduler.running  # type: ignore[attr-defined]
+    class Site:
+        """Stands in for the TCP listener: notes where serve would listen, then stops it as SIGTERM would."""
 
-    def fake_run_app(app: web.Application, *, host: str, port: int, **_: Any) -> None:
-        seen.update(app=app, host=host, port=port)
-        asyncio.run(start_and_stop(app))
+        def __init__(self, runner: web.AppRunner, host: str, port: int, **_: Any) -> None:
+            seen.update(app=runner.app, host=host, port=port)
 
-    monkeypatch.setattr(web, "run_app", fake_run_app)
+        async def start(self) -> None:
+            # The runner is set up: startup hooks and cleanup contexts ran, so the scheduler host runs.
+            scheduler = seen["app"][SERVICE].scheduler
+            seen.update(scheduler=scheduler, scheduler_running=scheduler is not None and scheduler.scheduler.running)
+            # Serve stops on SIGTERM (and SIGINT) through its own handler, which must be in place by now.
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(web, "TCPSite", Site)
     assert main(providers.cli("serve")) == 0
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8080)
     assert SERVICE in seen["app"]
-    assert seen["scheduler_running"] and seen["scheduler_stopped"]
-    monkeypatch.setattr(web, "run_app", lambda app, **kw: seen.update(app=app, **kw))
+    assert seen["scheduler_running"]
+    assert not seen["scheduler"].scheduler.running and seen["app"][SERVICE].scheduler is None
+    assert "serving on http://127.0.0.1:8080" in capsys.readouterr().out
     assert main(providers.cli("serve", "--host", "0.0.0.0", "--port", "9000")) == 0
     assert (seen["host"], seen["port"]) == ("0.0.0.0", 9000)
     assert "serving on http://0.0.0.0:9000" in capsys.readouterr().out

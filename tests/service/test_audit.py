@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
-from broadcaster.audit import GENESIS, AuditLog, row_hash
+from broadcaster.audit import GENESIS, AuditLog, Verdict, row_hash
 from broadcaster.cli import main
-from broadcaster.store.sql import IntegrityError
-from broadcaster.store.sqlite import SqliteStore
+from broadcaster.errors import IntegrityError
+from broadcaster.store import Store
 from tests.service.support import Api
+from tests.support import read, write_config
 
 
 async def test_every_firing_action_and_failure_is_recorded(api: Api) -> None:
@@ -24,37 +24,41 @@ async def test_every_firing_action_and_failure_is_recorded(api: Api) -> None:
     await api.post(f"/api/alerts/{fired['alert_id']}/cancel", {"mode": "live", "confirm": "cancel"})
     await api.fire("viewer", mode="dry-run")  # forbidden
     await api.settle()
-    rows = list(api.service.audit.rows())
+    rows = [row async for row in api.service.audit.rows()]
     assert [r.action for r in rows] == ["config_load", "login_failure", "fire", "update", "cancel", "forbidden"]
     assert [r.actor for r in rows] == ["service", "anonymous", "officer", "officer", "officer", "viewer"]
     loaded = orjson.loads(rows[0].detail)
     assert loaded["path"].endswith("channels.toml") and len(loaded["sha256"]) == 64
     fire = orjson.loads(rows[2].detail)
     assert fire["alert_id"] == fired["alert_id"] and fire["mode"] == "live" and fire["template"] == "road_closure"
-    assert api.service.audit.verify().ok
+    assert (await api.service.audit.verify()).ok
 
 
 @pytest.fixture
-def chain(tmp_path: Path) -> Iterator[Path]:
-    """A database with six audit rows; opening the store refuses UPDATE and DELETE on them."""
+def chain(tmp_path: Path) -> Path:
+    """A database with six audit rows; the store refuses UPDATE and DELETE on them."""
     path = tmp_path / "audit.db"
-    store = SqliteStore(str(path))
-    log = AuditLog(store.db)
-    for n in range(1, 7):
-        log.append(f"user{n}", "fire", {"alert_id": f"a{n}", "mode": "live"}, now=1_700_000_000.0 + n)
-    with pytest.raises(IntegrityError, match="append-only"):
-        store.db.execute("UPDATE audit SET actor = 'x' WHERE seq = 2")
-    with pytest.raises(IntegrityError, match="append-only"):
-        store.db.execute("DELETE FROM audit WHERE seq = 2")
-    store.close()
-    yield path
+
+    async def six_rows(store: Store) -> None:
+        log = AuditLog(store.db)
+        for n in range(1, 7):
+            await log.append(f"user{n}", "fire", {"alert_id": f"a{n}", "mode": "live"}, now=1_700_000_000.0 + n)
+        with pytest.raises(IntegrityError, match="append-only"):
+            await store.db.execute("UPDATE audit SET actor = 'x' WHERE seq = 2")
+        with pytest.raises(IntegrityError, match="append-only"):
+            await store.db.execute("DELETE FROM audit WHERE seq = 2")
+
+    read(str(path), six_rows)
+    return path
+
+
+def verdict_of(path: Path) -> Verdict:
+    return read(str(path), lambda store: AuditLog(store.db).verify())
 
 
 def verify_cli(path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> tuple[int, str]:
     config = tmp_path / "channels.toml"
     if not config.exists():
-        from tests.support import write_config
-
         write_config(tmp_path, [{"id": "hook", "kind": "webhook", "url": "https://partner.example/a",
                                  "secret_env": "PARTNER_HOOK_SECRET"}])
     capsys.readouterr()
@@ -64,7 +68,7 @@ def verify_cli(path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -
 
 
 def tamper(path: Path, *statements: str, params: tuple[object, ...] = ()) -> None:
-    """Edit the file as someone with write access would: drop the guards first (the store puts them back)."""
+    """Edit the file as someone with write access would: drop the append-only guards first."""
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("DROP TRIGGER IF EXISTS audit_no_update")
     db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
@@ -143,23 +147,17 @@ def test_a_well_forged_insert_breaks_the_link_right_after_it(chain: Path) -> Non
     good = row_hash(prev, 3, at, "mallory", "approval", detail)
     db.execute("INSERT INTO audit VALUES (3, ?, 'mallory', 'approval', ?, ?, ?)", (at, detail, prev, good))
     db.close()
-    store = SqliteStore(str(chain))
-    verdict = AuditLog(store.db).verify()
-    store.close()
+    verdict = verdict_of(chain)
     assert not verdict.ok and verdict.bad_seq == 4 and "inserted" in verdict.problem
 
 
 def test_a_row_before_the_first_is_named(chain: Path) -> None:
     tamper(chain, "INSERT INTO audit VALUES (0, '2026-01-01T00:00:00+00:00', 'mallory', 'approval', '{}', ?, ?)",
            params=(GENESIS, "0" * 64))
-    store = SqliteStore(str(chain))
-    verdict = AuditLog(store.db).verify()
-    store.close()
+    verdict = verdict_of(chain)
     assert not verdict.ok and verdict.bad_seq == 0 and "inserted" in verdict.problem
 
 
 def test_an_empty_log_verifies(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "empty.db"))
-    verdict = AuditLog(store.db).verify()
-    store.close()
+    verdict = verdict_of(tmp_path / "empty.db")
     assert verdict.ok and verdict.rows == 0 and verdict.head_hash == GENESIS

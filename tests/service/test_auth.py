@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
 import orjson
 import pytest
 
+from broadcaster.app.users import Users
 from broadcaster.cli import main
-from broadcaster.service.auth import Users
-from broadcaster.store.sql import SqliteDatabase
-from broadcaster.store.sqlite import SqliteStore
+from broadcaster.store import opened
+from broadcaster.store.sqlite_db import SqliteDatabase
 from tests.engine.providers import REPO, SECRET_VALUES, Providers
-from tests.service.conftest import drill_channels, start_api
-from tests.service.support import PUBLIC_URL, Api, provider_requests, rewrite_config
+from tests.service.conftest import drill_channels
+from tests.service.support import PUBLIC_URL, Api, provider_requests, rewrite_config, serving
 
 READS = ["/api/me", "/api/templates", "/api/templates/road_closure", "/api/gazetteer", "/api/channels",
          "/api/alerts"]
@@ -39,7 +40,7 @@ async def test_every_api_path_needs_a_valid_bearer_token(api: Api, headers: dict
         assert status == 401, (method, path, body)
         assert body["error"] == "unauthorized"
     assert provider_requests(api.providers) == [0, 0, 0, 0]
-    failures = api.service.audit.tail("login_failure", limit=100)
+    failures = await api.audit("login_failure", limit=100)
     assert len(failures) == len(paths)
     # The audit row says why and where, and the public id of a well-formed token; never the token itself.
     assert all("a" * 64 not in row.detail and "not-a-token" not in row.detail for row in failures)
@@ -106,7 +107,7 @@ async def test_what_each_role_may_fire_update_cancel_and_confirm(api: Api) -> No
     for user in ("viewer", "operator"):
         status, body = await api.post(f"/api/alerts/{quake['alert_id']}/confirm", None, user)
         assert status == 403, body
-    forbidden = api.service.audit.tail("forbidden", limit=200)
+    forbidden = await api.audit("forbidden", limit=200)
     assert {orjson.loads(r.detail)["role"] for r in forbidden} == {"viewer", "operator"}
 
 
@@ -116,8 +117,7 @@ async def test_only_an_approver_approves_a_template_and_only_what_they_reviewed(
     rewrite_config(providers, extra=drill_channels(providers), templates=templates, public_url=PUBLIC_URL)
     path = templates / "road_closure.toml"
     path.write_text(path.read_text(encoding="utf-8").replace("version = 1", "version = 2", 1), encoding="utf-8")
-    api, client = await start_api(providers)
-    try:
+    async with serving(providers) as api:
         status, shown = await api.get("/api/templates/road_closure")
         assert shown["approved"] is False
         for user in ("viewer", "operator", "officer"):
@@ -133,29 +133,26 @@ async def test_only_an_approver_approves_a_template_and_only_what_they_reviewed(
         assert body["by"] == "approver" and body["sha256"] == shown["sha256"]
         status, shown = await api.get("/api/templates/road_closure")
         assert shown["approved"] is True and shown["approval"]["by"] == "approver"
-        (row,) = api.service.audit.tail("approval")
+        (row,) = await api.audit("approval")
         assert orjson.loads(row.detail) == {"template": "road_closure", "sha256": shown["sha256"]}
         assert row.actor == "approver"
-    finally:
-        await client.close()
-        api.app.close()
 
 
-def test_tokens_are_stored_only_as_a_salted_scrypt_hash(tmp_path: Path, real_scrypt: None) -> None:
-    store = SqliteStore(str(tmp_path / "t.db"))
-    users = Users(store.db)
-    token = users.add("fatima", "officer")
-    assert "********" in repr(token) and token.reveal() not in repr(token) and token.reveal() not in str(token)
-    secret = token.reveal().rsplit("_", 1)[1]
-    dump = "\n".join(store.conn.iterdump())
-    assert secret not in dump
-    (salt, stored), = store.db.execute("SELECT token_salt, token_hash FROM users").fetchall()
-    assert len(salt) == 16 and len(stored) == 32
-    user, _ = Users(store.db).verify(token.reveal())
-    assert user is not None and (user.name, user.role) == ("fatima", "officer")
-    with pytest.raises(Exception, match="already exists"):
-        users.add("fatima", "viewer")
-    store.close()
+async def test_tokens_are_stored_only_as_a_salted_scrypt_hash(tmp_path: Path, real_scrypt: None) -> None:
+    async with opened(str(tmp_path / "t.db")) as store:
+        users = Users(store.db)
+        token = await users.add("fatima", "officer")
+        assert "********" in repr(token) and token.reveal() not in repr(token) and token.reveal() not in str(token)
+        secret = token.reveal().rsplit("_", 1)[1]
+        assert isinstance(store.db, SqliteDatabase)
+        dump = "\n".join(store.db.conn.iterdump())
+        assert secret not in dump
+        (row,) = (await store.db.execute("SELECT token_salt, token_hash FROM users")).rows
+        assert len(row["token_salt"]) == 16 and len(row["token_hash"]) == 32
+        user, _ = await Users(store.db).verify(token.reveal())
+        assert user is not None and (user.name, user.role) == ("fatima", "officer")
+        with pytest.raises(Exception, match="already exists"):
+            await users.add("fatima", "viewer")
 
 
 def test_users_add_prints_the_token_once_as_its_last_line(
@@ -166,24 +163,27 @@ def test_users_add_prints_the_token_once_as_its_last_line(
     assert code == 0
     token = out[-1]
     assert token.startswith("bct_") and token not in "\n".join(out[:-1])
-    store = SqliteStore(str(providers.db))
-    user, _ = Users(store.db).verify(token)
-    assert user is not None and user.role == "approver"
-    rows = store.db.execute("SELECT actor, action, detail FROM audit").fetchall()
-    assert rows[-1][1] == "user_add" and orjson.loads(rows[-1][2]) == {"name": "khalid", "role": "approver"}
-    store.close()
+
+    async def check() -> None:
+        async with opened(str(providers.db)) as store:
+            user, _ = await Users(store.db).verify(token)
+            assert user is not None and user.role == "approver"
+            rows = (await store.db.execute("SELECT actor, action, detail FROM audit ORDER BY seq")).rows
+            assert rows[-1]["action"] == "user_add"
+            assert orjson.loads(rows[-1]["detail"]) == {"name": "khalid", "role": "approver"}
+
+    asyncio.run(check())
     assert main(providers.cli("users", "add", "khalid", "--role", "viewer")) == 2
     assert main(providers.cli("users", "add", "bad name", "--role", "viewer")) == 2
     with pytest.raises(SystemExit):
         main(providers.cli("users", "add", "x", "--role", "root"))
 
 
-def test_the_users_table_has_no_token_column(tmp_path: Path) -> None:
-    store = SqliteStore(str(tmp_path / "t.db"))
-    columns = [r[1] for r in store.db.execute("PRAGMA table_info(users)")]
+async def test_the_users_table_has_no_token_column(tmp_path: Path) -> None:
+    async with opened(str(tmp_path / "t.db")) as store:
+        columns = [r["name"] for r in await store.db.execute("PRAGMA table_info(users)")]
+        assert isinstance(store.db, SqliteDatabase)
     assert columns == ["name", "role", "token_id", "token_salt", "token_hash", "created_at"]
-    store.close()
-    assert isinstance(store.db, SqliteDatabase)
 
 
 async def test_no_token_or_provider_secret_reaches_a_log_the_audit_or_an_answer(
@@ -200,7 +200,7 @@ async def test_no_token_or_provider_secret_reaches_a_log_the_audit_or_an_answer(
     answers.append(await api.get(f"/api/alerts/{answers[-1][1]['alert_id']}"))
     answers.append(await api.get("/api/channels"))
     answers.append(await api.get("/metrics", None))
-    audit = "\n".join(r.detail + r.actor for r in api.service.audit.rows())
+    audit = "\n".join([r.detail + r.actor async for r in api.service.audit.rows()])
     everything = caplog.text + repr([r.__dict__ for r in caplog.records]) + audit + repr(answers)
     for token in [*api.tokens.values(), bad]:
         assert token.rsplit("_", 1)[1] not in everything

@@ -28,9 +28,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from broadcaster.app import load_app
+from broadcaster.app.context import App, load
+from broadcaster.app.users import Users
 from broadcaster.service.app import make_app
-from broadcaster.service.auth import Users
+from broadcaster.store import Store, open_store
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("BROADCASTER_CHROMIUM", "/usr/bin/chromium"))
@@ -99,11 +100,14 @@ def served(tmp_path: Path) -> Iterator[Served]:
     thread = threading.Thread(target=loop.run_forever, name="console-service", daemon=True)
     thread.start()
     runner: web.AppRunner | None = None
+    store: Store | None = None
 
     async def start() -> Served:
-        nonlocal runner
-        app = load_app(str(config))
-        token = Users(app.store.db).add("console-officer", "operator").reveal()
+        nonlocal runner, store
+        loaded, catalogue, database = load(str(config))
+        store = await open_store(database)  # on the service's own loop, which serves it
+        app = App(config=loaded, catalogue=catalogue, store=store, database=database)
+        token = (await Users(store.db).add("console-officer", "operator")).reveal()
         runner = web.AppRunner(make_app(app))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -116,6 +120,8 @@ def served(tmp_path: Path) -> Iterator[Served]:
     finally:
         if runner is not None:
             asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=30)
+        if store is not None:
+            asyncio.run_coroutine_threadsafe(store.close(), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()

@@ -9,8 +9,7 @@ import defusedxml.ElementTree as SafeET
 
 from broadcaster.cap import validate
 from tests.engine.providers import Providers
-from tests.service.conftest import start_api
-from tests.service.support import PUBLIC_URL, Api, ManualClock, rewrite_config
+from tests.service.support import PUBLIC_URL, Api, ManualClock, rewrite_config, serving
 
 ATOM = {"a": "http://www.w3.org/2005/Atom"}
 CAP = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
@@ -99,14 +98,10 @@ async def test_expired_alerts_leave_the_feed_but_keep_their_document(clocked: Ap
 
 async def test_without_a_public_url_links_use_the_request_origin(providers: Providers) -> None:
     rewrite_config(providers)
-    api, client = await start_api(providers)
-    try:
+    async with serving(providers) as api:
         status, _ = await api.fire("officer", mode="live")
         assert status == 202
         await api.settle()
         _, raw = await api.get("/cap/feed.atom", None)
         (link,) = SafeET.fromstring(raw).findall("a:entry/a:link", ATOM)
         assert re.match(r"^http://127\.0\.0\.1:\d+/cap/", link.get("href") or "")
-    finally:
-        await client.close()
-        api.app.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -10,13 +11,15 @@ import pytest
 
 from broadcaster.cli import main
 from broadcaster.engine.outbox import commit, plan_alert
+from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
 from tests.service.support import PUBLIC_URL, Api, provider_requests
 
 
-def cli_json(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+async def cli_json(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    """The CLI's JSON answer; it runs its own event loop, so on a thread of its own while the service serves."""
     capsys.readouterr()
-    assert main(api.providers.cli(*args)) == 0
+    assert await asyncio.to_thread(main, api.providers.cli(*args)) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     return [orjson.loads(line) for line in lines] if len(lines) > 1 else orjson.loads(lines[0])
 
@@ -52,14 +55,30 @@ async def test_live_fire_reaches_every_channel_with_a_status_callback(
     status, view = await api.get(f"/api/alerts/{alert_id}")
     assert view["counts"]["sms-residents"] == {"sent": 3}
     # The deliveries are the CLI's `fire --json` objects (plus the receipt), and the log is `log --json`.
-    db_rows = api.app.store.deliveries(alert_id)
+    db_rows = await api.app.store.alerts.deliveries(alert_id)
     assert [{k: v for k, v in d.items() if k != "receipt"} for d in view["deliveries"]] == [
         {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": d.state,
          "attempts": d.attempts, "provider_id": d.provider_id} for d in db_rows]
     status, log = await api.get(f"/api/alerts/{alert_id}/log")
-    assert log == cli_json(api, capsys, "log", alert_id, "--json")
+    assert log == await cli_json(api, capsys, "log", alert_id, "--json")
     status, page = await api.get(f"/api/alerts/{alert_id}/log?limit=2&offset=1")
     assert page == log[1:3]
+
+
+async def test_the_deliveries_of_an_alert_are_paged(api: Api) -> None:
+    status, body = await api.fire("officer", mode="dry-run")
+    assert status == 202, body
+    await api.settle()
+    path = f"/api/alerts/{body['alert_id']}"
+    _status, whole = await api.get(path)
+    assert len(whole["deliveries"]) == whole["deliveries_total"] == 8
+    for query, expected in (("limit=2&offset=1", whole["deliveries"][1:3]), ("limit=3", whole["deliveries"][:3]),
+                            ("offset=5", whole["deliveries"][5:]), ("offset=8", []), ("limit=2&offset=7",
+                                                                                       whole["deliveries"][7:])):
+        status, page = await api.get(f"{path}?{query}")
+        assert status == 200, page
+        assert page["deliveries"] == expected, query
+        assert page["deliveries_total"] == 8, query
 
 
 async def test_exercise_goes_only_to_exercise_channels(api: Api) -> None:
@@ -103,11 +122,11 @@ async def test_a_dry_run_cancel_never_withdraws_a_live_alert(api: Api) -> None:
     status, fired = await api.fire("officer", mode="live")
     await api.settle()
     # Pretend one delivery is still queued, then rehearse its cancel.
-    store.db.execute("UPDATE deliveries SET state = 'pending' WHERE id = (SELECT MIN(id) FROM deliveries)")  # type: ignore[attr-defined]
+    await store.db.execute("UPDATE deliveries SET state = 'pending' WHERE id = (SELECT MIN(id) FROM deliveries)")
     status, _rehearsal = await api.post(f"/api/alerts/{fired['alert_id']}/cancel", {"mode": "dry-run"})
     assert status == 202
     await api.settle()
-    assert store.state_counts(fired["alert_id"])["x-authority"].get("pending") == 1
+    assert (await store.alerts.state_counts(fired["alert_id"]))["x-authority"].get("pending") == 1
 
 
 BAD_BODIES: list[tuple[Any, str]] = [
@@ -150,7 +169,7 @@ async def test_bad_input_is_a_400_naming_the_field_and_sends_nothing(api: Api, b
     assert answer["error"] == "invalid" and answer["field"] == field, answer
     assert answer["message"].startswith(field)
     assert provider_requests(api.providers) == [0, 0, 0, 0]
-    assert api.app.store.alerts() == []
+    assert await api.app.store.alerts.recent() == []
 
 
 async def test_a_live_fire_with_a_missing_secret_is_refused_before_anything_is_stored(
@@ -159,18 +178,18 @@ async def test_a_live_fire_with_a_missing_secret_is_refused_before_anything_is_s
     monkeypatch.delenv("TWILIO_AUTH_TOKEN")
     status, body = await api.fire("officer", mode="live")
     assert status == 503 and "TWILIO_AUTH_TOKEN" in body["message"]
-    assert api.app.store.alerts() == [] and provider_requests(api.providers) == [0, 0, 0, 0]
+    assert await api.app.store.alerts.recent() == [] and provider_requests(api.providers) == [0, 0, 0, 0]
 
 
 async def test_reads_answer_as_the_cli_does(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
     _, listing = await api.get("/api/templates")
-    assert listing == cli_json(api, capsys, "templates", "list", "--json")
+    assert listing == await cli_json(api, capsys, "templates", "list", "--json")
     _, shown = await api.get("/api/templates/earthquake")
-    assert shown == cli_json(api, capsys, "templates", "show", "earthquake", "--json")
+    assert shown == await cli_json(api, capsys, "templates", "show", "earthquake", "--json")
     status, preview = await api.post("/api/preview", {"template": "road_closure", "use_examples": True,
                                                       "channels": "kind:sms"}, "viewer")
     assert status == 200
-    cli = cli_json(api, capsys, "preview", "road_closure", "--use-examples", "--channels", "kind:sms", "--json")
+    cli = await cli_json(api, capsys, "preview", "road_closure", "--use-examples", "--channels", "kind:sms", "--json")
     assert preview["messages"] == cli["messages"] and preview["approved"] == cli["approved"]
     _, channels = await api.get("/api/channels")
     assert [c["id"] for c in channels] == ["x-authority", "telegram-authority", "sms-residents", "partner-hook",
@@ -211,15 +230,14 @@ async def test_a_late_subscriber_gets_the_counts_then_done(api: Api) -> None:
 async def test_events_of_an_alert_delivered_elsewhere_are_polled_from_the_store(api: Api) -> None:
     # Committed by another process (here: directly), with nothing delivering it in this one.
     app = api.app
-    plan = plan_alert(app.config, app.catalogue, "road_closure",
-                      example_inputs(app.catalogue.get("road_closure")), mode="dry-run", now=time.time(),
-                      selection="partner-hook")
-    commit(app.store, plan)
+    plan = await plan_alert(app.config, app.catalogue, "road_closure",
+                            example_inputs(app.catalogue.get("road_closure")), mode=Mode.DRY_RUN, now=time.time(),
+                            selection="partner-hook")
+    await commit(app.store, plan)
     api.service.hub.poll_s = 0.05
 
     async def delivered_elsewhere() -> None:
-        app.store.db.execute("UPDATE deliveries SET state = 'sent' WHERE alert_id = ?",  # type: ignore[attr-defined]
-                             (plan.alert.id,))
+        await app.store.db.execute("UPDATE deliveries SET state = 'sent' WHERE alert_id = ?", (plan.alert.id,))
 
     events = await api.events(plan.alert.id, after_first=delivered_elsewhere)
     assert events[0] == ("progress", {"channel": None, "state": None, "counts": {"partner-hook": {"pending": 1}}})

@@ -11,8 +11,7 @@ from broadcaster.engine.retry import RetryPolicy
 from broadcaster.service.state import Limits
 from tests.engine.providers import Providers
 from tests.fakes.webhook import webhook_error
-from tests.service.conftest import start_api
-from tests.service.support import ManualClock
+from tests.service.support import ManualClock, serving
 
 FAST = RetryPolicy(base_s=0.02, cap_s=0.1, reconcile_after_s=0.2)
 
@@ -32,8 +31,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 async def test_metrics_count_deliveries_retries_latency_depth_and_first_send(providers: Providers) -> None:
-    api, client = await start_api(providers, policy=FAST)
-    try:
+    async with serving(providers, policy=FAST) as api:
         providers.webhook.script(webhook_error(503, retry_after=0))
         status, _body = await api.fire("officer", mode="live")
         assert status == 202
@@ -50,8 +48,7 @@ async def test_metrics_count_deliveries_retries_latency_depth_and_first_send(pro
         assert sample(text, "broadcaster_fires_total", mode="live", state="sending") == 1
         assert "broadcaster_queue_depth" in text
         # Queue depth is read from the store when scraped.
-        api.app.store.db.execute(  # type: ignore[attr-defined]
-            "UPDATE deliveries SET state = 'pending' WHERE channel_id = 'sms-residents'")
+        await api.app.store.db.execute("UPDATE deliveries SET state = 'pending' WHERE channel_id = 'sms-residents'")
         status, raw = await api.get("/metrics", None)
         assert sample(raw.decode(), "broadcaster_queue_depth", channel="sms-residents", state="pending") == 3
         # Dry-runs are counted under their own mode; their virtual latencies are not observed.
@@ -61,15 +58,11 @@ async def test_metrics_count_deliveries_retries_latency_depth_and_first_send(pro
         text = raw.decode()
         assert sample(text, "broadcaster_deliveries_total", channel="x-authority", mode="dry-run", outcome="sent") == 2
         assert sample(text, "broadcaster_attempt_latency_seconds_count", channel="x-authority") == 2
-    finally:
-        await client.close()
-        api.app.close()
 
 
 async def test_a_burst_of_fires_gets_429_and_is_audited_once(providers: Providers) -> None:
     clock = ManualClock()
-    api, client = await start_api(providers, clock=clock, limits=Limits(fire_rate_per_second=1 / 60, fire_burst=3))
-    try:
+    async with serving(providers, clock=clock, limits=Limits(fire_rate_per_second=1 / 60, fire_burst=3)) as api:
         statuses = [(await api.fire("operator", mode="dry-run"))[0] for _ in range(6)]
         assert statuses == [202, 202, 202, 429, 429, 429]
         status, body = await api.fire("operator", mode="dry-run")
@@ -78,32 +71,25 @@ async def test_a_burst_of_fires_gets_429_and_is_audited_once(providers: Provider
         assert (await api.fire("officer", mode="dry-run"))[0] == 202
         assert (await api.post("/api/preview", {"template": "road_closure", "use_examples": True}, "operator"))[0] \
             == 200
-        (row,) = api.service.audit.tail("rate_limited")
+        (row,) = await api.audit("rate_limited")
         assert row.actor == "operator" and orjson.loads(row.detail)["path"] == "/api/alerts"
         # The rate refills with time; the next burst is recorded again.
         clock.advance(60)
         assert (await api.fire("operator", mode="dry-run"))[0] == 202
         assert (await api.fire("operator", mode="dry-run"))[0] == 429
-        assert len(api.service.audit.tail("rate_limited")) == 2
+        assert len(await api.audit("rate_limited")) == 2
         await api.settle()
         # Refused fires stored nothing.
-        assert len(api.app.store.alerts()) == 5
-    finally:
-        await client.close()
-        api.app.close()
+        assert len(await api.app.store.alerts.recent()) == 5
 
 
 async def test_a_refused_request_costs_no_slot(providers: Providers) -> None:
-    api, client = await start_api(providers, clock=ManualClock(), limits=Limits(fire_rate_per_second=1 / 60,
-                                                                                  fire_burst=1))
-    try:
+    limits = Limits(fire_rate_per_second=1 / 60, fire_burst=1)
+    async with serving(providers, clock=ManualClock(), limits=limits) as api:
         assert (await api.fire("viewer", mode="dry-run"))[0] == 403
         assert (await api.fire("operator", mode="loud"))[0] == 400
         assert (await api.fire("operator", mode="dry-run"))[0] == 202
         await api.settle()
-    finally:
-        await client.close()
-        api.app.close()
 
 
 async def test_try_acquire_never_waits_and_respects_burst_rate_and_pause() -> None:
@@ -112,7 +98,7 @@ async def test_try_acquire_never_waits_and_respects_burst_rate_and_pause() -> No
     assert [limiter.try_acquire() for _ in range(4)] == [True, True, True, False]
     clock.advance(0.5)
     assert [limiter.try_acquire(), limiter.try_acquire()] == [True, False]
-    limiter.pause(10)
+    await limiter.pause(10)
     clock.advance(5)
     assert limiter.try_acquire() is False
     clock.advance(5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -9,19 +10,15 @@ import pytest
 from broadcaster.audit import AuditLog
 from broadcaster.cli import main
 from tests.engine.providers import Providers
-from tests.service.conftest import start_api
-from tests.service.support import Api
+from tests.service.support import Api, serving
 
 
 @pytest.fixture
 async def pg_api(providers: Providers, pg_url: str) -> AsyncIterator[Api]:
-    assert main(["--db", pg_url, "db", "upgrade"]) == 0
-    service_api, client = await start_api(providers, pg_url)
-    try:
+    # The CLI runs its own event loop: on a thread of its own, as this fixture runs on the test's.
+    assert await asyncio.to_thread(main, ["--db", pg_url, "db", "upgrade"]) == 0
+    async with serving(providers, pg_url) as service_api:
         yield service_api
-    finally:
-        await client.close()
-        service_api.app.close()
 
 
 async def test_a_live_fire_through_the_service_on_postgresql(pg_api: Api) -> None:
@@ -36,7 +33,7 @@ async def test_a_live_fire_through_the_service_on_postgresql(pg_api: Api) -> Non
     assert status == 200 and view["counts"]["sms-residents"] == {"sent": 3}
     status, feed = await pg_api.get("/api/alerts")
     assert status == 200 and alert_id in str(feed)
-    verdict = AuditLog(pg_api.app.store.db).verify()  # type: ignore[attr-defined]
+    verdict = await AuditLog(pg_api.app.store.db).verify()
     assert verdict.ok and verdict.rows >= 2  # the config load and the fire, chained
     _status, metrics = await pg_api.get("/metrics")
     assert f'node="{pg_api.service.node_id}"' in metrics.decode()

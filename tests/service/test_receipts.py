@@ -7,8 +7,8 @@ from typing import Any
 from twilio.request_validator import RequestValidator
 
 from tests.engine.providers import SECRETS, Providers
-from tests.service.conftest import drill_channels, start_api
-from tests.service.support import PUBLIC_URL, Api, rewrite_config
+from tests.service.conftest import drill_channels
+from tests.service.support import PUBLIC_URL, Api, rewrite_config, serving
 
 CALLBACK = f"{PUBLIC_URL}/twilio/status"
 
@@ -33,7 +33,7 @@ async def fire_sms(api: Api) -> tuple[str, list[str]]:
     status, body = await api.fire("officer", mode="live", channels="kind:sms")
     assert status == 202, body
     await api.settle()
-    sids = [d.provider_id for d in api.app.store.deliveries(body["alert_id"])]
+    sids = [d.provider_id for d in await api.app.store.alerts.deliveries(body["alert_id"])]
     assert all(sids)
     return body["alert_id"], [str(s) for s in sids]
 
@@ -52,7 +52,7 @@ async def test_forged_and_unsigned_callbacks_are_refused_and_change_nothing(api:
     ]
     for form_sent, signature in attempts:
         assert await callback(api, form_sent, signature) == 403, (form_sent, signature)
-    assert api.service.receipts.count(sid) == 0
+    assert await api.app.store.receipts.count(sid) == 0
     _status, view = await api.get(f"/api/alerts/{alert_id}")
     assert view["counts"]["sms-residents"] == {"sent": 3}
 
@@ -62,7 +62,7 @@ async def test_a_valid_callback_is_recorded_once_even_when_replayed(api: Api) ->
     delivered = receipt(first, "delivered")
     for _ in range(3):  # Twilio retries, and an attacker may replay a captured request
         assert await callback(api, delivered, signed(delivered)) == 204
-    assert api.service.receipts.count(first) == 1
+    assert await api.app.store.receipts.count(first) == 1
     failed = receipt(second, "undelivered", ErrorCode="30003")
     assert await callback(api, failed, signed(failed)) == 204
     # A late interim status never hides a final one.
@@ -74,7 +74,7 @@ async def test_a_valid_callback_is_recorded_once_even_when_replayed(api: Api) ->
     assert states == {first: ("delivered", "delivered"), second: ("undelivered", "undelivered"),
                       third: ("sent", None)}
     # The engine's own state is untouched: follow-ups still reach every phone that was sent to.
-    assert {d.state for d in api.app.store.deliveries(alert_id)} == {"sent"}
+    assert {d.state for d in await api.app.store.alerts.deliveries(alert_id)} == {"sent"}
     _status, metrics = await api.get("/metrics")
     text = metrics.decode()
     node = api.service.node_id
@@ -89,12 +89,8 @@ async def test_a_signed_callback_without_a_sid_is_a_400(api: Api) -> None:
 
 async def test_without_a_public_url_every_callback_is_refused(providers: Providers) -> None:
     rewrite_config(providers, extra=drill_channels(providers))
-    api, client = await start_api(providers)
-    try:
+    async with serving(providers) as api:
         _alert_id, (sid, *_) = await fire_sms(api)
         assert {m["status_callback"] for m in providers.twilio.messages} == {None}
         form = receipt(sid, "delivered")
         assert await callback(api, form, signed(form)) == 403
-    finally:
-        await client.close()
-        api.app.close()

@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
-from broadcaster.runbooks.records import RunRecord
-from broadcaster.runbooks.store import new_run_id, run_store
+from broadcaster.app.runbook import host
+from broadcaster.runbooks.ids import new_run_id
+from broadcaster.states import Mode, RunKind, RunState
+from broadcaster.store.records import RunRecord
 from tests.engine.providers import REPO, Providers
-from tests.service.conftest import drill_channels, start_api
-from tests.service.support import PUBLIC_URL, Api, provider_requests, rewrite_config
+from tests.service.conftest import drill_channels
+from tests.service.support import PUBLIC_URL, Api, provider_requests, rewrite_config, serving
 
 SHIPPED = sorted(p.stem for p in (REPO / "runbooks").glob("*.toml"))
 
@@ -22,25 +24,22 @@ async def rb_api(providers: Providers) -> AsyncIterator[Api]:
     """The service with the shipped runbooks folder."""
     rewrite_config(providers, extra=drill_channels(providers), public_url=PUBLIC_URL,
                    runbooks=str(REPO / "runbooks"))
-    service_api, client = await start_api(providers)
-    try:
+    async with serving(providers) as service_api:
         yield service_api
-    finally:
-        await client.close()
-        service_api.app.close()
 
 
-def audit_actions(api: Api) -> list[tuple[str, str]]:
-    return [(row[0], row[1]) for row in api.service.db.execute("SELECT actor, action FROM audit ORDER BY seq")]
+async def audit_actions(api: Api) -> list[tuple[str, str]]:
+    rows = await api.app.store.db.execute("SELECT actor, action FROM audit ORDER BY seq")
+    return [(row["actor"], row["action"]) for row in rows]
 
 
-def stored_run(api: Api, mode: str) -> RunRecord:
+async def stored_run(api: Api, mode: Mode) -> RunRecord:
     """A running run in the store (no scheduler needed to test who may stop it)."""
     now = time.time()
-    run = RunRecord(id=new_run_id("runbook", now), kind="runbook", runbook="flood_response", source="test",
-                    spec={}, config=str(api.app.config.path), mode=mode, inputs={}, state="running",
-                    started_at=now)
-    run_store(api.app).create_run(run)
+    run = RunRecord(id=new_run_id(RunKind.RUNBOOK, now), kind=RunKind.RUNBOOK, runbook="flood_response",
+                    source="test", spec={}, config=str(api.app.config.path), mode=mode, inputs={},
+                    state=RunState.RUNNING, started_at=now)
+    await api.app.store.runs.create(run)
     return run
 
 
@@ -68,7 +67,7 @@ async def test_rehearse_returns_the_timeline_and_sends_nothing(rb_api: Api, runb
     assert first["state"] == "fired" and first["channels"] and first["messages"]
     assert {m["language"] for m in first["messages"]} >= {"ar", "en"}
     assert provider_requests(rb_api.providers) == before
-    assert ("operator", "runbook_rehearse") in audit_actions(rb_api)
+    assert ("operator", "runbook_rehearse") in await audit_actions(rb_api)
     # The rehearsal is stored like a run: status shows it by id.
     status, run = await rb_api.get(f"/api/runbooks/runs/{body['run_id']}")
     assert status == 200 and run["kind"] == "rehearsal" and run["state"] == "finished"
@@ -104,7 +103,7 @@ async def test_rehearse_roles_unknown_runbook_and_bad_input(rb_api: Api) -> None
 
 
 async def test_runs_lists_runs_and_stop_needs_the_right_role(rb_api: Api) -> None:
-    exercise, live = stored_run(rb_api, "exercise"), stored_run(rb_api, "live")
+    exercise, live = await stored_run(rb_api, Mode.EXERCISE), await stored_run(rb_api, Mode.LIVE)
     status, body = await rb_api.get("/api/runbooks/runs", "viewer")
     assert status == 200 and {r["run_id"] for r in body["runs"]} == {exercise.id, live.id}
 
@@ -118,7 +117,7 @@ async def test_runs_lists_runs_and_stop_needs_the_right_role(rb_api: Api) -> Non
     status, body = await rb_api.post(f"/api/runbooks/runs/{live.id}/stop", {}, "officer")
     assert status == 409
     assert (await rb_api.post("/api/runbooks/runs/run-nope/stop", {}, "officer"))[0] == 404
-    actions = audit_actions(rb_api)
+    actions = await audit_actions(rb_api)
     assert ("operator", "runbook_stop") in actions and ("officer", "runbook_stop") in actions
     assert ("viewer", "forbidden") in actions and ("operator", "forbidden") in actions
     status, body = await rb_api.get("/api/runbooks/runs", "viewer")
@@ -140,15 +139,13 @@ async def test_run_checks_roles_and_needs_the_scheduler(rb_api: Api) -> None:
     # make_app alone runs no scheduler host (serve starts one): nothing is started.
     status, answer = await rb_api.post(path, body, "operator")
     assert status == 503 and "broadcaster runbook run" in answer["message"]
-    assert run_store(rb_api.app).runs() == []
+    assert await rb_api.app.store.runs.recent() == []
 
 
 async def test_an_exercise_run_starts_on_the_scheduler_and_stops(rb_api: Api) -> None:
-    from broadcaster.runbooks.scheduler import Host
-
-    host = Host(rb_api.app)
-    await host.start(paused=True)  # jobs are scheduled but none fires during the test
-    rb_api.service.scheduler = host
+    scheduler = host(rb_api.app)
+    await scheduler.start(paused=True)  # jobs are scheduled but none fires during the test
+    rb_api.service.scheduler = scheduler
     try:
         status, body = await rb_api.post("/api/runbooks/flood_response/run",
                                          {"mode": "exercise", "use_examples": True}, "operator")
@@ -158,10 +155,10 @@ async def test_an_exercise_run_starts_on_the_scheduler_and_stops(rb_api: Api) ->
         status, listing = await rb_api.get("/api/runbooks/runs")
         (run,) = listing["runs"]
         assert run["run_id"] == run_id and run["state"] == "running" and run["steps"]
-        assert ("operator", "runbook_run") in audit_actions(rb_api)
+        assert ("operator", "runbook_run") in await audit_actions(rb_api)
         status, body = await rb_api.post(f"/api/runbooks/runs/{run_id}/stop", {}, "operator")
         assert status == 200 and body["state"] == "stopped" and body["jobs_removed"] >= 1
         assert all(s["state"] == "skipped" for s in body["steps"])
     finally:
         rb_api.service.scheduler = None
-        await host.shutdown()
+        await scheduler.shutdown()

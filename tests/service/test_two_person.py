@@ -22,7 +22,7 @@ async def test_nothing_is_sent_until_a_second_user_confirms(clocked: Api) -> Non
     api = clocked
     alert_id = await fire_quake(api)
     assert provider_requests(api.providers) == [0, 0, 0, 0]
-    assert api.app.store.alerts() == []
+    assert await api.app.store.alerts.recent() == []
     status, view = await api.get(f"/api/alerts/{alert_id}")
     assert view["state"] == "awaiting_confirmation" and view["created_by"] == "officer" and view["deliveries"] == []
     assert view["request"]["template"] == "earthquake" and view["request"]["inputs"]["magnitude"] == {
@@ -39,7 +39,7 @@ async def test_nothing_is_sent_until_a_second_user_confirms(clocked: Api) -> Non
     status, body = await api.post(f"/api/alerts/{alert_id}/confirm", None, "officer2")
     assert status == 202 and body == {"alert_id": alert_id, "state": "sending"}
     await api.settle()
-    counts = api.app.store.state_counts(alert_id)
+    counts = await api.app.store.alerts.state_counts(alert_id)
     assert all(set(c) == {"sent"} for c in counts.values()), counts
     assert len(api.providers.x.tweets) == 2
     # The partner's webhook body names the same alert id.
@@ -50,10 +50,10 @@ async def test_nothing_is_sent_until_a_second_user_confirms(clocked: Api) -> Non
     # A confirmed fire cannot be confirmed again.
     status, body = await api.post(f"/api/alerts/{alert_id}/confirm", None, "approver")
     assert status == 409
-    actions = [(r.actor, r.action) for r in reversed(api.service.audit.tail(limit=20))
+    actions = [(r.actor, r.action) for r in reversed(await api.audit(limit=20))
                if r.action in ("fire", "confirm")]
     assert actions == [("officer", "fire"), ("officer2", "confirm")]
-    fire_row = api.service.audit.tail("fire")[0]
+    fire_row = (await api.audit("fire"))[0]
     assert orjson.loads(fire_row.detail)["state"] == "awaiting_confirmation"
 
 
@@ -74,7 +74,7 @@ async def test_the_confirmation_window_closes(clocked: Api) -> None:
     status, view = await api.get(f"/api/alerts/{alert_id}")
     assert view["state"] == "not_confirmed"
     assert provider_requests(api.providers) == [0, 0, 0, 0]
-    assert api.service.audit.tail("confirmation_expired")
+    assert await api.audit("confirmation_expired")
     assert await api.events(alert_id) == [
         ("progress", {"channel": None, "state": "not_confirmed", "counts": {}}),
         ("done", {"alert_id": alert_id, "ok": False, "state": "not_confirmed"}),
@@ -140,7 +140,7 @@ async def test_a_confirmation_that_cannot_start_leaves_the_fire_waiting(
     async def confirm_twice() -> None:
         monkeypatch.delenv("TWILIO_AUTH_TOKEN")
         answers.append((await api.post(f"/api/alerts/{alert_id}/confirm", None, "officer2"))[0])
-        pending = api.service.pending.get(alert_id)
+        pending = await api.app.store.pending.get(alert_id)
         assert pending is not None and pending.state == "awaiting_confirmation"
         monkeypatch.setenv("TWILIO_AUTH_TOKEN", SECRETS["TWILIO_AUTH_TOKEN"])
         answers.append((await api.post(f"/api/alerts/{alert_id}/confirm", None, "officer2"))[0])
