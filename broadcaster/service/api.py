@@ -110,7 +110,6 @@ async def alert(request: web.Request) -> web.Response:
     receipts = await service.app.store.receipts.latest(alert_id)
     limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
     total = await service.app.store.alerts.count(alert_id)
-    # The store applies an offset only with a limit: without one, the page is everything after the offset.
     page = await service.app.store.alerts.deliveries(alert_id, limit=limit or None, offset=offset)
     view["deliveries"] = [delivery(d, receipts.get(d.provider_id or "")) for d in page]
     view["deliveries_total"] = total
