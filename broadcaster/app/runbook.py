@@ -23,7 +23,7 @@ from broadcaster.app.resume import recover_dead
 from broadcaster.clock import Clock
 from broadcaster.engine.outbox import Plan
 from broadcaster.engine.runner import deliver
-from broadcaster.errors import BroadcasterError, Conflict, InputError
+from broadcaster.errors import BroadcasterError, Conflict, InputError, StoreError
 from broadcaster.runbooks.inputs import step_areas, step_vars
 from broadcaster.runbooks.model import Runbook, Step, parse_runbook
 from broadcaster.runbooks.refs import RunbookError
@@ -57,6 +57,10 @@ async def plan_occurrence(app: App, run: RunRecord, step: Step, occurrence: int,
 async def fire_occurrence(app: App, runbook: Runbook, run: RunRecord, step: Step, occurrence: int, *,
                           owner: str, plan_mode: Mode, deliver_mode: Mode, clock: Clock) -> Fired:
     """Claim, plan, launch and deliver one occurrence; never raises for a bad step (the row records why).
+
+    A store error raises, leaving the step claimed: the scheduler host
+    (:meth:`~broadcaster.runbooks.scheduler.Host.recover`) re-arms it, or finishes
+    the deliveries of its committed alert, when the database answers again.
 
     A rehearsal (``deliver_mode`` dry-run) shows a two-person step as it would
     go once confirmed, and says so in its warnings.
@@ -103,6 +107,11 @@ async def fire_occurrence(app: App, runbook: Runbook, run: RunRecord, step: Step
     except Conflict as exc:  # another host took the step over while this one was away: it is theirs
         return Fired(step, occurrence, "taken", now, detail=str(exc))
     except Exception as exc:  # a missing secret (nothing committed), or a failure mid-delivery
+        if isinstance(exc, StoreError) and exc.retryable:
+            # The database is away, or was for a moment: no reason to drop the step. It stays claimed
+            # ("firing"), and its host re-arms it (or finishes its deliveries, if the alert was committed)
+            # once the database is back.
+            raise
         committed = await app.store.alerts.find(plan.alert.id) is not None
         if not isinstance(exc, BroadcasterError):
             log.exception("step %s #%d of run %s failed", step.id, occurrence, run.id)

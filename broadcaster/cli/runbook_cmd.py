@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -205,12 +208,33 @@ async def confirm_live_run(runbook: Runbook) -> bool:
     return answer.strip() == runbook.id
 
 
+def stop_on_sigterm() -> Callable[[], bool]:
+    """Let SIGTERM (how a service manager stops a service) end the running command as Ctrl-C does.
+
+    The scheduler host then gives its lead up and signs its node off, so another
+    host takes over at its next poll instead of waiting for the lease to run out.
+    Returns a function that tells whether SIGTERM came.
+    """
+    came: list[bool] = []
+    task = asyncio.current_task()
+
+    def stop() -> None:
+        came.append(True)
+        if task is not None:
+            task.cancel()
+
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # only the main thread gets signals
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
+    return lambda: bool(came)
+
+
 async def host_run(app: App, run: RunRecord, *, new: bool) -> int:
     """Host the scheduler in the foreground until ``run`` finishes or is stopped."""
     from broadcaster.app.runbook import host
     from broadcaster.states import RunState, StepState
 
     out = console()
+    stop_on_sigterm()  # like Ctrl-C: the run keeps its schedule, and this host hands the lead over at once
     scheduler = host(app, report=lambda line: out.print(line, markup=False))
     try:
         await scheduler.start()

@@ -128,9 +128,11 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 async def cmd_run(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
     from broadcaster.app.runbook import host
+    from broadcaster.cli.runbook_cmd import stop_on_sigterm
 
     out = console()
-    out.print("scheduler host: executing scheduled jobs; Ctrl-C to stop (the schedule is kept)")
+    out.print("scheduler host: executing scheduled jobs; Ctrl-C (or SIGTERM) to stop (the schedule is kept)")
+    terminated = stop_on_sigterm()
     try:
         async with open_app(args.config, args.db, name="broadcaster scheduler") as app:
             scheduler = host(app, report=lambda line: out.print(line, markup=False))
@@ -141,5 +143,5 @@ async def cmd_run(args: argparse.Namespace) -> int:
                 await scheduler.shutdown()
     except (KeyboardInterrupt, asyncio.CancelledError):
         err_console().print("scheduler host stopped; every schedule is kept in the database", style="red")
-        return 130
+        return EXIT_OK if terminated() else 130
     return EXIT_OK

@@ -26,8 +26,12 @@ Guarantees:
   later than that it is *missed*: marked ``missed`` and reported, never silently
   dropped, and the run goes on with its next step.
 * **Picks up where it stopped.** On taking the lead (and every poll) the host
-  returns a step left ``firing`` by a dead or silent process to ``scheduled`` if
-  its alert was never committed, and finishes the deliveries of one that was.
+  returns a step left ``firing`` by a dead or silent process (or by one of its
+  own fires that a database failure broke off) to ``scheduled`` if its alert was
+  never committed, and finishes the deliveries of one that was.
+* **Outlives a database outage.** While the database does not answer, the host
+  executes nothing (it cannot renew its lease) but keeps serving, and takes up
+  the schedule again once the database is back.
 
 Firing itself is the application layer's (:class:`StepFirer`): the rules of a
 step's alert are those of every other fire.
@@ -119,6 +123,9 @@ class Host:
         self._told: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: set[str] = set()  # jobs submitted whose function has not returned yet
+        self._firing: set[tuple[str, str, int]] = set()  # occurrences this host is firing right now
+        self._firing_tasks: set[asyncio.Task[Any]] = set()  # the tasks firing them
+        self._broken_off: set[tuple[str, str, int]] = set()  # its fires a store error broke off, left "firing"
         self._membership = contextlib.AsyncExitStack()  # this host's node: registered and beating while it runs
 
     # --- lifecycle ----------------------------------------------------------------
@@ -138,9 +145,16 @@ class Host:
         await self.poll()
 
     async def shutdown(self) -> None:
+        """Stop: cancel the jobs and deliveries in flight (the next leader recovers what they claimed), give
+        the lead up so the next host leads at once, and sign this host's node off."""
         if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown(wait=False)  # this cancels the jobs in flight
             await asyncio.sleep(0)  # AsyncIOScheduler shuts down on its loop's next turn
+        for task in self._tasks:
+            task.cancel()
+        # Let them wind down (a delivery signs its own node off) while the store is still open.
+        busy = [t for t in (*self._firing_tasks, *self._tasks) if t is not asyncio.current_task()]
+        await asyncio.gather(*busy, return_exceptions=True)
         if self.is_leader:
             self.is_leader = False
             with contextlib.suppress(StoreError):
@@ -151,18 +165,21 @@ class Host:
         """Execute jobs while leading until ``run_id`` ends (or, with ``until_idle``, nothing is left to do)."""
         runs = self.store.runs
         while True:
+            run: RunRecord | None = None
             try:
                 await self.poll()
-            except StoreError as exc:  # the database is away: stop executing until it is back
+                if run_id is not None:
+                    run = await runs.get(run_id)
+                    done = run.state != RunState.RUNNING
+                else:
+                    done = until_idle and not [r for r in await runs.recent((RunState.RUNNING,))
+                                               if r.kind != RunKind.REHEARSAL]
+            except StoreError as exc:  # the database is away: execute nothing until it is back, then go on
                 self._step_down(f"the database failed: {exc}")
-            if run_id is not None:
-                run = await runs.get(run_id)
-                if run.state != RunState.RUNNING:
-                    await self._drain()
-                    return run
-            elif until_idle and not [r for r in await runs.recent((RunState.RUNNING,)) if r.kind != RunKind.REHEARSAL]:
+                done = False
+            if done:
                 await self._drain()
-                return None
+                return run
             await asyncio.sleep(self.poll_s)
 
     # --- leadership -------------------------------------------------------------------
@@ -275,32 +292,40 @@ class Host:
         return [job.id for job in self.scheduler.get_jobs()] if self.scheduler is not None else []
 
     async def recover(self) -> None:
-        """Steps left ``firing`` by a process that died or went silent: re-arm them, or finish their deliveries."""
+        """Steps left ``firing`` by a process that died or went silent, or by a fire of this host's that a
+        database failure broke off: re-arm them, or finish their deliveries."""
         runs = self.store.runs
         firing = [(run, row) for run in await runs.recent((RunState.RUNNING,)) if run.kind != RunKind.REHEARSAL
                   for row in await runs.steps(run.id) if row.state == StepState.FIRING and row.owner
-                  and row.owner != self.owner]
+                  and (row.owner != self.owner or self._orphaned((run.id, row.step_id, row.occurrence)))]
         if not firing:
             return
-        owners = {row.owner for _, row in firing if row.owner}
-        dead = {o for o in owners if owner_is_dead(o)} | await self.store.nodes.gone(owners, DEAD_AFTER_S)
+        owners = {row.owner for _, row in firing if row.owner and row.owner != self.owner}
+        dead = ({self.owner} | {o for o in owners if owner_is_dead(o)}
+                | await self.store.nodes.gone(owners, DEAD_AFTER_S))
         for run, row in firing:
             if row.owner not in dead:
                 continue
             key = (run.id, row.step_id, row.occurrence)
+            self._broken_off.discard(key)
+            why = "its fire broke off (the database failed)" if row.owner == self.owner else "its host died"
             # Its alert never reached the outbox (the commit writes alert_id): nothing went out, so it may fire
             # after all. The old owner's claim is gone with this, so it can never commit the step later.
             if await runs.move_step(*key, from_states=(StepState.FIRING,), to_state=StepState.SCHEDULED,
                                     owner_is=row.owner, uncommitted=True, owner=None,
-                                    detail="re-armed after its host died before its alert was committed"):
+                                    detail=f"re-armed after {why} before its alert was committed"):
                 continue
             if row.alert_id is None or not await runs.move_step(
                     *key, from_states=(StepState.FIRING,), to_state=StepState.FIRED, owner_is=row.owner,
-                    detail="committed before its host died; deliveries resumed"):
+                    detail=f"committed before {why}; deliveries resumed"):
                 continue
             self.report(f"{run.id}: {row.step_id} #{row.occurrence} was committed before a crash; "
                         f"resuming the deliveries of {row.alert_id}")
             self._spawn(self.firer.finish(run, row.alert_id))
+
+    def _orphaned(self, key: tuple[str, str, int]) -> bool:
+        """Whether this host's own "firing" row was left so by a store error, and is not being fired again."""
+        return key in self._broken_off and key not in self._firing
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -316,12 +341,31 @@ class Host:
             # Its row is still "scheduled": the leader's next poll gives it a timer and fires it there.
             log.warning("job %s not run: this host does not lead the scheduler", key)
             return None
-        run = await self.store.runs.find(run_id)
-        step = self.firer.runbook(run).step(step_id) if run is not None else None
-        if run is None or step is None:
-            log.warning("job %s names no known run or step: ignored", key)
+        occurrence_key = (run_id, step_id, occurrence)
+        task = asyncio.current_task()
+        self._broken_off.discard(occurrence_key)
+        self._firing.add(occurrence_key)
+        if task is not None:
+            self._firing_tasks.add(task)
+        try:
+            run = await self.store.runs.find(run_id)
+            step = self.firer.runbook(run).step(step_id) if run is not None else None
+            if run is None or step is None:
+                log.warning("job %s names no known run or step: ignored", key)
+                return None
+            fired = await self.firer.fire(run, step, occurrence, owner=self.owner)
+        except StoreError as exc:
+            # Left "scheduled", or "firing" under this host's claim: a poll once the database answers again
+            # gives it a new timer, re-arms it, or finishes its deliveries (see recover).
+            self._broken_off.add(occurrence_key)
+            log.warning("job %s broken off: the database failed: %s", key, exc)
+            self.report(f"{run_id}: {step_id} #{occurrence} not fired yet: the database failed ({exc}); "
+                        "it is taken up again once the database answers")
             return None
-        fired = await self.firer.fire(run, step, occurrence, owner=self.owner)
+        finally:
+            self._firing.discard(occurrence_key)
+            if task is not None:
+                self._firing_tasks.discard(task)
         if fired.state != "taken":
             self.fired.append(fired)
             alert = f" · alert {fired.alert_id}" if fired.alert_id else ""
@@ -335,6 +379,8 @@ class Host:
             self._spawn(self._missed(parsed, event.scheduled_run_time.timestamp()))
 
     async def _missed(self, key: tuple[str, str, int], due: float) -> None:
+        if not self.leads():  # a host that woke from a stall decides nothing: the leader reports it
+            return
         late = time.time() - due
         detail = (f"missed: due {iso_seconds(due, self.tz)}, no scheduler ran until {format_duration(late)} later, "
                   f"beyond the {format_duration(self.grace_s)} grace window; not sent")
@@ -353,5 +399,8 @@ class Host:
         self._running.discard(str(event.job_id))
 
     def _on_error(self, event: Any) -> None:
+        if isinstance(event.exception, asyncio.CancelledError):  # the host stopped while the job ran
+            self.report(f"job {event.job_id} stopped with this host: the next leader takes it up")
+            return
         log.error("job %s raised %r", event.job_id, event.exception)
         self.report(f"ERROR in job {event.job_id}: {event.exception!r}")

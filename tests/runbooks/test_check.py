@@ -9,23 +9,22 @@ from pathlib import Path
 import orjson
 import pytest
 
-from broadcaster.app import App, load_app
 from broadcaster.cli import main
 from broadcaster.runbooks.check import check_runbook
 from broadcaster.runbooks.model import load_runbook
 from broadcaster.runbooks.refs import RunbookError
 from broadcaster.templates.catalogue import approve
 from tests.runbooks.conftest import BASE, SHIPPED_CHANNELS, SHIPPED_RUNBOOKS, TEMPLATES, write_runbook
-from tests.support import write_config
+from tests.support import Loaded, loaded, write_config
 
 
-def errors_of(app: App, path: Path) -> list[str]:
+def errors_of(files: Loaded, path: Path) -> list[str]:
     """Every error `runbook check` reports: a load error, or the checker's errors."""
     try:
         runbook = load_runbook(path)
     except RunbookError as exc:
         return [str(exc)]
-    return [str(p) for p in check_runbook(runbook, app.config, app.catalogue) if p.level == "error"]
+    return [str(p) for p in check_runbook(runbook, files.config, files.catalogue) if p.level == "error"]
 
 
 def broken(old: str, new: str) -> str:
@@ -33,13 +32,13 @@ def broken(old: str, new: str) -> str:
     return BASE.replace(old, new)
 
 
-def test_the_base_runbook_is_clean(tmp_path: Path, shipped_app: App) -> None:
-    assert errors_of(shipped_app, write_runbook(tmp_path, BASE)) == []
+def test_the_base_runbook_is_clean(tmp_path: Path, shipped_config: Loaded) -> None:
+    assert errors_of(shipped_config, write_runbook(tmp_path, BASE)) == []
 
 
 @pytest.mark.parametrize("shipped", SHIPPED_RUNBOOKS, ids=lambda p: p.stem)
-def test_every_shipped_runbook_passes_check(shipped: Path, shipped_app: App) -> None:
-    problems = check_runbook(load_runbook(shipped), shipped_app.config, shipped_app.catalogue)
+def test_every_shipped_runbook_passes_check(shipped: Path, shipped_config: Loaded) -> None:
+    problems = check_runbook(load_runbook(shipped), shipped_config.config, shipped_config.catalogue)
     assert problems == []
 
 
@@ -70,24 +69,24 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_check_rejects_each_kind_of_broken_runbook(case: str, tmp_path: Path, shipped_app: App) -> None:
+def test_check_rejects_each_kind_of_broken_runbook(case: str, tmp_path: Path, shipped_config: Loaded) -> None:
     (old, new), step, expected = CASES[case]
     path = write_runbook(tmp_path, broken(old, new))
-    errors = errors_of(shipped_app, path)
+    errors = errors_of(shipped_config, path)
     assert errors, case
     assert any(str(path) in e and f"step {step!r}" in e and expected in e for e in errors), errors
 
 
-def test_a_cancel_of_an_unknown_or_later_step_is_rejected(tmp_path: Path, shipped_app: App) -> None:
+def test_a_cancel_of_an_unknown_or_later_step_is_rejected(tmp_path: Path, shipped_config: Loaded) -> None:
     for target, expected in (("nothing", "there is no step 'nothing'"), ("all_clear", "that step comes later")):
         text = BASE.replace('[[steps]]\nid = "all_clear"',
                             f'[[steps]]\nid = "oops"\ncancel = "{target}"\nafter = "1m"\n\n'
                             '[[steps]]\nid = "all_clear"')
-        errors = errors_of(shipped_app, write_runbook(tmp_path, text))
+        errors = errors_of(shipped_config, write_runbook(tmp_path, text))
         assert any("step 'oops'" in e and expected in e for e in errors), errors
 
 
-def test_an_absolute_time_before_the_previous_step_is_impossible(tmp_path: Path, shipped_app: App) -> None:
+def test_an_absolute_time_before_the_previous_step_is_impossible(tmp_path: Path, shipped_config: Loaded) -> None:
     text = """
 name = { ar = "اختبار", en = "Test" }
 [[steps]]
@@ -104,7 +103,7 @@ id = "second"
 update = "first"
 at = "2030-01-01T10:00:00+04:00"
 """
-    errors = errors_of(shipped_app, write_runbook(tmp_path, text))
+    errors = errors_of(shipped_config, write_runbook(tmp_path, text))
     assert len(errors) == 1
     assert "step 'second'" in errors[0] and "impossible timing" in errors[0] and "before step 'first'" in errors[0]
 
@@ -122,10 +121,10 @@ def test_a_template_without_cancel_wording_is_rejected(tmp_path: Path) -> None:
     config = write_config(tmp_path, [{"id": "x-authority", "kind": "x", "api_key_env": "X_API_KEY",
                                       "api_secret_env": "X_API_SECRET", "access_token_env": "X_ACCESS_TOKEN",
                                       "access_secret_env": "X_ACCESS_SECRET"}], templates=str(templates))
-    app = load_app(str(config), str(tmp_path / "t.db"))
+    files = loaded(config)
     runbook = tmp_path / "closure.toml"
     runbook.write_text(SHIPPED_RUNBOOKS[-1].read_text(encoding="utf-8"), encoding="utf-8")
-    errors = errors_of(app, runbook)
+    errors = errors_of(files, runbook)
     assert any("step 'announcement'" in e and "has no cancel wording" in e and "'road_closure'" in e
                for e in errors), errors
 
@@ -152,12 +151,13 @@ def test_check_cli_finds_a_runbook_by_id(tmp_path: Path, capsys: pytest.CaptureF
     assert "flood_response.toml: ok" in capsys.readouterr().out
 
 
-def test_recurrence_warnings(tmp_path: Path, shipped_app: App) -> None:
+def test_recurrence_warnings(tmp_path: Path, shipped_config: Loaded) -> None:
+    config, catalogue = shipped_config.config, shipped_config.catalogue
     never = BASE.replace('after = "3h"', 'after = "0m"')
-    problems = check_runbook(load_runbook(write_runbook(tmp_path, never)), shipped_app.config, shipped_app.catalogue)
+    problems = check_runbook(load_runbook(write_runbook(tmp_path, never)), config, catalogue)
     assert [p.level for p in problems] == ["warning"]
     assert "never repeats" in problems[0].message
     often = BASE.replace('every = "1h"', 'every = "30s"')
-    problems = check_runbook(load_runbook(write_runbook(tmp_path, often)), shipped_app.config, shipped_app.catalogue)
+    problems = check_runbook(load_runbook(write_runbook(tmp_path, often)), config, catalogue)
     assert [p.level for p in problems] == ["warning"]
     assert "more than 200 times" in problems[0].message

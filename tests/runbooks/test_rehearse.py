@@ -9,14 +9,20 @@ from typing import Any
 import orjson
 import pytest
 
-from broadcaster.app import App, load_app
+from broadcaster.app.rehearse import rehearse
 from broadcaster.cli import main
 from broadcaster.runbooks.inputs import resolve_inputs
 from broadcaster.runbooks.model import load_runbook
-from broadcaster.runbooks.rehearse import rehearse
-from broadcaster.runbooks.store import run_store
-from tests.runbooks.conftest import SHIPPED_CHANNELS, SHIPPED_RUNBOOKS, TEMPLATES, fast_channels, write_runbook
-from tests.support import write_config
+from broadcaster.store import Store
+from tests.runbooks.conftest import (
+    SHIPPED_CHANNELS,
+    SHIPPED_RUNBOOKS,
+    TEMPLATES,
+    Site,
+    fast_channels,
+    write_runbook,
+)
+from tests.support import Reader, loaded, read, write_config
 
 HOUR = 3600.0
 
@@ -111,7 +117,7 @@ def test_a_bad_input_is_refused_before_anything_fires(tmp_path: Path, capsys: py
     code = main(cli(tmp_path, "runbook", "rehearse", "earthquake_response", "--input", "magnitude=11"))
     assert code == 2
     assert "outside 0 to 10" in capsys.readouterr().err
-    assert run_store(load_app(str(SHIPPED_CHANNELS), str(tmp_path / "var" / "b.db"))).runs() == []
+    assert Reader(tmp_path / "var" / "b.db").runs() == []
 
 
 def test_the_human_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,8 +135,7 @@ def test_warnings_near_limit_uncovered_area_and_empty_list(tmp_path: Path) -> No
                      "auth_token_env": "TWILIO_AUTH_TOKEN", "from": "+15005550006", "recipients": "deira.csv",
                      "max_segments": 3})
     (tmp_path / "deira.csv").write_text("phone,language,area\n+971501000101,ar,DXB-DEIRA\n", encoding="utf-8")
-    config = write_config(tmp_path, channels, templates=str(TEMPLATES), database="var/test.db")
-    app = load_app(str(config), str(tmp_path / "var" / "test.db"))
+    files = loaded(write_config(tmp_path, channels, templates=str(TEMPLATES), database="var/test.db"))
     text = """
 name = { ar = "اختبار", en = "Test" }
 [[steps]]
@@ -144,7 +149,7 @@ vars.ends = "{now+7h}"
 vars.detour = { ar = "شارع الخيل وشارع الإمارات", en = "Al Khail Road and Emirates Road" }
 """
     runbook = load_runbook(write_runbook(tmp_path, text))
-    result = rehearse(app, runbook, {})
+    result = rehearse(files.config, files.catalogue, str(tmp_path / "var" / "test.db"), runbook, {})
     (entry,) = result.entries
     warnings = entry.fired.warnings
     assert any("sms-deira (ar)" in w and "only just fits" in w for w in warnings), warnings
@@ -153,7 +158,7 @@ vars.detour = { ar = "شارع الخيل وشارع الإمارات", en = "Al
     assert any(w.startswith("sms-deira: no SMS recipient") for w in warnings), warnings
 
 
-def test_cancel_and_update_steps_follow_up_the_original(tmp_path: Path, fast_app: App) -> None:
+def test_cancel_and_update_steps_follow_up_the_original(tmp_path: Path, fast: Site) -> None:
     text = """
 name = { ar = "اختبار", en = "Test" }
 [[inputs]]
@@ -178,8 +183,8 @@ cancel = "closure"
 after = "5m"
 """
     runbook = load_runbook(write_runbook(tmp_path, text))
-    inputs = resolve_inputs(runbook, {}, start=time.time(), tz=fast_app.config.timezone, use_examples=True)
-    result = rehearse(fast_app, runbook, inputs)
+    inputs = resolve_inputs(runbook, {}, start=time.time(), tz=fast.config.timezone, use_examples=True)
+    result = rehearse(fast.config, fast.catalogue, fast.database, runbook, inputs)
     closure, extend, cancel = (e.fired for e in result.entries)
     assert [f.state for f in (closure, extend, cancel)] == ["fired"] * 3
     assert extend.plan is not None and cancel.plan is not None and closure.alert_id is not None
@@ -187,16 +192,20 @@ after = "5m"
     assert cancel.plan.alert.msg_type == "Cancel" and cancel.plan.alert.references == closure.alert_id
     assert cancel.time - closure.time == pytest.approx(35 * 60, abs=5)
     # The update threads under the original on X: every post replies to the original's post.
-    deliveries = fast_app.store.deliveries(extend.plan.alert.id)
-    assert all(d.state == "sent" for d in deliveries)
-    reply_to = fast_app.store.db.execute(  # type: ignore[attr-defined]
-        "SELECT reply_to FROM deliveries WHERE alert_id = ? AND channel_id = 'x-authority'",
-        (extend.plan.alert.id,)).fetchall()
-    originals = set(fast_app.store.provider_ids(closure.alert_id).values())
-    assert reply_to and {r[0] for r in reply_to} <= originals
+    deliveries = fast.reader.deliveries(extend.plan.alert.id)
+    assert deliveries and all(d.state == "sent" for d in deliveries)
+    update_id, original_id = extend.plan.alert.id, closure.alert_id
+
+    async def threading(store: Store) -> tuple[list[str | None], set[str]]:
+        replies = await store.db.execute(
+            "SELECT reply_to FROM deliveries WHERE alert_id = ? AND channel_id = 'x-authority'", (update_id,))
+        return [r["reply_to"] for r in replies.rows], set((await store.alerts.provider_ids(original_id)).values())
+
+    reply_to, originals = read(fast.database, threading)
+    assert reply_to and set(reply_to) <= originals
 
 
-def test_a_repeat_stops_when_its_until_time_comes(tmp_path: Path, fast_app: App) -> None:
+def test_a_repeat_stops_when_its_until_time_comes(tmp_path: Path, fast: Site) -> None:
     text = """
 name = { ar = "اختبار", en = "Test" }
 [[steps]]
@@ -212,8 +221,8 @@ example = "+7h"
 """
     runbook = load_runbook(write_runbook(tmp_path, text))
     start = time.time()
-    inputs = resolve_inputs(runbook, {}, start=start, tz=fast_app.config.timezone, use_examples=True)
-    result = rehearse(fast_app, runbook, inputs, start=start)
+    inputs = resolve_inputs(runbook, {}, start=start, tz=fast.config.timezone, use_examples=True)
+    result = rehearse(fast.config, fast.catalogue, fast.database, runbook, inputs, start=start)
     offsets = [round((e.fired.time - start) / HOUR) for e in result.entries]
     assert offsets == [0, 2, 4, 6]
     assert [e.fired.plan.alert.msg_type for e in result.entries if e.fired.plan] == ["Alert"] + ["Update"] * 3
