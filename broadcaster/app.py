@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from broadcaster.audit import AuditLog
+from broadcaster.channels.registry import KINDS
 from broadcaster.config import Config, load_config
 from broadcaster.store import Store, open_store
 from broadcaster.store.sql import Database
@@ -60,7 +61,7 @@ class App:
 def load_app(config_path: str | None = None, database: str | None = None) -> App:
     """``--config`` / ``BROADCASTER_CONFIG`` and ``--db`` / ``BROADCASTER_DB`` win over channels.toml."""
     path = config_path or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG
-    config = load_config(Path(path))
+    config = load_config(Path(path), KINDS)
     db = database or os.environ.get("BROADCASTER_DB") or config.database
     app = App(config=config, catalogue=Catalogue(config.templates_dir), database=db)
     if _COMMANDS:

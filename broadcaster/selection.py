@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from broadcaster.config import KINDS, ChannelConfig
+from broadcaster.channels.registry import KINDS
+from broadcaster.config import ChannelConfig
 from broadcaster.errors import SelectionError
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from broadcaster.channels.registry import KINDS
 from broadcaster.config import ChannelConfig, Config, load_config
 
 
@@ -34,7 +35,7 @@ def write_config(tmp_path: Path, channels: list[dict[str, Any]], **top: Any) -> 
 
 
 def make_config(tmp_path: Path, channels: list[dict[str, Any]], **top: Any) -> Config:
-    return load_config(write_config(tmp_path, channels, **top))
+    return load_config(write_config(tmp_path, channels, **top), KINDS)
 
 
 def channel_config(tmp_path: Path, **table: Any) -> ChannelConfig:

@@ -32,9 +32,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             if area != "*" and area not in areas:
                 problems.append(f"{channel.where}: key 'areas': {area!r} is not an area in the gazetteer")
         recipients = "-"
-        if channel.kind == "sms":
+        if channel.recipients is not None:
             try:
-                count = sum(1 for _ in iter_recipients(channel.path("recipients"), known_areas=areas,
+                count = sum(1 for _ in iter_recipients(channel.recipients, known_areas=areas,
                                                        where=f"{channel.where}: key 'recipients'"))
                 recipients = str(count)
             except ConfigError as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.table import Table
 
 from broadcaster.app import DEFAULT_CONFIG, load_app
+from broadcaster.channels.registry import KINDS
 from broadcaster.cli.output import EXIT_OK, console, print_json
 from broadcaster.config import load_config
 from broadcaster.engine.dispatcher import Tuning
@@ -56,7 +57,7 @@ def _database(args: argparse.Namespace) -> str:
     database: str | None = args.db or os.environ.get("BROADCASTER_DB")
     if database:
         return database
-    return load_config(Path(args.config or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG)).database
+    return load_config(Path(args.config or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG), KINDS).database
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from broadcaster.app import DEFAULT_CONFIG, App, database_of, load_app
 from broadcaster.audit import AuditLog
+from broadcaster.channels.registry import KINDS
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, problem
 from broadcaster.config import load_config
 from broadcaster.engine.node import Node
@@ -60,7 +61,8 @@ def _open(args: argparse.Namespace) -> Iterator[Database]:
     """The database alone: users and the audit log must be reachable even when a template is broken."""
     database = args.db or os.environ.get("BROADCASTER_DB")
     if not database:
-        database = load_config(Path(args.config or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG)).database
+        path = Path(args.config or os.environ.get("BROADCASTER_CONFIG") or DEFAULT_CONFIG)
+        database = load_config(path, KINDS).database
     store = open_store(database)
     try:
         db = database_of(store)

@@ -9,9 +9,10 @@ from datetime import datetime
 from rich.table import Table
 
 from broadcaster.app import load_app
+from broadcaster.channels.registry import targets
 from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, print_json, problem
 from broadcaster.templates.catalogue import approve, template_detail
-from broadcaster.templates.check import check_catalogue, check_template, targets_for
+from broadcaster.templates.check import check_catalogue, check_template
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,7 +35,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_check(args: argparse.Namespace) -> int:
     app = load_app(args.config, args.db)
-    problems = check_catalogue(app.catalogue, app.config.timezone, app.config.channels)
+    problems = check_catalogue(app.catalogue, app.config.timezone, targets(app.config.channels))
     for line in problems:
         problem(line)
     ids = app.catalogue.ids()
@@ -87,7 +88,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     template = app.catalogue.get(args.id)
     problems = [
         p for p in check_template(template, app.catalogue.gazetteer, app.config.timezone,
-                                  targets_for(app.config.channels))
+                                  targets(app.config.channels))
         if not p.startswith("[approval]")
     ]
     if problems:

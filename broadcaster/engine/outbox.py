@@ -1,9 +1,12 @@
 """Plan an alert: check, render and measure every delivery before anything is stored.
 
 ``plan_alert`` does all the validation that can fail on input (template approval,
-variables, areas, channel selection, lengths); ``commit`` then writes the alert
-and every delivery as ``pending`` in one transaction. The alert exists durably
-or not at all, and no network call happens before it does.
+variables, areas, channel selection, lengths); each channel's kind shapes and
+measures its messages. ``commit`` then writes the alert and every delivery as
+``pending`` in one transaction, with each kind's request body built from one
+:class:`~broadcaster.channels.base.AlertDocument` of the alert as committed (so a
+plan whose alert id changes before the commit never carries a stale body). The
+alert exists durably or not at all, and no network call happens before it does.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-import orjson
-
+from broadcaster.channels.base import AlertDocument
+from broadcaster.channels.registry import KINDS, kind_of
 from broadcaster.config import ChannelConfig, Config
 from broadcaster.errors import SelectionError, TemplateError
 from broadcaster.recipients import iter_recipients
 from broadcaster.selection import select_channels
 from broadcaster.store.base import AlertRecord, MessageRecord, NewDelivery, Store
 from broadcaster.templates.catalogue import Catalogue, Template
-from broadcaster.templates.render import Forms, Rendered, render_channel, render_forms
+from broadcaster.templates.render import Forms, Rendered, render_forms
 from broadcaster.templates.variables import Inputs, resolve
 from broadcaster.timefmt import iso_seconds
 
@@ -58,24 +61,39 @@ class PreviewRow:
 
 @dataclass
 class Plan:
-    """Everything ``fire`` will commit, already checked."""
+    """Everything ``fire`` will commit, already checked: one row per message, in config order."""
 
     alert: AlertRecord
     template: Template
     channels: list[ChannelConfig]
     forms: Forms
     rows: list[PreviewRow]
-    messages: list[MessageRecord]
     recipient_filter: tuple[str, ...]  # area codes the alert reaches (empty = everywhere)
     known_areas: set[str]
+    config: Config
     sms_from_alert: str | None = None  # follow-ups go to the original alert's recipients
     reply_to: Mapping[tuple[str, str | None, str], str] = field(default_factory=dict)
 
+    def document(self) -> AlertDocument:
+        """What request bodies say about the alert, from the alert as it stands (its final id)."""
+        return alert_document(self.config, self.template, self.alert)
+
+    def messages(self) -> list[MessageRecord]:
+        """One stored text per channel and language, with the kind's request body, if it sends one."""
+        document = self.document()
+        return [
+            MessageRecord(key=_key(row.channel, row.rendered.language), channel_id=row.channel,
+                          language=row.rendered.language, text=row.rendered.text,
+                          payload=KINDS[row.kind].payload(document, row.rendered))
+            for row in self.rows
+        ]
+
     def deliveries(self, store: Store | None = None) -> Iterator[NewDelivery]:
-        """Every delivery, Arabic first; SMS recipients are streamed, never loaded whole."""
+        """Every delivery, Arabic first; recipient lists are streamed, never loaded whole."""
         for channel in self.channels:
-            keys = {m.language: m.key for m in self.messages if m.channel_id == channel.id}
-            if channel.kind != "sms":
+            keys = {r.rendered.language: _key(r.channel, r.rendered.language) for r in self.rows
+                    if r.channel == channel.id}
+            if channel.recipients is None:
                 for language, key in keys.items():
                     yield NewDelivery(channel.id, key, language,
                                       reply_to=self.reply_to.get((channel.id, None, language)))
@@ -93,13 +111,14 @@ class Plan:
             yield from store.recipients(self.sms_from_alert, channel.id, states)
             return
         wanted = set(self.recipient_filter)
-        for r in iter_recipients(channel.path("recipients"), known_areas=self.known_areas, where=channel.where):
+        assert channel.recipients is not None  # only per-recipient channels have an audience
+        for r in iter_recipients(channel.recipients, known_areas=self.known_areas, where=channel.where):
             if not wanted or r.area in wanted:
                 yield r.phone, r.language
 
     def audience(self, channel: ChannelConfig, store: Store | None = None) -> dict[str, int]:
-        """Recipients per language (one pass over the list); 1 for a post on a non-SMS channel."""
-        if channel.kind != "sms":
+        """Recipients per language (one pass over the list); empty for a channel that posts once."""
+        if channel.recipients is None:
             return {}
         counts = dict.fromkeys(channel.languages, 0)
         for _, lang in self._sms_audience(channel, store):
@@ -164,51 +183,44 @@ def plan_alert(
         areas=tuple(alert_areas), channels=tuple(c.id for c in channels),
         inputs={k: dict(v) for k, v in values.inputs.items()}, forms={k: dict(v) for k, v in forms.items()},
     )
-    messages: list[MessageRecord] = []
-    plan = Plan(alert, template, channels, forms, [], messages, recipient_filter, known_areas,
+    plan = Plan(alert, template, channels, forms, [], recipient_filter, known_areas, config,
                 sms_from_alert=original.id if original else None, reply_to=reply_to or {})
-    payload = webhook_payload(config, template, alert, forms)
     for channel in channels:
         audience = plan.audience(channel, store)
-        rendered = render_channel(
-            channel.kind, forms, channel.languages, layout=str(channel.options.get("layout", "combined")),
-            max_segments=int(channel.options.get("max_segments", 4)),
-        )
-        for r in rendered:
+        for r in kind_of(channel).render(forms, channel):
             if not r.fits:
                 raise TemplateError(
                     f"the {r.language} message for channel {channel.id!r} is {r.length} {r.unit}, over the limit of "
                     f"{r.limit}; nothing was sent and nothing is ever cut. Fix the template or its max_length.",
                     where=str(template.path),
                 )
-            messages.append(MessageRecord(
-                key=f"{channel.id}/{r.language}", channel_id=channel.id, language=r.language, text=r.text,
-                payload=payload if channel.kind == "webhook" else None,
-            ))
             plan.rows.append(PreviewRow(channel.id, channel.kind, r, audience.get(r.language, 1)))
     return plan
 
 
-def webhook_payload(config: Config, template: Template, alert: AlertRecord, forms: Forms) -> bytes:
-    """The JSON body partners receive: both languages, CAP fields, areas, identifiers."""
-    body = {
-        "alert_id": alert.id,
-        "identifier": f"{config.sender}/{alert.id}",
-        "sender": config.sender,
-        "sent": iso_seconds(alert.sent_at, config.timezone),
-        "expires": iso_seconds(alert.expires_at, config.timezone),
-        "status": CAP_STATUS[alert.mode],
-        "msgType": alert.msg_type,
-        "references": alert.references,
-        "template": template.id,
-        "cap": dict(template.cap),
-        "event": dict(template.event),
-        "areas": list(alert.areas),
-        "info": [{"language": lang, **forms[lang]} for lang in ("ar", "en")],
-    }
-    return orjson.dumps(body)
+def _key(channel_id: str, language: str) -> str:
+    return f"{channel_id}/{language}"
+
+
+def alert_document(config: Config, template: Template, alert: AlertRecord) -> AlertDocument:
+    """The one document per alert that kinds build request bodies from (the webhook's JSON)."""
+    return AlertDocument(
+        alert_id=alert.id,
+        identifier=f"{config.sender}/{alert.id}",
+        sender=config.sender,
+        sent=iso_seconds(alert.sent_at, config.timezone),
+        expires=iso_seconds(alert.expires_at, config.timezone),
+        status=CAP_STATUS[alert.mode],
+        msg_type=alert.msg_type,
+        references=alert.references,
+        template=template.id,
+        cap=dict(template.cap),
+        event=dict(template.event),
+        areas=tuple(alert.areas),
+        forms={lang: dict(alert.forms[lang]) for lang in ("ar", "en")},
+    )
 
 
 def commit(store: Store, plan: Plan) -> tuple[int, int]:
     """Write the alert and all its deliveries as pending, atomically."""
-    return store.create_alert(plan.alert, plan.messages, plan.deliveries(store))
+    return store.create_alert(plan.alert, plan.messages(), plan.deliveries(store))

@@ -1,5 +1,8 @@
-"""Run deliveries for a mode: real channels on the real clock, or recorders on a virtual one.
+"""Run deliveries for a mode: live transports on the real clock, or recording ones on a virtual clock.
 
+Every mode builds the same channel adapters (``channels.registry.build_channels``)
+on one :class:`~broadcaster.channels.base.Clients` per run; a dry-run's Clients
+record instead of sending, so the SDKs still build, sign and parse every request.
 Dry-run is enforced, not intended: the whole run happens inside
 :func:`broadcaster.netguard.no_network`, so any attempt to open a connection
 raises instead of leaving the machine. (With PostgreSQL, the store's own
@@ -18,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AsyncExitStack
 from typing import Any, Final
 
-from broadcaster.channels.base import Channel
+from broadcaster.channels.base import Channel, Clients
 from broadcaster.channels.registry import build_channels
 from broadcaster.clock import Clock, run_virtual
 from broadcaster.config import ChannelConfig
@@ -89,8 +92,12 @@ async def work(
 
 async def open_channels(stack: AsyncExitStack, configs: Iterable[ChannelConfig], mode: str,
                         status_callback: str | None) -> dict[str, Channel]:
-    """Build every channel for ``mode`` and open it on ``stack`` (opening a client makes no network call)."""
-    channels = build_channels(configs, mode, status_callback=status_callback)
+    """Build every channel for ``mode`` and open it on ``stack`` (opening a client makes no network call).
+
+    The channels share one :class:`Clients` (recording for a dry-run), entered first so it closes last.
+    """
+    clients = await stack.enter_async_context(Clients(mode == "dry-run", status_callback=status_callback))
+    channels = build_channels(configs, clients, mode=mode)
     for channel in channels:
         await stack.enter_async_context(channel)
     return {c.id: c for c in channels}

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.engine.lifecycle import CANCEL_TEMPLATE, plan_cancel, plan_update
-from broadcaster.engine.outbox import Plan, plan_alert, webhook_payload
+from broadcaster.engine.outbox import Plan, plan_alert
 from broadcaster.engine.ratelimit import RateLimiter
 from broadcaster.errors import ConfigError, InputError
 from broadcaster.service.auth import Forbidden, User, check_confirm, check_fire, require
@@ -162,12 +162,9 @@ def plan_request(service: Service, doc: dict[str, Any], *, created_by: str, aler
             plan = plan_cancel(app, doc["original"], mode=mode, now=now)
     except InputError as exc:
         raise input_error(exc) from None
+    # A confirmed two-person fire keeps the id its first officer was given; request bodies (the
+    # webhook's JSON) are built from the alert as committed, so they name it too.
     plan.alert = dataclasses.replace(plan.alert, created_by=created_by, id=alert_id or plan.alert.id)
-    if alert_id is not None:
-        # A confirmed two-person fire keeps the id its first officer was given; the webhook body names it.
-        payload = webhook_payload(app.config, plan.template, plan.alert, plan.forms)
-        plan.messages[:] = [dataclasses.replace(m, payload=payload) if m.payload is not None else m
-                            for m in plan.messages]
     return plan
 
 

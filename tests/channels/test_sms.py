@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from twilio.rest import Client
 
-from broadcaster.channels.base import OutboundMessage
+from broadcaster.channels.base import Clients, OutboundMessage
 from broadcaster.channels.sms import SmsChannel, classify_twilio
 from broadcaster.errors import DeliveryError, Reason
 from tests.fakes.server import Step
@@ -39,7 +39,7 @@ async def fake() -> AsyncIterator[FakeTwilio]:
         yield server
 
 
-def make_channel(tmp_path: Path, base_url: str, **extra: Any) -> SmsChannel:
+def make_channel(tmp_path: Path, base_url: str, clients: Clients, **extra: Any) -> SmsChannel:
     table: dict[str, Any] = {
         "id": "sms-residents",
         "kind": "sms",
@@ -52,12 +52,12 @@ def make_channel(tmp_path: Path, base_url: str, **extra: Any) -> SmsChannel:
     if "messaging_service_sid" not in extra:
         table["from"] = FROM
     table.update(extra)
-    return SmsChannel(channel_config(tmp_path, **table))
+    return SmsChannel(channel_config(tmp_path, **table), clients)
 
 
 @pytest.fixture
-async def channel(tmp_path: Path, fake: FakeTwilio, creds: None) -> AsyncIterator[SmsChannel]:
-    async with make_channel(tmp_path, fake.base_url) as ch:
+async def channel(tmp_path: Path, fake: FakeTwilio, creds: None, clients: Clients) -> AsyncIterator[SmsChannel]:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         yield ch
 
 
@@ -83,8 +83,10 @@ async def test_send_keeps_arabic_body_and_returns_sid(channel: SmsChannel, fake:
     assert post.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 
 
-async def test_messaging_service_sid_replaces_from(tmp_path: Path, fake: FakeTwilio, creds: None) -> None:
-    async with make_channel(tmp_path, fake.base_url, messaging_service_sid=SERVICE_SID) as ch:
+async def test_messaging_service_sid_replaces_from(
+    tmp_path: Path, fake: FakeTwilio, creds: None, clients: Clients
+) -> None:
+    async with make_channel(tmp_path, fake.base_url, clients, messaging_service_sid=SERVICE_SID) as ch:
         await ch.send(sms())
     [post] = fake.requests
     assert post.form["MessagingServiceSid"] == SERVICE_SID
@@ -155,9 +157,9 @@ async def test_server_error_is_one_request_no_sdk_retry(channel: SmsChannel, fak
     assert fake.messages == []
 
 
-async def test_timeout_is_sent_maybe(tmp_path: Path, fake: FakeTwilio, creds: None) -> None:
+async def test_timeout_is_sent_maybe(tmp_path: Path, fake: FakeTwilio, creds: None, clients: Clients) -> None:
     fake.script(hang(30))
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
+    async with make_channel(tmp_path, fake.base_url, clients, timeout_s=0.2) as ch:
         with pytest.raises(DeliveryError) as caught:
             await ch.send(sms())
     err = caught.value
@@ -165,21 +167,21 @@ async def test_timeout_is_sent_maybe(tmp_path: Path, fake: FakeTwilio, creds: No
     assert fake.posts == 1
 
 
-async def test_connection_refused_is_network_not_sent(tmp_path: Path, creds: None) -> None:
+async def test_connection_refused_is_network_not_sent(tmp_path: Path, creds: None, clients: Clients) -> None:
     server = FakeTwilio(account_sid=ACCOUNT_SID)
     base_url = await server.start()
     await server.stop()  # nothing listens on that port any more
-    async with make_channel(tmp_path, base_url) as ch:
+    async with make_channel(tmp_path, base_url, clients) as ch:
         with pytest.raises(DeliveryError) as caught:
             await ch.send(sms())
     err = caught.value
     assert (err.reason, err.retryable, err.sent_maybe) == (Reason.NETWORK, True, False)
 
 
-async def test_wrong_token_is_auth_permanent(tmp_path: Path, creds: None) -> None:
+async def test_wrong_token_is_auth_permanent(tmp_path: Path, creds: None, clients: Clients) -> None:
     async with FakeTwilio(account_sid=ACCOUNT_SID, auth_token="some-other-token") as server:
         with pytest.raises(DeliveryError) as caught:
-            async with make_channel(tmp_path, server.base_url) as ch:
+            async with make_channel(tmp_path, server.base_url, clients) as ch:
                 await ch.send(sms())
     assert (caught.value.reason, caught.value.retryable) == (Reason.AUTH, False)
 
@@ -192,8 +194,7 @@ async def test_missing_recipient_is_bad_request(channel: SmsChannel, fake: FakeT
 
 
 async def test_edge_and_region_env_cannot_redirect(
-    tmp_path: Path, fake: FakeTwilio, creds: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+    tmp_path: Path, fake: FakeTwilio, creds: None, monkeypatch: pytest.MonkeyPatch, clients: Clients) -> None:
     monkeypatch.setenv("TWILIO_EDGE", "sydney")
     monkeypatch.setenv("TWILIO_REGION", "au1")
     # Control: an SDK client built the usual way does rewrite the host from these variables,
@@ -202,7 +203,7 @@ async def test_edge_and_region_env_cannot_redirect(
     rewritten = plain.get_hostname("https://api.twilio.com/2010-04-01/Accounts.json")
     assert rewritten == "https://api.sydney.au1.twilio.com/2010-04-01/Accounts.json"
 
-    async with make_channel(tmp_path, fake.base_url) as ch:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         receipt = await ch.send(sms())
     assert receipt.provider_id == fake.messages[0]["sid"]
 
@@ -215,11 +216,10 @@ async def test_reconcile_finds_a_sent_message(channel: SmsChannel) -> None:
 
 
 async def test_reconcile_finds_message_whose_response_was_lost(
-    tmp_path: Path, fake: FakeTwilio, creds: None
-) -> None:
+    tmp_path: Path, fake: FakeTwilio, creds: None, clients: Clients) -> None:
     since = datetime.now(UTC)
     fake.script(hang(30, accept=True))
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
+    async with make_channel(tmp_path, fake.base_url, clients, timeout_s=0.2) as ch:
         with pytest.raises(DeliveryError) as caught:
             await ch.send(sms())
         assert caught.value.sent_maybe
@@ -256,10 +256,10 @@ async def test_reconcile_ignores_other_sender(channel: SmsChannel, fake: FakeTwi
     assert await channel.reconcile(sms(), since) is None
 
 
-async def test_reconcile_finds_still_queued_message(tmp_path: Path, creds: None) -> None:
+async def test_reconcile_finds_still_queued_message(tmp_path: Path, creds: None, clients: Clients) -> None:
     # A queued message has no date_sent, so a DateSent> filter would miss it.
     async with FakeTwilio(account_sid=ACCOUNT_SID, sent_immediately=False) as server:
-        async with make_channel(tmp_path, server.base_url) as ch:
+        async with make_channel(tmp_path, server.base_url, clients) as ch:
             since = datetime.now(UTC)
             receipt = await ch.send(sms())
             found = await ch.reconcile(sms(), since)
@@ -301,12 +301,11 @@ async def test_fake_date_sent_filters_through_the_sdk(channel: SmsChannel, fake:
 
 
 async def test_no_secret_in_repr_errors_or_debug_logs(
-    tmp_path: Path, fake: FakeTwilio, creds: None, caplog: pytest.LogCaptureFixture
-) -> None:
+    tmp_path: Path, fake: FakeTwilio, creds: None, caplog: pytest.LogCaptureFixture, clients: Clients) -> None:
     caplog.set_level(logging.DEBUG)
     basic = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
     errors: list[DeliveryError] = []
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
+    async with make_channel(tmp_path, fake.base_url, clients, timeout_s=0.2) as ch:
         since = datetime.now(UTC)
         await ch.send(sms())
         await ch.reconcile(sms(), since)

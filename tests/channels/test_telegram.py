@@ -13,7 +13,7 @@ import httpx
 import pytest
 from telegram.error import BadRequest, NetworkError, TimedOut
 
-from broadcaster.channels.base import OutboundMessage
+from broadcaster.channels.base import Clients, OutboundMessage
 from broadcaster.channels.telegram import TelegramChannel, classify_telegram
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.secret import Secret
@@ -38,7 +38,7 @@ def message(text: str = ARABIC_HTML, *, reply_to: str | None = None) -> Outbound
     )
 
 
-def make_channel(tmp_path: Path, api_base: str, **extra: Any) -> TelegramChannel:
+def make_channel(tmp_path: Path, api_base: str, clients: Clients, **extra: Any) -> TelegramChannel:
     table: dict[str, Any] = {
         "id": "telegram-authority",
         "kind": "telegram",
@@ -48,7 +48,7 @@ def make_channel(tmp_path: Path, api_base: str, **extra: Any) -> TelegramChannel
         "timeout_s": 2.0,
     }
     table.update(extra)
-    return TelegramChannel(channel_config(tmp_path, **table))
+    return TelegramChannel(channel_config(tmp_path, **table), clients)
 
 
 @pytest.fixture(autouse=True)
@@ -63,8 +63,8 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-async def channel(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[TelegramChannel]:
-    async with make_channel(tmp_path, fake.base_url) as ch:
+async def channel(tmp_path: Path, fake: FakeTelegram, clients: Clients) -> AsyncIterator[TelegramChannel]:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         yield ch
 
 
@@ -174,10 +174,12 @@ async def test_migrated_group_names_the_new_chat_id(channel: TelegramChannel, fa
     assert caught.value.provider_code == "migrated:-1001"
 
 
-async def test_timeout_after_the_request_left_is_sent_maybe(tmp_path: Path, fake: FakeTelegram) -> None:
+async def test_timeout_after_the_request_left_is_sent_maybe(
+    tmp_path: Path, fake: FakeTelegram, clients: Clients
+) -> None:
     fake.script(FakeTelegram.hang(30, accept=True))
 
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.3) as channel:
+    async with make_channel(tmp_path, fake.base_url, clients, timeout_s=0.3) as channel:
         with pytest.raises(DeliveryError) as caught:
             await channel.send(message())
 
@@ -187,8 +189,8 @@ async def test_timeout_after_the_request_left_is_sent_maybe(tmp_path: Path, fake
     assert len(fake.sent) == 1  # it did go out: that is why the engine must treat it as unknown
 
 
-async def test_refused_connection_is_retryable_and_not_sent(tmp_path: Path) -> None:
-    async with make_channel(tmp_path, closed_port_url()) as channel:
+async def test_refused_connection_is_retryable_and_not_sent(tmp_path: Path, clients: Clients) -> None:
+    async with make_channel(tmp_path, closed_port_url(), clients) as channel:
         with pytest.raises(DeliveryError) as caught:
             await channel.send(message())
 
@@ -228,18 +230,17 @@ def test_classify_scrubs_the_token_from_sdk_messages() -> None:
     assert "bot********/sendMessage" in str(error)
 
 
-def test_unknown_policy_follows_config(tmp_path: Path) -> None:
-    assert make_channel(tmp_path, "http://127.0.0.1:1").on_unknown == "resend"
-    assert make_channel(tmp_path, "http://127.0.0.1:1", on_unknown="hold").on_unknown == "hold"
+def test_unknown_policy_follows_config(tmp_path: Path, clients: Clients) -> None:
+    assert make_channel(tmp_path, "http://127.0.0.1:1", clients).on_unknown == "resend"
+    assert make_channel(tmp_path, "http://127.0.0.1:1", clients, on_unknown="hold").on_unknown == "hold"
     assert TelegramChannel.can_reconcile is False
 
 
 async def test_token_never_reaches_logs_errors_or_reprs(
-    tmp_path: Path, fake: FakeTelegram, caplog: pytest.LogCaptureFixture
-) -> None:
+    tmp_path: Path, fake: FakeTelegram, caplog: pytest.LogCaptureFixture, clients: Clients) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[DeliveryError] = []
-    channel = make_channel(tmp_path, fake.base_url, timeout_s=0.3)
+    channel = make_channel(tmp_path, fake.base_url, clients, timeout_s=0.3)
     async with channel:
         await channel.send(message())
         for step in (FakeTelegram.bad_gateway(), FakeTelegram.unauthorized(), FakeTelegram.hang(30)):
@@ -248,7 +249,7 @@ async def test_token_never_reaches_logs_errors_or_reprs(
                 await channel.send(message())
             errors.append(caught.value)
         exposed = [repr(channel), str(channel), repr(channel.secrets())]
-    async with make_channel(tmp_path, closed_port_url()) as dead:
+    async with make_channel(tmp_path, closed_port_url(), clients) as dead:
         with pytest.raises(DeliveryError) as caught:
             await dead.send(message())
         errors.append(caught.value)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from broadcaster.channels.base import OutboundMessage
+from broadcaster.channels.base import Clients, OutboundMessage
 from broadcaster.channels.webhook import (
     WebhookChannel,
     classify_webhook,
@@ -42,7 +42,7 @@ async def fake() -> AsyncIterator[FakeWebhook]:
         yield server
 
 
-def make_channel(tmp_path: Path, api_base: str | None, **extra: Any) -> WebhookChannel:
+def make_channel(tmp_path: Path, api_base: str | None, clients: Clients, **extra: Any) -> WebhookChannel:
     table: dict[str, Any] = {
         "id": "partner-hook",
         "kind": "webhook",
@@ -53,12 +53,12 @@ def make_channel(tmp_path: Path, api_base: str | None, **extra: Any) -> WebhookC
     if api_base is not None:
         table["api_base"] = api_base
     table.update(extra)
-    return WebhookChannel(channel_config(tmp_path, **table))
+    return WebhookChannel(channel_config(tmp_path, **table), clients)
 
 
 @pytest.fixture
-async def channel(tmp_path: Path, fake: FakeWebhook, creds: None) -> AsyncIterator[WebhookChannel]:
-    async with make_channel(tmp_path, fake.base_url) as ch:
+async def channel(tmp_path: Path, fake: FakeWebhook, creds: None, clients: Clients) -> AsyncIterator[WebhookChannel]:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         yield ch
 
 
@@ -110,15 +110,16 @@ def test_sign_and_verify() -> None:
     assert not verify(b"k", now, body, "sha256=é", now=now)
 
 
-async def test_fake_flags_a_stale_signature(tmp_path: Path, fake: FakeWebhook, creds: None) -> None:
-    async with WebhookChannel(make_channel(tmp_path, fake.base_url).config, clock=lambda: time.time() - 3600) as ch:
+async def test_fake_flags_a_stale_signature(tmp_path: Path, fake: FakeWebhook, creds: None, clients: Clients) -> None:
+    config = make_channel(tmp_path, fake.base_url, clients).config
+    async with WebhookChannel(config, clients, clock=lambda: time.time() - 3600) as ch:
         await ch.send(hook())
     assert fake.deliveries[0].signature_ok is False
 
 
-async def test_strict_partner_refuses_wrong_secret(tmp_path: Path, creds: None) -> None:
+async def test_strict_partner_refuses_wrong_secret(tmp_path: Path, creds: None, clients: Clients) -> None:
     async with FakeWebhook("a-different-secret", reject_bad_signature=True) as server:
-        async with make_channel(tmp_path, server.base_url) as ch:
+        async with make_channel(tmp_path, server.base_url, clients) as ch:
             with pytest.raises(DeliveryError) as caught:
                 await ch.send(hook())
         assert server.deliveries == []
@@ -169,9 +170,9 @@ async def test_redirect_is_permanent_and_not_followed(channel: WebhookChannel, f
     assert fake.deliveries == []
 
 
-async def test_timeout_is_sent_maybe(tmp_path: Path, fake: FakeWebhook, creds: None) -> None:
+async def test_timeout_is_sent_maybe(tmp_path: Path, fake: FakeWebhook, creds: None, clients: Clients) -> None:
     fake.script(webhook_error(200, hang=30, accept=True))
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
+    async with make_channel(tmp_path, fake.base_url, clients, timeout_s=0.2) as ch:
         with pytest.raises(DeliveryError) as caught:
             await ch.send(hook())
     err = caught.value
@@ -179,11 +180,11 @@ async def test_timeout_is_sent_maybe(tmp_path: Path, fake: FakeWebhook, creds: N
     assert len(fake.deliveries) == 1  # it did arrive: the Idempotency-Key makes a resend safe
 
 
-async def test_connection_refused_is_network_not_sent(tmp_path: Path, creds: None) -> None:
+async def test_connection_refused_is_network_not_sent(tmp_path: Path, creds: None, clients: Clients) -> None:
     server = FakeWebhook(SECRET)
     base_url = await server.start()
     await server.stop()
-    async with make_channel(tmp_path, base_url) as ch:
+    async with make_channel(tmp_path, base_url, clients) as ch:
         with pytest.raises(DeliveryError) as caught:
             await ch.send(hook())
     err = caught.value
@@ -240,11 +241,10 @@ def test_classify_success_and_errors_directly() -> None:
 
 
 async def test_no_secret_in_repr_errors_or_debug_logs(
-    tmp_path: Path, fake: FakeWebhook, creds: None, caplog: pytest.LogCaptureFixture
-) -> None:
+    tmp_path: Path, fake: FakeWebhook, creds: None, caplog: pytest.LogCaptureFixture, clients: Clients) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[DeliveryError] = []
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
+    async with make_channel(tmp_path, fake.base_url, clients, timeout_s=0.2) as ch:
         await ch.send(hook())
         fake.script(
             webhook_error(400, body={"error": f"bad signature with key {SECRET}"}),  # an echoing partner

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from broadcaster.channels.base import OutboundMessage, Receipt
+from broadcaster.channels.base import Clients, OutboundMessage, Receipt
 from broadcaster.channels.x import XChannel, classify_x
 from broadcaster.errors import DeliveryError, Reason
 from tests.fakes.server import Step
@@ -41,7 +41,7 @@ def message(text: str = ARABIC, *, reply_to: str | None = None) -> OutboundMessa
     )
 
 
-def make_channel(tmp_path: Path, api_base: str, **extra: Any) -> XChannel:
+def make_channel(tmp_path: Path, api_base: str, clients: Clients, **extra: Any) -> XChannel:
     table: dict[str, Any] = {
         "id": "x-authority",
         "kind": "x",
@@ -53,7 +53,7 @@ def make_channel(tmp_path: Path, api_base: str, **extra: Any) -> XChannel:
         "timeout_s": 2.0,
     }
     table.update(extra)
-    return XChannel(channel_config(tmp_path, **table), now=lambda: NOW)
+    return XChannel(channel_config(tmp_path, **table), clients, now=lambda: NOW)
 
 
 @pytest.fixture(autouse=True)
@@ -69,8 +69,8 @@ async def fake() -> AsyncIterator[FakeX]:
 
 
 @pytest.fixture
-async def channel(tmp_path: Path, fake: FakeX) -> AsyncIterator[XChannel]:
-    async with make_channel(tmp_path, fake.base_url) as ch:
+async def channel(tmp_path: Path, fake: FakeX, clients: Clients) -> AsyncIterator[XChannel]:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         yield ch
 
 
@@ -105,8 +105,8 @@ async def test_reply_threads_under_the_original(channel: XChannel, fake: FakeX) 
     assert fake.requests[1].json["reply"] == {"in_reply_to_tweet_id": first.provider_id}
 
 
-async def test_api_base_with_a_path_prefix(tmp_path: Path) -> None:
-    async with FakeX(prefix="/gateway/x") as fake, make_channel(tmp_path, f"{fake.base_url}/gateway/x") as ch:
+async def test_api_base_with_a_path_prefix(tmp_path: Path, clients: Clients) -> None:
+    async with FakeX(prefix="/gateway/x") as fake, make_channel(tmp_path, f"{fake.base_url}/gateway/x", clients) as ch:
         receipt = await ch.send(message())
 
     assert fake.tweets[0]["id"] == receipt.provider_id
@@ -183,10 +183,10 @@ async def test_classification(
     assert fake.tweets == []
 
 
-async def test_timeout_is_sent_maybe_and_a_resend_is_recognised(tmp_path: Path, fake: FakeX) -> None:
+async def test_timeout_is_sent_maybe_and_a_resend_is_recognised(tmp_path: Path, fake: FakeX, clients: Clients) -> None:
     fake.script(FakeX.hang(30, accept=True))
 
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.3) as channel:
+    async with make_channel(tmp_path, fake.base_url, clients, timeout_s=0.3) as channel:
         with pytest.raises(DeliveryError) as caught:
             await channel.send(message())
         error = caught.value
@@ -199,8 +199,8 @@ async def test_timeout_is_sent_maybe_and_a_resend_is_recognised(tmp_path: Path, 
     assert len(fake.tweets) == 1
 
 
-async def test_refused_connection_is_retryable_and_not_sent(tmp_path: Path) -> None:
-    async with make_channel(tmp_path, closed_port_url()) as channel:
+async def test_refused_connection_is_retryable_and_not_sent(tmp_path: Path, clients: Clients) -> None:
+    async with make_channel(tmp_path, closed_port_url(), clients) as channel:
         with pytest.raises(DeliveryError) as caught:
             await channel.send(message())
 
@@ -229,11 +229,10 @@ def test_unknown_policy_is_resend() -> None:
 
 
 async def test_keys_never_reach_logs_errors_or_reprs(
-    tmp_path: Path, fake: FakeX, caplog: pytest.LogCaptureFixture
-) -> None:
+    tmp_path: Path, fake: FakeX, caplog: pytest.LogCaptureFixture, clients: Clients) -> None:
     caplog.set_level(logging.DEBUG)
     errors: list[DeliveryError] = []
-    channel = make_channel(tmp_path, fake.base_url, timeout_s=0.3)
+    channel = make_channel(tmp_path, fake.base_url, clients, timeout_s=0.3)
     assert channel.on_unknown == "resend"
     async with channel:
         await channel.send(message())
@@ -243,7 +242,7 @@ async def test_keys_never_reach_logs_errors_or_reprs(
                 await channel.send(message("another text"))
             errors.append(caught.value)
         exposed = [repr(channel), str(channel), repr(channel.secrets())]
-    async with make_channel(tmp_path, closed_port_url()) as dead:
+    async with make_channel(tmp_path, closed_port_url(), clients) as dead:
         with pytest.raises(DeliveryError) as caught:
             await dead.send(message())
         errors.append(caught.value)

@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from broadcaster.app import App
+from broadcaster.channels.registry import KINDS
 from broadcaster.cli import main
 from broadcaster.config import load_config
 from broadcaster.runbooks.jobstore import DatabaseJobStore
@@ -68,7 +69,7 @@ def make_app(config_path: Path) -> Iterator[Callable[[str], App]]:
     made: list[App] = []
 
     def make(database: str) -> App:
-        config = load_config(config_path)
+        config = load_config(config_path, KINDS)
         made.append(App(config=config, catalogue=Catalogue(config.templates_dir), database=database))
         return made[-1]
 
