@@ -217,7 +217,7 @@ class KindTable:
 
     def path(self, key: str, base_dir: Path) -> Path:
         """A file path, resolved against the folder of channels.toml."""
-        return (base_dir / self.text(key, "a path relative to channels.toml")).resolve()
+        return resolve_path(base_dir, self.text(key, "a path relative to channels.toml"), key, self.where)
 
 
 def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -> Config:
@@ -252,9 +252,12 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         timezone = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"[broadcaster]: key 'timezone': unknown time zone {tz_name!r}", where=where) from None
+    settings = f"{where}: [broadcaster]"
     database = str(top.get("database", "var/broadcaster.db"))
     if "://" not in database:
-        database = str((base_dir / database).resolve())
+        database = str(resolve_path(base_dir, database, "database", settings))
+    templates_dir = resolve_path(base_dir, str(top.get("templates", "templates")), "templates", settings)
+    runbooks_dir = resolve_path(base_dir, str(top.get("runbooks", "runbooks")), "runbooks", settings)
     public_url = top.get("public_url")
 
     tables = raw.get("channel", [])
@@ -274,8 +277,8 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         sender=sender,
         timezone=timezone,
         database=database,
-        templates_dir=(base_dir / str(top.get("templates", "templates"))).resolve(),
-        runbooks_dir=(base_dir / str(top.get("runbooks", "runbooks"))).resolve(),
+        templates_dir=templates_dir,
+        runbooks_dir=runbooks_dir,
         public_url=str(public_url) if public_url else None,
         channels=tuple(channels),
     )
@@ -289,6 +292,14 @@ def is_http_url(value: Any) -> bool:
         return bool(urlsplit(value).hostname) and not any(c.isspace() for c in value)
     except ValueError:
         return False
+
+
+def resolve_path(base_dir: Path, value: str, key: str, where: str) -> Path:
+    """``value`` resolved against the folder of channels.toml; a path no file system can hold is refused."""
+    try:
+        return (base_dir / value).resolve()
+    except (ValueError, OSError):  # e.g. an embedded NUL, which TOML allows as "\u0000"
+        raise ConfigError(f"key {key!r}: {value!r} is not a usable path", where=where) from None
 
 
 def _is_env_name(value: Any) -> bool:

@@ -293,3 +293,31 @@ def test_covers_area(tmp_path: Path) -> None:
     deira = channel_config(tmp_path, **{**TELEGRAM, "areas": ["DXB-DEIRA"]})
     assert everywhere.covers_area("DXB-HATTA")
     assert deira.covers_area("DXB-DEIRA") and not deira.covers_area("DXB-HATTA")
+
+
+@pytest.mark.parametrize(("table", "top", "key"), [
+    ({**SMS, "recipients": "resid<NUL>ents.csv"}, {}, "recipients"),
+    (WEBHOOK, {"templates": "tem<NUL>plates"}, "templates"),
+])
+def test_a_path_no_file_system_can_hold_is_refused_naming_the_key(
+    tmp_path: Path, table: dict[str, Any], top: dict[str, Any], key: str
+) -> None:
+    # TOML allows the escape "\u0000" in a string; no file system allows NUL in a path.
+    path = write_config(tmp_path, [table], **top)
+    path.write_text(path.read_text(encoding="utf-8").replace("<NUL>", "\\u0000"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"key {key!r}: .* is not a usable path") as caught:
+        load_config(path, KINDS)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_only_the_kinds_given_are_known(tmp_path: Path) -> None:
+    path = write_config(tmp_path, [WEBHOOK, X])
+    with pytest.raises(ConfigError, match=r"channel 'x-authority': key 'kind': 'x' is not one of webhook"):
+        load_config(path, {"webhook": KINDS["webhook"]})
+
+
+def test_options_of_another_kind_is_a_programming_error(tmp_path: Path) -> None:
+    channel = channel_config(tmp_path, **TELEGRAM)
+    assert channel.options_of(TelegramOptions).chat_id == "@authority_alerts"
+    with pytest.raises(TypeError, match="not SmsOptions"):
+        channel.options_of(SmsOptions)
