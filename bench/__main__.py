@@ -250,8 +250,8 @@ def scenario_rss(providers: ProviderProcess, sizes: Sizes, large_live: dict[str,
     small_n, large_n = sizes.rss_small, sizes.rss_large
     heading("5", f"Peak RSS, {small_n:,} vs {large_n:,} recipients (each a fresh process, its own VmHWM)",
             "live: the whole live fire in python -m bench.sms against the fake in its own process, so the\n"
-            "fake's memory is not counted; dry-run: the same outbox/dispatcher with RecorderChannel on\n"
-            "virtual time (no network). Flat = the large run peaks at most "
+            "fake's memory is not counted; dry-run: the same outbox/dispatcher and Twilio adapter on a\n"
+            "recording transport, virtual time (no network). Flat = the large run peaks at most "
             f"{RSS_GROWTH_BOUND:.0%} above the small one")
     for mode in ("live", "dry-run"):
         small = run_sms(providers, small_n, SMS_RATE, mode)

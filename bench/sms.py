@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sms-url", required=True, help="base URL of the fake Twilio")
     parser.add_argument("--profile", help="write cProfile stats (outbox commit -> deliver() returned) to this file")
     parser.add_argument("--mode", choices=("live", "dry-run"), default="live",
-                        help="dry-run: RecorderChannel on virtual time, no network (--sms-url unused)")
+                        help="dry-run: the real Twilio adapter on a recording transport, virtual time, "
+                        "no network (--sms-url unused)")
     parser.add_argument("--db", help="database URL (postgresql://...) instead of a fresh SQLite file; must be "
                         "migrated and hold no other alert")
     args = parser.parse_args(argv)

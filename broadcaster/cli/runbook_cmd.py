@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                        help="real sends, only to exercise = true channels, every text marked")
     modes.add_argument("--live", dest="mode", action="store_const", const="live", help="real alerts to the public")
     modes.add_argument("--dry-run", dest="mode", action="store_const", const="dry-run",
-                       help="in real time, to recorders only (to practise the schedule)")
+                       help="in real time, to recording transports only (to practise the schedule)")
     run.add_argument("--yes", action="store_true", help="skip the typed confirmation of a live run")
     run.set_defaults(handler=cmd_run)
 

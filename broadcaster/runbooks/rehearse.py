@@ -3,8 +3,8 @@
 The whole rehearsal is one coroutine on one :class:`~broadcaster.clock.VirtualTimeLoop`
 inside :func:`~broadcaster.netguard.no_network`. Each step is planned with the real
 ``plan_alert`` / ``plan_update`` / ``plan_cancel``, committed to the outbox and
-delivered by the real dispatcher to recorder channels, with rate limits and the
-delivery log, exactly as a run would. Waiting for the next step is
+delivered by the real dispatcher to the real channel adapters on recording
+transports, with rate limits and the delivery log, exactly as a run would. Waiting for the next step is
 ``await clock.sleep(...)``, which the virtual loop skips in no time, so a
 12-hour runbook plays out in well under a second. Steps that wait for an operator
 are confirmed automatically and flagged.
@@ -88,7 +88,7 @@ def rehearse(app: App, runbook: Runbook, inputs: Inputs, *, start: float | None 
     """Check, then play the whole runbook on a virtual clock with no network at all.
 
     ``guard_network=False`` leaves out the process-wide :func:`no_network` patch (the
-    deliveries still go to recorders only): the server rehearses on a worker thread
+    deliveries still go to recording transports only): the server rehearses on a worker thread
     and must not block the live sends of its own loop meanwhile.
     """
     began = time.perf_counter()

@@ -88,7 +88,7 @@ def _rehearse(app: App, runbook: Runbook, inputs: Inputs, start: float) -> dict[
     own = App(config=app.config, catalogue=app.catalogue, database=app.database)
     try:
         # No process-wide network guard: it would block the live sends of the server's loop too.
-        # The rehearsal delivers to recorders only, as every dry-run does.
+        # The rehearsal delivers to recording transports only, as every dry-run does.
         return rehearsal_json(own, rehearse(own, runbook, inputs, start=start, guard_network=False))
     finally:
         own.close()

@@ -3,8 +3,8 @@
 Live and exercise runs are asyncio tasks on the server's own loop, through the
 same :func:`~broadcaster.engine.runner.deliver` the CLI uses. A dry-run must open
 no connection and must not wait real rate-limit time, so it runs on a worker
-thread with its own store connection, on a virtual-time loop, with recorder
-channels that never touch the network. (The process-wide ``no_network()`` guard
+thread with its own store connection, on a virtual-time loop, with channels on
+recording transports that never touch the network. (The process-wide ``no_network()`` guard
 is not used here: it would also block the live sends of this same process.)
 
 :meth:`Runs.start` returns once the alert and all its deliveries are committed to
