@@ -32,8 +32,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Final, Self, TypeVar
@@ -52,7 +51,6 @@ __all__ = [
     "Clients",
     "OutboundMessage",
     "Receipt",
-    "parse_retry_after",
 ]
 
 log = logging.getLogger(__name__)
@@ -351,20 +349,3 @@ class Channel(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self.id!r}{' recording' if self.recording else ''}>"
 
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from an HTTP ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

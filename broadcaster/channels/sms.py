@@ -1,33 +1,17 @@
-"""SMS through Twilio Programmable Messaging, with the real async SDK.
+"""SMS through Twilio Programmable Messaging, with the real async SDK (imported when a channel opens).
 
 Config: ``account_sid_env``, ``auth_token_env``, exactly one of ``from`` or
-``messaging_service_sid``, the ``recipients`` list and ``max_segments`` (1-10).
-Shaping: the short form, one SMS per recipient in their language; length in
-segments (GSM-7 or UCS-2, as the handset counts them).
+``messaging_service_sid``, ``recipients`` and ``max_segments`` (1-10). Shaping:
+the short form, one SMS per recipient in their language, measured in segments.
 
-Every Twilio channel of a run shares one ``aiohttp.ClientSession`` (one pool, one TLS
-context), under its own :class:`AsyncTwilioHttpClient` subclass from :func:`_transports`.
-Three SDK behaviours shape that subclass (twilio 9.x):
-
-* ``AsyncTwilioHttpClient(max_retries=N)`` wraps its session in aiohttp_retry's
-  ``RetryClient``, which re-POSTs on 5xx and network errors: one alert, several
-  texts. The transport keeps the plain shared session; the engine owns the one
-  retry loop.
-* The async client ignores its own ``timeout``: it passes the per-call timeout
-  (``None`` from ``create_async``) to aiohttp, and ``None`` there means *no limit
-  at all*. The transport substitutes the channel's ``timeout_s`` on every request.
-* Error exceptions carry no response headers, so ``Retry-After`` on a 429 would
-  be lost. The transport notes the last response in a context variable, which is
-  per task, so concurrent sends never see each other's headers.
-
-``client.api.base_url`` points the SDK at ``api_base`` and a non-empty
-``environment`` stops ``TWILIO_EDGE``/``TWILIO_REGION`` from rewriting the host.
-
-In a dry-run the transport's ``request`` answers locally: a 201 Message with an
-``SM…`` sid for a send, an empty page for a reconcile. The SDK still builds the
-request and parses the answer; nothing is kept but a count.
-
-The SDK (twilio, aiohttp) is imported on first use, never by ``render`` or ``parse_options``.
+Every Twilio channel of a run shares one ``aiohttp.ClientSession``, each under its
+own :func:`_transport`, which undoes three SDK habits: ``max_retries`` re-POSTs
+(the engine owns the one retry loop), a ``None`` per-call timeout means *no limit*
+in aiohttp (the channel's ``timeout_s`` is used), and exceptions drop the headers
+(``Retry-After``: the last answer is noted per task). ``client.api.base_url`` points
+the SDK at ``api_base``; a non-empty ``environment`` stops ``TWILIO_EDGE``/``REGION``
+rewriting the host. In a dry-run the transport answers locally (a queued Message,
+an empty page for a reconcile), and the SDK parses that.
 """
 
 from __future__ import annotations
@@ -48,7 +32,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from broadcaster.channels.base import POOL_SIZE, Channel, Clients, OutboundMessage, Receipt, parse_retry_after
+from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.http import close_session, connection_failure, open_session, parse_retry_after
 from broadcaster.config import ChannelConfig, KindTable, RecipientListOptions
 from broadcaster.errors import ConfigError, DeliveryError, Reason
 from broadcaster.secret import Secret, scrub
@@ -87,13 +72,8 @@ class SmsOptions(RecipientListOptions):
     max_segments: int = DEFAULT_MAX_SEGMENTS
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    status: int
-    headers: Mapping[str, str]
-
-
-_last_response: ContextVar[_Seen | None] = ContextVar("broadcaster_twilio_last_response", default=None)
+# (status, headers) of the last Twilio answer in this task: the SDK's exceptions drop the headers.
+_last_response: ContextVar[tuple[int, Mapping[str, str]] | None] = ContextVar("twilio_last_response", default=None)
 
 
 class SmsChannel(Channel):
@@ -102,10 +82,8 @@ class SmsChannel(Channel):
     kind = "sms"
     can_reconcile = True
     default_rate_per_second: ClassVar[float] = 10.0
-    sample: ClassVar[Mapping[str, Any]] = {
-        "account_sid_env": "TWILIO_ACCOUNT_SID", "auth_token_env": "TWILIO_AUTH_TOKEN",
-        "from": "+15005550006", "recipients": "recipients/residents.csv",
-    }
+    sample: ClassVar[Mapping[str, Any]] = {"account_sid_env": "TWILIO_ACCOUNT_SID", "from": "+15005550006",
+                                           "auth_token_env": "TWILIO_AUTH_TOKEN", "recipients": "recipients.csv"}
     reconcile_page_size: ClassVar[int] = 1000  # Twilio's maximum
     reconcile_max_pages: ClassVar[int] = 50
     # Twilio stamps date_created to the second, by its own clock.
@@ -131,12 +109,8 @@ class SmsChannel(Channel):
     @classmethod
     def render(cls, forms: Forms, config: ChannelConfig) -> list[Rendered]:
         limit = config.options_of(SmsOptions).max_segments
-        rendered = []
-        for lang in config.languages:
-            text = forms[lang]["short"]
-            count = lengths.sms_count(text)
-            rendered.append(Rendered(lang, text, count.segments, limit, "segments", count.segments, count.encoding))
-        return rendered
+        counts = [(lang, forms[lang]["short"], lengths.sms_count(forms[lang]["short"])) for lang in config.languages]
+        return [Rendered(lang, text, n.segments, limit, "segments", n.segments, n.encoding) for lang, text, n in counts]
 
     @classmethod
     def measure_piece(cls, text: str) -> int:
@@ -152,25 +126,15 @@ class SmsChannel(Channel):
             return
         from twilio.rest import Client
 
-        live, recording = _transports()
         # The account SID is not a credential, but it is half of one: it is held (and scrubbed) like the token.
-        account_sid = self.secret("account_sid_env")
-        auth_token = self.secret("auth_token_env")
-        if self.clients.recording:
-            transport = recording(self.clients, timeout_s=self.config.timeout_s, secrets=self.secrets())
-        else:
-            session = await self.clients.shared("sms", self._make_session, _close)
-            transport = live(session, timeout_s=self.config.timeout_s, secrets=self.secrets())
+        account_sid, auth_token = self.secret("account_sid_env"), self.secret("auth_token_env")
+        session = None if self.clients.recording else await self.clients.shared(
+            "sms", functools.partial(open_session, self.clients), close_session)
+        transport = _transport()(session, self.clients, timeout_s=self.config.timeout_s, secrets=self.secrets())
         client = Client(account_sid.reveal(), auth_token.reveal(), http_client=transport,
                         environment=dict(_SDK_ENVIRONMENT))
         client.api.base_url = self.config.api_base or DEFAULT_API_BASE
         self._client = client
-
-    async def _make_session(self) -> Any:
-        import aiohttp
-
-        connector = aiohttp.TCPConnector(ssl=self.clients.ssl_context(), limit=POOL_SIZE)
-        return aiohttp.ClientSession(connector=connector)
 
     async def close(self) -> None:
         self._client = None  # the session is shared: Clients closes it with the run
@@ -200,7 +164,7 @@ class SmsChannel(Channel):
             error = self._classify(exc)
         else:
             seen = _last_response.get()
-            return self.receipt(sent.sid, seen.status if seen else 201, sent.status)
+            return self.receipt(sent.sid, seen[0] if seen else 201, sent.status)
         raise error  # outside the except block: no chained SDK exception with request details
 
     async def reconcile(self, message: OutboundMessage, since: datetime) -> Receipt | None:
@@ -233,12 +197,8 @@ class SmsChannel(Channel):
         except _failures() as exc:
             error = self._classify(exc)
         else:
-            error = DeliveryError(
-                Reason.SERVER,
-                f"reconcile gave up after {self.reconcile_max_pages} pages of messages to one recipient",
-                retryable=False,
-                sent_maybe=True,
-            )
+            error = DeliveryError(Reason.SERVER, f"reconcile gave up after {self.reconcile_max_pages} pages of "
+                                  "messages to one recipient", retryable=False, sent_maybe=True)
         raise error
 
     def _matches(self, record: Any, message: OutboundMessage, floor: datetime) -> bool:
@@ -255,7 +215,11 @@ class SmsChannel(Channel):
 
     def _classify(self, exc: BaseException) -> DeliveryError:
         seen = _last_response.get()
-        return classify_twilio(exc, headers=seen.headers if seen else None, secrets=self.secrets())
+        return classify_twilio(exc, headers=seen[1] if seen else None, secrets=self.secrets())
+
+
+def _lines(text: str | None) -> str:
+    return (text or "").replace("\r\n", "\n")
 
 
 @functools.cache
@@ -267,56 +231,39 @@ def _failures() -> tuple[type[BaseException], ...]:
     return (TwilioException, aiohttp.ClientError, TimeoutError, OSError, json.JSONDecodeError)
 
 
-def _lines(text: str | None) -> str:
-    return (text or "").replace("\r\n", "\n")
-
-
-async def _close(session: Any) -> None:
-    await session.close()
-
-
 @functools.cache
-def _transports() -> tuple[type[Any], type[Any]]:
-    """The live and the recording Twilio HTTP client, defined on first use (importing twilio is slow)."""
+def _transport() -> type[Any]:
+    """The Twilio HTTP client class, defined on first use (importing twilio is slow)."""
     from twilio.http.async_http_client import AsyncTwilioHttpClient
     from twilio.http.response import Response
 
     class Transport(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio ships no type hints
-        """The SDK's async HTTP client on a shared session, retries off, a real timeout, quiet logs."""
+        """The SDK's async HTTP client: retries off, a real timeout, quiet logs; recording without a session."""
 
-        def __init__(self, session: Any, *, timeout_s: float, secrets: tuple[Secret, ...]) -> None:
-            # pool_connections=False: the SDK would build its own session; it gets the shared one.
-            # max_retries=None: never aiohttp_retry's RetryClient, which re-POSTs.
+        def __init__(self, session: Any, clients: Clients, *, timeout_s: float, secrets: tuple[Secret, ...]) -> None:
+            # pool_connections=False: no session of its own. max_retries=None: never RetryClient, which re-POSTs.
             super().__init__(pool_connections=False, timeout=timeout_s, logger=log, max_retries=None)
-            self.session = session
-            self._secrets = secrets
+            self.session, self._clients, self._secrets = session, clients, secrets
 
-        async def request(
-            self,
-            method: str,
-            url: str,
-            params: dict[str, object] | None = None,
-            data: dict[str, object] | None = None,
-            headers: dict[str, str] | None = None,
-            auth: tuple[str, str] | None = None,
-            timeout: float | None = None,  # noqa: ASYNC109  (the SDK's signature)
-            allow_redirects: bool = False,
-        ) -> Any:
-            if auth is not None:
-                # The SDK would build aiohttp.BasicAuth, deprecated since aiohttp 3.14.
-                headers = {**(headers or {}), "Authorization": _basic_auth(*auth)}
-            response = await self.exchange(method, url, params, data, headers,
-                                           self.timeout if timeout is None else timeout)
-            _last_response.set(_Seen(response.status_code, response.headers or {}))
+        async def request(self, method: str, url: str, params: dict[str, object] | None = None,
+                          data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
+                          auth: tuple[str, str] | None = None, timeout: float | None = None,  # noqa: ASYNC109
+                          allow_redirects: bool = False) -> Any:
+            if auth is not None:  # the SDK would build aiohttp.BasicAuth, deprecated since aiohttp 3.14
+                login, password = auth
+                token = base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+                headers = {**(headers or {}), "Authorization": f"Basic {token}"}
+            timeout = self.timeout if timeout is None else timeout
+            if self._clients.recording:
+                self.log_request({"method": method, "url": url})
+                status, body = _recorded_answer(await self._clients.answer("sms"), method, url, data or {})
+                self.log_response(status, None)
+                response = Response(status, orjson.dumps(body).decode(), {"Content-Type": "application/json"})
+            else:
+                response = await super().request(method, url, params=params, data=data, headers=headers,
+                                                 timeout=timeout, allow_redirects=False)
+            _last_response.set((response.status_code, response.headers or {}))
             return response
-
-        async def exchange(
-            self, method: str, url: str, params: dict[str, object] | None, data: dict[str, object] | None,
-            headers: dict[str, str] | None, timeout: float,  # noqa: ASYNC109
-        ) -> Any:
-            """One HTTP exchange through the SDK's aiohttp code; the recording transport answers instead."""
-            return await super().request(method, url, params=params, data=data, headers=headers, auth=None,
-                                         timeout=timeout, allow_redirects=False)
 
         def log_request(self, kwargs: dict[str, Any]) -> None:
             # The SDK logs query params (phone numbers) and headers at INFO; we log the path only.
@@ -328,53 +275,26 @@ def _transports() -> tuple[type[Any], type[Any]]:
         async def close(self) -> None:
             """The session is shared by every Twilio channel: :class:`Clients` closes it with the run."""
 
-    class RecordingTransport(Transport):
-        """The dry-run transport: answers as Twilio would, after the simulated latency; no session at all."""
-
-        def __init__(self, clients: Clients, *, timeout_s: float, secrets: tuple[Secret, ...]) -> None:
-            super().__init__(None, timeout_s=timeout_s, secrets=secrets)
-            self._clients = clients
-
-        async def exchange(
-            self, method: str, url: str, params: dict[str, object] | None, data: dict[str, object] | None,
-            headers: dict[str, str] | None, timeout: float,  # noqa: ASYNC109
-        ) -> Any:
-            self.log_request({"method": method, "url": url})
-            number = await self._clients.answer("sms")
-            status, body = _recorded_answer(number, method, url, data or {})
-            self.log_response(status, None)
-            return Response(status, orjson.dumps(body).decode(), {"Content-Type": "application/json"})
-
-    return Transport, RecordingTransport
-
-
-def _basic_auth(login: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+    return Transport
 
 
 def _recorded_answer(number: int, method: str, url: str, data: Mapping[str, object]) -> tuple[int, dict[str, Any]]:
     """Twilio's answer in a dry-run: a queued Message for a create, an empty page for a list."""
     path = urlsplit(url).path
-    account = path.split("/Accounts/", 1)[1].split("/", 1)[0] if "/Accounts/" in path else ""
     if method == "GET":
         return 200, {"messages": [], "first_page_uri": path, "next_page_uri": None, "previous_page_uri": None,
                      "page": 0, "page_size": 50, "start": 0, "end": 0, "uri": path}
-    now = format_datetime(datetime.now(UTC), usegmt=True)
-    sid = "SM" + secrets.token_hex(16)
+    now, sid = format_datetime(datetime.now(UTC), usegmt=True), "SM" + secrets.token_hex(16)
     return 201, {
-        "sid": sid, "account_sid": account, "to": data.get("To"), "from": data.get("From"),
-        "messaging_service_sid": data.get("MessagingServiceSid"), "body": data.get("Body"), "status": "queued",
-        "direction": "outbound-api", "num_segments": None, "date_created": now, "date_updated": now,
-        "date_sent": None, "error_code": None, "error_message": None, "price": None, "api_version": "2010-04-01",
-        "uri": f"{path.removesuffix('.json')}/{sid}.json", "subresource_uris": {}, "sequence": number,
+        "sid": sid, "to": data.get("To"), "from": data.get("From"), "body": data.get("Body"), "status": "queued",
+        "messaging_service_sid": data.get("MessagingServiceSid"), "direction": "outbound-api",
+        "date_created": now, "date_updated": now, "date_sent": None, "api_version": "2010-04-01",
+        "uri": f"{path.removesuffix('.json')}/{sid}.json", "sequence": number,
     }
 
 
 def classify_twilio(
-    exc: BaseException,
-    *,
-    headers: Mapping[str, str] | None = None,
-    secrets: tuple[Secret, ...] = (),
+    exc: BaseException, *, headers: Mapping[str, str] | None = None, secrets: tuple[Secret, ...] = ()
 ) -> DeliveryError:
     """Map anything the Twilio SDK or aiohttp raised into one DeliveryError.
 
@@ -388,70 +308,52 @@ def classify_twilio(
     other 5xx (503 ...)          SERVER          yes        no
     other 4xx                    BAD_REQUEST     no         no
     2xx with an unreadable body  SERVER          yes        yes
-    connect refused / DNS        NETWORK         yes        no
-    connect timeout              TIMEOUT         yes        no
-    read timeout                 TIMEOUT         yes        yes
-    dropped after sending        NETWORK         yes        yes
+    connection failures          see ``channels.http.connection_failure``
     ===========================  ==============  =========  ==========
 
     ``headers`` are the failed response's headers when known (the SDK's
     exceptions drop them); ``Retry-After`` there becomes ``retry_after``.
-    ``TwilioServiceException`` (RFC 9457 bodies), ``TwilioRestException`` and the
-    bare ``TwilioException`` that a failed list page raises are all handled.
+    ``TwilioServiceException`` (RFC 9457 bodies, recent 9.x), ``TwilioRestException``
+    and the bare ``TwilioException`` that a failed list page raises are all handled.
     Anything else raises TypeError: it is not a provider answer but a bug.
     """
-    import aiohttp
     from twilio.base import exceptions as twilio_exceptions
 
-    # RFC 9457 error bodies raise TwilioServiceException in recent 9.x releases; older
-    # releases allowed by pyproject have only TwilioRestException.
-    service_errors = tuple(
-        cls for cls in (getattr(twilio_exceptions, "TwilioServiceException", None),) if cls is not None
-    )
     if isinstance(exc, twilio_exceptions.TwilioRestException):
         return _from_status(int(exc.status), _int_or_none(exc.code), str(exc.msg), headers, secrets)
-    if isinstance(exc, service_errors):
-        status, code = getattr(exc, "status", 0), getattr(exc, "code", None)
-        return _from_status(int(status), _int_or_none(code), _service_text(exc), headers, secrets)
+    service_error = getattr(twilio_exceptions, "TwilioServiceException", None)  # absent from older 9.x releases
+    if service_error is not None and isinstance(exc, service_error):
+        title, detail = getattr(exc, "title", ""), getattr(exc, "detail", None)
+        text = f"{title}: {detail}" if detail else str(title)
+        return _from_status(int(getattr(exc, "status", 0)), _int_or_none(getattr(exc, "code", None)), text,
+                            headers, secrets)
     if isinstance(exc, twilio_exceptions.TwilioException):
         # Page.process_response raises TwilioException("Unable to fetch page", response).
         response = exc.args[1] if len(exc.args) > 1 else None
         status = getattr(response, "status_code", None)
         if isinstance(status, int):
-            body = str(getattr(response, "text", ""))
-            return _from_status(status, _code_from_body(body), str(exc.args[0]), headers, secrets)
+            return _from_status(status, _code_from_body(str(getattr(response, "text", ""))), str(exc.args[0]),
+                                headers, secrets)
         return DeliveryError(Reason.SERVER, scrub(f"twilio: {exc.args[0] if exc.args else exc}", secrets),
                              retryable=True)
     if isinstance(exc, json.JSONDecodeError):
         return DeliveryError(Reason.SERVER, "twilio accepted the request but its answer was unreadable",
                              retryable=True, sent_maybe=True)
-    what = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
-    # Order matters: ConnectionTimeoutError is a TimeoutError raised before any byte left.
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return DeliveryError(Reason.TIMEOUT, f"twilio connect timeout: {what}", retryable=True)
-    if isinstance(exc, TimeoutError):
-        return DeliveryError(Reason.TIMEOUT, f"twilio did not answer in time: {what}", retryable=True,
-                             sent_maybe=True)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return DeliveryError(Reason.NETWORK, f"twilio could not connect: {what}", retryable=True)
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return DeliveryError(Reason.NETWORK, f"twilio connection failed mid-request: {what}", retryable=True,
-                             sent_maybe=True)
-    raise TypeError(f"classify_twilio cannot map {type(exc).__name__}") from exc
+    error = connection_failure(exc, "twilio", secrets)
+    if error is None:
+        raise TypeError(f"classify_twilio cannot map {type(exc).__name__}") from exc
+    return error
 
 
 def _from_status(
     status: int, code: int | None, text: str, headers: Mapping[str, str] | None, secrets: tuple[Secret, ...]
 ) -> DeliveryError:
     message = scrub(f"twilio HTTP {status}" + (f" code {code}" if code else "") + f": {text}", secrets)
-    provider_code = str(code) if code is not None else None
 
     def error(reason: Reason, *, retryable: bool, sent_maybe: bool = False) -> DeliveryError:
         retry_after = parse_retry_after((headers or {}).get("Retry-After")) if retryable else None
-        return DeliveryError(
-            reason, message, retryable=retryable, retry_after=retry_after, http_status=status,
-            provider_code=provider_code, sent_maybe=sent_maybe,
-        )
+        return DeliveryError(reason, message, retryable=retryable, retry_after=retry_after, http_status=status,
+                             provider_code=str(code) if code is not None else None, sent_maybe=sent_maybe)
 
     if status == 429 or code == RATE_LIMIT_CODE:
         return error(Reason.RATE_LIMITED, retryable=True)
@@ -464,19 +366,10 @@ def _from_status(
     return error(Reason.BAD_REQUEST, retryable=False)
 
 
-def _service_text(exc: BaseException) -> str:
-    title, detail = getattr(exc, "title", ""), getattr(exc, "detail", None)
-    return f"{title}: {detail}" if detail else str(title)
-
-
 def _int_or_none(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return None
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else None
 
 
 def _code_from_body(body: str) -> int | None:

@@ -1,29 +1,20 @@
 """Telegram channels: one Bot API ``sendMessage`` per delivery, through python-telegram-bot.
 
 Config: ``chat_id``, ``token_env``, ``layout`` (``combined``: both languages in one
-message, Arabic first; ``separate``: one per language) and ``on_unknown``.
-Shaping: a bold headline and the long form, as escaped HTML; length in UTF-16
-units after entities are parsed (4096).
+message, Arabic first; ``separate``: one each) and ``on_unknown``. Shaping: a bold
+headline and the long form as escaped HTML, measured in UTF-16 units after Telegram
+parses the entities (4096).
 
-The ``telegram.Bot`` is used bare, without an ``Application``: no update polling, no
-rate limiter, no retries. Every Telegram channel of a run shares one PTB
-``HTTPXRequest`` (one httpx client, one pool, one TLS context); each channel has its
-own ``Bot`` (token, ``base_url``) and passes its own timeouts on every call. PTB
-makes exactly one HTTP request per call (httpx's transport retries default to zero
-and PTB adds none), so the engine's single retry loop is the only one. In a dry-run
-the shared request is :class:`_RecordingRequest`, which answers ``sendMessage``
-locally as the Bot API would.
-
-Two SDK habits need care:
-
-* The bot token sits in the URL path (``/bot<token>/sendMessage``). PTB logs that URL
-  at DEBUG when a ``Bot`` is built, and httpx logs every request URL at INFO. The
-  channel registers its token with :data:`LOG_SCRUBBER`, a ``logging.Filter`` fixed to
-  those loggers, and every provider error text goes through :func:`scrub`.
-* PTB's ``BadRequest`` subclasses ``NetworkError``. :func:`classify_telegram` checks the
-  permanent classes first and sets ``retryable`` explicitly.
-
-The SDK (telegram, httpx) is imported on first use, never by ``render`` or ``parse_options``.
+``telegram.Bot`` is used bare: no ``Application``, no polling, no rate limiter, no
+retries (PTB makes one HTTP request per call, and httpx's retries default to zero).
+Every Telegram channel of a run shares one PTB request object (one httpx client,
+pool and TLS context; in a dry-run, one that answers as the Bot API would); each has
+its own ``Bot`` and passes its own timeouts on every call. Two SDK habits need care:
+the token sits in the URL path, which PTB (building a Bot) and httpx (every request)
+log, so the channel registers it with :data:`LOG_SCRUBBER` and scrubs every error
+text; and PTB's ``BadRequest`` subclasses ``NetworkError``, so
+:func:`classify_telegram` decides the permanent classes first. The SDK is imported
+when a channel opens, never by ``render`` or ``parse_options``.
 """
 
 from __future__ import annotations
@@ -62,16 +53,8 @@ TELEGRAM_SEPARATOR: Final = "\n\n—————\n\n"
 
 # Loggers that print the request URL, and so the token: PTB when it builds a Bot,
 # httpx for every request; httpcore is included in case a future version adds URLs.
-_URL_LOGGERS: Final = (
-    "telegram.Bot",
-    "telegram.request.BaseRequest",
-    "telegram.request.HTTPXRequest",
-    "httpx",
-    "httpcore.connection",
-    "httpcore.http11",
-    "httpcore.http2",
-    "httpcore.proxy",
-)
+_URL_LOGGERS: Final = ("telegram.Bot", "telegram.request.BaseRequest", "telegram.request.HTTPXRequest", "httpx",
+                        "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
 LOG_SCRUBBER: Final = SecretScrubber(_URL_LOGGERS)
 
 # The HTTP status of the last Bot API answer in this task. PTB's exceptions drop the
@@ -326,42 +309,33 @@ def classify_telegram(
     in the message.
     """
     import httpx
-    from telegram.error import (
-        BadRequest,
-        ChatMigrated,
-        Forbidden,
-        InvalidToken,
-        NetworkError,
-        RetryAfter,
-        TelegramError,
-        TimedOut,
-    )
+    from telegram import error as tg
 
     text = "telegram: " + scrub(str(exc) or type(exc).__name__, secrets)
-    if isinstance(exc, RetryAfter):
+    if isinstance(exc, tg.RetryAfter):
         return DeliveryError(
             Reason.RATE_LIMITED, text, retryable=True, retry_after=_retry_after_s(exc), http_status=429
         )
-    if isinstance(exc, Forbidden):
+    if isinstance(exc, tg.Forbidden):
         return DeliveryError(Reason.RECIPIENT_GONE, text, retryable=False, http_status=403)
-    if isinstance(exc, ChatMigrated):
+    if isinstance(exc, tg.ChatMigrated):
         # A group became a supergroup: channels.toml needs the new chat id.
         return DeliveryError(
             Reason.RECIPIENT_GONE, text, retryable=False, http_status=400,
             provider_code=f"migrated:{exc.new_chat_id}",
         )
-    if isinstance(exc, BadRequest):
+    if isinstance(exc, tg.BadRequest):
         gone = "chat not found" in exc.message.lower()
         reason = Reason.RECIPIENT_GONE if gone else Reason.BAD_REQUEST
         return DeliveryError(reason, text, retryable=False, http_status=400)
-    if isinstance(exc, InvalidToken):
+    if isinstance(exc, tg.InvalidToken):
         return DeliveryError(Reason.AUTH, text, retryable=False, http_status=http_status or 401)
     cause = exc.__cause__
-    if isinstance(exc, TimedOut):
+    if isinstance(exc, tg.TimedOut):
         # A connect or pool timeout means the request never left this machine.
         unsent = isinstance(cause, httpx.ConnectTimeout | httpx.PoolTimeout)
         return DeliveryError(Reason.TIMEOUT, text, retryable=True, sent_maybe=not unsent)
-    if isinstance(exc, NetworkError) and cause is not None and not isinstance(cause, TelegramError):
+    if isinstance(exc, tg.NetworkError) and cause is not None and not isinstance(cause, tg.TelegramError):
         # The transport failed (PTB chains the httpx error). Only a refused or
         # unreachable connection proves the request did not go out.
         unsent = isinstance(cause, httpx.ConnectError)

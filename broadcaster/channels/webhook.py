@@ -34,14 +34,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from broadcaster.channels.base import (
-    AlertDocument,
-    Channel,
-    Clients,
-    OutboundMessage,
-    Receipt,
-    parse_retry_after,
-)
+from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.http import close_session, connection_failure, open_session, parse_retry_after
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
@@ -53,7 +47,6 @@ __all__ = [
     "WebhookChannel",
     "WebhookOptions",
     "classify_webhook",
-    "parse_retry_after",
     "sign",
     "target_url",
     "verify",
@@ -129,10 +122,8 @@ def classify_webhook(
     other 5xx (503 ...)         SERVER           yes        no
     401, 403                    AUTH             no         no
     other 4xx                   BAD_REQUEST      no         no
-    connect refused / DNS       NETWORK          yes        no
-    connect timeout             TIMEOUT          yes        no
-    read timeout                TIMEOUT          yes        yes
-    dropped after sending       NETWORK          yes        yes
+    an invalid url              BAD_REQUEST      no         no
+    connection failures         see ``channels.http.connection_failure``
     ==========================  ===============  =========  ==========
 
     ``retry_after`` comes from a ``Retry-After`` header on any retryable status.
@@ -179,24 +170,13 @@ def classify_webhook(
 def _classify_exception(exc: BaseException, secrets: tuple[Secret, ...]) -> DeliveryError:
     import aiohttp
 
-    what = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
-    # Order matters: ConnectionTimeoutError is a TimeoutError raised before any byte left.
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return DeliveryError(Reason.TIMEOUT, f"webhook connect timeout: {what}", retryable=True)
-    if isinstance(exc, TimeoutError):
-        return DeliveryError(
-            Reason.TIMEOUT, f"webhook timed out waiting for the partner: {what}",
-            retryable=True, sent_maybe=True,
-        )
-    if isinstance(exc, aiohttp.InvalidURL):
+    if isinstance(exc, aiohttp.InvalidURL):  # a ClientError, but no retry can mend it
+        what = scrub(f"{type(exc).__name__}: {exc}", secrets)
         return DeliveryError(Reason.BAD_REQUEST, f"webhook url is invalid: {what}", retryable=False)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return DeliveryError(Reason.NETWORK, f"webhook could not connect: {what}", retryable=True)
-    if isinstance(exc, aiohttp.ClientError | OSError):
-        return DeliveryError(
-            Reason.NETWORK, f"webhook connection failed mid-request: {what}", retryable=True, sent_maybe=True
-        )
-    raise TypeError(f"classify_webhook cannot map {type(exc).__name__}") from exc
+    error = connection_failure(exc, "webhook", secrets)
+    if error is None:
+        raise TypeError(f"classify_webhook cannot map {type(exc).__name__}") from exc
+    return error
 
 
 def _provider_id(body: bytes) -> str | None:
@@ -287,19 +267,16 @@ class WebhookChannel(Channel):
             return
         import aiohttp
 
-        self._session = await self.clients.shared("webhook", self._make_session, _close)
+        self._session = await self.clients.shared("webhook", self._make_session, close_session)
         self._timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         self._secret = self.secret("secret_env")
 
     async def _make_session(self) -> Any:
         if self.clients.recording:
             return RecordingSession(self.clients, "webhook", _recorded_answer)
-        import aiohttp
-
         # No shared cap on connections: webhooks go to many partners, and a cap would let a few
         # hanging partners starve the rest. The dispatcher bounds each channel's requests in flight.
-        connector = aiohttp.TCPConnector(ssl=self.clients.ssl_context(), limit=0)
-        return aiohttp.ClientSession(connector=connector)
+        return await open_session(self.clients, limit=0)
 
     async def close(self) -> None:
         self._session = self._secret = None  # the session is shared: Clients closes it with the run
@@ -331,10 +308,6 @@ class WebhookChannel(Channel):
         if isinstance(outcome, DeliveryError):
             raise outcome
         return self.receipt(outcome.provider_id, outcome.http_status)
-
-
-async def _close(session: Any) -> None:
-    await session.close()
 
 
 @functools.cache

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-from broadcaster.channels.base import POOL_SIZE, Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.http import close_session, open_session
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
@@ -170,7 +171,7 @@ class XChannel(Channel):
         import aiohttp
         from tweepy.asynchronous import AsyncClient
 
-        session = await self.clients.shared(f"x:{self.api_base}", self._make_session, _close)
+        session = await self.clients.shared(f"x:{self.api_base}", self._make_session, close_session)
         keys = tuple(self.secret(key) for key in _SECRET_KEYS)
         for key in keys:
             LOG_SCRUBBER.add(key)
@@ -189,12 +190,9 @@ class XChannel(Channel):
     async def _make_session(self) -> Any:
         if self.clients.recording:
             return RecordingSession(self.clients, "x", _recorded_tweet)
-        import aiohttp
-
         api_base = self.api_base
         middlewares = () if api_base == DEFAULT_API_BASE else (redirect_middleware(api_base),)
-        connector = aiohttp.TCPConnector(ssl=self.clients.ssl_context(), limit=POOL_SIZE)
-        return aiohttp.ClientSession(connector=connector, middlewares=middlewares)
+        return await open_session(self.clients, middlewares=middlewares)
 
     async def close(self) -> None:
         for key in self.secrets():
@@ -219,10 +217,6 @@ class XChannel(Channel):
             # "from None": the aiohttp exception chain is of no use and may carry headers.
             raise error from None
         return self.receipt(str(response.data["id"]), 201)
-
-
-async def _close(session: Any) -> None:
-    await session.close()
 
 
 def _recorded_tweet(number: int, method: str, url: str, request: Mapping[str, Any]) -> RecordedResponse:

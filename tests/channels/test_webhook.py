@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,6 @@ from broadcaster.channels.recording import RecordedResponse
 from broadcaster.channels.webhook import (
     WebhookChannel,
     classify_webhook,
-    parse_retry_after,
     sign,
     target_url,
     verify,
@@ -204,15 +201,6 @@ def test_target_url_replaces_scheme_and_host_only() -> None:
     assert target_url(url, None) == url
     assert target_url(url, "http://127.0.0.1:8081") == "http://127.0.0.1:8081/alerts/v1?x=1"
     assert target_url(url, "http://proxy:9/prefix/") == "http://proxy:9/prefix/alerts/v1?x=1"
-
-
-def test_parse_retry_after() -> None:
-    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-    assert parse_retry_after("120") == 120.0
-    assert parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now=now) == 90.0
-    assert parse_retry_after(format_datetime(now - timedelta(seconds=90), usegmt=True), now=now) == 0.0
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
 
 
 def test_classify_success_and_errors_directly() -> None:
