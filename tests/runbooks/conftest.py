@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broadcaster.runbooks.records import RunRecord
+from broadcaster.runbooks.store import new_run_id
 
 from broadcaster.app import App, load_app
 from broadcaster.runbooks.inputs import resolve_inputs
 from broadcaster.runbooks.model import Runbook, load_runbook
-from broadcaster.runbooks.records import RunRecord
-from broadcaster.runbooks.store import new_run_id
 from tests.engine.providers import write_recipients
 from tests.support import write_config
 

@@ -18,16 +18,17 @@ from apscheduler.job import Job
 from apscheduler.jobstores.base import ConflictingIdError, JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
-
-from broadcaster.app import App
-from broadcaster.cli import main
-from broadcaster.config import load_config
 from broadcaster.runbooks.jobstore import DatabaseJobStore
 from broadcaster.runbooks.leader import PgLeadership, scheduler_leader
-from broadcaster.runbooks.scheduler import JOB_FUNC, Host
 from broadcaster.runbooks.store import run_store
-from broadcaster.store import open_store, upgrade_database
 from broadcaster.store.common import SqlStore
+
+from broadcaster.app import App
+from broadcaster.channels.registry import KINDS
+from broadcaster.cli import main
+from broadcaster.config import load_config
+from broadcaster.runbooks.scheduler import JOB_FUNC, Host
+from broadcaster.store import open_store, upgrade_database
 from broadcaster.store.postgres import PostgresStore
 from broadcaster.templates.catalogue import Catalogue
 from tests.runbooks.conftest import TEMPLATES, fast_channels
@@ -68,7 +69,7 @@ def make_app(config_path: Path) -> Iterator[Callable[[str], App]]:
     made: list[App] = []
 
     def make(database: str) -> App:
-        config = load_config(config_path)
+        config = load_config(config_path, KINDS)
         made.append(App(config=config, catalogue=Catalogue(config.templates_dir), database=database))
         return made[-1]
 

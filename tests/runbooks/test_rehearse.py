@@ -8,13 +8,13 @@ from typing import Any
 
 import orjson
 import pytest
+from broadcaster.runbooks.rehearse import rehearse
+from broadcaster.runbooks.store import run_store
 
 from broadcaster.app import App, load_app
 from broadcaster.cli import main
 from broadcaster.runbooks.inputs import resolve_inputs
 from broadcaster.runbooks.model import load_runbook
-from broadcaster.runbooks.rehearse import rehearse
-from broadcaster.runbooks.store import run_store
 from tests.runbooks.conftest import SHIPPED_CHANNELS, SHIPPED_RUNBOOKS, TEMPLATES, fast_channels, write_runbook
 from tests.support import write_config
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 import pytest
+from broadcaster.runbooks.store import run_store
 
 from broadcaster.app import App
 from broadcaster.cli import main
-from broadcaster.runbooks.store import run_store
 
 FIRE = ["fire", "road_closure", "--use-examples", "--dry-run", "--channels", "x-authority,telegram-authority"]
 

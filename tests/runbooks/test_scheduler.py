@@ -9,13 +9,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from broadcaster.runbooks.records import RunRecord, RunStepRow
+from broadcaster.runbooks.store import run_store
 
 from broadcaster.app import App
 from broadcaster.cli import main
 from broadcaster.runbooks.model import Runbook
-from broadcaster.runbooks.records import RunRecord, RunStepRow
 from broadcaster.runbooks.scheduler import Host, job_store, run_step_job
-from broadcaster.runbooks.store import run_store
 from tests.engine.providers import SECRETS, Providers
 from tests.runbooks.conftest import make_run, runbook_from, write_runbook
 
