@@ -143,7 +143,7 @@ def scenario_fanout(providers: ProviderProcess, work: Path, sizes: Sizes) -> Non
     last_arrival = max(stats[kind]["last"] for kind in KINDS if stats[kind]["last"] is not None)
     wall = fired.send_s * 1000
     bound = 1.5 * LATENCY_FANOUT * 1000
-    say(f"    deliveries committed {fired.created}, outcomes { {str(k): v for k, v in fired.states.items()} }, requests at the fakes {requests}, "
+    say(f"    deliveries committed {fired.created}, outcomes {fired.named_states}, requests at the fakes {requests}, "
         f"channels seen {len(every_first)}/{4 * n}")
     say(f"    before the commit: plan_alert {fired.plan_s * 1000:.0f} ms, open {4 * n} channel clients "
         f"{fired.open_s * 1000:.0f} ms; outbox commit {fired.commit_s * 1000:.1f} ms")
@@ -250,8 +250,8 @@ def scenario_rss(providers: ProviderProcess, sizes: Sizes, large_live: dict[str,
     small_n, large_n = sizes.rss_small, sizes.rss_large
     heading("5", f"Peak RSS, {small_n:,} vs {large_n:,} recipients (each a fresh process, its own VmHWM)",
             "live: the whole live fire in python -m bench.sms against the fake in its own process, so the\n"
-            "fake's memory is not counted; dry-run: the same outbox/dispatcher with RecorderChannel on\n"
-            "virtual time (no network). Flat = the large run peaks at most "
+            "fake's memory is not counted; dry-run: the same outbox/dispatcher and Twilio adapter on a\n"
+            "recording transport, virtual time (no network). Flat = the large run peaks at most "
             f"{RSS_GROWTH_BOUND:.0%} above the small one")
     for mode in ("live", "dry-run"):
         small = run_sms(providers, small_n, SMS_RATE, mode)

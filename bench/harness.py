@@ -161,6 +161,11 @@ class Fired:
     states: Counter[str] = field(default_factory=Counter)
 
     @property
+    def named_states(self) -> dict[str, int]:
+        """Outcome counts keyed by plain strings (orjson refuses str subclasses as keys)."""
+        return {str(k): v for k, v in self.states.items()}
+
+    @property
     def plan_s(self) -> float:
         return self.plan_end - self.plan_start
 

@@ -105,7 +105,8 @@ def run(count: int, rate: float, sms_url: str, profile: str | None, mode: str = 
     return {
         "count": count, "rate": rate, "mode": mode, "csv_s": csv_s, "plan_s": fired.plan_s, "commit_s": fired.commit_s,
         "send_s": fired.send_s, "commit": fired.commit, "end": fired.end, "last_outcome": fired.last_outcome,
-        "created": fired.created, "skipped": fired.skipped, "progress_states": {str(k): v for k, v in fired.states.items()},
+        "created": fired.created, "skipped": fired.skipped,
+        "progress_states": {str(k): v for k, v in fired.states.items()},
         "peak_rss_kib": peak_kib, "vm_hwm_kib": hwm_kib, "verify": checks, "db_bytes": db_bytes,
     }
 
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sms-url", required=True, help="base URL of the fake Twilio")
     parser.add_argument("--profile", help="write cProfile stats (outbox commit -> deliver() returned) to this file")
     parser.add_argument("--mode", choices=("live", "dry-run"), default="live",
-                        help="dry-run: recording transports on virtual time, no network (--sms-url unused)")
+                        help="dry-run: the real Twilio adapter on a recording transport, virtual time, "
+                        "no network (--sms-url unused)")
     parser.add_argument("--db", help="database URL (postgresql://...) instead of a fresh SQLite file; must be "
                         "migrated and hold no other alert")
     args = parser.parse_args(argv)

@@ -1,5 +1,13 @@
 """Load and validate ``channels.toml``.
 
+This module knows only the keys every channel shares (``id``, ``kind``,
+``languages``, ``areas``, ``exercise``, ``api_base``, ``rate_per_second``,
+``timeout_s``, ``name``). Each kind's own keys are parsed by that kind
+(``parse_options`` on its class in ``broadcaster.channels``) into a frozen
+:class:`KindOptions`, using :class:`KindTable` so that every kind words its
+errors the same way. The kinds reach :func:`load_config` by injection: this
+module sits below ``broadcaster.channels`` and never imports it.
+
 Every error names the file, the channel id and the key. Secrets are never read
 from the file: it holds only the *names* of environment variables, resolved
 lazily through :meth:`ChannelConfig.secret` when a real send needs them.
@@ -11,40 +19,64 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcaster.errors import ConfigError
 from broadcaster.secret import Secret
 
-KINDS: Final = ("x", "telegram", "sms", "webhook")
 LANGUAGES: Final = ("ar", "en")
+COMMON_KEYS: Final = frozenset({
+    "id", "kind", "languages", "areas", "exercise", "api_base", "rate_per_second", "timeout_s", "name",
+})
 _CHANNEL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
-_COMMON_KEYS: Final = {
-    "id", "kind", "languages", "areas", "exercise", "api_base", "rate_per_second", "timeout_s", "name",
-}
-# key -> required?  Secret keys end in "_env" and name environment variables.
-_KIND_KEYS: Final[dict[str, dict[str, bool]]] = {
-    "x": {"api_key_env": True, "api_secret_env": True, "access_token_env": True, "access_secret_env": True},
-    "telegram": {"chat_id": True, "token_env": True, "layout": False, "on_unknown": False},
-    "sms": {
-        "account_sid_env": True, "auth_token_env": True, "from": False, "messaging_service_sid": False,
-        "recipients": True, "max_segments": False,
-    },
-    "webhook": {"url": True, "secret_env": True},
-}
-# Conservative defaults, in messages per second, for when a channel sets none.
-DEFAULT_RATE: Final = {"x": 1.0, "telegram": 1.0, "sms": 10.0, "webhook": 10.0}
-DEFAULT_SMS_MAX_SEGMENTS: Final = 4
+OptionsT = TypeVar("OptionsT", bound="KindOptions")
+ChoiceT = TypeVar("ChoiceT", bound=StrEnum)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KindOptions:
+    """A kind's own keys of one ``[[channel]]`` table, checked and typed.
+
+    Each kind subclasses it as a frozen dataclass. Fields named ``*_env`` hold the
+    NAMES of environment variables with the channel's secrets (never the values).
+    """
+
+    def secret_envs(self) -> dict[str, str]:
+        """``{key: ENV_NAME}`` for every secret this channel needs (its ``*_env`` fields that are set)."""
+        named = ((f.name, getattr(self, f.name)) for f in fields(self) if f.name.endswith("_env"))
+        return {key: env for key, env in named if isinstance(env, str)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipientListOptions(KindOptions):
+    """Options of a kind that sends one message per recipient from a list (SMS).
+
+    ``recipients`` is already resolved against the folder of channels.toml.
+    """
+
+    recipients: Path
+
+
+class KindParser(Protocol):
+    """What :func:`load_config` needs from a channel kind (its class in ``broadcaster.channels``)."""
+
+    @property
+    def default_rate_per_second(self) -> float:
+        """Messages per second when a channel sets no ``rate_per_second``."""
+
+    def parse_options(self, table: Mapping[str, Any], *, where: str, base_dir: Path) -> KindOptions:
+        """The kind's own keys of ``table``, checked; raise ConfigError naming ``where`` and the key."""
 
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """One ``[[channel]]`` table, checked. ``options`` keeps the kind's own keys."""
+    """One ``[[channel]]`` table, checked. ``options`` holds the kind's own keys, typed."""
 
     id: str
     kind: str
@@ -54,7 +86,7 @@ class ChannelConfig:
     api_base: str | None
     rate_per_second: float
     timeout_s: float
-    options: Mapping[str, Any]
+    options: KindOptions
     source: Path
     base_dir: Path
 
@@ -62,9 +94,23 @@ class ChannelConfig:
     def where(self) -> str:
         return f"{self.source}: channel {self.id!r}"
 
+    def options_of(self, kind_options: type[OptionsT]) -> OptionsT:
+        """``options`` as the kind's own type; a kind calls this with its options class.
+
+        Raises TypeError when the channel is of another kind (a programming error, not bad input).
+        """
+        if not isinstance(self.options, kind_options):
+            raise TypeError(f"{self.where} has {type(self.options).__name__}, not {kind_options.__name__}")
+        return self.options
+
+    @property
+    def recipients(self) -> Path | None:
+        """The recipient list of a per-recipient kind (SMS); None for a kind that posts once."""
+        return self.options.recipients if isinstance(self.options, RecipientListOptions) else None
+
     def secret_env_names(self) -> dict[str, str]:
         """``{key: ENV_NAME}`` for every secret this channel needs."""
-        return {k: v for k, v in self.options.items() if k.endswith("_env")}
+        return self.options.secret_envs()
 
     def missing_env(self) -> list[tuple[str, str]]:
         """``(key, ENV_NAME)`` pairs whose environment variable is unset or empty."""
@@ -72,17 +118,13 @@ class ChannelConfig:
 
     def secret(self, key: str) -> Secret:
         """Read the secret named by ``key`` (e.g. ``token_env``) from the environment."""
-        env_name = self.options.get(key)
-        if not isinstance(env_name, str):
+        env_name = self.secret_env_names().get(key)
+        if env_name is None:
             raise ConfigError(f"key {key!r} is missing", where=self.where)
         value = os.environ.get(env_name)
         if not value:
             raise ConfigError(f"key {key!r}: environment variable {env_name} is not set", where=self.where)
         return Secret(value, env_name)
-
-    def path(self, key: str) -> Path:
-        """A path option, resolved against the directory of channels.toml."""
-        return (self.base_dir / str(self.options[key])).resolve()
 
     def covers_area(self, area: str) -> bool:
         return "*" in self.areas or area in self.areas
@@ -108,8 +150,82 @@ class Config:
         raise ConfigError(f"no channel with id {channel_id!r}", where=str(self.path))
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Parse and validate channels.toml; raise one ConfigError naming file, channel and key."""
+class KindTable:
+    """One ``[[channel]]`` table as a kind reads its own keys.
+
+    Built with the kind's keys (``{key: required?}``), it refuses an unknown key
+    (listing the known ones), a missing required key, and an ``*_env`` key whose
+    value is not an UPPER_CASE variable NAME (without echoing the value, which may
+    be a pasted secret). The readers then check one key each; every error names
+    the file, the channel and the key.
+    """
+
+    def __init__(self, table: Mapping[str, Any], *, kind: str, where: str, keys: Mapping[str, bool]) -> None:
+        self.table = table
+        self.kind = kind
+        self.where = where
+        for key in table:
+            if key not in COMMON_KEYS and key not in keys:
+                allowed = ", ".join(sorted(COMMON_KEYS | set(keys)))
+                raise ConfigError(f"unknown key {key!r} for kind {kind!r} (known: {allowed})", where=where)
+        for key, required in keys.items():
+            if required and key not in table:
+                raise ConfigError(f"key {key!r} is required for kind {kind!r}", where=where)
+            if key in table and key.endswith("_env") and not _is_env_name(table[key]):
+                raise ConfigError(
+                    f"key {key!r} must name an environment variable (UPPER_CASE), not hold a value", where=where
+                )
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def env(self, key: str) -> str:
+        """A required ``*_env`` key (already checked to be a variable name)."""
+        value = self.table[key]
+        assert isinstance(value, str)  # checked in __init__
+        return value
+
+    def text(self, key: str, what: str = "a non-empty string") -> str:
+        value = self.table.get(key)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"key {key!r}: must be {what}", where=self.where)
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        return self.text(key) if key in self.table else None
+
+    def choice(self, key: str, choices: type[ChoiceT], default: ChoiceT) -> ChoiceT:
+        value = self.table.get(key, default.value)
+        try:
+            return choices(value)
+        except ValueError:
+            allowed = " or ".join(f'"{c.value}"' for c in choices)
+            raise ConfigError(f"key {key!r}: must be {allowed}", where=self.where) from None
+
+    def whole_number(self, key: str, low: int, high: int, default: int) -> int:
+        value = self.table.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"key {key!r}: must be a whole number from {low} to {high}", where=self.where)
+        return value
+
+    def http_url(self, key: str) -> str:
+        value = self.table.get(key)
+        if not is_http_url(value):
+            raise ConfigError(f"key {key!r}: must be an http(s) URL", where=self.where)
+        assert isinstance(value, str)
+        return value
+
+    def path(self, key: str, base_dir: Path) -> Path:
+        """A file path, resolved against the folder of channels.toml."""
+        return resolve_path(base_dir, self.text(key, "a path relative to channels.toml"), key, self.where)
+
+
+def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -> Config:
+    """Parse and validate channels.toml; raise one ConfigError naming file, channel and key.
+
+    ``kinds`` maps each ``kind`` a channel may name to the class that parses its
+    options (``broadcaster.channels.registry.KINDS``).
+    """
     source = Path(path)
     try:
         raw = tomllib.loads(source.read_text(encoding="utf-8"))
@@ -136,9 +252,12 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         timezone = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"[broadcaster]: key 'timezone': unknown time zone {tz_name!r}", where=where) from None
+    settings = f"{where}: [broadcaster]"
     database = str(top.get("database", "var/broadcaster.db"))
     if "://" not in database:
-        database = str((base_dir / database).resolve())
+        database = str(resolve_path(base_dir, database, "database", settings))
+    templates_dir = resolve_path(base_dir, str(top.get("templates", "templates")), "templates", settings)
+    runbooks_dir = resolve_path(base_dir, str(top.get("runbooks", "runbooks")), "runbooks", settings)
     public_url = top.get("public_url")
 
     tables = raw.get("channel", [])
@@ -147,7 +266,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     channels: list[ChannelConfig] = []
     seen: set[str] = set()
     for index, table in enumerate(tables, start=1):
-        channel = _channel(table, index, source, base_dir)
+        channel = parse_channel(table, kinds, source=source, base_dir=base_dir, index=index)
         if channel.id in seen:
             raise ConfigError(f"channel {channel.id!r}: key 'id': duplicate channel id", where=where)
         seen.add(channel.id)
@@ -158,14 +277,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         sender=sender,
         timezone=timezone,
         database=database,
-        templates_dir=(base_dir / str(top.get("templates", "templates"))).resolve(),
-        runbooks_dir=(base_dir / str(top.get("runbooks", "runbooks"))).resolve(),
+        templates_dir=templates_dir,
+        runbooks_dir=runbooks_dir,
         public_url=str(public_url) if public_url else None,
         channels=tuple(channels),
     )
 
 
-def _is_http_url(value: Any) -> bool:
+def is_http_url(value: Any) -> bool:
     """An http(s) URL with a host: "https://" alone would only fail at send time."""
     if not isinstance(value, str) or not value.startswith(("http://", "https://")):
         return False
@@ -175,6 +294,18 @@ def _is_http_url(value: Any) -> bool:
         return False
 
 
+def resolve_path(base_dir: Path, value: str, key: str, where: str) -> Path:
+    """``value`` resolved against the folder of channels.toml; a path no file system can hold is refused."""
+    try:
+        return (base_dir / value).resolve()
+    except (ValueError, OSError):  # e.g. an embedded NUL, which TOML allows as "\u0000"
+        raise ConfigError(f"key {key!r}: {value!r} is not a usable path", where=where) from None
+
+
+def _is_env_name(value: Any) -> bool:
+    return isinstance(value, str) and value.isidentifier() and value.isupper()
+
+
 def _require_str(table: Mapping[str, Any], key: str, where: str) -> str:
     value = table.get(key)
     if not isinstance(value, str) or not value.strip():
@@ -182,7 +313,10 @@ def _require_str(table: Mapping[str, Any], key: str, where: str) -> str:
     return value
 
 
-def _channel(table: Any, index: int, source: Path, base_dir: Path) -> ChannelConfig:
+def parse_channel(
+    table: Any, kinds: Mapping[str, KindParser], *, source: Path, base_dir: Path, index: int = 1
+) -> ChannelConfig:
+    """One ``[[channel]]`` table (the ``index``-th in ``source``): common keys here, the rest by its kind."""
     if not isinstance(table, dict):
         raise ConfigError(f"[[channel]] #{index} is not a table", where=str(source))
     raw_id = table.get("id")
@@ -193,29 +327,20 @@ def _channel(table: Any, index: int, source: Path, base_dir: Path) -> ChannelCon
         # Selections split on "," and read "kind:"/"area:" prefixes, so an id must hold neither.
         raise ConfigError("key 'id': use letters, digits, '-', '_' and '.' only", where=where)
     kind = table.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"key 'kind': {kind!r} is not one of {', '.join(KINDS)}", where=where)
-    kind_keys = _KIND_KEYS[kind]
-    for key in table:
-        if key not in _COMMON_KEYS and key not in kind_keys:
-            allowed = ", ".join(sorted(_COMMON_KEYS | set(kind_keys)))
-            raise ConfigError(f"unknown key {key!r} for kind {kind!r} (known: {allowed})", where=where)
-    for key, required in kind_keys.items():
-        if required and key not in table:
-            raise ConfigError(f"key {key!r} is required for kind {kind!r}", where=where)
-        if key in table and key.endswith("_env"):
-            value = table[key]
-            if not isinstance(value, str) or not value.isidentifier() or not value.isupper():
-                raise ConfigError(
-                    f"key {key!r} must name an environment variable (UPPER_CASE), not hold a value",
-                    where=where,
-                )
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ConfigError(f"key 'kind': {kind!r} is not one of {', '.join(kinds)}", where=where)
+    parser = kinds[kind]
+    # The kind's keys first: an unknown (mistyped) key is the likeliest mistake and is named before the rest.
+    options = parser.parse_options(table, where=where, base_dir=base_dir)
 
-    languages = tuple(table.get("languages", LANGUAGES))
-    if not languages or any(lang not in LANGUAGES for lang in languages) or len(set(languages)) != len(languages):
+    languages = table.get("languages", LANGUAGES)
+    if (
+        not isinstance(languages, list | tuple) or not languages
+        or any(lang not in LANGUAGES for lang in languages) or len(set(languages)) != len(languages)
+    ):
         raise ConfigError(f"key 'languages': must be a list drawn from {list(LANGUAGES)}", where=where)
     # Arabic first, whatever order the file used.
-    languages = tuple(lang for lang in LANGUAGES if lang in languages)
+    ordered = tuple(lang for lang in LANGUAGES if lang in languages)
     areas = table.get("areas", ["*"])
     if not isinstance(areas, list) or not areas or not all(isinstance(a, str) and a for a in areas):
         raise ConfigError("key 'areas': must be a non-empty list of area codes or \"*\"", where=where)
@@ -223,42 +348,19 @@ def _channel(table: Any, index: int, source: Path, base_dir: Path) -> ChannelCon
     if not isinstance(exercise, bool):
         raise ConfigError("key 'exercise': must be true or false", where=where)
     api_base = table.get("api_base")
-    if api_base is not None and not _is_http_url(api_base):
+    if api_base is not None and not is_http_url(api_base):
         raise ConfigError("key 'api_base': must be an http(s) URL", where=where)
-    rate = table.get("rate_per_second", DEFAULT_RATE[kind])
+    rate = table.get("rate_per_second", parser.default_rate_per_second)
     if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
         raise ConfigError("key 'rate_per_second': must be a positive number", where=where)
     timeout_s = table.get("timeout_s", 10.0)
     if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
         raise ConfigError("key 'timeout_s': must be a positive number of seconds", where=where)
 
-    options = {k: v for k, v in table.items() if k in kind_keys}
-    if kind == "sms":
-        has_from, has_service = "from" in table, "messaging_service_sid" in table
-        if has_from == has_service:
-            raise ConfigError("set exactly one of 'from' or 'messaging_service_sid'", where=where)
-        segments = table.get("max_segments", DEFAULT_SMS_MAX_SEGMENTS)
-        if not isinstance(segments, int) or isinstance(segments, bool) or not 1 <= segments <= 10:
-            raise ConfigError("key 'max_segments': must be a whole number from 1 to 10", where=where)
-        options["max_segments"] = segments
-    if kind == "telegram":
-        layout = table.get("layout", "combined")
-        if layout not in ("combined", "separate"):
-            raise ConfigError("key 'layout': must be \"combined\" or \"separate\"", where=where)
-        options["layout"] = layout
-        on_unknown = table.get("on_unknown", "resend")
-        if on_unknown not in ("resend", "hold"):
-            raise ConfigError("key 'on_unknown': must be \"resend\" or \"hold\"", where=where)
-        options["on_unknown"] = on_unknown
-    if kind == "webhook":
-        url = table.get("url")
-        if not _is_http_url(url):
-            raise ConfigError("key 'url': must be an http(s) URL", where=where)
-
     return ChannelConfig(
         id=raw_id,
         kind=kind,
-        languages=languages,
+        languages=ordered,
         areas=tuple(areas),
         exercise=exercise,
         api_base=api_base.rstrip("/") if isinstance(api_base, str) else None,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from broadcaster.config import KINDS, ChannelConfig
+from broadcaster.config import ChannelConfig
 from broadcaster.errors import SelectionError
+from broadcaster.templates.catalogue import CHANNEL_KINDS as KINDS
 
 
 def select_channels(

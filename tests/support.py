@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from broadcaster.channels.registry import KINDS
 from broadcaster.config import ChannelConfig, Config, load_config
 from broadcaster.states import RunState
 from broadcaster.store import Store, opened
@@ -41,7 +42,7 @@ def write_config(tmp_path: Path, channels: list[dict[str, Any]], **top: Any) -> 
 
 
 def make_config(tmp_path: Path, channels: list[dict[str, Any]], **top: Any) -> Config:
-    return load_config(write_config(tmp_path, channels, **top))
+    return load_config(write_config(tmp_path, channels, **top), KINDS)
 
 
 def channel_config(tmp_path: Path, **table: Any) -> ChannelConfig:
@@ -111,5 +112,5 @@ class Loaded:
 
 
 def loaded(config: str | Path) -> Loaded:
-    checked = load_config(Path(config))
+    checked = load_config(Path(config), KINDS)
     return Loaded(checked, Catalogue(checked.templates_dir))

@@ -7,8 +7,12 @@ from typing import Any
 
 import pytest
 
-from broadcaster.config import DEFAULT_RATE, load_config
+from broadcaster.channels.registry import KINDS
+from broadcaster.channels.sms import SmsOptions
+from broadcaster.channels.telegram import Layout, TelegramChannel, TelegramOptions
+from broadcaster.config import load_config
 from broadcaster.errors import ConfigError
+from broadcaster.states import OnUnknown
 from tests.support import channel_config, make_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,14 +37,14 @@ REQUIRED = [
 def refused(tmp_path: Path, channels: list[dict[str, Any]], **top: Any) -> str:
     path = write_config(tmp_path, channels, **top)
     with pytest.raises(ConfigError) as caught:
-        load_config(path)
+        load_config(path, KINDS)
     message = str(caught.value)
     assert message.startswith(str(path)), message
     return message
 
 
 def test_the_shipped_channels_toml_loads() -> None:
-    config = load_config(ROOT / "channels.toml")
+    config = load_config(ROOT / "channels.toml", KINDS)
     ids = [c.id for c in config.channels]
     assert ids[:5] == ["x-authority", "telegram-authority", "telegram-police-en", "sms-residents", "partner-hook"]
     assert {c.kind for c in config.channels} == {"x", "telegram", "sms", "webhook"}
@@ -50,12 +54,13 @@ def test_the_shipped_channels_toml_loads() -> None:
     assert Path(config.database) == ROOT / "var" / "broadcaster.db"
     assert [c.id for c in config.channels if c.exercise] == ["sms-exercise", "telegram-exercise"]
     sms = config.channel("sms-residents")
-    assert sms.path("recipients") == ROOT / "recipients" / "residents.csv"
-    assert sms.options["max_segments"] == 4
+    assert sms.recipients == ROOT / "recipients" / "residents.csv"
+    assert sms.options_of(SmsOptions).max_segments == 4
     assert sms.rate_per_second == 10
     police = config.channel("telegram-police-en")
     assert police.languages == ("en",)
-    assert police.options["layout"] == "separate"
+    assert police.options_of(TelegramOptions).layout is Layout.SEPARATE
+    assert police.recipients is None
     for channel in config.channels:
         assert channel.secret_env_names()
         assert all(name.isupper() for name in channel.secret_env_names().values())
@@ -67,9 +72,9 @@ def test_defaults_fill_in_what_a_channel_leaves_out(tmp_path: Path) -> None:
     assert channel.areas == ("*",)
     assert channel.exercise is False
     assert channel.api_base is None
-    assert channel.rate_per_second == DEFAULT_RATE["telegram"]
-    assert channel.options["layout"] == "combined"
-    assert channel.options["on_unknown"] == "resend"
+    assert channel.rate_per_second == TelegramChannel.default_rate_per_second
+    options = channel.options_of(TelegramOptions)
+    assert (options.layout, options.on_unknown) == (Layout.COMBINED, OnUnknown.RESEND)
 
 
 def test_languages_are_put_arabic_first(tmp_path: Path) -> None:
@@ -85,7 +90,7 @@ def test_missing_broadcaster_table(tmp_path: Path) -> None:
     path = tmp_path / "channels.toml"
     path.write_text('[[channel]]\nid = "x"\nkind = "webhook"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"missing \[broadcaster\] table") as caught:
-        load_config(path)
+        load_config(path, KINDS)
     assert caught.value.where == str(path)
 
 
@@ -93,7 +98,7 @@ def test_unknown_top_level_table(tmp_path: Path) -> None:
     path = write_config(tmp_path, [WEBHOOK])
     path.write_text(path.read_text(encoding="utf-8") + "\n[[channels]]\nid = \"typo\"\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"unknown top-level table.*channels"):
-        load_config(path)
+        load_config(path, KINDS)
 
 
 @pytest.mark.parametrize("top", [{"timezone": "Gulf/Nowhere"}, {"sender": ""}, {"databse": "x.db"}])
@@ -111,13 +116,13 @@ def test_toml_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "channels.toml"
     path.write_text('[broadcaster]\nsender = "a"\ntimezone = "Asia/Dubai\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"not valid TOML.*line 3") as caught:
-        load_config(path)
+        load_config(path, KINDS)
     assert caught.value.where == str(path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
-        load_config(tmp_path / "nope.toml")
+        load_config(tmp_path / "nope.toml", KINDS)
 
 
 def test_unknown_kind_names_the_channel(tmp_path: Path) -> None:
@@ -194,8 +199,9 @@ def test_sms_needs_exactly_one_sender(tmp_path: Path) -> None:
 def test_sms_with_a_messaging_service_loads(tmp_path: Path) -> None:
     table = {k: v for k, v in SMS.items() if k != "from"}
     channel = channel_config(tmp_path, **table, messaging_service_sid="MG0123456789abcdef0123456789abcdef")
-    assert channel.options["messaging_service_sid"].startswith("MG")
-    assert "from" not in channel.options
+    options = channel.options_of(SmsOptions)
+    assert options.messaging_service_sid is not None and options.messaging_service_sid.startswith("MG")
+    assert options.from_ is None
 
 
 @pytest.mark.parametrize(
@@ -274,7 +280,7 @@ def test_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     config = make_config(folder, [SMS], database="../var/db.sqlite", templates="../templates")
     assert Path(config.database) == (tmp_path / "var" / "db.sqlite").resolve()
     assert config.templates_dir == (tmp_path / "templates").resolve()
-    assert config.channels[0].path("recipients") == (folder / "recipients" / "residents.csv").resolve()
+    assert config.channels[0].recipients == (folder / "recipients" / "residents.csv").resolve()
 
 
 def test_a_database_url_is_kept_as_is(tmp_path: Path) -> None:
@@ -287,3 +293,31 @@ def test_covers_area(tmp_path: Path) -> None:
     deira = channel_config(tmp_path, **{**TELEGRAM, "areas": ["DXB-DEIRA"]})
     assert everywhere.covers_area("DXB-HATTA")
     assert deira.covers_area("DXB-DEIRA") and not deira.covers_area("DXB-HATTA")
+
+
+@pytest.mark.parametrize(("table", "top", "key"), [
+    ({**SMS, "recipients": "resid<NUL>ents.csv"}, {}, "recipients"),
+    (WEBHOOK, {"templates": "tem<NUL>plates"}, "templates"),
+])
+def test_a_path_no_file_system_can_hold_is_refused_naming_the_key(
+    tmp_path: Path, table: dict[str, Any], top: dict[str, Any], key: str
+) -> None:
+    # TOML allows the escape "\u0000" in a string; no file system allows NUL in a path.
+    path = write_config(tmp_path, [table], **top)
+    path.write_text(path.read_text(encoding="utf-8").replace("<NUL>", "\\u0000"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=f"key {key!r}: .* is not a usable path") as caught:
+        load_config(path, KINDS)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_only_the_kinds_given_are_known(tmp_path: Path) -> None:
+    path = write_config(tmp_path, [WEBHOOK, X])
+    with pytest.raises(ConfigError, match=r"channel 'x-authority': key 'kind': 'x' is not one of webhook"):
+        load_config(path, {"webhook": KINDS["webhook"]})
+
+
+def test_options_of_another_kind_is_a_programming_error(tmp_path: Path) -> None:
+    channel = channel_config(tmp_path, **TELEGRAM)
+    assert channel.options_of(TelegramOptions).chat_id == "@authority_alerts"
+    with pytest.raises(TypeError, match="not SmsOptions"):
+        channel.options_of(SmsOptions)

@@ -129,7 +129,7 @@ def test_there_is_no_import_cycle() -> None:
         path.append(module)
         for dep in sorted(GRAPH[module]):
             if seen.get(dep) == 1:
-                cycles.append(path[path.index(dep):] + [dep])
+                cycles.append([*path[path.index(dep):], dep])
             elif dep not in seen:
                 visit(dep)
         path.pop()

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broadcaster.channels.registry import KINDS
 from broadcaster.config import ChannelConfig, load_config
 from broadcaster.errors import SelectionError
 from broadcaster.selection import select_channels
@@ -140,7 +141,7 @@ def test_a_selection_that_matches_nothing_is_refused(channels: tuple[ChannelConf
 
 
 def test_the_shipped_config_in_exercise_mode() -> None:
-    config = load_config(ROOT / "channels.toml")
+    config = load_config(ROOT / "channels.toml", KINDS)
     chosen = select_channels(config.channels, "all", kinds=ALL_KINDS, areas=(), exercise_only=True,
                              known_areas=KNOWN_AREAS)
     assert chosen and all(c.exercise for c in chosen)

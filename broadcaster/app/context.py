@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from broadcaster.audit import AuditLog
+from broadcaster.channels.registry import KINDS
 from broadcaster.config import Config, load_config
 from broadcaster.store import Store, open_store
 from broadcaster.templates.catalogue import Catalogue
@@ -53,14 +54,14 @@ def config_path(given: str | None) -> Path:
 
 def load(config: str | None = None, database: str | None = None) -> tuple[Config, Catalogue, str]:
     """Read and check ``channels.toml`` and the templates folder; which database to use (nothing opened)."""
-    loaded = load_config(config_path(config))
+    loaded = load_config(config_path(config), KINDS)
     db = database or os.environ.get("BROADCASTER_DB") or loaded.database
     return loaded, Catalogue(loaded.templates_dir), db
 
 
 def database_of(config: str | None = None, database: str | None = None) -> str:
     """The database a command would use, without loading the templates (``db``, ``users``, ``audit``)."""
-    return database or os.environ.get("BROADCASTER_DB") or load_config(config_path(config)).database
+    return database or os.environ.get("BROADCASTER_DB") or load_config(config_path(config), KINDS).database
 
 
 @asynccontextmanager

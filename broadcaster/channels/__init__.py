@@ -1,1 +1,13 @@
-"""Channel kinds. Built from config through the plain mapping in ``registry``."""
+"""Channel kinds: one module per kind, built from config through the plain mapping in ``registry``.
+
+Adding a kind:
+
+1. one module here with a :class:`~broadcaster.channels.base.Channel` subclass: its
+   typed :class:`~broadcaster.config.KindOptions` and ``parse_options``, ``render``
+   and ``measure_piece``, ``payload`` if it sends a body, ``send`` (and ``reconcile``
+   if the provider can be asked), its ``classify_*`` error map, and the recording
+   answer a dry-run gives in the provider's wire format; SDK imports inside methods;
+2. one line in ``registry.KINDS``;
+3. its name in ``templates.catalogue.CHANNEL_KINDS``, so templates may target it;
+4. a ``KindCase`` in ``tests/channels/kinds.py``: the conformance suite then runs it.
+"""

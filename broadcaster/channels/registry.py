@@ -1,19 +1,26 @@
-"""``{kind: class}``: how channels are built from config. No plugins, no scanning."""
+"""``{kind: class}``: how channels are built from config. No plugins, no scanning.
+
+Adding a kind is one module in this package and one line in :data:`KINDS`.
+Importing this module imports no provider SDK: the kinds load theirs when a
+channel opens, so ``preview``, ``templates check`` and ``channels check`` stay fast.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
-from broadcaster.channels.base import Channel
-from broadcaster.channels.recorder import RecorderChannel
+from broadcaster.channels.base import Channel, Clients
 from broadcaster.channels.sms import SmsChannel
 from broadcaster.channels.telegram import TelegramChannel
 from broadcaster.channels.webhook import WebhookChannel
 from broadcaster.channels.x import XChannel
-from broadcaster.config import ChannelConfig
+from broadcaster.config import ChannelConfig, parse_channel
 from broadcaster.errors import ConfigError
+from broadcaster.templates.render import Forms, Rendered
 
-CHANNEL_CLASSES: dict[str, type[Channel]] = {
+KINDS: dict[str, type[Channel]] = {
     "x": XChannel,
     "telegram": TelegramChannel,
     "sms": SmsChannel,
@@ -21,25 +28,58 @@ CHANNEL_CLASSES: dict[str, type[Channel]] = {
 }
 
 
-def build_channels(
-    configs: Iterable[ChannelConfig], mode: str, *, recorder_latency_s: float = 0.2, status_callback: str | None = None
-) -> list[Channel]:
-    """Real channels for exercise and live; recorders for dry-run.
+def kind_of(config: ChannelConfig) -> type[Channel]:
+    """The class of ``config``'s kind."""
+    return KINDS[config.kind]
 
-    A real send refuses to start while any secret it needs is missing, and
-    names every missing environment variable at once. ``status_callback`` (the
-    service's ``{public_url}/twilio/status``) asks Twilio for delivery receipts.
+
+def build_channels(configs: Iterable[ChannelConfig], clients: Clients, *, mode: str) -> list[Channel]:
+    """One channel per config, on ``clients``: the same adapters whether they record or send.
+
+    A real send (``clients`` live) refuses to start while any secret it needs is
+    missing, and names every missing environment variable at once. A dry-run needs
+    none: its channels sign with masked placeholders.
     """
     configs = list(configs)
-    if mode == "dry-run":
-        return [RecorderChannel(c, latency_s=recorder_latency_s) for c in configs]
-    missing = [f"{c.id}.{key} -> ${env}" for c in configs for key, env in c.missing_env()]
-    if missing:
-        raise ConfigError(
-            f"{mode} send needs these environment variables, which are not set: {', '.join(missing)}",
-            where=str(configs[0].source) if configs else None,
-        )
-    return [
-        SmsChannel(c, status_callback=status_callback) if c.kind == "sms" else CHANNEL_CLASSES[c.kind](c)
-        for c in configs
-    ]
+    if not clients.recording:
+        missing = [f"{c.id}.{key} -> ${env}" for c in configs for key, env in c.missing_env()]
+        if missing:
+            raise ConfigError(
+                f"{mode} send needs these environment variables, which are not set: {', '.join(missing)}",
+                where=str(configs[0].source) if configs else None,
+            )
+    return [kind_of(c)(c, clients) for c in configs]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A channel (or one kind at its defaults) as ``templates check`` sees it.
+
+    Satisfies :class:`broadcaster.templates.check.Target`; templates never import channels.
+    """
+
+    name: str
+    config: ChannelConfig
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    def render(self, forms: Forms) -> list[Rendered]:
+        return kind_of(self.config).render(forms, self.config)
+
+    def measure_piece(self, text: str) -> int:
+        return kind_of(self.config).measure_piece(text)
+
+
+def default_config(kind: str, *, languages: tuple[str, ...] = ("ar", "en")) -> ChannelConfig:
+    """A channel of ``kind`` with every optional key at its default (from the kind's ``sample`` table)."""
+    table = {"id": f"default-{kind}", "kind": kind, "languages": list(languages), **KINDS[kind].sample}
+    return parse_channel(table, KINDS, source=Path("<defaults>"), base_dir=Path.cwd())
+
+
+def targets(configs: Iterable[ChannelConfig] | None) -> list[Target]:
+    """What ``templates check`` proves the worst case against: each channel, or each kind at its defaults."""
+    if configs is None:
+        return [Target(f"default {kind}", default_config(kind)) for kind in KINDS]
+    return [Target(f"channel {c.id!r}", c) for c in configs]

@@ -1,14 +1,21 @@
 """X (Twitter) channels: one ``POST /2/tweets`` per delivery, through tweepy's AsyncClient.
 
-tweepy hard-codes ``https://api.twitter.com`` and takes no session argument, but every
-call goes through ``self.session or aiohttp.ClientSession()``. The channel therefore
-owns one ``aiohttp.ClientSession`` and assigns it to ``client.session``. That session
-carries:
+Config: the four OAuth 1.0a ``*_env`` keys of one account. Shaping: the short form,
+one post per language; length as twitter-text v3 weighs it (280).
 
-* the timeout (``ClientTimeout(total=timeout_s)``), since tweepy passes none;
-* when ``api_base`` is set, a client middleware that rewrites the scheme, host and port
-  of api.twitter.com / api.x.com requests to it (OAuth 1.0a signs the original URL,
-  which the real X never sees changed, and which a fake does not verify).
+tweepy hard-codes ``https://api.twitter.com`` and takes no session argument, but every
+call goes through ``self.session or aiohttp.ClientSession()``. Each channel's client
+therefore gets :class:`_TimedSession`, a thin view of one ``aiohttp.ClientSession``
+shared by every X channel of the run with the same ``api_base``. That view adds the
+channel's timeout (``ClientTimeout(total=timeout_s)``) to every request, since tweepy
+passes none. When ``api_base`` is set, the shared session carries a client middleware
+that rewrites the scheme, host and port of api.twitter.com / api.x.com requests to it
+(OAuth 1.0a signs the original URL, which the real X never sees changed, and which a
+fake does not verify); hence one session per distinct ``api_base``.
+
+In a dry-run the shared session is a
+:class:`~broadcaster.channels.recording.RecordingSession` answering ``201
+{"data": {"id", "text"}}`` as X would; tweepy still signs and parses every request.
 
 Retries: ``wait_on_rate_limit=False`` stops tweepy sleeping and re-posting on 429, and
 aiohttp retries a dropped keep-alive connection only for idempotent methods, never
@@ -18,24 +25,31 @@ the channel registers its keys with :data:`LOG_SCRUBBER` on tweepy's logger.
 X rejects a second post with the same text as duplicate content (403). After a
 timeout the engine simply resends, and that 403 proves the first post went out:
 :meth:`XChannel.send` returns a receipt for it instead of raising.
+
+The SDK (tweepy, aiohttp) is imported on first use, never by ``render`` or ``parse_options``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+from urllib.parse import urlsplit
 
-import aiohttp
-from tweepy.asynchronous import AsyncClient
-from tweepy.errors import HTTPException, TooManyRequests, TweepyException
-from yarl import URL
-
-from broadcaster.channels.base import Channel, OutboundMessage, Receipt
-from broadcaster.config import ChannelConfig
+from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.http import close_session, open_session
+from broadcaster.channels.recording import RecordedResponse, RecordingSession
+from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.secret import Secret, SecretScrubber, scrub
+from broadcaster.templates.render import Forms, Rendered
+from broadcaster.text import lengths
+
+if TYPE_CHECKING:
+    import aiohttp
 
 DEFAULT_API_BASE: Final = "https://api.twitter.com"
 X_HOSTS: Final = frozenset({"api.twitter.com", "api.x.com"})
@@ -55,12 +69,24 @@ LOG_SCRUBBER: Final = SecretScrubber(
 )
 
 
+@dataclass(frozen=True, kw_only=True)
+class XOptions(KindOptions):
+    """The NAMES of the environment variables holding one account's OAuth 1.0a keys."""
+
+    api_key_env: str
+    api_secret_env: str
+    access_token_env: str
+    access_secret_env: str
+
+
 def redirect_middleware(api_base: str) -> aiohttp.ClientMiddlewareType:
     """An aiohttp client middleware sending X API requests to ``api_base`` instead.
 
     Scheme, host and port are replaced and a path prefix in ``api_base`` is prepended;
     the query is kept byte for byte, as OAuth signed it. Requests to other hosts pass.
     """
+    from yarl import URL
+
     base = URL(api_base)
     prefix = base.raw_path.rstrip("/")
 
@@ -84,6 +110,17 @@ def redirect_middleware(api_base: str) -> aiohttp.ClientMiddlewareType:
     return redirect
 
 
+class _TimedSession:
+    """tweepy's view of a shared session: every request carries this channel's own timeout."""
+
+    def __init__(self, session: Any, timeout: aiohttp.ClientTimeout) -> None:
+        self._session = session
+        self._timeout = timeout
+
+    def request(self, method: str, url: Any, **kwargs: Any) -> Any:
+        return self._session.request(method, url, timeout=self._timeout, **kwargs)
+
+
 class XChannel(Channel):
     """Posts as one X account with OAuth 1.0a user context.
 
@@ -93,34 +130,51 @@ class XChannel(Channel):
 
     kind = "x"
     can_reconcile = False
+    default_rate_per_second: ClassVar[float] = 1.0
+    sample: ClassVar[Mapping[str, Any]] = {
+        "api_key_env": "X_API_KEY", "api_secret_env": "X_API_SECRET",
+        "access_token_env": "X_ACCESS_TOKEN", "access_secret_env": "X_ACCESS_SECRET",
+    }
 
-    def __init__(self, config: ChannelConfig, *, now: Callable[[], float] = time.time) -> None:
-        super().__init__(config)
+    @classmethod
+    def parse_options(cls, table: Mapping[str, Any], *, where: str, base_dir: Path) -> XOptions:
+        keys = KindTable(table, kind=cls.kind, where=where, keys=dict.fromkeys(_SECRET_KEYS, True))
+        return XOptions(
+            api_key_env=keys.env("api_key_env"),
+            api_secret_env=keys.env("api_secret_env"),
+            access_token_env=keys.env("access_token_env"),
+            access_secret_env=keys.env("access_secret_env"),
+        )
+
+    @classmethod
+    def render(cls, forms: Forms, config: ChannelConfig) -> list[Rendered]:
+        return [Rendered(lang, text, lengths.x_weighted_length(text), lengths.X_LIMIT, "weighted chars")
+                for lang, text in ((lang, forms[lang]["short"]) for lang in config.languages)]
+
+    @classmethod
+    def measure_piece(cls, text: str) -> int:
+        return lengths.x_weighted_length(text)
+
+    def __init__(self, config: ChannelConfig, clients: Clients, *, now: Callable[[], float] = time.time) -> None:
+        super().__init__(config, clients)
+        self.options = config.options_of(XOptions)
         self._now = now
-        self._keys: tuple[Secret, ...] = ()
-        self._session: aiohttp.ClientSession | None = None
         self._client: Any = None  # tweepy ships no type hints
 
     @property
-    def on_unknown(self) -> str:
-        # A blind resend is safe: X answers a repeat with a duplicate-content 403.
-        return "resend"
-
-    def secrets(self) -> tuple[Secret, ...]:
-        return self._keys
+    def api_base(self) -> str:
+        return (self.config.api_base or DEFAULT_API_BASE).rstrip("/")
 
     async def open(self) -> None:
         if self._client is not None:
             return
-        keys = tuple(self.config.secret(key) for key in _SECRET_KEYS)
+        import aiohttp
+        from tweepy.asynchronous import AsyncClient
+
+        session = await self.clients.shared(f"x:{self.api_base}", self._make_session, close_session)
+        keys = tuple(self.secret(key) for key in _SECRET_KEYS)
         for key in keys:
             LOG_SCRUBBER.add(key)
-        self._keys = keys
-        api_base = (self.config.api_base or DEFAULT_API_BASE).rstrip("/")
-        middlewares = () if api_base == DEFAULT_API_BASE else (redirect_middleware(api_base),)
-        self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s), middlewares=middlewares
-        )
         api_key, api_secret, access_token, access_secret = (key.reveal() for key in keys)
         client = AsyncClient(
             consumer_key=api_key,
@@ -129,32 +183,51 @@ class XChannel(Channel):
             access_token_secret=access_secret,
             wait_on_rate_limit=False,
         )
-        # tweepy uses this session for every request and leaves closing it to us.
-        client.session = self._session
+        # tweepy uses this session for every request and leaves closing it to us (Clients does).
+        client.session = _TimedSession(session, aiohttp.ClientTimeout(total=self.config.timeout_s))
         self._client = client
 
+    async def _make_session(self) -> Any:
+        if self.clients.recording:
+            return RecordingSession(self.clients, "x", _recorded_tweet)
+        api_base = self.api_base
+        middlewares = () if api_base == DEFAULT_API_BASE else (redirect_middleware(api_base),)
+        return await open_session(self.clients, middlewares=middlewares)
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-        for key in self._keys:
+        for key in self.secrets():
             LOG_SCRUBBER.discard(key)
-        self._session = self._client = None
-        self._keys = ()
+        self._client = None
+        await super().close()
 
     async def send(self, message: OutboundMessage) -> Receipt:
         if self._client is None:
             raise RuntimeError(f"{self!r} is not open: use 'async with channel'")
+        import aiohttp
+        from tweepy.errors import TweepyException
+
+        reply_to = self.provider_ref(message.reply_to) if message.reply_to is not None else None
         try:
-            response = await self._client.create_tweet(
-                text=message.text, in_reply_to_tweet_id=message.reply_to, user_auth=True
-            )
+            response = await self._client.create_tweet(text=message.text, in_reply_to_tweet_id=reply_to,
+                                                        user_auth=True)
         except (TweepyException, aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-            error = classify_x(exc, now=self._now(), secrets=self._keys)
+            error = classify_x(exc, now=self._now(), secrets=self.secrets())
             if error.provider_code == DUPLICATE:
-                return Receipt(provider_id=None, http_status=403, note="duplicate: already posted")
+                return self.receipt(None, 403, "duplicate: already posted")
             # "from None": the aiohttp exception chain is of no use and may carry headers.
             raise error from None
-        return Receipt(provider_id=str(response.data["id"]), http_status=201)
+        return self.receipt(str(response.data["id"]), 201)
+
+
+def _recorded_tweet(number: int, method: str, url: str, request: Mapping[str, Any]) -> RecordedResponse:
+    """X's answer to a tweet, made up in a dry-run: ``201 {"data": {"id", "text"}}``."""
+    if method != "POST" or not urlsplit(url).path.endswith("/2/tweets"):
+        return RecordedResponse(404, {"title": "Not Found Error", "detail": f"{method} {urlsplit(url).path}",
+                                      "type": "about:blank", "status": 404}, reason="Not Found")
+    body = request.get("json") or {}
+    tweet_id = str(number)
+    data = {"id": tweet_id, "text": body.get("text"), "edit_history_tweet_ids": [tweet_id]}
+    return RecordedResponse(201, {"data": data}, reason="Created")
 
 
 def classify_x(
@@ -184,6 +257,9 @@ def classify_x(
     (default: the clock), or the 24-hour user cap's reset when that one is spent.
     ``secrets`` are masked in the message.
     """
+    import aiohttp
+    from tweepy.errors import HTTPException, TooManyRequests
+
     detail = " ".join(str(exc).split())  # tweepy puts the API's messages on new lines
     if not isinstance(exc, HTTPException):
         detail = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
@@ -233,7 +309,7 @@ def _by_status(text: str, status: int) -> DeliveryError:
     return DeliveryError(Reason.SERVER, text, retryable=True, http_status=status, sent_maybe=True)
 
 
-def _is_duplicate(exc: HTTPException) -> bool:
+def _is_duplicate(exc: Any) -> bool:
     return _DUPLICATE_V1_CODE in exc.api_codes or any(
         "duplicate content" in str(message).lower() for message in exc.api_messages
     )

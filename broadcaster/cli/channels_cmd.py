@@ -34,9 +34,9 @@ async def cmd_check(args: argparse.Namespace) -> int:
             if area != "*" and area not in areas:
                 problems.append(f"{channel.where}: key 'areas': {area!r} is not an area in the gazetteer")
         recipients = "-"
-        if channel.kind == "sms":
+        if channel.recipients is not None:
             try:
-                index = await in_thread(index_list, channel.path("recipients"), known_areas=areas,
+                index = await in_thread(index_list, channel.recipients, known_areas=areas,
                                         where=f"{channel.where}: key 'recipients'")
                 recipients = str(sum(index.counts.values()))
             except ConfigError as exc:

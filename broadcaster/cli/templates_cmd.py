@@ -29,10 +29,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 async def cmd_check(args: argparse.Namespace) -> int:
     from broadcaster.app.context import load
+    from broadcaster.channels.registry import targets
     from broadcaster.templates.check import check_catalogue
 
     config, catalogue, _ = load(args.config, args.db)
-    problems = check_catalogue(catalogue, config.timezone, config.channels)
+    problems = check_catalogue(catalogue, config.timezone, targets(config.channels))
     for line in problems:
         problem(line)
     ids = catalogue.ids()
@@ -91,14 +92,15 @@ async def cmd_show(args: argparse.Namespace) -> int:
 async def cmd_approve(args: argparse.Namespace) -> int:
     """Approve only a template that passes every other check: approval vouches for a text that fits."""
     from broadcaster.app.context import open_app
+    from broadcaster.channels.registry import targets
     from broadcaster.templates.catalogue import approve
-    from broadcaster.templates.check import check_template, targets_for
+    from broadcaster.templates.check import check_template
 
     async with open_app(args.config, args.db) as app:
         template = app.catalogue.get(args.id)
         problems = [
             p for p in check_template(template, app.catalogue.gazetteer, app.config.timezone,
-                                      targets_for(app.config.channels))
+                                      targets(app.config.channels))
             if not p.startswith("[approval]")
         ]
         if problems:

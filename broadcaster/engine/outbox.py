@@ -5,6 +5,8 @@ approval, variables, areas, channel selection, lengths). :func:`commit` then
 writes the alert and every delivery as ``pending`` in one transaction. The
 alert exists durably or not at all, and no network call happens before it does.
 
+Each channel's kind shapes and measures its messages and builds its request
+body from one :class:`~broadcaster.channels.base.AlertDocument` of the alert.
 Recipient lists are never held whole: the preview counts them from a cached
 index (:func:`broadcaster.recipients.index_list`), and the commit streams them
 in batches read on a worker thread. A follow-up reaches the original's
@@ -20,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import orjson
-
+from broadcaster.channels.base import AlertDocument
+from broadcaster.channels.registry import kind_of
 from broadcaster.clock import in_thread
 from broadcaster.config import ChannelConfig, Config
 from broadcaster.errors import SelectionError, TemplateError
@@ -31,7 +33,7 @@ from broadcaster.states import CAP_STATUS, DeliveryState, Mode, MsgType
 from broadcaster.store import Store
 from broadcaster.store.records import AlertRecord, AudienceCopy, MessageRecord, NewDelivery, StepClaim
 from broadcaster.templates.catalogue import Catalogue, Template
-from broadcaster.templates.render import Forms, Rendered, render_channel, render_forms
+from broadcaster.templates.render import Forms, Rendered, render_forms
 from broadcaster.templates.variables import Inputs, resolve
 from broadcaster.timefmt import iso_seconds
 
@@ -196,21 +198,19 @@ async def plan_alert(
         forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
     )
     plan = Plan(alert, template, channels, forms, [], [])
-    payload = webhook_payload(config, template, alert, forms)
+    document = alert_document(config, template, alert)
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
-        rendered = render_channel(
-            channel.kind, forms, channel.languages, layout=str(channel.options.get("layout", "combined")),
-            max_segments=int(channel.options.get("max_segments", 4)),
-        )
+        kind = kind_of(channel)
+        rendered = kind.render(forms, channel)
         keys = {r.language: f"{channel.id}/{r.language}" for r in rendered}
-        if channel.kind == "sms":
+        if channel.recipients is not None:  # one delivery per recipient (SMS)
             fallback = channel.languages[0]
             if follow_up is not None:
                 audience = dict(follow_up.audiences.get(channel.id, {}))
                 plan.copies.append(AudienceCopy(channel.id, follow_up.original.id, states, keys, fallback))
             else:
-                source = RecipientList(channel.id, channel.path("recipients"), channel.where, frozenset(reach),
+                source = RecipientList(channel.id, channel.recipients, channel.where, frozenset(reach),
                                        frozenset(known_areas), keys, fallback)
                 index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=channel.where)
                 audience = dict(index.audience(set(reach)))
@@ -227,9 +227,9 @@ async def plan_alert(
                 )
             plan.messages.append(MessageRecord(
                 key=keys[r.language], channel_id=channel.id, language=r.language, text=r.text,
-                payload=payload if channel.kind == "webhook" else None,
+                payload=kind.payload(document, r),
             ))
-            if channel.kind == "sms":
+            if channel.recipients is not None:
                 plan.rows.append(PreviewRow(channel.id, channel.kind, r, counts.get(r.language, 0)))
             else:
                 reply = follow_up.reply_to.get((channel.id, None, r.language)) if follow_up else None
@@ -238,24 +238,23 @@ async def plan_alert(
     return plan
 
 
-def webhook_payload(config: Config, template: Template, alert: AlertRecord, forms: Forms) -> bytes:
-    """The JSON body partners receive: both languages, CAP fields, areas, identifiers."""
-    body = {
-        "alert_id": alert.id,
-        "identifier": f"{config.sender}/{alert.id}",
-        "sender": config.sender,
-        "sent": iso_seconds(alert.sent_at, config.timezone),
-        "expires": iso_seconds(alert.expires_at, config.timezone),
-        "status": CAP_STATUS[alert.mode],
-        "msgType": alert.msg_type,
-        "references": alert.references,
-        "template": template.id,
-        "cap": dict(template.cap),
-        "event": dict(template.event),
-        "areas": list(alert.areas),
-        "info": [{"language": lang, **forms[lang]} for lang in ("ar", "en")],
-    }
-    return orjson.dumps(body)
+def alert_document(config: Config, template: Template, alert: AlertRecord) -> AlertDocument:
+    """The one document per alert that kinds build request bodies from (the webhook's JSON)."""
+    return AlertDocument(
+        alert_id=alert.id,
+        identifier=f"{config.sender}/{alert.id}",
+        sender=config.sender,
+        sent=iso_seconds(alert.sent_at, config.timezone),
+        expires=iso_seconds(alert.expires_at, config.timezone),
+        status=CAP_STATUS[alert.mode],
+        msg_type=str(alert.msg_type),
+        references=alert.references,
+        template=template.id,
+        cap=dict(template.cap),
+        event=dict(template.event),
+        areas=tuple(alert.areas),
+        forms={lang: dict(alert.forms[lang]) for lang in ("ar", "en")},
+    )
 
 
 async def commit(store: Store, plan: Plan) -> tuple[int, int]:

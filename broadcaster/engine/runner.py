@@ -1,8 +1,10 @@
 """Run deliveries: open the channels, commit the outbox, fan out.
 
-A dry-run is a run like any other, on recording transports that open no
-connection, timed by whatever clock the caller's loop keeps (a virtual one in
-``broadcaster fire --dry-run`` and rehearsals). Exercise and live runs are
+Every mode builds the same channel adapters (``channels.registry.build_channels``)
+on one :class:`~broadcaster.channels.base.Clients` per run. A dry-run's Clients
+record instead of sending: the SDKs still build, sign and parse every request,
+but no connection is opened, and the run is timed by whatever clock the caller's
+loop keeps (a virtual one in ``broadcaster fire --dry-run`` and rehearsals). Exercise and live runs are
 nodes (:mod:`broadcaster.engine.node`): they register, renew their leases, send
 only behind their fence and share each channel's rate with every other process
 on the database. :func:`work` is ``broadcaster worker``: it serves every
@@ -15,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Final
 
-from broadcaster.channels.base import Channel
+from broadcaster.channels.base import Channel, Clients
 from broadcaster.channels.registry import build_channels
 from broadcaster.clock import Clock
 from broadcaster.config import ChannelConfig
@@ -83,8 +85,12 @@ async def work(store: Store, configs: Iterable[ChannelConfig], node: Node, *, tu
 
 async def open_channels(stack: AsyncExitStack, configs: Iterable[ChannelConfig], mode: Mode,
                         status_callback: str | None) -> dict[str, Channel]:
-    """Build every channel for ``mode`` and open it on ``stack`` (opening a client makes no network call)."""
-    channels = build_channels(configs, mode, status_callback=status_callback)
+    """Build every channel for ``mode`` and open it on ``stack`` (opening a client makes no network call).
+
+    The channels share one :class:`Clients` (recording for a dry-run), entered first so it closes last.
+    """
+    clients = await stack.enter_async_context(Clients(mode == Mode.DRY_RUN, status_callback=status_callback))
+    channels = build_channels(configs, clients, mode=mode)
     for channel in channels:
         await stack.enter_async_context(channel)
     return {c.id: c for c in channels}

@@ -24,6 +24,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from broadcaster.app.context import CALLBACK_PATH
+from broadcaster.channels.sms import SmsOptions
 from broadcaster.config import Config
 from broadcaster.service.state import SERVICE
 
@@ -37,12 +38,9 @@ def auth_tokens(config: Config, account_sid: str) -> list[str]:
     """Auth tokens of the SMS channels that send from ``account_sid`` (read from the environment)."""
     tokens: list[str] = []
     for channel in config.channels:
-        if channel.kind != "sms":
+        if not isinstance(channel.options, SmsOptions):
             continue
-        sid_env = channel.options.get("account_sid_env")
-        token_env = channel.options.get("auth_token_env")
-        if not isinstance(sid_env, str) or not isinstance(token_env, str):
-            continue
+        sid_env, token_env = channel.options.account_sid_env, channel.options.auth_token_env
         if os.environ.get(sid_env) == account_sid and os.environ.get(token_env):
             tokens.append(os.environ[token_env])
     return list(dict.fromkeys(tokens))

@@ -10,52 +10,47 @@ time, not at 3 a.m. during a flood.
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from broadcaster.config import DEFAULT_SMS_MAX_SEGMENTS, ChannelConfig
 from broadcaster.errors import InputError, TemplateError
 from broadcaster.templates.catalogue import FORMS, LANGUAGES, PLACEHOLDER, Catalogue, Template, Variable
 from broadcaster.templates.gazetteer import Gazetteer
-from broadcaster.templates.render import isolate, render_channel, render_forms
+from broadcaster.templates.render import Forms, Rendered, isolate, render_forms
 from broadcaster.templates.variables import example_inputs, format_moment, format_number, resolve
-from broadcaster.text import lengths
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where a template may go: a channel from channels.toml, or a default per kind."""
+class Target(Protocol):
+    """Where a template may go, as its channel kind shapes and measures it.
 
-    name: str
-    kind: str
-    languages: tuple[str, ...] = LANGUAGES
-    layout: str = "combined"
-    max_segments: int = DEFAULT_SMS_MAX_SEGMENTS
+    Built by the application layer from the channel registry
+    (``broadcaster.channels.registry.targets``): templates never import channels.
+    """
 
+    @property
+    def name(self) -> str:
+        """How problems name it, e.g. ``channel 'sms-residents'``."""
 
-def targets_for(channels: Iterable[ChannelConfig] | None) -> list[Target]:
-    if channels is None:
-        return [Target(f"default {kind}", kind) for kind in ("x", "telegram", "sms", "webhook")]
-    return [
-        Target(
-            name=f"channel {c.id!r}",
-            kind=c.kind,
-            languages=c.languages,
-            layout=str(c.options.get("layout", "combined")),
-            max_segments=int(c.options.get("max_segments", DEFAULT_SMS_MAX_SEGMENTS)),
-        )
-        for c in channels
-    ]
+    @property
+    def kind(self) -> str:
+        """The channel kind; a template is checked only against kinds it targets."""
+
+    def render(self, forms: Forms) -> list[Rendered]:
+        """The messages this target would send for ``forms``, measured."""
+
+    def measure_piece(self, text: str) -> int:
+        """How this target's provider counts one variable's display."""
 
 
-def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, channels: Iterable[ChannelConfig] | None) -> list[str]:
-    """Every problem in every template, one line each, naming file and field."""
+def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, targets: Sequence[Target]) -> list[str]:
+    """Every problem in every template, one line each, naming file and field.
+
+    The worst case of each template is proved against every target of a kind it goes to.
+    """
     problems: list[str] = []
-    targets = targets_for(channels)
     for template_id in catalogue.ids():
         try:
             template = catalogue.get(template_id)
@@ -66,7 +61,8 @@ def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, channels: Iterable[Chann
     return problems
 
 
-def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: list[Target]) -> list[str]:
+def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: Sequence[Target]) -> list[str]:
+    """Every problem of one template (approval last), one line each."""
     problems = _placeholder_problems(template)
     for variable in template.variables:
         problems += _variable_problems(variable, gazetteer, tz)
@@ -165,21 +161,10 @@ def candidates(variable: Variable, gazetteer: Gazetteer, tz: ZoneInfo, lang: str
     raise AssertionError(variable.type)
 
 
-def _piece_measure(kind: str) -> Callable[[str], int]:
-    if kind == "sms":
-        return lambda s: lengths.sms_count(s).units if s else 0
-    if kind == "x":
-        return lengths.x_weighted_length
-    if kind == "telegram":
-        return lambda s: lengths.utf16_length(html.unescape(html.escape(s)))
-    return lambda s: len(s.encode("utf-8"))
-
-
 def worst_display(
-    template: Template, gazetteer: Gazetteer, tz: ZoneInfo, kind: str
+    template: Template, gazetteer: Gazetteer, tz: ZoneInfo, measure: Callable[[str], int]
 ) -> dict[str, dict[str, str]]:
-    """Each variable at its longest, as ``kind`` measures it, per language."""
-    measure = _piece_measure(kind)
+    """Each variable at its longest as ``measure`` counts it (a target's ``measure_piece``), per language."""
 
     def longest(variable: Variable, lang: str) -> str:
         return max(candidates(variable, gazetteer, tz, lang), key=lambda s: measure(isolate(s, lang)))
@@ -187,17 +172,21 @@ def worst_display(
     return {v.name: {lang: longest(v, lang) for lang in LANGUAGES} for v in template.variables}
 
 
-def worst_case_problems(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: list[Target]) -> list[str]:
+def worst_case_problems(
+    template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: Sequence[Target]
+) -> list[str]:
+    """Targets whose messages would not fit with every variable at its longest, exercise marker or not."""
     problems: list[str] = []
+    displays: dict[str, dict[str, dict[str, str]]] = {}  # per kind: every target of a kind measures alike
     for target in targets:
         if target.kind not in template.kinds:
             continue
-        display = worst_display(template, gazetteer, tz, target.kind)
+        display = displays.get(target.kind)
+        if display is None:
+            display = displays[target.kind] = worst_display(template, gazetteer, tz, target.measure_piece)
         for exercise in (False, True):
             forms = render_forms(template, display, exercise=exercise)
-            for rendered in render_channel(
-                target.kind, forms, target.languages, layout=target.layout, max_segments=target.max_segments
-            ):
+            for rendered in target.render(forms):
                 if rendered.fits:
                     continue
                 detail = f" ({rendered.encoding})" if rendered.encoding else ""

@@ -1,9 +1,10 @@
-"""SmsChannel: the real twilio SDK against FakeTwilio on 127.0.0.1."""
+"""SmsChannel: what is particular to Twilio SMS (the shared checks are in test_conformance.py).
+
+The real twilio SDK against FakeTwilio on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
-import base64
-import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,8 +13,8 @@ from typing import Any
 import pytest
 from twilio.rest import Client
 
-from broadcaster.channels.base import OutboundMessage
-from broadcaster.channels.sms import SmsChannel, classify_twilio
+from broadcaster.channels.base import Clients, OutboundMessage
+from broadcaster.channels.sms import SmsChannel, SmsOptions, classify_twilio
 from broadcaster.errors import DeliveryError, Reason
 from tests.fakes.server import Step
 from tests.fakes.twilio import FakeTwilio, hang, twilio_error
@@ -39,7 +40,7 @@ async def fake() -> AsyncIterator[FakeTwilio]:
         yield server
 
 
-def make_channel(tmp_path: Path, base_url: str, **extra: Any) -> SmsChannel:
+def make_channel(tmp_path: Path, base_url: str, clients: Clients, **extra: Any) -> SmsChannel:
     table: dict[str, Any] = {
         "id": "sms-residents",
         "kind": "sms",
@@ -52,12 +53,12 @@ def make_channel(tmp_path: Path, base_url: str, **extra: Any) -> SmsChannel:
     if "messaging_service_sid" not in extra:
         table["from"] = FROM
     table.update(extra)
-    return SmsChannel(channel_config(tmp_path, **table))
+    return SmsChannel(channel_config(tmp_path, **table), clients)
 
 
 @pytest.fixture
-async def channel(tmp_path: Path, fake: FakeTwilio, creds: None) -> AsyncIterator[SmsChannel]:
-    async with make_channel(tmp_path, fake.base_url) as ch:
+async def channel(tmp_path: Path, fake: FakeTwilio, creds: None, clients: Clients) -> AsyncIterator[SmsChannel]:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         yield ch
 
 
@@ -83,8 +84,10 @@ async def test_send_keeps_arabic_body_and_returns_sid(channel: SmsChannel, fake:
     assert post.path == f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages.json"
 
 
-async def test_messaging_service_sid_replaces_from(tmp_path: Path, fake: FakeTwilio, creds: None) -> None:
-    async with make_channel(tmp_path, fake.base_url, messaging_service_sid=SERVICE_SID) as ch:
+async def test_messaging_service_sid_replaces_from(
+    tmp_path: Path, fake: FakeTwilio, creds: None, clients: Clients
+) -> None:
+    async with make_channel(tmp_path, fake.base_url, clients, messaging_service_sid=SERVICE_SID) as ch:
         await ch.send(sms())
     [post] = fake.requests
     assert post.form["MessagingServiceSid"] == SERVICE_SID
@@ -131,14 +134,6 @@ async def test_classification_through_the_sdk(
     assert "\033[" not in str(err)  # never the SDK's coloured tty text
 
 
-async def test_rate_limit_carries_retry_after(channel: SmsChannel, fake: FakeTwilio) -> None:
-    fake.script(twilio_error(429, 20429, retry_after=7))
-    with pytest.raises(DeliveryError) as caught:
-        await channel.send(sms())
-    assert caught.value.reason is Reason.RATE_LIMITED
-    assert caught.value.retry_after == 7.0
-
-
 async def test_rate_limit_without_retry_after(channel: SmsChannel, fake: FakeTwilio) -> None:
     fake.script(twilio_error(429, 20429))
     with pytest.raises(DeliveryError) as caught:
@@ -155,31 +150,10 @@ async def test_server_error_is_one_request_no_sdk_retry(channel: SmsChannel, fak
     assert fake.messages == []
 
 
-async def test_timeout_is_sent_maybe(tmp_path: Path, fake: FakeTwilio, creds: None) -> None:
-    fake.script(hang(30))
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
-        with pytest.raises(DeliveryError) as caught:
-            await ch.send(sms())
-    err = caught.value
-    assert (err.reason, err.retryable, err.sent_maybe) == (Reason.TIMEOUT, True, True)
-    assert fake.posts == 1
-
-
-async def test_connection_refused_is_network_not_sent(tmp_path: Path, creds: None) -> None:
-    server = FakeTwilio(account_sid=ACCOUNT_SID)
-    base_url = await server.start()
-    await server.stop()  # nothing listens on that port any more
-    async with make_channel(tmp_path, base_url) as ch:
-        with pytest.raises(DeliveryError) as caught:
-            await ch.send(sms())
-    err = caught.value
-    assert (err.reason, err.retryable, err.sent_maybe) == (Reason.NETWORK, True, False)
-
-
-async def test_wrong_token_is_auth_permanent(tmp_path: Path, creds: None) -> None:
+async def test_wrong_token_is_auth_permanent(tmp_path: Path, creds: None, clients: Clients) -> None:
     async with FakeTwilio(account_sid=ACCOUNT_SID, auth_token="some-other-token") as server:
         with pytest.raises(DeliveryError) as caught:
-            async with make_channel(tmp_path, server.base_url) as ch:
+            async with make_channel(tmp_path, server.base_url, clients) as ch:
                 await ch.send(sms())
     assert (caught.value.reason, caught.value.retryable) == (Reason.AUTH, False)
 
@@ -192,7 +166,7 @@ async def test_missing_recipient_is_bad_request(channel: SmsChannel, fake: FakeT
 
 
 async def test_edge_and_region_env_cannot_redirect(
-    tmp_path: Path, fake: FakeTwilio, creds: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake: FakeTwilio, creds: None, monkeypatch: pytest.MonkeyPatch, clients: Clients
 ) -> None:
     monkeypatch.setenv("TWILIO_EDGE", "sydney")
     monkeypatch.setenv("TWILIO_REGION", "au1")
@@ -202,7 +176,7 @@ async def test_edge_and_region_env_cannot_redirect(
     rewritten = plain.get_hostname("https://api.twilio.com/2010-04-01/Accounts.json")
     assert rewritten == "https://api.sydney.au1.twilio.com/2010-04-01/Accounts.json"
 
-    async with make_channel(tmp_path, fake.base_url) as ch:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         receipt = await ch.send(sms())
     assert receipt.provider_id == fake.messages[0]["sid"]
 
@@ -215,11 +189,11 @@ async def test_reconcile_finds_a_sent_message(channel: SmsChannel) -> None:
 
 
 async def test_reconcile_finds_message_whose_response_was_lost(
-    tmp_path: Path, fake: FakeTwilio, creds: None
+    tmp_path: Path, fake: FakeTwilio, creds: None, clients: Clients
 ) -> None:
     since = datetime.now(UTC)
     fake.script(hang(30, accept=True))
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
+    async with make_channel(tmp_path, fake.base_url, clients, timeout_s=0.2) as ch:
         with pytest.raises(DeliveryError) as caught:
             await ch.send(sms())
         assert caught.value.sent_maybe
@@ -256,10 +230,10 @@ async def test_reconcile_ignores_other_sender(channel: SmsChannel, fake: FakeTwi
     assert await channel.reconcile(sms(), since) is None
 
 
-async def test_reconcile_finds_still_queued_message(tmp_path: Path, creds: None) -> None:
+async def test_reconcile_finds_still_queued_message(tmp_path: Path, creds: None, clients: Clients) -> None:
     # A queued message has no date_sent, so a DateSent> filter would miss it.
     async with FakeTwilio(account_sid=ACCOUNT_SID, sent_immediately=False) as server:
-        async with make_channel(tmp_path, server.base_url) as ch:
+        async with make_channel(tmp_path, server.base_url, clients) as ch:
             since = datetime.now(UTC)
             receipt = await ch.send(sms())
             found = await ch.reconcile(sms(), since)
@@ -300,35 +274,48 @@ async def test_fake_date_sent_filters_through_the_sdk(channel: SmsChannel, fake:
     assert fake.requests[0].query["DateSent>"].endswith("Z")
 
 
-async def test_no_secret_in_repr_errors_or_debug_logs(
-    tmp_path: Path, fake: FakeTwilio, creds: None, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    basic = base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
-    errors: list[DeliveryError] = []
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
-        since = datetime.now(UTC)
-        await ch.send(sms())
-        await ch.reconcile(sms(), since)
-        fake.script(
-            twilio_error(401, 20003, f"Authenticate {AUTH_TOKEN}"),  # a provider that echoes the token
-            twilio_error(500, 20500),
-            hang(30),
-        )
-        for _ in range(3):
-            with pytest.raises(DeliveryError) as caught:
-                await ch.send(sms())
-            errors.append(caught.value)
-        texts = [repr(ch), str(ch.config), *(str(e) for e in errors), *(repr(e) for e in errors)]
-    texts.append(caplog.text)
-    assert any("twilio" in r.getMessage() for r in caplog.records)  # the SDK path did log
-    for text in texts:
-        assert AUTH_TOKEN not in text
-        assert basic not in text
-    for text in [repr(ch), *(str(e) for e in errors)]:
-        assert ACCOUNT_SID not in text
-
-
 def test_classify_rejects_unknown_exceptions() -> None:
     with pytest.raises(TypeError):
         classify_twilio(KeyError("x"))
+
+
+async def test_the_status_callback_of_the_run_asks_twilio_for_receipts(
+    tmp_path: Path, fake: FakeTwilio, creds: None
+) -> None:
+    callback = "https://alerts.example.gov/twilio/status"
+    async with (
+        Clients(recording=False, status_callback=callback) as clients,
+        make_channel(tmp_path, fake.base_url, clients) as ch,
+    ):
+        await ch.send(sms())
+    assert fake.requests[0].form["StatusCallback"] == callback
+
+
+async def test_a_dry_run_answers_as_twilio_and_reconciles_to_nothing(tmp_path: Path, creds: None) -> None:
+    async with Clients(recording=True, latency_s=0) as clients, make_channel(tmp_path, "http://127.0.0.1:1",
+                                                                              clients) as ch:
+        receipt = await ch.send(sms())
+        found = await ch.reconcile(sms(), datetime.now(UTC))
+        with pytest.raises(DeliveryError) as caught:
+            await ch.send(sms(to=None))
+
+    # The SDK parsed the recorded Message: a 201 with a real-looking SM sid.
+    assert receipt.http_status == 201
+    assert receipt.provider_id is not None and receipt.provider_id.startswith("dry-run-SM")
+    assert len(receipt.provider_id) == len("dry-run-") + 34
+    assert found is None  # the recorded list page is empty
+    assert caught.value.reason is Reason.BAD_REQUEST  # the adapter's own check runs in a rehearsal too
+    assert clients.recorded == {"sms": 2}
+
+
+def test_segments_are_measured_against_max_segments(tmp_path: Path) -> None:
+    config = channel_config(tmp_path, id="s", kind="sms", account_sid_env="BCAST_TEST_TWILIO_SID",
+                            auth_token_env="BCAST_TEST_TWILIO_TOKEN", **{"from": FROM},
+                            recipients="r.csv", max_segments=2)
+    assert config.options_of(SmsOptions).max_segments == 2
+    forms = {"ar": {"headline": "-", "short": "ب" * 140, "long": "-"},
+             "en": {"headline": "-", "short": "W" * 160, "long": "-"}}
+    ar, en = SmsChannel.render(forms, config)
+    assert (ar.length, ar.encoding, ar.limit, ar.fits) == (3, "UCS-2", 2, False)
+    assert (en.length, en.encoding, en.fits) == (1, "GSM-7", True)
+    assert SmsChannel.measure_piece("") == 0 and SmsChannel.measure_piece("{") == 2  # an escape is two septets

@@ -1,10 +1,10 @@
-"""TelegramChannel: the real python-telegram-bot against FakeTelegram on 127.0.0.1."""
+"""TelegramChannel: what is particular to Telegram (the shared checks are in test_conformance.py).
+
+The real python-telegram-bot against FakeTelegram on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
-import logging
-import socket
-import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +13,19 @@ import httpx
 import pytest
 from telegram.error import BadRequest, NetworkError, TimedOut
 
-from broadcaster.channels.base import OutboundMessage
-from broadcaster.channels.telegram import TelegramChannel, classify_telegram
-from broadcaster.errors import DeliveryError, Reason
+from broadcaster.channels.base import Clients, OutboundMessage
+from broadcaster.channels.telegram import (
+    TELEGRAM_SEPARATOR,
+    Layout,
+    TelegramChannel,
+    TelegramOptions,
+    classify_telegram,
+    telegram_html,
+)
+from broadcaster.errors import ConfigError, DeliveryError, Reason
 from broadcaster.secret import Secret
+from broadcaster.states import OnUnknown
+from broadcaster.templates.render import EXERCISE_MARKER
 from tests.fakes.server import Step
 from tests.fakes.telegram import FakeTelegram
 from tests.support import channel_config
@@ -38,7 +47,7 @@ def message(text: str = ARABIC_HTML, *, reply_to: str | None = None) -> Outbound
     )
 
 
-def make_channel(tmp_path: Path, api_base: str, **extra: Any) -> TelegramChannel:
+def make_channel(tmp_path: Path, api_base: str, clients: Clients, **extra: Any) -> TelegramChannel:
     table: dict[str, Any] = {
         "id": "telegram-authority",
         "kind": "telegram",
@@ -48,7 +57,7 @@ def make_channel(tmp_path: Path, api_base: str, **extra: Any) -> TelegramChannel
         "timeout_s": 2.0,
     }
     table.update(extra)
-    return TelegramChannel(channel_config(tmp_path, **table))
+    return TelegramChannel(channel_config(tmp_path, **table), clients)
 
 
 @pytest.fixture(autouse=True)
@@ -63,16 +72,9 @@ async def fake() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-async def channel(tmp_path: Path, fake: FakeTelegram) -> AsyncIterator[TelegramChannel]:
-    async with make_channel(tmp_path, fake.base_url) as ch:
+async def channel(tmp_path: Path, fake: FakeTelegram, clients: Clients) -> AsyncIterator[TelegramChannel]:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         yield ch
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 async def test_send_posts_html_with_arabic_intact(channel: TelegramChannel, fake: FakeTelegram) -> None:
@@ -174,28 +176,6 @@ async def test_migrated_group_names_the_new_chat_id(channel: TelegramChannel, fa
     assert caught.value.provider_code == "migrated:-1001"
 
 
-async def test_timeout_after_the_request_left_is_sent_maybe(tmp_path: Path, fake: FakeTelegram) -> None:
-    fake.script(FakeTelegram.hang(30, accept=True))
-
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.3) as channel:
-        with pytest.raises(DeliveryError) as caught:
-            await channel.send(message())
-
-    error = caught.value
-    assert (error.reason, error.retryable, error.sent_maybe) == (Reason.TIMEOUT, True, True)
-    assert len(fake.requests) == 1, "the SDK must not retry on its own"
-    assert len(fake.sent) == 1  # it did go out: that is why the engine must treat it as unknown
-
-
-async def test_refused_connection_is_retryable_and_not_sent(tmp_path: Path) -> None:
-    async with make_channel(tmp_path, closed_port_url()) as channel:
-        with pytest.raises(DeliveryError) as caught:
-            await channel.send(message())
-
-    error = caught.value
-    assert (error.reason, error.retryable, error.sent_maybe) == (Reason.NETWORK, True, False)
-
-
 def test_badrequest_is_never_retried_although_it_is_a_network_error() -> None:
     exc = BadRequest("Message is too long")
     assert isinstance(exc, NetworkError)
@@ -229,36 +209,58 @@ def test_classify_scrubs_the_token_from_sdk_messages() -> None:
 
 
 def test_unknown_policy_follows_config(tmp_path: Path) -> None:
-    assert make_channel(tmp_path, "http://127.0.0.1:1").on_unknown == "resend"
-    assert make_channel(tmp_path, "http://127.0.0.1:1", on_unknown="hold").on_unknown == "hold"
+    clients = Clients(recording=True)
+    assert make_channel(tmp_path, "http://127.0.0.1:1", clients).on_unknown is OnUnknown.RESEND
+    assert make_channel(tmp_path, "http://127.0.0.1:1", clients, on_unknown="hold").on_unknown is OnUnknown.HOLD
     assert TelegramChannel.can_reconcile is False
 
 
-async def test_token_never_reaches_logs_errors_or_reprs(
-    tmp_path: Path, fake: FakeTelegram, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.DEBUG)
-    errors: list[DeliveryError] = []
-    channel = make_channel(tmp_path, fake.base_url, timeout_s=0.3)
-    async with channel:
-        await channel.send(message())
-        for step in (FakeTelegram.bad_gateway(), FakeTelegram.unauthorized(), FakeTelegram.hang(30)):
-            fake.script(step)
-            with pytest.raises(DeliveryError) as caught:
-                await channel.send(message())
-            errors.append(caught.value)
-        exposed = [repr(channel), str(channel), repr(channel.secrets())]
-    async with make_channel(tmp_path, closed_port_url()) as dead:
-        with pytest.raises(DeliveryError) as caught:
-            await dead.send(message())
-        errors.append(caught.value)
+def test_a_numeric_chat_id_may_be_a_toml_integer(tmp_path: Path) -> None:
+    config = channel_config(tmp_path, id="t", kind="telegram", chat_id=-1001234567890, token_env=TOKEN_ENV)
+    assert config.options_of(TelegramOptions).chat_id == "-1001234567890"
+    with pytest.raises(ConfigError, match="key 'chat_id': must be an @channel name or a numeric chat id"):
+        channel_config(tmp_path, id="t", kind="telegram", chat_id=["@a"], token_env=TOKEN_ENV)
 
-    for error in errors:
-        exposed += [str(error), repr(error), "".join(traceback.format_exception(error))]
-    exposed += [record.getMessage() for record in caplog.records]
-    exposed.append(caplog.text)
-    secret_part = TOKEN.split(":", 1)[1]
-    leaks = [text for text in exposed if secret_part in text or "SECRET-TOKEN" in text]
-    assert leaks == []
-    # The SDKs did log the URL, which is what the filter is for.
-    assert "/bot********/sendMessage" in caplog.text
+
+FORMS = {
+    "ar": {"headline": "[تمرين] إغلاق «شارع الشيخ زايد»", "short": "-", "long": "[تمرين] ابتعدوا <هنا> & هناك"},
+    "en": {"headline": "[EXERCISE] Sheikh Zayed Road closed", "short": "-", "long": "[EXERCISE] Keep <away> & safe"},
+}
+
+
+def test_combined_layout_is_one_html_message_arabic_first(tmp_path: Path) -> None:
+    config = channel_config(tmp_path, id="t", kind="telegram", chat_id=CHAT, token_env=TOKEN_ENV)
+    [message] = TelegramChannel.render(FORMS, config)
+
+    assert message.language == "ar+en"
+    ar, en = message.text.split(TELEGRAM_SEPARATOR)
+    assert ar == telegram_html(FORMS, "ar") and en == telegram_html(FORMS, "en")
+    assert ar.startswith("<b>[تمرين] إغلاق") and "&lt;هنا&gt; &amp; هناك" in ar
+    # The exercise marker is shown once per language, on the headline.
+    assert message.text.count(EXERCISE_MARKER["ar"]) == 1 and message.text.count(EXERCISE_MARKER["en"]) == 1
+    assert (message.unit, message.limit, message.fits) == ("UTF-16 units", 4096, True)
+
+
+def test_separate_layout_is_one_message_per_language(tmp_path: Path) -> None:
+    config = channel_config(tmp_path, id="t", kind="telegram", chat_id=CHAT, token_env=TOKEN_ENV, layout="separate")
+    assert config.options_of(TelegramOptions).layout is Layout.SEPARATE
+    assert [m.language for m in TelegramChannel.render(FORMS, config)] == ["ar", "en"]
+
+
+def test_a_piece_is_measured_after_telegram_parses_its_entities() -> None:
+    # "<" is sent as "&lt;" but Telegram counts the one character it shows.
+    assert TelegramChannel.measure_piece("a<b&c") == 5
+    assert TelegramChannel.measure_piece("\U0001f30a") == 2  # an astral character is two UTF-16 units
+
+
+async def test_a_dry_run_answers_as_the_bot_api_and_still_refuses_a_bad_reply_to(tmp_path: Path) -> None:
+    async with Clients(recording=True, latency_s=0) as clients, make_channel(tmp_path, "http://127.0.0.1:1",
+                                                                              clients) as channel:
+        receipt = await channel.send(message())
+        with pytest.raises(DeliveryError) as caught:
+            await channel.send(message(reply_to="not-a-message-id"))
+
+    assert receipt.provider_id == "dry-run-1" and receipt.http_status == 200
+    # The adapter's own check runs in a rehearsal too: the officer learns of it before going live.
+    assert (caught.value.reason, caught.value.retryable) == (Reason.BAD_REQUEST, False)
+    assert clients.recorded == {"telegram": 1}

@@ -1,28 +1,30 @@
-"""WebhookChannel: signed JSON POSTs against FakeWebhook on 127.0.0.1."""
+"""WebhookChannel: what is particular to partner webhooks (the shared checks are in test_conformance.py).
+
+Signed JSON POSTs against FakeWebhook on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from broadcaster.channels.base import OutboundMessage
+from broadcaster.channels import webhook as webhook_module
+from broadcaster.channels.base import AlertDocument, Clients, OutboundMessage
+from broadcaster.channels.recording import RecordedResponse
 from broadcaster.channels.webhook import (
     WebhookChannel,
     classify_webhook,
-    parse_retry_after,
     sign,
     target_url,
     verify,
 )
 from broadcaster.errors import DeliveryError, Reason
+from broadcaster.templates.render import Rendered
 from tests.fakes.server import Step
 from tests.fakes.webhook import FakeWebhook, webhook_error
 from tests.support import channel_config
@@ -42,7 +44,7 @@ async def fake() -> AsyncIterator[FakeWebhook]:
         yield server
 
 
-def make_channel(tmp_path: Path, api_base: str | None, **extra: Any) -> WebhookChannel:
+def make_channel(tmp_path: Path, api_base: str | None, clients: Clients, **extra: Any) -> WebhookChannel:
     table: dict[str, Any] = {
         "id": "partner-hook",
         "kind": "webhook",
@@ -53,12 +55,12 @@ def make_channel(tmp_path: Path, api_base: str | None, **extra: Any) -> WebhookC
     if api_base is not None:
         table["api_base"] = api_base
     table.update(extra)
-    return WebhookChannel(channel_config(tmp_path, **table))
+    return WebhookChannel(channel_config(tmp_path, **table), clients)
 
 
 @pytest.fixture
-async def channel(tmp_path: Path, fake: FakeWebhook, creds: None) -> AsyncIterator[WebhookChannel]:
-    async with make_channel(tmp_path, fake.base_url) as ch:
+async def channel(tmp_path: Path, fake: FakeWebhook, creds: None, clients: Clients) -> AsyncIterator[WebhookChannel]:
+    async with make_channel(tmp_path, fake.base_url, clients) as ch:
         yield ch
 
 
@@ -110,15 +112,16 @@ def test_sign_and_verify() -> None:
     assert not verify(b"k", now, body, "sha256=é", now=now)
 
 
-async def test_fake_flags_a_stale_signature(tmp_path: Path, fake: FakeWebhook, creds: None) -> None:
-    async with WebhookChannel(make_channel(tmp_path, fake.base_url).config, clock=lambda: time.time() - 3600) as ch:
+async def test_fake_flags_a_stale_signature(tmp_path: Path, fake: FakeWebhook, creds: None, clients: Clients) -> None:
+    config = make_channel(tmp_path, fake.base_url, clients).config
+    async with WebhookChannel(config, clients, clock=lambda: time.time() - 3600) as ch:
         await ch.send(hook())
     assert fake.deliveries[0].signature_ok is False
 
 
-async def test_strict_partner_refuses_wrong_secret(tmp_path: Path, creds: None) -> None:
+async def test_strict_partner_refuses_wrong_secret(tmp_path: Path, creds: None, clients: Clients) -> None:
     async with FakeWebhook("a-different-secret", reject_bad_signature=True) as server:
-        async with make_channel(tmp_path, server.base_url) as ch:
+        async with make_channel(tmp_path, server.base_url, clients) as ch:
             with pytest.raises(DeliveryError) as caught:
                 await ch.send(hook())
         assert server.deliveries == []
@@ -169,27 +172,6 @@ async def test_redirect_is_permanent_and_not_followed(channel: WebhookChannel, f
     assert fake.deliveries == []
 
 
-async def test_timeout_is_sent_maybe(tmp_path: Path, fake: FakeWebhook, creds: None) -> None:
-    fake.script(webhook_error(200, hang=30, accept=True))
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
-        with pytest.raises(DeliveryError) as caught:
-            await ch.send(hook())
-    err = caught.value
-    assert (err.reason, err.retryable, err.sent_maybe) == (Reason.TIMEOUT, True, True)
-    assert len(fake.deliveries) == 1  # it did arrive: the Idempotency-Key makes a resend safe
-
-
-async def test_connection_refused_is_network_not_sent(tmp_path: Path, creds: None) -> None:
-    server = FakeWebhook(SECRET)
-    base_url = await server.start()
-    await server.stop()
-    async with make_channel(tmp_path, base_url) as ch:
-        with pytest.raises(DeliveryError) as caught:
-            await ch.send(hook())
-    err = caught.value
-    assert (err.reason, err.retryable, err.sent_maybe) == (Reason.NETWORK, True, False)
-
-
 async def test_resend_keeps_idempotency_key(channel: WebhookChannel, fake: FakeWebhook) -> None:
     fake.script(webhook_error(500, accept=True))
     with pytest.raises(DeliveryError):
@@ -221,15 +203,6 @@ def test_target_url_replaces_scheme_and_host_only() -> None:
     assert target_url(url, "http://proxy:9/prefix/") == "http://proxy:9/prefix/alerts/v1?x=1"
 
 
-def test_parse_retry_after() -> None:
-    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-    assert parse_retry_after("120") == 120.0
-    assert parse_retry_after(format_datetime(now + timedelta(seconds=90), usegmt=True), now=now) == 90.0
-    assert parse_retry_after(format_datetime(now - timedelta(seconds=90), usegmt=True), now=now) == 0.0
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-
-
 def test_classify_success_and_errors_directly() -> None:
     ok = classify_webhook(201, {}, b'{"id": 42}')
     assert not isinstance(ok, DeliveryError) and ok.provider_id == "42"
@@ -239,24 +212,61 @@ def test_classify_success_and_errors_directly() -> None:
         classify_webhook(exc=KeyError("x"))
 
 
-async def test_no_secret_in_repr_errors_or_debug_logs(
-    tmp_path: Path, fake: FakeWebhook, creds: None, caplog: pytest.LogCaptureFixture
+DOCUMENT = AlertDocument(
+    alert_id="20260101-000000-abcdef", identifier="alerts.example.gov/20260101-000000-abcdef",
+    sender="alerts.example.gov", sent="2026-01-01T04:00:00+04:00", expires="2026-01-01T10:00:00+04:00",
+    status="Actual", msg_type="Update", references="20251231-230000-fedcba", template="road_closure",
+    cap={"category": "Transport", "urgency": "Immediate"}, event={"ar": "إغلاق طريق", "en": "Road closure"},
+    areas=("DXB-MARINA",),
+    forms={lang: {"headline": f"h-{lang}", "short": f"s-{lang}", "long": f"l-{lang}"} for lang in ("ar", "en")},
+)
+
+
+def test_the_payload_is_the_partner_contract_byte_for_byte() -> None:
+    rendered = Rendered("ar+en", "l-ar\n\nl-en", 10, 65536, "bytes")
+    body = WebhookChannel.payload(DOCUMENT, rendered)
+    assert list(orjson.loads(body)) == [
+        "alert_id", "identifier", "sender", "sent", "expires", "status", "msgType", "references", "template",
+        "cap", "event", "areas", "info",
+    ]
+    assert orjson.loads(body) == {
+        "alert_id": DOCUMENT.alert_id, "identifier": DOCUMENT.identifier, "sender": "alerts.example.gov",
+        "sent": "2026-01-01T04:00:00+04:00", "expires": "2026-01-01T10:00:00+04:00", "status": "Actual",
+        "msgType": "Update", "references": "20251231-230000-fedcba", "template": "road_closure",
+        "cap": {"category": "Transport", "urgency": "Immediate"}, "event": {"ar": "إغلاق طريق", "en": "Road closure"},
+        "areas": ["DXB-MARINA"],
+        "info": [{"language": "ar", "headline": "h-ar", "short": "s-ar", "long": "l-ar"},
+                 {"language": "en", "headline": "h-en", "short": "s-en", "long": "l-en"}],
+    }
+
+
+def test_the_long_forms_are_measured_in_utf8_bytes(tmp_path: Path) -> None:
+    config = make_channel(tmp_path, None, Clients(recording=True)).config
+    [message] = WebhookChannel.render(DOCUMENT.forms, config)
+    assert (message.language, message.text) == ("ar+en", "l-ar\n\nl-en")
+    assert (message.length, message.unit, message.limit) == (10, "bytes", 64 * 1024)
+    assert WebhookChannel.measure_piece("زايد") == 8
+
+
+async def test_a_dry_run_signs_each_post_as_a_real_one_would_be(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    errors: list[DeliveryError] = []
-    async with make_channel(tmp_path, fake.base_url, timeout_s=0.2) as ch:
-        await ch.send(hook())
-        fake.script(
-            webhook_error(400, body={"error": f"bad signature with key {SECRET}"}),  # an echoing partner
-            webhook_error(302, location=f"/moved?key={SECRET}"),
-            webhook_error(500, hang=30),
-        )
-        for _ in range(3):
-            with pytest.raises(DeliveryError) as caught:
-                await ch.send(hook())
-            errors.append(caught.value)
-        texts = [repr(ch), str(ch.config), *(str(e) for e in errors), *(repr(e) for e in errors)]
-    texts.append(caplog.text)
-    assert any("webhook" in r.getMessage() for r in caplog.records)
-    for text in texts:
-        assert SECRET not in text
+    seen: list[tuple[str, Mapping[str, Any]]] = []
+    real = webhook_module._recorded_answer
+
+    def spy(number: int, method: str, url: str, request: Mapping[str, Any]) -> RecordedResponse:
+        seen.append((url, request))
+        return real(number, method, url, request)
+
+    monkeypatch.setattr(webhook_module, "_recorded_answer", spy)
+    monkeypatch.setenv("BCAST_TEST_HOOK_SECRET", SECRET)
+    async with Clients(recording=True, latency_s=0) as clients, make_channel(tmp_path, None, clients) as ch:
+        receipt = await ch.send(hook())
+
+    assert receipt.provider_id == "dry-run-evt_1"
+    [(url, request)] = seen
+    assert url == "https://partner.example/alerts/v1?source=broadcaster"
+    headers = request["headers"]
+    assert headers["Idempotency-Key"] == "A-1/7"
+    assert verify(SECRET.encode(), headers["X-Broadcaster-Timestamp"], request["data"],
+                  headers["X-Broadcaster-Signature"])

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broadcaster.channels.base import Channel, OutboundMessage, Receipt
+from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.webhook import WebhookChannel
 from broadcaster.clock import Clock, run_virtual
 from broadcaster.config import ChannelConfig
 from broadcaster.engine.dispatcher import Dispatcher
@@ -29,13 +30,11 @@ from tests.support import Reader, channel_config
 START = 1_800_000_000.0
 
 
-class ScriptedChannel(Channel):
-    """In-memory channel: answers from a script, records when each attempt started."""
-
-    kind = "webhook"
+class ScriptedChannel(WebhookChannel):
+    """In-memory channel: answers from a script, records when each attempt started (never opened)."""
 
     def __init__(self, config: ChannelConfig, clock: Clock, script: list[DeliveryError | None]) -> None:
-        super().__init__(config)
+        super().__init__(config, Clients(recording=True))
         self.clock = clock
         self.script: deque[DeliveryError | None] = deque(script)
         self.started: list[float] = []

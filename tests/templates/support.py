@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from broadcaster.channels.registry import default_config, kind_of, targets
+from broadcaster.templates.render import Forms, Rendered
+
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_TEMPLATES = ROOT / "templates"
 SHIPPED_CHANNELS = ROOT / "channels.toml"
@@ -16,3 +19,13 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {path.name}"
     path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+DEFAULT_TARGETS = targets(None)
+"""One target per channel kind, every optional key at its default (``templates check`` without channels)."""
+
+
+def render_kind(kind: str, forms: Forms, languages: tuple[str, ...]) -> list[Rendered]:
+    """The messages a channel of ``kind`` sends in ``languages``, every other key at its default."""
+    config = default_config(kind, languages=languages)
+    return kind_of(config).render(forms, config)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from broadcaster.channels.registry import targets
 from broadcaster.errors import TemplateError
 from broadcaster.templates.catalogue import Catalogue, approve, content_hash, read_toml
 from broadcaster.templates.check import check_catalogue
 from tests.support import Loaded
-from tests.templates.support import DUBAI, edit
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, edit
 
 REQUIRED = {"road_closure", "flood_warning", "earthquake", "all_clear", "cancel"}
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
@@ -30,12 +31,12 @@ def test_shipped_catalogue_holds_the_required_templates_all_approved(shipped: Ca
 
 def test_shipped_catalogue_passes_check_with_shipped_channels(shipped_app: Loaded) -> None:
     assert shipped_app.catalogue.ids()
-    problems = check_catalogue(shipped_app.catalogue, shipped_app.config.timezone, shipped_app.config.channels)
+    problems = check_catalogue(shipped_app.catalogue, shipped_app.config.timezone, targets(shipped_app.config.channels))
     assert problems == []
 
 
 def test_shipped_catalogue_passes_check_against_default_targets(shipped: Catalogue) -> None:
-    assert check_catalogue(shipped, DUBAI, None) == []
+    assert check_catalogue(shipped, DUBAI, DEFAULT_TARGETS) == []
 
 
 def test_editing_text_makes_the_approval_stale(catalogue: Catalogue) -> None:
@@ -47,7 +48,7 @@ def test_editing_text_makes_the_approval_stale(catalogue: Catalogue) -> None:
     assert template.content_hash != before
     assert not template.approved
 
-    problems = check_catalogue(catalogue, DUBAI, None)
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
     assert [p for p in problems if p.startswith(str(path)) and "stale" in p], problems
     # Only the edited template is affected.
     assert all(p.startswith(str(path)) for p in problems)
@@ -86,7 +87,7 @@ def test_missing_approval_is_reported(catalogue: Catalogue) -> None:
     path.write_text(text.split("[approval]")[0], encoding="utf-8")
     with pytest.raises(TemplateError, match="approval missing"):
         catalogue.approved("cancel")
-    problems = check_catalogue(catalogue, DUBAI, None)
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
     assert problems == [f"{path}: [approval]: missing; run `broadcaster templates approve ID --by NAME` after review"]
 
 
@@ -109,7 +110,7 @@ def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalo
     assert "# Road closure: announced by municipalities" in after
     assert "# A comment the approver must keep." in after
     assert after.count("[approval]") == 1
-    assert check_catalogue(catalogue, DUBAI, None) == []
+    assert check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS) == []
 
 
 def test_approving_an_unapproved_file_appends_the_table(catalogue: Catalogue) -> None:
@@ -181,7 +182,7 @@ def test_toml_syntax_error_names_the_file_and_line(catalogue: Catalogue) -> None
     assert caught.value.where == f"{path}:{number}"
     assert "TOML syntax error" in str(caught.value)
 
-    problems = check_catalogue(catalogue, DUBAI, None)
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
     assert len(problems) == 1
     assert problems[0].startswith(f"{path}:{number}: ")
 
@@ -205,7 +206,7 @@ def test_the_gazetteer_is_not_a_template(shipped: Catalogue) -> None:
 def test_an_invalid_cap_value_names_the_field_and_the_allowed_values(catalogue: Catalogue) -> None:
     path = catalogue.path("earthquake")
     edit(path, 'urgency = "Immediate"', 'urgency = "Soon"')
-    problems = check_catalogue(catalogue, DUBAI, None)
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
     assert len(problems) == 1
     assert problems[0].startswith(str(path))
     assert re.search(r"\[cap\] urgency: 'Soon' is not a CAP 1\.2 value \(Immediate, Expected", problems[0])

@@ -6,13 +6,15 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from broadcaster.channels.registry import targets
+from broadcaster.channels.x import XChannel
 from broadcaster.templates.catalogue import Catalogue, approve
-from broadcaster.templates.check import check_catalogue, check_template, targets_for, worst_display
-from broadcaster.templates.render import FSI, PDI, render_channel, render_forms
+from broadcaster.templates.check import check_catalogue, check_template, worst_display
+from broadcaster.templates.render import FSI, PDI, render_forms
 from broadcaster.templates.variables import example_inputs, resolve
 from broadcaster.text import lengths
 from tests.support import Loaded
-from tests.templates.support import DUBAI, edit
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, edit, render_kind
 
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
 STALE = "[approval] sha256: stale"
@@ -20,8 +22,8 @@ STALE = "[approval] sha256: stale"
 
 def problems_of(catalogue: Catalogue, template_id: str, app: Loaded | None = None) -> list[str]:
     """check_template for one template, against the shipped channels (or the default targets)."""
-    targets = targets_for(app.config.channels if app else None)
-    return check_template(catalogue.get(template_id), catalogue.gazetteer, DUBAI, targets)
+    against = targets(app.config.channels) if app else DEFAULT_TARGETS
+    return check_template(catalogue.get(template_id), catalogue.gazetteer, DUBAI, against)
 
 
 def test_the_shipped_road_closure_has_no_problems(shipped: Catalogue, shipped_app: Loaded) -> None:
@@ -150,7 +152,7 @@ def test_a_worst_case_that_does_not_fit_names_the_channels(catalogue: Catalogue,
 def test_approving_does_not_hide_a_worst_case_that_does_not_fit(catalogue: Catalogue, shipped_app: Loaded) -> None:
     path = raise_detour_max_length(catalogue, 400)
     approve(path, "Officer", WHEN)
-    problems = check_catalogue(catalogue, DUBAI, shipped_app.config.channels)
+    problems = check_catalogue(catalogue, DUBAI, targets(shipped_app.config.channels))
     assert problems
     assert all(p.startswith(f"{path}: worst case does not fit") for p in problems), problems
 
@@ -166,16 +168,16 @@ def test_the_worst_case_counts_the_exercise_marker(catalogue: Catalogue) -> None
     # Find the largest max_length whose plain worst case fits X; the exercise marker must then tip it over.
     path = catalogue.path("road_closure")
     template = catalogue.get("road_closure")
-    x_only = [t for t in targets_for(None) if t.kind == "x"]
+    x_only = [t for t in DEFAULT_TARGETS if t.kind == "x"]
 
-    others = worst_display(template, catalogue.gazetteer, DUBAI, "x")  # the slow part: every date
+    others = worst_display(template, catalogue.gazetteer, DUBAI, XChannel.measure_piece)  # the slow part: every date
     detour = next(v for v in template.variables if v.name == "detour")
 
     def fits(n: int, *, exercise: bool) -> bool:
         only_detour = replace(template, variables=(replace(detour, max_length=n),))
-        display = {**others, **worst_display(only_detour, catalogue.gazetteer, DUBAI, "x")}
+        display = {**others, **worst_display(only_detour, catalogue.gazetteer, DUBAI, XChannel.measure_piece)}
         forms = render_forms(template, display, exercise=exercise)
-        return all(r.fits for r in render_channel("x", forms, ("ar", "en")))
+        return all(r.fits for r in render_kind("x", forms, ("ar", "en")))
 
     n = max(n for n in range(40, 200) if fits(n, exercise=False))
     assert not fits(n, exercise=True)
@@ -193,7 +195,7 @@ def test_nothing_is_truncated_a_max_length_value_renders_in_full(shipped: Catalo
     values = resolve(template, shipped.gazetteer, inputs, DUBAI)
     forms = render_forms(template, values.display, exercise=False)
     for kind in ("sms", "x", "telegram", "webhook"):
-        for rendered in render_channel(kind, forms, ("ar", "en")):
+        for rendered in render_kind(kind, forms, ("ar", "en")):
             assert rendered.fits, (kind, rendered.language, rendered.length)
             if "ar" in rendered.language:
                 assert f"{FSI}{detour['ar']}{PDI}" in rendered.text
@@ -207,11 +209,11 @@ def test_nothing_is_truncated_a_max_length_value_renders_in_full(shipped: Catalo
     assert len(long_detour["en"]) == 400
     values = resolve(big, catalogue.gazetteer, {**example_inputs(big), "detour": long_detour}, DUBAI)
     forms = render_forms(big, values.display, exercise=False)
-    ar_sms, en_sms = render_channel("sms", forms, ("ar", "en"))
+    ar_sms, en_sms = render_kind("sms", forms, ("ar", "en"))
     assert not ar_sms.fits
     assert long_detour["ar"] in ar_sms.text and long_detour["en"].strip() in en_sms.text
     assert ar_sms.text == forms["ar"]["short"] and en_sms.text == forms["en"]["short"]
     assert ar_sms.segments == lengths.sms_count(ar_sms.text).segments > ar_sms.limit
-    [x_en] = render_channel("x", forms, ("en",))
+    [x_en] = render_kind("x", forms, ("en",))
     assert not x_en.fits and x_en.length == lengths.x_weighted_length(forms["en"]["short"])
     assert x_en.text.endswith(long_detour["en"].strip() + ".")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from broadcaster.errors import VariableError
 from broadcaster.templates.catalogue import Catalogue, Template
-from broadcaster.templates.render import FSI, PDI, render_channel, render_forms
+from broadcaster.templates.render import FSI, PDI, render_forms
 from broadcaster.templates.variables import (
     BIDI_CONTROLS,
     Values,
@@ -22,7 +22,7 @@ from broadcaster.templates.variables import (
     resolve,
 )
 from broadcaster.text.lengths import sms_encoding
-from tests.templates.support import DUBAI, SHIPPED_TEMPLATES
+from tests.templates.support import DUBAI, SHIPPED_TEMPLATES, render_kind
 
 CATALOGUE = Catalogue(SHIPPED_TEMPLATES)
 ROAD = CATALOGUE.get("road_closure")
@@ -292,7 +292,7 @@ def test_mixed_direction_text_is_accepted_and_isolated_inside_arabic() -> None:
     assert f"{FSI}شارع الشيخ زايد" not in forms["ar"]["short"]
     assert "شارع الشيخ زايد" in forms["ar"]["short"]
     # The isolates are counted, never dropped: the SMS text is the form itself.
-    [sms_ar] = render_channel("sms", forms, ("ar",))
+    [sms_ar] = render_kind("sms", forms, ("ar",))
     assert sms_ar.text == forms["ar"]["short"]
 
 
@@ -395,7 +395,7 @@ def test_rendering_never_truncates_an_accepted_value(ar: str, en: str) -> None:
         for form in ("short", "long"):
             assert shown in forms[lang][form]
         for kind in ("sms", "x", "telegram", "webhook"):
-            for rendered in render_channel(kind, forms, (lang,)):
+            for rendered in render_kind(kind, forms, (lang,)):
                 assert shown in rendered.text
 
 

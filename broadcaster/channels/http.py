@@ -1,0 +1,87 @@
+"""What the kinds that speak HTTP through aiohttp share: the session, ``Retry-After``, connection failures.
+
+A provider's own answers are mapped in its kind's ``classify_*``; the failures
+here happen before there is an answer, and mean the same for every provider.
+aiohttp is imported on first use, never when a kind module is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+
+from broadcaster.channels.base import POOL_SIZE, Clients
+from broadcaster.errors import DeliveryError, Reason
+from broadcaster.secret import Secret, scrub
+
+if TYPE_CHECKING:
+    import aiohttp
+
+
+async def open_session(
+    clients: Clients, *, limit: int = POOL_SIZE, middlewares: Sequence[aiohttp.ClientMiddlewareType] = ()
+) -> aiohttp.ClientSession:
+    """A live aiohttp session on the run's one TLS context (a ``Clients.shared`` factory).
+
+    No session-wide timeout: every request passes its own channel's.
+    """
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(ssl=clients.ssl_context(), limit=limit)
+    return aiohttp.ClientSession(connector=connector, middlewares=middlewares)
+
+
+async def close_session(session: Any) -> None:
+    """Close a shared session (a live one, or a recording stand-in) when the run ends."""
+    await session.close()
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from an HTTP ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def connection_failure(exc: BaseException, provider: str, secrets: tuple[Secret, ...]) -> DeliveryError | None:
+    """A failure of the connection itself, or None when ``exc`` is something else.
+
+    ======================  =======  =========  ==========
+    failure                 reason   retryable  sent_maybe
+    ======================  =======  =========  ==========
+    connect timeout         TIMEOUT  yes        no
+    read timeout            TIMEOUT  yes        yes
+    refused, DNS            NETWORK  yes        no
+    dropped after sending   NETWORK  yes        yes
+    ======================  =======  =========  ==========
+
+    Order matters: ``ConnectionTimeoutError`` is a TimeoutError raised before any
+    byte left, and ``ClientConnectorError`` a ClientError raised before any did.
+    """
+    import aiohttp
+
+    what = scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), secrets)
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return DeliveryError(Reason.TIMEOUT, f"{provider} connect timeout: {what}", retryable=True)
+    if isinstance(exc, TimeoutError):
+        return DeliveryError(Reason.TIMEOUT, f"{provider} did not answer in time: {what}", retryable=True,
+                             sent_maybe=True)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return DeliveryError(Reason.NETWORK, f"{provider} could not connect: {what}", retryable=True)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return DeliveryError(Reason.NETWORK, f"{provider} connection failed mid-request: {what}", retryable=True,
+                             sent_maybe=True)
+    return None

@@ -1,0 +1,162 @@
+"""One small fixture factory per channel kind, for the conformance suite and the kinds' own tests.
+
+A :class:`KindCase` says how to stand up the kind's loopback fake, how to point a
+channel at it, what one delivery looks like, and how the fake is scripted to
+rate-limit, hang or fail. The conformance suite runs every kind of
+``broadcaster.channels.registry.KINDS`` through the same checks with these; a kind
+without a case here fails the suite.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from broadcaster.channels.base import Channel, Clients, OutboundMessage
+from broadcaster.channels.registry import KINDS
+from broadcaster.channels.x import XChannel
+from broadcaster.config import ChannelConfig
+from tests.fakes.server import FakeServer, Step
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import FakeTwilio, hang, twilio_error
+from tests.fakes.webhook import FakeWebhook, webhook_error
+from tests.fakes.x import FakeX
+
+NOW = 1_700_000_000  # X's clock in tests, so x-rate-limit-reset converts predictably
+
+TELEGRAM_TOKEN = "123456:SECRET-TOKEN-VALUE"
+X_KEYS = {
+    "BCAST_TEST_X_API_KEY": "xkey-SECRET-API-KEY-VALUE",
+    "BCAST_TEST_X_API_SECRET": "xsec-SECRET-API-SECRET-VALUE",
+    "BCAST_TEST_X_ACCESS_TOKEN": "1234567-SECRET:ACCESS-TOKEN-VALUE",
+    "BCAST_TEST_X_ACCESS_SECRET": "xacs-SECRET-ACCESS-SECRET-VALUE",
+}
+TWILIO_SID = "AC" + "5ec7e75ec7e7" * 2 + "5ec7e75e"
+TWILIO_TOKEN = "tok-SMS-SECRET-7f3a9c-do-not-leak"
+HOOK_SECRET = "whsec-PARTNER-SECRET-91c4e2-do-not-leak"
+PHONE = "+971501234567"
+ARABIC = "تحذير: فيضانات على «شارع الشيخ زايد». ابتعدوا عن الأودية. Flood warning: keep away from wadis."
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on: connecting is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def _url_forms(value: str) -> list[str]:
+    return [value, quote(value, safe=""), quote(quote(value, safe=""), safe="")]
+
+
+@dataclass
+class KindCase:
+    """How the shared checks exercise one kind."""
+
+    kind: str
+    env: dict[str, str]  # environment variable -> secret value
+    table: dict[str, Any]  # the kind's own keys (api_base, id and timeout_s are added)
+    fake: Callable[[], FakeServer]  # an unstarted fake provider that accepts ``env``'s credentials
+    message: Callable[[], OutboundMessage]
+    accepted: Callable[[Any], int]  # how many messages the fake took in
+    rate_limited: Step  # a 429 carrying the provider's own retry hint ...
+    retry_after: float  # ... and the retry_after the channel must report for it
+    hang: Callable[[float], Step]  # answer after that long, the message already taken in
+    failures: list[Step]  # answers that make a send fail (the secret leak check)
+    log_proof: str  # logged at DEBUG on the way (masked where it names a secret): proof logs were captured
+    leaks: list[str] = field(default_factory=list)  # further forms of the secrets (encodings)
+    build: Callable[[ChannelConfig, Clients], Channel] | None = None
+
+    def channel(self, config: ChannelConfig, clients: Clients) -> Channel:
+        return self.build(config, clients) if self.build else KINDS[self.kind](config, clients)
+
+    def config_table(self, api_base: str, **extra: Any) -> dict[str, Any]:
+        return {"id": f"{self.kind}-test", "kind": self.kind, "api_base": api_base, "timeout_s": 2.0,
+                **self.table, **extra}
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every text that must never be exposed."""
+        return [*self.env.values(), *self.leaks]
+
+
+def _message(**fields: Any) -> Callable[[], OutboundMessage]:
+    def make() -> OutboundMessage:
+        base: dict[str, Any] = {"delivery_id": 7, "alert_id": "A-1", "channel_id": "test", "language": "ar",
+                                "text": ARABIC}
+        return OutboundMessage(**{**base, **fields})
+
+    return make
+
+
+CASES: dict[str, KindCase] = {
+    "telegram": KindCase(
+        kind="telegram",
+        env={"BCAST_TEST_TELEGRAM_TOKEN": TELEGRAM_TOKEN},
+        table={"chat_id": "@authority_alerts", "token_env": "BCAST_TEST_TELEGRAM_TOKEN"},
+        fake=lambda: FakeTelegram(token=TELEGRAM_TOKEN),
+        message=_message(language="ar+en", text="<b>تحذير</b>\n\nابتعدوا عن الأودية. Keep away from wadis."),
+        accepted=lambda fake: len(fake.sent),
+        rate_limited=FakeTelegram.retry_after(7),
+        retry_after=7.0,
+        hang=lambda seconds: FakeTelegram.hang(seconds, accept=True),
+        failures=[FakeTelegram.bad_gateway(), FakeTelegram.unauthorized(), FakeTelegram.hang(30)],
+        log_proof="/bot********/sendMessage",
+        # The bot id before the colon is public; the part after it is the secret.
+        leaks=[TELEGRAM_TOKEN.split(":", 1)[1], *_url_forms(TELEGRAM_TOKEN)],
+    ),
+    "x": KindCase(
+        kind="x",
+        env=X_KEYS,
+        table={"api_key_env": "BCAST_TEST_X_API_KEY", "api_secret_env": "BCAST_TEST_X_API_SECRET",
+               "access_token_env": "BCAST_TEST_X_ACCESS_TOKEN", "access_secret_env": "BCAST_TEST_X_ACCESS_SECRET"},
+        fake=FakeX,
+        message=_message(),
+        accepted=lambda fake: len(fake.tweets),
+        rate_limited=FakeX.rate_limited(reset_at=NOW + 60),
+        retry_after=60.0,
+        hang=lambda seconds: FakeX.hang(seconds, accept=True),
+        failures=[FakeX.unauthorized(), FakeX.gateway_error(502), FakeX.hang(30)],
+        log_proof='oauth_consumer_key="********"',
+        leaks=[form for value in X_KEYS.values() for form in _url_forms(value)],
+        build=lambda config, clients: XChannel(config, clients, now=lambda: NOW),
+    ),
+    "sms": KindCase(
+        kind="sms",
+        env={"BCAST_TEST_TWILIO_SID": TWILIO_SID, "BCAST_TEST_TWILIO_TOKEN": TWILIO_TOKEN},
+        table={"account_sid_env": "BCAST_TEST_TWILIO_SID", "auth_token_env": "BCAST_TEST_TWILIO_TOKEN",
+               "from": "+15005550006", "recipients": "recipients.csv"},
+        fake=lambda: FakeTwilio(account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN),
+        message=_message(recipient=PHONE),
+        accepted=lambda fake: len(fake.messages),
+        rate_limited=twilio_error(429, 20429, retry_after=7),
+        retry_after=7.0,
+        hang=lambda seconds: hang(seconds, accept=True),
+        # The first answer echoes the token, as a careless provider might.
+        failures=[twilio_error(401, 20003, f"Authenticate {TWILIO_TOKEN}"), twilio_error(500, 20500), hang(30)],
+        log_proof="twilio POST /2010-04-01/Accounts/********/Messages.json",
+        leaks=[base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()],
+    ),
+    "webhook": KindCase(
+        kind="webhook",
+        env={"BCAST_TEST_HOOK_SECRET": HOOK_SECRET},
+        table={"url": "https://partner.example/alerts/v1", "secret_env": "BCAST_TEST_HOOK_SECRET"},
+        fake=lambda: FakeWebhook(HOOK_SECRET),
+        message=_message(language="ar+en", text="", payload=orjson.dumps({"alert_id": "A-1", "info": []})),
+        accepted=lambda fake: len(fake.deliveries),
+        rate_limited=webhook_error(429, retry_after=7),
+        retry_after=7.0,
+        hang=lambda seconds: webhook_error(200, hang=seconds, accept=True),
+        # An echoing partner, a redirect that names the secret, a hang.
+        failures=[webhook_error(400, body={"error": f"bad signature with key {HOOK_SECRET}"}),
+                  webhook_error(302, location=f"/moved?key={HOOK_SECRET}"), webhook_error(500, hang=30)],
+        log_proof="webhook webhook-test delivery A-1/7 -> HTTP 200",
+    ),
+}
