@@ -17,6 +17,8 @@ since they never run. The layers, from the bottom up:
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +35,7 @@ LAYERS: dict[str, int] = {
     "app": 6,
     "cli": 7, "service": 7, "__main__": 7,
 }
+SDKS = ("telegram", "tweepy", "twilio", "httpx", "httpcore", "aiohttp", "oauthlib", "requests")
 BACKENDS = ("broadcaster.store.sqlite", "broadcaster.store.sqlite_db", "broadcaster.store.postgres",
             "broadcaster.store.postgres_db")
 
@@ -117,6 +120,25 @@ def test_the_store_knows_nothing_above_it() -> None:
     offenders = [f"{m} imports {dep}" for m, deps in GRAPH.items() if m.startswith("broadcaster.store")
                  for dep in deps if layer(dep) > layer(m)]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize(("lower", "higher"), [
+    ("broadcaster.templates", "broadcaster.config"),  # a template is checked against injected targets
+    ("broadcaster.text", "broadcaster.templates"),
+])
+def test_finer_rules_inside_a_layer(lower: str, higher: str) -> None:
+    offenders = [f"{m} imports {dep}" for m, deps in GRAPH.items() if m.startswith(lower)
+                 for dep in deps if dep.startswith(higher)]
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("module", ["broadcaster.channels.registry", "broadcaster.templates.check",
+                                    "broadcaster.engine.outbox", "broadcaster.cli"])
+def test_rendering_and_the_cli_load_no_sdk_until_a_channel_opens(module: str) -> None:
+    """``--help``, ``preview``, ``templates check`` and ``channels check`` render and parse without any SDK."""
+    code = f"import sys, {module}; print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in {SDKS!r})))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []
 
 
 def test_there_is_no_import_cycle() -> None:

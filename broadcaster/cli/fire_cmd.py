@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import getpass
 import sys
 import time
 from collections import Counter
@@ -22,11 +20,12 @@ from broadcaster.cli.output import (
     err_console,
     print_json,
 )
+from broadcaster.cli.prompts import actor, confirm_live, inputs_from
+from broadcaster.cli.views import show_preview
 
 if TYPE_CHECKING:
     from broadcaster.app.context import App
     from broadcaster.engine.outbox import Plan
-    from broadcaster.templates.catalogue import Catalogue
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,17 +55,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     fire.set_defaults(handler=cmd_fire)
 
 
-def actor() -> str:
-    """Who the audit log names for a CLI command."""
-    return f"cli:{getpass.getuser()}"
 
 
-def inputs_from(args: argparse.Namespace, catalogue: Catalogue) -> dict[str, dict[str, str]]:
-    from broadcaster.templates.variables import example_inputs, parse_var_args
-
-    if args.use_examples:
-        return example_inputs(catalogue.get(args.template))
-    return parse_var_args(args.var)
 
 
 async def cmd_preview(args: argparse.Namespace) -> int:
@@ -91,40 +81,8 @@ async def cmd_preview(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def show_preview(plan: Plan) -> None:
-    from rich.table import Table
-
-    out = console()
-    table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
-                  title=f"{plan.template.id}: {plan.template.title['ar']} / {plan.template.title['en']}")
-    for row in plan.rows:
-        r = row.rendered
-        table.add_row(row.channel, row.kind, r.language, f"{r.length}/{r.limit} {r.unit}",
-                      f"{r.segments} {r.encoding}" if r.segments else "-", str(row.recipients),
-                      str(row.cost_segments) if row.kind == "sms" else "-")
-    out.print(table)
-    total = sum(row.cost_segments for row in plan.rows if row.kind == "sms")
-    phones = sum(row.recipients for row in plan.rows if row.kind == "sms")
-    out.print(f"SMS: {phones} recipient(s), {total} segment(s) in all")
-    seen: set[tuple[str, str]] = set()
-    for row in plan.rows:
-        key = (row.kind, row.rendered.language)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.rule(f"{row.kind} · {row.rendered.language}")
-        out.print(row.rendered.text, markup=False)
 
 
-async def confirm_live(plan: Plan) -> bool:
-    """Show what will go out, then make the officer type the template id."""
-    show_preview(plan)
-    banner("live")
-    if not sys.stdin.isatty():
-        err_console().print("a live fire needs a typed confirmation on a terminal, or --yes", style="bold red")
-        return False
-    answer = await asyncio.to_thread(input, f"Type the template id ({plan.template.id}) to send this LIVE alert: ")
-    return answer.strip() == plan.template.id
 
 
 async def cmd_fire(args: argparse.Namespace) -> int:
@@ -232,7 +190,7 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
 
 
 async def report(app: App, alert_id: str, mode: str, *, as_json: bool, show_log: bool = False) -> int:
-    from broadcaster.cli.log_cmd import show_attempts, show_summary
+    from broadcaster.cli.views import show_attempts, show_summary
 
     deliveries = await app.store.alerts.deliveries(alert_id)
     ok = all(d.state == "sent" for d in deliveries)

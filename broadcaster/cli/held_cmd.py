@@ -57,7 +57,7 @@ async def cmd_held(args: argparse.Namespace) -> int:
 
 async def cmd_release(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
-    from broadcaster.cli.fire_cmd import actor
+    from broadcaster.cli.prompts import actor
     from broadcaster.errors import InputError
 
     async with open_app(args.config, args.db) as app:

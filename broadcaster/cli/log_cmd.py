@@ -6,9 +6,9 @@ import argparse
 from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, print_json
+from broadcaster.cli.views import show_attempts, show_summary
 
 if TYPE_CHECKING:
-    from broadcaster.app.context import App
     from broadcaster.app.resume import Resumed
 
 
@@ -29,7 +29,7 @@ async def cmd_log(args: argparse.Namespace) -> int:
     async with open_app(args.config, args.db) as app:
         if args.alert_id.startswith(("run-", "sch-")):
             # A runbook run, rehearsal or scheduled fire: every alert of it, step by step.
-            from broadcaster.cli.runbook_cmd import show_run_log
+            from broadcaster.cli.views import show_run_log
 
             return await show_run_log(app, args.alert_id, as_json=args.json, limit=None if args.all else 200)
         alert = await app.store.alerts.get(args.alert_id)
@@ -42,44 +42,8 @@ async def cmd_log(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def show_summary(app: App, alert_id: str) -> None:
-    from rich.table import Table
-
-    from broadcaster.timefmt import iso
-
-    alert = await app.store.alerts.get(alert_id)
-    out = console()
-    tz = app.config.timezone
-    follow_up = f" of {alert.references}" if alert.references else ""
-    out.print(f"alert [bold]{alert.id}[/] · {alert.template} · {alert.mode} · {alert.msg_type}{follow_up}"
-              f" · sent {iso(alert.sent_at, tz)} · expires {iso(alert.expires_at, tz)}")
-    table = Table("channel", "sent", "pending", "sending", "unknown", "failed", "expired")
-    for channel, counts in sorted((await app.store.alerts.state_counts(alert_id)).items()):
-        table.add_row(channel, *(str(counts.get(s, 0)) for s in
-                                 ("sent", "pending", "sending", "unknown", "failed", "expired")))
-    out.print(table)
 
 
-async def show_attempts(app: App, alert_id: str, *, limit: int | None) -> None:
-    from rich.table import Table
-
-    from broadcaster.timefmt import iso
-
-    table = Table("#", "channel", "recipient", "lang", "try", "outcome", "http", "code", "provider id", "started",
-                  "ms", "detail")
-    shown = total = 0
-    async for a in app.store.alerts.attempts(alert_id):
-        total += 1
-        if limit is not None and shown >= limit:
-            continue
-        shown += 1
-        table.add_row(str(total), a.channel, a.recipient or "-", a.language, str(a.attempt),
-                      a.outcome or "in-flight", str(a.http_status or "-"), a.error_code or "-", a.provider_id or "-",
-                      iso(a.started_at, app.config.timezone)[11:23], f"{a.latency_ms:.0f}" if a.latency_ms else "-",
-                      (a.detail or "")[:60])
-    console().print(table)
-    if total > shown:
-        console().print(f"… {total - shown} more attempt(s); use --all or --json")
 
 
 async def cmd_resume(args: argparse.Namespace) -> int:

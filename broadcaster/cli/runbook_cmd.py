@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
-import sys
 import time
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,10 +18,11 @@ from broadcaster.cli.output import (
     print_json,
     problem,
 )
+from broadcaster.cli.prompts import confirm_live_run, stop_on_sigterm
+from broadcaster.cli.views import show_planned, show_run, show_timeline
 
 if TYPE_CHECKING:
     from broadcaster.app.context import App
-    from broadcaster.app.rehearse import Rehearsal
     from broadcaster.config import Config
     from broadcaster.runbooks.model import Runbook
     from broadcaster.store.records import RunRecord
@@ -184,48 +180,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
         return await host_run(app, run, new=True)
 
 
-def show_planned(config: Config, runbook: Runbook, result: Rehearsal) -> None:
-    from rich.table import Table
-
-    from broadcaster.timefmt import iso_seconds
-
-    table = Table("when", "step", "action", "channels", "SMS segments", title=f"{runbook.id}: planned timeline "
-                  "(confirm steps shown at their earliest)", title_justify="left")
-    for e in result.entries:
-        sms = sum(r.cost_segments for r in e.fired.plan.rows if r.kind == "sms") if e.fired.plan else 0
-        table.add_row(iso_seconds(e.fired.time, config.timezone), f"{e.fired.step.id} #{e.fired.occurrence}",
-                      e.fired.step.label + (" (confirm)" if e.auto_confirmed else ""),
-                      ",".join(e.fired.plan.alert.channels) if e.fired.plan else "-", str(sms))
-    console().print(table)
 
 
-async def confirm_live_run(runbook: Runbook) -> bool:
-    banner("live")
-    if not sys.stdin.isatty():
-        err_console().print("a live run needs a typed confirmation on a terminal, or --yes", style="bold red")
-        return False
-    answer = await asyncio.to_thread(input, f"Type the runbook id ({runbook.id}) to run it LIVE: ")
-    return answer.strip() == runbook.id
 
 
-def stop_on_sigterm() -> Callable[[], bool]:
-    """Let SIGTERM (how a service manager stops a service) end the running command as Ctrl-C does.
-
-    The scheduler host then gives its lead up and signs its node off, so another
-    host takes over at its next poll instead of waiting for the lease to run out.
-    Returns a function that tells whether SIGTERM came.
-    """
-    came: list[bool] = []
-    task = asyncio.current_task()
-
-    def stop() -> None:
-        came.append(True)
-        if task is not None:
-            task.cancel()
-
-    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):  # only the main thread gets signals
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop)
-    return lambda: bool(came)
 
 
 async def host_run(app: App, run: RunRecord, *, new: bool) -> int:
@@ -318,100 +276,7 @@ async def cmd_resume(args: argparse.Namespace) -> int:
 # --- how runs are shown ----------------------------------------------------------------------
 
 
-def show_timeline(config: Config, result: Rehearsal) -> None:
-    from rich.table import Table
-
-    from broadcaster.app.rehearse import rehearsal_json
-    from broadcaster.runbooks.durations import format_duration
-    from broadcaster.timefmt import iso_seconds
-
-    out = console()
-    tz = config.timezone
-    banner("dry-run")
-    out.print(f"rehearsal [bold]{result.run.id}[/] · {result.runbook.name['ar']} / {result.runbook.name['en']} "
-              f"· {result.runbook.source}")
-    out.print("inputs: " + ", ".join(f"{k}={v['en'] if v['ar'] == v['en'] else v['ar'] + ' / ' + v['en']}"
-                                     for k, v in result.run.inputs.items()), markup=False)
-    shown: dict[str, set[str]] = {}
-    for entry in result.entries:
-        fired = entry.fired
-        offset = format_duration(fired.time - result.start)
-        flag = " · [black on yellow] auto-confirmed [/]" if entry.auto_confirmed else ""
-        kind = fired.plan.alert.msg_type if fired.plan else fired.state
-        out.rule(f"+{offset} · {iso_seconds(fired.time, tz)} · {fired.step.id} #{fired.occurrence} · "
-                 f"{fired.step.label} · {kind}", align="left")
-        if flag:
-            out.print(f"waits for an operator{flag}")
-        if fired.step.note and fired.occurrence == 0:
-            out.print(fired.step.note, style="italic", markup=False)
-        if fired.plan is None:
-            out.print(f"[bold red]{fired.state}[/]: {fired.detail}")
-            continue
-        table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
-                      title=f"alert {fired.alert_id} · deliveries: {fired.detail}", title_justify="left")
-        for row in fired.plan.rows:
-            r = row.rendered
-            table.add_row(row.channel, row.kind, r.language, f"{r.length}/{r.limit} {r.unit}",
-                          f"{r.segments} {r.encoding}" if r.segments else "-", str(row.recipients),
-                          str(row.cost_segments) if row.kind == "sms" else "-")
-        out.print(table)
-        seen = shown.setdefault(fired.step.id, set())
-        for row in fired.plan.rows:
-            if row.kind not in ("sms", "x") or row.rendered.text in seen:
-                continue
-            seen.add(row.rendered.text)
-            out.print(f"[dim]{row.kind} · {row.rendered.language}:[/]")
-            out.print(row.rendered.text, markup=False)
-        for warning in fired.warnings:
-            out.print(f"[yellow]warning:[/] {warning}")
-    out.rule()
-    sms = sum(row.cost_segments for e in result.entries if e.fired.plan for row in e.fired.plan.rows
-              if row.kind == "sms")
-    alerts = sum(1 for e in result.entries if e.fired.plan)
-    out.print(f"{alerts} alert(s) over {format_duration(result.span_s)} of simulated time, "
-              f"{sms} SMS segment(s) in all; rehearsed in {result.wall_s:.2f} s; nothing left this machine")
-    for warning in rehearsal_json(config, result)["warnings"]:
-        out.print(f"[yellow]warning:[/] {warning}")
-    out.print(f"log: broadcaster log {result.run.id}")
 
 
-async def show_run(app: App, run: RunRecord) -> None:
-    from rich.table import Table
-
-    from broadcaster.timefmt import iso_seconds
-
-    tz = app.config.timezone
-    rows = await app.store.runs.steps(run.id)
-    counts = Counter(str(r.state) for r in rows)
-    table = Table("step", "#", "state", "due", "alert", "detail",
-                  title=f"{run.id} · {run.kind} {run.runbook} · {run.mode} · {run.state} · started "
-                        f"{iso_seconds(run.started_at, tz)} · " + ", ".join(f"{n} {s}" for s, n in counts.items()),
-                  title_justify="left")
-    for r in rows:
-        style = {"missed": "bold red", "failed": "bold red", "awaiting": "yellow"}.get(r.state, "")
-        table.add_row(r.step_id, str(r.occurrence), f"[{style}]{r.state}[/]" if style else str(r.state),
-                      iso_seconds(r.due_at, tz) if r.due_at else "-", r.alert_id or "-", (r.detail or "")[:80])
-    console().print(table)
 
 
-async def show_run_log(app: App, run_id: str, *, as_json: bool, limit: int | None) -> int:
-    """``broadcaster log RUN_ID``: every alert of a run (or rehearsal), step by step."""
-    from broadcaster.cli.log_cmd import show_attempts, show_summary
-
-    run = await app.store.runs.get(run_id)
-    rows = [r for r in await app.store.runs.steps(run.id)
-            if r.alert_id and await app.store.alerts.count(r.alert_id)]
-    if as_json:
-        for row in rows:
-            assert row.alert_id is not None
-            async for attempt in app.store.alerts.attempts(row.alert_id):
-                print_json({**attempt.as_json(), "run_id": run.id, "step": row.step_id,
-                            "occurrence": row.occurrence})
-        return EXIT_OK
-    await show_run(app, run)
-    for row in rows:
-        assert row.alert_id is not None
-        console().rule(f"{row.step_id} #{row.occurrence}", align="left")
-        await show_summary(app, row.alert_id)
-        await show_attempts(app, row.alert_id, limit=limit)
-    return EXIT_OK

@@ -38,7 +38,7 @@ async def schedule_fire(args: argparse.Namespace) -> int:
     """``fire --at/--every/--until``: check the alert now, as it will go out, then keep it as a one-step run."""
     from broadcaster.app.context import open_app
     from broadcaster.app.schedule import plan_schedule, store_schedule
-    from broadcaster.cli.fire_cmd import confirm_live, inputs_from
+    from broadcaster.cli.prompts import confirm_live, inputs_from
     from broadcaster.runbooks.durations import format_duration
     from broadcaster.states import Mode
 
@@ -128,7 +128,7 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
 async def cmd_run(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
     from broadcaster.app.runbook import host
-    from broadcaster.cli.runbook_cmd import stop_on_sigterm
+    from broadcaster.cli.prompts import stop_on_sigterm
 
     out = console()
     out.print("scheduler host: executing scheduled jobs; Ctrl-C (or SIGTERM) to stop (the schedule is kept)")

@@ -1,0 +1,194 @@
+"""How the CLI shows plans, alerts, their attempts and runs to a person (rich tables)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from broadcaster.cli.output import EXIT_OK, banner, console, print_json
+
+if TYPE_CHECKING:
+    from broadcaster.app.context import App
+    from broadcaster.app.rehearse import Rehearsal
+    from broadcaster.config import Config
+    from broadcaster.engine.outbox import Plan
+    from broadcaster.runbooks.model import Runbook
+    from broadcaster.store.records import RunRecord
+
+
+def show_planned(config: Config, runbook: Runbook, result: Rehearsal) -> None:
+    from rich.table import Table
+
+    from broadcaster.timefmt import iso_seconds
+
+    table = Table("when", "step", "action", "channels", "SMS segments", title=f"{runbook.id}: planned timeline "
+                  "(confirm steps shown at their earliest)", title_justify="left")
+    for e in result.entries:
+        sms = sum(r.cost_segments for r in e.fired.plan.rows if r.kind == "sms") if e.fired.plan else 0
+        table.add_row(iso_seconds(e.fired.time, config.timezone), f"{e.fired.step.id} #{e.fired.occurrence}",
+                      e.fired.step.label + (" (confirm)" if e.auto_confirmed else ""),
+                      ",".join(e.fired.plan.alert.channels) if e.fired.plan else "-", str(sms))
+    console().print(table)
+
+
+def show_timeline(config: Config, result: Rehearsal) -> None:
+    from rich.table import Table
+
+    from broadcaster.app.rehearse import rehearsal_json
+    from broadcaster.runbooks.durations import format_duration
+    from broadcaster.timefmt import iso_seconds
+
+    out = console()
+    tz = config.timezone
+    banner("dry-run")
+    out.print(f"rehearsal [bold]{result.run.id}[/] · {result.runbook.name['ar']} / {result.runbook.name['en']} "
+              f"· {result.runbook.source}")
+    out.print("inputs: " + ", ".join(f"{k}={v['en'] if v['ar'] == v['en'] else v['ar'] + ' / ' + v['en']}"
+                                     for k, v in result.run.inputs.items()), markup=False)
+    shown: dict[str, set[str]] = {}
+    for entry in result.entries:
+        fired = entry.fired
+        offset = format_duration(fired.time - result.start)
+        flag = " · [black on yellow] auto-confirmed [/]" if entry.auto_confirmed else ""
+        kind = fired.plan.alert.msg_type if fired.plan else fired.state
+        out.rule(f"+{offset} · {iso_seconds(fired.time, tz)} · {fired.step.id} #{fired.occurrence} · "
+                 f"{fired.step.label} · {kind}", align="left")
+        if flag:
+            out.print(f"waits for an operator{flag}")
+        if fired.step.note and fired.occurrence == 0:
+            out.print(fired.step.note, style="italic", markup=False)
+        if fired.plan is None:
+            out.print(f"[bold red]{fired.state}[/]: {fired.detail}")
+            continue
+        table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
+                      title=f"alert {fired.alert_id} · deliveries: {fired.detail}", title_justify="left")
+        for row in fired.plan.rows:
+            r = row.rendered
+            table.add_row(row.channel, row.kind, r.language, f"{r.length}/{r.limit} {r.unit}",
+                          f"{r.segments} {r.encoding}" if r.segments else "-", str(row.recipients),
+                          str(row.cost_segments) if row.kind == "sms" else "-")
+        out.print(table)
+        seen = shown.setdefault(fired.step.id, set())
+        for row in fired.plan.rows:
+            if row.kind not in ("sms", "x") or row.rendered.text in seen:
+                continue
+            seen.add(row.rendered.text)
+            out.print(f"[dim]{row.kind} · {row.rendered.language}:[/]")
+            out.print(row.rendered.text, markup=False)
+        for warning in fired.warnings:
+            out.print(f"[yellow]warning:[/] {warning}")
+    out.rule()
+    sms = sum(row.cost_segments for e in result.entries if e.fired.plan for row in e.fired.plan.rows
+              if row.kind == "sms")
+    alerts = sum(1 for e in result.entries if e.fired.plan)
+    out.print(f"{alerts} alert(s) over {format_duration(result.span_s)} of simulated time, "
+              f"{sms} SMS segment(s) in all; rehearsed in {result.wall_s:.2f} s; nothing left this machine")
+    for warning in rehearsal_json(config, result)["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print(f"log: broadcaster log {result.run.id}")
+
+
+async def show_run(app: App, run: RunRecord) -> None:
+    from rich.table import Table
+
+    from broadcaster.timefmt import iso_seconds
+
+    tz = app.config.timezone
+    rows = await app.store.runs.steps(run.id)
+    counts = Counter(str(r.state) for r in rows)
+    table = Table("step", "#", "state", "due", "alert", "detail",
+                  title=f"{run.id} · {run.kind} {run.runbook} · {run.mode} · {run.state} · started "
+                        f"{iso_seconds(run.started_at, tz)} · " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+                  title_justify="left")
+    for r in rows:
+        style = {"missed": "bold red", "failed": "bold red", "awaiting": "yellow"}.get(r.state, "")
+        table.add_row(r.step_id, str(r.occurrence), f"[{style}]{r.state}[/]" if style else str(r.state),
+                      iso_seconds(r.due_at, tz) if r.due_at else "-", r.alert_id or "-", (r.detail or "")[:80])
+    console().print(table)
+
+
+async def show_run_log(app: App, run_id: str, *, as_json: bool, limit: int | None) -> int:
+    """``broadcaster log RUN_ID``: every alert of a run (or rehearsal), step by step."""
+    run = await app.store.runs.get(run_id)
+    rows = [r for r in await app.store.runs.steps(run.id)
+            if r.alert_id and await app.store.alerts.count(r.alert_id)]
+    if as_json:
+        for row in rows:
+            assert row.alert_id is not None
+            async for attempt in app.store.alerts.attempts(row.alert_id):
+                print_json({**attempt.as_json(), "run_id": run.id, "step": row.step_id,
+                            "occurrence": row.occurrence})
+        return EXIT_OK
+    await show_run(app, run)
+    for row in rows:
+        assert row.alert_id is not None
+        console().rule(f"{row.step_id} #{row.occurrence}", align="left")
+        await show_summary(app, row.alert_id)
+        await show_attempts(app, row.alert_id, limit=limit)
+    return EXIT_OK
+
+
+async def show_summary(app: App, alert_id: str) -> None:
+    from rich.table import Table
+
+    from broadcaster.timefmt import iso
+
+    alert = await app.store.alerts.get(alert_id)
+    out = console()
+    tz = app.config.timezone
+    follow_up = f" of {alert.references}" if alert.references else ""
+    out.print(f"alert [bold]{alert.id}[/] · {alert.template} · {alert.mode} · {alert.msg_type}{follow_up}"
+              f" · sent {iso(alert.sent_at, tz)} · expires {iso(alert.expires_at, tz)}")
+    table = Table("channel", "sent", "pending", "sending", "unknown", "failed", "expired")
+    for channel, counts in sorted((await app.store.alerts.state_counts(alert_id)).items()):
+        table.add_row(channel, *(str(counts.get(s, 0)) for s in
+                                 ("sent", "pending", "sending", "unknown", "failed", "expired")))
+    out.print(table)
+
+
+async def show_attempts(app: App, alert_id: str, *, limit: int | None) -> None:
+    from rich.table import Table
+
+    from broadcaster.timefmt import iso
+
+    table = Table("#", "channel", "recipient", "lang", "try", "outcome", "http", "code", "provider id", "started",
+                  "ms", "detail")
+    shown = total = 0
+    async for a in app.store.alerts.attempts(alert_id):
+        total += 1
+        if limit is not None and shown >= limit:
+            continue
+        shown += 1
+        table.add_row(str(total), a.channel, a.recipient or "-", a.language, str(a.attempt),
+                      a.outcome or "in-flight", str(a.http_status or "-"), a.error_code or "-", a.provider_id or "-",
+                      iso(a.started_at, app.config.timezone)[11:23], f"{a.latency_ms:.0f}" if a.latency_ms else "-",
+                      (a.detail or "")[:60])
+    console().print(table)
+    if total > shown:
+        console().print(f"… {total - shown} more attempt(s); use --all or --json")
+
+
+def show_preview(plan: Plan) -> None:
+    from rich.table import Table
+
+    out = console()
+    table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
+                  title=f"{plan.template.id}: {plan.template.title['ar']} / {plan.template.title['en']}")
+    for row in plan.rows:
+        r = row.rendered
+        table.add_row(row.channel, row.kind, r.language, f"{r.length}/{r.limit} {r.unit}",
+                      f"{r.segments} {r.encoding}" if r.segments else "-", str(row.recipients),
+                      str(row.cost_segments) if row.kind == "sms" else "-")
+    out.print(table)
+    total = sum(row.cost_segments for row in plan.rows if row.kind == "sms")
+    phones = sum(row.recipients for row in plan.rows if row.kind == "sms")
+    out.print(f"SMS: {phones} recipient(s), {total} segment(s) in all")
+    seen: set[tuple[str, str]] = set()
+    for row in plan.rows:
+        key = (row.kind, row.rendered.language)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.rule(f"{row.kind} · {row.rendered.language}")
+        out.print(row.rendered.text, markup=False)
+
