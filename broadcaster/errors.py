@@ -138,3 +138,7 @@ class StoreConflict(StoreError):
 
 class IntegrityError(StoreError):
     """A statement broke a constraint (a duplicate key, a CHECK, an append-only trigger)."""
+
+
+class Fenced(BroadcasterError):
+    """A request was stopped before its bytes left: this node's fence no longer holds (see engine.node)."""

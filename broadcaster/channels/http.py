@@ -13,6 +13,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from broadcaster.channels.base import POOL_SIZE, Clients
+from broadcaster.channels.gate import trace_config
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.secret import Secret, scrub
 
@@ -25,12 +26,13 @@ async def open_session(
 ) -> aiohttp.ClientSession:
     """A live aiohttp session on the run's one TLS context (a ``Clients.shared`` factory).
 
-    No session-wide timeout: every request passes its own channel's.
+    No session-wide timeout: every request passes its own channel's. The session
+    looks at the attempt's gate before each request is written (:mod:`broadcaster.channels.gate`).
     """
     import aiohttp
 
     connector = aiohttp.TCPConnector(ssl=clients.ssl_context(), limit=limit)
-    return aiohttp.ClientSession(connector=connector, middlewares=middlewares)
+    return aiohttp.ClientSession(connector=connector, middlewares=middlewares, trace_configs=[trace_config()])
 
 
 async def close_session(session: Any) -> None:

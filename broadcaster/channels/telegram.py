@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 import orjson
 
 from broadcaster.channels.base import POOL_SIZE, Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.gate import httpx_transport
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.secret import Secret, SecretScrubber, scrub
@@ -168,8 +169,12 @@ class TelegramChannel(Channel):
         # now, while the channels open, so it is not paid between the commit and the first post.
         importlib.import_module("anyio._backends._asyncio")
         importlib.import_module("anyio.streams.tls")
+        import httpx
+
         # Room for every Telegram channel at once; each call passes its own channel's timeouts.
-        request = live(connection_pool_size=POOL_SIZE, httpx_kwargs={"verify": self.clients.ssl_context()})
+        # The transport is PTB's own (HTTP/1.1, the pool size) plus the fence's last look (channels.gate).
+        transport = httpx_transport(verify=self.clients.ssl_context(), limits=httpx.Limits(max_connections=POOL_SIZE))
+        request = live(connection_pool_size=POOL_SIZE, httpx_kwargs={"transport": transport})
         await request.initialize()
         return request
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from broadcaster.channels import gate
 from broadcaster.channels.base import Channel, OutboundMessage, Receipt
 from broadcaster.clock import Clock
 from broadcaster.engine.node import Fence, Unfenced, Waker
@@ -256,23 +257,32 @@ class Dispatcher:
             language=claimed.language, text=claimed.text, recipient=claimed.recipient,
             reply_to=claimed.reply_to, payload=claimed.payload,
         )
-        try:
-            if claimed.previous_state == DeliveryState.UNKNOWN and channel.can_reconcile:
-                since = datetime.fromtimestamp(claimed.sent_at, UTC)
-                found = await channel.reconcile(message, since=since)
-                if found is not None:
-                    await self._sent(channel, claimed, found, started, outcome=Outcome.RECONCILED)
+        # The transports look at the fence once more as the request is about to be written (channels.gate).
+        with gate.opened(lambda: self.fence.holds(owner)) as attempt_gate:
+            try:
+                if claimed.previous_state == DeliveryState.UNKNOWN and channel.can_reconcile:
+                    since = datetime.fromtimestamp(claimed.sent_at, UTC)
+                    found = await channel.reconcile(message, since=since)
+                    if found is not None:
+                        await self._sent(channel, claimed, found, started, outcome=Outcome.RECONCILED)
+                        return
+                receipt = await channel.send(message)
+            except Exception as exc:
+                if attempt_gate.shut:  # stopped before a byte left, whatever the SDK wrapped it in
+                    self.abandoned += 1
+                    log.warning("channel %s: delivery %s left unsent; this node's fence no longer holds",
+                                channel.id, claimed.delivery_id)
                     return
-            receipt = await channel.send(message)
-        except DeliveryError as err:
-            await self._failed(channel, limiter, claimed, err, started)
-        except Exception as exc:  # an adapter bug: the request may have left, so never resend blindly
-            log.exception("channel %s raised an unexpected error", channel.id)
-            unexpected = DeliveryError(Reason.NETWORK, f"unexpected {type(exc).__name__}", retryable=True,
-                                       sent_maybe=True)
-            await self._failed(channel, limiter, claimed, unexpected, started)
-        else:
-            await self._sent(channel, claimed, receipt, started)
+                if isinstance(exc, DeliveryError):
+                    await self._failed(channel, limiter, claimed, exc, started)
+                    return
+                # An adapter bug: the request may have left, so never resend blindly.
+                log.exception("channel %s raised an unexpected error", channel.id)
+                unexpected = DeliveryError(Reason.NETWORK, f"unexpected {type(exc).__name__}", retryable=True,
+                                           sent_maybe=True)
+                await self._failed(channel, limiter, claimed, unexpected, started)
+                return
+        await self._sent(channel, claimed, receipt, started)
 
     async def _sent(self, channel: Channel, claimed: Claimed, receipt: Receipt, started: float,
                     *, outcome: Outcome = Outcome.SENT) -> None:

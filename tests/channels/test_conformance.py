@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broadcaster.channels import gate
 from broadcaster.channels.base import DRY_RUN_NOTE, DRY_RUN_PREFIX, Channel, Clients
 from broadcaster.channels.registry import KINDS, default_config
 from broadcaster.config import KindOptions
@@ -76,6 +77,28 @@ async def test_a_send_is_one_request_through_the_sdk(case: KindCase, fake: FakeS
     assert receipt.http_status is not None and 200 <= receipt.http_status < 300
     assert receipt.note != DRY_RUN_NOTE
     assert clients.recorded == {}
+
+
+async def test_a_shut_gate_stops_the_request_before_a_byte_leaves(case: KindCase, fake: FakeServer, tmp_path: Path,
+                                                                   clients: Clients) -> None:
+    """The fence's last look (channels.gate), on a new connection and on a pooled one."""
+    holds = [False]
+    async with make(case, tmp_path, fake.base_url, clients) as channel:
+        # The SDK may wrap the Fenced error in its own; the gate remembers either way.
+        with gate.opened(lambda: holds[0]) as shut_first, pytest.raises(Exception):  # noqa: B017
+            await channel.send(case.message())
+        assert shut_first.shut and fake.requests == []
+
+        holds[0] = True
+        with gate.opened(lambda: holds[0]) as open_gate:
+            await channel.send(case.message())  # leaves a pooled connection behind
+        assert not open_gate.shut and case.accepted(fake) == 1
+
+        holds[0] = False
+        with gate.opened(lambda: holds[0]) as shut_later, pytest.raises(Exception):  # noqa: B017
+            await channel.send(case.message())
+        assert shut_later.shut
+    assert len(fake.requests) == 1 and case.accepted(fake) == 1
 
 
 async def test_a_refused_connection_is_retryable_network_and_not_sent(case: KindCase, tmp_path: Path,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import random
 import time
@@ -22,9 +24,10 @@ from broadcaster.engine.dispatcher import Dispatcher
 from broadcaster.engine.ratelimit import RateLimiter
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import DeliveryError, Reason
-from broadcaster.states import Mode, MsgType
+from broadcaster.states import DeliveryState, Mode, MsgType
 from broadcaster.store import Store, opened
 from broadcaster.store.records import AlertRecord, MessageRecord, NewDelivery
+from tests.fakes.webhook import FakeWebhook
 from tests.support import Reader, channel_config
 
 START = 1_800_000_000.0
@@ -66,11 +69,11 @@ def config(tmp_path: Path, cid: str = "hook", rate: float = 10.0) -> ChannelConf
 
 
 async def add_alert(store: Store, channels: list[str], *, count: int = 1, expires_in: float = 3600,
-                    alert_id: str = "a1") -> None:
+                    alert_id: str = "a1", payload: bytes | None = None) -> None:
     alert = AlertRecord(id=alert_id, template="t", template_hash="h", mode=Mode.LIVE, msg_type=MsgType.ALERT,
                         references=None, sent_at=START, expires_at=START + expires_in, areas=(),
                         channels=tuple(channels), inputs={}, forms={})
-    messages = [MessageRecord(key=f"{c}/ar", channel_id=c, language="ar", text="نص") for c in channels]
+    messages = [MessageRecord(key=f"{c}/ar", channel_id=c, language="ar", text="نص", payload=payload) for c in channels]
     deliveries = [NewDelivery(c, f"{c}/ar", "ar") for c in channels for _ in range(count)]
 
     async def one_batch() -> AsyncIterator[list[NewDelivery]]:
@@ -203,3 +206,48 @@ def test_database_latency_never_distorts_simulated_time(tmp_path: Path, monkeypa
     slow = rate_limited_run(tmp_path / "slow")
     assert time.monotonic() - began > 0.2  # the database really was slow
     assert slow == at_once  # and simulated time did not notice
+
+
+class LastLookFence:
+    """Holds when the attempt starts, then no longer when the transport takes its last look (a stall between)."""
+
+    id = "node-a"
+
+    def __init__(self) -> None:
+        self.looks = 0
+
+    def holds(self, owner: str) -> bool:
+        self.looks += 1
+        return owner == self.id and self.looks == 1
+
+    async def wait(self) -> None:
+        return None
+
+
+async def test_a_fence_lost_while_the_sdk_prepares_sends_nothing_and_records_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher's check passed, the gate's did not: no request reached the partner, no attempt was written."""
+    monkeypatch.setenv("HOOK_SECRET", "s3cret")
+    fence = LastLookFence()
+    async with FakeWebhook("s3cret") as fake, opened(str(tmp_path / "t.db")) as store, Clients(recording=False) as live:
+        await add_alert(store, ["hook"], payload=b'{"alert_id": "a1"}')
+        table = {"id": "hook", "kind": "webhook", "url": "https://partner.example/in", "secret_env": "HOOK_SECRET",
+                 "api_base": fake.base_url}
+        async with WebhookChannel(channel_config(tmp_path, **table), live) as channel:
+            dispatcher = Dispatcher(store, {"hook": channel}, fence=fence, clock=Clock(wall_start=START))
+            running = asyncio.create_task(dispatcher.run(["a1"]))
+            # The abandoned lease keeps the run waiting for its expiry, so watch for the abandonment instead.
+            while dispatcher.abandoned == 0 and not running.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        [delivery] = await store.alerts.deliveries("a1")
+        attempts = [a async for a in store.alerts.attempts("a1")]
+
+    assert (dispatcher.abandoned, fence.looks, running.exception() if not running.cancelled() else None) == (1, 2, None)
+    assert fake.requests == [] and fake.deliveries == []
+    # Still leased to the stalled node: recovery turns it unknown, and reconciliation decides.
+    assert delivery.state == DeliveryState.SENDING
+    assert [a.outcome for a in attempts] == [None]
