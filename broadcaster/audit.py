@@ -43,6 +43,16 @@ ACTIONS: Final = (
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A row to append once something has happened (a fire is audited once its outbox is committed)."""
+
+    actor: str
+    action: str
+    detail: Mapping[str, Any]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRow:
     seq: int
     at: str

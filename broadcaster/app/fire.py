@@ -20,24 +20,28 @@ refuses it) and returns it ready to run.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from broadcaster.app.context import App
 from broadcaster.app.follow_up import plan_cancel, plan_update
+from broadcaster.audit import AuditEntry
 from broadcaster.clock import Clock
 from broadcaster.engine.dispatcher import OutcomeObserver, ProgressHook, Tuning
 from broadcaster.engine.node import DEAD_AFTER_S, Node
 from broadcaster.engine.outbox import Plan, commit, plan_alert
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.engine.runner import deliver
-from broadcaster.errors import Conflict, InputError
+from broadcaster.errors import Conflict, InputError, StoreError
 from broadcaster.states import Mode, MsgType
 from broadcaster.store.pending import AWAITING, NOT_CONFIRMED
 from broadcaster.store.records import NodeRow
 from broadcaster.templates.variables import Inputs
 from broadcaster.timefmt import iso_seconds
+
+log = logging.getLogger("broadcaster.fire")
 
 CONFIRM_WINDOW_S: Final = 600.0  # how long a held two-person fire waits for its second officer
 ACTIONS: Final = {MsgType.ALERT: "fire", MsgType.UPDATE: "update", MsgType.CANCEL: "cancel"}
@@ -123,7 +127,8 @@ async def launch(app: App, plan: Plan, request: Request, *, actor: str, now: flo
         await app.audit(actor, action, {**detail, "state": AWAITING}, now=now)
         return Held(alert.id, pending.confirm_by)
     withdrawn = await withdraw_original(app, plan)
-    await app.audit(actor, action, {**detail, "state": "sending"}, now=now)
+    # Audited once committed (run_plan, queue_plan): a fire whose commit failed sent nothing.
+    plan.audit = AuditEntry(actor, action, {**detail, "state": "sending"}, now)
     return Going(plan, withdrawn)
 
 
@@ -190,9 +195,31 @@ async def run_plan(app: App, plan: Plan, *, progress: ProgressHook | None = None
     ``mode`` delivers as another mode than the alert's: a runbook preflight checks
     a live plan and delivers it to recording transports only.
     """
-    await deliver(app.store, plan.channels, mode or plan.alert.mode, plan=plan, progress=progress, on_commit=on_commit,
-                  clock=clock, observer=observer, tuning=tuning, policy=policy, node=node,
+    async def committed(created: int, skipped: int) -> None:
+        await audit_commit(app, plan, created, skipped)
+        if on_commit:
+            on_commit(created, skipped)
+
+    await deliver(app.store, plan.channels, mode or plan.alert.mode, plan=plan, progress=progress,
+                  on_commit=committed, clock=clock, observer=observer, tuning=tuning, policy=policy, node=node,
                   status_callback=app.status_callback)
+
+
+async def audit_commit(app: App, plan: Plan, created: int, skipped: int) -> None:
+    """Append the plan's audit row now that its outbox is committed.
+
+    The alert is already on its way: a database that refuses the row now must not
+    stop it, so the failure is logged loudly and delivery goes on.
+    """
+    entry = plan.audit
+    if entry is None:
+        return
+    detail = {**entry.detail, "deliveries": created, "duplicates_skipped": skipped}
+    try:
+        await app.audit(entry.actor, entry.action, detail, now=entry.at)
+    except StoreError as exc:
+        log.error("alert %s is committed and going out, but its audit row could not be written: %s: %s",
+                  plan.alert.id, type(exc).__name__, exc)
 
 
 @dataclass(frozen=True)
@@ -207,6 +234,7 @@ async def queue_plan(app: App, plan: Plan) -> Queued:
     if plan.alert.mode == Mode.DRY_RUN:
         raise InputError("a dry-run is never left to workers; it runs here, on this machine", where="--queue")
     created, skipped = await commit(app.store, plan)
+    await audit_commit(app, plan, created, skipped)
     workers = [n for n in await app.store.nodes.recent(DEAD_AFTER_S)
                if n.role in ("worker", "serve") and n.stopped_at is None]
     return Queued(created, skipped, workers)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from broadcaster.audit import AuditEntry
 from broadcaster.channels.base import AlertDocument
 from broadcaster.channels.registry import kind_of
 from broadcaster.clock import in_thread
@@ -116,6 +117,7 @@ class Plan:
     lists: list[RecipientList] = field(default_factory=list)  # SMS lists, streamed at commit
     copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
     step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
+    audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
 
     async def deliveries(self) -> AsyncIterator[Sequence[NewDelivery]]:
         """Every delivery to commit, Arabic first; recipient lists arrive in batches."""

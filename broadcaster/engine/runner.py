@@ -13,7 +13,7 @@ channel, for every live and exercise alert, until cancelled.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from typing import Final
 
@@ -39,7 +39,7 @@ async def deliver(
     plan: Plan | None = None,
     alert_ids: Sequence[str] | None = None,
     progress: ProgressHook | None = None,
-    on_commit: Callable[[int, int], None] | None = None,
+    on_commit: Callable[[int, int], Awaitable[None]] | None = None,
     clock: Clock | None = None,
     tuning: Tuning | None = None,
     policy: RetryPolicy | None = None,
@@ -67,7 +67,7 @@ async def deliver(
         if plan is not None:
             counts = await commit(store, plan)
             if on_commit:
-                on_commit(*counts)
+                await on_commit(*counts)
             alert_ids = (plan.alert.id,)
         await dispatcher.run(alert_ids)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -178,3 +179,41 @@ def test_webhook_signature_verifies_with_the_partner_secret(tmp_path: Path) -> N
     assert hook.timestamp is not None
     assert Step  # scripted steps share the base type across fakes
     assert callable(verify)
+
+
+def test_a_fire_is_audited_once_committed_and_not_when_its_commit_fails(tmp_path: Path) -> None:
+    from broadcaster.app.fire import Request, launch, plan_request
+    from broadcaster.audit import AuditLog
+    from broadcaster.errors import StoreUnavailable
+
+    async def fire_once(app: Any, *, fail_commit: bool) -> str:
+        request = Request("fire", Mode.DRY_RUN, "road_closure", example_inputs(app.catalogue.get("road_closure")))
+        plan = await plan_request(app, request, now=time.time(), created_by="officer-1")
+        await launch(app, plan, request, actor="officer-1", now=time.time())
+        if fail_commit:
+            async def refuse(*_: Any, **__: Any) -> None:
+                raise StoreUnavailable("the database went away")
+
+            app.store.alerts.create = refuse
+            with pytest.raises(StoreUnavailable):
+                await run_plan(app, plan)
+        else:
+            await run_plan(app, plan)
+        return plan.alert.id
+
+    async def main() -> tuple[str, str, list[Any]]:
+        async with open_app(str(p.config), str(p.db)) as app:
+            sent = await fire_once(app, fail_commit=False)
+        async with open_app(str(p.config), str(p.db)) as app:
+            failed = await fire_once(app, fail_commit=True)
+            rows = [row async for row in AuditLog(app.store.db).rows() if row.action == "fire"]
+        return sent, failed, rows
+
+    with Providers(tmp_path, recipients=4) as p:
+        sent, failed, rows = asyncio.run(main())
+
+    [row] = rows  # the failed fire sent nothing, and says nothing
+    detail = orjson.loads(row.detail)
+    assert (row.actor, detail["alert_id"], detail["state"]) == ("officer-1", sent, "sending")
+    assert detail["deliveries"] == len(Reader(p.db).deliveries(sent)) > 0
+    assert Reader(p.db).alerts() and failed not in [a.id for a in Reader(p.db).alerts()]
