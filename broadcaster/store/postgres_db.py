@@ -34,6 +34,9 @@ NOW_SQL: Final = "extract(epoch FROM clock_timestamp())::float8"
 # What a dropped or refused connection raises (as opposed to a bad statement).
 _LOST: Final = (OSError, asyncpg.ConnectionDoesNotExistError, asyncpg.PostgresConnectionError,
                 asyncpg.AdminShutdownError, asyncpg.CannotConnectNowError, asyncpg.CrashShutdownError)
+# SQLSTATE classes of a server that cannot serve now: connection exception, insufficient
+# resources (too many connections), operator intervention (shutting down, starting up).
+_UNAVAILABLE_CLASSES: Final = ("08", "53", "57")
 
 
 @contextmanager
@@ -49,6 +52,11 @@ def mapped(where: str) -> Iterator[None]:
         raise StoreTimeout(f"PostgreSQL ({where}) did not answer within the command timeout: {exc}") from None
     except _LOST as exc:
         raise StoreUnavailable(f"lost the connection to PostgreSQL ({where}): {exc}") from None
+    except asyncpg.PostgresError as exc:
+        # A new pooled connection refused as the server restarts, or runs out of slots: a passing state.
+        if (exc.sqlstate or "")[:2] in _UNAVAILABLE_CLASSES:
+            raise StoreUnavailable(f"PostgreSQL ({where}) cannot take the connection now: {exc}") from None
+        raise
 
 
 def _returns_rows(sql: str) -> bool:
