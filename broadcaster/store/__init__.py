@@ -80,7 +80,7 @@ async def open_store(database: str, *, require_schema: bool = True, name: str = 
     from broadcaster.store.sqlite import SqliteAlerts, SqliteLeases
     from broadcaster.store.sqlite_db import SqliteDatabase
 
-    lite = SqliteDatabase(database)
+    lite = await SqliteDatabase.open(database)
     try:
         await upgrade(lite)
     except BaseException:

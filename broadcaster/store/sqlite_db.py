@@ -21,6 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from broadcaster.clock import in_thread
 from broadcaster.errors import InputError, IntegrityError, StoreError, StoreUnavailable
 from broadcaster.store.sql import Database, Dialect, Result
 
@@ -38,25 +39,15 @@ class SqliteDatabase:
     dialect: Dialect = "sqlite"
     now_sql = NOW_SQL
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, conn: sqlite3.Connection) -> None:
         self.where = path
-        if path != ":memory:":
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise InputError(f"cannot create the database folder: {exc.strerror}", where=path) from None
-        try:
-            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode survives a process crash (kill -9); only power loss
-            # can lose the last transactions, and those are reconciled like a crash.
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.execute("PRAGMA busy_timeout=0")
-        except sqlite3.Error as exc:
-            raise InputError(f"cannot open the database: {exc}", where=path) from None
+        self.conn = conn
         self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteDatabase:
+        """Connect on a worker thread: switching to WAL may wait for another process's lock."""
+        return cls(path, await in_thread(_connect, path))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Result:
         async with self._lock:
@@ -146,6 +137,28 @@ class SqliteDatabase:
             if "disk is full" in text or "disk I/O error" in text:
                 raise StoreError(f"{self.where}: {text}: free some space; nothing of this call was kept") from None
             raise
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    if path != ":memory:":
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create the database folder: {exc.strerror}", where=path) from None
+    try:
+        # Waiting for a lock is fine here, off the loop; once open, a locked database is waited for
+        # with asyncio.sleep instead (busy_timeout = 0).
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_WAIT_S)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a process crash (kill -9); only power loss
+        # can lose the last transactions, and those are reconciled like a crash.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=0")
+    except sqlite3.Error as exc:
+        raise InputError(f"cannot open the database: {exc}", where=path) from None
+    return conn
 
 
 class _Busy(Exception):
