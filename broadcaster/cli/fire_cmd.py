@@ -22,6 +22,7 @@ from broadcaster.cli.output import (
 )
 from broadcaster.cli.prompts import actor, confirm_live, inputs_from
 from broadcaster.cli.views import show_preview
+from broadcaster.states import DeliveryState
 
 if TYPE_CHECKING:
     from broadcaster.app.context import App
@@ -177,10 +178,11 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
 
     def on_progress(channel_id: str, state: str) -> None:
         done[(channel_id, state)] += 1
-        if state in ("sent", "failed", "expired"):
+        if state in (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.EXPIRED):
             progress.advance(tasks[channel_id])
-        if state in ("failed", "unknown", "pending"):
-            note = ", ".join(f"{s} {n}" for (c, s), n in sorted(done.items()) if c == channel_id and s != "sent")
+        if state in (DeliveryState.FAILED, DeliveryState.UNKNOWN, DeliveryState.PENDING):
+            note = ", ".join(f"{s} {n}" for (c, s), n in sorted(done.items())
+                             if c == channel_id and s != DeliveryState.SENT)
             progress.update(tasks[channel_id], note=note)
 
     show_progress = not as_json and sys.stdout.isatty()
@@ -193,7 +195,7 @@ async def report(app: App, alert_id: str, mode: str, *, as_json: bool, show_log:
     from broadcaster.cli.views import show_attempts, show_summary
 
     deliveries = await app.store.alerts.deliveries(alert_id)
-    ok = all(d.state == "sent" for d in deliveries)
+    ok = all(d.state == DeliveryState.SENT for d in deliveries)
     if as_json:
         print_json({
             "alert_id": alert_id,

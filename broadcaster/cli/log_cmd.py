@@ -56,14 +56,14 @@ async def cmd_resume(args: argparse.Namespace) -> int:
 
     from broadcaster.app.context import open_app
     from broadcaster.app.resume import resume
-    from broadcaster.states import Mode
+    from broadcaster.states import DeliveryState, Mode
 
     async with open_app(args.config, args.db) as app:
         real = await resume(app, modes=(Mode.LIVE, Mode.EXERCISE))
     rehearsed = await asyncio.to_thread(_resume_dry_runs, args)
     alerts = {**real.alerts, **rehearsed.alerts}
     recovered = real.recovered + rehearsed.recovered
-    failed = sum(n for per in alerts.values() for c in per.values() for s, n in c.items() if s != "sent")
+    failed = sum(n for per in alerts.values() for c in per.values() for s, n in c.items() if s != DeliveryState.SENT)
     if args.json:
         print_json({"recovered": recovered, "alerts": [{"alert_id": a, "states": c} for a, c in alerts.items()]})
     else:

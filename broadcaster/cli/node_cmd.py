@@ -9,6 +9,7 @@ import logging
 import signal
 
 from broadcaster.cli.output import EXIT_OK, console, print_json
+from broadcaster.states import DeliveryState
 
 log = logging.getLogger("broadcaster.worker")
 RETRY_S = 2.0  # a worker that lost the database starts again after this
@@ -103,10 +104,11 @@ async def cmd_nodes(args: argparse.Namespace) -> int:
                       iso_seconds(n.lease_until) if n.lease_until else "-")
     out.print(table)
     queues = Table(title="queues (not yet finished)", title_justify="left")
-    for column in ("channel", "pending", "sending", "unknown"):
+    waiting = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN)
+    for column in ("channel", *waiting):
         queues.add_column(column)
     for channel_id, counts in sorted(depths.items()):
-        queues.add_row(channel_id, *(str(counts.get(s, 0)) for s in ("pending", "sending", "unknown")))
+        queues.add_row(channel_id, *(str(counts.get(s, 0)) for s in waiting))
     out.print(queues if depths else "queues: nothing waiting")
     if leader is not None:
         out.print(f"scheduler leader: {leader}")

@@ -189,7 +189,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 async def host_run(app: App, run: RunRecord, *, new: bool) -> int:
     """Host the scheduler in the foreground until ``run`` finishes or is stopped."""
     from broadcaster.app.runbook import host
-    from broadcaster.states import RunState, StepState
+    from broadcaster.states import DeliveryState, RunState, StepState
 
     out = console()
     stop_on_sigterm()  # like Ctrl-C: the run keeps its schedule, and this host hands the lead over at once
@@ -210,7 +210,8 @@ async def host_run(app: App, run: RunRecord, *, new: bool) -> int:
     assert final is not None
     await show_run(app, final)
     rows = await app.store.runs.steps(run.id)
-    delivered = [d.state == "sent" for r in rows if r.alert_id for d in await app.store.alerts.deliveries(r.alert_id)]
+    delivered = [d.state == DeliveryState.SENT for r in rows if r.alert_id
+                 for d in await app.store.alerts.deliveries(r.alert_id)]
     ok = final.state == RunState.FINISHED and all(r.state in (StepState.FIRED, StepState.SKIPPED) for r in rows) \
         and all(delivered)
     return EXIT_OK if ok else EXIT_FAILED

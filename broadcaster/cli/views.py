@@ -6,6 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import EXIT_OK, banner, console, print_json
+from broadcaster.states import DeliveryState
 
 if TYPE_CHECKING:
     from broadcaster.app.context import App
@@ -139,10 +140,11 @@ async def show_summary(app: App, alert_id: str) -> None:
     follow_up = f" of {alert.references}" if alert.references else ""
     out.print(f"alert [bold]{alert.id}[/] · {alert.template} · {alert.mode} · {alert.msg_type}{follow_up}"
               f" · sent {iso(alert.sent_at, tz)} · expires {iso(alert.expires_at, tz)}")
-    table = Table("channel", "sent", "pending", "sending", "unknown", "failed", "expired")
+    shown = (DeliveryState.SENT, DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN,
+             DeliveryState.FAILED, DeliveryState.EXPIRED)
+    table = Table("channel", *shown)
     for channel, counts in sorted((await app.store.alerts.state_counts(alert_id)).items()):
-        table.add_row(channel, *(str(counts.get(s, 0)) for s in
-                                 ("sent", "pending", "sending", "unknown", "failed", "expired")))
+        table.add_row(channel, *(str(counts.get(s, 0)) for s in shown))
     out.print(table)
 
 

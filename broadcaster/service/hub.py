@@ -19,14 +19,15 @@ from typing import Any, Final
 
 from broadcaster.engine.dispatcher import ProgressHook
 from broadcaster.errors import StoreError
+from broadcaster.states import DeliveryState
 
 log = logging.getLogger("broadcaster.service.hub")
 
 Event = tuple[str, dict[str, Any]]
 Counts = dict[str, dict[str, int]]
 CLOSE: Final[Event] = ("close", {})
-OPEN_STATES: Final = frozenset({"pending", "sending"})
-OK_STATES: Final = frozenset({"sent", "delivered"})
+OPEN_STATES: Final = frozenset({DeliveryState.PENDING, DeliveryState.SENDING})
+OK_STATES: Final = frozenset({DeliveryState.SENT, "delivered"})  # "delivered": a Twilio receipt
 KEEPALIVE_S: Final = 15.0
 POLL_S: Final = 1.0
 

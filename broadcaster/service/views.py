@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from broadcaster.config import ChannelConfig, Config
+from broadcaster.states import DeliveryState
 from broadcaster.store.pending import PendingFire
 from broadcaster.store.records import AlertRecord, DeliveryRow
 from broadcaster.templates.catalogue import Template
@@ -38,7 +39,7 @@ def delivery(d: DeliveryRow, receipt: tuple[str, str | None] | None = None) -> d
 
     ``state`` shows a receipted SMS as ``delivered`` or ``undelivered`` instead of ``sent``.
     """
-    state = receipt[1] if d.state == "sent" and receipt is not None and receipt[1] else d.state
+    state = receipt[1] if d.state == DeliveryState.SENT and receipt is not None and receipt[1] else d.state
     return {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": str(state),
             "attempts": d.attempts, "provider_id": d.provider_id, "receipt": receipt[0] if receipt else None}
 
