@@ -208,6 +208,10 @@ class Host:
                 self._said_follower = True
                 self.report("another node leads the scheduler and executes the jobs; this host takes over "
                             "if it stops")
+            if self._broken_off:
+                # Its own fires a database failure broke off while it led: the leader sees this host alive and
+                # leaves them be, so this host hands them back itself.
+                await self.recover(own_only=True)
             return False
         self._lead_until = sent + self.lead_s - self.lead_margin_s
         if not self.is_leader:
@@ -291,13 +295,14 @@ class Host:
         """The timers this host holds now (job ids ``RUN/STEP/N``)."""
         return [job.id for job in self.scheduler.get_jobs()] if self.scheduler is not None else []
 
-    async def recover(self) -> None:
+    async def recover(self, *, own_only: bool = False) -> None:
         """Steps left ``firing`` by a process that died or went silent, or by a fire of this host's that a
-        database failure broke off: re-arm them, or finish their deliveries."""
+        database failure broke off: re-arm them, or finish their deliveries (``own_only``: the latter only)."""
         runs = self.store.runs
         firing = [(run, row) for run in await runs.recent((RunState.RUNNING,)) if run.kind != RunKind.REHEARSAL
                   for row in await runs.steps(run.id) if row.state == StepState.FIRING and row.owner
-                  and (row.owner != self.owner or self._orphaned((run.id, row.step_id, row.occurrence)))]
+                  and (row.owner != self.owner or self._orphaned((run.id, row.step_id, row.occurrence)))
+                  and not (own_only and row.owner != self.owner)]
         if not firing:
             return
         owners = {row.owner for _, row in firing if row.owner and row.owner != self.owner}

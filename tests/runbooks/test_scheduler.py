@@ -405,3 +405,45 @@ def test_runbook_resume_hosts_a_kept_schedule_until_the_run_ends(
     assert [(r.step_id, r.state) for r in steps] == [("closure", "fired")]
     assert steps[0].alert_id is not None and {d.state for d in fast.reader.deliveries(steps[0].alert_id)} == {"sent"}
     assert main(fast.cli("runbook", "resume", run_id)) == 2
+
+
+async def test_a_fire_broken_off_by_the_database_is_handed_back_when_the_lead_moves_meanwhile(
+    tmp_path: Path, fast: Site, fast_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Host A's commit fails and A loses the lead; B leads and sees A alive, so A itself re-arms the step."""
+    run = make_run(fast_app.config, closure(tmp_path))
+    first = host(fast_app, poll_s=0.05)
+    failed: list[str] = []
+
+    async def lost(*args: Any, **_: Any) -> tuple[int, int]:
+        failed.append(args[0].id)
+        await fast_app.store.leadership.release(SCHEDULER_LEAD, first.owner)
+        raise StoreUnavailable("lost the connection to the database (cut by the test)")
+
+    async def never_leads(*_: Any, **__: Any) -> bool:
+        return False
+
+    monkeypatch.setattr(fast_app.store.alerts, "create", lost)
+    await first.start()
+    await first.start_run(run)
+    while not failed:  # noqa: ASYNC110 - the fire is A's own task; watch for its failed commit
+        await asyncio.sleep(0.01)
+    monkeypatch.setattr(fast_app.store.leadership, "try_lead", never_leads)  # A is alive, but follows now
+
+    async with fast.open() as other:
+        second = host(other, poll_s=0.05)
+        await second.start()
+        serving = asyncio.create_task(first.serve(run_id=run.id))
+        try:
+            final = await asyncio.wait_for(second.serve(run_id=run.id), timeout=DEADLINE_S)
+        finally:
+            serving.cancel()
+            await second.shutdown()
+            await first.shutdown()
+        row = (await rows(other, run.id))[("closure", 0)]
+        count = await alert_count(other)
+
+    assert final is not None and final.state == "finished"
+    assert len(failed) == 1 and count == 1
+    assert row.state == "fired" and row.alert_id not in (None, failed[0])
+    assert [f.state for f in second.fired] == ["fired"] and first.fired == []
