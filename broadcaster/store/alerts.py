@@ -222,6 +222,20 @@ def copy_sql(copy: AudienceCopy, message_ids: dict[str, int], alert_id: str, due
                  due_at, copy.from_alert, copy.channel_id, *copy.states)
 
 
+async def insert_head(tx: Database, alert: AlertRecord, messages: Sequence[MessageRecord],
+                      step: StepClaim | None) -> dict[str, int]:
+    """Inside an outbox commit: the alert, its step claim and its messages; returns each message's id by key."""
+    await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", alert_params(alert))
+    if step is not None:
+        await claim_step(tx, step, alert.id)
+    message_ids: dict[str, int] = {}
+    for m in messages:
+        message_ids[m.key] = (await tx.execute(
+            "INSERT INTO messages (alert_id, key, channel_id, language, text, payload) VALUES (?,?,?,?,?,?)"
+            " RETURNING id", (alert.id, m.key, m.channel_id, m.language, m.text, m.payload))).scalar()
+    return message_ids
+
+
 async def claim_step(tx: Database, step: StepClaim, alert_id: str) -> None:
     """Inside an outbox commit: put the alert on its step's row, only while ``step.owner`` still holds it."""
     held = (await tx.execute(

@@ -21,7 +21,7 @@ import orjson
 
 from broadcaster.clock import real_io
 from broadcaster.states import DeliveryState, Mode
-from broadcaster.store.alerts import ALERT_COLUMNS, SqlAlerts, alert_params, claim_step, copy_sql
+from broadcaster.store.alerts import SqlAlerts, copy_sql, insert_head
 from broadcaster.store.leases import DUE, MOVABLE, SqlLeases
 from broadcaster.store.postgres_db import PgConnection, PgDatabase, mapped
 from broadcaster.store.records import (
@@ -101,16 +101,7 @@ class PgAlerts(SqlAlerts):
         offered = 0
         async with self.db.transaction() as tx:
             assert isinstance(tx, PgConnection)
-            await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                             alert_params(alert))
-            if step is not None:
-                await claim_step(tx, step, alert.id)
-            message_ids: dict[str, int] = {}
-            for m in messages:
-                message_ids[m.key] = (await tx.execute(
-                    "INSERT INTO messages (alert_id, key, channel_id, language, text, payload)"
-                    " VALUES (?,?,?,?,?,?) RETURNING id",
-                    (alert.id, m.key, m.channel_id, m.language, m.text, m.payload))).scalar()
+            message_ids = await insert_head(tx, alert, messages, step)
             # COPY into a scratch table, then one INSERT … ON CONFLICT DO NOTHING keeps one SMS per phone.
             await tx.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS new_deliveries (channel_id text, message_id bigint, language text,"

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterable, Sequence
 from typing import Any, Final
 
 from broadcaster.states import DeliveryState, Mode
-from broadcaster.store.alerts import ALERT_COLUMNS, SqlAlerts, alert_params, claim_step, copy_sql
+from broadcaster.store.alerts import SqlAlerts, copy_sql, insert_head
 from broadcaster.store.leases import DUE, MOVABLE, SqlLeases, scope_sql
 from broadcaster.store.records import (
     AlertRecord,
@@ -41,16 +41,7 @@ class SqliteAlerts(SqlAlerts):
         conn = self.db.conn
         offered = created = 0
         async with self.db.transaction() as tx:
-            await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                             alert_params(alert))
-            if step is not None:
-                await claim_step(tx, step, alert.id)
-            message_ids: dict[str, int] = {}
-            for m in messages:
-                message_ids[m.key] = (await tx.execute(
-                    "INSERT INTO messages (alert_id, key, channel_id, language, text, payload)"
-                    " VALUES (?,?,?,?,?,?) RETURNING id",
-                    (alert.id, m.key, m.channel_id, m.language, m.text, m.payload))).scalar()
+            message_ids = await insert_head(tx, alert, messages, step)
             async for batch in deliveries:
                 before = conn.total_changes
                 await tx.executemany(
