@@ -10,6 +10,9 @@ change to what goes over the wire:
   so 100,000 SMS cost a list of floats and a set of phone numbers, not
   hundreds of MB of dicts;
 * latency can be drawn uniformly from ``jitter = (low, high)`` seconds;
+* every *accepted* send request (a 2xx answer) is stamped again when its handler
+  returns the answer, i.e. after the provider latency: the moment the provider
+  "accepted" it (``Arrivals.answered``); other answers are only counted;
 * ``BenchX`` serves any path prefix (``/{prefix}/2/tweets``) and skips the
   one-account duplicate-content check, because in the 180-channel scenario
   45 "accounts" post the same approved text.
@@ -44,6 +47,8 @@ class Arrivals:
         self.times: list[float] = []
         self.first_by_key: dict[str, float] = {}
         self.count_by_key: dict[str, int] = {}
+        self.answered: list[float] = []  # accepted (2xx) send requests: when the answer left the handler
+        self.refused = 0  # send requests answered with anything else
 
     def add(self, key: str, stamp: float) -> None:
         self.times.append(stamp)
@@ -59,6 +64,9 @@ class Arrivals:
             "first": times[0] if times else None,
             "last": times[-1] if times else None,
             "keys": {k: [self.first_by_key[k], self.count_by_key[k]] for k in self.first_by_key},
+            "answered": len(self.answered),
+            "last_answer": max(self.answered) if self.answered else None,
+            "refused": self.refused,
         }
         if window_s is not None:
             ordered = sorted(times)
@@ -91,6 +99,18 @@ class BenchMixin(FakeServer):
     def bench_init(self) -> None:
         self.arrivals = Arrivals()
         self.jitter = None
+
+        @web.middleware
+        async def stamp_answer(request: web.Request, handler: Any) -> web.StreamResponse:
+            response: web.StreamResponse = await handler(request)
+            if self.is_send(request):
+                if 200 <= response.status < 300:
+                    self.arrivals.answered.append(time.monotonic())
+                else:
+                    self.arrivals.refused += 1
+            return response
+
+        self.app.middlewares.append(stamp_answer)
 
     def channel_key(self, request: web.Request, rec: Recorded) -> str:
         return request.path

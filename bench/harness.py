@@ -82,8 +82,31 @@ def webhook_channel(cid: str, url: str, rate: float = 50.0) -> dict[str, Any]:
     return {"id": cid, "kind": "webhook", "url": url, "secret_env": "PARTNER_HOOK_SECRET", "rate_per_second": rate}
 
 
-def write_channels(directory: Path, channels: list[dict[str, Any]]) -> Path:
-    return write_config(directory, channels, templates=str(REPO / "templates"), database="var/bench.db")
+def write_channels(directory: Path, channels: list[dict[str, Any]], *, database: str = "var/bench.db") -> Path:
+    return write_config(directory, channels, templates=str(REPO / "templates"), database=database)
+
+
+def mixed_channels(directory: Path, urls: dict[str, str], *, x: int = 0, telegram: int = 0, webhook: int = 0,
+                   sms: int = 0, rate: float = 50.0) -> list[dict[str, Any]]:
+    """Many channels of each kind, each its own outlet at the fakes (as scenario 2 builds them).
+
+    X: its own path prefix (one "account" each); Telegram: its own chat; webhook: its own URL path;
+    SMS: its own one-recipient list and sender number. Writes the SMS lists into ``directory``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    channels: list[dict[str, Any]] = []
+    for i in range(max(x, telegram, webhook, sms)):  # interleaved, as scenario 2 lists them
+        if i < x:
+            channels.append(x_channel(f"x-{i:03d}", f"{urls['x']}/x{i:03d}", rate))
+        if i < telegram:
+            channels.append(telegram_channel(f"tg-{i:03d}", urls["telegram"], f"@bench_{i:03d}", rate))
+        if i < webhook:
+            channels.append(webhook_channel(f"hook-{i:03d}", f"{urls['webhook']}/alerts/{i:03d}", rate))
+        if i < sms:
+            write_recipients(directory / f"sms-{i:03d}.csv", 1, start=1000 + i)
+            channels.append(sms_channel(f"sms-{i:03d}", urls["sms"], f"sms-{i:03d}.csv", rate,
+                                        sender=f"+1500555{i:04d}"))
+    return channels
 
 
 class ProviderProcess:
@@ -123,6 +146,10 @@ class ProviderProcess:
     def count(self) -> dict[str, int]:
         """Send requests each fake has received so far (cheap enough to poll every 50 ms)."""
         return self.call("count")
+
+    def answered(self) -> dict[str, int]:
+        """Send requests each fake has accepted (answered 2xx) so far."""
+        return self.call("answered")
 
     def times(self, fake: str) -> list[float]:
         """Arrival stamps (CLOCK_MONOTONIC) of one fake's send requests, in arrival order."""
@@ -212,7 +239,7 @@ async def _fire(config: Path, db: Path | str, *, tuning: Tuning | None, mode: Mo
 
         app.store.alerts.create = timed_create  # type: ignore[method-assign]
 
-        def on_commit(created: int, skipped: int) -> None:
+        async def on_commit(created: int, skipped: int) -> None:
             marks["commit"] = time.monotonic()
             marks["created"], marks["skipped"] = created, skipped
             if profiler is not None:

@@ -10,6 +10,7 @@ Protocol (one JSON object per line, one answer line per command)::
     -> {"cmd": "reset", "latency": 0.2, "jitter": null}      clear stamps, set latency
     -> {"cmd": "stats", "window": 1.0}                       stamps summary per fake
     -> {"cmd": "count"}                                      send requests so far per fake (cheap, for polling)
+    -> {"cmd": "answered"}                                   accepted (2xx) send answers so far per fake
     -> {"cmd": "times", "fake": "sms"}                       one fake's arrival stamps, in arrival order
     -> {"cmd": "quit"}
 
@@ -60,6 +61,8 @@ async def serve() -> None:
                 _out({"ok": True})
             elif cmd["cmd"] == "count":
                 _out({name: len(fake.arrivals.times) for name, fake in fakes.items()})
+            elif cmd["cmd"] == "answered":
+                _out({name: len(fake.arrivals.answered) for name, fake in fakes.items()})
             elif cmd["cmd"] == "times":
                 _out({"times": fakes[cmd["fake"]].arrivals.times})
             elif cmd["cmd"] == "stats":
