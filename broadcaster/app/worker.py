@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+from typing import Final
+
 from broadcaster.app.context import App
 from broadcaster.config import ChannelConfig
 from broadcaster.engine.dispatcher import Tuning
 from broadcaster.engine.node import Node
 from broadcaster.engine.runner import work
 from broadcaster.errors import SelectionError
+
+SETTLE_AFTER_S: Final = 5.0  # by then a long-running process has loaded its SDKs and opened its channels
+
+
+def settle_heap_soon() -> None:
+    """For ``serve`` and ``worker``: once start-up is over, keep full garbage collections off what it loaded.
+
+    The SDKs, templates and config loaded by then live as long as the process.
+    Frozen (:func:`gc.freeze`), they are no longer walked by every full
+    collection: in bench scenario 15 each of those took 26 ms of the event loop
+    before, 2–4 ms after.
+    """
+
+    def settle() -> None:
+        gc.collect()
+        gc.freeze()
+
+    asyncio.get_running_loop().call_later(SETTLE_AFTER_S, settle)
 
 
 def served_channels(app: App, selection: str) -> list[ChannelConfig]:

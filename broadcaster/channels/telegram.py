@@ -171,6 +171,8 @@ class TelegramChannel(Channel):
         importlib.import_module("anyio.streams.tls")
         import httpx
 
+        # httpx's first Headers(...) walks every registered Mapping ABC subclass (~20 ms); pay it here too.
+        httpx.Headers({"accept": "application/json"})
         # Room for every Telegram channel at once; each call passes its own channel's timeouts.
         # The transport is PTB's own (HTTP/1.1, the pool size) plus the fence's last look (channels.gate).
         transport = httpx_transport(verify=self.clients.ssl_context(), limits=httpx.Limits(max_connections=POOL_SIZE))

@@ -117,7 +117,7 @@ async def cmd_nodes(args: argparse.Namespace) -> int:
 
 async def cmd_worker(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
-    from broadcaster.app.worker import run_worker, served_channels
+    from broadcaster.app.worker import run_worker, served_channels, settle_heap_soon
     from broadcaster.engine.node import Node
     from broadcaster.errors import ConfigError, StoreUnavailable
 
@@ -132,6 +132,7 @@ async def cmd_worker(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
     nodes: list[Node] = []
+    settle_heap_soon()
     with contextlib.suppress(asyncio.CancelledError):
         while True:
             # A new node id for each start: a node that lost the database is taken for dead by the others

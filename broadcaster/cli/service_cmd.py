@@ -81,6 +81,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from broadcaster.app.context import open_app
+    from broadcaster.app.worker import settle_heap_soon
     from broadcaster.service.app import make_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -93,6 +94,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         await runner.setup()
         try:
             await web.TCPSite(runner, args.host, args.port).start()
+            settle_heap_soon()
             console().print(f"serving on http://{args.host}:{args.port} (API at /api/, console at /)")
             await stop.wait()
         finally:
