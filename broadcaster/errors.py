@@ -74,7 +74,6 @@ class Reason(StrEnum):
     SERVER = "server"
     NETWORK = "network"
     TIMEOUT = "timeout"
-    EXPIRED = "expired"
 
 
 class DeliveryError(BroadcasterError):

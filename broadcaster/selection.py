@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 from broadcaster.config import ChannelConfig
 from broadcaster.errors import SelectionError
-from broadcaster.templates.catalogue import CHANNEL_KINDS as KINDS
 
 
 def select_channels(
@@ -32,8 +31,10 @@ def select_channels(
         chosen = pool
     elif sel.startswith("kind:"):
         kind = sel.removeprefix("kind:")
-        if kind not in KINDS:
-            raise SelectionError(f"--channels {sel}: unknown kind {kind!r} (kinds: {', '.join(KINDS)})")
+        configured = list(dict.fromkeys(c.kind for c in pool))
+        if kind not in configured:
+            raise SelectionError(f"--channels {sel}: no channel of kind {kind!r} in the config "
+                                 f"(kinds: {', '.join(configured)})")
         chosen = [c for c in pool if c.kind == kind]
     elif sel.startswith("area:"):
         area = sel.removeprefix("area:")

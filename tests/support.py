@@ -113,4 +113,4 @@ class Loaded:
 
 def loaded(config: str | Path) -> Loaded:
     checked = load_config(Path(config), KINDS)
-    return Loaded(checked, Catalogue(checked.templates_dir))
+    return Loaded(checked, Catalogue(checked.templates_dir, KINDS))

@@ -56,7 +56,7 @@ def load(config: str | None = None, database: str | None = None) -> tuple[Config
     """Read and check ``channels.toml`` and the templates folder; which database to use (nothing opened)."""
     loaded = load_config(config_path(config), KINDS)
     db = database or os.environ.get("BROADCASTER_DB") or loaded.database
-    return loaded, Catalogue(loaded.templates_dir), db
+    return loaded, Catalogue(loaded.templates_dir, KINDS), db
 
 
 def database_of(config: str | None = None, database: str | None = None) -> str:

@@ -7,7 +7,7 @@ Adding a kind:
    and ``measure_piece``, ``payload`` if it sends a body, ``send`` (and ``reconcile``
    if the provider can be asked), its ``classify_*`` error map, and the recording
    answer a dry-run gives in the provider's wire format; SDK imports inside methods;
-2. one line in ``registry.KINDS``;
-3. its name in ``templates.catalogue.CHANNEL_KINDS``, so templates may target it;
-4. a ``KindCase`` in ``tests/channels/kinds.py``: the conformance suite then runs it.
+2. one line in ``registry.KINDS`` (templates may then target it: the catalogue is given the registry's kinds);
+3. a fake provider in ``tests/fakes/`` and a ``KindCase`` in ``tests/channels/kinds.py``: the conformance
+   suite then runs it.
 """

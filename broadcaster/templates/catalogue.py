@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,6 @@ from broadcaster.templates.gazetteer import Gazetteer, load_gazetteer
 LANGUAGES: Final = ("ar", "en")
 FORMS: Final = ("headline", "short", "long")
 VARIABLE_TYPES: Final = ("text", "place", "datetime", "number", "enum", "url")
-CHANNEL_KINDS: Final = ("x", "telegram", "sms", "webhook")
 CAP_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "category": ("Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
                  "CBRNE", "Other"),
@@ -129,8 +128,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise TemplateError(f"TOML syntax error: {exc}", where=where) from None
 
 
-def parse_template(path: Path) -> Template:
-    """Build a Template from its file. Structural errors raise TemplateError naming file and field."""
+def parse_template(path: Path, kinds: Collection[str] | None) -> Template:
+    """Build a Template from its file. Structural errors raise TemplateError naming file and field.
+
+    ``kinds`` are the channel kinds there are (the channel registry's, which this
+    layer cannot import); None leaves the names of a template's kinds unchecked.
+    """
     raw = read_toml(path)
     where = str(path)
 
@@ -151,10 +154,11 @@ def parse_template(path: Path) -> Template:
         raise TemplateError(f"unknown key(s): {', '.join(sorted(unknown))}", where=where)
     version = need(raw, "version", int, "key ")
     title = bilingual(raw.get("title"), "key 'title'")
-    kinds = tuple(need(raw, "kinds", list, "key "))
-    for kind in kinds:
-        if kind not in CHANNEL_KINDS:
-            raise TemplateError(f"key 'kinds': unknown channel kind {kind!r}", where=where)
+    targets = tuple(need(raw, "kinds", list, "key "))
+    for kind in targets:
+        if kinds is not None and kind not in kinds:
+            raise TemplateError(f"key 'kinds': unknown channel kind {kind!r} (kinds: {', '.join(kinds)})",
+                                where=where)
     expires_hours = raw.get("expires_hours", 6)
     if not isinstance(expires_hours, int | float) or isinstance(expires_hours, bool) or not 0 < expires_hours <= 168:
         raise TemplateError("key 'expires_hours': must be a number of hours from 0 to 168", where=where)
@@ -208,7 +212,7 @@ def parse_template(path: Path) -> Template:
         path=path,
         version=version,
         title=title,
-        kinds=kinds,
+        kinds=targets,
         expires_hours=float(expires_hours),
         two_person=two_person,
         cap=cap,
@@ -291,8 +295,9 @@ def _variable(table: Any, index: int, where: str) -> Variable:
 class Catalogue:
     """The templates folder: templates plus the gazetteer."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, kinds: Collection[str]) -> None:
         self.folder = folder
+        self.kinds = tuple(kinds)  # the channel kinds a template may target (channels.registry.KINDS)
         if not folder.is_dir():
             raise TemplateError("templates folder not found", where=str(folder))
         self.gazetteer: Gazetteer = load_gazetteer(folder / GAZETTEER_FILE)
@@ -307,7 +312,7 @@ class Catalogue:
         if not _NAME.match(template_id) or template_id not in self.ids():
             known = ", ".join(self.ids())
             raise TemplateError(f"no template {template_id!r} (known: {known})", where=str(self.folder))
-        return parse_template(self.path(template_id))
+        return parse_template(self.path(template_id), self.kinds)
 
     def approved(self, template_id: str) -> Template:
         """The template, refusing one whose approval is missing or stale."""
@@ -339,7 +344,7 @@ def approve(path: Path, by: str, when: datetime) -> str:
     # The rewrite must not have changed the approved content (e.g. tables after [approval]);
     # whatever goes wrong, the officer's file is put back as it was.
     try:
-        rewritten = parse_template(path)
+        rewritten = parse_template(path, None)  # only the content hash is compared here
     except TemplateError:
         path.write_text(original, encoding="utf-8")
         raise

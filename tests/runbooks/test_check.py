@@ -45,7 +45,7 @@ def test_every_shipped_runbook_passes_check(shipped: Path, shipped_config: Loade
 CASES = {
     "unknown template": (('template = "flood_warning"', 'template = "tsunami"'), "watch", "unknown template 'tsunami'"),
     "unknown channel id": (('channels = "all"', 'channels = "fax-authority"'), "watch", "unknown channel id"),
-    "unknown channel kind": (('channels = "all"', 'channels = "kind:fax"'), "watch", "unknown kind 'fax'"),
+    "unknown channel kind": (('channels = "all"', 'channels = "kind:fax"'), "watch", "no channel of kind 'fax'"),
     "unknown variable": (('vars = { level = "warning" }', 'vars = { level = "warning", colour = "red" }'),
                          "warning", "has no variable 'colour'"),
     "missing variable": (('vars = { event = "flood", area = "{input:area}", ended = "{now}" }',

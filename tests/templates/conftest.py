@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from broadcaster.channels.registry import KINDS
 from broadcaster.templates.catalogue import Catalogue
 from tests.support import Loaded, loaded
 from tests.templates.support import SHIPPED_CHANNELS, SHIPPED_TEMPLATES
@@ -20,7 +21,7 @@ def shipped_app() -> Loaded:
 
 @pytest.fixture
 def shipped() -> Catalogue:
-    return Catalogue(SHIPPED_TEMPLATES)
+    return Catalogue(SHIPPED_TEMPLATES, KINDS)
 
 
 @pytest.fixture
@@ -28,4 +29,4 @@ def catalogue(tmp_path: Path) -> Catalogue:
     """A private copy of the shipped catalogue that a test may edit."""
     folder = tmp_path / "templates"
     shutil.copytree(SHIPPED_TEMPLATES, folder)
-    return Catalogue(folder)
+    return Catalogue(folder, KINDS)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.channels.registry import targets
+from broadcaster.channels.registry import KINDS, targets
 from broadcaster.errors import TemplateError
 from broadcaster.templates.catalogue import Catalogue, approve, content_hash, read_toml
 from broadcaster.templates.check import check_catalogue
@@ -240,4 +240,13 @@ def test_a_missing_text_form_is_rejected(catalogue: Catalogue) -> None:
 
 def test_a_missing_templates_folder_is_reported(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="templates folder not found"):
-        Catalogue(tmp_path / "nowhere")
+        Catalogue(tmp_path / "nowhere", KINDS)
+
+
+def test_a_template_may_only_target_a_kind_the_registry_has(catalogue: Catalogue) -> None:
+    path = catalogue.path("road_closure")
+    edit(path, 'kinds = ["x", "telegram", "sms", "webhook"]', 'kinds = ["x", "fax"]')
+    with pytest.raises(TemplateError, match=r"key 'kinds': unknown channel kind 'fax' \(kinds: x, telegram, sms"):
+        catalogue.get("road_closure")
+    # A catalogue told of a further kind (a new module and its registry line) accepts it.
+    assert Catalogue(catalogue.folder, [*KINDS, "fax"]).get("road_closure").kinds == ("x", "fax")

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from broadcaster.channels.registry import KINDS
 from broadcaster.errors import VariableError
 from broadcaster.templates.catalogue import Catalogue, Template
 from broadcaster.templates.render import FSI, PDI, render_forms
@@ -24,7 +25,7 @@ from broadcaster.templates.variables import (
 from broadcaster.text.lengths import sms_encoding
 from tests.templates.support import DUBAI, SHIPPED_TEMPLATES, render_kind
 
-CATALOGUE = Catalogue(SHIPPED_TEMPLATES)
+CATALOGUE = Catalogue(SHIPPED_TEMPLATES, KINDS)
 ROAD = CATALOGUE.get("road_closure")
 FLOOD = CATALOGUE.get("flood_warning")
 QUAKE = CATALOGUE.get("earthquake")
