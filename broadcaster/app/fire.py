@@ -171,8 +171,7 @@ async def confirm(app: App, alert_id: str, *, actor: str, now: float,
                        f"{iso_seconds(pending.confirm_by, app.config.timezone)}; fire it again")
     if state != AWAITING:
         raise Conflict(f"alert {alert_id} is already {state}")
-    plan = await plan_request(app, Request.from_doc(pending.request), now=now, created_by=pending.requested_by,
-                              alert_id=alert_id)
+    plan = await plan_held(app, alert_id, now=now)
     if not await app.store.pending.claim(alert_id, actor, now=now):
         raise Conflict(f"alert {alert_id} was confirmed by someone else, or its window closed")
     try:
@@ -184,6 +183,19 @@ async def confirm(app: App, alert_id: str, *, actor: str, now: float,
     await app.audit(actor, "confirm", {"alert_id": alert_id, "requested_by": pending.requested_by,
                                        "template": plan.template.id, "mode": str(plan.alert.mode)}, now=now)
     return going
+
+
+async def plan_held(app: App, alert_id: str, *, now: float) -> Plan:
+    """What a held fire would send if confirmed now: its request planned again, as :func:`confirm` does.
+
+    The second officer reviews exactly this (every channel's text, the audience
+    and the cost); an approval that went stale since is refused here too.
+    """
+    pending = await app.store.pending.get(alert_id)
+    if pending is None:
+        raise InputError(f"no held fire with id {alert_id!r}")
+    return await plan_request(app, Request.from_doc(pending.request), now=now, created_by=pending.requested_by,
+                              alert_id=alert_id)
 
 
 async def run_plan(app: App, plan: Plan, *, progress: ProgressHook | None = None,

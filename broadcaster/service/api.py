@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcaster.app.fire import plan_held
 from broadcaster.engine.outbox import plan_alert
 from broadcaster.errors import InputError
 from broadcaster.service.bodies import parse_fire
@@ -22,11 +23,12 @@ from broadcaster.service.views import (
     channel_summary,
     delivery,
     gazetteer_list,
+    held_preview,
     pending_summary,
     template_detail,
     template_summary,
 )
-from broadcaster.store.pending import CONFIRMED
+from broadcaster.store.pending import AWAITING, CONFIRMED
 from broadcaster.store.records import AlertRecord
 
 MAX_ALERTS = 200
@@ -103,9 +105,19 @@ async def alert(request: web.Request) -> web.Response:
         pending = await service.app.store.pending.get(alert_id)
         if pending is None:
             raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
-        view = pending_summary(service.config, pending, state=pending.state_at(service.clock.now()))
-        # What the second officer is asked to confirm: the request as stored (it can be previewed as is).
-        return json_response({**view, "request": pending.request, "deliveries": []})
+        now = service.clock.now()
+        view = pending_summary(service.config, pending, state=pending.state_at(now))
+        # What the second officer is asked to confirm: the request as stored, and what it would send if
+        # confirmed now (every channel's text, the audience, the cost), planned as the confirmation plans it.
+        held: dict[str, Any] = {"request": pending.request, "deliveries": []}
+        if view["state"] == AWAITING:
+            try:
+                plan = await plan_held(service.app, alert_id, now=now)
+            except InputError as exc:
+                held["preview_error"] = str(exc)
+            else:
+                held["preview"] = held_preview(plan)
+        return json_response({**view, **held})
     view = await _alert_json(service, found)
     receipts = await service.app.store.receipts.latest(alert_id)
     limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)

@@ -15,6 +15,7 @@ FIRE_FIELDS: Final = frozenset({"template", "variables", "use_examples", "channe
 UPDATE_FIELDS: Final = frozenset({"variables", "mode", "confirm"})
 CANCEL_FIELDS: Final = frozenset({"mode", "confirm"})
 APPROVE_FIELDS: Final = frozenset({"sha256"})
+CONFIRM_FIELDS: Final = frozenset({"confirm"})
 
 Inputs = dict[str, dict[str, str]]
 

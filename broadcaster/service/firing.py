@@ -23,6 +23,7 @@ from broadcaster.errors import ConfigError, Forbidden, InputError
 from broadcaster.service.bodies import (
     APPROVE_FIELDS,
     CANCEL_FIELDS,
+    CONFIRM_FIELDS,
     UPDATE_FIELDS,
     bad,
     known_fields,
@@ -94,13 +95,18 @@ async def confirm(request: web.Request) -> web.Response:
     """The second officer: a different user with role officer or approver, inside the window."""
     service, user = request.app[SERVICE], current_user(request)
     alert_id = request.match_info["alert_id"]
-    if await service.app.store.pending.get(alert_id) is None:
+    pending = await service.app.store.pending.get(alert_id)
+    if pending is None:
         await _original(service, alert_id)  # 404 when there is no such alert at all
     try:
         check_confirm(user)
     except Forbidden:
         await service.record(user.name, "forbidden", action="confirm", alert_id=alert_id, role=user.role)
         raise
+    body = await read_json(request, optional=True)
+    known_fields(body, CONFIRM_FIELDS)
+    if pending is not None:  # a live release is typed, as a live fire is: one click never sends
+        require_typed_confirmation(pending.mode, parse_confirm(body), pending.template)
     await throttle(service, user, request.path)
     going = await confirm_fire(service.app, alert_id, actor=user.name, now=service.clock.now(),
                                start=lambda cleared: _start(service, cleared))

@@ -114,6 +114,7 @@ def document() -> dict[str, Any]:
         "/api/alerts/{alert_id}/confirm": {"parameters": _ID_PARAM, "post": _op(
             "Second officer's confirmation of a two-person fire", {"202": _ACCEPTED, **_errors(400, 403, 404, 409,
                                                                                                429)},
+            body=_obj(confirm={**_STR, "description": "the template id, typed: required when the fire is live"}),
             roles="officer or approver, never the user who fired")},
         "/api/alerts/{alert_id}/events": {"parameters": _ID_PARAM, "get": _op(
             "Progress as server-sent events: `progress` {channel, state, counts} ..., then `done` {alert_id, ok}",
@@ -178,7 +179,11 @@ def document() -> dict[str, Any]:
                       state={"type": "string",
                              "enum": ["awaiting_confirmation", "not_confirmed", "sending", "done"]},
                       counts=_COUNTS, requested_at=_STR, confirm_by=_STR,
-                      request={"type": "object", "description": "a waiting two-person fire: what was asked"}),
+                      request={"type": "object", "description": "a waiting two-person fire: what was asked"},
+                      preview=_obj(channels={"type": "array", "items": _STR},
+                                   messages={"type": "array", "items": _ref("Message")}, sms_recipients=_INT,
+                                   cost_segments=_INT),
+                      preview_error=_STR),
         "Delivery": _obj(channel=_STR, recipient=_NULL_STR, language=_STR, state=_STR, attempts=_INT,
                          provider_id=_NULL_STR, receipt=_NULL_STR),
         "RunbookSummary": _obj(id=_STR, name=_BILINGUAL, description=_STR, steps=_INT, error=_STR,

@@ -15,7 +15,7 @@ from broadcaster.store import opened
 from broadcaster.store.sqlite_db import SqliteDatabase
 from tests.engine.providers import REPO, SECRET_VALUES, Providers
 from tests.service.conftest import drill_channels
-from tests.service.support import PUBLIC_URL, Api, provider_requests, rewrite_config, serving
+from tests.service.support import PUBLIC_URL, QUAKE_CONFIRM, Api, provider_requests, rewrite_config, serving
 
 READS = ["/api/me", "/api/templates", "/api/templates/road_closure", "/api/gazetteer", "/api/channels",
          "/api/alerts"]
@@ -105,7 +105,7 @@ async def test_what_each_role_may_fire_update_cancel_and_confirm(api: Api) -> No
 
     # Confirming a two-person fire: officer or approver only.
     for user in ("viewer", "operator"):
-        status, body = await api.post(f"/api/alerts/{quake['alert_id']}/confirm", None, user)
+        status, body = await api.post(f"/api/alerts/{quake['alert_id']}/confirm", QUAKE_CONFIRM, user)
         assert status == 403, body
     forbidden = await api.audit("forbidden", limit=200)
     assert {orjson.loads(r.detail)["role"] for r in forbidden} == {"viewer", "operator"}
