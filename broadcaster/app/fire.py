@@ -35,7 +35,7 @@ from broadcaster.engine.outbox import Plan, commit, plan_alert
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.engine.runner import deliver
 from broadcaster.errors import Conflict, InputError, StoreError
-from broadcaster.states import Mode, MsgType
+from broadcaster.states import Mode, MsgType, StepState
 from broadcaster.store.pending import AWAITING, NOT_CONFIRMED
 from broadcaster.store.records import NodeRow
 from broadcaster.templates.variables import Inputs
@@ -167,6 +167,10 @@ async def confirm(app: App, alert_id: str, *, actor: str, now: float,
         if await app.store.pending.close_expired(alert_id, now=now):
             await app.audit(actor, "confirmation_expired", {"alert_id": alert_id,
                                                             "requested_by": pending.requested_by}, now=now)
+        for row in await app.store.runs.held(alert_id):
+            await app.store.runs.move_step(row.run_id, row.step_id, row.occurrence, from_states=(StepState.HELD,),
+                                           to_state=StepState.FAILED,
+                                           detail="not confirmed by a second officer in time: nothing was sent")
         raise Conflict(f"the confirmation window of alert {alert_id} closed at "
                        f"{iso_seconds(pending.confirm_by, app.config.timezone)}; fire it again")
     if state != AWAITING:
@@ -182,7 +186,16 @@ async def confirm(app: App, alert_id: str, *, actor: str, now: float,
         raise
     await app.audit(actor, "confirm", {"alert_id": alert_id, "requested_by": pending.requested_by,
                                        "template": plan.template.id, "mode": str(plan.alert.mode)}, now=now)
+    await step_confirmed(app, alert_id, actor, now)
     return going
+
+
+async def step_confirmed(app: App, alert_id: str, actor: str, now: float) -> None:
+    """A runbook step held for this alert has fired: its run goes on, counting from ``now``."""
+    for row in await app.store.runs.held(alert_id):
+        await app.store.runs.move_step(row.run_id, row.step_id, row.occurrence, from_states=(StepState.HELD,),
+                                       to_state=StepState.FIRED, confirmed_at=now,
+                                       detail=f"confirmed by {actor}; alert {alert_id} is going out")
 
 
 async def plan_held(app: App, alert_id: str, *, now: float) -> Plan:

@@ -156,6 +156,7 @@ def time_of_text(text: str, config: Config, now: float) -> float:
 async def cmd_run(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
     from broadcaster.app.rehearse import preflight
+    from broadcaster.cli.prompts import actor
     from broadcaster.runbooks.ids import new_run_id
     from broadcaster.runbooks.inputs import resolve_inputs
     from broadcaster.states import Mode, RunKind, RunState
@@ -175,7 +176,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         run = RunRecord(id=new_run_id(RunKind.RUNBOOK, start), kind=RunKind.RUNBOOK, runbook=runbook.id,
                         source=runbook.source, spec=dict(runbook.raw), config=str(app.config.path), mode=mode,
-                        inputs=inputs, state=RunState.RUNNING, started_at=start)
+                        inputs=inputs, state=RunState.RUNNING, started_at=start, started_by=actor())
         banner(args.mode)
         return await host_run(app, run, new=True)
 

@@ -38,14 +38,14 @@ async def schedule_fire(args: argparse.Namespace) -> int:
     """``fire --at/--every/--until``: check the alert now, as it will go out, then keep it as a one-step run."""
     from broadcaster.app.context import open_app
     from broadcaster.app.schedule import plan_schedule, store_schedule
-    from broadcaster.cli.prompts import confirm_live, inputs_from
+    from broadcaster.cli.prompts import actor, confirm_live, inputs_from
     from broadcaster.runbooks.durations import format_duration
     from broadcaster.states import Mode
 
     async with open_app(args.config, args.db) as app:
         scheduled = await plan_schedule(app, args.template, inputs_from(args, app.catalogue), mode=Mode(args.mode),
                                         areas=tuple(args.area), selection=args.channels, at=args.at,
-                                        every=args.every, until=args.until, now=time.time())
+                                        every=args.every, until=args.until, now=time.time(), started_by=actor())
         if args.mode == "live" and not args.yes and not await confirm_live(scheduled.plan):
             err_console().print("not confirmed: nothing was scheduled.", style="bold red")
             return EXIT_INVALID

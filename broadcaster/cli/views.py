@@ -6,7 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import EXIT_OK, banner, console, print_json
-from broadcaster.states import DeliveryState
+from broadcaster.states import DeliveryState, StepState
 
 if TYPE_CHECKING:
     from broadcaster.app.context import App
@@ -89,6 +89,10 @@ def show_timeline(config: Config, result: Rehearsal) -> None:
     out.print(f"log: broadcaster log {result.run.id}")
 
 
+STEP_STYLES = {StepState.MISSED: "bold red", StepState.FAILED: "bold red", StepState.AWAITING: "yellow",
+               StepState.HELD: "bold yellow"}
+
+
 async def show_run(app: App, run: RunRecord) -> None:
     from rich.table import Table
 
@@ -102,7 +106,7 @@ async def show_run(app: App, run: RunRecord) -> None:
                         f"{iso_seconds(run.started_at, tz)} · " + ", ".join(f"{n} {s}" for s, n in counts.items()),
                   title_justify="left")
     for r in rows:
-        style = {"missed": "bold red", "failed": "bold red", "awaiting": "yellow"}.get(r.state, "")
+        style = STEP_STYLES.get(r.state, "")
         table.add_row(r.step_id, str(r.occurrence), f"[{style}]{r.state}[/]" if style else str(r.state),
                       iso_seconds(r.due_at, tz) if r.due_at else "-", r.alert_id or "-", (r.detail or "")[:80])
     console().print(table)
