@@ -29,6 +29,8 @@ ATOM: Final = "http://www.w3.org/2005/Atom"
 CAP_TYPE: Final = "application/cap+xml"
 ATOM_TYPE: Final = "application/atom+xml"
 FEED_LIMIT: Final = 200
+MSG_PREFIX: Final = {"Update": "تحديث · Update: ", "Cancel": "إلغاء · Cancel: "}
+CANCELLED_PREFIX: Final = "أُلغي · CANCELLED: "
 
 
 async def current_public(service: Service) -> list[AlertRecord]:
@@ -84,21 +86,29 @@ def feed(service: Service, base: str, alerts: list[AlertRecord]) -> bytes:
     author = _sub(root, "author")
     _sub(author, "name", config.sender)
     _sub(root, "generator", "broadcaster")
+    # An alert whose cancel is out says so in its own entry too: a reader who sees only it is not misled.
+    cancelled_by = {a.references: a for a in alerts if a.msg_type == "Cancel" and a.references}
     for alert in alerts:
         entry = _sub(root, "entry")
         url = f"{base}/cap/{alert.id}.xml"
         _sub(entry, "id", f"urn:cap:{_safe_identifier(service, alert)}")
         headline = {lang: alert.forms.get(lang, {}).get("headline", "") for lang in ("ar", "en")}
-        prefix = {"Update": "تحديث · Update: ", "Cancel": "إلغاء · Cancel: "}.get(alert.msg_type, "")
+        cancel = cancelled_by.get(alert.id)
+        prefix = CANCELLED_PREFIX if cancel is not None else MSG_PREFIX.get(alert.msg_type, "")
         _sub(entry, "title", f"{prefix}{headline['ar']} · {headline['en']}")
-        _sub(entry, "updated", iso_seconds(alert.sent_at, tz))
+        _sub(entry, "updated", iso_seconds(cancel.sent_at if cancel is not None else alert.sent_at, tz))
         _sub(entry, "published", iso_seconds(alert.sent_at, tz))
         _link(entry, "alternate", url, CAP_TYPE)
-        summary = _sub(entry, "summary", "\n".join(
-            alert.forms.get(lang, {}).get("short", "") for lang in ("ar", "en")))
+        lines = [alert.forms.get(lang, {}).get("short", "") for lang in ("ar", "en")]
+        if cancel is not None:
+            lines.insert(0, f"أُلغي هذا التنبيه · This alert was cancelled ({cancel.id})")
+            _link(entry, "related", f"{base}/cap/{cancel.id}.xml", CAP_TYPE)
+        summary = _sub(entry, "summary", "\n".join(lines))
         summary.set("type", "text")
         category = _sub(entry, "category")
         category.set("term", alert.template)
+        if cancel is not None:
+            _sub(entry, "category").set("term", "cancelled")
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
 
 

@@ -56,11 +56,20 @@ async def test_the_feed_lists_live_alerts_and_every_document_validates(clocked: 
     for entry in entries:
         assert text(entry, "a:id").startswith("urn:cap:alerts.example.gov/")
         assert RFC3339.match(text(entry, "a:updated")) and text(entry, "a:title")
-        (link,) = entry.findall("a:link", ATOM)
-        assert link.get("rel") == "alternate" and link.get("type") == "application/cap+xml"
+        (link,) = entry.findall("a:link[@rel='alternate']", ATOM)
+        assert link.get("type") == "application/cap+xml"
         links.append(link.get("href"))
     # Newest first; exercise and dry-run never appear.
     assert links == [f"{PUBLIC_URL}/cap/{ids['cancel']}.xml", f"{PUBLIC_URL}/cap/{ids['live']}.xml"]
+    # The original says it was cancelled, and links to its cancel; the cancel itself is not marked so.
+    cancel_entry, original_entry = entries
+    assert text(original_entry, "a:title").startswith("أُلغي · CANCELLED: ")
+    assert f"This alert was cancelled ({ids['cancel']})" in text(original_entry, "a:summary")
+    (related,) = original_entry.findall("a:link[@rel='related']", ATOM)
+    assert related.get("href") == f"{PUBLIC_URL}/cap/{ids['cancel']}.xml"
+    assert "cancelled" in [c.get("term") for c in original_entry.findall("a:category", ATOM)]
+    assert text(cancel_entry, "a:title").startswith("إلغاء · Cancel: ")
+    assert "cancelled" not in [c.get("term") for c in cancel_entry.findall("a:category", ATOM)]
     for alert_id, msg_type in ((ids["live"], "Alert"), (ids["cancel"], "Cancel")):
         async with api.client.get(f"/cap/{alert_id}.xml") as response:
             assert response.status == 200
