@@ -8,7 +8,7 @@ scheduler), a send goes through the same three calls:
    what is wrong, with nothing stored;
 2. :func:`launch` decides what happens to the plan: a live fire of a
    ``two_person`` template is **held** for a different officer (only the request
-   is stored, never the alert); anything else **goes**, a cancel first
+   is stored, never the alert); anything else **goes**, a cancel's commit
    withdrawing whatever of its original has not gone out. Either is audited;
 3. :func:`run_plan` commits the outbox and delivers (or :func:`queue_plan`
    commits and leaves delivery to the workers).
@@ -89,10 +89,9 @@ class Held:
 
 @dataclass(frozen=True)
 class Going:
-    """A plan cleared to go out (``withdrawn``: the original's undelivered messages a cancel stopped)."""
+    """A plan cleared to go out (a cancel's commit withdraws what its original has not sent yet)."""
 
     plan: Plan
-    withdrawn: int = 0
 
 
 async def plan_request(app: App, request: Request, *, now: float, created_by: str, alert_id: str | None = None,
@@ -126,25 +125,23 @@ async def launch(app: App, plan: Plan, request: Request, *, actor: str, now: flo
                                               now=now, window_s=window_s)
         await app.audit(actor, action, {**detail, "state": AWAITING}, now=now)
         return Held(alert.id, pending.confirm_by)
-    withdrawn = await withdraw_original(app, plan)
+    plan.withdraws = await original_to_withdraw(app, plan)
     # Audited once committed (run_plan, queue_plan): a fire whose commit failed sent nothing.
     plan.audit = AuditEntry(actor, action, {**detail, "state": "sending"}, now)
-    return Going(plan, withdrawn)
+    return Going(plan)
 
 
-async def withdraw_original(app: App, plan: Plan) -> int:
-    """For a cancel: stop the original's deliveries that have not gone out, before the cancel is committed.
+async def original_to_withdraw(app: App, plan: Plan) -> str | None:
+    """For a cancel: the original whose undelivered deliveries its commit withdraws (in the same transaction).
 
     Only a cancel in the original's own mode withdraws anything: a dry-run
     rehearsal of cancelling a live alert must never stop that live alert.
     """
     alert = plan.alert
     if alert.msg_type != MsgType.CANCEL or alert.references is None:
-        return 0
+        return None
     original = await app.store.alerts.get(alert.references)
-    if original.mode != alert.mode:
-        return 0
-    return await app.store.alerts.withdraw(original.id, f"withdrawn by cancel {alert.id}")
+    return original.id if original.mode == alert.mode else None
 
 
 async def confirm(app: App, alert_id: str, *, actor: str, now: float,
@@ -179,7 +176,8 @@ async def confirm(app: App, alert_id: str, *, actor: str, now: float,
     if not await app.store.pending.claim(alert_id, actor, now=now):
         raise Conflict(f"alert {alert_id} was confirmed by someone else, or its window closed")
     try:
-        going = Going(plan, await withdraw_original(app, plan))
+        plan.withdraws = await original_to_withdraw(app, plan)
+        going = Going(plan)
         await start(going)
     except BaseException:
         await app.store.pending.release(alert_id)

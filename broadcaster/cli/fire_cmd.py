@@ -116,8 +116,6 @@ async def send(args: argparse.Namespace, app: App, request: Any) -> int:
     decision = await launch(app, plan, request, actor=actor(), now=time.time())
     if isinstance(decision, Held):
         return show_held(app, decision.alert_id, decision.confirm_by, as_json=args.json)
-    if decision.withdrawn and not args.json:
-        console().print(f"withdrew {decision.withdrawn} undelivered message(s) of {plan.alert.references}")
     if getattr(args, "queue", False):
         queued = await queue_plan(app, plan)
         return show_queued(plan, queued.created, queued.duplicates, [n.id for n in queued.workers],
@@ -188,6 +186,10 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     show_progress = not as_json and sys.stdout.isatty()
     with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
         await run_plan(app, plan, progress=on_progress, on_commit=on_commit)
+    if plan.withdraws is not None and not as_json:
+        counts = await app.store.alerts.state_counts(plan.withdraws)
+        withdrawn = sum(by_state.get(DeliveryState.WITHDRAWN, 0) for by_state in counts.values())
+        console().print(f"withdrew {withdrawn} undelivered message(s) of {plan.withdraws}")
     return await report(app, plan.alert.id, mode, as_json=as_json, show_log=show_log)
 
 

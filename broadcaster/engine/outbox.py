@@ -118,6 +118,7 @@ class Plan:
     copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
     step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
     audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
+    withdraws: str | None = None  # a cancel: the original whose undelivered deliveries its commit withdraws
 
     async def deliveries(self) -> AsyncIterator[Sequence[NewDelivery]]:
         """Every delivery to commit, Arabic first; recipient lists arrive in batches."""
@@ -261,4 +262,5 @@ def alert_document(config: Config, template: Template, alert: AlertRecord) -> Al
 
 async def commit(store: Store, plan: Plan) -> tuple[int, int]:
     """Write the alert and all its deliveries as pending, atomically: ``(created, duplicates skipped)``."""
-    return await store.alerts.create(plan.alert, plan.messages, plan.deliveries(), plan.copies, plan.step)
+    return await store.alerts.create(plan.alert, plan.messages, plan.deliveries(), plan.copies, plan.step,
+                                     plan.withdraws)

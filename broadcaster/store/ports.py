@@ -38,7 +38,11 @@ from broadcaster.store.records import (
 class Alerts(Protocol):
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]: ...
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None,
+                     withdraw: str | None = None) -> tuple[int, int]:
+        """Commit the outbox in one transaction; ``withdraw``: a cancel's original, whose undelivered
+        deliveries are withdrawn in it."""
+        ...
 
     async def get(self, alert_id: str) -> AlertRecord: ...
 

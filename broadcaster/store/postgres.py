@@ -97,11 +97,12 @@ class PgAlerts(SqlAlerts):
 
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]:
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None,
+                     withdraw: str | None = None) -> tuple[int, int]:
         offered = 0
         async with self.db.transaction() as tx:
             assert isinstance(tx, PgConnection)
-            message_ids = await insert_head(tx, alert, messages, step)
+            message_ids = await insert_head(tx, alert, messages, step, withdraw)
             # COPY into a scratch table, then one INSERT … ON CONFLICT DO NOTHING keeps one SMS per phone.
             await tx.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS new_deliveries (channel_id text, message_id bigint, language text,"

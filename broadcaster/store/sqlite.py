@@ -37,11 +37,12 @@ class SqliteAlerts(SqlAlerts):
 
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]:
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None,
+                     withdraw: str | None = None) -> tuple[int, int]:
         conn = self.db.conn
         offered = created = 0
         async with self.db.transaction() as tx:
-            message_ids = await insert_head(tx, alert, messages, step)
+            message_ids = await insert_head(tx, alert, messages, step, withdraw)
             async for batch in deliveries:
                 before = conn.total_changes
                 await tx.executemany(
