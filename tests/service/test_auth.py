@@ -183,7 +183,7 @@ async def test_the_users_table_has_no_token_column(tmp_path: Path) -> None:
     async with opened(str(tmp_path / "t.db")) as store:
         columns = [r["name"] for r in await store.db.execute("PRAGMA table_info(users)")]
         assert isinstance(store.db, SqliteDatabase)
-    assert columns == ["name", "role", "token_id", "token_salt", "token_hash", "created_at"]
+    assert columns == ["name", "role", "token_id", "token_salt", "token_hash", "created_at", "expires_at"]
 
 
 async def test_no_token_or_provider_secret_reaches_a_log_the_audit_or_an_answer(
