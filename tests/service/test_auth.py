@@ -170,7 +170,8 @@ def test_users_add_prints_the_token_once_as_its_last_line(
             assert user is not None and user.role == "approver"
             rows = (await store.db.execute("SELECT actor, action, detail FROM audit ORDER BY seq")).rows
             assert rows[-1]["action"] == "user_add"
-            assert orjson.loads(rows[-1]["detail"]) == {"name": "khalid", "role": "approver"}
+            detail = orjson.loads(rows[-1]["detail"])
+            assert (detail["name"], detail["role"]) == ("khalid", "approver") and "expires_at" in detail
 
     asyncio.run(check())
     assert main(providers.cli("users", "add", "khalid", "--role", "viewer")) == 2
