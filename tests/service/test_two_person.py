@@ -7,6 +7,7 @@ import asyncio
 import orjson
 import pytest
 
+from broadcaster.cli import main
 from tests.engine.providers import SECRETS
 from tests.service.support import Api, ManualClock, provider_requests
 
@@ -148,3 +149,23 @@ async def test_a_confirmation_that_cannot_start_leaves_the_fire_waiting(
     events = await api.events(alert_id, after_first=confirm_twice)
     assert answers == [503, 202]
     assert events[-1] == ("done", {"alert_id": alert_id, "ok": True, "state": "done"})
+
+
+async def test_a_cli_officer_is_the_same_officer_to_the_service(
+    clocked: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI acts as the token's user: an officer who fired from the command line cannot second-sign
+    their own alert in the console (before, the CLI was ``cli:root`` and could)."""
+    api = clocked
+    monkeypatch.setenv("BROADCASTER_TOKEN", api.tokens["officer"])
+    p = api.providers
+    code = await asyncio.to_thread(main, p.cli("fire", "earthquake", "--use-examples", "--live", "--yes", "--json"))
+    assert code == 0
+    alert_id = orjson.loads(capsys.readouterr().out)["alert_id"]
+    assert provider_requests(p) == [0, 0, 0, 0]
+    status, body = await api.post(f"/api/alerts/{alert_id}/confirm", None, "officer")
+    assert status == 409 and "officer fired alert" in body["message"]
+    status, body = await api.post(f"/api/alerts/{alert_id}/confirm", None, "officer2")
+    assert status == 202, body
+    await api.settle()
+    assert len(p.x.tweets) == 2
