@@ -25,7 +25,7 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -71,6 +71,13 @@ class Account:
         return now >= self.expires_at
 
 
+async def _existing(db: Database, name: str) -> Account:
+    row = (await db.execute(f"SELECT {_COLUMNS} FROM users WHERE name = ?", (name,))).one()
+    if row is None:
+        raise InputError(f"no user {name!r}; `broadcaster users list` shows who there is", where="NAME")
+    return _account(row)
+
+
 def _hash(secret: str, salt: bytes) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
 
@@ -108,55 +115,59 @@ class Users:
         token_id, secret, salt, digest = await _new_token()
         expires_at = now + _lifetime(expires_s)
 
-        async def write(tx: Database) -> None:
+        async def write(tx: Database) -> dict[str, Any]:
             await tx.execute(
                 "INSERT INTO users (name, role, token_id, token_salt, token_hash, created_at, expires_at)"
                 " VALUES (?,?,?,?,?,?,?)",
                 (name, role, token_id, salt, digest, now, expires_at),
             )
+            return {"name": name, "role": role, "expires_at": iso_seconds(expires_at)}
 
         try:
-            await self._change(write, actor, "user_add", {"name": name, "role": role,
-                                                          "expires_at": iso_seconds(expires_at)}, now)
+            await self._change("user_add", write, actor, now)
         except IntegrityError:
             raise InputError(f"user {name!r} already exists") from None
         return Secret(f"bct_{token_id}_{secret}", "api token")
 
     async def remove(self, name: str, *, now: float | None = None, actor: str | None = None) -> Account:
         """Delete a user: their token stops working at once here, within a second on every running server."""
-        found = await self._account(name)
+        removed: list[Account] = []
 
-        async def write(tx: Database) -> None:
+        async def write(tx: Database) -> dict[str, Any]:
+            removed.append(await _existing(tx, name))
             await tx.execute("DELETE FROM users WHERE name = ?", (name,))
+            return {"name": name, "role": removed[0].role}
 
-        await self._change(write, actor, "user_remove", {"name": name, "role": found.role}, now)
-        return found
+        await self._change("user_remove", write, actor, now)
+        return removed[0]
 
     async def set_role(self, name: str, role: str, *, now: float | None = None, actor: str | None = None) -> str:
         """Give ``name`` another role; returns the role they had."""
         _check_role(role)
-        found = await self._account(name)
 
-        async def write(tx: Database) -> None:
+        async def write(tx: Database) -> dict[str, Any]:
+            previous = (await _existing(tx, name)).role
             await tx.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+            return {"name": name, "role": role, "previous": previous}
 
-        await self._change(write, actor, "user_role", {"name": name, "role": role, "previous": found.role}, now)
-        return found.role
+        return str((await self._change("user_role", write, actor, now))["previous"])
 
     async def rotate(self, name: str, *, expires_s: float = DEFAULT_TOKEN_EXPIRY_S, now: float | None = None,
                      actor: str | None = None) -> Secret:
         """A new token for ``name``; the old one is dead at once (here; within a second on a running server)."""
-        await self._account(name)
         now = time.time() if now is None else now
-        token_id, secret, salt, digest = await _new_token()
         expires_at = now + _lifetime(expires_s)
+        await _existing(self.db, name)  # before paying for scrypt
+        token_id, secret, salt, digest = await _new_token()
 
-        async def write(tx: Database) -> None:
+        async def write(tx: Database) -> dict[str, Any]:
+            await _existing(tx, name)
             await tx.execute(
                 "UPDATE users SET token_id = ?, token_salt = ?, token_hash = ?, expires_at = ? WHERE name = ?",
                 (token_id, salt, digest, expires_at, name))
+            return {"name": name, "expires_at": iso_seconds(expires_at)}
 
-        await self._change(write, actor, "user_rotate", {"name": name, "expires_at": iso_seconds(expires_at)}, now)
+        await self._change("user_rotate", write, actor, now)
         return Secret(f"bct_{token_id}_{secret}", "api token")
 
     async def get(self, name: str) -> User | None:
@@ -166,22 +177,17 @@ class Users:
     async def all(self) -> list[Account]:
         return [_account(r) for r in await self.db.execute(f"SELECT {_COLUMNS} FROM users ORDER BY name")]
 
-    async def _account(self, name: str) -> Account:
-        row = (await self.db.execute(f"SELECT {_COLUMNS} FROM users WHERE name = ?", (name,))).one()
-        if row is None:
-            raise InputError(f"no user {name!r}; `broadcaster users list` shows who there is", where="NAME")
-        return _account(row)
-
-    async def _change(self, write: Callable[[Database], Awaitable[None]], actor: str | None, action: str,
-                      detail: Mapping[str, Any], now: float | None) -> None:
-        """The change, and (when ``actor`` is given) its audit row, in one transaction; this process forgets
-        the user's remembered tokens at once."""
+    async def _change(self, action: str, write: Callable[[Database], Awaitable[dict[str, Any]]],
+                      actor: str | None, now: float | None) -> dict[str, Any]:
+        """``write`` (which returns what the audit row says), and (when ``actor`` is given) that audit row, in
+        one transaction; this process forgets the user's remembered tokens at once."""
         async with self.db.transaction(serialized=True) as tx:
-            await write(tx)
+            detail = await write(tx)
             if actor is not None:
                 await AuditLog(tx).append(actor, action, detail, now=time.time() if now is None else now)
         name = detail["name"]
         self._verified = {k: v for k, v in self._verified.items() if v.user.name != name}
+        return detail
 
     # --- checking tokens ---------------------------------------------------------------
 

@@ -46,6 +46,7 @@ def add_token_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _read(path: Path) -> str:
+    path = path.expanduser()
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
