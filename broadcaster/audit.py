@@ -39,6 +39,7 @@ ACTIONS: Final = (
     "config_load", "user_add", "login_failure", "forbidden", "rate_limited", "fire", "confirm", "update",
     "cancel", "approval", "confirmation_expired", "runbook_rehearse", "runbook_run", "runbook_stop",
     "release_held",
+    "user_remove", "user_role", "user_rotate", "schedule",
 )
 
 

@@ -28,8 +28,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcaster.errors import ConfigError
 from broadcaster.secret import Secret
+from broadcaster.timefmt import DurationError, parse_duration
 
 LANGUAGES: Final = ("ar", "en")
+# How long an API token lives when ``broadcaster users add`` / ``rotate`` is given no --expires.
+DEFAULT_TOKEN_EXPIRY_S: Final = 90 * 86400.0
 COMMON_KEYS: Final = frozenset({
     "id", "kind", "languages", "areas", "exercise", "api_base", "rate_per_second", "timeout_s", "name",
 })
@@ -142,6 +145,7 @@ class Config:
     runbooks_dir: Path
     public_url: str | None
     channels: tuple[ChannelConfig, ...] = field(default=())
+    token_expiry_s: float = DEFAULT_TOKEN_EXPIRY_S  # [broadcaster] token_expiry
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -242,7 +246,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     top = raw.get("broadcaster")
     if not isinstance(top, dict):
         raise ConfigError("missing [broadcaster] table", where=where)
-    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url"}
+    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry"}
     for key in top:
         if key not in known_top:
             raise ConfigError(f"[broadcaster]: unknown key {key!r}", where=where)
@@ -259,6 +263,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     templates_dir = resolve_path(base_dir, str(top.get("templates", "templates")), "templates", settings)
     runbooks_dir = resolve_path(base_dir, str(top.get("runbooks", "runbooks")), "runbooks", settings)
     public_url = top.get("public_url")
+    token_expiry_s = token_expiry(top.get("token_expiry", "90d"), settings)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -281,7 +286,20 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         runbooks_dir=runbooks_dir,
         public_url=str(public_url) if public_url else None,
         channels=tuple(channels),
+        token_expiry_s=token_expiry_s,
     )
+
+
+def token_expiry(value: Any, where: str) -> float:
+    """``token_expiry``: how long a new or rotated API token lives (``90d``, ``12h``, ``P30D``)."""
+    try:
+        seconds = parse_duration(value)
+    except DurationError as exc:
+        raise ConfigError(f"key 'token_expiry': {exc}", where=where) from None
+    if seconds < 60:
+        raise ConfigError(f"key 'token_expiry': {value!r} is shorter than a minute; tokens must live at least 1m",
+                          where=where)
+    return seconds
 
 
 def is_http_url(value: Any) -> bool:

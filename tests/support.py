@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from broadcaster.app.users import Users
 from broadcaster.channels.registry import KINDS
 from broadcaster.config import ChannelConfig, Config, load_config
 from broadcaster.states import RunState
@@ -51,6 +52,27 @@ def channel_config(tmp_path: Path, **table: Any) -> ChannelConfig:
 
 
 T = TypeVar("T")
+# The users tests act as: each named for its role ("officer2" is a second officer).
+TEST_USERS = {"viewer": "viewer", "operator": "operator", "officer": "officer", "officer2": "officer",
+              "approver": "approver"}
+
+
+def add_user(database: str | Path, name: str, role: str | None = None, **options: Any) -> str:
+    """Create user ``name`` (role: ``TEST_USERS[name]`` unless given) in ``database``; their token."""
+    async def add(store: Store) -> str:
+        return (await Users(store.db).add(name, role or TEST_USERS[name], **options)).reveal()
+
+    return read(str(database), add)
+
+
+def token_file(folder: Path, database: str | Path, name: str = "officer") -> Path:
+    """A token file (mode 600) for ``--token-file``: user ``name`` of ``TEST_USERS``, created on first use."""
+    path = folder / f"{name}.token"
+    if not path.exists():
+        token = add_user(database, name)
+        path.touch(mode=0o600)
+        path.write_text(token + "\n", encoding="utf-8")
+    return path
 
 
 def read(database: str, fn: Callable[[Store], Awaitable[T]]) -> T:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from broadcaster.cli import main
+from tests.support import token_file
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "channels.toml"
@@ -79,9 +80,10 @@ def test_templates_approve_makes_check_pass_again(cli: Cli, own_copy: Path) -> N
     path = own_copy / "templates" / "earthquake.toml"
     path.write_text(path.read_text(encoding="utf-8").replace('urgency = "Immediate"', 'urgency = "Expected"'),
                     encoding="utf-8")
-    code, out, err = cli("templates", "approve", "earthquake", "--by", "Duty Officer")
+    approver = token_file(own_copy, cli.db, "approver")
+    code, out, err = cli("--token-file", str(approver), "templates", "approve", "earthquake")
     assert code == 0, err
-    assert "approved earthquake by Duty Officer" in out
+    assert "approved earthquake by approver" in out
     assert cli("templates", "check")[0] == 0
 
 

@@ -6,11 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broadcaster.channels.registry import KINDS
 from broadcaster.channels.sms import SmsOptions
 from broadcaster.channels.telegram import Layout, TelegramChannel, TelegramOptions
-from broadcaster.config import load_config
+from broadcaster.config import DEFAULT_TOKEN_EXPIRY_S, load_config, token_expiry
 from broadcaster.errors import ConfigError
 from broadcaster.states import OnUnknown
 from tests.support import channel_config, make_config, write_config
@@ -50,6 +52,7 @@ def test_the_shipped_channels_toml_loads() -> None:
     assert {c.kind for c in config.channels} == {"x", "telegram", "sms", "webhook"}
     assert config.sender == "alerts.example.gov"
     assert config.timezone.key == "Asia/Dubai"
+    assert config.token_expiry_s == 90 * 86400
     assert config.templates_dir == ROOT / "templates"
     assert Path(config.database) == ROOT / "var" / "broadcaster.db"
     assert [c.id for c in config.channels if c.exercise] == ["sms-exercise", "telegram-exercise"]
@@ -106,6 +109,36 @@ def test_bad_broadcaster_settings(tmp_path: Path, top: dict[str, Any]) -> None:
     message = refused(tmp_path, [WEBHOOK], **top)
     assert "[broadcaster]" in message
     assert next(iter(top)) in message
+
+
+def test_token_expiry_is_a_duration_of_at_least_a_minute(tmp_path: Path) -> None:
+    assert make_config(tmp_path, [WEBHOOK]).token_expiry_s == DEFAULT_TOKEN_EXPIRY_S == 90 * 86400
+    assert make_config(tmp_path, [WEBHOOK], token_expiry="12h").token_expiry_s == 12 * 3600
+    assert make_config(tmp_path, [WEBHOOK], token_expiry="P30D").token_expiry_s == 30 * 86400
+    for bad, why in (("forever", "not a duration"), ("30s", "shorter than a minute"), (90, "as a string")):
+        message = refused(tmp_path, [WEBHOOK], token_expiry=bad)
+        assert "[broadcaster]" in message and "key 'token_expiry'" in message and why in message
+
+
+@given(days=st.integers(0, 3650), hours=st.integers(0, 23), minutes=st.integers(0, 59))
+def test_token_expiry_reads_every_days_hours_minutes_form(days: int, hours: int, minutes: int) -> None:
+    text = f"{days}d{hours}h{minutes}m"
+    seconds = days * 86400 + hours * 3600 + minutes * 60
+    if seconds < 60:
+        with pytest.raises(ConfigError, match="token_expiry"):
+            token_expiry(text, "channels.toml: [broadcaster]")
+    else:
+        assert token_expiry(text, "channels.toml: [broadcaster]") == seconds
+
+
+@given(st.text(max_size=12))
+def test_token_expiry_never_accepts_less_than_a_minute_or_fails_unnamed(text: str) -> None:
+    try:
+        seconds = token_expiry(text, "channels.toml: [broadcaster]")
+    except ConfigError as exc:
+        assert str(exc).startswith("channels.toml: [broadcaster]: key 'token_expiry'")
+    else:
+        assert seconds >= 60
 
 
 def test_no_channels(tmp_path: Path) -> None:

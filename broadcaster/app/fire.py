@@ -15,7 +15,9 @@ scheduler), a send goes through the same three calls:
 
 :func:`confirm` is the second officer: it re-plans the held request under the
 id the first officer was given (so an approval that went stale meanwhile still
-refuses it) and returns it ready to run.
+refuses it) and returns it ready to run. Who may do what is decided by the
+role checks of :mod:`broadcaster.app.users`: :func:`check_request` before a
+request is launched (every face calls it), :func:`confirm` by itself.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Final, Literal
 
 from broadcaster.app.context import App
 from broadcaster.app.follow_up import plan_cancel, plan_update
+from broadcaster.app.users import User, check_confirm, check_fire
 from broadcaster.audit import AuditEntry
 from broadcaster.clock import Clock
 from broadcaster.engine.dispatcher import OutcomeObserver, ProgressHook, Tuning
@@ -36,8 +39,9 @@ from broadcaster.engine.retry import RetryPolicy
 from broadcaster.engine.runner import deliver
 from broadcaster.errors import Conflict, InputError, StoreError
 from broadcaster.states import Mode, MsgType, StepState
-from broadcaster.store.pending import AWAITING, NOT_CONFIRMED
+from broadcaster.store.pending import AWAITING, NOT_CONFIRMED, PendingFire
 from broadcaster.store.records import NodeRow
+from broadcaster.templates.catalogue import CANCEL_TEMPLATE
 from broadcaster.templates.variables import Inputs
 from broadcaster.timefmt import iso_seconds
 
@@ -112,6 +116,22 @@ async def plan_request(app: App, request: Request, *, now: float, created_by: st
                              created_by=created_by)
 
 
+async def check_request(app: App, user: User, request: Request) -> None:
+    """May ``user`` send ``request``? The role rule of :func:`~broadcaster.app.users.check_fire`, against the
+    template the request would use (a follow-up's original's, the cancel template); raises :class:`Forbidden`."""
+    if request.kind == "fire":
+        if request.template is None:
+            raise InputError("a fire needs a template")
+        template_id = request.template
+    elif request.kind == "cancel":
+        template_id = CANCEL_TEMPLATE
+    else:
+        if request.original is None:
+            raise InputError(f"an {request.kind} needs the alert it follows up")
+        template_id = (await app.store.alerts.get(request.original)).template
+    check_fire(user, request.mode, app.catalogue.get(template_id))
+
+
 async def launch(app: App, plan: Plan, request: Request, *, actor: str, now: float,
                  window_s: float = CONFIRM_WINDOW_S) -> Held | Going:
     """Hold a live two-person fire for a second officer, or clear the plan to go (audited either way)."""
@@ -144,26 +164,24 @@ async def original_to_withdraw(app: App, plan: Plan) -> str | None:
     return original.id if original.mode == alert.mode else None
 
 
-async def confirm(app: App, alert_id: str, *, actor: str, now: float,
-                  start: Callable[[Going], Awaitable[None]]) -> Going:
-    """The second officer releases a held fire; raises :class:`Conflict` when that cannot be.
+async def held_plan(app: App, alert_id: str, user: User, *, now: float) -> tuple[PendingFire, Plan]:
+    """What confirming ``alert_id`` would send, checked as :func:`confirm` checks it (the same refusals).
 
-    ``start`` is how the caller runs it (in this process, or in the background);
-    it must return once the outbox is committed. If it fails before that, the
-    fire goes back to waiting and may be confirmed again.
+    A face shows it to the second officer before they confirm; nothing is stored.
     """
+    check_confirm(user)
     pending = await app.store.pending.get(alert_id)
     if pending is None:
         if await app.store.alerts.find(alert_id) is None:
             raise InputError(f"no alert with id {alert_id!r}")
         raise Conflict(f"alert {alert_id} is not awaiting confirmation")
-    if pending.requested_by == actor:
-        raise Conflict(f"{actor} fired alert {alert_id}; a different officer must confirm it")
+    if pending.requested_by == user.name:
+        raise Conflict(f"{user.name} fired alert {alert_id}; a different officer must confirm it")
     state = pending.state_at(now)
     if state == NOT_CONFIRMED:
         if await app.store.pending.close_expired(alert_id, now=now):
-            await app.audit(actor, "confirmation_expired", {"alert_id": alert_id,
-                                                            "requested_by": pending.requested_by}, now=now)
+            await app.audit(user.name, "confirmation_expired", {"alert_id": alert_id,
+                                                                "requested_by": pending.requested_by}, now=now)
         for row in await app.store.runs.held(alert_id):
             await app.store.runs.move_step(row.run_id, row.step_id, row.occurrence, from_states=(StepState.HELD,),
                                            to_state=StepState.FAILED,
@@ -172,7 +190,21 @@ async def confirm(app: App, alert_id: str, *, actor: str, now: float,
                        f"{iso_seconds(pending.confirm_by, app.config.timezone)}; fire it again")
     if state != AWAITING:
         raise Conflict(f"alert {alert_id} is already {state}")
-    plan = await plan_held(app, alert_id, now=now)
+    return pending, await plan_held(app, alert_id, now=now)
+
+
+async def confirm(app: App, alert_id: str, *, user: User, now: float,
+                  start: Callable[[Going], Awaitable[None]]) -> Going:
+    """The second officer releases a held fire; raises :class:`Conflict` when that cannot be.
+
+    ``user`` must be an officer or approver (:func:`~broadcaster.app.users.check_confirm`,
+    :class:`Forbidden` otherwise) other than the one who fired, inside the window.
+    ``start`` is how the caller runs it (in this process, or in the background);
+    it must return once the outbox is committed. If it fails before that, the
+    fire goes back to waiting and may be confirmed again.
+    """
+    actor = user.name
+    pending, plan = await held_plan(app, alert_id, user, now=now)
     if not await app.store.pending.claim(alert_id, actor, now=now):
         raise Conflict(f"alert {alert_id} was confirmed by someone else, or its window closed")
     try:

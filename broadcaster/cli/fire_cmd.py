@@ -6,8 +6,9 @@ import argparse
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import (
     EXIT_FAILED,
@@ -20,12 +21,13 @@ from broadcaster.cli.output import (
     err_console,
     print_json,
 )
-from broadcaster.cli.prompts import actor, confirm_live, inputs_from
+from broadcaster.cli.prompts import confirm_live, inputs_from
 from broadcaster.cli.views import show_preview
 from broadcaster.states import DeliveryState
 
 if TYPE_CHECKING:
     from broadcaster.app.context import App
+    from broadcaster.app.fire import Request
     from broadcaster.engine.outbox import Plan
 
 
@@ -105,15 +107,27 @@ async def cmd_fire(args: argparse.Namespace) -> int:
         return await send(args, app, request)
 
 
-async def send(args: argparse.Namespace, app: App, request: Any) -> int:
-    """Plan, confirm, launch and run a fire, update or cancel; print the result (shared by those commands)."""
-    from broadcaster.app.fire import Held, launch, plan_request, queue_plan
+async def send(args: argparse.Namespace, app: App, request: Request) -> int:
+    """Check who asks, plan, confirm, launch and run a fire, update or cancel; print the result.
 
-    plan = await plan_request(app, request, now=time.time(), created_by=actor())
+    A live request needs a verified identity (:mod:`broadcaster.cli.identity`);
+    any request made with one is held to that user's role, exactly as the HTTP
+    service holds it, before anything is planned.
+    """
+    from broadcaster.app.fire import Held, check_request, launch, plan_request, queue_plan
+    from broadcaster.cli.identity import actor_of, identify, permitted
+
+    user = await identify(args, app, needed_for=f"a live {request.kind}" if request.mode == "live" else None)
+    if user is not None:
+        asked = {"template": request.template} if request.template else {"original": request.original}
+        await permitted(app, user, lambda: check_request(app, user, request), action=request.kind,
+                        mode=str(request.mode), **asked)
+    who = actor_of(user)
+    plan = await plan_request(app, request, now=time.time(), created_by=who)
     if args.mode == "live" and not args.yes and not await confirm_live(plan):
         err_console().print("not confirmed: nothing was sent.", style="bold red")
         return EXIT_INVALID
-    decision = await launch(app, plan, request, actor=actor(), now=time.time())
+    decision = await launch(app, plan, request, actor=who, now=time.time())
     if isinstance(decision, Held):
         return show_held(app, decision.alert_id, decision.confirm_by, as_json=args.json)
     if getattr(args, "queue", False):
@@ -133,7 +147,8 @@ def show_held(app: App, alert_id: str, confirm_by: float, *, as_json: bool) -> i
         return EXIT_OK
     banner("live")
     console().print(f"alert [bold]{alert_id}[/] is a two-person alert: nothing is sent until a different officer "
-                    f"confirms it (the console, or POST /api/alerts/{alert_id}/confirm) by {until}")
+                    f"confirms it by {until}: `broadcaster confirm {alert_id}`, the console, or "
+                    f"POST /api/alerts/{alert_id}/confirm")
     return EXIT_OK
 
 
@@ -151,8 +166,9 @@ def show_queued(plan: Plan, created: int, skipped: int, workers: list[str], *, a
     return EXIT_OK
 
 
-async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool = False) -> int:
-    """Commit and deliver a checked plan; print progress, then the result."""
+async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool = False,
+                         committed: Callable[[], None] | None = None) -> int:
+    """Commit and deliver a checked plan; print progress, then the result. ``committed`` is told of the commit."""
     from rich.live import Live
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -171,6 +187,8 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     done: Counter[tuple[str, str]] = Counter()
 
     def on_commit(created: int, skipped: int) -> None:
+        if committed is not None:
+            committed()
         if skipped and not as_json:
             console().print(f"{skipped} duplicate phone number(s) skipped: one SMS per phone")
 

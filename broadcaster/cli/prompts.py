@@ -1,8 +1,9 @@
 """What the CLI asks of the person at the terminal, and who it says they are.
 
 A live fire shows what will go out and waits for the officer to type the
-template (or runbook) id; the audit log names the shell user. SIGTERM ends a
-long-running command as Ctrl-C does.
+template (or runbook) id; releasing a held two-person alert, its alert id.
+Commands run without an identity (:mod:`broadcaster.cli.identity`) are audited
+under the shell user. SIGTERM ends a long-running command as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -77,3 +78,13 @@ async def confirm_live(plan: Plan) -> bool:
     answer = await asyncio.to_thread(input, f"Type the template id ({plan.template.id}) to send this LIVE alert: ")
     return answer.strip() == plan.template.id
 
+
+
+async def confirm_release(alert_id: str) -> bool:
+    """The second officer of a two-person alert types its id to release it (the preview is shown first)."""
+    if not sys.stdin.isatty():
+        err_console().print("releasing a live alert needs a typed confirmation on a terminal, or --yes",
+                            style="bold red")
+        return False
+    answer = await asyncio.to_thread(input, f"Type the alert id ({alert_id}) to release this LIVE alert: ")
+    return answer.strip() == alert_id

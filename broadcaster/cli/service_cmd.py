@@ -1,17 +1,13 @@
-"""``broadcaster serve``, ``broadcaster users add|list`` and ``broadcaster audit verify``."""
+"""``broadcaster serve`` and ``broadcaster audit verify`` (``users``: :mod:`broadcaster.cli.users_cmd`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import signal
-import time
 
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, problem
-
-ROLES = ("viewer", "operator", "officer", "approver")  # as broadcaster.service.auth.ROLES (kept light for --help)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,47 +16,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
     serve.set_defaults(handler=cmd_serve)
 
-    users = commands.add_parser("users", help="API users and their tokens")
-    users_sub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = users_sub.add_parser("add", help="create a user; prints the new API token once, as the last line")
-    add.add_argument("name")
-    add.add_argument("--role", required=True, choices=ROLES,
-                     help="viewer | operator (dry-run, exercise) | officer (live) | approver (approves, second-signs)")
-    add.set_defaults(handler=cmd_users_add)
-    listing = users_sub.add_parser("list", help="list users and roles (never tokens)")
-    listing.set_defaults(handler=cmd_users_list)
-
     audit = commands.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = audit_sub.add_parser("verify", help="check the chain; name the first edited, deleted or inserted row")
     verify.set_defaults(handler=cmd_audit_verify)
-
-
-async def cmd_users_add(args: argparse.Namespace) -> int:
-    # The database alone: users and the audit log must be reachable even when a template is broken.
-    from broadcaster.app.context import database_of
-    from broadcaster.app.users import Users
-    from broadcaster.audit import AuditLog
-    from broadcaster.store import opened
-
-    async with opened(database_of(args.config, args.db)) as store:
-        token = await Users(store.db).add(args.name, args.role)
-        await AuditLog(store.db).append(f"cli:{getpass.getuser()}", "user_add", {"name": args.name,
-                                                                                 "role": args.role}, now=time.time())
-    console().print(f"user {args.name} ({args.role}) created. Store this token now; it is not shown again:")
-    print(token.reveal(), flush=True)  # the last line: only the token, for scripts
-    return EXIT_OK
-
-
-async def cmd_users_list(args: argparse.Namespace) -> int:
-    from broadcaster.app.context import database_of
-    from broadcaster.app.users import Users
-    from broadcaster.store import opened
-
-    async with opened(database_of(args.config, args.db)) as store:
-        for user in await Users(store.db).all():
-            console().print(f"{user.name}\t{user.role}", markup=False)
-    return EXIT_OK
 
 
 async def cmd_audit_verify(args: argparse.Namespace) -> int:

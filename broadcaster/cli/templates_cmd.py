@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 from datetime import datetime
 
 from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, print_json, problem
@@ -21,9 +20,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
-    appr = sub.add_parser("approve", help="record an approval of a template's current content")
+    appr = sub.add_parser("approve", help="record your approval of a template's current content (approver role; "
+                                          "your API token says who you are)")
     appr.add_argument("id")
-    appr.add_argument("--by", default=None, help="the approver's name (default: the current user)")
+    appr.add_argument("--by", default=None, metavar="NAME",
+                      help="optional: must be your user name; the approval is always recorded under your token's user")
     appr.set_defaults(handler=cmd_approve)
 
 
@@ -92,11 +93,20 @@ async def cmd_show(args: argparse.Namespace) -> int:
 async def cmd_approve(args: argparse.Namespace) -> int:
     """Approve only a template that passes every other check: approval vouches for a text that fits."""
     from broadcaster.app.context import open_app
+    from broadcaster.app.users import require
     from broadcaster.channels.registry import targets
+    from broadcaster.cli.identity import permitted, require_identity
+    from broadcaster.errors import InputError
     from broadcaster.templates.catalogue import approve
     from broadcaster.templates.check import check_template
 
     async with open_app(args.config, args.db) as app:
+        user = await require_identity(args, app, "approving a template", role="approver")
+        await permitted(app, user, lambda: require(user, "approver", "approving a template"), action="approve",
+                        template=args.id)
+        if args.by is not None and args.by != user.name:
+            raise InputError(f"{args.by!r} is not you: your token is {user.name}'s, and an approval is recorded "
+                             f"under the approver's own name; leave --by out", where="--by")
         template = app.catalogue.get(args.id)
         problems = [
             p for p in check_template(template, app.catalogue.gazetteer, app.config.timezone,
@@ -108,8 +118,8 @@ async def cmd_approve(args: argparse.Namespace) -> int:
                 problem(f"{template.path}: {line}")
             problem(f"not approved: fix the {len(problems)} problem(s) above first", style="bold red")
             return EXIT_INVALID
-        by = args.by or getpass.getuser()
+        by = user.name
         digest = approve(app.catalogue.path(args.id), by, datetime.now(app.config.timezone))
-        await app.audit(f"cli:{getpass.getuser()}", "approval", {"template": args.id, "by": by, "sha256": digest})
+        await app.audit(by, "approval", {"template": args.id, "sha256": digest})
     console().print(f"approved {args.id} by {by}: sha256 {digest}")
     return EXIT_OK

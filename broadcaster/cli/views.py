@@ -9,6 +9,8 @@ from broadcaster.cli.output import EXIT_OK, banner, console, print_json
 from broadcaster.states import DeliveryState, StepState
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from broadcaster.app.context import App
     from broadcaster.app.rehearse import Rehearsal
     from broadcaster.config import Config
@@ -174,10 +176,12 @@ async def show_attempts(app: App, alert_id: str, *, limit: int | None) -> None:
         console().print(f"… {total - shown} more attempt(s); use --all or --json")
 
 
-def show_preview(plan: Plan) -> None:
+def show_preview(plan: Plan, out: Console | None = None) -> None:
+    """Every message: its channel, length, SMS segments, recipients and cost; then each distinct text once,
+    headed by every channel (and language) that sends it."""
     from rich.table import Table
 
-    out = console()
+    out = out or console()
     table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
                   title=f"{plan.template.id}: {plan.template.title['ar']} / {plan.template.title['en']}")
     for row in plan.rows:
@@ -189,12 +193,12 @@ def show_preview(plan: Plan) -> None:
     total = sum(row.cost_segments for row in plan.rows if row.kind == "sms")
     phones = sum(row.recipients for row in plan.rows if row.kind == "sms")
     out.print(f"SMS: {phones} recipient(s), {total} segment(s) in all")
-    seen: set[tuple[str, str]] = set()
+    senders: dict[str, list[str]] = {}
     for row in plan.rows:
-        key = (row.kind, row.rendered.language)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.rule(f"{row.kind} · {row.rendered.language}")
-        out.print(row.rendered.text, markup=False)
-
+        label = f"{row.channel} ({row.kind}, {row.rendered.language})"
+        labels = senders.setdefault(row.rendered.text, [])
+        if label not in labels:
+            labels.append(label)
+    for text, labels in senders.items():
+        out.rule(", ".join(labels), align="left")
+        out.print(text, markup=False)

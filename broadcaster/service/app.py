@@ -56,8 +56,8 @@ def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = No
     metrics = Metrics(app.store.leases, node=node_id)
     hub = EventHub(app.store.alerts.state_counts)
     service = Service(
-        app=app, clock=clock, users=Users(app.store.db), audit=AuditLog(app.store.db), hub=hub, metrics=metrics,
-        runs=Runs(app, hub, metrics, policy=policy), limits=limits or Limits(), node_id=node_id,
+        app=app, clock=clock, users=Users(app.store.db, clock=clock), audit=AuditLog(app.store.db), hub=hub,
+        metrics=metrics, runs=Runs(app, hub, metrics, policy=policy), limits=limits or Limits(), node_id=node_id,
     )
     web_app = web.Application(middlewares=[errors_middleware, auth_middleware])
     web_app[SERVICE] = service

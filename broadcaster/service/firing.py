@@ -108,7 +108,7 @@ async def confirm(request: web.Request) -> web.Response:
     if pending is not None:  # a live release is typed, as a live fire is: one click never sends
         require_typed_confirmation(pending.mode, parse_confirm(body), pending.template)
     await throttle(service, user, request.path)
-    going = await confirm_fire(service.app, alert_id, actor=user.name, now=service.clock.now(),
+    going = await confirm_fire(service.app, alert_id, user=user, now=service.clock.now(),
                                start=lambda cleared: _start(service, cleared))
     service.metrics.fires.labels(mode=going.plan.alert.mode, state="sending").inc()
     return json_response({"alert_id": alert_id, "state": "sending"}, 202)

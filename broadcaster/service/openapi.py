@@ -45,7 +45,7 @@ def _json(schema: Any, description: str = "OK") -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "invalid input; nothing was sent", 401: "no or bad token", 403: "the role may not",
+    text = {400: "invalid input; nothing was sent", 401: "no, bad, expired or revoked token", 403: "the role may not",
             404: "not found", 409: "state conflict", 429: "firing too fast", 503: "service misconfigured"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ref("Error")}}}
             for c in codes}

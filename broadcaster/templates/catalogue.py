@@ -320,7 +320,7 @@ class Catalogue:
         if not template.approved:
             state = "stale: the content changed since it was approved" if template.approval else "missing"
             raise TemplateError(
-                f"approval {state}; review it and run `broadcaster templates approve {template_id} --by NAME`",
+                f"approval {state}; review it and run `broadcaster templates approve {template_id}` (as an approver)",
                 where=str(template.path),
             )
         return template

@@ -75,7 +75,7 @@ def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targe
     if not problems:
         problems += worst_case_problems(template, gazetteer, tz, targets)
     if template.approval is None:
-        problems.append("[approval]: missing; run `broadcaster templates approve ID --by NAME` after review")
+        problems.append("[approval]: missing; run `broadcaster templates approve ID` (as an approver) after review")
     elif template.approval.sha256 != template.content_hash:
         problems.append("[approval] sha256: stale, the content changed after approval; review and approve again")
     return problems

@@ -17,7 +17,7 @@ from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.webhook import FakeWebhook
 from tests.fakes.x import FakeX
-from tests.support import write_config
+from tests.support import token_file, write_config
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -116,5 +116,8 @@ class Providers:
              "secret_env": "PARTNER_HOOK_SECRET", "rate_per_second": 50},
         ]
 
-    def cli(self, *args: str) -> list[str]:
-        return ["--config", str(self.config), "--db", str(self.db), *args]
+    def cli(self, *args: str, as_user: str | None = None) -> list[str]:
+        """The CLI's arguments for this config and database; ``as_user`` (a TEST_USERS name) adds
+        ``--token-file`` for that user, created in the database on first use."""
+        identity = ["--token-file", str(token_file(self.tmp_path, self.db, as_user))] if as_user else []
+        return ["--config", str(self.config), "--db", str(self.db), *identity, *args]

@@ -57,7 +57,7 @@ def test_live_fire_cli_puts_every_message_where_it_belongs_exactly_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with Providers(tmp_path, recipients=9) as p:
-        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
+        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json", as_user="officer"))
         out = orjson.loads(capsys.readouterr().out)
     assert code == 0
     assert out["mode"] == "live"
@@ -157,7 +157,7 @@ def test_no_secret_in_logs_errors_or_log_output(
         p.telegram.script(FakeTelegram.unauthorized())
         p.x.script(FakeX.unauthorized())
         p.webhook.script(webhook_error(401))
-        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
+        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json", as_user="officer"))
         fired = capsys.readouterr().out
         alert_id = orjson.loads(fired)["alert_id"]
         main(p.cli("log", alert_id, "--json"))

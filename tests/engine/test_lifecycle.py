@@ -35,8 +35,10 @@ def test_cancel_reaches_every_channel_the_original_reached_threaded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with Providers(tmp_path, recipients=5) as p:
-        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
-        cancel = fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--live", "--yes", "--json"))
+        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
+                                                    as_user="officer"))
+        cancel = fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--live", "--yes", "--json",
+                                                  as_user="officer"))
         store = Reader(p.db)
         record = store.alert(str(cancel["alert_id"]))
     assert record.msg_type == "Cancel" and record.references == original["alert_id"]
@@ -59,9 +61,9 @@ def test_cancel_reaches_every_channel_the_original_reached_threaded(
 def test_update_keeps_unchanged_values_and_threads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Providers(tmp_path, recipients=2) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
-                                           "--channels", "x-authority"))
+                                           "--channels", "x-authority", as_user="officer"))
         fire_json(capsys, p.cli("update", str(original["alert_id"]), "--var", "ends=2026-11-24T09:00:00+04:00",
-                                "--live", "--yes", "--json"))
+                                "--live", "--yes", "--json", as_user="officer"))
     updated_ar = p.x.tweets[2]["text"]
     assert "شارع الشيخ زايد" in updated_ar and "9:00" in updated_ar
     assert p.x.tweets[2]["reply_to"] == p.x.tweets[0]["id"]
@@ -86,7 +88,7 @@ def test_a_cancel_withdraws_what_the_original_has_not_sent_yet(
 def test_a_live_follow_up_of_a_rehearsal_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Providers(tmp_path, recipients=1) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--dry-run", "--json"))
-        assert main(p.cli("cancel", str(original["alert_id"]), "--live", "--yes")) == 2
+        assert main(p.cli("cancel", str(original["alert_id"]), "--live", "--yes", as_user="officer")) == 2
         assert "dry-run" in capsys.readouterr().err
         assert [f.requests for f in (p.x, p.telegram, p.twilio, p.webhook)] == [[], [], [], []]
 
@@ -95,7 +97,8 @@ def test_rehearsing_the_cancel_of_a_live_alert_leaves_the_live_alert_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with Providers(tmp_path, recipients=3) as p:
-        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
+        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
+                                                    as_user="officer"))
         store = Reader(p.db)
         sql(store, "UPDATE deliveries SET state = 'pending' WHERE alert_id = ? AND recipient = ?",
             original["alert_id"], p.phones[0])

@@ -213,7 +213,7 @@ after = "1s"
 """
     with Providers(tmp_path, recipients=3) as p:
         path = write_runbook(tmp_path, text)
-        code = main(p.cli("runbook", "run", str(path), "--live", "--yes"))
+        code = main(p.cli("runbook", "run", str(path), "--live", "--yes", as_user="officer"))
         out = capsys.readouterr().out
         assert code == 0, out
         assert "LIVE" in out and "finished" in out
@@ -233,7 +233,7 @@ def test_a_live_run_needs_a_typed_confirmation(tmp_path: Path, capsys: pytest.Ca
         monkeypatch.setenv(name, value)
     with Providers(tmp_path, recipients=1) as p:
         path = write_runbook(tmp_path, CLOSURE.replace("AFTER", "0s"))
-        assert main(p.cli("runbook", "run", str(path), "--live")) == 2
+        assert main(p.cli("runbook", "run", str(path), "--live", as_user="officer")) == 2
         assert "confirmation" in capsys.readouterr().err
         assert p.x.requests == []
 
@@ -380,7 +380,7 @@ def test_a_live_run_without_secrets_is_refused_before_anything_fires(
     monkeypatch.delenv("TELEGRAM_TOKEN")
     with Providers(tmp_path, recipients=1) as p:
         path = write_runbook(tmp_path, CLOSURE.replace("AFTER", "0s"))
-        assert main(p.cli("runbook", "run", str(path), "--live", "--yes")) == 2
+        assert main(p.cli("runbook", "run", str(path), "--live", "--yes", as_user="officer")) == 2
         assert "TELEGRAM_TOKEN" in capsys.readouterr().err
         assert p.x.requests == [] and p.telegram.requests == []
 

@@ -170,7 +170,8 @@ def test_users_add_prints_the_token_once_as_its_last_line(
             assert user is not None and user.role == "approver"
             rows = (await store.db.execute("SELECT actor, action, detail FROM audit ORDER BY seq")).rows
             assert rows[-1]["action"] == "user_add"
-            assert orjson.loads(rows[-1]["detail"]) == {"name": "khalid", "role": "approver"}
+            detail = orjson.loads(rows[-1]["detail"])
+            assert (detail["name"], detail["role"]) == ("khalid", "approver") and "expires_at" in detail
 
     asyncio.run(check())
     assert main(providers.cli("users", "add", "khalid", "--role", "viewer")) == 2
@@ -183,7 +184,7 @@ async def test_the_users_table_has_no_token_column(tmp_path: Path) -> None:
     async with opened(str(tmp_path / "t.db")) as store:
         columns = [r["name"] for r in await store.db.execute("PRAGMA table_info(users)")]
         assert isinstance(store.db, SqliteDatabase)
-    assert columns == ["name", "role", "token_id", "token_salt", "token_hash", "created_at"]
+    assert columns == ["name", "role", "token_id", "token_salt", "token_hash", "created_at", "expires_at"]
 
 
 async def test_no_token_or_provider_secret_reaches_a_log_the_audit_or_an_answer(

@@ -7,6 +7,7 @@ import asyncio
 import orjson
 import pytest
 
+from broadcaster.cli import main
 from tests.engine.providers import SECRETS
 from tests.service.support import QUAKE_CONFIRM, Api, ManualClock, provider_requests
 
@@ -175,3 +176,23 @@ async def test_a_live_release_is_typed_one_click_sends_nothing(clocked: Api) -> 
     assert status == 202, answer
     await api.settle()
     assert len(api.providers.x.tweets) == 2
+
+
+async def test_a_cli_officer_is_the_same_officer_to_the_service(
+    clocked: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI acts as the token's user: an officer who fired from the command line cannot second-sign
+    their own alert in the console (before, the CLI was ``cli:root`` and could)."""
+    api = clocked
+    monkeypatch.setenv("BROADCASTER_TOKEN", api.tokens["officer"])
+    p = api.providers
+    code = await asyncio.to_thread(main, p.cli("fire", "earthquake", "--use-examples", "--live", "--yes", "--json"))
+    assert code == 0
+    alert_id = orjson.loads(capsys.readouterr().out)["alert_id"]
+    assert provider_requests(p) == [0, 0, 0, 0]
+    status, body = await api.post(f"/api/alerts/{alert_id}/confirm", QUAKE_CONFIRM, "officer")
+    assert status == 409 and "officer fired alert" in body["message"]
+    status, body = await api.post(f"/api/alerts/{alert_id}/confirm", QUAKE_CONFIRM, "officer2")
+    assert status == 202, body
+    await api.settle()
+    assert len(p.x.tweets) == 2

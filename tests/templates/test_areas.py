@@ -10,6 +10,7 @@ import pytest
 from broadcaster.cli import main
 from broadcaster.errors import TemplateError
 from broadcaster.templates.gazetteer import load_gazetteer
+from tests.support import token_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,8 @@ def test_approve_refuses_a_template_that_fails_its_checks(
     path.write_text(path.read_text(encoding="utf-8").replace("max_length = 40\n", "max_length = 400\n"),
                     encoding="utf-8")
     args = ["--config", str(tmp_path / "channels.toml"), "--db", str(tmp_path / "t.db")]
-    assert main([*args, "templates", "approve", "road_closure", "--by", "A. Officer"]) == 2
+    approver = token_file(tmp_path, tmp_path / "t.db", "approver")
+    assert main([*args, "--token-file", str(approver), "templates", "approve", "road_closure"]) == 2
     assert "not approved" in capsys.readouterr().err
     assert "sha256 = " in path.read_text(encoding="utf-8")  # the old (now stale) approval is untouched
     assert main([*args, "templates", "check"]) == 2

@@ -88,7 +88,8 @@ def test_missing_approval_is_reported(catalogue: Catalogue) -> None:
     with pytest.raises(TemplateError, match="approval missing"):
         catalogue.approved("cancel")
     problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
-    assert problems == [f"{path}: [approval]: missing; run `broadcaster templates approve ID --by NAME` after review"]
+    assert problems == [
+        f"{path}: [approval]: missing; run `broadcaster templates approve ID` (as an approver) after review"]
 
 
 def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalogue) -> None:
