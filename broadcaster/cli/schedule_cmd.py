@@ -43,7 +43,8 @@ async def schedule_fire(args: argparse.Namespace) -> int:
     from broadcaster.states import Mode
 
     async with open_app(args.config, args.db) as app:
-        scheduled = await plan_schedule(app, args.template, inputs_from(args, app.catalogue), mode=Mode(args.mode),
+        inputs = inputs_from(args, app.catalogue, app.config.timezone)
+        scheduled = await plan_schedule(app, args.template, inputs, mode=Mode(args.mode),
                                         areas=tuple(args.area), selection=args.channels, at=args.at,
                                         every=args.every, until=args.until, now=time.time())
         if args.mode == "live" and not args.yes and not await confirm_live(scheduled.plan):
