@@ -33,6 +33,7 @@ LANGUAGES: Final = ("ar", "en")
 COMMON_KEYS: Final = frozenset({
     "id", "kind", "languages", "areas", "exercise", "api_base", "rate_per_second", "timeout_s", "name",
 })
+DEFAULT_MAX_CLOCK_SKEW_S: Final = 60.0
 _CHANNEL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 OptionsT = TypeVar("OptionsT", bound="KindOptions")
@@ -142,6 +143,8 @@ class Config:
     runbooks_dir: Path
     public_url: str | None
     channels: tuple[ChannelConfig, ...] = field(default=())
+    # A fire refuses to start when this host's clock and the database's differ by more (app.fire.plan_request).
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -242,7 +245,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     top = raw.get("broadcaster")
     if not isinstance(top, dict):
         raise ConfigError("missing [broadcaster] table", where=where)
-    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url"}
+    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "max_clock_skew_s"}
     for key in top:
         if key not in known_top:
             raise ConfigError(f"[broadcaster]: unknown key {key!r}", where=where)
@@ -259,6 +262,10 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     templates_dir = resolve_path(base_dir, str(top.get("templates", "templates")), "templates", settings)
     runbooks_dir = resolve_path(base_dir, str(top.get("runbooks", "runbooks")), "runbooks", settings)
     public_url = top.get("public_url")
+    skew = top.get("max_clock_skew_s", DEFAULT_MAX_CLOCK_SKEW_S)
+    if not isinstance(skew, int | float) or isinstance(skew, bool) or not 0 < skew <= 3600:
+        raise ConfigError("[broadcaster]: key 'max_clock_skew_s': must be a number of seconds from 0 to 3600 "
+                          "(how far this host's clock may differ from the database's)", where=where)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -281,6 +288,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         runbooks_dir=runbooks_dir,
         public_url=str(public_url) if public_url else None,
         channels=tuple(channels),
+        max_clock_skew_s=float(skew),
     )
 
 

@@ -21,6 +21,7 @@ refuses it) and returns it ready to run.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -34,7 +35,7 @@ from broadcaster.engine.node import DEAD_AFTER_S, Node
 from broadcaster.engine.outbox import Plan, commit, plan_alert
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.engine.runner import deliver
-from broadcaster.errors import Conflict, InputError, StoreError
+from broadcaster.errors import ConfigError, Conflict, InputError, StoreError
 from broadcaster.states import Mode, MsgType
 from broadcaster.store.pending import AWAITING, NOT_CONFIRMED
 from broadcaster.store.records import NodeRow
@@ -98,6 +99,7 @@ class Going:
 async def plan_request(app: App, request: Request, *, now: float, created_by: str, alert_id: str | None = None,
                        require_approval: bool = True) -> Plan:
     """Check and render what ``request`` would send; raises an InputError (nothing stored) on any problem."""
+    await check_clock(app)
     if request.kind == "fire":
         if request.template is None:
             raise InputError("a fire needs a template")
@@ -111,6 +113,25 @@ async def plan_request(app: App, request: Request, *, now: float, created_by: st
                                  alert_id=alert_id, created_by=created_by)
     return await plan_cancel(app, request.original, mode=request.mode, now=now, alert_id=alert_id,
                              created_by=created_by)
+
+
+async def check_clock(app: App) -> None:
+    """Refuse to plan while this host's clock and the database's disagree by more than ``max_clock_skew_s``.
+
+    Every time an alert states (sent, expires, "until", the time rules) comes from
+    this host's clock; a host days slow would send alerts already expired. The
+    host's wall clock is compared, not the plan's ``now`` (a rehearsal's is virtual).
+    A ConfigError: the installation's fault, not the officer's (HTTP 503, exit 2).
+    """
+    database = await app.store.nodes.now()
+    skew = time.time() - database
+    if abs(skew) > app.config.max_clock_skew_s:
+        tz = app.config.timezone
+        raise ConfigError(
+            f"this host's clock ({iso_seconds(database + skew, tz)}) is {abs(skew):.0f} s "
+            f"{'ahead of' if skew > 0 else 'behind'} the database's ({iso_seconds(database, tz)}), more than "
+            f"max_clock_skew_s = {app.config.max_clock_skew_s:g}; nothing was sent. Set the clock right (NTP) and "
+            "fire again", where="host clock")
 
 
 async def launch(app: App, plan: Plan, request: Request, *, actor: str, now: float,

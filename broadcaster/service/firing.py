@@ -78,6 +78,8 @@ async def cancel(request: web.Request) -> web.Response:
 async def _send(service: Service, user: User, asked: Request, confirm: str | None) -> web.Response:
     try:
         plan = await plan_request(service.app, asked, now=service.clock.now(), created_by=user.name)
+    except ConfigError:
+        raise  # the server's own fault (a clock off the database's): 503, nothing sent
     except InputError as exc:
         raise input_error(exc) from None
     require_typed_confirmation(asked.mode, confirm, plan.template.id)
