@@ -28,8 +28,8 @@ from broadcaster.errors import VariableError
 
 WHEN: Final = ("future", "past", "any")
 MAX_WITHIN_HOURS: Final = 8784.0  # a leap year
-_DURATION: Final = re.compile(r"^(?:(\d{1,3})d)?(?:(\d{1,4})h)?(?:(\d{1,5})m)?$")
-_WALL: Final = re.compile(r"^\+(\d{1,3})d\s+(\d{1,2}):(\d{2})$")
+_DURATION: Final = re.compile(r"^(?:([0-9]{1,3})d)?(?:([0-9]{1,4})h)?(?:([0-9]{1,5})m)?$")
+_WALL: Final = re.compile(r"^\+([0-9]{1,3})d +([0-9]{1,2}):([0-9]{2})$")
 
 
 @dataclass(frozen=True, slots=True)

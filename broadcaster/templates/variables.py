@@ -38,7 +38,7 @@ _DATETIME_PATTERNS: Final = {
 }
 LOCALES: Final = {"ar": "ar_AE", "en": "en_AE"}
 _DIGITS: Final = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
-_NUMBER: Final = re.compile(r"-?\d+(?:\.\d+)?")
+_NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 MAX_DIGITS: Final = len(str(MAX_NUMBER))  # more whole digits than any bound can hold: refused before Decimal
 
 Inputs = Mapping[str, Mapping[str, str]]  # variable -> language -> typed value

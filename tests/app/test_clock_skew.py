@@ -14,7 +14,9 @@ import pytest
 
 from broadcaster.app.context import open_app
 from broadcaster.app.fire import Request, plan_request
+from broadcaster.channels.registry import KINDS
 from broadcaster.cli import main
+from broadcaster.config import load_config
 from broadcaster.errors import ConfigError
 from broadcaster.states import Mode
 from broadcaster.store import upgrade_database
@@ -89,6 +91,9 @@ def test_max_clock_skew_s_must_be_a_sensible_number_of_seconds(tmp_path: Path, v
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, [{"id": "hook", "kind": "webhook", "url": "https://partner.example/alerts",
                                       "secret_env": "PARTNER_HOOK_SECRET"}], templates=str(REPO / "templates"))
-    config.write_text(config.read_text().replace("[broadcaster]\n", f"[broadcaster]\nmax_clock_skew_s = {value}\n"))
+    plain = config.read_text()
+    config.write_text(plain.replace("[broadcaster]\n", "[broadcaster]\nmax_clock_skew_s = 30\n"))
+    assert load_config(config, KINDS).max_clock_skew_s == 30.0
+    config.write_text(plain.replace("[broadcaster]\n", f"[broadcaster]\nmax_clock_skew_s = {value}\n"))
     assert main(["--config", str(config), "channels", "check", "--dry-run"]) == 2
-    assert "max_clock_skew_s" in capsys.readouterr().err
+    assert "key 'max_clock_skew_s': must be a number of seconds" in capsys.readouterr().err

@@ -101,3 +101,21 @@ async def test_300_approvals_while_the_file_switches_between_a_and_b_approve_onl
         assert status == 409 and "changed since you reviewed it" in body["message"]
         status, shown = await api.get("/api/templates/notice")
         assert shown["approved"] is False and shown["sha256"] == hash_b
+
+
+async def test_the_api_approves_only_a_template_that_passes_every_other_check(providers: Providers) -> None:
+    # The CLI always refused this; the API approved it (an approval vouches for a text that fits).
+    templates = providers.tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates)
+    path = templates / "road_closure.toml"
+    path.write_text(path.read_text(encoding="utf-8").replace("max_length = 40\n", "max_length = 400\n"),
+                    encoding="utf-8")
+    before = path.read_bytes()
+    rewrite_config(providers, extra=drill_channels(providers), templates=templates, public_url=PUBLIC_URL)
+    async with serving(providers) as api:
+        _, shown = await api.get("/api/templates/road_closure")
+        status, body = await api.post("/api/templates/road_closure/approve", {"sha256": shown["sha256"]}, "approver")
+        assert status == 400 and body["field"] == "template", body
+        assert "is not approved: fix these" in body["message"] and "worst case does not fit" in body["message"]
+        assert path.read_bytes() == before
+        assert await api.audit("approval") == []

@@ -70,18 +70,22 @@ def test_a_closure_that_ends_before_it_starts_is_refused() -> None:
     assert refused("road_closure", starts=at(days=1), ends=at(days=1)).variable == "ends"
 
 
-@pytest.mark.parametrize(("template", "values"), [
-    ("flood_warning", {"until": at(minutes=1)}),
-    ("flood_warning", {"until": at(hours=168)}),
-    ("earthquake", {"occurred": at()}),
-    ("earthquake", {"occurred": at(hours=-12)}),
-    ("all_clear", {"ended": at(hours=-24)}),
-    ("road_closure", {"starts": at(hours=-3), "ends": at(hours=2)}),  # an accident: closed since, open later
-    ("road_closure", {"starts": at(days=20), "ends": at(days=21)}),
-    ("cancel", {"original_sent": at(days=-300)}),  # a correction is never refused for its age
+@pytest.mark.parametrize(("template", "inside", "outside"), [
+    ("flood_warning", {"until": at(minutes=1)}, {"until": at()}),
+    ("flood_warning", {"until": at(hours=168)}, {"until": at(hours=168, minutes=1)}),
+    ("earthquake", {"occurred": at()}, {"occurred": at(minutes=1)}),
+    ("earthquake", {"occurred": at(hours=-12)}, {"occurred": at(hours=-12, minutes=-1)}),
+    ("all_clear", {"ended": at(hours=-24)}, {"ended": at(hours=-24, minutes=-1)}),
+    # An accident: closed since three hours, open again in two; it cannot reopen before it closed.
+    ("road_closure", {"starts": at(hours=-3), "ends": at(hours=2)}, {"starts": at(hours=3), "ends": at(hours=2)}),
+    ("road_closure", {"starts": at(days=20), "ends": at(days=21)}, {"starts": at(days=20), "ends": at(days=31)}),
+    # A correction is never refused for its age within a year.
+    ("cancel", {"original_sent": at(days=-300)}, {"original_sent": at(days=-367)}),
 ])
-def test_a_time_inside_its_window_passes(template: str, values: dict[str, str]) -> None:
-    accepted(template, **values)
+def test_a_time_just_inside_its_window_passes_and_just_outside_is_refused(template: str, inside: dict[str, str],
+                                                                         outside: dict[str, str]) -> None:
+    accepted(template, **inside)
+    assert refused(template, **outside).variable in outside
 
 
 RULES = {"starts": TimeRule("any", 48), "ends": TimeRule("future", 48, after="starts"),
