@@ -36,6 +36,7 @@ DEFAULT_TOKEN_EXPIRY_S: Final = 90 * 86400.0
 COMMON_KEYS: Final = frozenset({
     "id", "kind", "languages", "areas", "exercise", "api_base", "rate_per_second", "timeout_s", "name",
 })
+DEFAULT_MAX_CLOCK_SKEW_S: Final = 60.0
 _CHANNEL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 OptionsT = TypeVar("OptionsT", bound="KindOptions")
@@ -146,6 +147,8 @@ class Config:
     public_url: str | None
     channels: tuple[ChannelConfig, ...] = field(default=())
     token_expiry_s: float = DEFAULT_TOKEN_EXPIRY_S  # [broadcaster] token_expiry
+    # A fire refuses to start when this host's clock and the database's differ by more (app.fire.plan_request).
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -246,7 +249,8 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     top = raw.get("broadcaster")
     if not isinstance(top, dict):
         raise ConfigError("missing [broadcaster] table", where=where)
-    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry"}
+    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry",
+                 "max_clock_skew_s"}
     for key in top:
         if key not in known_top:
             raise ConfigError(f"[broadcaster]: unknown key {key!r}", where=where)
@@ -264,6 +268,10 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     runbooks_dir = resolve_path(base_dir, str(top.get("runbooks", "runbooks")), "runbooks", settings)
     public_url = top.get("public_url")
     token_expiry_s = token_expiry(top.get("token_expiry", "90d"), settings)
+    skew = top.get("max_clock_skew_s", DEFAULT_MAX_CLOCK_SKEW_S)
+    if not isinstance(skew, int | float) or isinstance(skew, bool) or not 0 < skew <= 3600:
+        raise ConfigError("[broadcaster]: key 'max_clock_skew_s': must be a number of seconds from 0 to 3600 "
+                          "(how far this host's clock may differ from the database's)", where=where)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -287,6 +295,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         public_url=str(public_url) if public_url else None,
         channels=tuple(channels),
         token_expiry_s=token_expiry_s,
+        max_clock_skew_s=float(skew),
     )
 
 

@@ -49,7 +49,11 @@ class TemplateError(InputError):
 
 
 class VariableError(InputError):
-    """A variable value that fails validation."""
+    """A variable value that fails validation; ``variable`` names it (the HTTP API's ``variables.NAME``)."""
+
+    def __init__(self, message: str, *, where: str | None = None, variable: str | None = None) -> None:
+        self.variable = variable
+        super().__init__(message, where=where)
 
 
 class SelectionError(InputError):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -14,8 +16,9 @@ from tests.support import token_file
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "channels.toml"
 REQUIRED = ("road_closure", "flood_warning", "earthquake", "all_clear", "cancel")
-ROAD_VARS = ["--var", "road=E311", "--var", "reason=accident", "--var", "starts=2026-11-23T22:00:00+04:00",
-             "--var", "ends=2026-11-24T05:00:00+04:00", "--var", "detour.ar=شارع الخيل",
+TOMORROW = datetime.now(ZoneInfo("Asia/Dubai")).replace(hour=22, minute=0, second=0, microsecond=0) + timedelta(days=1)
+ROAD_VARS = ["--var", "road=E311", "--var", "reason=accident", "--var", f"starts={TOMORROW.isoformat()}",
+             "--var", f"ends={(TOMORROW + timedelta(hours=7)).isoformat()}", "--var", "detour.ar=شارع الخيل",
              "--var", "detour.en=Al Khail Road"]
 LOG_KEYS = {"alert_id", "channel", "recipient", "language", "attempt", "outcome", "http_status", "error_code",
             "provider_id", "started_at", "finished_at"}
@@ -81,7 +84,11 @@ def test_templates_approve_makes_check_pass_again(cli: Cli, own_copy: Path) -> N
     path.write_text(path.read_text(encoding="utf-8").replace('urgency = "Immediate"', 'urgency = "Expected"'),
                     encoding="utf-8")
     approver = token_file(own_copy, cli.db, "approver")
-    code, out, err = cli("--token-file", str(approver), "templates", "approve", "earthquake")
+    code, _, err = cli("--token-file", str(approver), "templates", "approve", "earthquake")
+    assert code == 2 and "--sha256" in err  # not on a terminal: it shows the content, approves nothing
+    assert cli("templates", "check")[0] == 2
+    sha256 = cli.json("templates", "show", "earthquake")["sha256"]
+    code, out, err = cli("--token-file", str(approver), "templates", "approve", "earthquake", "--sha256", str(sha256))
     assert code == 0, err
     assert "approved earthquake by approver" in out
     assert cli("templates", "check")[0] == 0
@@ -161,7 +168,7 @@ def test_preview_with_vars(cli: Cli) -> None:
     [
         ("road=E999", "road"),
         ("detour.en=see bit.ly/x", "detour"),
-        ("starts=2026-11-23T22:00:00", "starts"),
+        (f"starts={TOMORROW.replace(tzinfo=None).isoformat()}", "starts"),
         ("reason=roadworks", "reason"),
         ("detour.en=Al Khail\u202eRoad", "detour"),
     ],

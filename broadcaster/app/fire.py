@@ -23,6 +23,7 @@ request is launched (every face calls it), :func:`confirm` by itself.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -37,7 +38,7 @@ from broadcaster.engine.node import DEAD_AFTER_S, Node
 from broadcaster.engine.outbox import Plan, commit, plan_alert
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.engine.runner import deliver
-from broadcaster.errors import Conflict, InputError, StoreError
+from broadcaster.errors import ConfigError, Conflict, InputError, StoreError
 from broadcaster.states import Mode, MsgType, StepState
 from broadcaster.store.pending import AWAITING, NOT_CONFIRMED, PendingFire
 from broadcaster.store.records import NodeRow
@@ -101,6 +102,7 @@ class Going:
 async def plan_request(app: App, request: Request, *, now: float, created_by: str, alert_id: str | None = None,
                        require_approval: bool = True) -> Plan:
     """Check and render what ``request`` would send; raises an InputError (nothing stored) on any problem."""
+    await check_clock(app)
     if request.kind == "fire":
         if request.template is None:
             raise InputError("a fire needs a template")
@@ -130,6 +132,25 @@ async def check_request(app: App, user: User, request: Request) -> None:
             raise InputError(f"an {request.kind} needs the alert it follows up")
         template_id = (await app.store.alerts.get(request.original)).template
     check_fire(user, request.mode, app.catalogue.get(template_id))
+
+
+async def check_clock(app: App) -> None:
+    """Refuse to plan while this host's clock and the database's disagree by more than ``max_clock_skew_s``.
+
+    Every time an alert states (sent, expires, "until", the time rules) comes from
+    this host's clock; a host days slow would send alerts already expired. The
+    host's wall clock is compared, not the plan's ``now`` (a rehearsal's is virtual).
+    A ConfigError: the installation's fault, not the officer's (HTTP 503, exit 2).
+    """
+    database = await app.store.nodes.now()
+    skew = time.time() - database
+    if abs(skew) > app.config.max_clock_skew_s:
+        tz = app.config.timezone
+        raise ConfigError(
+            f"this host's clock ({iso_seconds(database + skew, tz)}) is {abs(skew):.0f} s "
+            f"{'ahead of' if skew > 0 else 'behind'} the database's ({iso_seconds(database, tz)}), more than "
+            f"max_clock_skew_s = {app.config.max_clock_skew_s:g}; nothing was sent. Set the clock right (NTP) and "
+            "fire again", where="host clock")
 
 
 async def launch(app: App, plan: Plan, request: Request, *, actor: str, now: float,

@@ -71,7 +71,7 @@ async def cmd_preview(args: argparse.Namespace) -> int:
     with no_network():  # a preview stores nothing and reaches nothing
         config, catalogue, _ = load(args.config, args.db)
         template = catalogue.get(args.template)
-        plan = await plan_alert(config, catalogue, args.template, inputs_from(args, catalogue),
+        plan = await plan_alert(config, catalogue, args.template, inputs_from(args, catalogue, config.timezone),
                                 mode=Mode.EXERCISE if args.exercise else Mode.DRY_RUN, now=time.time(),
                                 areas=tuple(args.area), selection=args.channels, require_approval=False)
     if args.json:
@@ -102,8 +102,9 @@ async def cmd_fire(args: argparse.Namespace) -> int:
         raise ConfigError("--queue: a dry-run is never left to workers; it runs here, on this machine",
                           where="--queue")
     async with open_app(args.config, args.db) as app:
-        request = Request("fire", Mode(args.mode), template=args.template, inputs=inputs_from(args, app.catalogue),
-                          areas=tuple(args.area), selection=args.channels)
+        inputs = inputs_from(args, app.catalogue, app.config.timezone)
+        request = Request("fire", Mode(args.mode), template=args.template, inputs=inputs, areas=tuple(args.area),
+                          selection=args.channels)
         return await send(args, app, request)
 
 

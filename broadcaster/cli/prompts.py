@@ -14,6 +14,7 @@ import contextlib
 import getpass
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ from broadcaster.cli.output import banner, err_console
 from broadcaster.cli.views import show_preview
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from broadcaster.engine.outbox import Plan
     from broadcaster.runbooks.model import Runbook
     from broadcaster.templates.catalogue import Catalogue
@@ -60,11 +63,12 @@ def actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def inputs_from(args: argparse.Namespace, catalogue: Catalogue) -> dict[str, dict[str, str]]:
+def inputs_from(args: argparse.Namespace, catalogue: Catalogue, tz: ZoneInfo) -> dict[str, dict[str, str]]:
+    """``--var`` values, or the template's examples (relative times made absolute from this moment)."""
     from broadcaster.templates.variables import example_inputs, parse_var_args
 
     if args.use_examples:
-        return example_inputs(catalogue.get(args.template))
+        return example_inputs(catalogue.get(args.template), time.time(), tz)
     return parse_var_args(args.var)
 
 

@@ -50,7 +50,8 @@ async def schedule_fire(args: argparse.Namespace) -> int:
         if user is not None:
             await permitted(app, user, lambda: check_request(app, user, Request("fire", mode, template=args.template)),
                             action="schedule", template=args.template, mode=str(mode))
-        scheduled = await plan_schedule(app, args.template, inputs_from(args, app.catalogue), mode=mode,
+        inputs = inputs_from(args, app.catalogue, app.config.timezone)
+        scheduled = await plan_schedule(app, args.template, inputs, mode=mode,
                                         areas=tuple(args.area), selection=args.channels, at=args.at,
                                         every=args.every, until=args.until, now=time.time(),
                                         started_by=actor_of(user))

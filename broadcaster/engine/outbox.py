@@ -168,7 +168,7 @@ async def plan_alert(
         raise SelectionError(f"mode must be one of {', '.join(Mode)}") from None
     template = catalogue.approved(template_id) if require_approval else catalogue.get(template_id)
     gazetteer = catalogue.gazetteer
-    values = resolve(template, gazetteer, inputs, config.timezone)
+    values = resolve(template, gazetteer, inputs, config.timezone, now=now)
     known_areas = gazetteer.area_codes()
     for area in areas:
         if area not in known_areas:

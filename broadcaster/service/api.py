@@ -30,6 +30,7 @@ from broadcaster.service.views import (
 )
 from broadcaster.store.pending import AWAITING, CONFIRMED
 from broadcaster.store.records import AlertRecord
+from broadcaster.templates.variables import example_inputs
 
 MAX_ALERTS = 200
 
@@ -45,13 +46,15 @@ async def templates(request: web.Request) -> web.Response:
 
 
 async def template(request: web.Request) -> web.Response:
-    catalogue = request.app[SERVICE].app.catalogue
+    """As ``templates show ID --json``: examples as they would be used now, and the sha256 an approver reviews."""
+    service = request.app[SERVICE]
     template_id = request.match_info["template_id"]
     try:
-        found = catalogue.get(template_id)
+        found = service.app.catalogue.get(template_id)
     except InputError:
         raise ApiError(404, "not_found", f"no template {template_id!r}") from None
-    return json_response(template_detail(found))
+    examples = example_inputs(found, service.clock.now(), service.config.timezone)
+    return json_response(template_detail(found, examples))
 
 
 async def gazetteer(request: web.Request) -> web.Response:
@@ -71,9 +74,10 @@ async def preview(request: web.Request) -> web.Response:
     except InputError as exc:
         raise input_error(exc, field="template") from None
     try:
-        plan = await plan_alert(app.config, app.catalogue, template.id, body.inputs(template), mode=body.mode,
-                                now=service.clock.now(), areas=body.areas, selection=body.selection,
-                                require_approval=False)
+        now = service.clock.now()
+        inputs = body.inputs(template, now, service.config.timezone)
+        plan = await plan_alert(app.config, app.catalogue, template.id, inputs, mode=body.mode, now=now,
+                                areas=body.areas, selection=body.selection, require_approval=False)
     except InputError as exc:
         raise input_error(exc) from None
     return json_response({"template": template.id, "approved": template.approved, "two_person": template.two_person,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from broadcaster.service.http import ApiError
 from broadcaster.states import Mode
@@ -34,9 +35,10 @@ class FireBody:
     mode: Mode
     confirm: str | None
 
-    def inputs(self, template: Template) -> Inputs:
-        """The template's examples when asked for, overlaid with the values given."""
-        inputs = example_inputs(template) if self.use_examples else {}
+    def inputs(self, template: Template, now: float, tz: ZoneInfo) -> Inputs:
+        """The template's examples (relative times made absolute from ``now``) when asked for, overlaid with
+        the values given."""
+        inputs = example_inputs(template, now, tz) if self.use_examples else {}
         for name, values in self.variables.items():
             inputs.setdefault(name, {}).update(values)
         return inputs

@@ -1,7 +1,7 @@
 """HTTP plumbing shared by the handlers: JSON in and out, errors, bearer-token auth.
 
 Every error is ``{"error": code, "message": text}`` (plus ``"field"`` when one
-field of the body is at fault). Project input errors become 400, with the field
+field of the body is at fault: ``"variables.ends"`` names one variable). Project input errors become 400, with the field
 they concern; nothing is sent when a request fails. Unexpected exceptions become
 a bare 500 whose details go to the server log only.
 """
@@ -65,7 +65,7 @@ def field_of(exc: InputError) -> str | None:
     """The body field a project input error is about."""
     text = str(exc)
     if isinstance(exc, VariableError):
-        return "variables"
+        return f"variables.{exc.variable}" if exc.variable else "variables"
     if isinstance(exc, TemplateError):
         return "template"
     if isinstance(exc, SelectionError):

@@ -89,9 +89,11 @@ def document() -> dict[str, Any]:
         "/api/templates/{template_id}": {"parameters": _TEMPLATE_PARAM, "get": _op(
             "One template, as `templates show --json`", {**_json({"type": "object"}), **_errors(404)})},
         "/api/templates/{template_id}/approve": {"parameters": _TEMPLATE_PARAM, "post": _op(
-            "Approve the template's current content", {**_json(_obj(id=_STR, approved=_BOOL, by=_STR, at=_STR,
-                                                                    sha256=_STR)), **_errors(400, 403, 404, 409)},
-            body=_obj(["sha256"], sha256={**_STR, "description": "the content hash the approver reviewed"}),
+            "Approve exactly the content the approver reviewed: read once, compared with `sha256`, written "
+            "atomically; 409 when the file holds anything else, 400 when it fails a check",
+            {**_json(_obj(id=_STR, approved=_BOOL, by=_STR, at=_STR, sha256=_STR)), **_errors(400, 403, 404, 409)},
+            body=_obj(["sha256"], sha256={**_STR, "description": "the sha256 the approver reviewed (GET "
+                                          "/api/templates/{id}): the file and the gazetteer names it renders"}),
             roles="approver")},
         "/api/gazetteer": {"get": _op("Places officers pick from", _json({"type": "array", "items": _obj(
             code=_STR, type=_STR, ar=_STR, en=_STR, areas={"type": "array", "items": _STR})}))},
@@ -113,7 +115,7 @@ def document() -> dict[str, Any]:
                 **_errors(404)}), "parameters": _PAGE}},
         "/api/alerts/{alert_id}/confirm": {"parameters": _ID_PARAM, "post": _op(
             "Second officer's confirmation of a two-person fire", {"202": _ACCEPTED, **_errors(400, 403, 404, 409,
-                                                                                               429)},
+                                                                                               429, 503)},
             body=_obj(confirm={**_STR, "description": "the template id, typed: required when the fire is live"}),
             roles="officer or approver, never the user who fired")},
         "/api/alerts/{alert_id}/events": {"parameters": _ID_PARAM, "get": _op(
@@ -124,10 +126,11 @@ def document() -> dict[str, Any]:
             "Every attempt, as `log --json` lines", {**_json({"type": "array", "items": _ref("Attempt")}),
                                                      **_errors(404)}), "parameters": _PAGE}},
         "/api/alerts/{alert_id}/update": {"parameters": _ID_PARAM, "post": _op(
-            "A new alert updating this one, on the same channels", {"202": _ACCEPTED, **_errors(400, 403, 404, 429)},
+            "A new alert updating this one, on the same channels",
+            {"202": _ACCEPTED, **_errors(400, 403, 404, 429, 503)},
             body=_obj(["mode"], variables=_VARIABLES, mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
         "/api/alerts/{alert_id}/cancel": {"parameters": _ID_PARAM, "post": _op(
-            "The pre-approved correction of this alert", {"202": _ACCEPTED, **_errors(400, 403, 404, 429)},
+            "The pre-approved correction of this alert", {"202": _ACCEPTED, **_errors(400, 403, 404, 429, 503)},
             body=_obj(["mode"], mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
         "/api/runbooks": {"get": _op("The runbooks of the runbooks folder", _json(
             {"type": "array", "items": _ref("RunbookSummary")}))},
@@ -164,7 +167,8 @@ def document() -> dict[str, Any]:
         "/": {"get": _op("The web console", {"200": {"description": "HTML"}}, public=True)},
     }
     schemas = {
-        "Error": _obj(["error", "message"], error=_STR, message=_STR, field=_STR),
+        "Error": _obj(["error", "message"], error=_STR, message=_STR,
+                      field={**_STR, "description": "the body field at fault, e.g. `variables.ends`"}),
         "Role": {"type": "string", "enum": list(ROLES)},
         "Accepted": _obj(["alert_id", "state"], alert_id=_STR,
                          state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR),

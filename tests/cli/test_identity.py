@@ -181,7 +181,10 @@ def test_only_an_approver_approves_and_the_approval_names_them(
                                      as_user="approver"))
     assert code == 2 and "'Someone Else' is not you" in err
     assert unapproved.read_text(encoding="utf-8") == stale
-    code, out, err = run(capsys, p.cli("templates", "approve", "road_closure", as_user="approver"))
+    code, out, _ = run(capsys, p.cli("templates", "show", "road_closure", "--json"))
+    reviewed = orjson.loads(out)["sha256"]
+    code, out, err = run(capsys, p.cli("templates", "approve", "road_closure", "--sha256", reviewed,
+                                       as_user="approver"))
     assert code == 0, err
     assert "approved road_closure by approver" in out
     assert 'by = "approver"' in unapproved.read_text(encoding="utf-8")

@@ -40,9 +40,10 @@ def fire(p: Providers, *, template: str = "road_closure", selection: str = "all"
 
     async def main() -> str:
         async with open_app(str(p.config), str(p.db)) as app:
+            now = time.time()
             plan = await plan_alert(app.config, app.catalogue, template,
-                                    example_inputs(app.catalogue.get(template)), mode=Mode.LIVE, now=time.time(),
-                                    selection=selection)
+                                    example_inputs(app.catalogue.get(template), now, app.config.timezone),
+                                    mode=Mode.LIVE, now=now, selection=selection)
             await run_plan(app, plan, policy=FAST)
             return plan.alert.id
 
@@ -187,7 +188,8 @@ def test_a_fire_is_audited_once_committed_and_not_when_its_commit_fails(tmp_path
     from broadcaster.errors import StoreUnavailable
 
     async def fire_once(app: Any, *, fail_commit: bool) -> str:
-        request = Request("fire", Mode.DRY_RUN, "road_closure", example_inputs(app.catalogue.get("road_closure")))
+        request = Request("fire", Mode.DRY_RUN, "road_closure",
+                          example_inputs(app.catalogue.get("road_closure"), time.time(), app.config.timezone))
         plan = await plan_request(app, request, now=time.time(), created_by="officer-1")
         await launch(app, plan, request, actor="officer-1", now=time.time())
         if fail_commit:

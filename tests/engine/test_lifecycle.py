@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -11,6 +13,8 @@ from broadcaster.cli import main
 from broadcaster.store import Store
 from tests.engine.providers import SECRETS, Providers
 from tests.support import Reader, read
+
+DUBAI = ZoneInfo("Asia/Dubai")
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +66,8 @@ def test_update_keeps_unchanged_values_and_threads(tmp_path: Path, capsys: pytes
     with Providers(tmp_path, recipients=2) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
                                            "--channels", "x-authority", as_user="officer"))
-        fire_json(capsys, p.cli("update", str(original["alert_id"]), "--var", "ends=2026-11-24T09:00:00+04:00",
+        ends = (datetime.now(DUBAI) + timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
+        fire_json(capsys, p.cli("update", str(original["alert_id"]), "--var", f"ends={ends.isoformat()}",
                                 "--live", "--yes", "--json", as_user="officer"))
     updated_ar = p.x.tweets[2]["text"]
     assert "شارع الشيخ زايد" in updated_ar and "9:00" in updated_ar

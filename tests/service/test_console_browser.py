@@ -312,6 +312,34 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             browser.close()
 
 
+def test_console_marks_the_variable_the_server_refuses_and_keeps_fire_disabled(sync_api: Any, served: Served) -> None:
+    """A time outside its rule (ends before starts) comes back as ``field: variables.ends``: that input is marked."""
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="ar-AE")
+            page.set_default_timeout(20_000)
+            page.goto(served.url + "/")
+            page.get_by_label("رمز الدخول (API token)").fill(served.token)
+            page.locator("#login-form button[type=submit]").click()
+            page.locator("#template").select_option("road_closure")
+            with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 200):
+                page.get_by_role("button", name="تعبئة بالأمثلة").click()
+            expect(page.locator("#fire")).to_be_enabled()
+            starts = page.locator("#var-starts").input_value()
+            ends = page.locator("#var-ends")
+            expect(ends).not_to_have_attribute("aria-invalid", "true")
+            with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 400) as refused:
+                ends.fill(starts)  # a closure that ends when it starts
+            assert refused.value.json()["field"] == "variables.ends"
+            expect(ends).to_have_attribute("aria-invalid", "true")
+            expect(page.locator("#preview-list .notice")).to_contain_text("variable 'ends'")
+            expect(page.locator("#fire")).to_be_disabled()
+        finally:
+            browser.close()
+
+
 def _post(served: Served, path: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
     import urllib.error
     import urllib.request

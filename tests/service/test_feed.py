@@ -6,6 +6,8 @@ import re
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
+import orjson
+import pytest
 
 from broadcaster.cap import validate
 from tests.engine.providers import Providers
@@ -114,3 +116,27 @@ async def test_without_a_public_url_links_use_the_request_origin(providers: Prov
         _, raw = await api.get("/cap/feed.atom", None)
         (link,) = SafeET.fromstring(raw).findall("a:entry/a:link", ATOM)
         assert re.match(r"^http://127\.0\.0\.1:\d+/cap/", link.get("href") or "")
+
+
+async def test_an_alert_whose_text_xml_cannot_carry_never_takes_the_feed_down(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A live alert stored with a control character in its headline (a gazetteer name from before names were
+    # checked): its own document is a 500, but the feed still answers for everyone, with the other alerts.
+    ids = []
+    for template in ("road_closure", "flood_warning"):
+        status, body = await api.fire("officer", template=template, mode="live")
+        assert status == 202, body
+        ids.append(body["alert_id"])
+    await api.settle()
+    good, bad = ids
+    alert = await api.app.store.alerts.get(bad)
+    forms = {lang: {**texts, "headline": texts["headline"] + "\x07"} for lang, texts in alert.forms.items()}
+    await api.app.store.db.execute("UPDATE alerts SET forms = ? WHERE id = ?", (orjson.dumps(forms).decode(), bad))
+    status, raw = await api.get("/cap/feed.atom", None)
+    assert status == 200
+    links = [link.get("href") for link in SafeET.fromstring(raw).findall("a:entry/a:link", ATOM)]
+    assert links == [f"{PUBLIC_URL}/cap/{good}.xml"]
+    assert f"alert {bad} is left out of the public feed" in caplog.text
+    status, _ = await api.get(f"/cap/{bad}.xml", None)
+    assert status == 500

@@ -140,11 +140,11 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"template": "road_closure", "variables": {"road": True}, "mode": "dry-run"}, "variables.road"),
     ({"template": "road_closure", "variables": {"detour": {"fr": "x"}}, "mode": "dry-run"}, "variables.detour.fr"),
     ({"template": "road_closure", "use_examples": True, "variables": {"detour": "see https://evil.example"},
-      "mode": "dry-run"}, "variables"),
+      "mode": "dry-run"}, "variables.detour"),
     ({"template": "road_closure", "use_examples": True, "variables": {"road": "MOON"}, "mode": "dry-run"},
-     "variables"),
+     "variables.road"),
     ({"template": "road_closure", "use_examples": True, "variables": {"detour": "a\u202eb"}, "mode": "dry-run"},
-     "variables"),
+     "variables.detour"),
     ({"template": "road_closure", "use_examples": True, "areas": ["ATLANTIS"], "mode": "dry-run"}, "areas"),
     ({"template": "road_closure", "use_examples": True, "areas": "DXB", "mode": "dry-run"}, "areas"),
     ({"template": "road_closure", "use_examples": True, "channels": "nope", "mode": "dry-run"}, "channels"),
@@ -152,7 +152,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"template": "road_closure", "use_examples": True, "channels": "x-authority", "mode": "exercise"}, "channels"),
     ({"template": "road_closure", "use_examples": True, "mode": "live"}, "confirm"),
     ({"template": "road_closure", "use_examples": True, "mode": "live", "confirm": "earthquake"}, "confirm"),
-    ({"template": "road_closure", "variables": {}, "mode": "dry-run"}, "variables"),
+    ({"template": "road_closure", "variables": {}, "mode": "dry-run"}, "variables.road"),
     ([1, 2], "body"),
     ("not json", "body"),
 ]
@@ -230,9 +230,10 @@ async def test_a_late_subscriber_gets_the_counts_then_done(api: Api) -> None:
 async def test_events_of_an_alert_delivered_elsewhere_are_polled_from_the_store(api: Api) -> None:
     # Committed by another process (here: directly), with nothing delivering it in this one.
     app = api.app
+    now = time.time()
     plan = await plan_alert(app.config, app.catalogue, "road_closure",
-                            example_inputs(app.catalogue.get("road_closure")), mode=Mode.DRY_RUN, now=time.time(),
-                            selection="partner-hook")
+                            example_inputs(app.catalogue.get("road_closure"), now, app.config.timezone),
+                            mode=Mode.DRY_RUN, now=now, selection="partner-hook")
     await commit(app.store, plan)
     api.service.hub.poll_s = 0.05
 

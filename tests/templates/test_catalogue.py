@@ -10,10 +10,10 @@ import pytest
 
 from broadcaster.channels.registry import KINDS, targets
 from broadcaster.errors import TemplateError
-from broadcaster.templates.catalogue import Catalogue, approve, content_hash, read_toml
+from broadcaster.templates.catalogue import Catalogue, content_hash, read_toml
 from broadcaster.templates.check import check_catalogue
 from tests.support import Loaded
-from tests.templates.support import DEFAULT_TARGETS, DUBAI, edit
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, approve_as_is, edit
 
 REQUIRED = {"road_closure", "flood_warning", "earthquake", "all_clear", "cancel"}
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
@@ -98,7 +98,7 @@ def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalo
     edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
     edited = path.read_text(encoding="utf-8")
 
-    digest = approve(path, "  Duty Officer Mariam  ", WHEN)
+    digest = approve_as_is(path, "  Duty Officer Mariam  ", WHEN)
 
     template = catalogue.approved("road_closure")
     assert digest == template.content_hash
@@ -117,7 +117,7 @@ def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalo
 def test_approving_an_unapproved_file_appends_the_table(catalogue: Catalogue) -> None:
     path = catalogue.path("cancel")
     path.write_text(path.read_text(encoding="utf-8").split("[approval]")[0], encoding="utf-8")
-    approve(path, "Officer", WHEN)
+    approve_as_is(path, "Officer", WHEN)
     assert catalogue.approved("cancel").approval is not None
     assert path.read_text(encoding="utf-8").count("[approval]") == 1
 
@@ -126,7 +126,7 @@ def test_approve_replaces_an_approval_header_that_carries_a_comment(catalogue: C
     path = catalogue.path("road_closure")
     edit(path, "[approval]\n", "[approval]  # signed off by the duty desk\n")
     edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
-    approve(path, "Officer", WHEN)
+    approve_as_is(path, "Officer", WHEN)
     assert catalogue.approved("road_closure").approval is not None
     assert path.read_text(encoding="utf-8").count("[approval]") == 1
 
@@ -139,7 +139,7 @@ def test_approve_refuses_a_table_after_approval_and_restores_the_file(catalogue:
     moved = text.replace(block, "") + "\n" + block
     path.write_text(moved, encoding="utf-8")
     with pytest.raises(TemplateError, match=r"\[approval\] must be the last table"):
-        approve(path, "Officer", WHEN)
+        approve_as_is(path, "Officer", WHEN)
     assert path.read_text(encoding="utf-8") == moved
 
 
@@ -152,7 +152,7 @@ def test_approve_restores_the_file_when_the_rewrite_does_not_parse(catalogue: Ca
     path.write_text(broken, encoding="utf-8")
     assert catalogue.get("road_closure").approved  # same content, still approved; re-approving must not break it
     with pytest.raises(TemplateError):
-        approve(path, "Officer", WHEN)
+        approve_as_is(path, "Officer", WHEN)
     assert path.read_text(encoding="utf-8") == broken
 
 
@@ -160,7 +160,7 @@ def test_approve_needs_a_name(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     before = path.read_text(encoding="utf-8")
     with pytest.raises(TemplateError, match="approver"):
-        approve(path, "   ", WHEN)
+        approve_as_is(path, "   ", WHEN)
     assert path.read_text(encoding="utf-8") == before
 
 

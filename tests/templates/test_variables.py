@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from datetime import datetime
 
 import pytest
 from hypothesis import given, settings
@@ -30,14 +31,15 @@ ROAD = CATALOGUE.get("road_closure")
 FLOOD = CATALOGUE.get("flood_warning")
 QUAKE = CATALOGUE.get("earthquake")
 BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+NOW = datetime(2026, 11, 23, 16, 0, tzinfo=DUBAI).timestamp()  # the moment these values are checked at
 
 
 def run(template: Template, **overrides: str | Mapping[str, str]) -> Values:
     """Resolve the template's examples with some values replaced (a str sets both languages)."""
-    inputs = example_inputs(template)
+    inputs = example_inputs(template, NOW, DUBAI)
     for name, value in overrides.items():
         inputs[name] = {"ar": value, "en": value} if isinstance(value, str) else dict(value)
-    return resolve(template, CATALOGUE.gazetteer, inputs, DUBAI)
+    return resolve(template, CATALOGUE.gazetteer, inputs, DUBAI, now=NOW)
 
 
 def refused(template: Template, name: str, **overrides: str | Mapping[str, str]) -> str:
@@ -81,9 +83,9 @@ def test_an_optional_variable_may_be_left_empty(catalogue: Catalogue) -> None:
         'name = "detour"\ntype = "text"\nmax_length = 40\nrequired = true',
         'name = "detour"\ntype = "text"\nmax_length = 40\nrequired = false'), encoding="utf-8")
     template = catalogue.get("road_closure")
-    inputs = example_inputs(template)
+    inputs = example_inputs(template, NOW, DUBAI)
     del inputs["detour"]
-    values = resolve(template, catalogue.gazetteer, inputs, DUBAI)
+    values = resolve(template, catalogue.gazetteer, inputs, DUBAI, now=NOW)
     assert values.display["detour"] == {"ar": "", "en": ""}
 
 
@@ -114,9 +116,9 @@ def test_a_value_one_over_max_length_is_refused() -> None:
 
 
 def test_an_unknown_variable_is_refused() -> None:
-    inputs = {**example_inputs(ROAD), "lane": {"ar": "x", "en": "x"}}
+    inputs = {**example_inputs(ROAD, NOW, DUBAI), "lane": {"ar": "x", "en": "x"}}
     with pytest.raises(VariableError, match=r"unknown variable 'lane'.*detour, ends, reason, road, starts"):
-        resolve(ROAD, CATALOGUE.gazetteer, inputs, DUBAI)
+        resolve(ROAD, CATALOGUE.gazetteer, inputs, DUBAI, now=NOW)
 
 
 # --- injection --------------------------------------------------------------------------------------
@@ -323,7 +325,7 @@ def test_parse_var_args_refuses_malformed_arguments(arg: str, expected: str) -> 
 def test_parsed_var_args_feed_resolve() -> None:
     parsed = parse_var_args(["road=E311", "reason=accident", "starts=2026-11-23T22:00:00+04:00",
                              "ends=2026-11-24T05:00:00+04:00", "detour.ar=شارع الخيل", "detour.en=Al Khail Road"])
-    values = resolve(ROAD, CATALOGUE.gazetteer, parsed, DUBAI)
+    values = resolve(ROAD, CATALOGUE.gazetteer, parsed, DUBAI, now=NOW)
     assert values.display["road"]["en"] == "Sheikh Mohammed Bin Zayed Road"
 
 

@@ -32,6 +32,7 @@
     mode: "dry-run",
     preview: null, // {key, body, result} of the last successful preview
     previewError: "",
+    refusedField: "", // "variables.NAME" the server refused, marked in the form
     previewSeq: 0,
     previewBusy: false,
     firing: false,
@@ -94,24 +95,27 @@
   // ---------------------------------------------------------------- API
 
   class ApiError extends Error {
-    constructor(status, code, message) {
+    constructor(status, code, message, field = "") {
       super(message);
       this.status = status;
       this.code = code;
+      this.field = field; // the body field at fault, e.g. "variables.ends"
     }
   }
 
   async function errorFrom(response) {
     let code = `http_${response.status}`;
     let message = `${response.status} ${response.statusText}`;
+    let field = "";
     try {
       const body = await response.json();
       code = body.error || code;
       message = body.message || message;
+      field = body.field || "";
     } catch {
       /* not JSON: keep the status line */
     }
-    return new ApiError(response.status, code, message);
+    return new ApiError(response.status, code, message, field);
   }
 
   async function api(method, path, body) {
@@ -404,9 +408,16 @@
     onFormChange();
   }
 
+  /** The variable the server refused ("field": "variables.ends") stays marked until the form changes. */
+  function markField(field) {
+    state.refusedField = (field || "").startsWith("variables.") ? field : "";
+    if (state.template) collectVariables();
+  }
+
   /** Mark a field invalid only once the officer has touched it (or when it is malformed whatever happens). */
   function flag(input, invalid, always = false) {
-    if (invalid && (always || input.dataset.touched)) input.setAttribute("aria-invalid", "true");
+    const refused = Boolean(state.refusedField) && state.refusedField === `variables.${input.dataset.var}`;
+    if (refused || (invalid && (always || input.dataset.touched))) input.setAttribute("aria-invalid", "true");
     else input.removeAttribute("aria-invalid");
   }
 
@@ -506,6 +517,7 @@
   function onFormChange() {
     clearTimeout(previewTimer);
     showError(null, "fire-error");
+    state.refusedField = "";
     const request = currentRequest();
     if (state.preview && state.preview.key !== request.key) state.preview = null;
     state.previewError = "";
@@ -541,10 +553,12 @@
       if (seq !== state.previewSeq) return;
       state.preview = null;
       state.previewError = error.message;
+      state.refusedField = error.field || "";
     }
     state.previewBusy = false;
     renderPreview();
     renderFire();
+    markField(state.refusedField);
   }
 
   function totals(messages) {
@@ -705,6 +719,7 @@
         state: answer.state, confirm_by: answer.confirm_by, created_by: state.me.name });
     } catch (error) {
       if (error.status !== 401) showError(error, "fire-error");
+      markField(error.field); // a time that passed between preview and fire, say
     } finally {
       state.firing = false;
       renderFire();
