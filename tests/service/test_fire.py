@@ -17,6 +17,7 @@ from tests.engine.providers import secret_forms
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import echo_auth
 from tests.service.support import PUBLIC_URL, Api, provider_requests
+from tests.support import reopen
 
 
 async def cli_json(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
@@ -143,7 +144,7 @@ async def test_a_dry_run_cancel_never_withdraws_a_live_alert(api: Api) -> None:
     status, fired = await api.fire("officer", mode="live")
     await api.settle()
     # Pretend one delivery is still queued, then rehearse its cancel.
-    await store.db.execute("UPDATE deliveries SET state = 'pending' WHERE id = (SELECT MIN(id) FROM deliveries)")
+    await reopen(store.db, "UPDATE deliveries SET state = 'pending' WHERE id = (SELECT MIN(id) FROM deliveries)")
     status, _rehearsal = await api.post(f"/api/alerts/{fired['alert_id']}/cancel", {"mode": "dry-run"})
     assert status == 202
     await api.settle()
