@@ -82,14 +82,16 @@ async def cmd_audit_verify(args: argparse.Namespace) -> int:
     if not verdict.ok:
         problem(f"audit log TAMPERED at row {verdict.bad_seq}: {verdict.problem}", style="bold red")
         return EXIT_FAILED
-    console().print(f"audit log OK: {verdict.rows} row(s); head row {verdict.head_seq} sha256 {verdict.head_hash}")
-    if expect is not None:
-        console().print(f"the recorded head {expect} is still in the log")
+    chain = f"{verdict.rows} row(s); head row {verdict.head_seq} sha256 {verdict.head_hash}"
     assert checked is not None
     if not checked.ok:
+        console().print(f"audit chain intact: {chain}")
         where = f"alert {checked.alert_id}" + (f", delivery {checked.delivery_id}" if checked.delivery_id else "")
         problem(f"audit log TAMPERED at {where}: {checked.problem}", style="bold red")
         return EXIT_FAILED
+    console().print(f"audit log OK: {chain}")
+    if expect is not None:
+        console().print(f"the recorded head {expect} is still in the log")
     notes = [f"{checked.sealed} sealed"]
     if checked.delivering:
         notes.append(f"{checked.delivering} still delivering or held")
