@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +14,7 @@ from broadcaster.config import ChannelConfig, Config, load_config
 from broadcaster.states import RunState
 from broadcaster.store import Store, opened
 from broadcaster.store.records import AlertRecord, AttemptRow, DeliveryRow, RunRecord, RunStepRow
+from broadcaster.store.sql import Database
 from broadcaster.templates.catalogue import Catalogue
 
 
@@ -73,6 +74,17 @@ def token_file(folder: Path, database: str | Path, name: str = "officer") -> Pat
         path.touch(mode=0o600)
         path.write_text(token + "\n", encoding="utf-8")
     return path
+
+
+async def reopen(db: Database, statement: str, params: Sequence[Any] = ()) -> None:
+    """Run ``statement`` on deliveries already final, as a test pretending they are still queued must.
+
+    A final state is append-only (migration 0006): the guard is dropped first, as
+    someone with write access to the database would (``audit verify`` then tells).
+    """
+    on = " ON deliveries" if db.dialect == "postgresql" else ""
+    await db.execute(f"DROP TRIGGER IF EXISTS deliveries_final{on}")
+    await db.execute(statement, params)
 
 
 def read(database: str, fn: Callable[[Store], Awaitable[T]]) -> T:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from broadcaster.anchors import plan_sha256, seal_finished
 from broadcaster.app.context import App
 from broadcaster.app.follow_up import plan_cancel, plan_update
 from broadcaster.app.users import User, check_confirm, check_fire
@@ -228,6 +229,9 @@ async def confirm(app: App, alert_id: str, *, user: User, now: float,
     pending, plan = await held_plan(app, alert_id, user, now=now)
     if not await app.store.pending.claim(alert_id, actor, now=now):
         raise Conflict(f"alert {alert_id} was confirmed by someone else, or its window closed")
+    # Audited once committed, by the second officer: this row is the alert's commit anchor.
+    plan.audit = AuditEntry(actor, "confirm", {"alert_id": alert_id, "requested_by": pending.requested_by,
+                                               "template": plan.template.id, "mode": str(plan.alert.mode)}, now)
     try:
         plan.withdraws = await original_to_withdraw(app, plan)
         going = Going(plan)
@@ -235,8 +239,6 @@ async def confirm(app: App, alert_id: str, *, user: User, now: float,
     except BaseException:
         await app.store.pending.release(alert_id)
         raise
-    await app.audit(actor, "confirm", {"alert_id": alert_id, "requested_by": pending.requested_by,
-                                       "template": plan.template.id, "mode": str(plan.alert.mode)}, now=now)
     await step_confirmed(app, alert_id, actor, now)
     return going
 
@@ -279,23 +281,46 @@ async def run_plan(app: App, plan: Plan, *, progress: ProgressHook | None = None
     await deliver(app.store, plan.channels, mode or plan.alert.mode, plan=plan, progress=progress,
                   on_commit=committed, clock=clock, observer=observer, tuning=tuning, policy=policy, node=node,
                   status_callback=app.status_callback)
+    await seal_if_finished(app, plan.alert.id)
 
 
 async def audit_commit(app: App, plan: Plan, created: int, skipped: int) -> None:
-    """Append the plan's audit row now that its outbox is committed.
+    """Append the plan's audit row now that its outbox is committed: its anchor in the chain.
 
-    The alert is already on its way: a database that refuses the row now must not
-    stop it, so the failure is logged loudly and delivery goes on.
+    The row carries ``alert_sha256``, the hash of the alert and its messages as
+    committed (:mod:`broadcaster.anchors`). A plan nobody launched (a rehearsal's
+    step, a confirmed two-person fire) is written as its creator's ``fire``,
+    ``update`` or ``cancel``, so that every committed alert is anchored. The alert
+    is already on its way: a database that refuses the row now must not stop it,
+    so the failure is logged loudly and delivery goes on (``audit verify`` then
+    names the alert as not in the log).
     """
-    entry = plan.audit
-    if entry is None:
-        return
-    detail = {**entry.detail, "deliveries": created, "duplicates_skipped": skipped}
+    alert = plan.alert
+    entry = plan.audit or AuditEntry(alert.created_by, ACTIONS[alert.msg_type], {
+        "alert_id": alert.id, "template": plan.template.id, "mode": str(alert.mode), "msg_type": str(alert.msg_type),
+        "references": alert.references, "areas": list(alert.areas), "channels": list(alert.channels),
+        "state": "sending"}, time.time())
+    detail = {**entry.detail, "deliveries": created, "duplicates_skipped": skipped,
+              "alert_sha256": plan_sha256(alert, plan.messages)}
     try:
         await app.audit(entry.actor, entry.action, detail, now=entry.at)
     except StoreError as exc:
         log.error("alert %s is committed and going out, but its audit row could not be written: %s: %s",
                   plan.alert.id, type(exc).__name__, exc)
+
+
+async def seal_if_finished(app: App, alert_id: str) -> None:
+    """Once every delivery of ``alert_id`` is final, anchor their final states in the audit log.
+
+    Held deliveries, or a run that stopped early, leave it to whoever finishes the
+    alert (``resume``, ``release``, a worker's sweep). A database that fails now
+    loses nothing: the sweep seals it later.
+    """
+    try:
+        await seal_finished(app.store, [alert_id])
+    except StoreError as exc:
+        log.warning("alert %s: its deliveries could not be sealed in the audit log yet (%s: %s); a worker or "
+                    "`broadcaster resume` seals them later", alert_id, type(exc).__name__, exc)
 
 
 @dataclass(frozen=True)

@@ -330,10 +330,15 @@ class Dispatcher:
         http_status: int | None = None, error_code: str | None = None, *, provider_id: str | None = None,
         detail: str | None = None, next_attempt_at: float | None = None,
     ) -> None:
+        # Every attempt's detail and error code (the attempt log, the delivery's last_error, `log --json`, the
+        # API's log) is built here and nowhere else, and leaves with every form of the channel's secrets masked:
+        # an echoing provider's text never reaches the database.
+        redact = channel.redactor()
         recorded = AttemptResult(
             delivery_id=claimed.delivery_id, attempt_id=claimed.attempt_id, outcome=outcome, state=state,
-            started_at=started, finished_at=self.clock.now(), http_status=http_status, error_code=error_code,
-            provider_id=provider_id, detail=detail, next_attempt_at=next_attempt_at,
+            started_at=started, finished_at=self.clock.now(), http_status=http_status,
+            error_code=redact.clean_optional(error_code), provider_id=provider_id,
+            detail=redact.clean_optional(detail), next_attempt_at=next_attempt_at,
         )
         await self.writer.add(recorded)
         if self.observer is not None:

@@ -147,9 +147,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     else:
         user, reason = await service.users.verify(token)
     if user is None:
-        # Never the token itself: only why it failed and where from.
-        await service.record("anonymous", "login_failure", reason=reason, token_id=token_id_of(token),
-                             method=request.method, path=request.path, remote=request.remote or "")
+        # Counted, not written: one audit row per source per minute (never the token itself, only why and where).
+        service.failed_logins.add(request.remote or "", reason, token_id=token_id_of(token), method=request.method,
+                                  path=request.path)
         raise ApiError(401, "unauthorized", f"a valid Authorization: Bearer token is required ({reason})",
                        headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'})
     request[_USER] = user

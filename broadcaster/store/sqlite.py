@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from broadcaster.states import DeliveryState, Mode
 from broadcaster.store.alerts import SqlAlerts, copy_sql, insert_head
-from broadcaster.store.leases import DUE, MOVABLE, SqlLeases, scope_sql
+from broadcaster.store.leases import DUE, MOVABLE, OPEN_ATTEMPT, SqlLeases, scope_sql
 from broadcaster.store.records import (
     AlertRecord,
     AttemptResult,
@@ -119,7 +119,7 @@ class SqliteLeases(SqlLeases):
         async with self.db.transaction() as tx:
             await tx.executemany(
                 "UPDATE attempts SET finished_at = ?, outcome = ?, http_status = ?, error_code = ?, provider_id = ?,"
-                " latency_ms = ?, detail = ?, started_at = ? WHERE id = ?",
+                f" latency_ms = ?, detail = ?, started_at = ? WHERE id = ? AND {OPEN_ATTEMPT}",
                 [(r.finished_at, r.outcome, r.http_status, r.error_code, r.provider_id, r.latency_ms, r.detail,
                   r.started_at, r.attempt_id) for r in results],
             )

@@ -7,11 +7,13 @@ runs its own event loop) or a subprocess, while the fakes keep answering.
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
@@ -33,6 +35,21 @@ SECRETS = {
     "PARTNER_HOOK_SECRET": "partner-hmac-SECRET-7777",
 }
 SECRET_VALUES = [v for k, v in SECRETS.items() if k != "TWILIO_ACCOUNT_SID"]
+
+
+def secret_forms() -> list[str]:
+    """Every form a provider may echo a secret in, lower-cased (look for them in lower-cased text).
+
+    As typed and case-folded (PTB lower-cases an echoed ``/bot<token>/``), percent-encoded, the secret
+    half of the bot token alone, and Twilio's basic auth: base64 of ``SID:token``.
+    """
+    sid, token = SECRETS["TWILIO_ACCOUNT_SID"], SECRETS["TWILIO_AUTH_TOKEN"]
+    forms = {base64.b64encode(f"{sid}:{token}".encode()).decode(), sid}
+    for value in SECRETS.values():
+        forms |= {value, quote(value, safe=""), *value.split(":")[1:]}
+    return sorted({form.lower() for form in forms})
+
+
 AREAS = ["DXB-MARINA", "DXB-BARSHA", "DXB-JUMEIRAH"]  # all on E11, the road_closure example
 
 

@@ -12,7 +12,7 @@ import pytest
 from broadcaster.cli import main
 from broadcaster.store import Store
 from tests.engine.providers import SECRETS, Providers
-from tests.support import Reader, read
+from tests.support import Reader, read, reopen
 
 DUBAI = ZoneInfo("Asia/Dubai")
 
@@ -24,7 +24,7 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def sql(store: Reader, statement: str, *params: object) -> None:
-    read(store.database, lambda s: s.db.execute(statement, params))
+    read(store.database, lambda s: reopen(s.db, statement, params))
 
 
 def fire_json(capsys: pytest.CaptureFixture[str], args: list[str]) -> dict[str, object]:
@@ -125,5 +125,7 @@ def test_cli_fires_and_cancels_are_in_the_audit_chain(tmp_path: Path, capsys: py
 
         rows = read(str(p.db), every)
     assert [(r.action, orjson.loads(r.detail)["alert_id"]) for r in rows] == [
-        ("fire", original["alert_id"]), ("cancel", cancel["alert_id"])]
-    assert all(r.actor.startswith("cli:") for r in rows)
+        ("fire", original["alert_id"]), ("alert_sealed", original["alert_id"]),
+        ("cancel", cancel["alert_id"]), ("alert_sealed", cancel["alert_id"])]
+    assert [r.actor for r in rows if r.action == "alert_sealed"] == ["broadcaster", "broadcaster"]
+    assert all(r.actor.startswith("cli:") for r in rows if r.action != "alert_sealed")

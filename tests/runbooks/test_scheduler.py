@@ -25,6 +25,7 @@ from broadcaster.store.leadership import SCHEDULER_LEAD
 from broadcaster.store.records import RunRecord, RunStepRow
 from tests.engine.providers import SECRETS, Providers
 from tests.runbooks.conftest import CLOSURE, Site, closure, dead_owner, make_run, runbook_from, write_runbook
+from tests.support import reopen
 
 DEADLINE_S = 15.0  # generous: only a hang reaches it
 
@@ -288,8 +289,8 @@ async def test_a_step_committed_before_a_crash_is_delivered_not_fired_again(tmp_
     # Pretend the process died right after the outbox commit, before anything was sent.
     assert await store.runs.move_step(run.id, "closure", 0, from_states=(StepState.FIRED,),
                                       to_state=StepState.FIRING, owner=dead_owner())
-    await store.db.execute("UPDATE deliveries SET state = 'pending', next_attempt_at = 0 WHERE alert_id = ?",
-                           (alert_id,))
+    await reopen(store.db, "UPDATE deliveries SET state = 'pending', next_attempt_at = 0 WHERE alert_id = ?",
+                 (alert_id,))
     await store.db.execute("UPDATE runs SET state = 'running', finished_at = NULL WHERE id = ?", (run.id,))
     reports: list[str] = []
     second = host(fast_app, poll_s=0.05, report=reports.append)

@@ -13,7 +13,11 @@ from broadcaster.cli import main
 from broadcaster.engine.outbox import commit, plan_alert
 from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
+from tests.engine.providers import secret_forms
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import echo_auth
 from tests.service.support import PUBLIC_URL, Api, provider_requests
+from tests.support import reopen
 
 
 async def cli_json(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
@@ -63,6 +67,24 @@ async def test_live_fire_reaches_every_channel_with_a_status_callback(
     assert log == await cli_json(api, capsys, "log", alert_id, "--json")
     status, page = await api.get(f"/api/alerts/{alert_id}/log?limit=2&offset=1")
     assert page == log[1:3]
+
+
+async def test_the_api_log_of_an_echoing_provider_shows_no_form_of_a_secret(api: Api) -> None:
+    """Twilio echoes its basic auth, Telegram the lower-cased ``/bot<token>/``: the log a viewer reads shows
+    neither, nor does the alert's view (its deliveries' last errors)."""
+    p = api.providers
+    p.twilio.script(echo_auth(), times=3)
+    p.telegram.script(FakeTelegram.echo_url())
+    status, body = await api.fire("officer", mode="live")
+    assert status == 202, body
+    await api.settle()
+    _status, log = await api.get(f"/api/alerts/{body['alert_id']}/log")
+    _status, view = await api.get(f"/api/alerts/{body['alert_id']}")
+    details = [line["detail"] or "" for line in log]
+    assert any("basic ******** is not valid for" in d.lower() for d in details)
+    assert any("no such method /bot********/sendmessage" in d.lower() for d in details)
+    shown = (orjson.dumps(log) + orjson.dumps(view)).decode().lower()
+    assert [form for form in secret_forms() if form in shown] == []
 
 
 async def test_the_deliveries_of_an_alert_are_paged(api: Api) -> None:
@@ -122,7 +144,7 @@ async def test_a_dry_run_cancel_never_withdraws_a_live_alert(api: Api) -> None:
     status, fired = await api.fire("officer", mode="live")
     await api.settle()
     # Pretend one delivery is still queued, then rehearse its cancel.
-    await store.db.execute("UPDATE deliveries SET state = 'pending' WHERE id = (SELECT MIN(id) FROM deliveries)")
+    await reopen(store.db, "UPDATE deliveries SET state = 'pending' WHERE id = (SELECT MIN(id) FROM deliveries)")
     status, _rehearsal = await api.post(f"/api/alerts/{fired['alert_id']}/cancel", {"mode": "dry-run"})
     assert status == 202
     await api.settle()
