@@ -252,6 +252,14 @@ class Dispatcher:
             await self._record(channel, claimed, Outcome.EXPIRED, DeliveryState.EXPIRED, started,
                                detail="alert expired; not attempted")
             return
+        if (claimed.previous_state == DeliveryState.UNKNOWN and not channel.can_reconcile
+                and channel.on_unknown == OnUnknown.HOLD):
+            # Its node stopped mid-attempt (recovered as unknown): the provider cannot be asked whether it went
+            # out, and this channel never resends blindly. It waits for an operator (`broadcaster held`).
+            await self._record(channel, claimed, Outcome.UNKNOWN, DeliveryState.UNKNOWN, started,
+                               detail="held: an attempt may have gone out before its node stopped; "
+                                      "see `broadcaster held`")
+            return
         message = OutboundMessage(
             delivery_id=claimed.delivery_id, alert_id=claimed.alert_id, channel_id=claimed.channel_id,
             language=claimed.language, text=claimed.text, recipient=claimed.recipient,
