@@ -185,9 +185,10 @@ class SqlAlerts:
         """An operator decided about held deliveries: send them again now, or record them as sent."""
         held = "alert_id = ? AND channel_id = ? AND state = ? AND next_attempt_at IS NULL"
         where = (alert_id, channel_id, DeliveryState.UNKNOWN)
-        if resend:
-            return (await self.db.execute(f"UPDATE deliveries SET next_attempt_at = ?, last_error = ? WHERE {held}",
-                                          (now, note, *where))).rowcount
+        if resend:  # pending again: the operator checked, so it is sent as new, never held a second time
+            return (await self.db.execute(
+                f"UPDATE deliveries SET state = ?, next_attempt_at = ?, last_error = ? WHERE {held}",
+                (DeliveryState.PENDING, now, note, *where))).rowcount
         return (await self.db.execute(f"UPDATE deliveries SET state = ?, last_error = ? WHERE {held}",
                                       (DeliveryState.SENT, note, *where))).rowcount
 
