@@ -37,7 +37,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
         if channel.recipients is not None:
             try:
                 index = await in_thread(index_list, channel.recipients, known_areas=areas,
-                                        where=f"{channel.where}: key 'recipients'")
+                                        where=f"{channel.where}: key 'recipients'", list_format=channel.list_format)
                 recipients = str(sum(index.counts.values()))
             except ConfigError as exc:
                 problems.append(str(exc))
