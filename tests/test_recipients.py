@@ -1,4 +1,4 @@
-"""Recipient lists (phones, and emails for the email kind): streamed row by row, every address checked, errors name file and line."""
+"""Recipient lists (phones; emails for the email kind): streamed row by row, each address checked, errors name lines."""
 
 from __future__ import annotations
 
@@ -10,7 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broadcaster.errors import ConfigError
-from broadcaster.recipients import ListFormat, Recipient, canonical_email, check_phone, email_problem, index_list, iter_recipients
+from broadcaster.recipients import (
+    ListFormat,
+    Recipient,
+    canonical_email,
+    check_phone,
+    email_problem,
+    index_list,
+    iter_recipients,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 AREAS = {"DXB", "DXB-DEIRA", "DXB-MARINA", "DXB-HATTA"}

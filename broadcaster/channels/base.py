@@ -284,7 +284,7 @@ class Channel(ABC):
 
         ``channels check`` asks it for every template of the kind, and a fire before
         it commits anything, so a gap in the config is never found at send time.
-        ``exercise`` asks about the exercise mode (an exercise fire, or an exercise channel).
+        ``exercise`` asks about an exercise fire (``channels check`` asks an exercise channel both ways).
         """
         return []
 

@@ -15,6 +15,7 @@ from broadcaster.channels.base import Channel, Clients
 from broadcaster.channels.sms import SmsChannel
 from broadcaster.channels.telegram import TelegramChannel
 from broadcaster.channels.webhook import WebhookChannel
+from broadcaster.channels.whatsapp import WhatsAppChannel
 from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig, parse_channel
 from broadcaster.errors import ConfigError
@@ -25,6 +26,7 @@ KINDS: dict[str, type[Channel]] = {
     "telegram": TelegramChannel,
     "sms": SmsChannel,
     "webhook": WebhookChannel,
+    "whatsapp": WhatsAppChannel,
 }
 
 

@@ -41,6 +41,11 @@ TWILIO_SID = "AC" + "5ec7e75ec7e7" * 2 + "5ec7e75e"
 TWILIO_TOKEN = "tok-SMS-SECRET-7f3a9c-do-not-leak"
 HOOK_SECRET = "whsec-PARTNER-SECRET-91c4e2-do-not-leak"
 PHONE = "+971501234567"
+WHATSAPP_SID = "HX" + "a1b2c3d4" * 4
+# The approved template behind WHATSAPP_SID, and one message of it: the body Twilio fills in is the message text.
+WHATSAPP_BODY = "إغلاق {{1}} بسبب {{2}}. الطريق البديل: {{3}}."
+WHATSAPP_VALUES = {"1": "\u2068E11\u2069", "2": "حادث مروري", "3": "شارع الخيل"}
+WHATSAPP_TEXT = "إغلاق \u2068E11\u2069 بسبب حادث مروري. الطريق البديل: شارع الخيل."
 ARABIC = "تحذير: فيضانات على «شارع الشيخ زايد». ابتعدوا عن الأودية. Flood warning: keep away from wadis."
 
 
@@ -141,6 +146,25 @@ CASES: dict[str, KindCase] = {
         hang=lambda seconds: hang(seconds, accept=True),
         # The first answer echoes the token, as a careless provider might.
         failures=[twilio_error(401, 20003, f"Authenticate {TWILIO_TOKEN}"), twilio_error(500, 20500), hang(30)],
+        log_proof="twilio POST /2010-04-01/Accounts/********/Messages.json",
+        leaks=[base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()],
+    ),
+    "whatsapp": KindCase(
+        kind="whatsapp",
+        env={"BCAST_TEST_TWILIO_SID": TWILIO_SID, "BCAST_TEST_TWILIO_TOKEN": TWILIO_TOKEN},
+        table={"account_sid_env": "BCAST_TEST_TWILIO_SID", "auth_token_env": "BCAST_TEST_TWILIO_TOKEN",
+               "from": "whatsapp:+15005550006", "recipients": "recipients.csv",
+               "content_sid": {"road_closure": {"ar": WHATSAPP_SID}}},
+        fake=lambda: FakeTwilio(account_sid=TWILIO_SID, auth_token=TWILIO_TOKEN,
+                                content={WHATSAPP_SID: WHATSAPP_BODY}),
+        message=_message(recipient="whatsapp:" + PHONE, text=WHATSAPP_TEXT, payload=orjson.dumps(
+            {"template": "road_closure", "exercise": False, "variables": WHATSAPP_VALUES})),
+        accepted=lambda fake: len(fake.messages),
+        rate_limited=twilio_error(429, 63018, retry_after=7),
+        retry_after=7.0,
+        hang=lambda seconds: hang(seconds, accept=True),
+        failures=[twilio_error(401, 20003, f"Authenticate {TWILIO_TOKEN}"), twilio_error(400, 63024),
+                  twilio_error(500, 20500), hang(30)],
         log_proof="twilio POST /2010-04-01/Accounts/********/Messages.json",
         leaks=[base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()],
     ),
