@@ -17,6 +17,7 @@ import pytest
 from broadcaster.channels.base import Clients, OutboundMessage
 from broadcaster.channels.registry import KINDS
 from broadcaster.channels.whatsapp import WhatsAppChannel, WhatsAppOptions, content_variables, whatsapp_body
+from broadcaster.cli import main
 from broadcaster.engine.outbox import plan_alert
 from broadcaster.errors import ConfigError, DeliveryError, Reason, VariableError
 from broadcaster.states import Mode
@@ -24,7 +25,7 @@ from broadcaster.templates.catalogue import Catalogue
 from broadcaster.templates.variables import example_inputs
 from tests.channels.kinds import PHONE, TWILIO_SID, TWILIO_TOKEN, WHATSAPP_BODY, WHATSAPP_SID, WHATSAPP_TEXT
 from tests.fakes.twilio import FakeTwilio, hang, twilio_error
-from tests.support import channel_config, make_config
+from tests.support import channel_config, make_config, write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FROM = "whatsapp:+15005550006"
@@ -257,3 +258,18 @@ def test_the_options_answer_which_sid_a_mode_uses(tmp_path: Path) -> None:
         "key 'exercise_content_sid' has no Content SID for road_closure in en "
         "(exercise_content_sid.road_closure = { en = \"HX…\" })"]
     assert config.recipients is not None and config.address_prefix == "whatsapp:"
+
+
+def test_channels_check_names_every_template_and_language_without_a_content_sid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exercise_sids = {"road_closure": {"ar": EXERCISE_SID}}
+    path = write_config(subscribers(tmp_path), [table(exercise=True, exercise_content_sid=exercise_sids)],
+                        templates=str(ROOT / "templates"))
+    code = main(["--config", str(path), "--db", str(tmp_path / "db.sqlite"), "channels", "check", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "channel 'whatsapp-residents': key 'content_sid' has no Content SID for earthquake in ar" in err
+    assert "key 'content_sid' has no Content SID for road_closure" not in err
+    assert "key 'exercise_content_sid' has no Content SID for road_closure in en" in err
+    assert "key 'exercise_content_sid' has no Content SID for cancel in ar" in err
