@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broadcaster.channels.base import Channel, Clients
+from broadcaster.channels.email import EmailChannel
 from broadcaster.channels.sms import SmsChannel
 from broadcaster.channels.telegram import TelegramChannel
 from broadcaster.channels.webhook import WebhookChannel
@@ -27,6 +28,7 @@ KINDS: dict[str, type[Channel]] = {
     "sms": SmsChannel,
     "webhook": WebhookChannel,
     "whatsapp": WhatsAppChannel,
+    "email": EmailChannel,
 }
 
 
