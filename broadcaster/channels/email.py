@@ -241,10 +241,10 @@ class EmailChannel(Channel):
                 mail["In-Reply-To"] = parent
                 mail["References"] = parent
         mail["Auto-Submitted"] = "auto-generated"
-        mail["Content-Language"] = ", ".join(payload["languages"])
         mail["X-Broadcaster-Alert"] = message.alert_id
         mail.set_content(message.text, subtype="plain", charset="utf-8", cte="base64")
         mail.add_alternative(payload["html"], subtype="html", charset="utf-8", cte="base64")
+        mail["Content-Language"] = ", ".join(payload["languages"])  # after set_content, which drops Content-*
         return mid, mail.as_bytes()
 
     async def send(self, message: OutboundMessage) -> Receipt:

@@ -161,12 +161,18 @@ class SmtpPool:
         server = self.server
         tls = server.security is not Security.PLAIN
         connection = aiosmtplib.SMTP(
-            hostname=server.host, port=server.port, use_tls=server.security is Security.TLS,
-            start_tls=server.security is Security.STARTTLS, tls_context=self.clients.ssl_context() if tls else None,
-            local_hostname=socket.gethostname(), timeout=timeout_s,
+            hostname=server.host, port=server.port, use_tls=server.security is Security.TLS, start_tls=False,
+            tls_context=self.clients.ssl_context() if tls else None, local_hostname=socket.gethostname(),
+            timeout=timeout_s,
         )
         try:
             await connection.connect(timeout=timeout_s)
+            if server.security is Security.STARTTLS:
+                # Asked for by name, so a server (or someone in between) that does not offer it gets nothing.
+                await connection.ehlo(timeout=timeout_s)
+                if not connection.supports_extension("starttls"):
+                    raise aiosmtplib.SMTPNotSupported("the server does not offer STARTTLS")
+                await connection.starttls(timeout=timeout_s)
             if server.username is not None and server.password is not None:
                 await connection.login(server.username.reveal(), server.password.reveal(), timeout=timeout_s)
                 log.debug("smtp %s:%s: logged in as %s", server.host, server.port,
@@ -280,6 +286,16 @@ def reply_code(code: int, message: str) -> str:
     return f"{code} {enhanced.group(1)}" if enhanced else str(code)
 
 
+def _cert_failure(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is, or was raised from, a failed certificate check (aiosmtplib wraps the TLS error)."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def classify_smtp(failure: SmtpFailure, *, secrets: tuple[Secret, ...] = ()) -> DeliveryError:
     """Map one SMTP failure into a DeliveryError.
 
@@ -323,7 +339,7 @@ def classify_smtp(failure: SmtpFailure, *, secrets: tuple[Secret, ...] = ()) -> 
     if isinstance(cause, TimeoutError):
         when = "connecting" if phase is Phase.CONNECT else f"waiting for the answer to {phase}"
         return DeliveryError(Reason.TIMEOUT, f"smtp timed out {when}: {what}", retryable=True, sent_maybe=during_data)
-    if isinstance(cause, ssl.SSLCertVerificationError):
+    if _cert_failure(cause):
         return DeliveryError(Reason.NETWORK, f"smtp: the server's TLS certificate did not verify: {what}",
                              retryable=True)
     if isinstance(cause, aiosmtplib.SMTPNotSupported):

@@ -120,7 +120,8 @@ class FakeSmtp:
     def _smtp(self) -> SMTP:
         return SMTP(
             _Handler(self), hostname="fake-smtp.test", auth_required=self.username is not None,
-            auth_require_tls=self.security != "plain", authenticator=self._authenticate,
+            # TLS from the first byte is TLS too, though aiosmtpd only knows of its own STARTTLS.
+            auth_require_tls=self.security == "starttls", authenticator=self._authenticate,
             tls_context=self._context() if self.security == "starttls" else None,
             require_starttls=self.security == "starttls",
         )
@@ -131,7 +132,7 @@ class FakeSmtp:
             and auth_data.password.decode() == self.password
         if ok:
             self.logins.append(auth_data.login.decode())
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
 
     async def start(self) -> str:
         # The server's own log shows every line it reads, AUTH included: it is the provider's log, not ours.
