@@ -49,10 +49,13 @@ def test_valid_rows_stream_in_order(tmp_path: Path) -> None:
 
 
 def test_the_shipped_recipient_lists_are_valid() -> None:
-    for name in ("residents.csv", "exercise.csv"):
+    for name in ("residents.csv", "exercise.csv", "whatsapp.csv", "whatsapp_exercise.csv"):
         rows = list(iter_recipients(ROOT / "recipients" / name))
         assert rows
         assert all(r.address.startswith("+971") and r.language in ("ar", "en") for r in rows)
+    for name in ("email.csv", "email_exercise.csv"):
+        rows = list(iter_recipients(ROOT / "recipients" / name, list_format=ListFormat.EMAIL))
+        assert rows and all("@" in r.address and r.language in ("ar", "en") for r in rows)
 
 
 def test_header_is_case_and_space_insensitive(tmp_path: Path) -> None:
