@@ -22,11 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcaster.errors import ConfigError
+from broadcaster.recipients import ListFormat
 from broadcaster.secret import Secret
 from broadcaster.timefmt import DurationError, parse_duration
 
@@ -59,12 +60,18 @@ class KindOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class RecipientListOptions(KindOptions):
-    """Options of a kind that sends one message per recipient from a list (SMS).
+    """Options of a kind that sends one message per recipient from a list (SMS, WhatsApp, email).
 
-    ``recipients`` is already resolved against the folder of channels.toml.
+    ``recipients`` is already resolved against the folder of channels.toml. The
+    kind says what its list holds (``list_format``) and what its provider writes
+    before each address (``address_prefix``, e.g. ``whatsapp:``): a delivery's
+    recipient is the prefix and the address, so one phone on an SMS list and on a
+    WhatsApp list is two recipients of one alert, never one.
     """
 
     recipients: Path
+    list_format: ClassVar[ListFormat] = ListFormat.PHONE
+    address_prefix: ClassVar[str] = ""
 
 
 class KindParser(Protocol):
@@ -109,8 +116,18 @@ class ChannelConfig:
 
     @property
     def recipients(self) -> Path | None:
-        """The recipient list of a per-recipient kind (SMS); None for a kind that posts once."""
+        """The recipient list of a per-recipient kind (SMS, WhatsApp, email); None for a kind that posts once."""
         return self.options.recipients if isinstance(self.options, RecipientListOptions) else None
+
+    @property
+    def list_format(self) -> ListFormat:
+        """What the recipient list holds (phones unless the kind says otherwise)."""
+        return self.options.list_format if isinstance(self.options, RecipientListOptions) else ListFormat.PHONE
+
+    @property
+    def address_prefix(self) -> str:
+        """What the provider wants before each address of the list (``whatsapp:``), or ""."""
+        return self.options.address_prefix if isinstance(self.options, RecipientListOptions) else ""
 
     def secret_env_names(self) -> dict[str, str]:
         """``{key: ENV_NAME}`` for every secret this channel needs."""

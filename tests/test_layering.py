@@ -35,7 +35,8 @@ LAYERS: dict[str, int] = {
     "app": 6,
     "cli": 7, "service": 7, "__main__": 7,
 }
-SDKS = ("telegram", "tweepy", "twilio", "httpx", "httpcore", "aiohttp", "oauthlib", "requests")
+SDKS = ("telegram", "tweepy", "twilio", "httpx", "httpcore", "aiohttp", "oauthlib", "requests", "aiosmtplib",
+        "email_validator", "dns")
 BACKENDS = ("broadcaster.store.sqlite", "broadcaster.store.sqlite_db", "broadcaster.store.postgres",
             "broadcaster.store.postgres_db")
 

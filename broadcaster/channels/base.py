@@ -31,7 +31,7 @@ import ssl
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -105,7 +105,9 @@ class AlertDocument:
 
     ``sent`` and ``expires`` are ISO 8601 with the configured offset, to the second;
     ``status`` is the CAP status (Actual, Exercise, Test); ``forms`` holds the
-    rendered texts, language -> form (headline, short, long) -> text.
+    rendered texts, language -> form (headline, short, long) -> text. ``texts``
+    are the approved template's own forms, ``{variable}`` placeholders and all,
+    and ``values`` each variable's text per language as the forms show it.
     """
 
     alert_id: str
@@ -121,6 +123,8 @@ class AlertDocument:
     event: Mapping[str, str]
     areas: tuple[str, ...]
     forms: Forms
+    texts: Forms = field(default_factory=dict)
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class Clients:
@@ -269,8 +273,21 @@ class Channel(ABC):
 
     @classmethod
     def payload(cls, document: AlertDocument, rendered: Rendered) -> bytes | None:
-        """The request body for ``rendered``, for a kind that sends one; None otherwise."""
+        """The request body for ``rendered``, for a kind that sends one; None otherwise.
+
+        May raise an InputError (nothing is committed) for a value the provider would refuse.
+        """
         return None
+
+    @classmethod
+    def template_problems(cls, config: ChannelConfig, template_id: str, *, exercise: bool) -> list[str]:
+        """What keeps a channel of this kind from sending ``template_id`` (empty when nothing does).
+
+        ``channels check`` asks it for every template of the kind, and a fire before
+        it commits anything, so a gap in the config is never found at send time.
+        ``exercise`` asks about an exercise fire (``channels check`` asks an exercise channel both ways).
+        """
+        return []
 
     # -- one channel ---------------------------------------------------------------
 

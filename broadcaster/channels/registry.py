@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broadcaster.channels.base import Channel, Clients
+from broadcaster.channels.email import EmailChannel
 from broadcaster.channels.sms import SmsChannel
 from broadcaster.channels.telegram import TelegramChannel
 from broadcaster.channels.webhook import WebhookChannel
+from broadcaster.channels.whatsapp import WhatsAppChannel
 from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig, parse_channel
 from broadcaster.errors import ConfigError
@@ -25,6 +27,8 @@ KINDS: dict[str, type[Channel]] = {
     "telegram": TelegramChannel,
     "sms": SmsChannel,
     "webhook": WebhookChannel,
+    "whatsapp": WhatsAppChannel,
+    "email": EmailChannel,
 }
 
 
