@@ -41,7 +41,7 @@ from broadcaster.channels.http import close_session, open_session
 from broadcaster.channels.twilio_errors import classify_twilio
 from broadcaster.config import ChannelConfig, KindTable, RecipientListOptions
 from broadcaster.errors import ConfigError, DeliveryError, Reason
-from broadcaster.secret import Redactor, Secret, scrub
+from broadcaster.secret import Redactor, Secret
 
 __all__ = ["DEFAULT_API_BASE", "TWILIO_KEYS", "TwilioChannel", "TwilioOptions", "twilio_keys"]
 

@@ -188,7 +188,8 @@ async def test_every_shipped_template_filled_in_by_twilio_reads_as_the_preview(t
                              templates=str(ROOT / "templates"))
         template = catalogue.get(template_id)
         assert "whatsapp" in template.kinds, template_id
-        plan = await plan_alert(config, catalogue, template_id, example_inputs(template),
+        inputs = example_inputs(template, 1_800_000_000.0, config.timezone)
+        plan = await plan_alert(config, catalogue, template_id, inputs,
                                 mode=Mode.EXERCISE if exercise else Mode.LIVE, now=1_800_000_000.0,
                                 require_approval=False)
         for record in plan.messages:
@@ -206,7 +207,7 @@ async def test_a_value_whatsapp_would_refuse_stops_the_fire_before_anything_is_s
     catalogue = Catalogue(ROOT / "templates", KINDS)
     config = make_config(subscribers(tmp_path), [table()], templates=str(ROOT / "templates"))
     template = catalogue.get("road_closure")
-    inputs = example_inputs(template)
+    inputs = example_inputs(template, 1_800_000_000.0, config.timezone)
     inputs["detour"] = {"ar": "شارع الخيل     ثم الإمارات", "en": "Al Khail Road"}
     with pytest.raises(VariableError, match=r"variable 'detour' \(ar\) runs more than four spaces"):
         await plan_alert(config, catalogue, "road_closure", inputs, mode=Mode.LIVE, now=1_800_000_000.0,
@@ -217,7 +218,7 @@ async def test_a_fire_without_a_content_sid_for_the_template_is_refused_naming_t
     catalogue = Catalogue(ROOT / "templates", KINDS)
     config = make_config(tmp_path, [table(content_sid={"road_closure": {"ar": WHATSAPP_SID}})],
                          templates=str(ROOT / "templates"))
-    inputs = example_inputs(catalogue.get("road_closure"))
+    inputs = example_inputs(catalogue.get("road_closure"), 1_800_000_000.0, config.timezone)
     with pytest.raises(ConfigError) as caught:
         await plan_alert(config, catalogue, "road_closure", inputs, mode=Mode.LIVE, now=1_800_000_000.0,
                          require_approval=False)

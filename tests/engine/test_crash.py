@@ -71,7 +71,7 @@ def kill_mid_fan_out(p: Providers, channel: str, sent: Callable[[], int], recipi
     env = {**os.environ, **SECRETS}
     process = subprocess.Popen(
         [sys.executable, "-m", "broadcaster", *p.cli("fire", "road_closure", "--use-examples", "--live", "--yes",
-                                                     "--json", "--channels", channel)],
+                                                     "--json", "--channels", channel, as_user="officer")],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     kill_after = random.Random().randint(100, 1500)

@@ -38,9 +38,10 @@ def providers(tmp_path: Path, recipients: int = 6, **options: object) -> Provide
 def fire(p: Providers, *, mode: Mode = Mode.LIVE, selection: str = MESSAGING) -> tuple[Reader, str]:
     async def main() -> str:
         async with open_app(str(p.config), str(p.db)) as app:
-            template = app.catalogue.get("road_closure")
-            plan = await plan_alert(app.config, app.catalogue, "road_closure", example_inputs(template), mode=mode,
-                                    now=time.time(), selection=selection)
+            template, now = app.catalogue.get("road_closure"), time.time()
+            plan = await plan_alert(app.config, app.catalogue, "road_closure",
+                                    example_inputs(template, now, app.config.timezone), mode=mode, now=now,
+                                    selection=selection)
             await run_plan(app, plan, policy=FAST)
             return plan.alert.id
 
