@@ -63,7 +63,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -235,11 +235,15 @@ def _input(table: Any, index: int, source: str) -> RunbookInput:
     return RunbookInput(name=name, example=examples, description=description.strip(), type=kind)
 
 
+_SYNTAX_START: Final = datetime(2050, 1, 1, tzinfo=UTC).timestamp()
+
+
 def check_datetime_text(text: str, where: str) -> None:
     """An absolute ISO 8601 datetime with offset, or a start-relative one ("+2h", "+1d 22:00", "now")."""
     try:
         if is_relative(text):
-            resolve_datetime(text, 0.0, ZoneInfo("UTC"))
+            # Only the syntax is checked here: any start inside the dates the system handles will do.
+            resolve_datetime(text, _SYNTAX_START, ZoneInfo("UTC"))
         else:
             parse_datetime(text)
     except DurationError as exc:

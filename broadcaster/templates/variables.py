@@ -24,6 +24,7 @@ from babel.numbers import format_decimal
 from broadcaster.errors import VariableError
 from broadcaster.templates.catalogue import LANGUAGES, Template, Variable
 from broadcaster.templates.gazetteer import Gazetteer
+from broadcaster.timefmt import MomentError, parse_moment
 
 BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 # Plain punctuation shared by both languages; every one is in the GSM-7 basic set.
@@ -220,17 +221,9 @@ def format_number(number: float, decimals: int, lang: str) -> str:
 
 def parse_datetime(name: str, value: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise VariableError(
-            f"variable {name!r}: {value!r} is not an ISO 8601 date and time (e.g. 2026-11-23T22:00:00+04:00)"
-        ) from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise VariableError(
-            f"variable {name!r}: {value!r} has no UTC offset; write it with one, "
-            f"e.g. {moment.replace(tzinfo=None).isoformat()}+04:00"
-        )
-    return moment
+        return parse_moment(value)
+    except MomentError as exc:
+        raise VariableError(f"variable {name!r}: {exc}") from None
 
 
 def format_moment(moment: datetime, fmt: str, lang: str, tz: ZoneInfo) -> str:

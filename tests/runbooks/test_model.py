@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -63,6 +63,43 @@ def test_relative_datetimes_resolve_against_the_start() -> None:
         resolve_datetime("2026-12-01T08:00:00", start, DUBAI)
     with pytest.raises(DurationError, match="not a time of day"):
         resolve_datetime("+1d 25:00", start, DUBAI)
+
+
+@pytest.mark.parametrize("text", [
+    "0001-01-01T00:00:00+04:00", "9999-12-31T23:59:59-04:00", "+999999d 22:00", "-99999d", "+3654d",
+    "+" + "9" * 5000 + "d", "+²h",
+])
+def test_times_past_the_dates_the_system_handles_are_refused(text: str) -> None:
+    start = datetime(2026, 11, 22, 23, 30, tzinfo=DUBAI).timestamp()
+    with pytest.raises(DurationError):
+        resolve_datetime(text, start, DUBAI)
+
+
+def test_a_duration_over_ten_years_is_refused_saying_so() -> None:
+    assert parse_duration("3653d") == 3653 * 86400
+    with pytest.raises(DurationError, match="longer than ten years"):
+        parse_duration("3654d")
+    with pytest.raises(DurationError, match="longer than ten years"):
+        parse_duration("P99999W")
+
+
+relative = st.one_of(
+    st.just("now"),
+    st.builds(lambda sign, n, unit: f"{sign}{n}{unit}", st.sampled_from("+-"), st.integers(0, 10**12),
+              st.sampled_from("dhms")),
+    st.builds(lambda n, h, m: f"+{n}d {h}:{m:02d}", st.integers(0, 10**7), st.integers(0, 30), st.integers(0, 70)),
+    st.text(max_size=20),
+)
+
+
+@given(text=relative, start=st.floats(min_value=946684800, max_value=4102444799))
+def test_resolve_datetime_gives_a_moment_in_range_or_says_why_not(text: str, start: float) -> None:
+    try:
+        moment = resolve_datetime(text, start, DUBAI)
+    except DurationError:
+        return
+    assert 2000 <= moment.astimezone(UTC).year <= 2099
+    moment.timestamp()
 
 
 def test_references() -> None:
