@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broadcaster.channels.registry import KINDS
 from broadcaster.channels.sms import SmsOptions
 from broadcaster.channels.telegram import Layout, TelegramChannel, TelegramOptions
-from broadcaster.config import load_config
+from broadcaster.config import RATE_PER_SECOND, TIMEOUT_S, bounded_number, load_config
 from broadcaster.errors import ConfigError
 from broadcaster.states import OnUnknown
 from tests.support import channel_config, make_config, write_config
@@ -216,6 +219,36 @@ def test_sms_with_a_messaging_service_loads(tmp_path: Path) -> None:
 def test_bad_values_name_the_key(tmp_path: Path, extra: dict[str, Any], key: str) -> None:
     message = refused(tmp_path, [{**SMS, **extra}])
     assert f"channel 'sms-residents': key {key!r}" in message
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("rate_per_second", math.nan), ("rate_per_second", math.inf), ("rate_per_second", -math.inf),
+    ("rate_per_second", 1e-9), ("rate_per_second", -5), ("rate_per_second", 10**9),
+    ("timeout_s", math.nan), ("timeout_s", math.inf), ("timeout_s", 0.001), ("timeout_s", 86400),
+])
+def test_a_number_outside_its_bounds_is_refused_saying_the_bounds(tmp_path: Path, key: str, value: float) -> None:
+    """TOML reads nan and inf; 1e-9 messages a second would hold an alert (and a dry-run) for 30 years."""
+    message = refused(tmp_path, [{**SMS, key: value}])
+    bounds = RATE_PER_SECOND if key == "rate_per_second" else TIMEOUT_S
+    assert f"channel 'sms-residents': key {key!r}: must be a number from {bounds.low:g} to {bounds.high:g}" in message
+    assert f"not {value!r}" in message
+
+
+def test_the_bounds_themselves_load(tmp_path: Path) -> None:
+    slow = channel_config(tmp_path, **{**SMS, "rate_per_second": 0.001, "timeout_s": 300})
+    assert (slow.rate_per_second, slow.timeout_s) == (0.001, 300.0)
+    fast = channel_config(tmp_path, **{**SMS, "rate_per_second": 100_000, "timeout_s": 0.1})
+    assert (fast.rate_per_second, fast.timeout_s) == (100_000.0, 0.1)
+
+
+@given(st.one_of(st.floats(), st.integers(), st.booleans(), st.text(max_size=5), st.none()))
+def test_a_numeric_key_is_a_finite_number_in_bounds_or_an_error_naming_it(value: object) -> None:
+    try:
+        number = bounded_number({"rate_per_second": value}, "rate_per_second", 1.0, RATE_PER_SECOND, "here")
+    except ConfigError as exc:
+        assert str(exc).startswith("here: key 'rate_per_second': must be a number from 0.001 to 100000")
+        return
+    assert math.isfinite(number) and RATE_PER_SECOND.low <= number <= RATE_PER_SECOND.high
 
 
 @pytest.mark.parametrize(("extra", "key"), [({"layout": "both"}, "layout"), ({"on_unknown": "retry"}, "on_unknown")])
