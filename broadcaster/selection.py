@@ -1,11 +1,16 @@
-"""Choose the channels an alert goes to: ``all``, ``id,id``, ``kind:sms``, ``area:CODE``."""
+"""Choose the channels an alert goes to: ``all``, ``id,id``, ``kind:sms``, ``area:CODE``.
+
+Also the one check of the areas channels cover (:func:`check_areas`): ``channels.toml``
+is read before the gazetteer, so the application checks them together once both are loaded.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+from collections.abc import Collection, Iterable
 
-from broadcaster.config import ChannelConfig
-from broadcaster.errors import SelectionError
+from broadcaster.config import ChannelConfig, Config
+from broadcaster.errors import ConfigError, SelectionError
 
 
 def select_channels(
@@ -71,3 +76,24 @@ def select_channels(
         mode = " exercise" if exercise_only else ""
         raise SelectionError(f"--channels {sel}: no{mode} channel matches (areas: {', '.join(areas) or 'all'})")
     return result
+
+
+def check_areas(config: Config, known: Collection[str], *, gazetteer: str = "the gazetteer") -> None:
+    """Every channel's ``areas`` are area codes of the gazetteer (or ``"*"``); raise ConfigError naming the first
+    that is not. A mistyped code would otherwise leave the channel silently out of every alert for that area."""
+    for channel in config.channels:
+        for area in channel.areas:
+            if area != "*" and area not in known:
+                close = close_match(area, known)
+                hint = f"did you mean {close!r}? " if close else ""
+                raise ConfigError(f"key 'areas': {area!r} is not an area in {gazetteer} ({hint}known: "
+                                  f"{', '.join(sorted(known))}, or \"*\" for everywhere)", where=channel.where)
+
+
+def close_match(value: str, known: Collection[str]) -> str | None:
+    """The known code ``value`` was probably meant to be (case aside, or a letter or two off), if any."""
+    by_upper = {k.upper(): k for k in known}
+    if value.upper() in by_upper:
+        return by_upper[value.upper()]
+    found = difflib.get_close_matches(value.upper(), list(by_upper), n=1, cutoff=0.75)
+    return by_upper[found[0]] if found else None

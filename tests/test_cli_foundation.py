@@ -254,3 +254,35 @@ def test_channels_check_in_dry_run_only_warns_about_secrets(cli: Cli, monkeypatc
     code, _, err = cli("channels", "check")
     assert code == 2
     assert "'sms-residents'" in err and "TWILIO_AUTH_TOKEN" in err
+
+
+def edit_config(own_copy: Path, old: str, new: str) -> Path:
+    config = own_copy / "channels.toml"
+    text = config.read_text(encoding="utf-8")
+    assert old in text
+    config.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return config
+
+
+def test_an_area_typo_in_channels_toml_exits_2_naming_it(cli: Cli, own_copy: Path) -> None:
+    """Before, the channel was silently left out of a fire for that area, and the fire exited 0."""
+    config = edit_config(own_copy, 'layout = "separate"', 'layout = "separate"\nareas = ["DXB-DIERA"]')
+    for command in (("channels", "check", "--dry-run"), ("fire", "road_closure", "--use-examples", "--dry-run")):
+        code, out, err = cli(*command)
+        assert code == 2, (command, out, err)
+        assert str(config) in err and "'telegram-police-en'" in err and "'areas'" in err
+        assert "'DXB-DIERA' is not an area" in err and "did you mean 'DXB-DEIRA'?" in err
+    assert not cli.db.exists()  # nothing stored, nothing sent
+
+
+@pytest.mark.parametrize(("value", "shown"), [("nan", "nan"), ("inf", "inf"), ("1e-4", "0.0001"), ("0", "0")])
+def test_an_unusable_rate_exits_2_naming_the_key_and_its_bounds(cli: Cli, own_copy: Path, value: str,
+                                                              shown: str) -> None:
+    """nan crashed the dispatcher; a tiny rate held a dry-run (1e-9 ran forever), so the bounds are said."""
+    config = edit_config(own_copy, "rate_per_second = 10", f"rate_per_second = {value}")
+    code, out, err = cli("fire", "road_closure", "--use-examples", "--dry-run", "--json")
+    assert code == 2, err
+    assert str(config) in err and "'sms-residents'" in err
+    assert "'rate_per_second': must be a number from 0.001 to 100000 (messages per second)" in err
+    assert f"not {shown}" in err
+    assert out == "" and not cli.db.exists()

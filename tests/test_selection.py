@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from broadcaster.channels.registry import KINDS
 from broadcaster.config import ChannelConfig, load_config
-from broadcaster.errors import SelectionError
-from broadcaster.selection import select_channels
+from broadcaster.errors import ConfigError, SelectionError
+from broadcaster.selection import check_areas, close_match, select_channels
 from tests.support import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,3 +186,27 @@ def test_selection_keeps_exactly_the_channels_meeting_every_constraint(
             ids(pool, selection, kinds=kinds, areas=areas, exercise_only=exercise_only)
     else:
         assert ids(pool, selection, kinds=kinds, areas=areas, exercise_only=exercise_only) == expected
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("DXB-DIERA", "DXB-DEIRA"), ("dxb-hatta", "DXB-HATTA"),
+                                             ("DXB-MARNA", "DXB-MARINA"), ("ABU-DHABI", None)])
+def test_an_area_a_channel_names_must_be_in_the_gazetteer(tmp_path: Path, typo: str, meant: str | None) -> None:
+    """A typo would leave the channel silently out of every alert for that area: refused, naming it."""
+    config = make_config(tmp_path, [chan("x-authority", "x"), chan("telegram-deira", "telegram", areas=("DXB", typo))])
+    with pytest.raises(ConfigError) as caught:
+        check_areas(config, KNOWN_AREAS, gazetteer="templates/gazetteer.toml")
+    message = str(caught.value)
+    assert message.startswith(f"{config.path}: channel 'telegram-deira': key 'areas': {typo!r} is not an area in "
+                              "templates/gazetteer.toml")
+    assert (f"did you mean {meant!r}?" in message) if meant else "did you mean" not in message
+    assert "known: DXB, DXB-DEIRA, DXB-HATTA, DXB-MARINA" in message
+
+
+def test_known_areas_and_everywhere_pass(tmp_path: Path) -> None:
+    check_areas(make_config(tmp_path, [chan("a", "x", areas=("*", "DXB-HATTA"))]), KNOWN_AREAS)
+
+
+@given(st.text(max_size=12))
+def test_a_close_match_is_always_a_known_code(text: str) -> None:
+    found = close_match(text, KNOWN_AREAS)
+    assert found is None or found in KNOWN_AREAS
