@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcaster.errors import ConfigError
 from broadcaster.secret import Secret
+from broadcaster.text.files import FileProblem, read_text
 
 LANGUAGES: Final = ("ar", "en")
 COMMON_KEYS: Final = frozenset({
@@ -229,9 +230,9 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     """
     source = Path(path)
     try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", where=str(source)) from None
+        raw = tomllib.loads(read_text(source))
+    except FileProblem as exc:
+        raise ConfigError(str(exc), where=str(source)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", where=str(source)) from None
     base_dir = source.resolve().parent

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from broadcaster.cli import main
+from tests.support import Reader
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "channels.toml"
@@ -286,3 +287,26 @@ def test_an_unusable_rate_exits_2_naming_the_key_and_its_bounds(cli: Cli, own_co
     assert "'rate_per_second': must be a number from 0.001 to 100000 (messages per second)" in err
     assert f"not {shown}" in err
     assert out == "" and not cli.db.exists()
+
+
+def test_a_recipient_path_that_is_a_folder_exits_2(cli: Cli, own_copy: Path) -> None:
+    config = edit_config(own_copy, 'recipients = "recipients/residents.csv"', 'recipients = "recipients"')
+    code, out, err = cli("fire", "road_closure", "--use-examples", "--dry-run", "--json")
+    assert code == 2, err
+    assert f"{config}: channel 'sms-residents': key 'recipients': {own_copy / 'recipients'}: recipient list is a " \
+           "folder, not a file" in err.replace("\n", "")
+    assert out == "" and Reader(cli.db).alerts() == []  # nothing stored, nothing sent
+
+
+def test_a_latin1_recipient_list_exits_2_naming_line_and_byte(cli: Cli, own_copy: Path) -> None:
+    residents = own_copy / "recipients" / "residents.csv"
+    lines = residents.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].rstrip(b"\r\n") + "  # Café".encode("latin-1") + b"\n"
+    residents.write_bytes(b"".join(lines))
+    column = len(lines[2].split(b"\xe9")[0]) + 1
+    code, out, err = cli("fire", "road_closure", "--use-examples", "--dry-run", "--json")
+    assert code == 2, err
+    flat = err.replace("\n", "")
+    assert "'sms-residents': key 'recipients'" in flat and str(residents) in flat
+    assert f"line 3, column {column}: byte 0xE9 is not UTF-8; the recipient list must be UTF-8 text" in flat
+    assert out == "" and Reader(cli.db).alerts() == []  # nothing stored, nothing sent

@@ -128,6 +128,17 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml", KINDS)
 
 
+def test_a_folder_or_a_latin1_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(ConfigError, match="file is a folder, not a file") as caught:
+        load_config(tmp_path / "folder.toml", KINDS)
+    assert caught.value.where == str(tmp_path / "folder.toml")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[broadcaster]\nsender = "Caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"line 2, column 14: byte 0xE9 is not UTF-8; the file must be UTF-8"):
+        load_config(latin, KINDS)
+
+
 def test_unknown_kind_names_the_channel(tmp_path: Path) -> None:
     message = refused(tmp_path, [{"id": "fax-line", "kind": "fax"}])
     assert "channel 'fax-line'" in message

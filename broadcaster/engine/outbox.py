@@ -212,9 +212,9 @@ async def plan_alert(
                 audience = dict(follow_up.audiences.get(channel.id, {}))
                 plan.copies.append(AudienceCopy(channel.id, follow_up.original.id, states, keys, fallback))
             else:
-                source = RecipientList(channel.id, channel.recipients, channel.where, frozenset(reach),
-                                       frozenset(known_areas), keys, fallback)
-                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=channel.where)
+                source = RecipientList(channel.id, channel.recipients, f"{channel.where}: key 'recipients'",
+                                       frozenset(reach), frozenset(known_areas), keys, fallback)
+                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=source.where)
                 audience = dict(index.audience(set(reach)))
                 plan.lists.append(source)
             counts = dict.fromkeys(channel.languages, 0)

@@ -76,6 +76,7 @@ from broadcaster.runbooks.durations import (
     resolve_datetime,
 )
 from broadcaster.runbooks.refs import LANGUAGES, RunbookError, Value, parse_value, time_value
+from broadcaster.text.files import FileProblem, read_text
 
 ACTIONS: Final = ("template", "update", "cancel")
 INPUT_TYPES: Final = ("value", "datetime")
@@ -139,9 +140,9 @@ def load_runbook(path: str | Path) -> Runbook:
     """Read a runbook file; a syntax or structure error raises RunbookError naming file and step."""
     file = Path(path)
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunbookError("runbook file not found", where=str(file)) from None
+        raw = tomllib.loads(read_text(file, "runbook file"))
+    except FileProblem as exc:
+        raise RunbookError(str(exc), where=str(file)) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise RunbookError(f"TOML syntax error: {exc}", where=f"{file}:{match.group(1)}" if match else str(file)) \

@@ -20,6 +20,7 @@ import orjson
 
 from broadcaster.errors import TemplateError
 from broadcaster.templates.gazetteer import Gazetteer, load_gazetteer
+from broadcaster.text.files import FileProblem, read_text
 
 LANGUAGES: Final = ("ar", "en")
 FORMS: Final = ("headline", "short", "long")
@@ -119,9 +120,9 @@ def content_hash(raw: Mapping[str, Any]) -> str:
 def read_toml(path: Path) -> dict[str, Any]:
     """Parse one TOML file; a syntax error names the file and line."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TemplateError("file not found", where=str(path)) from None
+        return tomllib.loads(read_text(path))
+    except FileProblem as exc:
+        raise TemplateError(str(exc), where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         where = f"{path}:{match.group(1)}" if match else str(path)

@@ -139,3 +139,13 @@ def test_structure_errors_name_file_and_step(tmp_path: Path, old: str, new: str,
     with pytest.raises(RunbookError, match=message) as info:
         load_runbook(path)
     assert str(path) in str(info.value)
+
+
+def test_a_runbook_path_that_is_a_folder_or_not_utf8_is_a_runbook_error(tmp_path: Path) -> None:
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(RunbookError, match="runbook file is a folder, not a file"):
+        load_runbook(tmp_path / "folder.toml")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(BASE.encode() + "\n# Caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(RunbookError, match=r"byte 0xE9 is not UTF-8; the runbook file must be UTF-8 text"):
+        load_runbook(latin)

@@ -243,6 +243,13 @@ def test_a_missing_templates_folder_is_reported(tmp_path: Path) -> None:
         Catalogue(tmp_path / "nowhere", KINDS)
 
 
+def test_a_template_that_is_not_utf8_names_the_line(catalogue: Catalogue) -> None:
+    path = catalogue.path("road_closure")
+    path.write_bytes(path.read_bytes().replace("شارع".encode(), "Caf\u00e9".encode("latin-1"), 1))
+    with pytest.raises(TemplateError, match=r"road_closure\.toml: line \d+, column \d+: byte 0xE9 is not UTF-8"):
+        read_toml(path)
+
+
 def test_a_template_may_only_target_a_kind_the_registry_has(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     edit(path, 'kinds = ["x", "telegram", "sms", "webhook"]', 'kinds = ["x", "fax"]')
