@@ -27,6 +27,7 @@ from broadcaster.errors import (
     VariableError,
 )
 from broadcaster.service.state import SERVICE
+from broadcaster.service.strict_json import BodyError, parse_body
 
 log = logging.getLogger("broadcaster.service")
 
@@ -88,9 +89,9 @@ async def read_json(request: web.Request, *, optional: bool = False) -> dict[str
             return {}
         raise ApiError(400, "invalid", "body: a JSON object is required", field="body")
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid", "body: not valid JSON", field="body") from None
+        body = parse_body(raw)
+    except BodyError as exc:
+        raise ApiError(400, "invalid", str(exc), field=exc.field) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid", "body: must be a JSON object", field="body")
     return body
