@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 import pytest
 
 from broadcaster.cli import main
 from tests.support import Reader
+
+if TYPE_CHECKING:
+    from broadcaster.app.context import App
+    from broadcaster.engine.outbox import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "channels.toml"
@@ -310,3 +315,38 @@ def test_a_latin1_recipient_list_exits_2_naming_line_and_byte(cli: Cli, own_copy
     assert "'sms-residents': key 'recipients'" in flat and str(residents) in flat
     assert f"line 3, column {column}: byte 0xE9 is not UTF-8; the recipient list must be UTF-8 text" in flat
     assert out == "" and Reader(cli.db).alerts() == []  # nothing stored, nothing sent
+
+
+def test_a_disk_that_fills_while_a_fire_goes_out_says_so_and_resume_finishes(
+    cli: Cli, own_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, every channel's worker raised at once: an ExceptionGroup traceback, exit 1, no word on what to do."""
+    from broadcaster.app import fire
+
+    residents = own_copy / "recipients" / "residents.csv"
+    residents.write_text("phone,language,area\n" + "".join(f"+9715{i:08d},ar,DXB\n" for i in range(3000)),
+                         encoding="utf-8")
+    committed = fire.audit_commit
+
+    async def then_the_disk_fills(app: App, plan: Plan, created: int, skipped: int) -> None:
+        await committed(app, plan, created, skipped)
+        pages = (await app.store.db.execute("PRAGMA page_count")).rows[0][0]
+        await app.store.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from here on
+
+    monkeypatch.setattr(fire, "audit_commit", then_the_disk_fills)
+    code, _, err = cli("fire", "road_closure", "--use-examples", "--dry-run")
+    assert code == 1, err
+    flat = " ".join(err.split())
+    assert "database or disk is full: free some space" in flat and "run `broadcaster resume`" in flat
+    assert "Traceback" not in err and "ExceptionGroup" not in err and "cannot rollback" not in err
+    (alert,) = Reader(cli.db).alerts()
+
+    monkeypatch.undo()  # space again; the fire's process has ended, so its leases are taken back
+    from broadcaster.app import resume
+
+    monkeypatch.setattr(resume, "owner_is_dead", lambda owner: True)
+    code, _, err = cli("resume")
+    assert code == 0, err
+    deliveries = Reader(cli.db).deliveries(alert.id)
+    assert len([d for d in deliveries if d.channel_id == "sms-residents"]) == 3000
+    assert {d.state for d in deliveries} == {"sent"}

@@ -19,6 +19,7 @@ from broadcaster.cli.output import (
     console,
     err_console,
     print_json,
+    problem,
 )
 from broadcaster.cli.prompts import actor, confirm_live, inputs_from
 from broadcaster.cli.views import show_preview
@@ -159,6 +160,7 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from broadcaster.app.fire import run_plan
+    from broadcaster.errors import StoreError
 
     mode = plan.alert.mode
     if not as_json:
@@ -172,7 +174,11 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     tasks = {c.id: progress.add_task(c.id, total=totals[c.id], note="") for c in plan.channels}
     done: Counter[tuple[str, str]] = Counter()
 
+    committed = False
+
     def on_commit(created: int, skipped: int) -> None:
+        nonlocal committed
+        committed = True
         if skipped and not as_json:
             console().print(f"{skipped} duplicate phone number(s) skipped: one SMS per phone")
 
@@ -186,8 +192,17 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
             progress.update(tasks[channel_id], note=note)
 
     show_progress = not as_json and sys.stdout.isatty()
-    with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
-        await run_plan(app, plan, progress=on_progress, on_commit=on_commit)
+    try:
+        with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
+            await run_plan(app, plan, progress=on_progress, on_commit=on_commit)
+    except StoreError as exc:
+        if not committed:
+            raise  # nothing was stored, so nothing was sent: the CLI says so (exit 2)
+        # Some messages may have gone out; each is recorded or reconciled, never resent blindly.
+        problem(f"error: the database failed while alert {plan.alert.id} was going out: {exc}", style="bold red")
+        problem("deliveries not yet recorded are reconciled before any resend: once the database is back, "
+                "run `broadcaster resume`")
+        return EXIT_FAILED
     return await report(app, plan.alert.id, mode, as_json=as_json, show_log=show_log)
 
 

@@ -23,6 +23,7 @@ from broadcaster.errors import (
     InputError,
     SelectionError,
     StoreError,
+    StoreFull,
     TemplateError,
     VariableError,
 )
@@ -114,6 +115,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(ApiError(403, "forbidden", str(exc)))
     except Conflict as exc:
         return error_response(ApiError(409, "conflict", str(exc)))
+    except StoreFull as exc:
+        log.error("the database is full: %s", exc)
+        return error_response(ApiError(503, "database_full", "the database or its disk is full; nothing was "
+                                       "changed: free some space on the database's disk",
+                                       headers={"Retry-After": "30"}))
     except StoreError as exc:
         log.error("the database failed: %s", exc)
         return error_response(ApiError(503, "unavailable", "the database is unavailable; nothing was changed",

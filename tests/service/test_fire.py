@@ -11,6 +11,7 @@ import pytest
 
 from broadcaster.cli import main
 from broadcaster.engine.outbox import commit, plan_alert
+from broadcaster.errors import StoreFull
 from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
 from tests.service.support import PUBLIC_URL, Api, provider_requests
@@ -243,3 +244,19 @@ async def test_events_of_an_alert_delivered_elsewhere_are_polled_from_the_store(
     assert events[0] == ("progress", {"channel": None, "state": None, "counts": {"partner-hook": {"pending": 1}}})
     assert events[-2][1]["counts"] == {"partner-hook": {"sent": 1}}
     assert events[-1] == ("done", {"alert_id": plan.alert.id, "ok": True, "state": "done"})
+
+
+async def test_a_full_database_is_a_503_that_says_so_and_nothing_is_sent(api: Api) -> None:
+    db = api.app.store.db
+    pages = (await db.execute("PRAGMA page_count")).rows[0][0]
+    await db.execute(f"PRAGMA max_page_count = {pages + 50}")
+    await db.execute("CREATE TABLE filler (x BLOB)")
+    with pytest.raises(StoreFull):
+        while True:  # every free page taken: the disk is full
+            await db.execute("INSERT INTO filler (x) VALUES (randomblob(3000))")
+    status, body = await api.fire("officer", mode="live")
+    assert status == 503, body
+    assert body["error"] == "database_full" and "full" in body["message"] and "nothing was changed" in body["message"]
+    await api.settle()
+    assert provider_requests(api.providers) == [0, 0, 0, 0]
+    assert await api.app.store.alerts.recent(10) == []
