@@ -111,6 +111,8 @@ async def send(args: argparse.Namespace, app: App, request: Any) -> int:
     from broadcaster.app.fire import Held, launch, plan_request, queue_plan
 
     plan = await plan_request(app, request, now=time.time(), created_by=actor())
+    for channel_id, why in plan.skipped.items():  # a follow-up: the original's channels today's config rules out
+        problem(f"warning: channel {channel_id!r} is skipped: {why}", style="bold yellow")
     if args.mode == "live" and not args.yes and not await confirm_live(plan):
         err_console().print("not confirmed: nothing was sent.", style="bold red")
         return EXIT_INVALID

@@ -167,7 +167,10 @@ def document() -> dict[str, Any]:
         "Error": _obj(["error", "message"], error=_STR, message=_STR, field=_STR),
         "Role": {"type": "string", "enum": list(ROLES)},
         "Accepted": _obj(["alert_id", "state"], alert_id=_STR,
-                         state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR),
+                         state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR,
+                         skipped={"type": "object", "additionalProperties": _STR,
+                                  "description": "a follow-up: the original's channels channels.toml now rules out, "
+                                                 "and why"}),
         "TemplateSummary": _obj(id=_STR, version=_INT, title=_BILINGUAL, approved=_BOOL,
                                 kinds={"type": "array", "items": _STR}, two_person=_BOOL),
         "Message": _obj(channel=_STR, kind=_STR, language=_STR, text=_STR, length=_INT, limit=_INT, unit=_STR,

@@ -42,7 +42,7 @@ async def test_emirate_wide_recipients_hear_about_a_district_closure() -> None:
 
     app = loaded(REPO / "channels.toml")
     plan = await plan_alert(app.config, app.catalogue, "road_closure",
-                            example_inputs(app.catalogue.get("road_closure")), mode=Mode.DRY_RUN, now=0.0)
+                            example_inputs(app.catalogue.get("road_closure")), mode=Mode.EXERCISE, now=0.0)
     exercise = {r.rendered.language: r.recipients for r in plan.rows if r.channel == "sms-exercise"}
     # recipients/exercise.csv registers phones for DXB (the emirate) and DXB-HATTA (off E11).
     assert sum(exercise.values()) >= 1
