@@ -8,13 +8,14 @@ change to a text, a variable or a CAP field voids the approval.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import orjson
 
@@ -115,6 +116,10 @@ def content_hash(raw: Mapping[str, Any]) -> str:
     """sha256 of everything but ``[approval]``, canonically serialised."""
     body = {k: v for k, v in raw.items() if k != "approval"}
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _finite(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -268,9 +273,9 @@ def _variable(table: Any, index: int, where: str) -> Variable:
     if not isinstance(decimals, int) or not 0 <= decimals <= 3:
         raise TemplateError(f"{ctx}: decimals must be 0 to 3", where=where)
     minimum, maximum = table.get("min"), table.get("max")
-    if vtype == "number" and (not isinstance(minimum, int | float) or not isinstance(maximum, int | float)
-                              or minimum > maximum):
-        raise TemplateError(f"{ctx}: a number needs min <= max", where=where)
+    if vtype == "number" and not (_finite(minimum) and _finite(maximum) and minimum <= maximum):
+        # TOML reads nan and inf: a nan bound refuses every value, an infinite one accepts any.
+        raise TemplateError(f"{ctx}: a number needs finite min <= max", where=where)
     domains = table.get("domains", [])
     if vtype == "url" and (not isinstance(domains, list) or not domains):
         raise TemplateError(f"{ctx}: a url variable needs domains = [official hosts]", where=where)
