@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broadcaster.cli import main
+from broadcaster.cli.numbers import seconds
 from tests.support import Reader
 
 if TYPE_CHECKING:
@@ -350,3 +355,30 @@ def test_a_disk_that_fills_while_a_fire_goes_out_says_so_and_resume_finishes(
     deliveries = Reader(cli.db).deliveries(alert.id)
     assert len([d for d in deliveries if d.channel_id == "sms-residents"]) == 3000
     assert {d.state for d in deliveries} == {"sent"}
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["worker", "--heartbeat", "nan"], "--heartbeat: must be a number of seconds from 0.1 to 60, not 'nan'"),
+    (["worker", "--dead-after", "inf"], "--dead-after: must be a number of seconds from 1 to 3600, not 'inf'"),
+    (["worker", "--poll", "-1"], "--poll: must be a number of seconds from 0.01 to 60, not '-1'"),
+    (["serve", "--port", "99999"], "--port: must be a whole number from 1 to 65535, not '99999'"),
+    (["serve", "--port", "٨٠"], "--port: must be a whole number from 1 to 65535"),
+])
+def test_numeric_options_outside_their_bounds_exit_2_naming_them(
+    cli: Cli, capsys: pytest.CaptureFixture[str], args: list[str], words: str
+) -> None:
+    """type=float took nan and inf: a worker beating every nan seconds never beat."""
+    with pytest.raises(SystemExit) as caught:
+        cli(*args)
+    assert caught.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+@given(st.text(max_size=12))
+def test_a_seconds_option_is_a_finite_number_in_bounds_or_a_usage_error(text: str) -> None:
+    try:
+        value = seconds(0.1, 60)(text)
+    except argparse.ArgumentTypeError as exc:
+        assert "from 0.1 to 60" in str(exc)
+        return
+    assert math.isfinite(value) and 0.1 <= value <= 60

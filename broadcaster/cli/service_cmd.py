@@ -9,6 +9,7 @@ import logging
 import signal
 import time
 
+from broadcaster.cli.numbers import whole
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, problem
 
 ROLES = ("viewer", "operator", "officer", "approver")  # as broadcaster.service.auth.ROLES (kept light for --help)
@@ -17,7 +18,7 @@ ROLES = ("viewer", "operator", "officer", "approver")  # as broadcaster.service.
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="HTTP API, web console, Twilio receipts, CAP feed, metrics, scheduler")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument("--port", type=whole(1, 65535), default=8080, help="port to listen on (default 8080)")
     serve.set_defaults(handler=cmd_serve)
 
     users = commands.add_parser("users", help="API users and their tokens")
