@@ -67,7 +67,7 @@ def test_relative_datetimes_resolve_against_the_start() -> None:
 
 @pytest.mark.parametrize("text", [
     "0001-01-01T00:00:00+04:00", "9999-12-31T23:59:59-04:00", "+999999d 22:00", "-99999d", "+3654d",
-    "+" + "9" * 5000 + "d", "+²h",
+    "+" + "9" * 5000 + "d", "+٣h",
 ])
 def test_times_past_the_dates_the_system_handles_are_refused(text: str) -> None:
     start = datetime(2026, 11, 22, 23, 30, tzinfo=DUBAI).timestamp()

@@ -25,7 +25,7 @@ async def test_a_bad_limit_on_the_alert_list_is_a_400_naming_it(api: Api, value:
 
 
 @pytest.mark.parametrize("name", ["limit", "offset"])
-@pytest.mark.parametrize("value", ["²", "-1", "9" * 30, "100000001"])
+@pytest.mark.parametrize("value", ["²", "9" * 30, "100000001"])
 async def test_bad_paging_of_an_alert_and_its_log_is_a_400_naming_it(api: Api, name: str, value: str) -> None:
     status, fired = await api.fire("officer", mode="dry-run")
     assert status == 202, fired
