@@ -24,7 +24,7 @@ from broadcaster.cli.output import (
 )
 from broadcaster.cli.prompts import confirm_live, inputs_from
 from broadcaster.cli.views import show_preview
-from broadcaster.states import DeliveryState
+from broadcaster.states import DeliveryState, Mode
 
 if TYPE_CHECKING:
     from broadcaster.app.context import App
@@ -183,6 +183,10 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     if not as_json:
         banner(mode)
         console().print(f"alert [bold]{plan.alert.id}[/] · {plan.template.id} · {len(plan.channels)} channel(s)")
+        drills = [c.id for c in app.config.channels if c.exercise and c.id not in plan.alert.channels]
+        if drills and mode != Mode.EXERCISE:
+            console().print(f"drill channels left out (exercise = true, reached by --exercise only): "
+                            f"{', '.join(drills)}")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[note]}"), console=console(), transient=False)
     totals: Counter[str] = Counter()

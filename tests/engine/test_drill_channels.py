@@ -62,6 +62,19 @@ def test_a_live_fire_reaches_no_exercise_channel(tmp_path: Path, capsys: pytest.
                                                                  "partner-hook")
 
 
+def test_a_dry_run_names_the_drill_channels_it_leaves_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An operator rehearsing a fire sees which configured channels it will not reach, and why."""
+    with Providers(tmp_path, recipients=2, extra_channels=drills) as p:
+        code, out, err = run(capsys, p.cli("fire", *ROAD, "--dry-run"))
+        assert code == 0, err
+        flat = " ".join(str(out).split())
+        assert "drill channels left out (exercise = true, reached by --exercise only): telegram-drills, " \
+               "partner-drills" in flat
+        code, out, err = run(capsys, p.cli("fire", *ROAD, "--exercise"))
+        assert code == 0, err
+        assert "drill channels left out" not in str(out)
+
+
 def test_naming_an_exercise_channel_in_a_live_fire_is_refused_saying_why(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
