@@ -227,8 +227,9 @@ async def _fire(config: Path, db: Path | str, *, tuning: Tuning | None, mode: Mo
     async with open_app(str(config), str(db)) as app:
         template = app.catalogue.get(TEMPLATE)
         plan_start = time.monotonic()
-        plan = await plan_alert(app.config, app.catalogue, TEMPLATE, example_inputs(template), mode=mode,
-                                now=time.time())
+        now = time.time()
+        plan = await plan_alert(app.config, app.catalogue, TEMPLATE, example_inputs(template, now, app.config.timezone),
+                                mode=mode, now=now)
         plan_end = time.monotonic()
         marks: dict[str, Any] = {"last": None, "states": Counter(), "commit_start": None}
         create = app.store.alerts.create

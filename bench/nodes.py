@@ -269,8 +269,10 @@ def commit_alert(store: Observer, config: Path, database: str, selection: str = 
 
     async def go(db: Store) -> Committed:
         t0 = time.monotonic()
-        plan = await plan_alert(checked, catalogue, TEMPLATE, example_inputs(catalogue.get(TEMPLATE)),
-                                mode=Mode.LIVE, now=time.time(), selection=selection)
+        now = time.time()
+        plan = await plan_alert(checked, catalogue, TEMPLATE, example_inputs(catalogue.get(TEMPLATE), now,
+                                                                             checked.timezone),
+                                mode=Mode.LIVE, now=now, selection=selection)
         t1 = time.monotonic()
         created, _skipped = await commit(db, plan)
         t2 = time.monotonic()

@@ -140,8 +140,7 @@ def scenario_cli_startup(work: Path, runs: int) -> None:
 def prepare_database(db: Path) -> str:
     """Create and migrate the SQLite file (as the first command on a machine would) and an officer's token.
 
-    The token goes into ``BROADCASTER_TOKEN`` for the CLI (the identity of a live fire, per DESIGN);
-    a CLI that does not ask for one ignores it.
+    The token goes into ``BROADCASTER_TOKEN`` for the CLI: a live fire acts as a verified user (one scrypt check).
     """
 
     async def go(store: Store) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from bench.harness import fire, set_secrets, sms_channel, write_channels, write_recipients
+from broadcaster.anchors import seal
 from broadcaster.store import Store, is_postgres_url
 from tests.support import read
 
@@ -101,6 +102,7 @@ def run(count: int, rate: float, sms_url: str, profile: str | None, mode: str = 
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         hwm_kib = vm_hwm_kib()
         checks = verify(db, fired.alert_id)
+        seal_s, sealed = seal_once(db, fired.alert_id)
         db_bytes = sum(p.stat().st_size for p in db.parent.iterdir()) if isinstance(db, Path) else None
     return {
         "count": count, "rate": rate, "mode": mode, "csv_s": csv_s, "plan_s": fired.plan_s, "commit_s": fired.commit_s,
@@ -108,7 +110,19 @@ def run(count: int, rate: float, sms_url: str, profile: str | None, mode: str = 
         "created": fired.created, "skipped": fired.skipped,
         "progress_states": {str(k): v for k, v in fired.states.items()},
         "peak_rss_kib": peak_kib, "vm_hwm_kib": hwm_kib, "verify": checks, "db_bytes": db_bytes,
+        "seal_s": seal_s, "sealed_deliveries": sealed,
     }
+
+
+def seal_once(db: Path | str, alert_id: str) -> tuple[float, int]:
+    """Anchor the finished alert's final states in the audit log, as the app does once its run ends (after the
+    RSS reading: it is not part of the send phase). Returns (seconds, deliveries sealed)."""
+    async def sealing(store: Store) -> tuple[float, int]:
+        start = time.monotonic()
+        row = await seal(store, alert_id)
+        return time.monotonic() - start, orjson.loads(row.detail)["deliveries"] if row is not None else 0
+
+    return read(str(db), sealing)
 
 
 def main(argv: list[str] | None = None) -> int:

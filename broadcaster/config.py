@@ -15,6 +15,7 @@ lazily through :meth:`ChannelConfig.secret` when a real send needs them.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -22,17 +23,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcaster.errors import ConfigError
 from broadcaster.secret import Secret
+from broadcaster.text.files import FileProblem, read_text
+from broadcaster.timefmt import DurationError, parse_duration
 
 LANGUAGES: Final = ("ar", "en")
+# How long an API token lives when ``broadcaster users add`` / ``rotate`` is given no --expires.
+DEFAULT_TOKEN_EXPIRY_S: Final = 90 * 86400.0
 COMMON_KEYS: Final = frozenset({
     "id", "kind", "languages", "areas", "exercise", "api_base", "rate_per_second", "timeout_s", "name",
 })
+DEFAULT_MAX_CLOCK_SKEW_S: Final = 60.0
 _CHANNEL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 OptionsT = TypeVar("OptionsT", bound="KindOptions")
@@ -142,6 +148,9 @@ class Config:
     runbooks_dir: Path
     public_url: str | None
     channels: tuple[ChannelConfig, ...] = field(default=())
+    token_expiry_s: float = DEFAULT_TOKEN_EXPIRY_S  # [broadcaster] token_expiry
+    # A fire refuses to start when this host's clock and the database's differ by more (app.fire.plan_request).
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -228,9 +237,9 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     """
     source = Path(path)
     try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", where=str(source)) from None
+        raw = tomllib.loads(read_text(source))
+    except FileProblem as exc:
+        raise ConfigError(str(exc), where=str(source)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", where=str(source)) from None
     base_dir = source.resolve().parent
@@ -242,7 +251,8 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     top = raw.get("broadcaster")
     if not isinstance(top, dict):
         raise ConfigError("missing [broadcaster] table", where=where)
-    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url"}
+    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry",
+                 "max_clock_skew_s"}
     for key in top:
         if key not in known_top:
             raise ConfigError(f"[broadcaster]: unknown key {key!r}", where=where)
@@ -259,6 +269,11 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     templates_dir = resolve_path(base_dir, str(top.get("templates", "templates")), "templates", settings)
     runbooks_dir = resolve_path(base_dir, str(top.get("runbooks", "runbooks")), "runbooks", settings)
     public_url = top.get("public_url")
+    token_expiry_s = token_expiry(top.get("token_expiry", "90d"), settings)
+    skew = top.get("max_clock_skew_s", DEFAULT_MAX_CLOCK_SKEW_S)
+    if not isinstance(skew, int | float) or isinstance(skew, bool) or not 0 < skew <= 3600:
+        raise ConfigError("[broadcaster]: key 'max_clock_skew_s': must be a number of seconds from 0 to 3600 "
+                          "(how far this host's clock may differ from the database's)", where=where)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -281,7 +296,21 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         runbooks_dir=runbooks_dir,
         public_url=str(public_url) if public_url else None,
         channels=tuple(channels),
+        token_expiry_s=token_expiry_s,
+        max_clock_skew_s=float(skew),
     )
+
+
+def token_expiry(value: Any, where: str) -> float:
+    """``token_expiry``: how long a new or rotated API token lives (``90d``, ``12h``, ``P30D``)."""
+    try:
+        seconds = parse_duration(value)
+    except DurationError as exc:
+        raise ConfigError(f"key 'token_expiry': {exc}", where=where) from None
+    if seconds < 60:
+        raise ConfigError(f"key 'token_expiry': {value!r} is shorter than a minute; tokens must live at least 1m",
+                          where=where)
+    return seconds
 
 
 def is_http_url(value: Any) -> bool:
@@ -300,6 +329,34 @@ def resolve_path(base_dir: Path, value: str, key: str, where: str) -> Path:
         return (base_dir / value).resolve()
     except (ValueError, OSError):  # e.g. an embedded NUL, which TOML allows as "\u0000"
         raise ConfigError(f"key {key!r}: {value!r} is not a usable path", where=where) from None
+
+
+class Bounds(NamedTuple):
+    """The inclusive range of a numeric key, and its unit as errors name it."""
+
+    low: float
+    high: float
+    unit: str
+
+
+# Below one message in 1,000 s an alert takes days (a dry-run steps through every slot); no provider takes 100,000
+# a second. A timeout under 0.1 s fails every request; over 5 minutes an alert waits on one dead connection.
+RATE_PER_SECOND: Final = Bounds(0.001, 100_000.0, "messages per second")
+TIMEOUT_S: Final = Bounds(0.1, 300.0, "seconds")
+
+
+def bounded_number(table: Mapping[str, Any], key: str, default: float, bounds: Bounds, where: str) -> float:
+    """``table[key]`` (or ``default``): a finite number inside ``bounds``; a ConfigError naming the key otherwise.
+
+    TOML reads ``nan`` and ``inf`` as floats, and neither is ever a usable rate or timeout.
+    """
+    value = table.get(key, default)
+    if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+            or not bounds.low <= value <= bounds.high):
+        shown = f", not {value!r}" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+        raise ConfigError(f"key {key!r}: must be a number from {bounds.low:g} to {bounds.high:g} ({bounds.unit})"
+                          f"{shown}", where=where)
+    return float(value)
 
 
 def _is_env_name(value: Any) -> bool:
@@ -350,12 +407,8 @@ def parse_channel(
     api_base = table.get("api_base")
     if api_base is not None and not is_http_url(api_base):
         raise ConfigError("key 'api_base': must be an http(s) URL", where=where)
-    rate = table.get("rate_per_second", parser.default_rate_per_second)
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
-        raise ConfigError("key 'rate_per_second': must be a positive number", where=where)
-    timeout_s = table.get("timeout_s", 10.0)
-    if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
-        raise ConfigError("key 'timeout_s': must be a positive number of seconds", where=where)
+    rate = bounded_number(table, "rate_per_second", parser.default_rate_per_second, RATE_PER_SECOND, where)
+    timeout_s = bounded_number(table, "timeout_s", 10.0, TIMEOUT_S, where)
 
     return ChannelConfig(
         id=raw_id,
@@ -364,8 +417,8 @@ def parse_channel(
         areas=tuple(areas),
         exercise=exercise,
         api_base=api_base.rstrip("/") if isinstance(api_base, str) else None,
-        rate_per_second=float(rate),
-        timeout_s=float(timeout_s),
+        rate_per_second=rate,
+        timeout_s=timeout_s,
         options=options,
         source=source,
         base_dir=base_dir,

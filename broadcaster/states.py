@@ -75,6 +75,7 @@ class StepState(StrEnum):
     AWAITING = "awaiting"  # needs an operator's confirmation
     SCHEDULED = "scheduled"
     FIRING = "firing"
+    HELD = "held"  # its live two-person alert waits for a second officer: nothing sent yet
     FIRED = "fired"
     FAILED = "failed"  # could not be planned
     MISSED = "missed"  # beyond the grace window

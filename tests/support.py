@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from broadcaster.app.users import Users
 from broadcaster.channels.registry import KINDS
 from broadcaster.config import ChannelConfig, Config, load_config
 from broadcaster.states import RunState
 from broadcaster.store import Store, opened
 from broadcaster.store.records import AlertRecord, AttemptRow, DeliveryRow, RunRecord, RunStepRow
+from broadcaster.store.sql import Database
 from broadcaster.templates.catalogue import Catalogue
 
 
@@ -51,6 +53,38 @@ def channel_config(tmp_path: Path, **table: Any) -> ChannelConfig:
 
 
 T = TypeVar("T")
+# The users tests act as: each named for its role ("officer2" is a second officer).
+TEST_USERS = {"viewer": "viewer", "operator": "operator", "officer": "officer", "officer2": "officer",
+              "approver": "approver"}
+
+
+def add_user(database: str | Path, name: str, role: str | None = None, **options: Any) -> str:
+    """Create user ``name`` (role: ``TEST_USERS[name]`` unless given) in ``database``; their token."""
+    async def add(store: Store) -> str:
+        return (await Users(store.db).add(name, role or TEST_USERS[name], **options)).reveal()
+
+    return read(str(database), add)
+
+
+def token_file(folder: Path, database: str | Path, name: str = "officer") -> Path:
+    """A token file (mode 600) for ``--token-file``: user ``name`` of ``TEST_USERS``, created on first use."""
+    path = folder / f"{name}.token"
+    if not path.exists():
+        token = add_user(database, name)
+        path.touch(mode=0o600)
+        path.write_text(token + "\n", encoding="utf-8")
+    return path
+
+
+async def reopen(db: Database, statement: str, params: Sequence[Any] = ()) -> None:
+    """Run ``statement`` on deliveries already final, as a test pretending they are still queued must.
+
+    A final state is append-only (migration 0006): the guard is dropped first, as
+    someone with write access to the database would (``audit verify`` then tells).
+    """
+    on = " ON deliveries" if db.dialect == "postgresql" else ""
+    await db.execute(f"DROP TRIGGER IF EXISTS deliveries_final{on}")
+    await db.execute(statement, params)
 
 
 def read(database: str, fn: Callable[[Store], Awaitable[T]]) -> T:

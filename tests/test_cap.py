@@ -39,14 +39,15 @@ def app() -> Loaded:
 
 def alerts(app: Loaded, template_id: str, mode: str) -> dict[str, AlertRecord]:
     """An Alert from the template's examples, and an Update and a Cancel of it."""
-    inputs = example_inputs(app.catalogue.get(template_id))
+    now = time.time()
+    inputs = example_inputs(app.catalogue.get(template_id), now, app.config.timezone)
 
     async def plans() -> dict[str, AlertRecord]:
-        first = await plan_alert(app.config, app.catalogue, template_id, inputs, mode=Mode(mode), now=time.time())
+        first = await plan_alert(app.config, app.catalogue, template_id, inputs, mode=Mode(mode), now=now)
         records = {"Alert": first.alert}
         for msg_type in (MsgType.UPDATE, MsgType.CANCEL):
-            plan = await plan_alert(app.config, app.catalogue, template_id, inputs, mode=Mode(mode), now=time.time(),
-                                    msg_type=msg_type, follow_up=FollowUp(first.alert, {}, {}))
+            plan = await plan_alert(app.config, app.catalogue, template_id, inputs, mode=Mode(mode), now=now,
+                                    msg_type=msg_type, follow_up=FollowUp(first.alert, {}, {}, first.alert.channels))
             records[str(msg_type)] = plan.alert
         return records
 

@@ -8,7 +8,7 @@ since they never run. The layers, from the bottom up:
 1. what is read from files: config, recipients, selection, templates
 2. channels (one module per kind)
 3. store (the backends live only here)
-4. engine, cap, audit
+4. engine, cap, audit, anchors
 5. runbooks
 6. app (the application layer every face uses)
 7. the faces: cli and service, and ``__main__``
@@ -30,7 +30,7 @@ LAYERS: dict[str, int] = {
     "config": 1, "recipients": 1, "selection": 1, "templates": 1,
     "channels": 2,
     "store": 3,
-    "engine": 4, "cap": 4, "audit": 4,
+    "engine": 4, "cap": 4, "audit": 4, "anchors": 4,
     "runbooks": 5,
     "app": 6,
     "cli": 7, "service": 7, "__main__": 7,

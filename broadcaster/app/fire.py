@@ -8,25 +8,30 @@ scheduler), a send goes through the same three calls:
    what is wrong, with nothing stored;
 2. :func:`launch` decides what happens to the plan: a live fire of a
    ``two_person`` template is **held** for a different officer (only the request
-   is stored, never the alert); anything else **goes**, a cancel first
+   is stored, never the alert); anything else **goes**, a cancel's commit
    withdrawing whatever of its original has not gone out. Either is audited;
 3. :func:`run_plan` commits the outbox and delivers (or :func:`queue_plan`
    commits and leaves delivery to the workers).
 
 :func:`confirm` is the second officer: it re-plans the held request under the
 id the first officer was given (so an approval that went stale meanwhile still
-refuses it) and returns it ready to run.
+refuses it) and returns it ready to run. Who may do what is decided by the
+role checks of :mod:`broadcaster.app.users`: :func:`check_request` before a
+request is launched (every face calls it), :func:`confirm` by itself.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from broadcaster.anchors import plan_sha256, seal_finished
 from broadcaster.app.context import App
 from broadcaster.app.follow_up import plan_cancel, plan_update
+from broadcaster.app.users import User, check_confirm, check_fire
 from broadcaster.audit import AuditEntry
 from broadcaster.clock import Clock
 from broadcaster.engine.dispatcher import OutcomeObserver, ProgressHook, Tuning
@@ -34,10 +39,11 @@ from broadcaster.engine.node import DEAD_AFTER_S, Node
 from broadcaster.engine.outbox import Plan, commit, plan_alert
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.engine.runner import deliver
-from broadcaster.errors import Conflict, InputError, StoreError
-from broadcaster.states import Mode, MsgType
-from broadcaster.store.pending import AWAITING, NOT_CONFIRMED
+from broadcaster.errors import ConfigError, Conflict, InputError, StoreError
+from broadcaster.states import Mode, MsgType, StepState
+from broadcaster.store.pending import AWAITING, NOT_CONFIRMED, PendingFire
 from broadcaster.store.records import NodeRow
+from broadcaster.templates.catalogue import CANCEL_TEMPLATE
 from broadcaster.templates.variables import Inputs
 from broadcaster.timefmt import iso_seconds
 
@@ -89,15 +95,15 @@ class Held:
 
 @dataclass(frozen=True)
 class Going:
-    """A plan cleared to go out (``withdrawn``: the original's undelivered messages a cancel stopped)."""
+    """A plan cleared to go out (a cancel's commit withdraws what its original has not sent yet)."""
 
     plan: Plan
-    withdrawn: int = 0
 
 
 async def plan_request(app: App, request: Request, *, now: float, created_by: str, alert_id: str | None = None,
                        require_approval: bool = True) -> Plan:
     """Check and render what ``request`` would send; raises an InputError (nothing stored) on any problem."""
+    await check_clock(app)
     if request.kind == "fire":
         if request.template is None:
             raise InputError("a fire needs a template")
@@ -113,77 +119,151 @@ async def plan_request(app: App, request: Request, *, now: float, created_by: st
                              created_by=created_by)
 
 
+async def check_request(app: App, user: User, request: Request) -> None:
+    """May ``user`` send ``request``? The role rule of :func:`~broadcaster.app.users.check_fire`, against the
+    template the request would use (a follow-up's original's, the cancel template); raises :class:`Forbidden`."""
+    if request.kind == "fire":
+        if request.template is None:
+            raise InputError("a fire needs a template")
+        template_id = request.template
+    elif request.kind == "cancel":
+        template_id = CANCEL_TEMPLATE
+    else:
+        if request.original is None:
+            raise InputError(f"an {request.kind} needs the alert it follows up")
+        template_id = (await app.store.alerts.get(request.original)).template
+    check_fire(user, request.mode, app.catalogue.get(template_id))
+
+
+async def check_clock(app: App) -> None:
+    """Refuse to plan while this host's clock and the database's disagree by more than ``max_clock_skew_s``.
+
+    Every time an alert states (sent, expires, "until", the time rules) comes from
+    this host's clock; a host days slow would send alerts already expired. The
+    host's wall clock is compared, not the plan's ``now`` (a rehearsal's is virtual).
+    A ConfigError: the installation's fault, not the officer's (HTTP 503, exit 2).
+    """
+    database = await app.store.nodes.now()
+    skew = time.time() - database
+    if abs(skew) > app.config.max_clock_skew_s:
+        tz = app.config.timezone
+        raise ConfigError(
+            f"this host's clock ({iso_seconds(database + skew, tz)}) is {abs(skew):.0f} s "
+            f"{'ahead of' if skew > 0 else 'behind'} the database's ({iso_seconds(database, tz)}), more than "
+            f"max_clock_skew_s = {app.config.max_clock_skew_s:g}; nothing was sent. Set the clock right (NTP) and "
+            "fire again", where="host clock")
+
+
 async def launch(app: App, plan: Plan, request: Request, *, actor: str, now: float,
                  window_s: float = CONFIRM_WINDOW_S) -> Held | Going:
     """Hold a live two-person fire for a second officer, or clear the plan to go (audited either way)."""
     alert = plan.alert
-    detail = {"alert_id": alert.id, "template": plan.template.id, "mode": str(alert.mode),
-              "msg_type": str(alert.msg_type), "references": alert.references, "areas": list(alert.areas),
-              "channels": list(alert.channels)}
+    detail: dict[str, Any] = {
+        "alert_id": alert.id, "template": plan.template.id, "mode": str(alert.mode), "msg_type": str(alert.msg_type),
+        "references": alert.references, "areas": list(alert.areas), "channels": list(alert.channels)}
+    if plan.skipped:  # a follow-up: the original's channels today's config rules out, and why
+        detail["skipped"] = dict(plan.skipped)
     action = ACTIONS[alert.msg_type]
     if alert.mode == Mode.LIVE and plan.template.two_person:
         pending = await app.store.pending.add(alert.id, plan.template.id, str(alert.mode), request.doc(), actor,
                                               now=now, window_s=window_s)
         await app.audit(actor, action, {**detail, "state": AWAITING}, now=now)
         return Held(alert.id, pending.confirm_by)
-    withdrawn = await withdraw_original(app, plan)
+    plan.withdraws = await original_to_withdraw(app, plan)
     # Audited once committed (run_plan, queue_plan): a fire whose commit failed sent nothing.
     plan.audit = AuditEntry(actor, action, {**detail, "state": "sending"}, now)
-    return Going(plan, withdrawn)
+    return Going(plan)
 
 
-async def withdraw_original(app: App, plan: Plan) -> int:
-    """For a cancel: stop the original's deliveries that have not gone out, before the cancel is committed.
+async def original_to_withdraw(app: App, plan: Plan) -> str | None:
+    """For a cancel: the original whose undelivered deliveries its commit withdraws (in the same transaction).
 
     Only a cancel in the original's own mode withdraws anything: a dry-run
     rehearsal of cancelling a live alert must never stop that live alert.
     """
     alert = plan.alert
     if alert.msg_type != MsgType.CANCEL or alert.references is None:
-        return 0
+        return None
     original = await app.store.alerts.get(alert.references)
-    if original.mode != alert.mode:
-        return 0
-    return await app.store.alerts.withdraw(original.id, f"withdrawn by cancel {alert.id}")
+    return original.id if original.mode == alert.mode else None
 
 
-async def confirm(app: App, alert_id: str, *, actor: str, now: float,
-                  start: Callable[[Going], Awaitable[None]]) -> Going:
-    """The second officer releases a held fire; raises :class:`Conflict` when that cannot be.
+async def held_plan(app: App, alert_id: str, user: User, *, now: float) -> tuple[PendingFire, Plan]:
+    """What confirming ``alert_id`` would send, checked as :func:`confirm` checks it (the same refusals).
 
-    ``start`` is how the caller runs it (in this process, or in the background);
-    it must return once the outbox is committed. If it fails before that, the
-    fire goes back to waiting and may be confirmed again.
+    A face shows it to the second officer before they confirm; nothing is stored.
     """
+    check_confirm(user)
     pending = await app.store.pending.get(alert_id)
     if pending is None:
         if await app.store.alerts.find(alert_id) is None:
             raise InputError(f"no alert with id {alert_id!r}")
         raise Conflict(f"alert {alert_id} is not awaiting confirmation")
-    if pending.requested_by == actor:
-        raise Conflict(f"{actor} fired alert {alert_id}; a different officer must confirm it")
+    if pending.requested_by == user.name:
+        raise Conflict(f"{user.name} fired alert {alert_id}; a different officer must confirm it")
     state = pending.state_at(now)
     if state == NOT_CONFIRMED:
         if await app.store.pending.close_expired(alert_id, now=now):
-            await app.audit(actor, "confirmation_expired", {"alert_id": alert_id,
-                                                            "requested_by": pending.requested_by}, now=now)
+            await app.audit(user.name, "confirmation_expired", {"alert_id": alert_id,
+                                                                "requested_by": pending.requested_by}, now=now)
+        for row in await app.store.runs.held(alert_id):
+            await app.store.runs.move_step(row.run_id, row.step_id, row.occurrence, from_states=(StepState.HELD,),
+                                           to_state=StepState.FAILED,
+                                           detail="not confirmed by a second officer in time: nothing was sent")
         raise Conflict(f"the confirmation window of alert {alert_id} closed at "
                        f"{iso_seconds(pending.confirm_by, app.config.timezone)}; fire it again")
     if state != AWAITING:
         raise Conflict(f"alert {alert_id} is already {state}")
-    plan = await plan_request(app, Request.from_doc(pending.request), now=now, created_by=pending.requested_by,
-                              alert_id=alert_id)
+    return pending, await plan_held(app, alert_id, now=now)
+
+
+async def confirm(app: App, alert_id: str, *, user: User, now: float,
+                  start: Callable[[Going], Awaitable[None]]) -> Going:
+    """The second officer releases a held fire; raises :class:`Conflict` when that cannot be.
+
+    ``user`` must be an officer or approver (:func:`~broadcaster.app.users.check_confirm`,
+    :class:`Forbidden` otherwise) other than the one who fired, inside the window.
+    ``start`` is how the caller runs it (in this process, or in the background);
+    it must return once the outbox is committed. If it fails before that, the
+    fire goes back to waiting and may be confirmed again.
+    """
+    actor = user.name
+    pending, plan = await held_plan(app, alert_id, user, now=now)
     if not await app.store.pending.claim(alert_id, actor, now=now):
         raise Conflict(f"alert {alert_id} was confirmed by someone else, or its window closed")
+    # Audited once committed, by the second officer: this row is the alert's commit anchor.
+    plan.audit = AuditEntry(actor, "confirm", {"alert_id": alert_id, "requested_by": pending.requested_by,
+                                               "template": plan.template.id, "mode": str(plan.alert.mode)}, now)
     try:
-        going = Going(plan, await withdraw_original(app, plan))
+        plan.withdraws = await original_to_withdraw(app, plan)
+        going = Going(plan)
         await start(going)
     except BaseException:
         await app.store.pending.release(alert_id)
         raise
-    await app.audit(actor, "confirm", {"alert_id": alert_id, "requested_by": pending.requested_by,
-                                       "template": plan.template.id, "mode": str(plan.alert.mode)}, now=now)
+    await step_confirmed(app, alert_id, actor, now)
     return going
+
+
+async def step_confirmed(app: App, alert_id: str, actor: str, now: float) -> None:
+    """A runbook step held for this alert has fired: its run goes on, counting from ``now``."""
+    for row in await app.store.runs.held(alert_id):
+        await app.store.runs.move_step(row.run_id, row.step_id, row.occurrence, from_states=(StepState.HELD,),
+                                       to_state=StepState.FIRED, confirmed_at=now,
+                                       detail=f"confirmed by {actor}; alert {alert_id} is going out")
+
+
+async def plan_held(app: App, alert_id: str, *, now: float) -> Plan:
+    """What a held fire would send if confirmed now: its request planned again, as :func:`confirm` does.
+
+    The second officer reviews exactly this (every channel's text, the audience
+    and the cost); an approval that went stale since is refused here too.
+    """
+    pending = await app.store.pending.get(alert_id)
+    if pending is None:
+        raise InputError(f"no held fire with id {alert_id!r}")
+    return await plan_request(app, Request.from_doc(pending.request), now=now, created_by=pending.requested_by,
+                              alert_id=alert_id)
 
 
 async def run_plan(app: App, plan: Plan, *, progress: ProgressHook | None = None,
@@ -203,23 +283,46 @@ async def run_plan(app: App, plan: Plan, *, progress: ProgressHook | None = None
     await deliver(app.store, plan.channels, mode or plan.alert.mode, plan=plan, progress=progress,
                   on_commit=committed, clock=clock, observer=observer, tuning=tuning, policy=policy, node=node,
                   status_callback=app.status_callback)
+    await seal_if_finished(app, plan.alert.id)
 
 
 async def audit_commit(app: App, plan: Plan, created: int, skipped: int) -> None:
-    """Append the plan's audit row now that its outbox is committed.
+    """Append the plan's audit row now that its outbox is committed: its anchor in the chain.
 
-    The alert is already on its way: a database that refuses the row now must not
-    stop it, so the failure is logged loudly and delivery goes on.
+    The row carries ``alert_sha256``, the hash of the alert and its messages as
+    committed (:mod:`broadcaster.anchors`). A plan nobody launched (a rehearsal's
+    step, a confirmed two-person fire) is written as its creator's ``fire``,
+    ``update`` or ``cancel``, so that every committed alert is anchored. The alert
+    is already on its way: a database that refuses the row now must not stop it,
+    so the failure is logged loudly and delivery goes on (``audit verify`` then
+    names the alert as not in the log).
     """
-    entry = plan.audit
-    if entry is None:
-        return
-    detail = {**entry.detail, "deliveries": created, "duplicates_skipped": skipped}
+    alert = plan.alert
+    entry = plan.audit or AuditEntry(alert.created_by, ACTIONS[alert.msg_type], {
+        "alert_id": alert.id, "template": plan.template.id, "mode": str(alert.mode), "msg_type": str(alert.msg_type),
+        "references": alert.references, "areas": list(alert.areas), "channels": list(alert.channels),
+        "state": "sending"}, time.time())
+    detail = {**entry.detail, "deliveries": created, "duplicates_skipped": skipped,
+              "alert_sha256": plan_sha256(alert, plan.messages)}
     try:
         await app.audit(entry.actor, entry.action, detail, now=entry.at)
     except StoreError as exc:
         log.error("alert %s is committed and going out, but its audit row could not be written: %s: %s",
                   plan.alert.id, type(exc).__name__, exc)
+
+
+async def seal_if_finished(app: App, alert_id: str) -> None:
+    """Once every delivery of ``alert_id`` is final, anchor their final states in the audit log.
+
+    Held deliveries, or a run that stopped early, leave it to whoever finishes the
+    alert (``resume``, ``release``, a worker's sweep). A database that fails now
+    loses nothing: the sweep seals it later.
+    """
+    try:
+        await seal_finished(app.store, [alert_id])
+    except StoreError as exc:
+        log.warning("alert %s: its deliveries could not be sealed in the audit log yet (%s: %s); a worker or "
+                    "`broadcaster resume` seals them later", alert_id, type(exc).__name__, exc)
 
 
 @dataclass(frozen=True)

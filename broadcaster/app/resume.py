@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from broadcaster.app.context import App
+from broadcaster.app.fire import seal_if_finished
 from broadcaster.engine.node import DEAD_AFTER_S
 from broadcaster.engine.runner import deliver
 from broadcaster.states import Mode
@@ -46,5 +47,8 @@ async def resume(app: App, *, modes: Sequence[Mode]) -> Resumed:
         wanted = sorted({c for alert_id in ids for c in (await app.store.alerts.get(alert_id)).channels})
         configs = [by_id[c] for c in wanted if c in by_id]
         await deliver(app.store, configs, mode, alert_ids=ids, status_callback=app.status_callback)
+    for ids in by_mode.values():
+        for alert_id in ids:
+            await seal_if_finished(app, alert_id)  # finished now: their final states are anchored
     return Resumed(recovered, {alert_id: await app.store.alerts.state_counts(alert_id)
                                for ids in by_mode.values() for alert_id in ids})

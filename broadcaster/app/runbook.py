@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.app.context import App, load
-from broadcaster.app.fire import Going, Held, Request, launch, plan_request, run_plan
+from broadcaster.app.fire import Going, Held, Request, launch, plan_request, run_plan, step_confirmed
 from broadcaster.app.resume import recover_dead
 from broadcaster.clock import Clock
 from broadcaster.engine.outbox import Plan
@@ -31,6 +31,7 @@ from broadcaster.runbooks.scheduler import Host
 from broadcaster.runbooks.steps import Fired, plan_warnings
 from broadcaster.runbooks.timeline import original_alert, rows_by_key, skip_reason
 from broadcaster.states import Mode, RunState, StepState
+from broadcaster.store.pending import AWAITING, CONFIRMED
 from broadcaster.store.records import RunRecord, StepClaim
 from broadcaster.timefmt import iso_seconds
 
@@ -96,11 +97,13 @@ async def fire_occurrence(app: App, runbook: Runbook, run: RunRecord, step: Step
             warnings.append("a live two-person alert: it waits for a second officer before it goes out")
         decision: Held | Going = Going(plan)
     else:
-        decision = await launch(app, plan, request, actor=f"runbook:{run.id}", now=now)
+        # The officer who started the run asked for this alert: a held one needs a different officer.
+        decision = await launch(app, plan, request, actor=run.started_by or f"runbook:{run.id}", now=now)
     if isinstance(decision, Held):
         until = iso_seconds(decision.confirm_by, app.config.timezone)
-        detail = f"held for a second officer until {until}: nothing sent until one confirms alert {decision.alert_id}"
-        await finish(StepState.FIRED, detail, alert_id=decision.alert_id)
+        detail = (f"held for a second officer until {until}: nothing is sent, and the run waits, until one "
+                  f"confirms alert {decision.alert_id}")
+        await finish(StepState.HELD, detail, alert_id=decision.alert_id)
         return Fired(step, occurrence, "held", now, None, detail, warnings)
     try:
         await run_plan(app, plan, clock=clock, mode=deliver_mode)
@@ -152,6 +155,9 @@ class AppFirer:
         return await fire_occurrence(self.app_for(run), self.runbook(run), run, step, occurrence, owner=owner,
                                      plan_mode=run.mode, deliver_mode=run.mode, clock=Clock())
 
+    async def settle(self, now: float) -> list[str]:
+        return await settle_held(self.app, now)
+
     async def finish(self, run: RunRecord, alert_id: str) -> None:
         app = self.app_for(run)
         await recover_dead(app)
@@ -174,10 +180,45 @@ async def stop_run(app: App, run_id: str, reason: str) -> RunRecord:
         raise RunbookError(f"run {run_id} is already {run.state}", where=run.source or run_id)
     await runs.end(run_id, RunState.STOPPED, time.time(), detail=reason)
     for row in await runs.steps(run_id):
+        if row.state == StepState.HELD and row.alert_id is not None:
+            # Its alert must not go out after the run is stopped: nobody may confirm it any more.
+            if not await app.store.pending.withdraw(row.alert_id):
+                continue  # confirmed first: it is going out, and the step becomes fired
+            await runs.move_step(run_id, row.step_id, row.occurrence, from_states=(StepState.HELD,),
+                                 to_state=StepState.SKIPPED, detail=f"{reason}; its held alert was withdrawn")
+            continue
         await runs.move_step(run_id, row.step_id, row.occurrence,
                              from_states=(StepState.SCHEDULED, StepState.AWAITING), to_state=StepState.SKIPPED,
                              detail=reason)
     return await runs.get(run_id)
+
+
+async def settle_held(app: App, now: float) -> list[str]:
+    """Held steps whose second officer never came (window closed) fail; a step whose alert was confirmed, fires.
+
+    The confirmation itself moves its step (:func:`~broadcaster.app.fire.confirm`);
+    this catches the rest each time the scheduler polls. Returns what it did.
+    """
+    said = []
+    for row in await app.store.runs.held():
+        assert row.alert_id is not None
+        pending = await app.store.pending.get(row.alert_id)
+        if pending is not None and pending.state_at(now) == AWAITING:
+            continue
+        if pending is not None and pending.state == CONFIRMED:
+            await step_confirmed(app, row.alert_id, pending.confirmed_by or "a second officer",
+                                 pending.confirmed_at or now)
+            continue
+        if pending is not None and await app.store.pending.close_expired(row.alert_id, now=now):
+            await app.audit(f"runbook:{row.run_id}", "confirmation_expired",
+                            {"alert_id": row.alert_id, "requested_by": pending.requested_by}, now=now)
+        until = iso_seconds(pending.confirm_by, app.config.timezone) if pending is not None else "its deadline"
+        if await app.store.runs.move_step(row.run_id, row.step_id, row.occurrence, from_states=(StepState.HELD,),
+                                          to_state=StepState.FAILED,
+                                          detail=f"not confirmed by a second officer by {until}: nothing was sent"):
+            said.append(f"{row.run_id}: {row.step_id} #{row.occurrence} was not confirmed by {until}; "
+                        f"alert {row.alert_id} was not sent")
+    return said
 
 
 async def confirm_step(app: App, run_id: str, step_id: str, *, now: float) -> None:

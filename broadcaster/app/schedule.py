@@ -53,7 +53,7 @@ def moment(app: App, text: str, what: str, now: float) -> datetime:
 
 async def plan_schedule(app: App, template: str, inputs: Inputs, *, mode: Mode, areas: tuple[str, ...],
                         selection: str, at: str | None, every: str | None, until: str | None,
-                        now: float) -> ScheduledFire:
+                        now: float, started_by: str | None = None) -> ScheduledFire:
     """Check a scheduled fire as it will go out; raise an InputError (nothing stored) on any problem."""
     inputs = {name: {lang: values.get(lang, next(iter(values.values()))) for lang in ("ar", "en")}
               for name, values in inputs.items() if values}
@@ -86,7 +86,8 @@ async def plan_schedule(app: App, template: str, inputs: Inputs, *, mode: Mode, 
     runbook = parse_runbook(raw, runbook_id=plan.template.id, source=f"schedule {run_id}")
     require_clean(check_runbook(runbook, app.config, app.catalogue, inputs={}, start=now))
     run = RunRecord(id=run_id, kind=RunKind.SCHEDULE, runbook=plan.template.id, source=None, spec=raw,
-                    config=str(app.config.path), mode=mode, inputs={}, state=RunState.RUNNING, started_at=now)
+                    config=str(app.config.path), mode=mode, inputs={}, state=RunState.RUNNING, started_at=now,
+                    started_by=started_by)
     return ScheduledFire(run, runbook, plan, first, every_s, step.get("until"), count)
 
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from typing import Final
 
+from broadcaster.anchors import seal_finished
 from broadcaster.app.context import App
 from broadcaster.config import ChannelConfig
 from broadcaster.engine.dispatcher import Tuning
 from broadcaster.engine.node import Node
 from broadcaster.engine.runner import work
-from broadcaster.errors import SelectionError
+from broadcaster.errors import SelectionError, StoreError
+
+log = logging.getLogger("broadcaster.worker")
 
 SETTLE_AFTER_S: Final = 5.0  # by then a long-running process has loaded its SDKs and opened its channels
+SEAL_EVERY_S: Final = 10.0  # how often a worker seals the alerts any node finished
 
 
 def settle_heap_soon() -> None:
@@ -44,7 +49,31 @@ def served_channels(app: App, selection: str) -> list[ChannelConfig]:
     return [by_id[c] for c in wanted]
 
 
-async def run_worker(app: App, node: Node, *, selection: str = "all", poll_s: float = 1.0) -> None:
-    """Serve the selected channels as ``node`` (not yet running) until cancelled."""
-    await work(app.store, served_channels(app, selection), node, tuning=Tuning(idle_poll_s=poll_s),
-               status_callback=app.status_callback)
+async def run_worker(app: App, node: Node, *, selection: str = "all", poll_s: float = 1.0,
+                     seal_every_s: float = SEAL_EVERY_S) -> None:
+    """Serve the selected channels as ``node`` (not yet running) until cancelled; seal what any node finished."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(work(app.store, served_channels(app, selection), node, tuning=Tuning(idle_poll_s=poll_s),
+                               status_callback=app.status_callback), name="work")
+        group.create_task(keep_sealing(app, seal_every_s), name="seal")
+
+
+async def keep_sealing(app: App, every_s: float = SEAL_EVERY_S) -> None:
+    """Anchor the final states of every alert whose deliveries are all final (whichever node sent them).
+
+    A queued alert has no single process that sees its end; each worker looks every
+    ``every_s`` seconds. A database that fails now is asked again next time.
+    """
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            sealed = await seal_finished(app.store)
+        except StoreError as exc:
+            log.warning("sealing finished alerts failed (%s: %s); trying again in %.0f s", type(exc).__name__, exc,
+                        every_s)
+            continue
+        except Exception:  # never worth stopping delivery for: the next sweep tries again
+            log.exception("sealing finished alerts failed; trying again in %.0f s", every_s)
+            continue
+        if sealed:
+            log.info("sealed %d finished alert(s) in the audit log: %s", len(sealed), ", ".join(sealed))

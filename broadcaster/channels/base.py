@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Final, Self, TypeVar
 
 from broadcaster.config import ChannelConfig, KindOptions
-from broadcaster.secret import Secret
+from broadcaster.secret import Redactor, Secret
 from broadcaster.states import OnUnknown
 from broadcaster.templates.render import Forms, Rendered
 
@@ -248,6 +248,7 @@ class Channel(ABC):
         self.config = config
         self.clients = clients
         self._secrets: list[Secret] = []
+        self._redactor: Redactor | None = None
 
     # -- what a kind is, without an instance (no SDK import) ---------------------
 
@@ -302,11 +303,18 @@ class Channel(ABC):
         else:
             secret = self.config.secret(key)
         self._secrets.append(secret)
+        self._redactor = None
         return secret
 
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret this channel holds, for scrubbing provider error texts."""
         return tuple(self._secrets)
+
+    def redactor(self) -> Redactor:
+        """Masks every form of this channel's secrets (built once per set of secrets, not per message)."""
+        if self._redactor is None:
+            self._redactor = Redactor(self._secrets)
+        return self._redactor
 
     def receipt(self, provider_id: str | None, http_status: int | None, note: str | None = None) -> Receipt:
         """The receipt of an accepted delivery; in a dry-run it says so, in the id and in the note."""
@@ -325,6 +333,7 @@ class Channel(ABC):
     async def close(self) -> None:
         """Release what this channel holds (never the shared transport). Called by ``__aexit__``."""
         self._secrets.clear()
+        self._redactor = None
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -36,7 +36,7 @@ from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.http import close_session, connection_failure, open_session, parse_retry_after
 from broadcaster.config import ChannelConfig, KindTable, RecipientListOptions
 from broadcaster.errors import ConfigError, DeliveryError, Reason
-from broadcaster.secret import Secret, scrub
+from broadcaster.secret import Redactor, Secret, scrub
 from broadcaster.templates.render import Forms, Rendered
 from broadcaster.text import lengths
 
@@ -243,7 +243,7 @@ def _transport() -> type[Any]:
         def __init__(self, session: Any, clients: Clients, *, timeout_s: float, secrets: tuple[Secret, ...]) -> None:
             # pool_connections=False: no session of its own. max_retries=None: never RetryClient, which re-POSTs.
             super().__init__(pool_connections=False, timeout=timeout_s, logger=log, max_retries=None)
-            self.session, self._clients, self._secrets = session, clients, secrets
+            self.session, self._clients, self._redactor = session, clients, Redactor(secrets)
 
         async def request(self, method: str, url: str, params: dict[str, object] | None = None,
                           data: dict[str, object] | None = None, headers: dict[str, str] | None = None,
@@ -267,7 +267,8 @@ def _transport() -> type[Any]:
 
         def log_request(self, kwargs: dict[str, Any]) -> None:
             # The SDK logs query params (phone numbers) and headers at INFO; we log the path only.
-            log.debug("twilio %s %s", kwargs["method"], scrub(urlsplit(str(kwargs["url"])).path, self._secrets))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("twilio %s %s", kwargs["method"], self._redactor.clean(urlsplit(str(kwargs["url"])).path))
 
         def log_response(self, status_code: int, response: object) -> None:
             log.debug("twilio answered HTTP %s", status_code)

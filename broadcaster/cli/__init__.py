@@ -1,6 +1,7 @@
 """``broadcaster``: the command line.
 
-Exit codes: 0 all done, 1 some deliveries failed, 2 invalid input (nothing sent).
+Exit codes: 0 all done, 1 some deliveries failed, 2 invalid input, a missing or
+refused identity, or a role that may not (nothing sent).
 
 Every command is an ``async`` handler that parses, confirms, calls the
 application layer (:mod:`broadcaster.app`) and renders. :func:`main` runs it on
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from broadcaster.cli import (
     cap_cmd,
     channels_cmd,
+    confirm_cmd,
     fire_cmd,
     held_cmd,
     lifecycle_cmd,
@@ -29,9 +31,11 @@ from broadcaster.cli import (
     schedule_cmd,
     service_cmd,
     templates_cmd,
+    users_cmd,
 )
+from broadcaster.cli.identity import add_token_option
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
-from broadcaster.errors import InputError, StoreError
+from broadcaster.errors import Forbidden, InputError, StoreError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", help="channels.toml to use (env BROADCASTER_CONFIG; default ./channels.toml)")
     parser.add_argument("--db", help="database to use (env BROADCASTER_DB; default from channels.toml)")
+    add_token_option(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (templates_cmd, channels_cmd, fire_cmd, lifecycle_cmd, log_cmd, cap_cmd, runbook_cmd,
-                   schedule_cmd, service_cmd, node_cmd, held_cmd):
+                   schedule_cmd, service_cmd, node_cmd, held_cmd, confirm_cmd, users_cmd):
         module.register(commands)
     return parser
 
@@ -55,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = run(args)
     except InputError as exc:
         problem(f"error: {exc}", style="bold red")
+        problem("nothing was sent.")
+        return EXIT_INVALID
+    except Forbidden as exc:
+        problem(f"error: not allowed: {exc}", style="bold red")
         problem("nothing was sent.")
         return EXIT_INVALID
     except StoreError as exc:

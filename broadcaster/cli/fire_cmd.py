@@ -6,8 +6,9 @@ import argparse
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import (
     EXIT_FAILED,
@@ -19,13 +20,15 @@ from broadcaster.cli.output import (
     console,
     err_console,
     print_json,
+    problem,
 )
-from broadcaster.cli.prompts import actor, confirm_live, inputs_from
+from broadcaster.cli.prompts import confirm_live, inputs_from
 from broadcaster.cli.views import show_preview
-from broadcaster.states import DeliveryState
+from broadcaster.states import DeliveryState, Mode
 
 if TYPE_CHECKING:
     from broadcaster.app.context import App
+    from broadcaster.app.fire import Request
     from broadcaster.engine.outbox import Plan
 
 
@@ -69,7 +72,7 @@ async def cmd_preview(args: argparse.Namespace) -> int:
     with no_network():  # a preview stores nothing and reaches nothing
         config, catalogue, _ = load(args.config, args.db)
         template = catalogue.get(args.template)
-        plan = await plan_alert(config, catalogue, args.template, inputs_from(args, catalogue),
+        plan = await plan_alert(config, catalogue, args.template, inputs_from(args, catalogue, config.timezone),
                                 mode=Mode.EXERCISE if args.exercise else Mode.DRY_RUN, now=time.time(),
                                 areas=tuple(args.area), selection=args.channels, require_approval=False)
     if args.json:
@@ -100,24 +103,37 @@ async def cmd_fire(args: argparse.Namespace) -> int:
         raise ConfigError("--queue: a dry-run is never left to workers; it runs here, on this machine",
                           where="--queue")
     async with open_app(args.config, args.db) as app:
-        request = Request("fire", Mode(args.mode), template=args.template, inputs=inputs_from(args, app.catalogue),
-                          areas=tuple(args.area), selection=args.channels)
+        inputs = inputs_from(args, app.catalogue, app.config.timezone)
+        request = Request("fire", Mode(args.mode), template=args.template, inputs=inputs, areas=tuple(args.area),
+                          selection=args.channels)
         return await send(args, app, request)
 
 
-async def send(args: argparse.Namespace, app: App, request: Any) -> int:
-    """Plan, confirm, launch and run a fire, update or cancel; print the result (shared by those commands)."""
-    from broadcaster.app.fire import Held, launch, plan_request, queue_plan
+async def send(args: argparse.Namespace, app: App, request: Request) -> int:
+    """Check who asks, plan, confirm, launch and run a fire, update or cancel; print the result.
 
-    plan = await plan_request(app, request, now=time.time(), created_by=actor())
+    A live request needs a verified identity (:mod:`broadcaster.cli.identity`);
+    any request made with one is held to that user's role, exactly as the HTTP
+    service holds it, before anything is planned.
+    """
+    from broadcaster.app.fire import Held, check_request, launch, plan_request, queue_plan
+    from broadcaster.cli.identity import actor_of, identify, permitted
+
+    user = await identify(args, app, needed_for=f"a live {request.kind}" if request.mode == "live" else None)
+    if user is not None:
+        asked = {"template": request.template} if request.template else {"original": request.original}
+        await permitted(app, user, lambda: check_request(app, user, request), action=request.kind,
+                        mode=str(request.mode), **asked)
+    who = actor_of(user)
+    plan = await plan_request(app, request, now=time.time(), created_by=who)
+    for channel_id, why in plan.skipped.items():  # a follow-up: the original's channels today's config rules out
+        problem(f"warning: channel {channel_id!r} is skipped: {why}", style="bold yellow")
     if args.mode == "live" and not args.yes and not await confirm_live(plan):
         err_console().print("not confirmed: nothing was sent.", style="bold red")
         return EXIT_INVALID
-    decision = await launch(app, plan, request, actor=actor(), now=time.time())
+    decision = await launch(app, plan, request, actor=who, now=time.time())
     if isinstance(decision, Held):
         return show_held(app, decision.alert_id, decision.confirm_by, as_json=args.json)
-    if decision.withdrawn and not args.json:
-        console().print(f"withdrew {decision.withdrawn} undelivered message(s) of {plan.alert.references}")
     if getattr(args, "queue", False):
         queued = await queue_plan(app, plan)
         return show_queued(plan, queued.created, queued.duplicates, [n.id for n in queued.workers],
@@ -135,7 +151,8 @@ def show_held(app: App, alert_id: str, confirm_by: float, *, as_json: bool) -> i
         return EXIT_OK
     banner("live")
     console().print(f"alert [bold]{alert_id}[/] is a two-person alert: nothing is sent until a different officer "
-                    f"confirms it (the console, or POST /api/alerts/{alert_id}/confirm) by {until}")
+                    f"confirms it by {until}: `broadcaster confirm {alert_id}`, the console, or "
+                    f"POST /api/alerts/{alert_id}/confirm")
     return EXIT_OK
 
 
@@ -153,17 +170,23 @@ def show_queued(plan: Plan, created: int, skipped: int, workers: list[str], *, a
     return EXIT_OK
 
 
-async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool = False) -> int:
-    """Commit and deliver a checked plan; print progress, then the result."""
+async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool = False,
+                         committed: Callable[[], None] | None = None) -> int:
+    """Commit and deliver a checked plan; print progress, then the result. ``committed`` is told of the commit."""
     from rich.live import Live
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from broadcaster.app.fire import run_plan
+    from broadcaster.errors import StoreError
 
     mode = plan.alert.mode
     if not as_json:
         banner(mode)
         console().print(f"alert [bold]{plan.alert.id}[/] · {plan.template.id} · {len(plan.channels)} channel(s)")
+        drills = [c.id for c in app.config.channels if c.exercise and c.id not in plan.alert.channels]
+        if drills and mode != Mode.EXERCISE:
+            console().print(f"drill channels left out (exercise = true, reached by --exercise only): "
+                            f"{', '.join(drills)}")
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[note]}"), console=console(), transient=False)
     totals: Counter[str] = Counter()
@@ -172,7 +195,13 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     tasks = {c.id: progress.add_task(c.id, total=totals[c.id], note="") for c in plan.channels}
     done: Counter[tuple[str, str]] = Counter()
 
+    stored = False
+
     def on_commit(created: int, skipped: int) -> None:
+        nonlocal stored
+        stored = True
+        if committed is not None:
+            committed()
         if skipped and not as_json:
             console().print(f"{skipped} duplicate phone number(s) skipped: one SMS per phone")
 
@@ -186,8 +215,21 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
             progress.update(tasks[channel_id], note=note)
 
     show_progress = not as_json and sys.stdout.isatty()
-    with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
-        await run_plan(app, plan, progress=on_progress, on_commit=on_commit)
+    try:
+        with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
+            await run_plan(app, plan, progress=on_progress, on_commit=on_commit)
+    except StoreError as exc:
+        if not stored:
+            raise  # nothing was stored, so nothing was sent: the CLI says so (exit 2)
+        # Some messages may have gone out; each is recorded or reconciled, never resent blindly.
+        problem(f"error: the database failed while alert {plan.alert.id} was going out: {exc}", style="bold red")
+        problem("deliveries not yet recorded are reconciled before any resend: once the database is back, "
+                "run `broadcaster resume`")
+        return EXIT_FAILED
+    if plan.withdraws is not None and not as_json:
+        counts = await app.store.alerts.state_counts(plan.withdraws)
+        withdrawn = sum(by_state.get(DeliveryState.WITHDRAWN, 0) for by_state in counts.values())
+        console().print(f"withdrew {withdrawn} undelivered message(s) of {plan.withdraws}")
     return await report(app, plan.alert.id, mode, as_json=as_json, show_log=show_log)
 
 

@@ -57,6 +57,7 @@ async def cmd_held(args: argparse.Namespace) -> int:
 
 async def cmd_release(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
+    from broadcaster.app.fire import seal_if_finished
     from broadcaster.cli.prompts import actor
     from broadcaster.errors import InputError
 
@@ -80,6 +81,7 @@ async def cmd_release(args: argparse.Namespace) -> int:
                                                       note=note)
         await app.audit(who, "release_held", {"alert_id": alert.id, "channel": args.channel, "deliveries": changed,
                                               "decision": "resend" if args.resend else "mark_sent"})
+        await seal_if_finished(app, alert.id)  # the last held delivery recorded: its final states are anchored
     if args.resend:
         console().print(f"{changed} delivery(ies) due now: a running worker sends them, or run `broadcaster resume`")
     else:

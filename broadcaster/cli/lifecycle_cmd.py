@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import add_mode_options
+
+if TYPE_CHECKING:
+    from broadcaster.app.fire import Request
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +40,7 @@ async def cmd_cancel(args: argparse.Namespace) -> int:
     return await _follow_up(args, Request("cancel", Mode(args.mode), original=args.alert_id))
 
 
-async def _follow_up(args: argparse.Namespace, request: object) -> int:
+async def _follow_up(args: argparse.Namespace, request: Request) -> int:
     from broadcaster.app.context import open_app
     from broadcaster.cli.fire_cmd import send
 

@@ -36,9 +36,9 @@ def problem(line: str, style: str = "red") -> None:
     err_console().print(line, style=style, markup=False)
 
 
-def banner(mode: str) -> None:
+def banner(mode: str, out: Console | None = None) -> None:
     text, style = MODE_STYLE[mode]
-    console().print(f" {text} ", style=style)
+    (out or console()).print(f" {text} ", style=style)
 
 
 def print_json(obj: Any) -> None:

@@ -1,8 +1,9 @@
 """What the CLI asks of the person at the terminal, and who it says they are.
 
 A live fire shows what will go out and waits for the officer to type the
-template (or runbook) id; the audit log names the shell user. SIGTERM ends a
-long-running command as Ctrl-C does.
+template (or runbook) id; releasing a held two-person alert, its alert id.
+Commands run without an identity (:mod:`broadcaster.cli.identity`) are audited
+under the shell user. SIGTERM ends a long-running command as Ctrl-C does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import getpass
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,8 @@ from broadcaster.cli.output import banner, err_console
 from broadcaster.cli.views import show_preview
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from broadcaster.engine.outbox import Plan
     from broadcaster.runbooks.model import Runbook
     from broadcaster.templates.catalogue import Catalogue
@@ -59,11 +63,12 @@ def actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def inputs_from(args: argparse.Namespace, catalogue: Catalogue) -> dict[str, dict[str, str]]:
+def inputs_from(args: argparse.Namespace, catalogue: Catalogue, tz: ZoneInfo) -> dict[str, dict[str, str]]:
+    """``--var`` values, or the template's examples (relative times made absolute from this moment)."""
     from broadcaster.templates.variables import example_inputs, parse_var_args
 
     if args.use_examples:
-        return example_inputs(catalogue.get(args.template))
+        return example_inputs(catalogue.get(args.template), time.time(), tz)
     return parse_var_args(args.var)
 
 
@@ -77,3 +82,13 @@ async def confirm_live(plan: Plan) -> bool:
     answer = await asyncio.to_thread(input, f"Type the template id ({plan.template.id}) to send this LIVE alert: ")
     return answer.strip() == plan.template.id
 
+
+
+async def confirm_release(alert_id: str) -> bool:
+    """The second officer of a two-person alert types its id to release it (the preview is shown first)."""
+    if not sys.stdin.isatty():
+        err_console().print("releasing a live alert needs a typed confirmation on a terminal, or --yes",
+                            style="bold red")
+        return False
+    answer = await asyncio.to_thread(input, f"Type the alert id ({alert_id}) to release this LIVE alert: ")
+    return answer.strip() == alert_id

@@ -156,6 +156,8 @@ def time_of_text(text: str, config: Config, now: float) -> float:
 async def cmd_run(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
     from broadcaster.app.rehearse import preflight
+    from broadcaster.app.users import require
+    from broadcaster.cli.identity import actor_of, identify, permitted
     from broadcaster.runbooks.ids import new_run_id
     from broadcaster.runbooks.inputs import resolve_inputs
     from broadcaster.states import Mode, RunKind, RunState
@@ -164,8 +166,14 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     async with open_app(args.config, args.db, name="broadcaster runbook run") as app:
         runbook = find_runbook(app.config, args.file)
-        start = time.time()
         mode = Mode(args.mode)
+        # Who runs it: a live run acts as a verified user with the officer role (as POST /api/runbooks/{id}/run).
+        user = await identify(args, app, needed_for="a live runbook run" if mode == Mode.LIVE else None)
+        if user is not None:
+            needed = "officer" if mode == Mode.LIVE else "operator"
+            await permitted(app, user, lambda: require(user, needed, f"a {mode} runbook run"), action="runbook_run",
+                            runbook=runbook.id, mode=str(mode))
+        start = time.time()
         inputs = resolve_inputs(runbook, parse_var_args(args.input), start=start, tz=app.config.timezone,
                                 use_examples=args.use_examples)
         result = await asyncio.to_thread(preflight, app.config, app.catalogue, runbook, inputs, mode, start)
@@ -175,7 +183,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INVALID
         run = RunRecord(id=new_run_id(RunKind.RUNBOOK, start), kind=RunKind.RUNBOOK, runbook=runbook.id,
                         source=runbook.source, spec=dict(runbook.raw), config=str(app.config.path), mode=mode,
-                        inputs=inputs, state=RunState.RUNNING, started_at=start)
+                        inputs=inputs, state=RunState.RUNNING, started_at=start, started_by=actor_of(user))
+        await app.audit(actor_of(user), "runbook_run", {"runbook": runbook.id, "run_id": run.id, "mode": str(mode),
+                                                        "inputs": inputs})
         banner(args.mode)
         return await host_run(app, run, new=True)
 

@@ -37,19 +37,32 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 async def schedule_fire(args: argparse.Namespace) -> int:
     """``fire --at/--every/--until``: check the alert now, as it will go out, then keep it as a one-step run."""
     from broadcaster.app.context import open_app
+    from broadcaster.app.fire import Request, check_request
     from broadcaster.app.schedule import plan_schedule, store_schedule
+    from broadcaster.cli.identity import actor_of, identify, permitted
     from broadcaster.cli.prompts import confirm_live, inputs_from
     from broadcaster.runbooks.durations import format_duration
     from broadcaster.states import Mode
 
     async with open_app(args.config, args.db) as app:
-        scheduled = await plan_schedule(app, args.template, inputs_from(args, app.catalogue), mode=Mode(args.mode),
+        mode = Mode(args.mode)
+        user = await identify(args, app, needed_for="a live scheduled fire" if mode == Mode.LIVE else None)
+        if user is not None:
+            await permitted(app, user, lambda: check_request(app, user, Request("fire", mode, template=args.template)),
+                            action="schedule", template=args.template, mode=str(mode))
+        inputs = inputs_from(args, app.catalogue, app.config.timezone)
+        scheduled = await plan_schedule(app, args.template, inputs, mode=mode,
                                         areas=tuple(args.area), selection=args.channels, at=args.at,
-                                        every=args.every, until=args.until, now=time.time())
+                                        every=args.every, until=args.until, now=time.time(),
+                                        started_by=actor_of(user))
         if args.mode == "live" and not args.yes and not await confirm_live(scheduled.plan):
             err_console().print("not confirmed: nothing was scheduled.", style="bold red")
             return EXIT_INVALID
         await store_schedule(app, scheduled)
+        await app.audit(actor_of(user), "schedule", {
+            "schedule_id": scheduled.run.id, "template": scheduled.plan.template.id, "mode": str(mode),
+            "at": scheduled.at.isoformat(), "every_s": scheduled.every_s, "until": scheduled.until,
+            "channels": list(scheduled.plan.alert.channels)})
     run, plan, at = scheduled.run, scheduled.plan, scheduled.at
     if args.json:
         print_json({"schedule_id": run.id, "template": plan.template.id, "mode": args.mode, "at": at.isoformat(),

@@ -1,79 +1,76 @@
-"""``broadcaster serve``, ``broadcaster users add|list`` and ``broadcaster audit verify``."""
+"""``broadcaster serve`` and ``broadcaster audit verify|head`` (``users``: :mod:`broadcaster.cli.users_cmd`)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import logging
 import signal
-import time
 
+from broadcaster.cli.numbers import whole
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, problem
-
-ROLES = ("viewer", "operator", "officer", "approver")  # as broadcaster.service.auth.ROLES (kept light for --help)
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="HTTP API, web console, Twilio receipts, CAP feed, metrics, scheduler")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument("--port", type=whole(1, 65535), default=8080, help="port to listen on (default 8080)")
     serve.set_defaults(handler=cmd_serve)
-
-    users = commands.add_parser("users", help="API users and their tokens")
-    users_sub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
-    add = users_sub.add_parser("add", help="create a user; prints the new API token once, as the last line")
-    add.add_argument("name")
-    add.add_argument("--role", required=True, choices=ROLES,
-                     help="viewer | operator (dry-run, exercise) | officer (live) | approver (approves, second-signs)")
-    add.set_defaults(handler=cmd_users_add)
-    listing = users_sub.add_parser("list", help="list users and roles (never tokens)")
-    listing.set_defaults(handler=cmd_users_list)
 
     audit = commands.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
-    verify = audit_sub.add_parser("verify", help="check the chain; name the first edited, deleted or inserted row")
+    verify = audit_sub.add_parser("verify", help="check the chain and the alerts anchored to it; name the first "
+                                  "edited, deleted or inserted row, alert or delivery")
+    verify.add_argument("--expect", metavar="HASH:COUNT",
+                        help="a head `audit head` printed earlier: the log must still hold it (a cut tail fails)")
     verify.set_defaults(handler=cmd_audit_verify)
-
-
-async def cmd_users_add(args: argparse.Namespace) -> int:
-    # The database alone: users and the audit log must be reachable even when a template is broken.
-    from broadcaster.app.context import database_of
-    from broadcaster.app.users import Users
-    from broadcaster.audit import AuditLog
-    from broadcaster.store import opened
-
-    async with opened(database_of(args.config, args.db)) as store:
-        token = await Users(store.db).add(args.name, args.role)
-        await AuditLog(store.db).append(f"cli:{getpass.getuser()}", "user_add", {"name": args.name,
-                                                                                 "role": args.role}, now=time.time())
-    console().print(f"user {args.name} ({args.role}) created. Store this token now; it is not shown again:")
-    print(token.reveal(), flush=True)  # the last line: only the token, for scripts
-    return EXIT_OK
-
-
-async def cmd_users_list(args: argparse.Namespace) -> int:
-    from broadcaster.app.context import database_of
-    from broadcaster.app.users import Users
-    from broadcaster.store import opened
-
-    async with opened(database_of(args.config, args.db)) as store:
-        for user in await Users(store.db).all():
-            console().print(f"{user.name}\t{user.role}", markup=False)
-    return EXIT_OK
+    head = audit_sub.add_parser("head", help="print the head as HASH:COUNT, to keep outside this machine")
+    head.set_defaults(handler=cmd_audit_head)
 
 
 async def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from broadcaster.anchors import Anchors
+    from broadcaster.app.context import database_of
+    from broadcaster.audit import AuditLog, Head
+    from broadcaster.store import opened
+
+    expect = Head.parse(args.expect) if args.expect is not None else None
+    anchors = Anchors()
+    async with opened(database_of(args.config, args.db)) as store:
+        verdict = await AuditLog(store.db).verify(expect=expect, observe=anchors.observe)
+        checked = await anchors.check(store) if verdict.ok else None
+    if not verdict.ok:
+        problem(f"audit log TAMPERED at row {verdict.bad_seq}: {verdict.problem}", style="bold red")
+        return EXIT_FAILED
+    chain = f"{verdict.rows} row(s); head row {verdict.head_seq} sha256 {verdict.head_hash}"
+    assert checked is not None
+    if not checked.ok:
+        console().print(f"audit chain intact: {chain}")
+        where = f"alert {checked.alert_id}" + (f", delivery {checked.delivery_id}" if checked.delivery_id else "")
+        problem(f"audit log TAMPERED at {where}: {checked.problem}", style="bold red")
+        return EXIT_FAILED
+    console().print(f"audit log OK: {chain}")
+    if expect is not None:
+        console().print(f"the recorded head {expect} is still in the log")
+    notes = [f"{checked.sealed} sealed"]
+    if checked.delivering:
+        notes.append(f"{checked.delivering} still delivering or held")
+    if checked.unsealed:
+        notes.append(f"{checked.unsealed} finished and waiting to be sealed (by a worker or `broadcaster resume`)")
+    if checked.before_anchoring:
+        notes.append(f"{checked.before_anchoring} committed before anchoring began, not checked")
+    console().print(f"alerts OK: {checked.alerts} alert(s) match their anchors; {', '.join(notes)}")
+    return EXIT_OK
+
+
+async def cmd_audit_head(args: argparse.Namespace) -> int:
     from broadcaster.app.context import database_of
     from broadcaster.audit import AuditLog
     from broadcaster.store import opened
 
     async with opened(database_of(args.config, args.db)) as store:
-        verdict = await AuditLog(store.db).verify()
-    if not verdict.ok:
-        problem(f"audit log TAMPERED at row {verdict.bad_seq}: {verdict.problem}", style="bold red")
-        return EXIT_FAILED
-    console().print(f"audit log OK: {verdict.rows} row(s); head row {verdict.head_seq} sha256 {verdict.head_hash}")
+        head = await AuditLog(store.db).head()
+    print(head, flush=True)  # only HASH:COUNT, for scripts and a note kept elsewhere
     return EXIT_OK
 
 

@@ -1,12 +1,26 @@
-"""``broadcaster templates check | list | show | approve``."""
+"""``broadcaster templates check | list | show | approve``.
+
+``approve ID --sha256 HASH`` approves exactly the content whose sha256 the approver
+reviewed (``templates show ID`` prints it). Without ``--sha256`` it shows the
+content and its sha256 and, on a terminal, approves that shown content once the
+approver types the template id; off a terminal it approves nothing and says to
+run again with ``--sha256``. Either way a file changed since it was reviewed is
+refused (exit 2) and nothing is written.
+"""
 
 from __future__ import annotations
 
 import argparse
-import getpass
+import asyncio
+import sys
+import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, print_json, problem
+
+if TYPE_CHECKING:
+    from broadcaster.templates.catalogue import Template
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,9 +35,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
-    appr = sub.add_parser("approve", help="record an approval of a template's current content")
+    appr = sub.add_parser("approve", help="approve exactly the content you reviewed (its sha256), as an approver "
+                                          "(your API token says who you are)")
     appr.add_argument("id")
-    appr.add_argument("--by", default=None, help="the approver's name (default: the current user)")
+    appr.add_argument("--by", default=None, metavar="NAME",
+                      help="optional: must be your user name; the approval is always recorded under your token's user")
+    appr.add_argument("--sha256", metavar="HASH", default=None,
+                      help="the sha256 you reviewed (`templates show ID` prints it); without it the content and "
+                           "its sha256 are shown and, on a terminal, you approve them by typing the template id")
     appr.set_defaults(handler=cmd_approve)
 
 
@@ -63,53 +82,87 @@ async def cmd_list(args: argparse.Namespace) -> int:
 
 
 async def cmd_show(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from broadcaster.app.context import load
     from broadcaster.templates.catalogue import template_detail
+    from broadcaster.templates.variables import example_inputs
 
-    _, catalogue, _ = load(args.config, args.db)
+    config, catalogue, _ = load(args.config, args.db)
     t = catalogue.get(args.id)
-    doc = template_detail(t)
     if args.json:
-        print_json(doc)
+        print_json(template_detail(t, example_inputs(t, time.time(), config.timezone)))
         return EXIT_OK
+    show_template(t)
+    return EXIT_OK
+
+
+def show_template(t: Template) -> None:
+    """Everything an approver reviews: texts, variables and their rules, the gazetteer names, the sha256."""
+    from rich.table import Table
+
     out = console()
     out.print(f"[bold]{t.id}[/] v{t.version}: {t.title['ar']} / {t.title['en']}")
     out.print(f"CAP: {t.cap} event={dict(t.event)}")
     out.print(f"approved: {'yes by ' + t.approval.by if t.approved and t.approval else 'NO'}")
-    table = Table("variable", "type", "max", "required", "example (ar)", "example (en)")
+    table = Table("variable", "type", "max", "required", "example (ar)", "example (en)", "rule")
     for v in t.variables:
+        rule = v.time.describe() if v.time else ", ".join(v.domains) or ", ".join(f"allows {a}" for a in v.allow)
         table.add_row(v.name, v.type, str(v.max_length), "yes" if v.required else "no", v.examples["ar"],
-                      v.examples["en"])
+                      v.examples["en"], rule)
     out.print(table)
     for lang in ("ar", "en"):
         for form, text in t.text[lang].items():
             out.print(f"[bold]{lang} {form}:[/] {text}")
-    return EXIT_OK
+    if t.words:
+        out.print("[bold]gazetteer names it can render:[/] " + "; ".join(
+            f"{code} = {names['ar']} / {names['en']}" for code, names in sorted(t.words.items())))
+    out.print(f"sha256: {t.content_hash}")
 
 
 async def cmd_approve(args: argparse.Namespace) -> int:
-    """Approve only a template that passes every other check: approval vouches for a text that fits."""
+    """Approve only the reviewed content, and only if it passes every other check."""
+    from broadcaster.app.approve import NotApprovable, approve_template, problems_of, review
     from broadcaster.app.context import open_app
-    from broadcaster.channels.registry import targets
-    from broadcaster.templates.catalogue import approve
-    from broadcaster.templates.check import check_template
+    from broadcaster.app.users import require
+    from broadcaster.cli.identity import permitted, require_identity
+    from broadcaster.errors import InputError
 
     async with open_app(args.config, args.db) as app:
-        template = app.catalogue.get(args.id)
-        problems = [
-            p for p in check_template(template, app.catalogue.gazetteer, app.config.timezone,
-                                      targets(app.config.channels))
-            if not p.startswith("[approval]")
-        ]
-        if problems:
-            for line in problems:
-                problem(f"{template.path}: {line}")
-            problem(f"not approved: fix the {len(problems)} problem(s) above first", style="bold red")
-            return EXIT_INVALID
-        by = args.by or getpass.getuser()
-        digest = approve(app.catalogue.path(args.id), by, datetime.now(app.config.timezone))
-        await app.audit(f"cli:{getpass.getuser()}", "approval", {"template": args.id, "by": by, "sha256": digest})
+        user = await require_identity(args, app, "approving a template", role="approver")
+        await permitted(app, user, lambda: require(user, "approver", "approving a template"), action="approve",
+                        template=args.id)
+        if args.by is not None and args.by != user.name:
+            raise InputError(f"{args.by!r} is not you: your token is {user.name}'s, and an approval is recorded "
+                             f"under the approver's own name; leave --by out", where="--by")
+        shown = None
+        if args.sha256 is None:
+            shown = await review(app, args.id)
+            found = await problems_of(app, shown, now=time.time())
+            if found:
+                return _not_approvable(str(shown.template.path), found)
+            show_template(shown.template)
+            if not sys.stdin.isatty():
+                problem(f"not approved: review the content above, then run `broadcaster templates approve {args.id} "
+                        f"--sha256 {shown.template.content_hash}`", style="bold red")
+                return EXIT_INVALID
+            answer = await asyncio.to_thread(input, f"Type the template id ({args.id}) to approve exactly this "
+                                                    "content: ")
+            if answer.strip() != args.id:
+                problem("not approved: the template id was not typed", style="bold red")
+                return EXIT_INVALID
+        reviewed = args.sha256 or (shown.template.content_hash if shown else "")
+        by = user.name
+        try:
+            digest = await approve_template(app, args.id, reviewed_sha256=reviewed, by=by,
+                                            when=datetime.now(app.config.timezone), reviewed=shown)
+        except NotApprovable as exc:
+            return _not_approvable(exc.where or args.id, exc.problems)
+        await app.audit(by, "approval", {"template": args.id, "sha256": digest})
     console().print(f"approved {args.id} by {by}: sha256 {digest}")
     return EXIT_OK
+
+
+def _not_approvable(where: str, problems: list[str]) -> int:
+    for line in problems:
+        problem(f"{where}: {line}")
+    problem(f"not approved: fix the {len(problems)} problem(s) above first", style="bold red")
+    return EXIT_INVALID

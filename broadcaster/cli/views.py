@@ -6,9 +6,11 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import EXIT_OK, banner, console, print_json
-from broadcaster.states import DeliveryState
+from broadcaster.states import DeliveryState, StepState
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from broadcaster.app.context import App
     from broadcaster.app.rehearse import Rehearsal
     from broadcaster.config import Config
@@ -89,6 +91,10 @@ def show_timeline(config: Config, result: Rehearsal) -> None:
     out.print(f"log: broadcaster log {result.run.id}")
 
 
+STEP_STYLES = {StepState.MISSED: "bold red", StepState.FAILED: "bold red", StepState.AWAITING: "yellow",
+               StepState.HELD: "bold yellow"}
+
+
 async def show_run(app: App, run: RunRecord) -> None:
     from rich.table import Table
 
@@ -102,7 +108,7 @@ async def show_run(app: App, run: RunRecord) -> None:
                         f"{iso_seconds(run.started_at, tz)} · " + ", ".join(f"{n} {s}" for s, n in counts.items()),
                   title_justify="left")
     for r in rows:
-        style = {"missed": "bold red", "failed": "bold red", "awaiting": "yellow"}.get(r.state, "")
+        style = STEP_STYLES.get(r.state, "")
         table.add_row(r.step_id, str(r.occurrence), f"[{style}]{r.state}[/]" if style else str(r.state),
                       iso_seconds(r.due_at, tz) if r.due_at else "-", r.alert_id or "-", (r.detail or "")[:80])
     console().print(table)
@@ -170,10 +176,12 @@ async def show_attempts(app: App, alert_id: str, *, limit: int | None) -> None:
         console().print(f"… {total - shown} more attempt(s); use --all or --json")
 
 
-def show_preview(plan: Plan) -> None:
+def show_preview(plan: Plan, out: Console | None = None) -> None:
+    """Every message: its channel, length, SMS segments, recipients and cost; then each distinct text once,
+    headed by every channel (and language) that sends it."""
     from rich.table import Table
 
-    out = console()
+    out = out or console()
     table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
                   title=f"{plan.template.id}: {plan.template.title['ar']} / {plan.template.title['en']}")
     for row in plan.rows:
@@ -185,12 +193,12 @@ def show_preview(plan: Plan) -> None:
     total = sum(row.cost_segments for row in plan.rows if row.kind == "sms")
     phones = sum(row.recipients for row in plan.rows if row.kind == "sms")
     out.print(f"SMS: {phones} recipient(s), {total} segment(s) in all")
-    seen: set[tuple[str, str]] = set()
+    senders: dict[str, list[str]] = {}
     for row in plan.rows:
-        key = (row.kind, row.rendered.language)
-        if key in seen:
-            continue
-        seen.add(key)
-        out.rule(f"{row.kind} · {row.rendered.language}")
-        out.print(row.rendered.text, markup=False)
-
+        label = f"{row.channel} ({row.kind}, {row.rendered.language})"
+        labels = senders.setdefault(row.rendered.text, [])
+        if label not in labels:
+            labels.append(label)
+    for text, labels in senders.items():
+        out.rule(", ".join(labels), align="left")
+        out.print(text, markup=False)

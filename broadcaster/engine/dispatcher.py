@@ -157,6 +157,12 @@ class Dispatcher:
             async with asyncio.TaskGroup() as group:
                 for channel in self.channels.values():
                     group.create_task(self._worker(channel, alert_ids, modes, waker), name=f"worker:{channel.id}")
+        except BaseExceptionGroup as failed:
+            # Channels that all hit a store error (a full disk) report it once, as the store's own error.
+            leaves = _leaves(failed)
+            if not all(isinstance(exc, StoreError) for exc in leaves):
+                raise
+            raise leaves[0] from None
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -252,6 +258,14 @@ class Dispatcher:
             await self._record(channel, claimed, Outcome.EXPIRED, DeliveryState.EXPIRED, started,
                                detail="alert expired; not attempted")
             return
+        if (claimed.previous_state == DeliveryState.UNKNOWN and not channel.can_reconcile
+                and channel.on_unknown == OnUnknown.HOLD):
+            # Its node stopped mid-attempt (recovered as unknown): the provider cannot be asked whether it went
+            # out, and this channel never resends blindly. It waits for an operator (`broadcaster held`).
+            await self._record(channel, claimed, Outcome.UNKNOWN, DeliveryState.UNKNOWN, started,
+                               detail="held: an attempt may have gone out before its node stopped; "
+                                      "see `broadcaster held`")
+            return
         message = OutboundMessage(
             delivery_id=claimed.delivery_id, alert_id=claimed.alert_id, channel_id=claimed.channel_id,
             language=claimed.language, text=claimed.text, recipient=claimed.recipient,
@@ -330,10 +344,15 @@ class Dispatcher:
         http_status: int | None = None, error_code: str | None = None, *, provider_id: str | None = None,
         detail: str | None = None, next_attempt_at: float | None = None,
     ) -> None:
+        # Every attempt's detail and error code (the attempt log, the delivery's last_error, `log --json`, the
+        # API's log) is built here and nowhere else, and leaves with every form of the channel's secrets masked:
+        # an echoing provider's text never reaches the database.
+        redact = channel.redactor()
         recorded = AttemptResult(
             delivery_id=claimed.delivery_id, attempt_id=claimed.attempt_id, outcome=outcome, state=state,
-            started_at=started, finished_at=self.clock.now(), http_status=http_status, error_code=error_code,
-            provider_id=provider_id, detail=detail, next_attempt_at=next_attempt_at,
+            started_at=started, finished_at=self.clock.now(), http_status=http_status,
+            error_code=redact.clean_optional(error_code), provider_id=provider_id,
+            detail=redact.clean_optional(detail), next_attempt_at=next_attempt_at,
         )
         await self.writer.add(recorded)
         if self.observer is not None:
@@ -343,3 +362,8 @@ class Dispatcher:
                 log.exception("outcome observer failed for channel %s", channel.id)
         if self.progress is not None:
             self.progress(channel.id, state)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [leaf for exc in group.exceptions
+            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]

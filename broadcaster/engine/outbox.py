@@ -117,7 +117,9 @@ class Plan:
     lists: list[RecipientList] = field(default_factory=list)  # SMS lists, streamed at commit
     copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
     step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
+    skipped: dict[str, str] = field(default_factory=dict)  # a follow-up: the original's channels left out, and why
     audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
+    withdraws: str | None = None  # a cancel: the original whose undelivered deliveries its commit withdraws
 
     async def deliveries(self) -> AsyncIterator[Sequence[NewDelivery]]:
         """Every delivery to commit, Arabic first; recipient lists arrive in batches."""
@@ -139,6 +141,8 @@ class FollowUp:
     original: AlertRecord
     reply_to: Mapping[tuple[str, str | None, str], str]
     audiences: Mapping[str, Mapping[str, int]]  # channel -> language -> recipients the follow-up reaches
+    channels: tuple[str, ...]  # the original's channels the follow-up may still reach, as configured today
+    skipped: Mapping[str, str] = field(default_factory=dict)  # the original's other channels -> why not
 
 
 async def plan_alert(
@@ -167,7 +171,7 @@ async def plan_alert(
         raise SelectionError(f"mode must be one of {', '.join(Mode)}") from None
     template = catalogue.approved(template_id) if require_approval else catalogue.get(template_id)
     gazetteer = catalogue.gazetteer
-    values = resolve(template, gazetteer, inputs, config.timezone)
+    values = resolve(template, gazetteer, inputs, config.timezone, now=now)
     known_areas = gazetteer.area_codes()
     for area in areas:
         if area not in known_areas:
@@ -178,17 +182,19 @@ async def plan_alert(
     for code in alert_areas:
         reach |= gazetteer.reach(code)
 
-    if original is not None:
-        # A follow-up reaches exactly the channels the original reached.
+    if follow_up is not None:
+        # A follow-up reaches the channels the original reached that today's config still allows
+        # (chosen by broadcaster.app.follow_up).
         by_id = {c.id: c for c in config.channels}
-        missing = [c for c in original.channels if c not in by_id]
+        missing = [c for c in follow_up.channels if c not in by_id]
         if missing:
-            raise SelectionError(f"channel {missing[0]!r} of alert {original.id} is no longer in {config.path}")
-        channels = [by_id[c] for c in original.channels]
+            raise SelectionError(f"channel {missing[0]!r} of alert {follow_up.original.id} is no longer in "
+                                 f"{config.path}")
+        channels = [by_id[c] for c in follow_up.channels]
     else:
         channels = select_channels(
             config.channels, selection, kinds=template.kinds, areas=tuple(sorted(reach)),
-            exercise_only=mode == Mode.EXERCISE, known_areas=known_areas,
+            mode=mode, known_areas=known_areas,
         )
     forms = render_forms(template, values.display, exercise=mode == Mode.EXERCISE)
 
@@ -199,7 +205,7 @@ async def plan_alert(
         channels=tuple(c.id for c in channels), inputs={k: dict(v) for k, v in values.inputs.items()},
         forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
     )
-    plan = Plan(alert, template, channels, forms, [], [])
+    plan = Plan(alert, template, channels, forms, [], [], skipped=dict(follow_up.skipped) if follow_up else {})
     document = alert_document(config, template, alert)
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
@@ -212,9 +218,9 @@ async def plan_alert(
                 audience = dict(follow_up.audiences.get(channel.id, {}))
                 plan.copies.append(AudienceCopy(channel.id, follow_up.original.id, states, keys, fallback))
             else:
-                source = RecipientList(channel.id, channel.recipients, channel.where, frozenset(reach),
-                                       frozenset(known_areas), keys, fallback)
-                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=channel.where)
+                source = RecipientList(channel.id, channel.recipients, f"{channel.where}: key 'recipients'",
+                                       frozenset(reach), frozenset(known_areas), keys, fallback)
+                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=source.where)
                 audience = dict(index.audience(set(reach)))
                 plan.lists.append(source)
             counts = dict.fromkeys(channel.languages, 0)
@@ -261,4 +267,5 @@ def alert_document(config: Config, template: Template, alert: AlertRecord) -> Al
 
 async def commit(store: Store, plan: Plan) -> tuple[int, int]:
     """Write the alert and all its deliveries as pending, atomically: ``(created, duplicates skipped)``."""
-    return await store.alerts.create(plan.alert, plan.messages, plan.deliveries(), plan.copies, plan.step)
+    return await store.alerts.create(plan.alert, plan.messages, plan.deliveries(), plan.copies, plan.step,
+                                     plan.withdraws)

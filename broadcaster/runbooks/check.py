@@ -70,7 +70,7 @@ def check_runbook(runbook: Runbook, config: Config, catalogue: Catalogue, *, inp
         except RunbookError as exc:
             checker.error(exc.where or runbook.source, str(exc).removeprefix(f"{exc.where}: "))
     if inputs is not None and not checker.failed:
-        checker.values(inputs)
+        checker.values(inputs, start)
         checker.timing(inputs, start)
     return checker.problems
 
@@ -143,7 +143,7 @@ class _Checker:
         self.variables(step, template, require_all=True)
         self.cancel_path(step, template)
         try:
-            select_channels(self.config.channels, step.channels, kinds=template.kinds, areas=(), exercise_only=False,
+            select_channels(self.config.channels, step.channels, kinds=template.kinds, areas=(), mode=None,
                             known_areas=self.catalogue.gazetteer.area_codes())
         except InputError as exc:
             self.error(step.where, f"channels = {step.channels!r}: {str(exc).removeprefix('--channels: ')} "
@@ -217,14 +217,16 @@ class _Checker:
 
     # --- values and timing, with the example (or given) inputs ----------------------
 
-    def values(self, inputs: Inputs) -> None:
+    def values(self, inputs: Inputs, start: float) -> None:
+        """Each step's variables as they would be when it first fires (its time rules checked then)."""
         tz = self.config.timezone
-        now = time.time()
         gathered: dict[str, Inputs] = {}
+        planned = self.planned(inputs, start)
         for step in self.runbook.steps:
             template = self.templates.get(step.id)
             if template is None or step.action == "cancel":
                 continue
+            now = planned.get(step.id, start)
             try:
                 values = step_vars(step, inputs, now=now, tz=tz)
             except RunbookError as exc:
@@ -234,7 +236,7 @@ class _Checker:
                 values = {**gathered.get(step.target, {}), **values}
             gathered[step.id] = values
             try:
-                resolved = resolve(template, self.catalogue.gazetteer, values, tz)
+                resolved = resolve(template, self.catalogue.gazetteer, values, tz, now=now)
             except InputError as exc:
                 self.error(step.where, f"with the example inputs: {str(exc).removeprefix(f'{exc.where}: ')}")
                 continue
@@ -255,10 +257,20 @@ class _Checker:
             expanded += [area, *(place.areas if place else ())]
         try:
             select_channels(self.config.channels, step.channels, kinds=template.kinds, areas=tuple(expanded),
-                            exercise_only=False, known_areas=gazetteer.area_codes())
+                            mode=None, known_areas=gazetteer.area_codes())
         except InputError as exc:
             self.error(step.where, f"with the example inputs, channels = {step.channels!r} reaches no channel in "
                                    f"{', '.join(areas)}: {str(exc).removeprefix('--channels ')}")
+
+    def planned(self, inputs: Inputs, start: float) -> dict[str, float]:
+        """When each step would first fire for a run started at ``start`` (steps run in order)."""
+        anchor, planned = start, {}
+        for step in self.runbook.steps:
+            due = anchor + (step.after or 0.0)
+            if step.at is not None:
+                due = time_of(step.at, inputs, tz=self.config.timezone, where=step.where)
+            planned[step.id] = anchor = max(anchor, due)
+        return planned
 
     def timing(self, inputs: Inputs, start: float) -> None:
         tz = self.config.timezone

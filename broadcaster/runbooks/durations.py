@@ -1,7 +1,8 @@
 """Durations and times as runbooks write them.
 
 Durations: ``90s``, ``30m``, ``2h``, ``1d``, combinations such as ``1h30m``, or
-ISO 8601 (``PT2H``, ``P1D``, ``P1DT6H``). Never negative.
+ISO 8601 (``PT2H``, ``P1D``, ``P1DT6H``). Never negative. (Their grammar is
+:func:`broadcaster.timefmt.parse_duration`, shared with ``channels.toml``.)
 
 Datetimes: ISO 8601 with an explicit UTC offset (``2026-11-23T22:00:00+04:00``),
 or, for runbook inputs, a time relative to the start of the run: ``now``,
@@ -13,66 +14,39 @@ resolved once, when the run starts, and stored resolved.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
-_SHORT: Final = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$")
-_ISO: Final = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
-_WALL: Final = re.compile(r"^\+(\d+)d\s+(\d{1,2}):(\d{2})$")
+from broadcaster.timefmt import (
+    DurationError,
+    MomentError,
+    format_duration,
+    in_range,
+    moment_of,
+    parse_duration,
+    parse_moment,
+    shifted,
+)
 
+__all__ = ["DurationError", "format_duration", "is_relative", "parse_datetime", "parse_duration",
+           "resolve_datetime"]
 
-class DurationError(ValueError):
-    """A duration or time that cannot be read; the message says what to write instead."""
-
-
-def parse_duration(text: object) -> float:
-    """Seconds in ``text`` (``30m``, ``2h``, ``1h30m``, ``PT2H``); raise DurationError otherwise."""
-    if not isinstance(text, str):
-        raise DurationError(f"{text!r}: write a duration as a string such as \"30m\", \"2h\" or \"PT2H\"")
-    value = text.strip().replace(" ", "")
-    if value.startswith("-"):
-        raise DurationError(f"{text!r}: a duration cannot be negative")
-    short = _SHORT.match(value.lower())
-    if value and short and any(short.groups()):
-        d, h, m, s = short.groups()
-        return int(d or 0) * 86400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
-    iso = _ISO.match(value.upper())
-    if len(value) > 1 and iso and any(iso.groups()):
-        w, d, h, m, s = iso.groups()
-        return (int(w or 0) * 7 + int(d or 0)) * 86400 + int(h or 0) * 3600 + int(m or 0) * 60 + float(s or 0)
-    raise DurationError(f"{text!r}: not a duration (write e.g. \"90s\", \"30m\", \"2h\", \"1d\", \"1h30m\" "
-                        "or \"PT2H\")")
-
-
-def format_duration(seconds: float) -> str:
-    """``2h 30m``-style, for people."""
-    total = round(seconds)
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n]
-    return sign + (" ".join(parts) or "0s")
+_WALL: Final = re.compile(r"^\+(\d{1,6})d\s+(\d{1,2}):(\d{2})$", re.ASCII)
 
 
 def parse_datetime(text: object) -> datetime:
-    """An ISO 8601 datetime with an explicit offset; raise DurationError otherwise."""
-    if isinstance(text, datetime):
-        moment = text
-    elif isinstance(text, str):
-        try:
-            moment = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise DurationError(
-                f"{text!r}: not an ISO 8601 date and time (e.g. 2026-11-23T22:00:00+04:00)"
-            ) from None
-    else:
-        raise DurationError(f"{text!r}: write a date and time as a string, e.g. \"2026-11-23T22:00:00+04:00\"")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise DurationError(f"{text!r}: has no UTC offset; write it with one, e.g. +04:00")
-    return moment
+    """An ISO 8601 datetime with an explicit offset, inside the dates the system handles; DurationError otherwise."""
+    try:
+        if isinstance(text, datetime):
+            if text.tzinfo is None or text.utcoffset() is None:
+                raise DurationError(f"{text.isoformat()!r}: has no UTC offset; write it with one, e.g. +04:00")
+            return in_range(text)
+        if isinstance(text, str):
+            return parse_moment(text)
+    except MomentError as exc:
+        raise DurationError(str(exc)) from None
+    raise DurationError(f"{text!r}: write a date and time as a string, e.g. \"2026-11-23T22:00:00+04:00\"")
 
 
 def is_relative(text: str) -> bool:
@@ -83,17 +57,20 @@ def is_relative(text: str) -> bool:
 def resolve_datetime(text: str, start: float, tz: ZoneInfo) -> datetime:
     """An absolute or start-relative datetime (see the module docstring), in ``tz``."""
     value = text.strip()
-    origin = datetime.fromtimestamp(start, tz)
-    if value == "now":
-        return origin
-    wall = _WALL.match(value)
-    if wall:
-        days, hour, minute = (int(g) for g in wall.groups())
-        if hour > 23 or minute > 59:
-            raise DurationError(f"{text!r}: {hour}:{minute:02d} is not a time of day")
-        day = origin.date() + timedelta(days=days)
-        return datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
-    if value.startswith(("+", "-")):
-        seconds = parse_duration(value[1:])
-        return origin + timedelta(seconds=seconds if value[0] == "+" else -seconds)
-    return parse_datetime(value).astimezone(tz)
+    try:
+        origin = moment_of(start, tz, "now")
+        if value == "now":
+            return origin
+        wall = _WALL.match(value)
+        if wall:
+            days, hour, minute = (int(g) for g in wall.groups())
+            if hour > 23 or minute > 59:
+                raise DurationError(f"{text!r}: {hour}:{minute:02d} is not a time of day")
+            day = shifted(origin, days * 86400.0, text).date()
+            return in_range(datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz), text)
+        if value.startswith(("+", "-")):
+            seconds = parse_duration(value[1:])
+            return shifted(origin, seconds if value[0] == "+" else -seconds, text)
+        return parse_datetime(value).astimezone(tz)
+    except MomentError as exc:
+        raise DurationError(str(exc)) from None

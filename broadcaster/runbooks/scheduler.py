@@ -93,6 +93,10 @@ class StepFirer(Protocol):
         """Deliver what is left of a step's alert that was committed before a crash."""
         ...
 
+    async def settle(self, now: float) -> list[str]:
+        """Held steps whose second officer never came fail (or fire, if one did): what happened, to report."""
+        ...
+
 
 class Host:
     """Executes the schedule on the running event loop while it leads; follows (and may take over) otherwise."""
@@ -221,6 +225,8 @@ class Host:
             if not self._paused:
                 self.scheduler.resume()
         await self.recover()
+        for line in await self.firer.settle(time.time()):
+            self.report(line)
         await self.sync_all()
         self.scheduler.wakeup()
         return True

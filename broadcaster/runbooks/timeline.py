@@ -8,6 +8,8 @@ restarted process picks up exactly where the last one stopped:
   happened to finish, so delays never drift), and never before that step.
 * A ``confirm`` step is *awaiting* until an operator confirms it; it is then due
   at its own time or at the confirmation, whichever is later.
+* A step whose live two-person alert is *held* for a second officer holds the
+  run: the steps after it wait, and count from the confirmation once it comes.
 * A step with ``every`` repeats (occurrence 1, 2, ...) at fixed intervals from
   its first firing, while later steps go ahead, until its ``until`` step is
   under way or done, or its ``until`` time is reached. A repeat never goes out at
@@ -23,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from broadcaster.runbooks.inputs import time_of
 from broadcaster.runbooks.model import Runbook, Step
+from broadcaster.states import StepState
 from broadcaster.store.records import RunStepRow
 
 MAX_OCCURRENCES: Final = 200  # a recurring step stops here even if its until step never comes
@@ -56,9 +59,10 @@ def pending(runbook: Runbook, inputs: Mapping[str, Mapping[str, str]], start: fl
     for step in runbook.steps:
         row = rows.get((step.id, 0))
         if row is not None and row.done:
-            anchor = row.due_at if row.due_at is not None else anchor
+            # A step held for a second officer went out when confirmed: the steps after it count from then.
+            anchor = max(row.due_at or anchor, row.confirmed_at or 0.0)
             continue
-        if row is not None and row.state in ("scheduled", "firing"):
+        if row is not None and row.state in (StepState.SCHEDULED, StepState.FIRING, StepState.HELD):
             break
         due = planned_time(step, anchor, inputs, tz)
         if step.confirm:

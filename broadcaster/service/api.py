@@ -11,25 +11,27 @@ from typing import Any
 
 from aiohttp import web
 
+from broadcaster.app.fire import plan_held
 from broadcaster.engine.outbox import plan_alert
 from broadcaster.errors import InputError
 from broadcaster.service.bodies import parse_fire
 from broadcaster.service.http import ApiError, current_user, input_error, json_response, read_json
 from broadcaster.service.hub import OPEN_STATES
+from broadcaster.service.query import ALERTS_LIMIT, PAGE_LIMIT, PAGE_OFFSET
 from broadcaster.service.state import SERVICE, Service
 from broadcaster.service.views import (
     alert_summary,
     channel_summary,
     delivery,
     gazetteer_list,
+    held_preview,
     pending_summary,
     template_detail,
     template_summary,
 )
-from broadcaster.store.pending import CONFIRMED
+from broadcaster.store.pending import AWAITING, CONFIRMED
 from broadcaster.store.records import AlertRecord
-
-MAX_ALERTS = 200
+from broadcaster.templates.variables import example_inputs
 
 
 async def me(request: web.Request) -> web.Response:
@@ -43,13 +45,15 @@ async def templates(request: web.Request) -> web.Response:
 
 
 async def template(request: web.Request) -> web.Response:
-    catalogue = request.app[SERVICE].app.catalogue
+    """As ``templates show ID --json``: examples as they would be used now, and the sha256 an approver reviews."""
+    service = request.app[SERVICE]
     template_id = request.match_info["template_id"]
     try:
-        found = catalogue.get(template_id)
+        found = service.app.catalogue.get(template_id)
     except InputError:
         raise ApiError(404, "not_found", f"no template {template_id!r}") from None
-    return json_response(template_detail(found))
+    examples = example_inputs(found, service.clock.now(), service.config.timezone)
+    return json_response(template_detail(found, examples))
 
 
 async def gazetteer(request: web.Request) -> web.Response:
@@ -69,9 +73,10 @@ async def preview(request: web.Request) -> web.Response:
     except InputError as exc:
         raise input_error(exc, field="template") from None
     try:
-        plan = await plan_alert(app.config, app.catalogue, template.id, body.inputs(template), mode=body.mode,
-                                now=service.clock.now(), areas=body.areas, selection=body.selection,
-                                require_approval=False)
+        now = service.clock.now()
+        inputs = body.inputs(template, now, service.config.timezone)
+        plan = await plan_alert(app.config, app.catalogue, template.id, inputs, mode=body.mode, now=now,
+                                areas=body.areas, selection=body.selection, require_approval=False)
     except InputError as exc:
         raise input_error(exc) from None
     return json_response({"template": template.id, "approved": template.approved, "two_person": template.two_person,
@@ -81,7 +86,7 @@ async def preview(request: web.Request) -> web.Response:
 async def alerts(request: web.Request) -> web.Response:
     """Recent alerts, newest first, with two-person fires still waiting (or never confirmed)."""
     service = request.app[SERVICE]
-    limit = _int_query(request, "limit", 50, maximum=MAX_ALERTS)
+    limit = ALERTS_LIMIT.read(request)
     now = service.clock.now()
     items: list[tuple[float, dict[str, Any]]] = []
     for alert in await service.app.store.alerts.recent(limit):
@@ -103,12 +108,22 @@ async def alert(request: web.Request) -> web.Response:
         pending = await service.app.store.pending.get(alert_id)
         if pending is None:
             raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
-        view = pending_summary(service.config, pending, state=pending.state_at(service.clock.now()))
-        # What the second officer is asked to confirm: the request as stored (it can be previewed as is).
-        return json_response({**view, "request": pending.request, "deliveries": []})
+        now = service.clock.now()
+        view = pending_summary(service.config, pending, state=pending.state_at(now))
+        # What the second officer is asked to confirm: the request as stored, and what it would send if
+        # confirmed now (every channel's text, the audience, the cost), planned as the confirmation plans it.
+        held: dict[str, Any] = {"request": pending.request, "deliveries": []}
+        if view["state"] == AWAITING:
+            try:
+                plan = await plan_held(service.app, alert_id, now=now)
+            except InputError as exc:
+                held["preview_error"] = str(exc)
+            else:
+                held["preview"] = held_preview(plan)
+        return json_response({**view, **held})
     view = await _alert_json(service, found)
     receipts = await service.app.store.receipts.latest(alert_id)
-    limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
+    limit, offset = PAGE_LIMIT.read(request), PAGE_OFFSET.read(request)
     total = await service.app.store.alerts.count(alert_id)
     page = await service.app.store.alerts.deliveries(alert_id, limit=limit or None, offset=offset)
     view["deliveries"] = [delivery(d, receipts.get(d.provider_id or "")) for d in page]
@@ -124,7 +139,7 @@ async def log(request: web.Request) -> web.Response:
         if await service.app.store.pending.get(alert_id) is not None:
             return json_response([])
         raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
-    limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
+    limit, offset = PAGE_LIMIT.read(request), PAGE_OFFSET.read(request)
     lines: list[dict[str, Any]] = []
     n = 0
     async for attempt in service.app.store.alerts.attempts(alert_id):
@@ -146,12 +161,3 @@ async def _alert_json(service: Service, alert: AlertRecord) -> dict[str, Any]:
     return alert_summary(service.config, alert, state="sending" if busy else "done", counts=counts,
                          confirmed_by=pending.confirmed_by if pending else None)
 
-
-def _int_query(request: web.Request, name: str, default: int, *, maximum: int | None = None) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise ApiError(400, "invalid", f"{name}: must be a whole number", field=name)
-    value = int(raw)
-    return min(value, maximum) if maximum is not None else value

@@ -16,7 +16,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -29,6 +29,7 @@ from broadcaster.engine.node import Node, process_owner
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
 from broadcaster.service import api, events, feed, firing, receipts, runbooks
+from broadcaster.service.failed_logins import FailedLogins
 from broadcaster.service.http import auth_middleware, errors_middleware, json_response
 from broadcaster.service.hub import EventHub
 from broadcaster.service.metrics import CONTENT_TYPE, Metrics
@@ -55,15 +56,22 @@ def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = No
     node_id = process_owner()  # this server as a node: its metrics and its background worker
     metrics = Metrics(app.store.leases, node=node_id)
     hub = EventHub(app.store.alerts.state_counts)
+    audit = AuditLog(app.store.db)
+
+    async def audited(actor: str, action: str, detail: dict[str, Any]) -> None:
+        await audit.append(actor, action, detail, now=clock.now())
+
     service = Service(
-        app=app, clock=clock, users=Users(app.store.db), audit=AuditLog(app.store.db), hub=hub, metrics=metrics,
-        runs=Runs(app, hub, metrics, policy=policy), limits=limits or Limits(), node_id=node_id,
+        app=app, clock=clock, users=Users(app.store.db, clock=clock), audit=audit, hub=hub, metrics=metrics,
+        runs=Runs(app, hub, metrics, policy=policy), limits=limits or Limits(),
+        failed_logins=FailedLogins(audited, clock), node_id=node_id,
     )
     web_app = web.Application(middlewares=[errors_middleware, auth_middleware])
     web_app[SERVICE] = service
     _routes(web_app)
     web_app.on_startup.append(_started)
     web_app.on_shutdown.append(_shutdown)
+    web_app.cleanup_ctx.append(_failed_logins)
     web_app.on_cleanup.append(_cleanup)
     if background:
         web_app.cleanup_ctx.append(_scheduler)
@@ -132,6 +140,19 @@ async def _started(web_app: web.Application) -> None:
     if config.public_url is None:
         log.warning("[broadcaster] public_url is not set: SMS sends carry no StatusCallback and every "
                     "Twilio callback is refused")
+
+
+async def _failed_logins(web_app: web.Application) -> AsyncIterator[None]:
+    """Refused requests are written once a minute, per source; the last counts as the server stops."""
+    failed = web_app[SERVICE].failed_logins
+    task = asyncio.create_task(failed.run(), name="failed-logins")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await failed.flush(everything=True)
 
 
 async def _shutdown(web_app: web.Application) -> None:

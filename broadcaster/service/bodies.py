@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from broadcaster.service.http import ApiError
 from broadcaster.states import Mode
@@ -15,6 +16,7 @@ FIRE_FIELDS: Final = frozenset({"template", "variables", "use_examples", "channe
 UPDATE_FIELDS: Final = frozenset({"variables", "mode", "confirm"})
 CANCEL_FIELDS: Final = frozenset({"mode", "confirm"})
 APPROVE_FIELDS: Final = frozenset({"sha256"})
+CONFIRM_FIELDS: Final = frozenset({"confirm"})
 
 Inputs = dict[str, dict[str, str]]
 
@@ -33,9 +35,10 @@ class FireBody:
     mode: Mode
     confirm: str | None
 
-    def inputs(self, template: Template) -> Inputs:
-        """The template's examples when asked for, overlaid with the values given."""
-        inputs = example_inputs(template) if self.use_examples else {}
+    def inputs(self, template: Template, now: float, tz: ZoneInfo) -> Inputs:
+        """The template's examples (relative times made absolute from ``now``) when asked for, overlaid with
+        the values given."""
+        inputs = example_inputs(template, now, tz) if self.use_examples else {}
         for name, values in self.variables.items():
             inputs.setdefault(name, {}).update(values)
         return inputs

@@ -5,6 +5,9 @@ The feed is an Atom (RFC 4287) index of the current alerts whose CAP status is
 and dry-run alerts never appear, and their documents are 404 here (``broadcaster
 cap`` still prints them). Each document is checked against the CAP 1.2 schema
 before it is served; one that fails is a 500, never an invalid public document.
+An alert whose stored text XML cannot carry (a control character in a name, from
+before names were checked) is left out of the feed and logged, so one bad alert
+never takes the feed down for everyone.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ ATOM: Final = "http://www.w3.org/2005/Atom"
 CAP_TYPE: Final = "application/cap+xml"
 ATOM_TYPE: Final = "application/atom+xml"
 FEED_LIMIT: Final = 200
+MSG_PREFIX: Final = {"Update": "تحديث · Update: ", "Cancel": "إلغاء · Cancel: "}
+CANCELLED_PREFIX: Final = "أُلغي · CANCELLED: "
 
 
 async def current_public(service: Service) -> list[AlertRecord]:
@@ -84,22 +89,42 @@ def feed(service: Service, base: str, alerts: list[AlertRecord]) -> bytes:
     author = _sub(root, "author")
     _sub(author, "name", config.sender)
     _sub(root, "generator", "broadcaster")
+    cancelled_by = {a.references: a for a in alerts if a.msg_type == "Cancel" and a.references}
     for alert in alerts:
-        entry = _sub(root, "entry")
-        url = f"{base}/cap/{alert.id}.xml"
-        _sub(entry, "id", f"urn:cap:{_safe_identifier(service, alert)}")
-        headline = {lang: alert.forms.get(lang, {}).get("headline", "") for lang in ("ar", "en")}
-        prefix = {"Update": "تحديث · Update: ", "Cancel": "إلغاء · Cancel: "}.get(alert.msg_type, "")
-        _sub(entry, "title", f"{prefix}{headline['ar']} · {headline['en']}")
-        _sub(entry, "updated", iso_seconds(alert.sent_at, tz))
-        _sub(entry, "published", iso_seconds(alert.sent_at, tz))
-        _link(entry, "alternate", url, CAP_TYPE)
-        summary = _sub(entry, "summary", "\n".join(
-            alert.forms.get(lang, {}).get("short", "") for lang in ("ar", "en")))
-        summary.set("type", "text")
-        category = _sub(entry, "category")
-        category.set("term", alert.template)
+        try:
+            entry = _entry(service, base, alert, cancelled_by.get(alert.id))
+        except ValueError as exc:  # lxml: "All strings must be XML compatible"
+            log.error("alert %s is left out of the public feed: its text cannot be XML (%s)", alert.id, exc)
+            continue
+        root.append(entry)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def _entry(service: Service, base: str, alert: AlertRecord, cancel: AlertRecord | None) -> Any:
+    """One alert's Atom entry, built apart: text XML cannot carry spoils this entry alone (a ValueError).
+
+    An alert whose ``cancel`` is out says so in its own entry too: a reader who sees only it is not misled.
+    """
+    tz = service.config.timezone
+    entry = etree.Element(_q("entry"))
+    url = f"{base}/cap/{alert.id}.xml"
+    _sub(entry, "id", f"urn:cap:{_safe_identifier(service, alert)}")
+    headline = {lang: alert.forms.get(lang, {}).get("headline", "") for lang in ("ar", "en")}
+    prefix = CANCELLED_PREFIX if cancel is not None else MSG_PREFIX.get(alert.msg_type, "")
+    _sub(entry, "title", f"{prefix}{headline['ar']} · {headline['en']}")
+    _sub(entry, "updated", iso_seconds(cancel.sent_at if cancel is not None else alert.sent_at, tz))
+    _sub(entry, "published", iso_seconds(alert.sent_at, tz))
+    _link(entry, "alternate", url, CAP_TYPE)
+    lines = [alert.forms.get(lang, {}).get("short", "") for lang in ("ar", "en")]
+    if cancel is not None:
+        lines.insert(0, f"أُلغي هذا التنبيه · This alert was cancelled ({cancel.id})")
+        _link(entry, "related", f"{base}/cap/{cancel.id}.xml", CAP_TYPE)
+    summary = _sub(entry, "summary", "\n".join(lines))
+    summary.set("type", "text")
+    _sub(entry, "category").set("term", alert.template)
+    if cancel is not None:
+        _sub(entry, "category").set("term", "cancelled")
+    return entry
 
 
 def _safe_identifier(service: Service, alert: AlertRecord) -> str:

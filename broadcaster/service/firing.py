@@ -15,14 +15,16 @@ from datetime import datetime
 
 from aiohttp import web
 
+from broadcaster.app.approve import approve_template as approve
 from broadcaster.app.fire import Going, Held, Request, launch, plan_request
 from broadcaster.app.fire import confirm as confirm_fire
 from broadcaster.app.users import User, check_confirm, check_fire, require
 from broadcaster.engine.ratelimit import RateLimiter
-from broadcaster.errors import ConfigError, Forbidden, InputError
+from broadcaster.errors import ConfigError, Conflict, Forbidden, InputError
 from broadcaster.service.bodies import (
     APPROVE_FIELDS,
     CANCEL_FIELDS,
+    CONFIRM_FIELDS,
     UPDATE_FIELDS,
     bad,
     known_fields,
@@ -36,7 +38,7 @@ from broadcaster.service.http import ApiError, current_user, input_error, json_r
 from broadcaster.service.state import SERVICE, Service
 from broadcaster.states import Mode
 from broadcaster.store.records import AlertRecord
-from broadcaster.templates.catalogue import CANCEL_TEMPLATE, Template, approve
+from broadcaster.templates.catalogue import CANCEL_TEMPLATE, Template
 from broadcaster.timefmt import iso_seconds
 
 
@@ -46,7 +48,8 @@ async def fire(request: web.Request) -> web.Response:
     template = _template(service, body.template)
     await _check_fire(service, user, body.mode, template)
     await throttle(service, user, request.path)
-    asked = Request("fire", body.mode, template=template.id, inputs=body.inputs(template), areas=body.areas,
+    inputs = body.inputs(template, service.clock.now(), service.config.timezone)
+    asked = Request("fire", body.mode, template=template.id, inputs=inputs, areas=body.areas,
                     selection=body.selection)
     return await _send(service, user, asked, body.confirm)
 
@@ -76,6 +79,8 @@ async def cancel(request: web.Request) -> web.Response:
 async def _send(service: Service, user: User, asked: Request, confirm: str | None) -> web.Response:
     try:
         plan = await plan_request(service.app, asked, now=service.clock.now(), created_by=user.name)
+    except ConfigError:
+        raise  # the server's own fault (a clock off the database's): 503, nothing sent
     except InputError as exc:
         raise input_error(exc) from None
     require_typed_confirmation(asked.mode, confirm, plan.template.id)
@@ -87,29 +92,41 @@ async def _send(service: Service, user: User, asked: Request, confirm: str | Non
                               "confirm_by": iso_seconds(decision.confirm_by, service.config.timezone)}, 202)
     await _start(service, decision)
     service.metrics.fires.labels(mode=plan.alert.mode, state="sending").inc()
-    return json_response({"alert_id": plan.alert.id, "state": "sending"}, 202)
+    answer: dict[str, object] = {"alert_id": plan.alert.id, "state": "sending"}
+    if plan.skipped:  # a follow-up: the original's channels today's config rules out, and why
+        answer["skipped"] = plan.skipped
+    return json_response(answer, 202)
 
 
 async def confirm(request: web.Request) -> web.Response:
     """The second officer: a different user with role officer or approver, inside the window."""
     service, user = request.app[SERVICE], current_user(request)
     alert_id = request.match_info["alert_id"]
-    if await service.app.store.pending.get(alert_id) is None:
+    pending = await service.app.store.pending.get(alert_id)
+    if pending is None:
         await _original(service, alert_id)  # 404 when there is no such alert at all
     try:
         check_confirm(user)
     except Forbidden:
         await service.record(user.name, "forbidden", action="confirm", alert_id=alert_id, role=user.role)
         raise
+    body = await read_json(request, optional=True)
+    known_fields(body, CONFIRM_FIELDS)
+    if pending is not None:  # a live release is typed, as a live fire is: one click never sends
+        require_typed_confirmation(pending.mode, parse_confirm(body), pending.template)
     await throttle(service, user, request.path)
-    going = await confirm_fire(service.app, alert_id, actor=user.name, now=service.clock.now(),
+    going = await confirm_fire(service.app, alert_id, user=user, now=service.clock.now(),
                                start=lambda cleared: _start(service, cleared))
     service.metrics.fires.labels(mode=going.plan.alert.mode, state="sending").inc()
     return json_response({"alert_id": alert_id, "state": "sending"}, 202)
 
 
 async def approve_template(request: web.Request) -> web.Response:
-    """Approve a template's current content. ``sha256`` must be the content the approver reviewed."""
+    """Approve exactly the content the approver reviewed: ``sha256`` from ``GET /api/templates/{id}``.
+
+    The file is read once, compared and rewritten atomically (:mod:`broadcaster.app.approve`):
+    a file changed since (or while) is a 409 and nothing is written.
+    """
     service, user = request.app[SERVICE], current_user(request)
     template_id = request.match_info["template_id"]
     try:
@@ -119,15 +136,17 @@ async def approve_template(request: web.Request) -> web.Response:
         raise
     body = await read_json(request)
     known_fields(body, APPROVE_FIELDS)
-    template = _template(service, template_id, status=404)
+    _template_path(service, template_id)
     reviewed = body.get("sha256")
     if not isinstance(reviewed, str) or not reviewed:
         raise bad("sha256", "the sha256 of the content you reviewed (from GET /api/templates/{id}) is required")
-    if reviewed != template.content_hash:
-        raise ApiError(409, "conflict", f"template {template_id} changed since you reviewed it "
-                       f"(now sha256 {template.content_hash}); review it again")
     when = datetime.fromtimestamp(service.clock.now(), service.config.timezone)
-    digest = approve(service.app.catalogue.path(template_id), user.name, when)
+    try:
+        digest = await approve(service.app, template_id, reviewed_sha256=reviewed, by=user.name, when=when)
+    except Conflict:
+        raise  # 409: the file is not what was reviewed
+    except InputError as exc:
+        raise input_error(exc, field="template") from None
     await service.record(user.name, "approval", template=template_id, sha256=digest)
     return json_response({"id": template_id, "approved": True, "by": user.name,
                           "at": when.isoformat(timespec="seconds"), "sha256": digest})
@@ -172,12 +191,18 @@ async def _check_fire(service: Service, user: User, mode: Mode, template: Templa
         raise
 
 
-def _template(service: Service, template_id: str, *, status: int = 400) -> Template:
+def _template_path(service: Service, template_id: str) -> None:
+    """404 for a template that does not exist."""
+    try:
+        service.app.catalogue.path_of(template_id)
+    except InputError:
+        raise ApiError(404, "not_found", f"no template {template_id!r}") from None
+
+
+def _template(service: Service, template_id: str) -> Template:
     try:
         return service.app.catalogue.get(template_id)
     except InputError as exc:
-        if status == 404:
-            raise ApiError(404, "not_found", f"no template {template_id!r}") from None
         raise input_error(exc, field="template") from None
 
 

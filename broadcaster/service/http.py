@@ -1,7 +1,7 @@
 """HTTP plumbing shared by the handlers: JSON in and out, errors, bearer-token auth.
 
 Every error is ``{"error": code, "message": text}`` (plus ``"field"`` when one
-field of the body is at fault). Project input errors become 400, with the field
+field of the body is at fault: ``"variables.ends"`` names one variable). Project input errors become 400, with the field
 they concern; nothing is sent when a request fails. Unexpected exceptions become
 a bare 500 whose details go to the server log only.
 """
@@ -23,10 +23,12 @@ from broadcaster.errors import (
     InputError,
     SelectionError,
     StoreError,
+    StoreFull,
     TemplateError,
     VariableError,
 )
 from broadcaster.service.state import SERVICE
+from broadcaster.service.strict_json import BodyError, parse_body
 
 log = logging.getLogger("broadcaster.service")
 
@@ -65,7 +67,7 @@ def field_of(exc: InputError) -> str | None:
     """The body field a project input error is about."""
     text = str(exc)
     if isinstance(exc, VariableError):
-        return "variables"
+        return f"variables.{exc.variable}" if exc.variable else "variables"
     if isinstance(exc, TemplateError):
         return "template"
     if isinstance(exc, SelectionError):
@@ -88,9 +90,9 @@ async def read_json(request: web.Request, *, optional: bool = False) -> dict[str
             return {}
         raise ApiError(400, "invalid", "body: a JSON object is required", field="body")
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid", "body: not valid JSON", field="body") from None
+        body = parse_body(raw)
+    except BodyError as exc:
+        raise ApiError(400, "invalid", str(exc), field=exc.field) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid", "body: must be a JSON object", field="body")
     return body
@@ -113,6 +115,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(ApiError(403, "forbidden", str(exc)))
     except Conflict as exc:
         return error_response(ApiError(409, "conflict", str(exc)))
+    except StoreFull as exc:
+        log.error("the database is full: %s", exc)
+        return error_response(ApiError(503, "database_full", "the database or its disk is full; nothing was "
+                                       "changed: free some space on the database's disk",
+                                       headers={"Retry-After": "30"}))
     except StoreError as exc:
         log.error("the database failed: %s", exc)
         return error_response(ApiError(503, "unavailable", "the database is unavailable; nothing was changed",
@@ -147,9 +154,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     else:
         user, reason = await service.users.verify(token)
     if user is None:
-        # Never the token itself: only why it failed and where from.
-        await service.record("anonymous", "login_failure", reason=reason, token_id=token_id_of(token),
-                             method=request.method, path=request.path, remote=request.remote or "")
+        # Counted, not written: one audit row per source per minute (never the token itself, only why and where).
+        service.failed_logins.add(request.remote or "", reason, token_id=token_id_of(token), method=request.method,
+                                  path=request.path)
         raise ApiError(401, "unauthorized", f"a valid Authorization: Bearer token is required ({reason})",
                        headers={"WWW-Authenticate": 'Bearer realm="broadcaster"'})
     request[_USER] = user

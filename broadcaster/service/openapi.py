@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any, Final
 
 from broadcaster.app.users import ROLES
+from broadcaster.service.query import ALERTS_LIMIT, PAGE_LIMIT, PAGE_OFFSET
 from broadcaster.states import Mode
 
 _STR: Final = {"type": "string"}
@@ -45,7 +46,7 @@ def _json(schema: Any, description: str = "OK") -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "invalid input; nothing was sent", 401: "no or bad token", 403: "the role may not",
+    text = {400: "invalid input; nothing was sent", 401: "no, bad, expired or revoked token", 403: "the role may not",
             404: "not found", 409: "state conflict", 429: "firing too fast", 503: "service misconfigured"}
     return {str(c): {"description": text[c], "content": {"application/json": {"schema": _ref("Error")}}}
             for c in codes}
@@ -66,7 +67,7 @@ def _op(summary: str, responses: dict[str, Any], *, body: Any = None, public: bo
 
 _ID_PARAM: Final = [{"name": "alert_id", "in": "path", "required": True, "schema": _STR}]
 _TEMPLATE_PARAM: Final = [{"name": "template_id", "in": "path", "required": True, "schema": _STR}]
-_PAGE: Final = [{"name": n, "in": "query", "required": False, "schema": _INT} for n in ("limit", "offset")]
+_PAGE: Final = [PAGE_LIMIT.schema(), PAGE_OFFSET.schema()]
 _ACCEPTED: Final = _json(_ref("Accepted"), "accepted")
 _RUNBOOK_PARAM: Final = [{"name": "runbook_id", "in": "path", "required": True, "schema": _STR,
                           "description": "the file stem of a runbook in the runbooks folder"}]
@@ -89,9 +90,11 @@ def document() -> dict[str, Any]:
         "/api/templates/{template_id}": {"parameters": _TEMPLATE_PARAM, "get": _op(
             "One template, as `templates show --json`", {**_json({"type": "object"}), **_errors(404)})},
         "/api/templates/{template_id}/approve": {"parameters": _TEMPLATE_PARAM, "post": _op(
-            "Approve the template's current content", {**_json(_obj(id=_STR, approved=_BOOL, by=_STR, at=_STR,
-                                                                    sha256=_STR)), **_errors(400, 403, 404, 409)},
-            body=_obj(["sha256"], sha256={**_STR, "description": "the content hash the approver reviewed"}),
+            "Approve exactly the content the approver reviewed: read once, compared with `sha256`, written "
+            "atomically; 409 when the file holds anything else, 400 when it fails a check",
+            {**_json(_obj(id=_STR, approved=_BOOL, by=_STR, at=_STR, sha256=_STR)), **_errors(400, 403, 404, 409)},
+            body=_obj(["sha256"], sha256={**_STR, "description": "the sha256 the approver reviewed (GET "
+                                          "/api/templates/{id}): the file and the gazetteer names it renders"}),
             roles="approver")},
         "/api/gazetteer": {"get": _op("Places officers pick from", _json({"type": "array", "items": _obj(
             code=_STR, type=_STR, ar=_STR, en=_STR, areas={"type": "array", "items": _STR})}))},
@@ -103,7 +106,7 @@ def document() -> dict[str, Any]:
             **_errors(400)}, body=fire_body)},
         "/api/alerts": {
             "get": {**_op("Recent alerts, newest first", _json({"type": "array", "items": _ref("Alert")})),
-                    "parameters": [_PAGE[0]]},
+                    "parameters": [ALERTS_LIMIT.schema()]},
             "post": _op("Fire an alert", {"202": _ACCEPTED, **_errors(400, 403, 429, 503)}, body=fire_body,
                         roles=_FIRE_ROLES),
         },
@@ -113,7 +116,8 @@ def document() -> dict[str, Any]:
                 **_errors(404)}), "parameters": _PAGE}},
         "/api/alerts/{alert_id}/confirm": {"parameters": _ID_PARAM, "post": _op(
             "Second officer's confirmation of a two-person fire", {"202": _ACCEPTED, **_errors(400, 403, 404, 409,
-                                                                                               429)},
+                                                                                               429, 503)},
+            body=_obj(confirm={**_STR, "description": "the template id, typed: required when the fire is live"}),
             roles="officer or approver, never the user who fired")},
         "/api/alerts/{alert_id}/events": {"parameters": _ID_PARAM, "get": _op(
             "Progress as server-sent events: `progress` {channel, state, counts} ..., then `done` {alert_id, ok}",
@@ -123,10 +127,11 @@ def document() -> dict[str, Any]:
             "Every attempt, as `log --json` lines", {**_json({"type": "array", "items": _ref("Attempt")}),
                                                      **_errors(404)}), "parameters": _PAGE}},
         "/api/alerts/{alert_id}/update": {"parameters": _ID_PARAM, "post": _op(
-            "A new alert updating this one, on the same channels", {"202": _ACCEPTED, **_errors(400, 403, 404, 429)},
+            "A new alert updating this one, on the same channels",
+            {"202": _ACCEPTED, **_errors(400, 403, 404, 429, 503)},
             body=_obj(["mode"], variables=_VARIABLES, mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
         "/api/alerts/{alert_id}/cancel": {"parameters": _ID_PARAM, "post": _op(
-            "The pre-approved correction of this alert", {"202": _ACCEPTED, **_errors(400, 403, 404, 429)},
+            "The pre-approved correction of this alert", {"202": _ACCEPTED, **_errors(400, 403, 404, 429, 503)},
             body=_obj(["mode"], mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
         "/api/runbooks": {"get": _op("The runbooks of the runbooks folder", _json(
             {"type": "array", "items": _ref("RunbookSummary")}))},
@@ -163,10 +168,14 @@ def document() -> dict[str, Any]:
         "/": {"get": _op("The web console", {"200": {"description": "HTML"}}, public=True)},
     }
     schemas = {
-        "Error": _obj(["error", "message"], error=_STR, message=_STR, field=_STR),
+        "Error": _obj(["error", "message"], error=_STR, message=_STR,
+                      field={**_STR, "description": "the body field at fault, e.g. `variables.ends`"}),
         "Role": {"type": "string", "enum": list(ROLES)},
         "Accepted": _obj(["alert_id", "state"], alert_id=_STR,
-                         state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR),
+                         state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR,
+                         skipped={"type": "object", "additionalProperties": _STR,
+                                  "description": "a follow-up: the original's channels channels.toml now rules out, "
+                                                 "and why"}),
         "TemplateSummary": _obj(id=_STR, version=_INT, title=_BILINGUAL, approved=_BOOL,
                                 kinds={"type": "array", "items": _STR}, two_person=_BOOL),
         "Message": _obj(channel=_STR, kind=_STR, language=_STR, text=_STR, length=_INT, limit=_INT, unit=_STR,
@@ -178,7 +187,11 @@ def document() -> dict[str, Any]:
                       state={"type": "string",
                              "enum": ["awaiting_confirmation", "not_confirmed", "sending", "done"]},
                       counts=_COUNTS, requested_at=_STR, confirm_by=_STR,
-                      request={"type": "object", "description": "a waiting two-person fire: what was asked"}),
+                      request={"type": "object", "description": "a waiting two-person fire: what was asked"},
+                      preview=_obj(channels={"type": "array", "items": _STR},
+                                   messages={"type": "array", "items": _ref("Message")}, sms_recipients=_INT,
+                                   cost_segments=_INT),
+                      preview_error=_STR),
         "Delivery": _obj(channel=_STR, recipient=_NULL_STR, language=_STR, state=_STR, attempts=_INT,
                          provider_id=_NULL_STR, receipt=_NULL_STR),
         "RunbookSummary": _obj(id=_STR, name=_BILINGUAL, description=_STR, steps=_INT, error=_STR,

@@ -119,7 +119,7 @@ async def run_runbook(request: web.Request) -> web.Response:
         raise _inputs_error(exc) from None
     run = RunRecord(id=new_run_id(RunKind.RUNBOOK, start), kind=RunKind.RUNBOOK, runbook=runbook.id,
                     source=runbook.source, spec=dict(runbook.raw), config=str(service.config.path), mode=Mode(mode),
-                    inputs=inputs, state=RunState.RUNNING, started_at=start)
+                    inputs=inputs, state=RunState.RUNNING, started_at=start, started_by=user.name)
     await host.start_run(run)
     await service.record(user.name, "runbook_run", runbook=runbook.id, run_id=run.id, mode=mode, inputs=inputs)
     return json_response({"run_id": run.id, "runbook": runbook.id, "mode": mode, "state": "running"}, 202)

@@ -13,6 +13,7 @@ from broadcaster.audit import AuditLog
 from broadcaster.clock import Clock
 from broadcaster.config import Config
 from broadcaster.engine.ratelimit import RateLimiter
+from broadcaster.service.failed_logins import FailedLogins
 from broadcaster.service.hub import EventHub
 from broadcaster.service.metrics import Metrics
 from broadcaster.service.runs import Runs
@@ -37,6 +38,7 @@ class Service:
     metrics: Metrics
     runs: Runs
     limits: Limits
+    failed_logins: FailedLogins  # refused requests, one audit row per source per minute
     fire_limiters: dict[str, RateLimiter] = field(default_factory=dict)
     throttled: set[str] = field(default_factory=set)  # users inside a refused burst (audited once)
     # The runbook scheduler host ``serve`` runs (a broadcaster.runbooks.scheduler.Host), when one runs here.

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from broadcaster.config import ChannelConfig, Config
+from broadcaster.engine.outbox import Plan
 from broadcaster.states import DeliveryState
 from broadcaster.store.pending import PendingFire
 from broadcaster.store.records import AlertRecord, DeliveryRow
@@ -66,4 +67,15 @@ def pending_summary(config: Config, p: PendingFire, *, state: str) -> dict[str, 
         "areas": list(p.request.get("areas", [])), "channels": [], "created_by": p.requested_by,
         "confirmed_by": None, "state": state, "counts": {},
         "requested_at": iso_seconds(p.requested_at, tz), "confirm_by": iso_seconds(p.confirm_by, tz),
+    }
+
+
+def held_preview(plan: Plan) -> dict[str, Any]:
+    """A held fire as the public would see it: every message, the SMS audience and its cost in segments."""
+    sms = [row for row in plan.rows if row.kind == "sms"]
+    return {
+        "channels": [c.id for c in plan.channels],
+        "messages": [row.as_json() for row in plan.rows],
+        "sms_recipients": sum(row.recipients for row in sms),
+        "cost_segments": sum(row.cost_segments for row in sms),
     }

@@ -19,6 +19,7 @@ from broadcaster.store.pending import SqlPending
 from broadcaster.store.ports import Alerts, Leadership, Leases, Nodes, Runs, Slots, Wakeups
 from broadcaster.store.receipts import SqlReceipts
 from broadcaster.store.runs import SqlRuns
+from broadcaster.store.seals import SqlSeals
 from broadcaster.store.slots import SqlSlots
 from broadcaster.store.sql import Database
 from broadcaster.store.urls import address, is_postgres_url
@@ -48,6 +49,7 @@ class Store:
     wakeups: Wakeups
     pending: SqlPending  # two-person fires waiting for a second officer
     receipts: SqlReceipts  # Twilio delivery receipts
+    seals: SqlSeals  # what the audit anchors read, and the seal of each finished alert
 
     @property
     def where(self) -> str:
@@ -76,7 +78,7 @@ async def open_store(database: str, *, require_schema: bool = True, name: str = 
             await pg.close()
             raise
         return Store(pg, PgAlerts(pg), PgLeases(pg), SqlSlots(pg), SqlRuns(pg), SqlNodes(pg), SqlLeadership(pg),
-                     PgWakeups(pg), SqlPending(pg), SqlReceipts(pg))
+                     PgWakeups(pg), SqlPending(pg), SqlReceipts(pg), SqlSeals(pg))
     from broadcaster.store.sqlite import SqliteAlerts, SqliteLeases
     from broadcaster.store.sqlite_db import SqliteDatabase
 
@@ -87,7 +89,7 @@ async def open_store(database: str, *, require_schema: bool = True, name: str = 
         await lite.close()
         raise
     return Store(lite, SqliteAlerts(lite), SqliteLeases(lite), SqlSlots(lite), SqlRuns(lite), SqlNodes(lite),
-                 SqlLeadership(lite), _Polling(), SqlPending(lite), SqlReceipts(lite))
+                 SqlLeadership(lite), _Polling(), SqlPending(lite), SqlReceipts(lite), SqlSeals(lite))
 
 
 @contextlib.asynccontextmanager

@@ -104,11 +104,7 @@ class SqlAlerts:
 
     async def withdraw(self, alert_id: str, reason: str) -> int:
         """Stop deliveries of ``alert_id`` that have not gone out (a cancel supersedes them)."""
-        return (await self.db.execute(
-            "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = NULL"
-            " WHERE alert_id = ? AND state IN (?, ?)",
-            (DeliveryState.WITHDRAWN, reason, alert_id, DeliveryState.PENDING, DeliveryState.UNKNOWN),
-        )).rowcount
+        return await withdraw_undelivered(self.db, alert_id, reason)
 
     async def audience(self, alert_id: str, channel_id: str, states: Sequence[DeliveryState]) -> dict[str, int]:
         """Recipients per language an alert has on one channel in ``states`` (a follow-up's audience)."""
@@ -189,9 +185,10 @@ class SqlAlerts:
         """An operator decided about held deliveries: send them again now, or record them as sent."""
         held = "alert_id = ? AND channel_id = ? AND state = ? AND next_attempt_at IS NULL"
         where = (alert_id, channel_id, DeliveryState.UNKNOWN)
-        if resend:
-            return (await self.db.execute(f"UPDATE deliveries SET next_attempt_at = ?, last_error = ? WHERE {held}",
-                                          (now, note, *where))).rowcount
+        if resend:  # pending again: the operator checked, so it is sent as new, never held a second time
+            return (await self.db.execute(
+                f"UPDATE deliveries SET state = ?, next_attempt_at = ?, last_error = ? WHERE {held}",
+                (DeliveryState.PENDING, now, note, *where))).rowcount
         return (await self.db.execute(f"UPDATE deliveries SET state = ?, last_error = ? WHERE {held}",
                                       (DeliveryState.SENT, note, *where))).rowcount
 
@@ -222,12 +219,27 @@ def copy_sql(copy: AudienceCopy, message_ids: dict[str, int], alert_id: str, due
                  due_at, copy.from_alert, copy.channel_id, *copy.states)
 
 
+async def withdraw_undelivered(db: Database, alert_id: str, reason: str) -> int:
+    """Withdraw the deliveries of ``alert_id`` that have not gone out (pending, or unknown and not resent)."""
+    return (await db.execute(
+        "UPDATE deliveries SET state = ?, last_error = ?, next_attempt_at = NULL"
+        " WHERE alert_id = ? AND state IN (?, ?)",
+        (DeliveryState.WITHDRAWN, reason, alert_id, DeliveryState.PENDING, DeliveryState.UNKNOWN),
+    )).rowcount
+
+
 async def insert_head(tx: Database, alert: AlertRecord, messages: Sequence[MessageRecord],
-                      step: StepClaim | None) -> dict[str, int]:
-    """Inside an outbox commit: the alert, its step claim and its messages; returns each message's id by key."""
+                      step: StepClaim | None, withdraw: str | None) -> dict[str, int]:
+    """Inside an outbox commit: the alert, its step claim and its messages; returns each message's id by key.
+
+    A cancel withdraws what its original has not sent yet (``withdraw``) in the same
+    transaction: if the cancel cannot be committed, the original is left as it was.
+    """
     await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", alert_params(alert))
     if step is not None:
         await claim_step(tx, step, alert.id)
+    if withdraw is not None:
+        await withdraw_undelivered(tx, withdraw, f"withdrawn by cancel {alert.id}")
     message_ids: dict[str, int] = {}
     for m in messages:
         message_ids[m.key] = (await tx.execute(

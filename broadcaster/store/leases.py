@@ -16,7 +16,9 @@ Delivery states::
 Only a delivery's latest attempt may move it, and only while it is still
 ``sending`` or ``unknown``: an outcome that arrives after another node
 recovered and claimed it again (a node that stalled past its lease) is kept on
-its own attempt row and nothing else.
+its own attempt row and nothing else. An attempt keeps the first outcome
+recorded for it (a recovery's ``unknown`` excepted), so a batch written twice
+changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ DUE: Final = f"state IN ('{DeliveryState.PENDING}', '{DeliveryState.UNKNOWN}')"
 SENDING: Final = f"state = '{DeliveryState.SENDING}'"
 # Only a delivery's latest attempt moves it, and only while no other outcome has: see the module docstring.
 MOVABLE: Final = f"state IN ('{DeliveryState.SENDING}', '{DeliveryState.UNKNOWN}')"
+# An attempt takes its first outcome and keeps it; only the 'unknown' a recovery closed it with gives way to the
+# stalled node's late answer. (A finished attempt is append-only: migration 0006's trigger refuses the rest.)
+OPEN_ATTEMPT: Final = f"(outcome IS NULL OR outcome = '{Outcome.UNKNOWN}')"
 
 
 def scope_sql(alert_ids: Sequence[str] | None, modes: Sequence[Mode] | None) -> tuple[str, tuple[str, ...]]:

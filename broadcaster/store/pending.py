@@ -19,6 +19,7 @@ from broadcaster.store.sql import Database
 AWAITING: Final = "awaiting_confirmation"
 CONFIRMED: Final = "confirmed"
 NOT_CONFIRMED: Final = "not_confirmed"  # the window closed first
+WITHDRAWN: Final = "withdrawn"  # its runbook run was stopped before anyone confirmed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,12 @@ class SqlPending:
         await self.db.execute(
             "UPDATE pending_fires SET state = ?, confirmed_by = NULL, confirmed_at = NULL WHERE alert_id = ?",
             (AWAITING, alert_id))
+
+    async def withdraw(self, alert_id: str) -> bool:
+        """Close an awaiting fire that must no longer go out; False if it was confirmed (or closed) first."""
+        return (await self.db.execute(
+            "UPDATE pending_fires SET state = ? WHERE alert_id = ? AND state = ?", (WITHDRAWN, alert_id, AWAITING),
+        )).rowcount == 1
 
     async def close_expired(self, alert_id: str, *, now: float) -> bool:
         return (await self.db.execute(

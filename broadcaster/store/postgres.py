@@ -20,7 +20,7 @@ import asyncpg
 import orjson
 
 from broadcaster.clock import real_io
-from broadcaster.states import DeliveryState, Mode
+from broadcaster.states import DeliveryState, Mode, Outcome
 from broadcaster.store.alerts import SqlAlerts, copy_sql, insert_head
 from broadcaster.store.leases import DUE, MOVABLE, SqlLeases
 from broadcaster.store.postgres_db import PgConnection, PgDatabase, mapped
@@ -72,14 +72,14 @@ JOIN messages m ON m.id = l.message_id
 ORDER BY l.id
 """
 
-_RECORD_ATTEMPTS: Final = """
+_RECORD_ATTEMPTS: Final = f"""
 UPDATE attempts a SET finished_at = u.finished_at, outcome = u.outcome, http_status = u.http_status,
     error_code = u.error_code, provider_id = u.provider_id, latency_ms = u.latency_ms, detail = u.detail,
     started_at = u.started_at
 FROM unnest($1::bigint[], $2::float8[], $3::text[], $4::int[], $5::text[], $6::text[], $7::float8[], $8::text[],
             $9::float8[]) AS u(id, finished_at, outcome, http_status, error_code, provider_id, latency_ms, detail,
                                started_at)
-WHERE a.id = u.id
+WHERE a.id = u.id AND (a.outcome IS NULL OR a.outcome = '{Outcome.UNKNOWN}')  -- leases.OPEN_ATTEMPT
 """
 
 _RECORD_DELIVERIES: Final = f"""
@@ -97,11 +97,12 @@ class PgAlerts(SqlAlerts):
 
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]:
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None,
+                     withdraw: str | None = None) -> tuple[int, int]:
         offered = 0
         async with self.db.transaction() as tx:
             assert isinstance(tx, PgConnection)
-            message_ids = await insert_head(tx, alert, messages, step)
+            message_ids = await insert_head(tx, alert, messages, step, withdraw)
             # COPY into a scratch table, then one INSERT … ON CONFLICT DO NOTHING keeps one SMS per phone.
             await tx.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS new_deliveries (channel_id text, message_id bigint, language text,"

@@ -200,6 +200,7 @@ class RunRecord:
     started_at: float
     finished_at: float | None = None
     detail: str | None = None
+    started_by: str | None = None  # the user who started it: a held step's alert is their request
 
 
 @dataclass(frozen=True, slots=True)

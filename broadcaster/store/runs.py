@@ -20,7 +20,7 @@ from broadcaster.store.records import RunRecord, RunStepRow
 from broadcaster.store.sql import Database, marks
 
 RUN_COLUMNS: Final = ("id, kind, runbook, source, spec, config, mode, inputs, state, started_at, finished_at,"
-                      " detail")
+                      " detail, started_by")
 STEP_COLUMNS: Final = "run_id, step_id, occurrence, state, due_at, confirmed_at, fired_at, alert_id, owner, detail"
 STEP_FIELDS: Final = frozenset({"due_at", "confirmed_at", "fired_at", "alert_id", "owner", "detail"})
 
@@ -30,7 +30,7 @@ def _run(row: Any) -> RunRecord:
         id=row["id"], kind=RunKind(row["kind"]), runbook=row["runbook"], source=row["source"],
         spec=orjson.loads(row["spec"]), config=row["config"], mode=Mode(row["mode"]),
         inputs=orjson.loads(row["inputs"]), state=RunState(row["state"]), started_at=row["started_at"],
-        finished_at=row["finished_at"], detail=row["detail"],
+        finished_at=row["finished_at"], detail=row["detail"], started_by=row["started_by"],
     )
 
 
@@ -48,10 +48,10 @@ class SqlRuns:
 
     async def create(self, run: RunRecord) -> None:
         await self.db.execute(
-            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run.id, str(run.kind), run.runbook, run.source, orjson.dumps(run.spec).decode(), run.config,
              str(run.mode), orjson.dumps(run.inputs).decode(), str(run.state), run.started_at, run.finished_at,
-             run.detail),
+             run.detail, run.started_by),
         )
 
     async def find(self, run_id: str) -> RunRecord | None:
@@ -82,6 +82,15 @@ class SqlRuns:
             f"SELECT {STEP_COLUMNS} FROM run_steps WHERE run_id = ? ORDER BY COALESCE(due_at, confirmed_at), id",
             (run_id,),
         )
+        return [_step(r) for r in rows]
+
+    async def held(self, alert_id: str | None = None) -> list[RunStepRow]:
+        """Step occurrences whose live two-person alert waits for a second officer (of one alert, or all)."""
+        where, params = ("s.state = ?", (StepState.HELD,)) if alert_id is None else (
+            "s.state = ? AND s.alert_id = ?", (StepState.HELD, alert_id))
+        rows = await self.db.execute(
+            f"SELECT {', '.join('s.' + c for c in STEP_COLUMNS.split(', '))} FROM run_steps s WHERE {where}"
+            " ORDER BY s.id", params)
         return [_step(r) for r in rows]
 
     async def scheduled(self) -> list[RunStepRow]:

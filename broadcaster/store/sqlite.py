@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from broadcaster.states import DeliveryState, Mode
 from broadcaster.store.alerts import SqlAlerts, copy_sql, insert_head
-from broadcaster.store.leases import DUE, MOVABLE, SqlLeases, scope_sql
+from broadcaster.store.leases import DUE, MOVABLE, OPEN_ATTEMPT, SqlLeases, scope_sql
 from broadcaster.store.records import (
     AlertRecord,
     AttemptResult,
@@ -37,11 +37,12 @@ class SqliteAlerts(SqlAlerts):
 
     async def create(self, alert: AlertRecord, messages: Sequence[MessageRecord],
                      deliveries: AsyncIterable[Sequence[NewDelivery]],
-                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None) -> tuple[int, int]:
+                     copies: Sequence[AudienceCopy] = (), step: StepClaim | None = None,
+                     withdraw: str | None = None) -> tuple[int, int]:
         conn = self.db.conn
         offered = created = 0
         async with self.db.transaction() as tx:
-            message_ids = await insert_head(tx, alert, messages, step)
+            message_ids = await insert_head(tx, alert, messages, step, withdraw)
             async for batch in deliveries:
                 before = conn.total_changes
                 await tx.executemany(
@@ -118,7 +119,7 @@ class SqliteLeases(SqlLeases):
         async with self.db.transaction() as tx:
             await tx.executemany(
                 "UPDATE attempts SET finished_at = ?, outcome = ?, http_status = ?, error_code = ?, provider_id = ?,"
-                " latency_ms = ?, detail = ?, started_at = ? WHERE id = ?",
+                f" latency_ms = ?, detail = ?, started_at = ? WHERE id = ? AND {OPEN_ATTEMPT}",
                 [(r.finished_at, r.outcome, r.http_status, r.error_code, r.provider_id, r.latency_ms, r.detail,
                   r.started_at, r.attempt_id) for r in results],
             )

@@ -1,8 +1,11 @@
 """Load templates: one TOML file per template, id = file stem.
 
-A template's approval is bound to the sha256 of its content: every table except
-``[approval]``, serialised canonically. Comments and layout do not count; any
-change to a text, a variable or a CAP field voids the approval.
+A template's approval is bound to the sha256 of every word it can render: every
+table of its file except ``[approval]``, and the gazetteer names its ``place``
+variables can pick, serialised canonically together. Comments and layout do not
+count; any change to a text, a variable, a CAP field or one of those gazetteer
+names voids the approval (``templates check`` says which of the two changed).
+Approving is :mod:`broadcaster.templates.approval`.
 """
 
 from __future__ import annotations
@@ -12,18 +15,20 @@ import re
 import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
 from broadcaster.errors import TemplateError
+from broadcaster.templates.fields import LANGUAGES, NAME, VARIABLE_TYPES, Variable, check_order, parse_variable
 from broadcaster.templates.gazetteer import Gazetteer, load_gazetteer
+from broadcaster.text.files import FileProblem, read_text
 
-LANGUAGES: Final = ("ar", "en")
+__all__ = ["LANGUAGES", "VARIABLE_TYPES", "Approval", "Catalogue", "Template", "Variable", "content_hash",
+           "parse_template", "read_toml", "template_detail"]
+
 FORMS: Final = ("headline", "short", "long")
-VARIABLE_TYPES: Final = ("text", "place", "datetime", "number", "enum", "url")
 CAP_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "category": ("Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
                  "CBRNE", "Other"),
@@ -35,23 +40,6 @@ CAP_VALUES: Final[dict[str, tuple[str, ...]]] = {
 GAZETTEER_FILE: Final = "gazetteer.toml"
 CANCEL_TEMPLATE: Final = "cancel"  # the approved correction; its original_event choices are keyed by template id
 PLACEHOLDER: Final = re.compile(r"\{([a-z][a-z0-9_]*)\}")
-_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-
-
-@dataclass(frozen=True, slots=True)
-class Variable:
-    name: str
-    type: str
-    max_length: int
-    required: bool
-    examples: Mapping[str, str]  # language -> example input
-    places: str | None = None  # place: restrict to a gazetteer type
-    choices: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # enum key -> language -> label
-    format: str = "datetime"  # datetime: datetime | time | date
-    minimum: float | None = None
-    maximum: float | None = None
-    decimals: int = 0
-    domains: tuple[str, ...] = ()  # url: allowed hosts
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +47,7 @@ class Approval:
     by: str
     at: str
     sha256: str
+    gazetteer_sha256: str | None = None  # the gazetteer names it covered, to say which part went stale
 
 
 @dataclass(frozen=True)
@@ -75,7 +64,9 @@ class Template:
     variables: tuple[Variable, ...]
     text: Mapping[str, Mapping[str, str]]  # language -> form -> text
     approval: Approval | None
-    content_hash: str
+    content_hash: str  # what an approval binds: the file's content and ``words``
+    words: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # gazetteer code -> type, ar, en
+    words_hash: str = ""
 
     def variable(self, name: str) -> Variable | None:
         return next((v for v in self.variables if v.name == name), None)
@@ -84,9 +75,28 @@ class Template:
     def approved(self) -> bool:
         return self.approval is not None and self.approval.sha256 == self.content_hash
 
+    def staleness(self) -> str | None:
+        """Why the approval does not hold (missing, or which part changed); None when it does."""
+        if self.approval is None:
+            return "missing"
+        if self.approved:
+            return None
+        if self.approval.gazetteer_sha256 and self.approval.gazetteer_sha256 != self.words_hash:
+            kinds = sorted({f"{v.places or 'place'} names" for v in self.variables if v.type == "place"})
+            return (f"stale: the gazetteer's {' and '.join(kinds) or 'names'} it can render changed since it "
+                    "was approved")
+        return "stale: the content changed since it was approved"
 
-def template_detail(t: Template) -> dict[str, Any]:
-    """The document of ``broadcaster templates show ID --json`` and ``GET /api/templates/{id}``."""
+
+def template_detail(t: Template, examples: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
+    """The document of ``broadcaster templates show ID --json`` and ``GET /api/templates/{id}``.
+
+    ``examples`` are the examples as they would be used now (relative times made
+    absolute, :func:`broadcaster.templates.variables.example_inputs`); each
+    variable's ``example_rule`` keeps what the template says. ``gazetteer`` lists
+    the names its place variables can render: they are part of what ``sha256`` covers.
+    """
+    used = examples or {}
     return {
         "id": t.id,
         "version": t.version,
@@ -101,40 +111,64 @@ def template_detail(t: Template) -> dict[str, Any]:
         "sha256": t.content_hash,
         "variables": [
             {"name": v.name, "type": v.type, "max_length": v.max_length, "required": v.required,
-             "examples": dict(v.examples),
+             "examples": dict(used.get(v.name, v.examples)),
+             **({"example_rule": v.examples["en"]} if v.name in used and used[v.name] != v.examples else {}),
              **({"choices": {k: dict(lbl) for k, lbl in v.choices.items()}} if v.choices else {}),
-             **({"places": v.places} if v.places else {})}
+             **({"places": v.places} if v.places else {}),
+             **({"time": {"when": v.time.when, "within_hours": v.time.within_hours, "after": v.time.after}}
+                if v.time else {}),
+             **({"allow": list(v.allow)} if v.allow else {}),
+             **({"hosts": list(v.domains)} if v.domains else {})}
             for v in t.variables
         ],
         "text": {lang: dict(forms) for lang, forms in t.text.items()},
+        "gazetteer": {code: dict(names) for code, names in t.words.items()},
     }
 
 
-def content_hash(raw: Mapping[str, Any]) -> str:
-    """sha256 of everything but ``[approval]``, canonically serialised."""
+def content_hash(raw: Mapping[str, Any], words: Mapping[str, Mapping[str, str]] | None = None) -> str:
+    """sha256 of everything but ``[approval]`` and of the gazetteer ``words`` it renders, canonically serialised."""
     body = {k: v for k, v in raw.items() if k != "approval"}
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(orjson.dumps({"template": body, "gazetteer": words or {}},
+                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Parse one TOML file; a syntax error names the file and line."""
+def words_hash(words: Mapping[str, Mapping[str, str]]) -> str:
+    return hashlib.sha256(orjson.dumps(words, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def renderable_words(variables: Collection[Variable], gazetteer: Gazetteer) -> dict[str, dict[str, str]]:
+    """The gazetteer entries the ``place`` variables can render: code -> type and names."""
+    words: dict[str, dict[str, str]] = {}
+    for variable in variables:
+        if variable.type == "place":
+            for place in gazetteer.of_type(variable.places):
+                words[place.code] = {"type": place.type, **place.names}
+    return words
+
+
+def read_toml(path: Path, text: str | None = None) -> dict[str, Any]:
+    """Parse one TOML file (or ``text``, as read from it); a syntax error names the file and line."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TemplateError("file not found", where=str(path)) from None
+        return tomllib.loads(read_text(path, "template file") if text is None else text)
+    except FileProblem as exc:
+        raise TemplateError(str(exc), where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         where = f"{path}:{match.group(1)}" if match else str(path)
         raise TemplateError(f"TOML syntax error: {exc}", where=where) from None
 
 
-def parse_template(path: Path, kinds: Collection[str] | None) -> Template:
-    """Build a Template from its file. Structural errors raise TemplateError naming file and field.
+def parse_template(path: Path, kinds: Collection[str] | None, gazetteer: Gazetteer, *,
+                   source: str | None = None) -> Template:
+    """Build a Template from its file (or from ``source``, its text read once). Structural errors raise
+    TemplateError naming file and field.
 
     ``kinds`` are the channel kinds there are (the channel registry's, which this
     layer cannot import); None leaves the names of a template's kinds unchecked.
+    ``gazetteer`` gives the names its place variables render, which its hash covers.
     """
-    raw = read_toml(path)
+    raw = read_toml(path, source)
     where = str(path)
 
     def need(table: Mapping[str, Any], key: str, kind: type, ctx: str) -> Any:
@@ -180,10 +214,11 @@ def parse_template(path: Path, kinds: Collection[str] | None) -> Template:
 
     variables: list[Variable] = []
     for index, table in enumerate(raw.get("variables", []), start=1):
-        variable = _variable(table, index, where)
+        variable = parse_variable(table, index, where)
         if any(v.name == variable.name for v in variables):
             raise TemplateError(f"variable {variable.name!r}: declared twice", where=where)
         variables.append(variable)
+    check_order(variables, where)
 
     text_raw = need(raw, "text", dict, "table ")
     text: dict[str, dict[str, str]] = {}
@@ -201,11 +236,14 @@ def parse_template(path: Path, kinds: Collection[str] | None) -> Template:
     approval = None
     approval_raw = raw.get("approval")
     if isinstance(approval_raw, dict):
+        covered = approval_raw.get("gazetteer_sha256")
         approval = Approval(
             by=str(approval_raw.get("by", "")),
             at=str(approval_raw.get("at", "")),
             sha256=str(approval_raw.get("sha256", "")),
+            gazetteer_sha256=covered if isinstance(covered, str) else None,
         )
+    words = renderable_words(variables, gazetteer)
 
     return Template(
         id=path.stem,
@@ -220,75 +258,9 @@ def parse_template(path: Path, kinds: Collection[str] | None) -> Template:
         variables=tuple(variables),
         text=text,
         approval=approval,
-        content_hash=content_hash(raw),
-    )
-
-
-def _variable(table: Any, index: int, where: str) -> Variable:
-    if not isinstance(table, dict):
-        raise TemplateError(f"[[variables]] #{index}: not a table", where=where)
-    name = table.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise TemplateError(f"[[variables]] #{index}: key 'name' must be lower_snake_case", where=where)
-    ctx = f"variable {name!r}"
-    vtype = table.get("type")
-    if vtype not in VARIABLE_TYPES:
-        raise TemplateError(f"{ctx}: type {vtype!r} is not one of {', '.join(VARIABLE_TYPES)}", where=where)
-    max_length = table.get("max_length")
-    if not isinstance(max_length, int) or isinstance(max_length, bool) or not 1 <= max_length <= 500:
-        raise TemplateError(f"{ctx}: max_length must be a whole number from 1 to 500", where=where)
-    required = table.get("required", True)
-    if not isinstance(required, bool):
-        raise TemplateError(f"{ctx}: required must be true or false", where=where)
-    if vtype == "text":
-        examples = table.get("examples")
-        if not isinstance(examples, dict) or any(not isinstance(examples.get(lang), str) for lang in LANGUAGES):
-            raise TemplateError(f"{ctx}: a text variable needs examples = {{ar = ..., en = ...}}", where=where)
-        example_map = {lang: examples[lang] for lang in LANGUAGES}
-    else:
-        example = table.get("example")
-        if not isinstance(example, str | int | float) or isinstance(example, bool):
-            raise TemplateError(f"{ctx}: needs an example value", where=where)
-        example_map = {lang: str(example) for lang in LANGUAGES}
-
-    choices: dict[str, dict[str, str]] = {}
-    if vtype == "enum":
-        raw_choices = table.get("choices")
-        if not isinstance(raw_choices, dict) or not raw_choices:
-            raise TemplateError(f"{ctx}: an enum needs [variables.choices]", where=where)
-        for key, labels in raw_choices.items():
-            if not isinstance(labels, dict) or any(not isinstance(labels.get(lang), str) for lang in LANGUAGES):
-                raise TemplateError(f"{ctx}: choice {key!r} needs {{ar = ..., en = ...}}", where=where)
-            choices[key] = {lang: labels[lang] for lang in LANGUAGES}
-    fmt = table.get("format", "datetime")
-    if vtype == "datetime" and fmt not in ("datetime", "time", "date"):
-        raise TemplateError(f"{ctx}: format must be datetime, time or date", where=where)
-    decimals = table.get("decimals", 0)
-    if not isinstance(decimals, int) or not 0 <= decimals <= 3:
-        raise TemplateError(f"{ctx}: decimals must be 0 to 3", where=where)
-    minimum, maximum = table.get("min"), table.get("max")
-    if vtype == "number" and (not isinstance(minimum, int | float) or not isinstance(maximum, int | float)
-                              or minimum > maximum):
-        raise TemplateError(f"{ctx}: a number needs min <= max", where=where)
-    domains = table.get("domains", [])
-    if vtype == "url" and (not isinstance(domains, list) or not domains):
-        raise TemplateError(f"{ctx}: a url variable needs domains = [official hosts]", where=where)
-    places = table.get("places")
-    if places is not None and places not in ("road", "area"):
-        raise TemplateError(f"{ctx}: places must be \"road\" or \"area\"", where=where)
-    return Variable(
-        name=name,
-        type=vtype,
-        max_length=max_length,
-        required=required,
-        examples=example_map,
-        places=places,
-        choices=choices,
-        format=fmt,
-        minimum=float(minimum) if isinstance(minimum, int | float) else None,
-        maximum=float(maximum) if isinstance(maximum, int | float) else None,
-        decimals=decimals,
-        domains=tuple(str(d).lower() for d in domains) if isinstance(domains, list) else (),
+        content_hash=content_hash(raw, words),
+        words=words,
+        words_hash=words_hash(words),
     )
 
 
@@ -308,47 +280,26 @@ class Catalogue:
     def path(self, template_id: str) -> Path:
         return self.folder / f"{template_id}.toml"
 
-    def get(self, template_id: str) -> Template:
-        if not _NAME.match(template_id) or template_id not in self.ids():
+    def path_of(self, template_id: str) -> Path:
+        """The file of a template that exists; a TemplateError listing the known ids otherwise."""
+        if not NAME.match(template_id) or template_id not in self.ids():
             known = ", ".join(self.ids())
             raise TemplateError(f"no template {template_id!r} (known: {known})", where=str(self.folder))
-        return parse_template(self.path(template_id), self.kinds)
+        return self.path(template_id)
+
+    def get(self, template_id: str) -> Template:
+        return parse_template(self.path_of(template_id), self.kinds, self.gazetteer)
 
     def approved(self, template_id: str) -> Template:
         """The template, refusing one whose approval is missing or stale."""
         template = self.get(template_id)
-        if not template.approved:
-            state = "stale: the content changed since it was approved" if template.approval else "missing"
+        state = template.staleness()
+        if state is not None:
             raise TemplateError(
-                f"approval {state}; review it and run `broadcaster templates approve {template_id} --by NAME`",
+                f"approval {state}; review it (`broadcaster templates show {template_id}`) and run "
+                f"`broadcaster templates approve {template_id}` (as an approver)",
                 where=str(template.path),
             )
         return template
 
 
-def approve(path: Path, by: str, when: datetime) -> str:
-    """Record an approval of the file's current content; returns the new sha256.
-
-    The ``[approval]`` table is rewritten at the end of the file; the rest of
-    the file, comments included, is kept byte for byte.
-    """
-    if not by.strip():
-        raise TemplateError("an approval needs the approver's name (--by)", where=str(path))
-    digest = content_hash(read_toml(path))
-    original = path.read_text(encoding="utf-8")
-    # The header may carry a trailing comment ("[approval]  # signed off").
-    text = re.split(r"(?m)^\[approval\][ \t]*(?:#.*)?$", original, maxsplit=1)[0].rstrip("\n")
-    by_toml = orjson.dumps(by.strip()).decode()
-    text += f'\n\n[approval]\nby = {by_toml}\nat = "{when.isoformat(timespec="seconds")}"\nsha256 = "{digest}"\n'
-    path.write_text(text, encoding="utf-8")
-    # The rewrite must not have changed the approved content (e.g. tables after [approval]);
-    # whatever goes wrong, the officer's file is put back as it was.
-    try:
-        rewritten = parse_template(path, None)  # only the content hash is compared here
-    except TemplateError:
-        path.write_text(original, encoding="utf-8")
-        raise
-    if rewritten.content_hash != digest:
-        path.write_text(original, encoding="utf-8")
-        raise TemplateError("[approval] must be the last table in the file", where=str(path))
-    return digest

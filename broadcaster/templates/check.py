@@ -1,8 +1,11 @@
 """``broadcaster templates check``: prove every template is safe to fire.
 
 A template fails when its languages use different placeholders, a placeholder
-names no variable, a variable is never used, an example does not validate, its
-approval is missing or stale, or its **worst case** (every variable at its
+names no variable, a variable is never used, one of its own words breaks the
+content rules (a bidi or control character anywhere, a link, phone number or
+emoji in a choice label), an example does not validate at this moment (time
+rules included), its approval is missing or stale (the content, or the gazetteer
+names it renders, changed), or its **worst case** (every variable at its
 longest) does not fit a channel it targets, exercise marker included. Nothing
 is ever truncated: a text that does not fit is a problem to fix at approval
 time, not at 3 a.m. during a flood.
@@ -11,6 +14,7 @@ time, not at 3 a.m. during a flood.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -18,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from broadcaster.errors import InputError, TemplateError
 from broadcaster.templates.catalogue import FORMS, LANGUAGES, PLACEHOLDER, Catalogue, Template, Variable
+from broadcaster.templates.content import control_problem, text_problem
 from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.render import Forms, Rendered, isolate, render_forms
 from broadcaster.templates.variables import example_inputs, format_moment, format_number, resolve
@@ -45,10 +50,12 @@ class Target(Protocol):
         """How this target's provider counts one variable's display."""
 
 
-def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, targets: Sequence[Target]) -> list[str]:
+def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, targets: Sequence[Target], *,
+                    now: float | None = None) -> list[str]:
     """Every problem in every template, one line each, naming file and field.
 
-    The worst case of each template is proved against every target of a kind it goes to.
+    The worst case of each template is proved against every target of a kind it goes to;
+    examples are resolved and checked at ``now`` (default: this moment).
     """
     problems: list[str] = []
     for template_id in catalogue.ids():
@@ -57,27 +64,51 @@ def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, targets: Sequence[Target
         except TemplateError as exc:
             problems.append(str(exc))
             continue
-        problems += [f"{template.path}: {p}" for p in check_template(template, catalogue.gazetteer, tz, targets)]
+        problems += [f"{template.path}: {p}"
+                     for p in check_template(template, catalogue.gazetteer, tz, targets, now=now)]
     return problems
 
 
-def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: Sequence[Target]) -> list[str]:
+def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: Sequence[Target], *,
+                   now: float | None = None) -> list[str]:
     """Every problem of one template (approval last), one line each."""
-    problems = _placeholder_problems(template)
+    at = time.time() if now is None else now
+    problems = _placeholder_problems(template) + _word_problems(template)
     for variable in template.variables:
         problems += _variable_problems(variable, gazetteer, tz)
     try:
-        resolve(template, gazetteer, example_inputs(template), tz)
+        resolve(template, gazetteer, example_inputs(template, at, tz), tz, now=at)
     except InputError as exc:
         problems.append(f"examples: {exc}")
     # Worst-case lengths only make sense for a well-formed template, but a stale or
     # missing approval must not hide them: the approver has to see them before approving.
     if not problems:
         problems += worst_case_problems(template, gazetteer, tz, targets)
-    if template.approval is None:
-        problems.append("[approval]: missing; run `broadcaster templates approve ID --by NAME` after review")
-    elif template.approval.sha256 != template.content_hash:
-        problems.append("[approval] sha256: stale, the content changed after approval; review and approve again")
+    state = template.staleness()
+    if state == "missing":
+        problems.append("[approval]: missing; run `broadcaster templates approve ID` (as an approver) after review")
+    elif state is not None:
+        problems.append(f"[approval] sha256: {state}; review it and approve again")
+    return problems
+
+
+def _word_problems(template: Template) -> list[str]:
+    """The template's own words obey the content rules: nothing invisible anywhere, plain choice labels."""
+    problems: list[str] = []
+    fixed = [("title", lang, template.title[lang]) for lang in LANGUAGES]
+    fixed += [("[cap] event", lang, template.event[lang]) for lang in LANGUAGES]
+    fixed += [(f"[text.{lang}] {form}", lang, line) for lang in LANGUAGES for form in FORMS
+              for line in template.text[lang][form].split("\n")]
+    for where, lang, text in fixed:
+        problem = control_problem(text)
+        if problem is not None:
+            problems.append(f"{where} ({lang}): {problem}")
+    for variable in template.variables:
+        for key, labels in variable.choices.items():
+            for lang, label in labels.items():
+                problem = text_problem(label, lang)
+                if problem is not None:
+                    problems.append(f"variable {variable.name!r}: choice {key!r} ({lang}): {problem}")
     return problems
 
 

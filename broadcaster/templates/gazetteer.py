@@ -3,6 +3,12 @@
 A ``place`` variable takes a gazetteer code, so both languages always name the
 same place, spelled the approved way. Areas may carry a CAP geocode, polygon or
 circle for the ``<area>`` block of the CAP document.
+
+Names are rendered into alert texts and the CAP feed, so they obey the same
+content rules as typed text (:mod:`broadcaster.templates.content`): no bidi or
+control character, no link, phone number or IP address, no emoji. A gazetteer
+breaking one does not load, and every such name is listed at once. Which names
+a template can render are part of its approval (its ``content_hash``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.errors import TemplateError
+from broadcaster.templates.content import control_problem, text_problem
+from broadcaster.text.files import FileProblem, read_text
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _POINT = re.compile(r"^-?\d{1,2}(\.\d+)?,-?\d{1,3}(\.\d+)?$")
@@ -82,15 +90,19 @@ class Gazetteer:
 def load_gazetteer(path: Path) -> Gazetteer:
     """Load ``gazetteer.toml``; every error names the file and the place code."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TemplateError("gazetteer file not found", where=str(path)) from None
+        raw = tomllib.loads(read_text(path, "gazetteer file"))
+    except FileProblem as exc:
+        raise TemplateError(str(exc), where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"not valid TOML: {exc}", where=str(path)) from None
     tables = raw.get("places")
     if not isinstance(tables, dict) or not tables:
         raise TemplateError("no [places.CODE] tables", where=str(path))
     places = {code: _place(code, table, path) for code, table in tables.items()}
+    unsafe = [problem for place in places.values() for problem in _word_problems(place)]
+    if unsafe:
+        raise TemplateError("names break the content rules, so nothing can render them:\n  "
+                            + "\n  ".join(unsafe), where=str(path))
     areas = {p.code for p in places.values() if p.type == "area"}
     for place in places.values():
         for area in place.areas:
@@ -105,6 +117,20 @@ def load_gazetteer(path: Path) -> Gazetteer:
             raise TemplateError(f"place {place.code!r}: key 'within': areas contain each other in a loop",
                                 where=str(path))
     return gazetteer
+
+
+def _word_problems(place: Place) -> list[str]:
+    """Every content rule the place's names (and CAP geocode) break, one line each."""
+    problems = []
+    for lang, name in place.names.items():
+        problem = text_problem(name, lang)
+        if problem is not None:
+            problems.append(f"place {place.code!r}: key {lang!r}: {problem}")
+    for key, value in zip(("valueName", "value"), place.geocode or (), strict=False):
+        problem = control_problem(value)
+        if problem is not None:
+            problems.append(f"place {place.code!r}: key 'geocode' {key}: {problem}")
+    return problems
 
 
 def _place(code: str, table: Any, path: Path) -> Place:

@@ -1,21 +1,23 @@
 """Check the values an officer typed, before anything renders.
 
-Every value is checked for type, length and enum membership; free text may hold
-only letters, digits and plain punctuation of its language, so it can carry no
-link, no emoji and no control or bidi-override character. A rejected value
-raises :class:`VariableError` naming the variable. Nothing renders until every
-value passes.
+Every value is checked for type, length and enum membership; free text obeys the
+content rules (:mod:`broadcaster.templates.content`: letters, digits and plain
+punctuation of its language only, so no link, no emoji, no control or
+bidi-override character, and no phone number or IP address unless the variable
+allows them). Datetimes obey their template's time rules
+(:mod:`broadcaster.templates.times`) at the moment of firing; numbers render as
+locale-formatted decimals, never in scientific notation. A rejected value raises
+:class:`VariableError` naming the variable. Nothing renders until every value passes.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Final
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
@@ -23,24 +25,22 @@ from babel.numbers import format_decimal
 
 from broadcaster.errors import VariableError
 from broadcaster.templates.catalogue import LANGUAGES, Template, Variable
+from broadcaster.templates.content import BIDI_CONTROLS, control_problem, text_problem, url_problem
+from broadcaster.templates.fields import MAX_NUMBER
 from broadcaster.templates.gazetteer import Gazetteer
+from broadcaster.templates.times import check_times, is_relative, relative_moment
 
-BIDI_CONTROLS: Final = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
-# Plain punctuation shared by both languages; every one is in the GSM-7 basic set.
-_PUNCT: Final = frozenset(" .,;:!?'\"()-/&%+")
-_ARABIC_PUNCT: Final = frozenset("،؛؟ـ")
-# The last branch catches domains in any script ("شرطة.امارات": Arabic IDN TLDs exist
-# and phones link them): a dot glued between a character and two or more letters.
-_LINK: Final = re.compile(
-    r"(?i)(?:[a-z][a-z0-9+.-]*://|\bwww\.|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}\b|\bt\.me\b"
-    r"|[^\s.]+\.[^\W\d_]{2,})"
-)
+__all__ = ["BIDI_CONTROLS", "Inputs", "Values", "check_text", "example_inputs", "parse_var_args", "resolve"]
+from broadcaster.timefmt import MomentError, parse_moment
+
 _DATETIME_PATTERNS: Final = {
     "ar": {"datetime": "EEEE d MMMM y، h:mm a", "time": "h:mm a", "date": "EEEE d MMMM y"},
     "en": {"datetime": "EEEE d MMMM y, h:mm a", "time": "h:mm a", "date": "EEEE d MMMM y"},
 }
 LOCALES: Final = {"ar": "ar_AE", "en": "en_AE"}
 _DIGITS: Final = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
+_NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+MAX_DIGITS: Final = len(str(MAX_NUMBER))  # more whole digits than any bound can hold: refused before Decimal
 
 Inputs = Mapping[str, Mapping[str, str]]  # variable -> language -> typed value
 
@@ -70,38 +70,63 @@ def parse_var_args(args: Iterable[str]) -> dict[str, dict[str, str]]:
     return parsed
 
 
-def example_inputs(template: Template) -> dict[str, dict[str, str]]:
-    """Every variable filled from the template's own examples (demos and rehearsals)."""
-    return {v.name: dict(v.examples) for v in template.variables}
+def example_inputs(template: Template, now: float, tz: ZoneInfo) -> dict[str, dict[str, str]]:
+    """Every variable filled from the template's own examples (demos and rehearsals).
+
+    A relative datetime example (``+1d 22:00``, ``-10m``) is made absolute from ``now``,
+    so the examples always satisfy the template's time rules.
+    """
+    inputs: dict[str, dict[str, str]] = {}
+    for v in template.variables:
+        example = v.examples["en"]
+        if v.type == "datetime" and is_relative(example):
+            moment = relative_moment(example, now, tz).isoformat()
+            inputs[v.name] = {lang: moment for lang in LANGUAGES}
+        else:
+            inputs[v.name] = dict(v.examples)
+    return inputs
 
 
-def resolve(template: Template, gazetteer: Gazetteer, inputs: Inputs, tz: ZoneInfo) -> Values:
-    """Check every input against its variable; raise VariableError on the first bad one."""
+def resolve(template: Template, gazetteer: Gazetteer, inputs: Inputs, tz: ZoneInfo, *, now: float) -> Values:
+    """Check every input against its variable, and the times against ``now`` (the moment of firing).
+
+    Raises VariableError (naming the variable) on the first bad one.
+    """
     declared = {v.name for v in template.variables}
     unknown = sorted(set(inputs) - declared)
     if unknown:
         raise VariableError(
-            f"unknown variable {unknown[0]!r} for template {template.id!r} (it has: {', '.join(sorted(declared))})"
+            f"unknown variable {unknown[0]!r} for template {template.id!r} (it has: {', '.join(sorted(declared))})",
+            variable=unknown[0],
         )
     canonical: dict[str, dict[str, str]] = {}
     display: dict[str, dict[str, str]] = {}
     areas: list[str] = []
+    moments: dict[str, datetime] = {}
     for variable in template.variables:
         given = {lang: value.strip() for lang, value in inputs.get(variable.name, {}).items()}
         if not any(given.values()):
             if variable.required:
-                raise VariableError(f"variable {variable.name!r} is required and was not given", where=template.id)
+                raise VariableError(f"variable {variable.name!r} is required and was not given", where=template.id,
+                                    variable=variable.name)
             canonical[variable.name] = {lang: "" for lang in LANGUAGES}
             display[variable.name] = {lang: "" for lang in LANGUAGES}
             continue
-        canonical[variable.name], display[variable.name] = _check(variable, given, gazetteer, tz, areas)
+        try:
+            canonical[variable.name], display[variable.name] = _check(variable, given, gazetteer, tz, areas)
+        except VariableError as exc:
+            exc.variable = exc.variable or variable.name
+            raise
+        if variable.type == "datetime":
+            moments[variable.name] = datetime.fromisoformat(canonical[variable.name]["en"])
         for lang, text in display[variable.name].items():
             if len(text) > variable.max_length:
                 raise VariableError(
                     f"variable {variable.name!r} ({lang}) is {len(text)} characters; the approved maximum is "
                     f"{variable.max_length}. Shorten it; approved alert text is never cut.",
-                    where=template.id,
+                    where=template.id, variable=variable.name,
                 )
+    check_times({v.name: v.time for v in template.variables if v.time is not None}, moments, now, tz)
     return Values(inputs=canonical, display=display, areas=tuple(dict.fromkeys(areas)))
 
 
@@ -114,7 +139,7 @@ def _check(
         if missing:
             raise VariableError(f"variable {name!r} needs a value in {missing[0]} too (--var {name}.{missing[0]}=...)")
         for lang in LANGUAGES:
-            check_text(name, lang, given[lang], variable.max_length)
+            check_text(name, lang, given[lang], variable.max_length, allow=variable.allow)
         return dict(given), dict(given)
 
     values = {given.get(lang, "") for lang in LANGUAGES} - {""}
@@ -143,7 +168,7 @@ def _check(
         return canonical, dict(variable.choices[value])
     if variable.type == "number":
         number = parse_number(name, value, variable)
-        canonical = {lang: repr(number) for lang in LANGUAGES}
+        canonical = {lang: plain(number) for lang in LANGUAGES}
         return canonical, {lang: format_number(number, variable.decimals, lang) for lang in LANGUAGES}
     if variable.type == "datetime":
         moment = parse_datetime(name, value)
@@ -155,82 +180,67 @@ def _check(
     raise AssertionError(variable.type)
 
 
-def check_text(name: str, lang: str, value: str, max_length: int) -> None:
-    """Free text: letters, digits and plain punctuation of its language only."""
+def check_text(name: str, lang: str, value: str, max_length: int, *, allow: Iterable[str] = ()) -> None:
+    """Free text: letters, digits and plain punctuation of its language only (the content rules)."""
     where = f"variable {name!r} ({lang})"
     if len(value) > max_length:
         raise VariableError(
             f"{where} is {len(value)} characters; the approved maximum is {max_length}. "
-            "Shorten it; approved alert text is never cut."
+            "Shorten it; approved alert text is never cut.", variable=name
         )
-    _no_controls(name, lang, value)
-    link = _LINK.search(value)
-    if link:
-        raise VariableError(f"{where}: {link.group(0)!r} looks like a link; links are not allowed in text variables")
-    for char in value:
-        if char in _PUNCT or (char.isascii() and char.isalnum()):
-            continue
-        if lang == "ar" and (_is_arabic_letter_or_digit(char) or char in _ARABIC_PUNCT):
-            continue
-        category = unicodedata.category(char)
-        what = "an emoji or symbol" if category.startswith("S") or ord(char) > 0xFFFF else "the character"
-        script = "Arabic or Latin" if lang == "ar" else "plain English (GSM-7)"
-        raise VariableError(
-            f"{where}: {what} {char!r} (U+{ord(char):04X}) is not allowed; use {script} letters, digits "
-            f"and basic punctuation"
-        )
-
-
-def _is_arabic_letter_or_digit(char: str) -> bool:
-    return 0x0620 <= ord(char) <= 0x06FF and unicodedata.category(char)[0] in "LMN"
+    problem = text_problem(value, lang, allow=frozenset(allow))
+    if problem is not None:
+        raise VariableError(f"{where}: {problem}", variable=name)
 
 
 def _no_controls(name: str, lang: str, value: str) -> None:
-    for char in value:
-        if char in BIDI_CONTROLS:
-            raise VariableError(
-                f"variable {name!r} ({lang}): bidi control character U+{ord(char):04X} "
-                f"({unicodedata.name(char, '?')}) is not allowed; it can disguise what the text says"
-            )
-        category = unicodedata.category(char)
-        if category in ("Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"):
-            raise VariableError(
-                f"variable {name!r} ({lang}): control or invisible character U+{ord(char):04X} is not allowed"
-            )
+    problem = control_problem(value)
+    if problem is not None:
+        raise VariableError(f"variable {name!r} ({lang}): {problem}", variable=name)
 
 
-def parse_number(name: str, value: str, variable: Variable) -> float:
+def parse_number(name: str, value: str, variable: Variable) -> Decimal:
+    """A decimal typed with Western or Arabic-Indic digits, within the variable's bounds and decimals."""
     text = value.translate(_DIGITS).replace("٫", ".")
-    if not re.fullmatch(r"-?\d+(\.\d+)?", text):
-        raise VariableError(f"variable {name!r}: {value!r} is not a number")
-    decimals = len(text.partition(".")[2])
-    if decimals > variable.decimals:
+    if not _NUMBER.fullmatch(text):
+        raise VariableError(f"variable {name!r}: {value!r} is not a number (write e.g. 5.4)")
+    whole, _, fraction = text.lstrip("-").partition(".")
+    if len(fraction) > variable.decimals:
         raise VariableError(f"variable {name!r}: at most {variable.decimals} decimal place(s)")
-    number = float(text)
+    if len(whole) > MAX_DIGITS:
+        raise VariableError(f"variable {name!r}: {value!r} is outside {_bounds(variable)}")
+    number = Decimal(text)
     assert variable.minimum is not None and variable.maximum is not None
-    if not variable.minimum <= number <= variable.maximum:
-        raise VariableError(f"variable {name!r}: {value} is outside {variable.minimum:g} to {variable.maximum:g}")
-    return number
+    if not Decimal(repr(variable.minimum)) <= number <= Decimal(repr(variable.maximum)):
+        raise VariableError(f"variable {name!r}: {value} is outside {_bounds(variable)}")
+    return number if number != 0 else Decimal(0)  # never "-0"
 
 
-def format_number(number: float, decimals: int, lang: str) -> str:
+def _bounds(variable: Variable) -> str:
+    assert variable.minimum is not None and variable.maximum is not None
+    low, high = (plain(Decimal(repr(b)).normalize()) for b in (variable.minimum, variable.maximum))
+    return f"{low} to {high}"
+
+
+def plain(number: Decimal) -> str:
+    """The canonical text of a number: plain digits, never an exponent."""
+    return format(number, "f")
+
+
+def format_number(number: Decimal | float | int, decimals: int, lang: str) -> str:
+    """Locale-formatted (grouped) with exactly ``decimals`` places, Western digits in both languages."""
     pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
-    return str(format_decimal(number, pattern, locale=LOCALES[lang]))
+    value = number if isinstance(number, Decimal) else Decimal(repr(number))
+    if value == 0:
+        value = Decimal(0)
+    return str(format_decimal(value, pattern, locale=LOCALES[lang], numbering_system="latn"))
 
 
 def parse_datetime(name: str, value: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise VariableError(
-            f"variable {name!r}: {value!r} is not an ISO 8601 date and time (e.g. 2026-11-23T22:00:00+04:00)"
-        ) from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise VariableError(
-            f"variable {name!r}: {value!r} has no UTC offset; write it with one, "
-            f"e.g. {moment.replace(tzinfo=None).isoformat()}+04:00"
-        )
-    return moment
+        return parse_moment(value)
+    except MomentError as exc:
+        raise VariableError(f"variable {name!r}: {exc}") from None
 
 
 def format_moment(moment: datetime, fmt: str, lang: str, tz: ZoneInfo) -> str:
@@ -240,10 +250,8 @@ def format_moment(moment: datetime, fmt: str, lang: str, tz: ZoneInfo) -> str:
     return str(text).replace("\u202f", " ").replace("\u00a0", " ")
 
 
-def check_url(name: str, value: str, domains: tuple[str, ...]) -> None:
-    parts = urlsplit(value)
-    host = (parts.hostname or "").lower()
-    if parts.scheme != "https" or not host or not value.isascii() or parts.username or parts.password:
-        raise VariableError(f"variable {name!r}: links must be plain https URLs")
-    if host.startswith("xn--") or ".xn--" in host or not any(host == d or host.endswith("." + d) for d in domains):
-        raise VariableError(f"variable {name!r}: {host!r} is not an approved domain ({', '.join(domains)})")
+def check_url(name: str, value: str, hosts: tuple[str, ...]) -> None:
+    """A plain ``https`` link to one of the template's hosts (the content rules)."""
+    problem = url_problem(value, hosts)
+    if problem is not None:
+        raise VariableError(f"variable {name!r}: {problem}", variable=name)

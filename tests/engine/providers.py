@@ -7,17 +7,19 @@ runs its own event loop) or a subprocess, while the fakes keep answering.
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.webhook import FakeWebhook
 from tests.fakes.x import FakeX
-from tests.support import write_config
+from tests.support import token_file, write_config
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -33,6 +35,21 @@ SECRETS = {
     "PARTNER_HOOK_SECRET": "partner-hmac-SECRET-7777",
 }
 SECRET_VALUES = [v for k, v in SECRETS.items() if k != "TWILIO_ACCOUNT_SID"]
+
+
+def secret_forms() -> list[str]:
+    """Every form a provider may echo a secret in, lower-cased (look for them in lower-cased text).
+
+    As typed and case-folded (PTB lower-cases an echoed ``/bot<token>/``), percent-encoded, the secret
+    half of the bot token alone, and Twilio's basic auth: base64 of ``SID:token``.
+    """
+    sid, token = SECRETS["TWILIO_ACCOUNT_SID"], SECRETS["TWILIO_AUTH_TOKEN"]
+    forms = {base64.b64encode(f"{sid}:{token}".encode()).decode(), sid}
+    for value in SECRETS.values():
+        forms |= {value, quote(value, safe=""), *value.split(":")[1:]}
+    return sorted({form.lower() for form in forms})
+
+
 AREAS = ["DXB-MARINA", "DXB-BARSHA", "DXB-JUMEIRAH"]  # all on E11, the road_closure example
 
 
@@ -116,5 +133,8 @@ class Providers:
              "secret_env": "PARTNER_HOOK_SECRET", "rate_per_second": 50},
         ]
 
-    def cli(self, *args: str) -> list[str]:
-        return ["--config", str(self.config), "--db", str(self.db), *args]
+    def cli(self, *args: str, as_user: str | None = None) -> list[str]:
+        """The CLI's arguments for this config and database; ``as_user`` (a TEST_USERS name) adds
+        ``--token-file`` for that user, created in the database on first use."""
+        identity = ["--token-file", str(token_file(self.tmp_path, self.db, as_user))] if as_user else []
+        return ["--config", str(self.config), "--db", str(self.db), *identity, *args]

@@ -29,7 +29,8 @@ def test_kill_9_mid_fan_out_then_resume_gives_exactly_one_sms_each(
         env = {**os.environ, **SECRETS}
         process = subprocess.Popen(
             [sys.executable, "-m", "broadcaster", *p.cli("fire", "road_closure", "--use-examples", "--live",
-                                                         "--yes", "--json", "--channels", "sms-residents")],
+                                                         "--yes", "--json", "--channels", "sms-residents",
+                                                         as_user="officer")],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         kill_after = random.Random().randint(100, 1500)  # a random point in the fan-out

@@ -24,7 +24,7 @@ from broadcaster.engine.dispatcher import Dispatcher
 from broadcaster.engine.ratelimit import RateLimiter
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import DeliveryError, Reason
-from broadcaster.states import DeliveryState, Mode, MsgType
+from broadcaster.states import DeliveryState, Mode, MsgType, OnUnknown
 from broadcaster.store import Store, opened
 from broadcaster.store.records import AlertRecord, MessageRecord, NewDelivery
 from tests.fakes.webhook import FakeWebhook
@@ -251,3 +251,30 @@ async def test_a_fence_lost_while_the_sdk_prepares_sends_nothing_and_records_not
     # Still leased to the stalled node: recovery turns it unknown, and reconciliation decides.
     assert delivery.state == DeliveryState.SENDING
     assert [a.outcome for a in attempts] == [None]
+
+
+class HoldingChannel(ScriptedChannel):
+    """A channel that cannot be asked what went out and never resends blindly (Telegram's ``hold``)."""
+
+    @property
+    def on_unknown(self) -> OnUnknown:
+        return OnUnknown.HOLD
+
+
+def test_a_delivery_recovered_from_a_stopped_node_is_held_not_resent_on_a_hold_channel(tmp_path: Path) -> None:
+    clock = Clock(wall_start=START)
+    channel = HoldingChannel(config(tmp_path), clock, [])
+    database = str(tmp_path / "t.db")
+
+    async def main() -> None:
+        async with opened(database) as store:
+            await add_alert(store, [channel.id])
+            await store.leases.claim(channel.id, limit=1, now=START, lease_s=60, owner="dead:1:x")
+            assert await store.leases.recover(START + 1, {"dead:1:x"}) == 1  # the node died mid-attempt
+            await Dispatcher(store, {channel.id: channel}, clock=clock, rng=random.Random(7)).run()
+
+    run_virtual(main())
+    assert channel.started == []  # nothing sent again
+    (delivery,) = Reader(database).deliveries("a1")
+    assert delivery.state == DeliveryState.UNKNOWN
+    assert [h.id for h in Reader(database).held()] == [delivery.id]  # listed for an operator

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,10 @@ from broadcaster.engine.outbox import plan_alert
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
-from tests.engine.providers import SECRET_VALUES, SECRETS, Providers
+from tests.engine.providers import SECRET_VALUES, SECRETS, Providers, secret_forms
 from tests.fakes.server import Step
 from tests.fakes.telegram import FakeTelegram
-from tests.fakes.twilio import twilio_error
+from tests.fakes.twilio import echo_auth, twilio_error
 from tests.fakes.webhook import webhook_error
 from tests.fakes.x import FakeX
 from tests.support import Reader
@@ -40,9 +41,10 @@ def fire(p: Providers, *, template: str = "road_closure", selection: str = "all"
 
     async def main() -> str:
         async with open_app(str(p.config), str(p.db)) as app:
+            now = time.time()
             plan = await plan_alert(app.config, app.catalogue, template,
-                                    example_inputs(app.catalogue.get(template)), mode=Mode.LIVE, now=time.time(),
-                                    selection=selection)
+                                    example_inputs(app.catalogue.get(template), now, app.config.timezone),
+                                    mode=Mode.LIVE, now=now, selection=selection)
             await run_plan(app, plan, policy=FAST)
             return plan.alert.id
 
@@ -57,7 +59,7 @@ def test_live_fire_cli_puts_every_message_where_it_belongs_exactly_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with Providers(tmp_path, recipients=9) as p:
-        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
+        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json", as_user="officer"))
         out = orjson.loads(capsys.readouterr().out)
     assert code == 0
     assert out["mode"] == "live"
@@ -157,7 +159,7 @@ def test_no_secret_in_logs_errors_or_log_output(
         p.telegram.script(FakeTelegram.unauthorized())
         p.x.script(FakeX.unauthorized())
         p.webhook.script(webhook_error(401))
-        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
+        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json", as_user="officer"))
         fired = capsys.readouterr().out
         alert_id = orjson.loads(fired)["alert_id"]
         main(p.cli("log", alert_id, "--json"))
@@ -169,6 +171,31 @@ def test_no_secret_in_logs_errors_or_log_output(
     everything = fired + logged + caplog.text + repr([r.__dict__ for r in caplog.records])
     for secret in SECRET_VALUES:
         assert secret not in everything
+
+
+def test_an_echoing_provider_leaves_no_form_of_a_secret_in_any_stored_detail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Twilio echoes its ``Authorization: Basic base64(SID:token)``; Telegram the ``/bot<token>/`` path,
+    which PTB lower-cases. Neither reaches the attempt log, a delivery's last_error or ``log``."""
+    with Providers(tmp_path, recipients=3) as p:
+        p.twilio.script(echo_auth(), times=3)
+        p.telegram.script(FakeTelegram.echo_url())
+        assert main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
+                          as_user="officer")) == 1
+        alert_id = orjson.loads(capsys.readouterr().out)["alert_id"]
+        assert main(p.cli("log", alert_id, "--json")) == 0
+        assert main(p.cli("log", alert_id, "--all")) == 0
+        shown = capsys.readouterr().out
+        echoed = [r.headers["Authorization"] for r in p.twilio.requests if r.method == "POST"]
+    with sqlite3.connect(p.db) as db:
+        stored = [str(v) for row in db.execute("SELECT detail, error_code FROM attempts") for v in row]
+        stored += [str(v) for (v,) in db.execute("SELECT last_error FROM deliveries")]
+    assert echoed and all(h.startswith("Basic ") for h in echoed)  # the fakes did echo a credential
+    assert any("basic ******** is not valid for" in d.lower() for d in stored)
+    assert any("no such method /bot********/sendmessage" in d.lower() for d in stored)
+    everything = ("\n".join(stored) + shown).lower()
+    assert [form for form in secret_forms() if form in everything] == []
 
 
 def test_webhook_signature_verifies_with_the_partner_secret(tmp_path: Path) -> None:
@@ -187,7 +214,8 @@ def test_a_fire_is_audited_once_committed_and_not_when_its_commit_fails(tmp_path
     from broadcaster.errors import StoreUnavailable
 
     async def fire_once(app: Any, *, fail_commit: bool) -> str:
-        request = Request("fire", Mode.DRY_RUN, "road_closure", example_inputs(app.catalogue.get("road_closure")))
+        request = Request("fire", Mode.DRY_RUN, "road_closure",
+                          example_inputs(app.catalogue.get("road_closure"), time.time(), app.config.timezone))
         plan = await plan_request(app, request, now=time.time(), created_by="officer-1")
         await launch(app, plan, request, actor="officer-1", now=time.time())
         if fail_commit:

@@ -23,7 +23,7 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 def fire_with_a_lost_post(p: Providers, *, accept: bool) -> str:
     p.telegram.script(FakeTelegram.hang(3.0, accept=accept))  # past the channel's 1 s timeout
     assert main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
-                      "--channels", "telegram-authority")) == 1  # not everything went out
+                      "--channels", "telegram-authority", as_user="officer")) == 1  # not everything went out
     (alert,) = Reader(p.db).alerts()
     return alert.id
 
@@ -59,7 +59,7 @@ def test_a_held_post_is_listed_and_released_by_an_operator(
 def test_release_names_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Providers(tmp_path) as p:
         assert main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
-                          "--channels", "telegram-authority")) == 0
+                          "--channels", "telegram-authority", as_user="officer")) == 0
         (alert,) = Reader(p.db).alerts()
         capsys.readouterr()
         assert main(p.cli("release", alert.id, "--channel", "telegram-authority", "--resend", "--yes")) == 2

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -10,7 +12,9 @@ import pytest
 from broadcaster.cli import main
 from broadcaster.store import Store
 from tests.engine.providers import SECRETS, Providers
-from tests.support import Reader, read
+from tests.support import Reader, read, reopen
+
+DUBAI = ZoneInfo("Asia/Dubai")
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +24,7 @@ def _secrets(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def sql(store: Reader, statement: str, *params: object) -> None:
-    read(store.database, lambda s: s.db.execute(statement, params))
+    read(store.database, lambda s: reopen(s.db, statement, params))
 
 
 def fire_json(capsys: pytest.CaptureFixture[str], args: list[str]) -> dict[str, object]:
@@ -35,8 +39,10 @@ def test_cancel_reaches_every_channel_the_original_reached_threaded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with Providers(tmp_path, recipients=5) as p:
-        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
-        cancel = fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--live", "--yes", "--json"))
+        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
+                                                    as_user="officer"))
+        cancel = fire_json(capsys, p.cli("cancel", str(original["alert_id"]), "--live", "--yes", "--json",
+                                                  as_user="officer"))
         store = Reader(p.db)
         record = store.alert(str(cancel["alert_id"]))
     assert record.msg_type == "Cancel" and record.references == original["alert_id"]
@@ -59,9 +65,10 @@ def test_cancel_reaches_every_channel_the_original_reached_threaded(
 def test_update_keeps_unchanged_values_and_threads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Providers(tmp_path, recipients=2) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
-                                           "--channels", "x-authority"))
-        fire_json(capsys, p.cli("update", str(original["alert_id"]), "--var", "ends=2026-11-24T09:00:00+04:00",
-                                "--live", "--yes", "--json"))
+                                           "--channels", "x-authority", as_user="officer"))
+        ends = (datetime.now(DUBAI) + timedelta(days=2)).replace(hour=9, minute=0, second=0, microsecond=0)
+        fire_json(capsys, p.cli("update", str(original["alert_id"]), "--var", f"ends={ends.isoformat()}",
+                                "--live", "--yes", "--json", as_user="officer"))
     updated_ar = p.x.tweets[2]["text"]
     assert "شارع الشيخ زايد" in updated_ar and "9:00" in updated_ar
     assert p.x.tweets[2]["reply_to"] == p.x.tweets[0]["id"]
@@ -86,7 +93,7 @@ def test_a_cancel_withdraws_what_the_original_has_not_sent_yet(
 def test_a_live_follow_up_of_a_rehearsal_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Providers(tmp_path, recipients=1) as p:
         original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--dry-run", "--json"))
-        assert main(p.cli("cancel", str(original["alert_id"]), "--live", "--yes")) == 2
+        assert main(p.cli("cancel", str(original["alert_id"]), "--live", "--yes", as_user="officer")) == 2
         assert "dry-run" in capsys.readouterr().err
         assert [f.requests for f in (p.x, p.telegram, p.twilio, p.webhook)] == [[], [], [], []]
 
@@ -95,7 +102,8 @@ def test_rehearsing_the_cancel_of_a_live_alert_leaves_the_live_alert_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with Providers(tmp_path, recipients=3) as p:
-        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json"))
+        original = fire_json(capsys, p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
+                                                    as_user="officer"))
         store = Reader(p.db)
         sql(store, "UPDATE deliveries SET state = 'pending' WHERE alert_id = ? AND recipient = ?",
             original["alert_id"], p.phones[0])
@@ -117,5 +125,7 @@ def test_cli_fires_and_cancels_are_in_the_audit_chain(tmp_path: Path, capsys: py
 
         rows = read(str(p.db), every)
     assert [(r.action, orjson.loads(r.detail)["alert_id"]) for r in rows] == [
-        ("fire", original["alert_id"]), ("cancel", cancel["alert_id"])]
-    assert all(r.actor.startswith("cli:") for r in rows)
+        ("fire", original["alert_id"]), ("alert_sealed", original["alert_id"]),
+        ("cancel", cancel["alert_id"]), ("alert_sealed", cancel["alert_id"])]
+    assert [r.actor for r in rows if r.action == "alert_sealed"] == ["broadcaster", "broadcaster"]
+    assert all(r.actor.startswith("cli:") for r in rows if r.action != "alert_sealed")

@@ -81,7 +81,7 @@ def test_live_without_yes_and_without_a_terminal_sends_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with Providers(tmp_path, recipients=2) as p:
-        code = main(p.cli("fire", "road_closure", "--use-examples", "--live"))
+        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", as_user="officer"))
         err = capsys.readouterr().err
         assert code == 2
         assert "confirmation" in err
@@ -93,7 +93,7 @@ def test_live_with_a_missing_secret_refuses_to_start(
 ) -> None:
     monkeypatch.delenv("TWILIO_AUTH_TOKEN")
     with Providers(tmp_path, recipients=2) as p:
-        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes"))
+        code = main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", as_user="officer"))
         err = capsys.readouterr().err
         assert code == 2
         assert "TWILIO_AUTH_TOKEN" in err

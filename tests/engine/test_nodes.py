@@ -26,7 +26,7 @@ import pytest
 from broadcaster.cli import main
 from broadcaster.store import Store, upgrade_database
 from tests.engine.providers import SECRETS, Providers
-from tests.support import Reader, read
+from tests.support import Reader, read, token_file
 
 pytestmark = pytest.mark.slow
 DEADLINE_S = 120  # generous: only a hang reaches it
@@ -92,8 +92,9 @@ def wait_for(done: Any, procs: list[subprocess.Popen[bytes]], what: str) -> None
 
 def queue(p: Providers, url: str, capsys: pytest.CaptureFixture[str]) -> str:
     capsys.readouterr()
-    assert main(["--config", str(p.config), "--db", url, "fire", "road_closure", "--use-examples", "--live", "--yes",
-                 "--queue", "--json", "--channels", "sms-residents"]) == 0
+    officer = token_file(p.tmp_path, url, "officer")
+    assert main(["--config", str(p.config), "--db", url, "--token-file", str(officer), "fire", "road_closure",
+                 "--use-examples", "--live", "--yes", "--queue", "--json", "--channels", "sms-residents"]) == 0
     out: dict[str, Any] = orjson.loads(capsys.readouterr().out)
     return str(out["alert_id"])
 

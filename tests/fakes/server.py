@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -20,7 +21,10 @@ from aiohttp import web
 
 @dataclass
 class Step:
-    """One scripted answer. ``hang`` sleeps that long before answering (a timeout)."""
+    """One scripted answer. ``hang`` sleeps that long before answering (a timeout).
+
+    ``body`` may be a function of the :class:`Recorded` request: a provider that echoes what it was sent.
+    """
 
     status: int
     body: Any = None
@@ -102,8 +106,12 @@ class FakeServer:
         self.requests.append(rec)
         return rec
 
-    def next_step(self) -> Step | None:
-        return self.steps.popleft() if self.steps else None
+    def next_step(self, request: Recorded | None = None) -> Step | None:
+        """The next scripted answer; a step whose ``body`` is callable answers with ``body(request)`` (an echo)."""
+        step = self.steps.popleft() if self.steps else None
+        if step is not None and callable(step.body) and request is not None:
+            step = dataclasses.replace(step, body=step.body(request))
+        return step
 
     async def hold(self, seconds: float) -> None:
         """Wait ``seconds`` (a hung provider), or until the fake stops."""

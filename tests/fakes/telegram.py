@@ -56,6 +56,15 @@ class FakeTelegram(FakeServer):
         return Step(status, body)
 
     @staticmethod
+    def echo_url() -> Step:
+        """A 400 whose description echoes the request path, ``/bot<token>/sendMessage`` (PTB lower-cases it)."""
+
+        def body(request: Recorded) -> dict[str, Any]:
+            return {"ok": False, "error_code": 400, "description": f"Bad Request: no such method {request.path}"}
+
+        return Step(400, body)
+
+    @staticmethod
     def retry_after(seconds: int) -> Step:
         """429 flood control with ``parameters.retry_after``."""
         return FakeTelegram.error(429, f"Too Many Requests: retry after {seconds}", retry_after=seconds)
@@ -97,7 +106,7 @@ class FakeTelegram(FakeServer):
         params = _params(recorded)
         method = request.match_info["method"]
         await self.provider_latency()
-        step = self.next_step()
+        step = self.next_step(recorded)
         if step is not None:
             result = self._accept(params) if step.accept and method == "sendMessage" else None
             if step.body is None and result is not None:

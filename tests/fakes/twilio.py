@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Step
+from tests.fakes.server import FakeServer, Recorded, Step
 
 API = "/2010-04-01/Accounts/{account}"
 DEFAULT_ACCOUNT_SID = "AC" + "f" * 32
@@ -56,6 +56,17 @@ def twilio_error(
         "status": status,
     }
     return Step(status=status, body=body, headers=headers, accept=accept, hang=hang)
+
+
+def echo_auth(status: int = 401, code: int = 20003) -> Step:
+    """An error that echoes the request's ``Authorization`` header (``Basic base64(SID:token)``) and path."""
+
+    def body(request: Recorded) -> dict[str, Any]:
+        said = f"Authenticate: {request.headers.get('Authorization', '')} is not valid for {request.path}"
+        return {"code": code, "message": said, "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                "status": status}
+
+    return Step(status=status, body=body)
 
 
 def hang(seconds: float = 30.0, *, accept: bool = False) -> Step:
@@ -133,7 +144,7 @@ class FakeTwilio(FakeServer):
         denied = self._check_auth(request)
         if denied is not None:
             return denied
-        step = self.next_step()
+        step = self.next_step(rec)
         accepted: dict[str, Any] | None = None
         if step is None or step.accept:
             invalid = self._validate(rec.form)

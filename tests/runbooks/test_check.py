@@ -13,9 +13,9 @@ from broadcaster.cli import main
 from broadcaster.runbooks.check import check_runbook
 from broadcaster.runbooks.model import load_runbook
 from broadcaster.runbooks.refs import RunbookError
-from broadcaster.templates.catalogue import approve
 from tests.runbooks.conftest import BASE, SHIPPED_CHANNELS, SHIPPED_RUNBOOKS, TEMPLATES, write_runbook
 from tests.support import Loaded, loaded, write_config
+from tests.templates.support import approve_as_is
 
 
 def errors_of(files: Loaded, path: Path) -> list[str]:
@@ -116,7 +116,7 @@ def test_a_template_without_cancel_wording_is_rejected(tmp_path: Path) -> None:
     line = 'road_closure = { ar = "إغلاق طريق", en = "Road closure" }\n'
     assert text.count(line) == 1
     cancel.write_text(text.replace(line, ""), encoding="utf-8")
-    approve(cancel, "Test Officer", datetime(2026, 11, 22, 8, 0))
+    approve_as_is(cancel, "Test Officer", datetime(2026, 11, 22, 8, 0))
     shutil.copy(SHIPPED_CHANNELS.parent / "recipients" / "residents.csv", tmp_path / "residents.csv")
     config = write_config(tmp_path, [{"id": "x-authority", "kind": "x", "api_key_env": "X_API_KEY",
                                       "api_secret_env": "X_API_SECRET", "access_token_env": "X_ACCESS_TOKEN",

@@ -34,7 +34,7 @@ from broadcaster.store.records import RunStepRow
 from broadcaster.timefmt import iso_seconds
 from tests.engine.providers import SECRETS, Providers
 from tests.runbooks.conftest import TEMPLATES, closure, dead_owner, fast_channels, make_run
-from tests.support import Reader, read, write_config
+from tests.support import Reader, read, token_file, write_config
 
 FIRE = ["fire", "road_closure", "--use-examples", "--dry-run", "--channels", "x-authority,telegram-authority"]
 DEADLINE_S = 30.0  # generous: only a timeout, never a measurement
@@ -521,7 +521,8 @@ def test_a_leader_stalled_past_its_lease_while_a_step_is_due_fires_it_exactly_on
     db = hosts.reader
     with Providers(tmp_path, recipients=3) as p:
         hosts.config = p.config  # the hosts send to these fakes
-        cli = ["--config", str(p.config), "--db", pg_database]
+        cli = ["--config", str(p.config), "--db", pg_database, "--token-file",
+               str(token_file(tmp_path, pg_database, "officer"))]
         first = hosts.start("first")
         leader = hosts.wait("a leader", hosts.leader)
         assert pid_of(leader) == first.pid

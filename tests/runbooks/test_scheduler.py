@@ -25,6 +25,7 @@ from broadcaster.store.leadership import SCHEDULER_LEAD
 from broadcaster.store.records import RunRecord, RunStepRow
 from tests.engine.providers import SECRETS, Providers
 from tests.runbooks.conftest import CLOSURE, Site, closure, dead_owner, make_run, runbook_from, write_runbook
+from tests.support import reopen
 
 DEADLINE_S = 15.0  # generous: only a hang reaches it
 
@@ -213,7 +214,7 @@ after = "1s"
 """
     with Providers(tmp_path, recipients=3) as p:
         path = write_runbook(tmp_path, text)
-        code = main(p.cli("runbook", "run", str(path), "--live", "--yes"))
+        code = main(p.cli("runbook", "run", str(path), "--live", "--yes", as_user="officer"))
         out = capsys.readouterr().out
         assert code == 0, out
         assert "LIVE" in out and "finished" in out
@@ -233,7 +234,7 @@ def test_a_live_run_needs_a_typed_confirmation(tmp_path: Path, capsys: pytest.Ca
         monkeypatch.setenv(name, value)
     with Providers(tmp_path, recipients=1) as p:
         path = write_runbook(tmp_path, CLOSURE.replace("AFTER", "0s"))
-        assert main(p.cli("runbook", "run", str(path), "--live")) == 2
+        assert main(p.cli("runbook", "run", str(path), "--live", as_user="officer")) == 2
         assert "confirmation" in capsys.readouterr().err
         assert p.x.requests == []
 
@@ -288,8 +289,8 @@ async def test_a_step_committed_before_a_crash_is_delivered_not_fired_again(tmp_
     # Pretend the process died right after the outbox commit, before anything was sent.
     assert await store.runs.move_step(run.id, "closure", 0, from_states=(StepState.FIRED,),
                                       to_state=StepState.FIRING, owner=dead_owner())
-    await store.db.execute("UPDATE deliveries SET state = 'pending', next_attempt_at = 0 WHERE alert_id = ?",
-                           (alert_id,))
+    await reopen(store.db, "UPDATE deliveries SET state = 'pending', next_attempt_at = 0 WHERE alert_id = ?",
+                 (alert_id,))
     await store.db.execute("UPDATE runs SET state = 'running', finished_at = NULL WHERE id = ?", (run.id,))
     reports: list[str] = []
     second = host(fast_app, poll_s=0.05, report=reports.append)
@@ -380,7 +381,7 @@ def test_a_live_run_without_secrets_is_refused_before_anything_fires(
     monkeypatch.delenv("TELEGRAM_TOKEN")
     with Providers(tmp_path, recipients=1) as p:
         path = write_runbook(tmp_path, CLOSURE.replace("AFTER", "0s"))
-        assert main(p.cli("runbook", "run", str(path), "--live", "--yes")) == 2
+        assert main(p.cli("runbook", "run", str(path), "--live", "--yes", as_user="officer")) == 2
         assert "TELEGRAM_TOKEN" in capsys.readouterr().err
         assert p.x.requests == [] and p.telegram.requests == []
 

@@ -30,6 +30,9 @@ USERS = {"viewer": "viewer", "operator": "operator", "officer": "officer", "offi
 ROOMY = Limits(fire_rate_per_second=1000.0, fire_burst=1000)
 
 
+QUAKE_CONFIRM: dict[str, str] = {"confirm": "earthquake"}  # a live release is typed: the template id
+
+
 class ManualClock(Clock):
     """Wall and monotonic time that move only when a test says so.
 

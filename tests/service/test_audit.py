@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
 import orjson
 import pytest
 
+from broadcaster.anchors import Anchors, AnchorVerdict
 from broadcaster.audit import GENESIS, AuditLog, Verdict, row_hash
 from broadcaster.cli import main
 from broadcaster.errors import IntegrityError
 from broadcaster.store import Store
+from tests.engine.providers import SECRETS, Providers
+from tests.fakes.twilio import twilio_error
 from tests.service.support import Api
 from tests.support import read, write_config
 
@@ -24,14 +28,22 @@ async def test_every_firing_action_and_failure_is_recorded(api: Api) -> None:
     await api.post(f"/api/alerts/{fired['alert_id']}/cancel", {"mode": "live", "confirm": "cancel"})
     await api.fire("viewer", mode="dry-run")  # forbidden
     await api.settle()
-    rows = [row async for row in api.service.audit.rows()]
-    assert [r.action for r in rows] == ["config_load", "login_failure", "fire", "update", "cancel", "forbidden"]
-    assert [r.actor for r in rows] == ["service", "anonymous", "officer", "officer", "officer", "viewer"]
+    await api.service.failed_logins.flush(everything=True)  # failed logins are counted, and written per minute
+    every = [row async for row in api.service.audit.rows()]
+    rows = [r for r in every if r.action != "alert_sealed"]
+    assert [r.action for r in rows] == ["config_load", "fire", "update", "cancel", "forbidden", "login_failure"]
+    assert [r.actor for r in rows] == ["service", "officer", "officer", "officer", "viewer", "anonymous"]
     loaded = orjson.loads(rows[0].detail)
     assert loaded["path"].endswith("channels.toml") and len(loaded["sha256"]) == 64
-    fire = orjson.loads(rows[2].detail)
+    fire = orjson.loads(rows[1].detail)
     assert fire["alert_id"] == fired["alert_id"] and fire["mode"] == "live" and fire["template"] == "road_closure"
-    assert (await api.service.audit.verify()).ok
+    # Each alert is anchored as it is committed, and sealed once its deliveries are all final.
+    committed = [orjson.loads(r.detail)["alert_id"] for r in rows[1:4]]
+    assert all(len(orjson.loads(r.detail)["alert_sha256"]) == 64 for r in rows[1:4])
+    assert sorted(orjson.loads(r.detail)["alert_id"] for r in every if r.action == "alert_sealed") == sorted(committed)
+    anchors = Anchors()
+    assert (await api.service.audit.verify(observe=anchors.observe)).ok
+    assert await anchors.check(api.app.store) == AnchorVerdict(alerts=3, sealed=3)
 
 
 @pytest.fixture
@@ -68,13 +80,15 @@ def verify_cli(path: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -
 
 
 def tamper(path: Path, *statements: str, params: tuple[object, ...] = ()) -> None:
-    """Edit the file as someone with write access would: drop the append-only guards first."""
+    """Edit the file as someone with write access would: drop the audit log's append-only guards first."""
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("DROP TRIGGER IF EXISTS audit_no_update")
-    db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
-    for sql in statements:
-        db.execute(sql, params if "?" in sql else ())
-    db.close()
+    try:
+        db.execute("DROP TRIGGER IF EXISTS audit_no_update")
+        db.execute("DROP TRIGGER IF EXISTS audit_no_delete")
+        for sql in statements:
+            db.execute(sql, params if "?" in sql else ())
+    finally:
+        db.close()
 
 
 def test_an_intact_chain_verifies(chain: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -161,3 +175,89 @@ def test_a_row_before_the_first_is_named(chain: Path) -> None:
 def test_an_empty_log_verifies(tmp_path: Path) -> None:
     verdict = verdict_of(tmp_path / "empty.db")
     assert verdict.ok and verdict.rows == 0 and verdict.head_hash == GENESIS
+
+
+# --- the alerts anchored to the chain, and its head kept elsewhere --------------------------------------------
+
+
+@pytest.fixture
+def fired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[Providers, str]:
+    """A live CLI fire: one SMS refused by Twilio (failed), every other delivery sent; then a user added."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    with Providers(tmp_path, recipients=3) as p:
+        p.twilio.script(twilio_error(400, 21211, "The 'To' number is not a valid phone number."))
+        assert main(p.cli("fire", "road_closure", "--use-examples", "--live", "--yes", "--json",
+                          as_user="officer")) == 1
+        alert_id = orjson.loads(capsys.readouterr().out)["alert_id"]
+    return p, alert_id
+
+
+def cli(p: Providers, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(p.cli(*args))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_a_fired_alert_is_anchored_and_sealed(fired: tuple[Providers, str],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    p, _alert_id = fired
+    code, out = cli(p, capsys, "audit", "verify")
+    assert code == 0 and "alerts OK: 1 alert(s) match their anchors; 1 sealed" in out
+
+
+def test_an_edited_alert_is_named(fired: tuple[Providers, str], capsys: pytest.CaptureFixture[str]) -> None:
+    p, alert_id = fired
+    tamper(p.db, "DROP TRIGGER alerts_no_update", "UPDATE alerts SET areas = '[\"AUH\"]'")
+    code, out = cli(p, capsys, "audit", "verify")
+    assert code == 1 and f"TAMPERED at alert {alert_id}:" in out and "does not match its commit anchor" in out
+
+
+def test_an_edited_final_state_names_the_delivery(fired: tuple[Providers, str],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    p, alert_id = fired
+    db = sqlite3.connect(p.db)
+    delivery, phone = db.execute("SELECT id, recipient FROM deliveries WHERE state = 'failed'").fetchone()
+    db.close()
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):  # the trigger refuses it
+        tamper(p.db, f"UPDATE deliveries SET state = 'sent', last_error = NULL WHERE id = {delivery}")
+    tamper(p.db, "DROP TRIGGER deliveries_final",
+           f"UPDATE deliveries SET state = 'sent', last_error = NULL WHERE id = {delivery}")
+    code, out = cli(p, capsys, "audit", "verify")
+    assert code == 1 and f"TAMPERED at alert {alert_id}, delivery {delivery}:" in out
+    assert f"(sms-residents to {phone}) no longer matches its seal" in out and "it is now sent" in out
+
+
+def test_a_cut_tail_is_found_against_the_recorded_head(fired: tuple[Providers, str],
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    p, _alert_id = fired
+    assert main(p.cli("users", "add", "fatima", "--role", "officer")) == 0
+    code, head = cli(p, capsys, "audit", "head")
+    assert code == 0 and re.fullmatch(r"[0-9a-f]{64}:3\n", head)  # the fire, its seal, the new user
+    assert cli(p, capsys, "audit", "verify", "--expect", head.strip())[0] == 0
+    tamper(p.db, "DELETE FROM audit WHERE seq = 3")  # the last row: the chain alone cannot tell
+    assert cli(p, capsys, "audit", "verify")[0] == 0
+    code, out = cli(p, capsys, "audit", "verify", "--expect", head.strip())
+    assert code == 1 and "TAMPERED at row 3: the log ends at row 2" in out and "row 3 was cut from its end" in out
+
+
+def test_a_tail_rewritten_after_the_recorded_head_is_found(fired: tuple[Providers, str],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    p, _alert_id = fired
+    head = cli(p, capsys, "audit", "head")[1].strip()
+    db = sqlite3.connect(p.db)
+    seq, at, actor, action, detail, prev = db.execute(
+        "SELECT seq, at, actor, action, detail, prev_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    db.close()
+    forged = detail.replace('"deliveries":', '"deliveries_forged":')
+    tamper(p.db, "UPDATE audit SET detail = ?, hash = ? WHERE seq = ?",
+           params=(forged, row_hash(prev, seq, at, actor, action, forged), seq))
+    code, out = cli(p, capsys, "audit", "verify", "--expect", head)
+    assert code == 1 and f"row {seq} is not the row recorded as the head" in out
+
+
+def test_a_malformed_expected_head_is_named(fired: tuple[Providers, str], capsys: pytest.CaptureFixture[str]) -> None:
+    p, _alert_id = fired
+    code, out = cli(p, capsys, "audit", "verify", "--expect", "abc:3")
+    assert code == 2 and "--expect" in out and "64 hex digits" in out

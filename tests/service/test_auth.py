@@ -6,16 +6,27 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
 from broadcaster.app.users import Users
+from broadcaster.audit import AuditLog
 from broadcaster.cli import main
 from broadcaster.store import opened
 from broadcaster.store.sqlite_db import SqliteDatabase
+from broadcaster.timefmt import iso
 from tests.engine.providers import REPO, SECRET_VALUES, Providers
 from tests.service.conftest import drill_channels
-from tests.service.support import PUBLIC_URL, Api, provider_requests, rewrite_config, serving
+from tests.service.support import (
+    PUBLIC_URL,
+    QUAKE_CONFIRM,
+    Api,
+    ManualClock,
+    provider_requests,
+    rewrite_config,
+    serving,
+)
 
 READS = ["/api/me", "/api/templates", "/api/templates/road_closure", "/api/gazetteer", "/api/channels",
          "/api/alerts"]
@@ -40,12 +51,50 @@ async def test_every_api_path_needs_a_valid_bearer_token(api: Api, headers: dict
         assert status == 401, (method, path, body)
         assert body["error"] == "unauthorized"
     assert provider_requests(api.providers) == [0, 0, 0, 0]
-    failures = await api.audit("login_failure", limit=100)
-    assert len(failures) == len(paths)
-    # The audit row says why and where, and the public id of a well-formed token; never the token itself.
-    assert all("a" * 64 not in row.detail and "not-a-token" not in row.detail for row in failures)
+    assert await api.audit("login_failure") == []  # counted, written once the minute is over
+    await api.service.failed_logins.flush(everything=True)
+    (failure,) = await api.audit("login_failure", limit=100)
+    # The audit row says how many, why and where, and the public id of a well-formed token; never the token.
+    detail = orjson.loads(failure.detail)
+    assert detail["count"] == len(paths) and detail["source"] == "127.0.0.1"
+    assert sum(detail["paths"].values()) == len(paths) and len(detail["reasons"]) == 1
+    assert "a" * 64 not in failure.detail and "not-a-token" not in failure.detail
     if headers.get("Authorization", "").startswith("Bearer bct_"):
-        assert all(orjson.loads(row.detail)["token_id"] == "0123456789abcdef" for row in failures)
+        assert detail["token_ids"] == ["0123456789abcdef"]
+
+
+async def test_sixteen_clients_with_bad_tokens_leave_one_row_per_source_per_minute(providers: Providers) -> None:
+    """16 clients (each from its own loopback address) refused for three minutes, while the minute before is
+    being written: one row per source and minute, each with its exact count, and nothing else."""
+    clock = ManualClock(start=1_800_000_000.0)  # a minute boundary
+    per_minute, minutes = 24, 3
+    sources = [f"127.0.0.{n}" for n in range(2, 18)]
+    async with serving(providers, clock=clock) as api:
+        url = api.client.make_url("/api/alerts")
+        sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0), force_close=True))
+                    for source in sources]
+
+        async def refused(index: int, session: aiohttp.ClientSession) -> None:
+            for k in range(per_minute):
+                bad = {"Authorization": f"Bearer bct_{index:016x}_{'a' * 64}"} if k % 3 else {}
+                async with session.get(url, headers=bad) as response:
+                    assert response.status == 401
+
+        try:
+            for _minute in range(minutes):
+                writing = asyncio.create_task(api.service.failed_logins.flush())  # the minute that just ended
+                await asyncio.gather(*(refused(i, s) for i, s in enumerate(sessions)), writing)
+                clock.advance(60)
+        finally:
+            for session in sessions:
+                await session.close()
+    async with opened(str(providers.db)) as store:  # the last minute was written as the server stopped
+        rows = [orjson.loads(r.detail) async for r in AuditLog(store.db).rows() if r.action == "login_failure"]
+    assert sorted((d["source"], d["minute"]) for d in rows) == sorted(
+        (source, iso(1_800_000_000.0 + 60 * m)) for source in sources for m in range(minutes))
+    assert {d["count"] for d in rows} == {per_minute}
+    assert all(d["reasons"] == {"no bearer token": 8, "unknown token": 16} for d in rows)
+    assert all(d["paths"] == {"GET /api/alerts": per_minute} and len(d["token_ids"]) == 1 for d in rows)
 
 
 async def test_a_wrong_secret_for_a_real_token_id_is_refused(api: Api) -> None:
@@ -105,7 +154,7 @@ async def test_what_each_role_may_fire_update_cancel_and_confirm(api: Api) -> No
 
     # Confirming a two-person fire: officer or approver only.
     for user in ("viewer", "operator"):
-        status, body = await api.post(f"/api/alerts/{quake['alert_id']}/confirm", None, user)
+        status, body = await api.post(f"/api/alerts/{quake['alert_id']}/confirm", QUAKE_CONFIRM, user)
         assert status == 403, body
     forbidden = await api.audit("forbidden", limit=200)
     assert {orjson.loads(r.detail)["role"] for r in forbidden} == {"viewer", "operator"}
@@ -170,7 +219,8 @@ def test_users_add_prints_the_token_once_as_its_last_line(
             assert user is not None and user.role == "approver"
             rows = (await store.db.execute("SELECT actor, action, detail FROM audit ORDER BY seq")).rows
             assert rows[-1]["action"] == "user_add"
-            assert orjson.loads(rows[-1]["detail"]) == {"name": "khalid", "role": "approver"}
+            detail = orjson.loads(rows[-1]["detail"])
+            assert (detail["name"], detail["role"]) == ("khalid", "approver") and "expires_at" in detail
 
     asyncio.run(check())
     assert main(providers.cli("users", "add", "khalid", "--role", "viewer")) == 2
@@ -183,7 +233,7 @@ async def test_the_users_table_has_no_token_column(tmp_path: Path) -> None:
     async with opened(str(tmp_path / "t.db")) as store:
         columns = [r["name"] for r in await store.db.execute("PRAGMA table_info(users)")]
         assert isinstance(store.db, SqliteDatabase)
-    assert columns == ["name", "role", "token_id", "token_salt", "token_hash", "created_at"]
+    assert columns == ["name", "role", "token_id", "token_salt", "token_hash", "created_at", "expires_at"]
 
 
 async def test_no_token_or_provider_secret_reaches_a_log_the_audit_or_an_answer(

@@ -77,7 +77,8 @@ def sync_api(request: pytest.FixtureRequest) -> Any:
 @dataclass
 class Served:
     url: str
-    token: str
+    token: str  # console-officer, an operator
+    officers: dict[str, str]  # two officers' tokens: one fires a two-person alert, the other reviews it
 
 
 def _config(tmp_path: Path) -> Path:
@@ -107,13 +108,15 @@ def served(tmp_path: Path) -> Iterator[Served]:
         loaded, catalogue, database = load(str(config))
         store = await open_store(database)  # on the service's own loop, which serves it
         app = App(config=loaded, catalogue=catalogue, store=store, database=database)
-        token = (await Users(store.db).add("console-officer", "operator")).reveal()
+        users = Users(store.db)
+        token = (await users.add("console-officer", "operator")).reveal()
+        officers = {name: (await users.add(name, "officer")).reveal() for name in ("first-officer", "second-officer")}
         runner = web.AppRunner(make_app(app))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         host, port = runner.addresses[0][:2]
-        return Served(f"http://{host}:{port}", token)
+        return Served(f"http://{host}:{port}", token, officers)
 
     try:
         yield asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=30)
@@ -305,5 +308,113 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
 
             assert not page_errors, page_errors
             assert not outside, f"the console loaded something from outside the service: {outside}"
+        finally:
+            browser.close()
+
+
+def test_console_marks_the_variable_the_server_refuses_and_keeps_fire_disabled(sync_api: Any, served: Served) -> None:
+    """A time outside its rule (ends before starts) comes back as ``field: variables.ends``: that input is marked."""
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="ar-AE")
+            page.set_default_timeout(20_000)
+            page.goto(served.url + "/")
+            page.get_by_label("رمز الدخول (API token)").fill(served.token)
+            page.locator("#login-form button[type=submit]").click()
+            page.locator("#template").select_option("road_closure")
+            with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 200):
+                page.get_by_role("button", name="تعبئة بالأمثلة").click()
+            expect(page.locator("#fire")).to_be_enabled()
+            starts = page.locator("#var-starts").input_value()
+            ends = page.locator("#var-ends")
+            expect(ends).not_to_have_attribute("aria-invalid", "true")
+            with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 400) as refused:
+                ends.fill(starts)  # a closure that ends when it starts
+            assert refused.value.json()["field"] == "variables.ends"
+            expect(ends).to_have_attribute("aria-invalid", "true")
+            expect(page.locator("#preview-list .notice")).to_contain_text("variable 'ends'")
+            expect(page.locator("#fire")).to_be_disabled()
+        finally:
+            browser.close()
+
+
+def _post(served: Served, path: str, body: dict[str, Any], token: str) -> tuple[int, dict[str, Any]]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(served.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_second_officer_reviews_what_the_public_will_see_in_the_live_frame(
+    sync_api: Any, served: Served
+) -> None:
+    """A held live earthquake: its texts, audience and cost, a red frame, a readable deadline, a typed release."""
+    expect = sync_api.expect
+    status, held = _post(served, "/api/alerts", {"template": "earthquake", "use_examples": True, "mode": "live",
+                                                 "confirm": "earthquake"}, served.officers["first-officer"])
+    assert status == 202 and held["state"] == "awaiting_confirmation", held
+    alert_id = held["alert_id"]
+    releases: list[str] = []
+    page_errors: list[str] = []
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="ar-AE")
+            page.set_default_timeout(20_000)
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+
+            def release(route: Any) -> None:  # the release itself is the API's (tests/service/test_two_person.py)
+                releases.append(route.request.post_data or "")
+                route.fulfill(status=202, content_type="application/json",
+                              body=json.dumps({"alert_id": alert_id, "state": "sending"}))
+
+            page.route(f"{served.url}/api/alerts/{alert_id}/confirm", release)
+            page.goto(served.url + "/")
+            page.get_by_label("رمز الدخول (API token)").fill(served.officers["second-officer"])
+            page.locator("#login-form button[type=submit]").click()
+            expect(page.locator("#console")).to_be_visible()
+            expect(page.locator("body")).to_have_attribute("data-mode", "dry-run")
+
+            page.locator(f'#history-body tr[data-alert="{alert_id}"] button').first.click()
+            review = page.locator("#review")
+            expect(review).to_be_visible()
+            # The frame says what releasing it does.
+            expect(page.locator("body")).to_have_attribute("data-mode", "live")
+            assert page.evaluate(FRAME_COLOUR) == RED
+            # Every channel's text, in its own direction, with the SMS audience and cost.
+            x_ar = review.locator('.msg[data-channel="x-authority"][data-language="ar"] .msg-text')
+            expect(x_ar).to_have_attribute("dir", "rtl")
+            expect(x_ar).to_contain_text("زلزال")
+            expect(review.locator('.msg[data-channel="x-authority"][data-language="en"] .msg-text')).to_contain_text(
+                "earthquake")
+            expect(review.locator('.msg[data-kind="sms"]').first).to_be_visible()
+            expect(review.locator('.msg[data-kind="telegram"]').first).to_be_visible()
+            expect(page.locator("#review-summary")).to_contain_text("مستلمو SMS")
+            # The deadline reads in order: its clock time isolated from the Arabic around it.
+            deadline = page.locator("#progress-state")
+            expect(deadline).to_contain_text(re.compile("آخر موعد للتأكيد: \u2068\\d{1,2}:\\d{2}\u2069 (صباحاً|مساءً)"))
+            assert "-11-" not in deadline.inner_text() and "T" not in deadline.inner_text()
+
+            confirm = page.locator("#confirm-second")
+            expect(confirm).to_be_disabled()
+            page.locator("#review-confirm").fill("flood_warning")
+            expect(confirm).to_be_disabled()
+            confirm.click(force=True)
+            page.locator("#review-confirm").fill("earthquake")
+            expect(confirm).to_be_enabled()
+            confirm.click()
+            page.wait_for_timeout(300)
+            assert [json.loads(body) for body in releases] == [{"confirm": "earthquake"}]
+            assert not page_errors, page_errors
         finally:
             browser.close()

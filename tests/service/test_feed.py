@@ -6,6 +6,8 @@ import re
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
+import orjson
+import pytest
 
 from broadcaster.cap import validate
 from tests.engine.providers import Providers
@@ -56,11 +58,20 @@ async def test_the_feed_lists_live_alerts_and_every_document_validates(clocked: 
     for entry in entries:
         assert text(entry, "a:id").startswith("urn:cap:alerts.example.gov/")
         assert RFC3339.match(text(entry, "a:updated")) and text(entry, "a:title")
-        (link,) = entry.findall("a:link", ATOM)
-        assert link.get("rel") == "alternate" and link.get("type") == "application/cap+xml"
+        (link,) = entry.findall("a:link[@rel='alternate']", ATOM)
+        assert link.get("type") == "application/cap+xml"
         links.append(link.get("href"))
     # Newest first; exercise and dry-run never appear.
     assert links == [f"{PUBLIC_URL}/cap/{ids['cancel']}.xml", f"{PUBLIC_URL}/cap/{ids['live']}.xml"]
+    # The original says it was cancelled, and links to its cancel; the cancel itself is not marked so.
+    cancel_entry, original_entry = entries
+    assert text(original_entry, "a:title").startswith("أُلغي · CANCELLED: ")
+    assert f"This alert was cancelled ({ids['cancel']})" in text(original_entry, "a:summary")
+    (related,) = original_entry.findall("a:link[@rel='related']", ATOM)
+    assert related.get("href") == f"{PUBLIC_URL}/cap/{ids['cancel']}.xml"
+    assert "cancelled" in [c.get("term") for c in original_entry.findall("a:category", ATOM)]
+    assert text(cancel_entry, "a:title").startswith("إلغاء · Cancel: ")
+    assert "cancelled" not in [c.get("term") for c in cancel_entry.findall("a:category", ATOM)]
     for alert_id, msg_type in ((ids["live"], "Alert"), (ids["cancel"], "Cancel")):
         async with api.client.get(f"/cap/{alert_id}.xml") as response:
             assert response.status == 200
@@ -105,3 +116,29 @@ async def test_without_a_public_url_links_use_the_request_origin(providers: Prov
         _, raw = await api.get("/cap/feed.atom", None)
         (link,) = SafeET.fromstring(raw).findall("a:entry/a:link", ATOM)
         assert re.match(r"^http://127\.0\.0\.1:\d+/cap/", link.get("href") or "")
+
+
+async def test_an_alert_whose_text_xml_cannot_carry_never_takes_the_feed_down(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A live alert stored with a control character in its headline (a gazetteer name from before names were
+    # checked): its own document is a 500, but the feed still answers for everyone, with the other alerts.
+    ids = []
+    for template in ("road_closure", "flood_warning"):
+        status, body = await api.fire("officer", template=template, mode="live")
+        assert status == 202, body
+        ids.append(body["alert_id"])
+    await api.settle()
+    good, bad = ids
+    alert = await api.app.store.alerts.get(bad)
+    forms = {lang: {**texts, "headline": texts["headline"] + "\x07"} for lang, texts in alert.forms.items()}
+    # Alerts are append-only (migration 0006): an old row is forged as someone with write access would.
+    await api.app.store.db.execute("DROP TRIGGER IF EXISTS alerts_no_update")
+    await api.app.store.db.execute("UPDATE alerts SET forms = ? WHERE id = ?", (orjson.dumps(forms).decode(), bad))
+    status, raw = await api.get("/cap/feed.atom", None)
+    assert status == 200
+    links = [link.get("href") for link in SafeET.fromstring(raw).findall("a:entry/a:link", ATOM)]
+    assert links == [f"{PUBLIC_URL}/cap/{good}.xml"]
+    assert f"alert {bad} is left out of the public feed" in caplog.text
+    status, _ = await api.get(f"/cap/{bad}.xml", None)
+    assert status == 500

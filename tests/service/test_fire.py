@@ -11,9 +11,15 @@ import pytest
 
 from broadcaster.cli import main
 from broadcaster.engine.outbox import commit, plan_alert
+from broadcaster.errors import StoreFull
 from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
-from tests.service.support import PUBLIC_URL, Api, provider_requests
+from tests.engine.providers import secret_forms
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.twilio import echo_auth
+from tests.service.conftest import drill_channels
+from tests.service.support import PUBLIC_URL, Api, provider_requests, rewrite_config
+from tests.support import loaded, reopen
 
 
 async def cli_json(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
@@ -38,7 +44,8 @@ async def test_dry_run_opens_no_provider_connection_and_streams_to_done(api: Api
     status, view = await api.get(f"/api/alerts/{body['alert_id']}")
     assert view["mode"] == "dry-run" and view["state"] == "done" and view["created_by"] == "operator"
     assert {d["state"] for d in view["deliveries"]} == {"sent"}
-    assert len(view["deliveries"]) == 2 + 1 + 3 + 1 + 1  # x ar/en, telegram, 3 SMS, partner-hook, drills
+    # x ar/en, telegram, 3 SMS, partner-hook; never partner-drills: a dry-run rehearses a live alert
+    assert len(view["deliveries"]) == 2 + 1 + 3 + 1
 
 
 async def test_live_fire_reaches_every_channel_with_a_status_callback(
@@ -49,7 +56,8 @@ async def test_live_fire_reaches_every_channel_with_a_status_callback(
     alert_id = body["alert_id"]
     await api.settle()
     p = api.providers
-    assert len(p.x.tweets) == 2 and len(p.telegram.sent) == 1 and len(p.webhook.deliveries) == 2
+    assert len(p.x.tweets) == 2 and len(p.telegram.sent) == 1
+    assert [d.path for d in p.webhook.deliveries] == ["/alerts"]  # partner-drills (/drills) is a drill channel
     assert sorted(m["to"] for m in p.twilio.messages) == sorted(p.phones)
     assert {m["status_callback"] for m in p.twilio.messages} == {f"{PUBLIC_URL}/twilio/status"}
     status, view = await api.get(f"/api/alerts/{alert_id}")
@@ -65,20 +73,38 @@ async def test_live_fire_reaches_every_channel_with_a_status_callback(
     assert page == log[1:3]
 
 
+async def test_the_api_log_of_an_echoing_provider_shows_no_form_of_a_secret(api: Api) -> None:
+    """Twilio echoes its basic auth, Telegram the lower-cased ``/bot<token>/``: the log a viewer reads shows
+    neither, nor does the alert's view (its deliveries' last errors)."""
+    p = api.providers
+    p.twilio.script(echo_auth(), times=3)
+    p.telegram.script(FakeTelegram.echo_url())
+    status, body = await api.fire("officer", mode="live")
+    assert status == 202, body
+    await api.settle()
+    _status, log = await api.get(f"/api/alerts/{body['alert_id']}/log")
+    _status, view = await api.get(f"/api/alerts/{body['alert_id']}")
+    details = [line["detail"] or "" for line in log]
+    assert any("basic ******** is not valid for" in d.lower() for d in details)
+    assert any("no such method /bot********/sendmessage" in d.lower() for d in details)
+    shown = (orjson.dumps(log) + orjson.dumps(view)).decode().lower()
+    assert [form for form in secret_forms() if form in shown] == []
+
+
 async def test_the_deliveries_of_an_alert_are_paged(api: Api) -> None:
     status, body = await api.fire("officer", mode="dry-run")
     assert status == 202, body
     await api.settle()
     path = f"/api/alerts/{body['alert_id']}"
     _status, whole = await api.get(path)
-    assert len(whole["deliveries"]) == whole["deliveries_total"] == 8
+    assert len(whole["deliveries"]) == whole["deliveries_total"] == 7
     for query, expected in (("limit=2&offset=1", whole["deliveries"][1:3]), ("limit=3", whole["deliveries"][:3]),
-                            ("offset=5", whole["deliveries"][5:]), ("offset=8", []), ("limit=2&offset=7",
-                                                                                       whole["deliveries"][7:])):
+                            ("offset=5", whole["deliveries"][5:]), ("offset=7", []), ("limit=2&offset=6",
+                                                                                       whole["deliveries"][6:])):
         status, page = await api.get(f"{path}?{query}")
         assert status == 200, page
         assert page["deliveries"] == expected, query
-        assert page["deliveries_total"] == 8, query
+        assert page["deliveries_total"] == 7, query
 
 
 async def test_exercise_goes_only_to_exercise_channels(api: Api) -> None:
@@ -122,7 +148,7 @@ async def test_a_dry_run_cancel_never_withdraws_a_live_alert(api: Api) -> None:
     status, fired = await api.fire("officer", mode="live")
     await api.settle()
     # Pretend one delivery is still queued, then rehearse its cancel.
-    await store.db.execute("UPDATE deliveries SET state = 'pending' WHERE id = (SELECT MIN(id) FROM deliveries)")
+    await reopen(store.db, "UPDATE deliveries SET state = 'pending' WHERE id = (SELECT MIN(id) FROM deliveries)")
     status, _rehearsal = await api.post(f"/api/alerts/{fired['alert_id']}/cancel", {"mode": "dry-run"})
     assert status == 202
     await api.settle()
@@ -140,11 +166,11 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"template": "road_closure", "variables": {"road": True}, "mode": "dry-run"}, "variables.road"),
     ({"template": "road_closure", "variables": {"detour": {"fr": "x"}}, "mode": "dry-run"}, "variables.detour.fr"),
     ({"template": "road_closure", "use_examples": True, "variables": {"detour": "see https://evil.example"},
-      "mode": "dry-run"}, "variables"),
+      "mode": "dry-run"}, "variables.detour"),
     ({"template": "road_closure", "use_examples": True, "variables": {"road": "MOON"}, "mode": "dry-run"},
-     "variables"),
+     "variables.road"),
     ({"template": "road_closure", "use_examples": True, "variables": {"detour": "a\u202eb"}, "mode": "dry-run"},
-     "variables"),
+     "variables.detour"),
     ({"template": "road_closure", "use_examples": True, "areas": ["ATLANTIS"], "mode": "dry-run"}, "areas"),
     ({"template": "road_closure", "use_examples": True, "areas": "DXB", "mode": "dry-run"}, "areas"),
     ({"template": "road_closure", "use_examples": True, "channels": "nope", "mode": "dry-run"}, "channels"),
@@ -152,7 +178,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"template": "road_closure", "use_examples": True, "channels": "x-authority", "mode": "exercise"}, "channels"),
     ({"template": "road_closure", "use_examples": True, "mode": "live"}, "confirm"),
     ({"template": "road_closure", "use_examples": True, "mode": "live", "confirm": "earthquake"}, "confirm"),
-    ({"template": "road_closure", "variables": {}, "mode": "dry-run"}, "variables"),
+    ({"template": "road_closure", "variables": {}, "mode": "dry-run"}, "variables.road"),
     ([1, 2], "body"),
     ("not json", "body"),
 ]
@@ -230,9 +256,10 @@ async def test_a_late_subscriber_gets_the_counts_then_done(api: Api) -> None:
 async def test_events_of_an_alert_delivered_elsewhere_are_polled_from_the_store(api: Api) -> None:
     # Committed by another process (here: directly), with nothing delivering it in this one.
     app = api.app
+    now = time.time()
     plan = await plan_alert(app.config, app.catalogue, "road_closure",
-                            example_inputs(app.catalogue.get("road_closure")), mode=Mode.DRY_RUN, now=time.time(),
-                            selection="partner-hook")
+                            example_inputs(app.catalogue.get("road_closure"), now, app.config.timezone),
+                            mode=Mode.DRY_RUN, now=now, selection="partner-hook")
     await commit(app.store, plan)
     api.service.hub.poll_s = 0.05
 
@@ -243,3 +270,37 @@ async def test_events_of_an_alert_delivered_elsewhere_are_polled_from_the_store(
     assert events[0] == ("progress", {"channel": None, "state": None, "counts": {"partner-hook": {"pending": 1}}})
     assert events[-2][1]["counts"] == {"partner-hook": {"sent": 1}}
     assert events[-1] == ("done", {"alert_id": plan.alert.id, "ok": True, "state": "done"})
+
+
+async def test_a_full_database_is_a_503_that_says_so_and_nothing_is_sent(api: Api) -> None:
+    db = api.app.store.db
+    pages = (await db.execute("PRAGMA page_count")).rows[0][0]
+    await db.execute(f"PRAGMA max_page_count = {pages + 50}")
+    await db.execute("CREATE TABLE filler (x BLOB)")
+    with pytest.raises(StoreFull):
+        while True:  # every free page taken: the disk is full
+            await db.execute("INSERT INTO filler (x) VALUES (randomblob(3000))")
+    status, body = await api.fire("officer", mode="live")
+    assert status == 503, body
+    assert body["error"] == "database_full" and "full" in body["message"] and "nothing was changed" in body["message"]
+    await api.settle()
+    assert provider_requests(api.providers) == [0, 0, 0, 0]
+    assert await api.app.store.alerts.recent(10) == []
+
+
+async def test_a_follow_up_is_checked_against_the_config_as_it_is_now(api: Api) -> None:
+    """The drill hook became a partner's public hook after the exercise: its update is refused, nothing sent."""
+    status, body = await api.fire("officer", mode="exercise")
+    assert status == 202, body
+    await api.settle()
+    assert [d.path for d in api.providers.webhook.deliveries] == ["/drills"]
+    p = api.providers
+    rewrite_config(p, extra=[{**drill_channels(p)[0], "exercise": False}], public_url=PUBLIC_URL)
+    api.app.config = loaded(p.config).config  # the service restarted on the new channels.toml
+    status, refused = await api.post(f"/api/alerts/{body['alert_id']}/update", {"mode": "exercise"})
+    assert status == 400, refused
+    assert refused["field"] == "channels"
+    assert "partner-drills: no longer an exercise channel" in refused["message"]
+    await api.settle()
+    assert [d.path for d in p.webhook.deliveries] == ["/drills"]
+    assert [a.id for a in await api.app.store.alerts.recent(10)] == [body["alert_id"]]

@@ -12,6 +12,7 @@ from broadcaster.service.state import Limits
 from tests.engine.providers import Providers
 from tests.fakes.webhook import webhook_error
 from tests.service.support import ManualClock, serving
+from tests.support import reopen
 
 FAST = RetryPolicy(base_s=0.02, cap_s=0.1, reconcile_after_s=0.2)
 
@@ -48,7 +49,7 @@ async def test_metrics_count_deliveries_retries_latency_depth_and_first_send(pro
         assert sample(text, "broadcaster_fires_total", mode="live", state="sending") == 1
         assert "broadcaster_queue_depth" in text
         # Queue depth is read from the store when scraped.
-        await api.app.store.db.execute("UPDATE deliveries SET state = 'pending' WHERE channel_id = 'sms-residents'")
+        await reopen(api.app.store.db, "UPDATE deliveries SET state = 'pending' WHERE channel_id = 'sms-residents'")
         status, raw = await api.get("/metrics", None)
         assert sample(raw.decode(), "broadcaster_queue_depth", channel="sms-residents", state="pending") == 3
         # Dry-runs are counted under their own mode; their virtual latencies are not observed.

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from broadcaster.errors import Conflict, InputError, StoreTimeout
+from broadcaster.errors import Conflict, InputError, IntegrityError, StoreTimeout
 from broadcaster.states import DeliveryState, Mode, MsgType, Outcome, RunKind, RunState, StepState
 from broadcaster.store import Store, alerts, open_store
 from broadcaster.store.records import (
@@ -138,6 +138,24 @@ async def test_expire_and_withdraw_touch_only_what_never_went_out(store: Store) 
     assert await store.alerts.withdraw("NEW", "cancelled by C1") == 3
     assert {d.last_error for d in await store.alerts.deliveries("NEW")} == {"cancelled by C1"}
     assert await store.alerts.unfinished() == []
+
+
+async def test_a_cancel_withdraws_its_original_in_its_own_commit_or_not_at_all(store: Store) -> None:
+    await commit(store, "ORIG", phones=2)
+    await commit(store, "TAKEN", phones=1)
+    cancel_messages = [MessageRecord("sms/ar", "sms", "ar", "إلغاء")]
+
+    async def cancel(alert_id: str) -> tuple[int, int]:
+        return await store.alerts.create(alert(alert_id, references="ORIG"), cancel_messages, batches(),
+                                         withdraw="ORIG")
+
+    # A cancel whose commit fails (here: its id is taken) leaves the original exactly as it was.
+    with pytest.raises(IntegrityError):
+        await cancel("TAKEN")
+    assert await store.alerts.state_counts("ORIG") == {"sms": {"pending": 2}, "tg": {"pending": 1}}
+    await cancel("C1")
+    assert await store.alerts.state_counts("ORIG") == {"sms": {"withdrawn": 2}, "tg": {"withdrawn": 1}}
+    assert {d.last_error for d in await store.alerts.deliveries("ORIG")} == {"withdrawn by cancel C1"}
 
 
 async def test_orphaned_leases_become_unknown_and_are_reconciled_on_the_next_claim(store: Store) -> None:

@@ -10,8 +10,10 @@ import pytest
 from broadcaster.cli import main
 from broadcaster.errors import TemplateError
 from broadcaster.templates.gazetteer import load_gazetteer
+from tests.support import token_file
 
 REPO = Path(__file__).resolve().parents[2]
+NOW = 1_795_000_000.0  # 2026-11-18: example times are relative to it, inside the years the system handles
 
 
 def test_reach_covers_the_area_its_contents_and_its_containers() -> None:
@@ -42,7 +44,8 @@ async def test_emirate_wide_recipients_hear_about_a_district_closure() -> None:
 
     app = loaded(REPO / "channels.toml")
     plan = await plan_alert(app.config, app.catalogue, "road_closure",
-                            example_inputs(app.catalogue.get("road_closure")), mode=Mode.DRY_RUN, now=0.0)
+                            example_inputs(app.catalogue.get("road_closure"), NOW, app.config.timezone),
+                            mode=Mode.EXERCISE, now=NOW)
     exercise = {r.rendered.language: r.recipients for r in plan.rows if r.channel == "sms-exercise"}
     # recipients/exercise.csv registers phones for DXB (the emirate) and DXB-HATTA (off E11).
     assert sum(exercise.values()) >= 1
@@ -64,7 +67,8 @@ def test_approve_refuses_a_template_that_fails_its_checks(
     path.write_text(path.read_text(encoding="utf-8").replace("max_length = 40\n", "max_length = 400\n"),
                     encoding="utf-8")
     args = ["--config", str(tmp_path / "channels.toml"), "--db", str(tmp_path / "t.db")]
-    assert main([*args, "templates", "approve", "road_closure", "--by", "A. Officer"]) == 2
+    approver = token_file(tmp_path, tmp_path / "t.db", "approver")
+    assert main([*args, "--token-file", str(approver), "templates", "approve", "road_closure"]) == 2
     assert "not approved" in capsys.readouterr().err
     assert "sha256 = " in path.read_text(encoding="utf-8")  # the old (now stale) approval is untouched
     assert main([*args, "templates", "check"]) == 2

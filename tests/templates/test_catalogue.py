@@ -10,10 +10,10 @@ import pytest
 
 from broadcaster.channels.registry import KINDS, targets
 from broadcaster.errors import TemplateError
-from broadcaster.templates.catalogue import Catalogue, approve, content_hash, read_toml
+from broadcaster.templates.catalogue import Catalogue, content_hash, read_toml
 from broadcaster.templates.check import check_catalogue
 from tests.support import Loaded
-from tests.templates.support import DEFAULT_TARGETS, DUBAI, edit
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, approve_as_is, edit
 
 REQUIRED = {"road_closure", "flood_warning", "earthquake", "all_clear", "cancel"}
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
@@ -88,7 +88,8 @@ def test_missing_approval_is_reported(catalogue: Catalogue) -> None:
     with pytest.raises(TemplateError, match="approval missing"):
         catalogue.approved("cancel")
     problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
-    assert problems == [f"{path}: [approval]: missing; run `broadcaster templates approve ID --by NAME` after review"]
+    assert problems == [
+        f"{path}: [approval]: missing; run `broadcaster templates approve ID` (as an approver) after review"]
 
 
 def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalogue) -> None:
@@ -97,7 +98,7 @@ def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalo
     edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
     edited = path.read_text(encoding="utf-8")
 
-    digest = approve(path, "  Duty Officer Mariam  ", WHEN)
+    digest = approve_as_is(path, "  Duty Officer Mariam  ", WHEN)
 
     template = catalogue.approved("road_closure")
     assert digest == template.content_hash
@@ -116,7 +117,7 @@ def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalo
 def test_approving_an_unapproved_file_appends_the_table(catalogue: Catalogue) -> None:
     path = catalogue.path("cancel")
     path.write_text(path.read_text(encoding="utf-8").split("[approval]")[0], encoding="utf-8")
-    approve(path, "Officer", WHEN)
+    approve_as_is(path, "Officer", WHEN)
     assert catalogue.approved("cancel").approval is not None
     assert path.read_text(encoding="utf-8").count("[approval]") == 1
 
@@ -125,7 +126,7 @@ def test_approve_replaces_an_approval_header_that_carries_a_comment(catalogue: C
     path = catalogue.path("road_closure")
     edit(path, "[approval]\n", "[approval]  # signed off by the duty desk\n")
     edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
-    approve(path, "Officer", WHEN)
+    approve_as_is(path, "Officer", WHEN)
     assert catalogue.approved("road_closure").approval is not None
     assert path.read_text(encoding="utf-8").count("[approval]") == 1
 
@@ -138,7 +139,7 @@ def test_approve_refuses_a_table_after_approval_and_restores_the_file(catalogue:
     moved = text.replace(block, "") + "\n" + block
     path.write_text(moved, encoding="utf-8")
     with pytest.raises(TemplateError, match=r"\[approval\] must be the last table"):
-        approve(path, "Officer", WHEN)
+        approve_as_is(path, "Officer", WHEN)
     assert path.read_text(encoding="utf-8") == moved
 
 
@@ -151,7 +152,7 @@ def test_approve_restores_the_file_when_the_rewrite_does_not_parse(catalogue: Ca
     path.write_text(broken, encoding="utf-8")
     assert catalogue.get("road_closure").approved  # same content, still approved; re-approving must not break it
     with pytest.raises(TemplateError):
-        approve(path, "Officer", WHEN)
+        approve_as_is(path, "Officer", WHEN)
     assert path.read_text(encoding="utf-8") == broken
 
 
@@ -159,7 +160,7 @@ def test_approve_needs_a_name(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     before = path.read_text(encoding="utf-8")
     with pytest.raises(TemplateError, match="approver"):
-        approve(path, "   ", WHEN)
+        approve_as_is(path, "   ", WHEN)
     assert path.read_text(encoding="utf-8") == before
 
 
@@ -241,6 +242,21 @@ def test_a_missing_text_form_is_rejected(catalogue: Catalogue) -> None:
 def test_a_missing_templates_folder_is_reported(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="templates folder not found"):
         Catalogue(tmp_path / "nowhere", KINDS)
+
+
+def test_a_template_that_is_not_utf8_names_the_line(catalogue: Catalogue) -> None:
+    path = catalogue.path("road_closure")
+    path.write_bytes(path.read_bytes().replace("شارع".encode(), "Caf\u00e9".encode("latin-1"), 1))
+    with pytest.raises(TemplateError, match=r"road_closure\.toml: line \d+, column \d+: byte 0xE9 is not UTF-8"):
+        read_toml(path)
+
+
+@pytest.mark.parametrize("bounds", ["min = nan", "max = inf", "min = -inf", "max = nan"])
+def test_a_number_variable_needs_finite_bounds(catalogue: Catalogue, bounds: str) -> None:
+    """TOML reads nan and inf: a nan bound refused every magnitude, an infinite one took any."""
+    edit(catalogue.path("earthquake"), "min = 0" if bounds.startswith("min") else "max = 10", bounds)
+    with pytest.raises(TemplateError, match=r"variable 'magnitude': a number needs finite min <= max"):
+        catalogue.get("earthquake")
 
 
 def test_a_template_may_only_target_a_kind_the_registry_has(catalogue: Catalogue) -> None:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from broadcaster.channels.registry import targets
 from broadcaster.channels.x import XChannel
-from broadcaster.templates.catalogue import Catalogue, approve
+from broadcaster.templates.catalogue import Catalogue
 from broadcaster.templates.check import check_catalogue, check_template, worst_display
 from broadcaster.templates.render import FSI, PDI, render_forms
 from broadcaster.templates.variables import example_inputs, resolve
 from broadcaster.text import lengths
 from tests.support import Loaded
-from tests.templates.support import DEFAULT_TARGETS, DUBAI, edit, render_kind
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, approve_as_is, edit, render_kind
 
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
 STALE = "[approval] sha256: stale"
@@ -151,7 +152,7 @@ def test_a_worst_case_that_does_not_fit_names_the_channels(catalogue: Catalogue,
 
 def test_approving_does_not_hide_a_worst_case_that_does_not_fit(catalogue: Catalogue, shipped_app: Loaded) -> None:
     path = raise_detour_max_length(catalogue, 400)
-    approve(path, "Officer", WHEN)
+    approve_as_is(path, "Officer", WHEN)
     problems = check_catalogue(catalogue, DUBAI, targets(shipped_app.config.channels))
     assert problems
     assert all(p.startswith(f"{path}: worst case does not fit") for p in problems), problems
@@ -160,7 +161,7 @@ def test_approving_does_not_hide_a_worst_case_that_does_not_fit(catalogue: Catal
 def test_the_worst_case_is_only_checked_for_kinds_the_template_targets(catalogue: Catalogue) -> None:
     path = raise_detour_max_length(catalogue, 400)
     edit(path, 'kinds = ["x", "telegram", "sms", "webhook"]', 'kinds = ["telegram", "webhook"]')
-    approve(path, "Officer", WHEN)
+    approve_as_is(path, "Officer", WHEN)
     assert problems_of(catalogue, "road_closure") == []
 
 
@@ -182,7 +183,7 @@ def test_the_worst_case_counts_the_exercise_marker(catalogue: Catalogue) -> None
     n = max(n for n in range(40, 200) if fits(n, exercise=False))
     assert not fits(n, exercise=True)
     raise_detour_max_length(catalogue, n)
-    approve(path, "Officer", WHEN)
+    approve_as_is(path, "Officer", WHEN)
     problems = check_template(catalogue.get("road_closure"), catalogue.gazetteer, DUBAI, x_only)
     assert problems and all(", exercise)" in p for p in problems), problems
 
@@ -191,8 +192,9 @@ def test_nothing_is_truncated_a_max_length_value_renders_in_full(shipped: Catalo
     # At the shipped max_length the full value is in every message, and it fits.
     template = shipped.get("road_closure")
     detour = {"ar": "A" + "ب" * 39, "en": "W" * 40}
-    inputs = {**example_inputs(template), "detour": detour}
-    values = resolve(template, shipped.gazetteer, inputs, DUBAI)
+    now = time.time()
+    inputs = {**example_inputs(template, now, DUBAI), "detour": detour}
+    values = resolve(template, shipped.gazetteer, inputs, DUBAI, now=now)
     forms = render_forms(template, values.display, exercise=False)
     for kind in ("sms", "x", "telegram", "webhook"):
         for rendered in render_kind(kind, forms, ("ar", "en")):
@@ -207,7 +209,8 @@ def test_nothing_is_truncated_a_max_length_value_renders_in_full(shipped: Catalo
     big = catalogue.get("road_closure")
     long_detour = {"ar": "ب" * 400, "en": "Take the coast road " * 20}
     assert len(long_detour["en"]) == 400
-    values = resolve(big, catalogue.gazetteer, {**example_inputs(big), "detour": long_detour}, DUBAI)
+    values = resolve(big, catalogue.gazetteer, {**example_inputs(big, now, DUBAI), "detour": long_detour}, DUBAI,
+                     now=now)
     forms = render_forms(big, values.display, exercise=False)
     ar_sms, en_sms = render_kind("sms", forms, ("ar", "en"))
     assert not ar_sms.fits

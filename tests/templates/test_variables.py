@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -30,14 +31,15 @@ ROAD = CATALOGUE.get("road_closure")
 FLOOD = CATALOGUE.get("flood_warning")
 QUAKE = CATALOGUE.get("earthquake")
 BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+NOW = datetime(2026, 11, 23, 16, 0, tzinfo=DUBAI).timestamp()  # the moment these values are checked at
 
 
 def run(template: Template, **overrides: str | Mapping[str, str]) -> Values:
     """Resolve the template's examples with some values replaced (a str sets both languages)."""
-    inputs = example_inputs(template)
+    inputs = example_inputs(template, NOW, DUBAI)
     for name, value in overrides.items():
         inputs[name] = {"ar": value, "en": value} if isinstance(value, str) else dict(value)
-    return resolve(template, CATALOGUE.gazetteer, inputs, DUBAI)
+    return resolve(template, CATALOGUE.gazetteer, inputs, DUBAI, now=NOW)
 
 
 def refused(template: Template, name: str, **overrides: str | Mapping[str, str]) -> str:
@@ -81,9 +83,9 @@ def test_an_optional_variable_may_be_left_empty(catalogue: Catalogue) -> None:
         'name = "detour"\ntype = "text"\nmax_length = 40\nrequired = true',
         'name = "detour"\ntype = "text"\nmax_length = 40\nrequired = false'), encoding="utf-8")
     template = catalogue.get("road_closure")
-    inputs = example_inputs(template)
+    inputs = example_inputs(template, NOW, DUBAI)
     del inputs["detour"]
-    values = resolve(template, catalogue.gazetteer, inputs, DUBAI)
+    values = resolve(template, catalogue.gazetteer, inputs, DUBAI, now=NOW)
     assert values.display["detour"] == {"ar": "", "en": ""}
 
 
@@ -114,9 +116,9 @@ def test_a_value_one_over_max_length_is_refused() -> None:
 
 
 def test_an_unknown_variable_is_refused() -> None:
-    inputs = {**example_inputs(ROAD), "lane": {"ar": "x", "en": "x"}}
+    inputs = {**example_inputs(ROAD, NOW, DUBAI), "lane": {"ar": "x", "en": "x"}}
     with pytest.raises(VariableError, match=r"unknown variable 'lane'.*detour, ends, reason, road, starts"):
-        resolve(ROAD, CATALOGUE.gazetteer, inputs, DUBAI)
+        resolve(ROAD, CATALOGUE.gazetteer, inputs, DUBAI, now=NOW)
 
 
 # --- injection --------------------------------------------------------------------------------------
@@ -241,6 +243,16 @@ def test_a_value_that_is_not_a_datetime_is_refused(value: str) -> None:
     assert "ISO 8601" in refused(ROAD, "starts", starts=value)
 
 
+@pytest.mark.parametrize("value", [
+    "0001-01-01T00:00:00+04:00", "9999-12-31T23:59:59-04:00", "9999-12-31T23:59:59+00:00",
+    "1999-12-31T23:00:00+00:00", "2100-01-01T00:00:00+00:00",
+])
+def test_a_datetime_outside_the_years_2000_to_2099_is_refused(value: str) -> None:
+    """Years 0001 and 9999 parse in Python, then overflow as soon as they are shown in Dubai time."""
+    message = refused(ROAD, "starts", starts=value)
+    assert value in message and "between the years 2000 and 2099" in message
+
+
 @pytest.mark.parametrize("value", ["2026-11-23T18:00:00+00:00", "2026-11-23T18:00:00Z", "2026-11-23T19:00:00+01:00"])
 def test_a_datetime_with_an_offset_renders_in_dubai_time_in_both_languages(value: str) -> None:
     values = run(ROAD, starts=value)
@@ -323,7 +335,7 @@ def test_parse_var_args_refuses_malformed_arguments(arg: str, expected: str) -> 
 def test_parsed_var_args_feed_resolve() -> None:
     parsed = parse_var_args(["road=E311", "reason=accident", "starts=2026-11-23T22:00:00+04:00",
                              "ends=2026-11-24T05:00:00+04:00", "detour.ar=شارع الخيل", "detour.en=Al Khail Road"])
-    values = resolve(ROAD, CATALOGUE.gazetteer, parsed, DUBAI)
+    values = resolve(ROAD, CATALOGUE.gazetteer, parsed, DUBAI, now=NOW)
     assert values.display["road"]["en"] == "Sheikh Mohammed Bin Zayed Road"
 
 
@@ -420,3 +432,27 @@ def test_parse_var_args_round_trips(variables: dict[str, dict[str, str]]) -> Non
         else:
             args += [f"{name}.{lang}={value}" for lang, value in langs.items()]
     assert parse_var_args(args) == variables
+
+
+offsets = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+moments = st.one_of(st.datetimes(), st.datetimes(max_value=datetime(1, 1, 2)),
+                    st.datetimes(min_value=datetime(9999, 12, 31)))
+datetime_texts = st.one_of(
+    st.builds(lambda d, tz: d.replace(tzinfo=tz).isoformat(), moments, offsets),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+)
+
+
+@PROPS
+@given(value=datetime_texts)
+def test_a_datetime_variable_renders_or_is_refused_naming_it(value: str) -> None:
+    """Whatever is typed: rendered in both languages, or a VariableError naming the variable, never a crash."""
+    try:
+        values = run(ROAD, starts=value)
+    except VariableError as exc:
+        assert "'starts'" in str(exc)
+        return
+    assert 2000 <= datetime.fromisoformat(values.inputs["starts"]["en"]).astimezone(UTC).year <= 2099
+    for lang in ("ar", "en"):
+        assert values.display["starts"][lang]
+    render_forms(ROAD, values.display, exercise=False)

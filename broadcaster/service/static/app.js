@@ -32,6 +32,7 @@
     mode: "dry-run",
     preview: null, // {key, body, result} of the last successful preview
     previewError: "",
+    refusedField: "", // "variables.NAME" the server refused, marked in the form
     previewSeq: 0,
     previewBusy: false,
     firing: false,
@@ -49,6 +50,26 @@
     return typeof value === "function" ? value(...args) : value;
   };
   const other = (lang) => (lang === "ar" ? "en" : "ar");
+
+  /**
+   * The authority's clock time of an ISO datetime with its offset (as the server writes them), for a sentence:
+   * "4:09 مساءً" / "4:09 PM", Western digits, with the date when it is not today there. In Arabic the digits
+   * sit inside a first-strong isolate, so the surrounding right-to-left text cannot reorder them.
+   */
+  function clockTime(iso) {
+    const found = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(iso || "");
+    if (!found) return iso || "";
+    const [, year, month, day, hh, mm] = found;
+    const hour = Number(hh);
+    const time = `${hour % 12 || 12}:${mm}`;
+    const half = hour < 12 ? t("am") : t("pm");
+    const now = new Date();
+    const today = now.getFullYear() === Number(year) && now.getMonth() + 1 === Number(month)
+      && now.getDate() === Number(day);
+    const date = today ? "" : ` ${Number(day)}/${Number(month)}/${year}`;
+    return state.lang === "ar" ? `\u2068${time}\u2069 ${half}${date ? ` \u2068${date.trim()}\u2069` : ""}`
+      : `${time} ${half}${date}`;
+  }
 
   /** Build an element; strings become text nodes, never markup. */
   function el(tag, attrs = {}, ...children) {
@@ -74,24 +95,27 @@
   // ---------------------------------------------------------------- API
 
   class ApiError extends Error {
-    constructor(status, code, message) {
+    constructor(status, code, message, field = "") {
       super(message);
       this.status = status;
       this.code = code;
+      this.field = field; // the body field at fault, e.g. "variables.ends"
     }
   }
 
   async function errorFrom(response) {
     let code = `http_${response.status}`;
     let message = `${response.status} ${response.statusText}`;
+    let field = "";
     try {
       const body = await response.json();
       code = body.error || code;
       message = body.message || message;
+      field = body.field || "";
     } catch {
       /* not JSON: keep the status line */
     }
-    return new ApiError(response.status, code, message);
+    return new ApiError(response.status, code, message, field);
   }
 
   async function api(method, path, body) {
@@ -384,9 +408,16 @@
     onFormChange();
   }
 
+  /** The variable the server refused ("field": "variables.ends") stays marked until the form changes. */
+  function markField(field) {
+    state.refusedField = (field || "").startsWith("variables.") ? field : "";
+    if (state.template) collectVariables();
+  }
+
   /** Mark a field invalid only once the officer has touched it (or when it is malformed whatever happens). */
   function flag(input, invalid, always = false) {
-    if (invalid && (always || input.dataset.touched)) input.setAttribute("aria-invalid", "true");
+    const refused = Boolean(state.refusedField) && state.refusedField === `variables.${input.dataset.var}`;
+    if (refused || (invalid && (always || input.dataset.touched))) input.setAttribute("aria-invalid", "true");
     else input.removeAttribute("aria-invalid");
   }
 
@@ -486,6 +517,7 @@
   function onFormChange() {
     clearTimeout(previewTimer);
     showError(null, "fire-error");
+    state.refusedField = "";
     const request = currentRequest();
     if (state.preview && state.preview.key !== request.key) state.preview = null;
     state.previewError = "";
@@ -521,10 +553,12 @@
       if (seq !== state.previewSeq) return;
       state.preview = null;
       state.previewError = error.message;
+      state.refusedField = error.field || "";
     }
     state.previewBusy = false;
     renderPreview();
     renderFire();
+    markField(state.refusedField);
   }
 
   function totals(messages) {
@@ -685,6 +719,7 @@
         state: answer.state, confirm_by: answer.confirm_by, created_by: state.me.name });
     } catch (error) {
       if (error.status !== 401) showError(error, "fire-error");
+      markField(error.field); // a time that passed between preview and fire, say
     } finally {
       state.firing = false;
       renderFire();
@@ -699,8 +734,13 @@
     state.alert = { ...alert, counts: alert.counts || {}, ok: null, lost: false, phase: "sending" };
     applyServerState(alert.state);
     $("cancel-confirm").value = "";
+    $("review-confirm").value = "";
     $("progress-panel").hidden = false;
     renderProgress();
+    if (state.alert.phase === "awaiting") {
+      // The held fire's review (what it would send) comes with its detail.
+      refreshAlert(state.alert.alert_id).catch((error) => { if (error.status !== 401) showError(error); });
+    }
     if (focus) {
       $("h-progress").setAttribute("tabindex", "-1");
       $("h-progress").focus();
@@ -848,7 +888,8 @@
       line.classList.add("bad");
       line.textContent = t("progress.notConfirmed");
     } else if (alert.phase === "awaiting") {
-      line.textContent = alert.confirm_by ? `${t("progress.awaiting")} ${t("progress.confirmBy", alert.confirm_by)}`
+      line.textContent = alert.confirm_by
+        ? `${t("progress.awaiting")} ${t("progress.confirmBy", clockTime(alert.confirm_by))}`
         : t("progress.awaiting");
     } else {
       line.textContent = alert.lost ? t("progress.lost") : t("progress.sending");
@@ -868,8 +909,9 @@
     }));
 
     const canAct = state.me && state.me.role !== "viewer";
-    $("confirm-second").hidden = !(alert.phase === "awaiting" && state.me && CONFIRMERS.includes(state.me.role)
-      && alert.created_by !== state.me.name);
+    const confirmer = alert.phase === "awaiting" && state.me && CONFIRMERS.includes(state.me.role)
+      && alert.created_by !== state.me.name;
+    renderReview(alert, confirmer);
     const cancellable = canAct && alert.msg_type !== "Cancel" && ["sending", "done"].includes(alert.phase);
     $("cancel-box").hidden = !cancellable;
     const live = alert.mode === "live";
@@ -901,12 +943,44 @@
     loadHistory();
   }
 
+  /**
+   * The second officer's review: what the public will see if they confirm (every channel's text, the SMS audience
+   * and cost, from GET /api/alerts/{id}), in the alert's own mode frame; a live release needs the template id typed.
+   */
+  function renderReview(alert, confirmer) {
+    const preview = alert.preview;
+    $("review").hidden = !confirmer;
+    $("confirm-second").hidden = !confirmer;
+    if (!confirmer) return;
+    if (state.mode !== alert.mode) setMode(alert.mode); // the whole frame says what releasing it does
+    const live = alert.mode === "live";
+    $("review-error").hidden = !alert.preview_error;
+    $("review-error").textContent = alert.preview_error ? `${t("review.unavailable")} ${alert.preview_error}` : "";
+    if (preview) {
+      const sum = totals(preview.messages);
+      $("review-summary").replaceChildren(
+        chip(t("preview.channels"), sum.channels), chip(t("preview.messages"), sum.messages),
+        chip(t("review.smsRecipients"), preview.sms_recipients), chip(t("preview.smsSegments"), preview.cost_segments));
+      $("review-list").replaceChildren(...preview.messages.map(messageCard));
+    } else {
+      $("review-summary").replaceChildren();
+      $("review-list").replaceChildren();
+    }
+    $("review-confirm").hidden = !live;
+    $("review-confirm-label").hidden = !live;
+    $("review-confirm-label").textContent = t("review.confirmLabel", alert.template);
+    $("confirm-second").disabled = !preview || (live && $("review-confirm").value !== alert.template);
+  }
+
   async function confirmSecond() {
     const alert = state.alert;
-    if (!alert) return;
+    if (!alert || !alert.preview) return;
+    const body = alert.mode === "live" ? { confirm: $("review-confirm").value } : {};
+    if (alert.mode === "live" && body.confirm !== alert.template) return;
     showError(null);
     try {
-      await api("POST", `/api/alerts/${encodeURIComponent(alert.alert_id)}/confirm`);
+      await api("POST", `/api/alerts/${encodeURIComponent(alert.alert_id)}/confirm`, body);
+      $("review-confirm").value = "";
       alert.phase = "sending";
       renderProgress();
       watch(alert.alert_id);
@@ -1138,6 +1212,7 @@
     $("cancel-confirm").addEventListener("input", renderProgress);
     $("cancel-alert").addEventListener("click", cancelAlert);
     $("confirm-second").addEventListener("click", confirmSecond);
+    $("review-confirm").addEventListener("input", renderProgress);
     $("history-refresh").addEventListener("click", loadHistory);
     $("runbook").addEventListener("change", () => buildRunbookInputs(null));
     $("runbook-inputs").addEventListener("submit", (event) => event.preventDefault());
