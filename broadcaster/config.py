@@ -15,6 +15,7 @@ lazily through :meth:`ChannelConfig.secret` when a real send needs them.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -22,13 +23,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar, Final, Protocol, TypeVar
+from typing import Any, ClassVar, Final, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcaster.errors import ConfigError
 from broadcaster.recipients import ListFormat
 from broadcaster.secret import Secret
+from broadcaster.text.files import FileProblem, read_text
 from broadcaster.timefmt import DurationError, parse_duration
 
 LANGUAGES: Final = ("ar", "en")
@@ -252,9 +254,9 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     """
     source = Path(path)
     try:
-        raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", where=str(source)) from None
+        raw = tomllib.loads(read_text(source))
+    except FileProblem as exc:
+        raise ConfigError(str(exc), where=str(source)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", where=str(source)) from None
     base_dir = source.resolve().parent
@@ -346,6 +348,34 @@ def resolve_path(base_dir: Path, value: str, key: str, where: str) -> Path:
         raise ConfigError(f"key {key!r}: {value!r} is not a usable path", where=where) from None
 
 
+class Bounds(NamedTuple):
+    """The inclusive range of a numeric key, and its unit as errors name it."""
+
+    low: float
+    high: float
+    unit: str
+
+
+# Below one message in 1,000 s an alert takes days (a dry-run steps through every slot); no provider takes 100,000
+# a second. A timeout under 0.1 s fails every request; over 5 minutes an alert waits on one dead connection.
+RATE_PER_SECOND: Final = Bounds(0.001, 100_000.0, "messages per second")
+TIMEOUT_S: Final = Bounds(0.1, 300.0, "seconds")
+
+
+def bounded_number(table: Mapping[str, Any], key: str, default: float, bounds: Bounds, where: str) -> float:
+    """``table[key]`` (or ``default``): a finite number inside ``bounds``; a ConfigError naming the key otherwise.
+
+    TOML reads ``nan`` and ``inf`` as floats, and neither is ever a usable rate or timeout.
+    """
+    value = table.get(key, default)
+    if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+            or not bounds.low <= value <= bounds.high):
+        shown = f", not {value!r}" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+        raise ConfigError(f"key {key!r}: must be a number from {bounds.low:g} to {bounds.high:g} ({bounds.unit})"
+                          f"{shown}", where=where)
+    return float(value)
+
+
 def _is_env_name(value: Any) -> bool:
     return isinstance(value, str) and value.isidentifier() and value.isupper()
 
@@ -394,12 +424,8 @@ def parse_channel(
     api_base = table.get("api_base")
     if api_base is not None and not is_http_url(api_base):
         raise ConfigError("key 'api_base': must be an http(s) URL", where=where)
-    rate = table.get("rate_per_second", parser.default_rate_per_second)
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
-        raise ConfigError("key 'rate_per_second': must be a positive number", where=where)
-    timeout_s = table.get("timeout_s", 10.0)
-    if not isinstance(timeout_s, int | float) or isinstance(timeout_s, bool) or timeout_s <= 0:
-        raise ConfigError("key 'timeout_s': must be a positive number of seconds", where=where)
+    rate = bounded_number(table, "rate_per_second", parser.default_rate_per_second, RATE_PER_SECOND, where)
+    timeout_s = bounded_number(table, "timeout_s", 10.0, TIMEOUT_S, where)
 
     return ChannelConfig(
         id=raw_id,
@@ -408,8 +434,8 @@ def parse_channel(
         areas=tuple(areas),
         exercise=exercise,
         api_base=api_base.rstrip("/") if isinstance(api_base, str) else None,
-        rate_per_second=float(rate),
-        timeout_s=float(timeout_s),
+        rate_per_second=rate,
+        timeout_s=timeout_s,
         options=options,
         source=source,
         base_dir=base_dir,

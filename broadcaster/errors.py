@@ -13,6 +13,7 @@ BroadcasterError
     ├── StoreUnavailable   unreachable, dropped, or locked by another writer (retryable)
     ├── StoreTimeout       a statement ran past its command timeout (retryable)
     ├── StoreConflict      the database aborted a transaction to break a deadlock (retryable)
+    ├── StoreFull          the database or its disk is full (not retryable until space is freed)
     └── IntegrityError     a statement broke a constraint (not retryable)
 
 A DeliveryError always says whether a retry may help (``retryable``) and, when the
@@ -137,6 +138,10 @@ class StoreConflict(StoreError):
     """The database aborted a transaction to break a deadlock (or a serialization failure); run it again."""
 
     retryable = True
+
+
+class StoreFull(StoreError):
+    """The database or its disk is full (SQLite SQLITE_FULL, PostgreSQL disk_full 53100); the call kept nothing."""
 
 
 class IntegrityError(StoreError):

@@ -32,6 +32,7 @@ from typing import Final
 import phonenumbers
 
 from broadcaster.errors import ConfigError
+from broadcaster.text.files import FileProblem, check_readable, not_utf8, open_text
 
 
 class ListFormat(StrEnum):
@@ -98,15 +99,15 @@ def canonical_email(address: str) -> str:
 
 def iter_recipients(path: Path, *, known_areas: set[str] | None = None, where: str = "",
                     list_format: ListFormat = ListFormat.PHONE) -> Iterator[Recipient]:
-    """Yield checked recipients; raise ConfigError at the first bad row."""
+    """Yield checked recipients; raise ConfigError at the first bad row (or a file that is no UTF-8 CSV)."""
     label = f"{where}: {path}" if where else str(path)
-    expected = (str(list_format), "language", "area")
     try:
         # utf-8-sig: spreadsheet exports start with a byte-order mark, which would spoil the header.
-        handle = path.open(encoding="utf-8-sig", newline="")
-    except FileNotFoundError:
-        raise ConfigError("recipient list not found", where=label) from None
-    stat = path.stat()
+        handle = open_text(path, "recipient list", newline="")
+        stat = path.stat()
+    except (FileProblem, OSError) as exc:
+        raise ConfigError(str(exc) if isinstance(exc, FileProblem) else f"recipient list cannot be read: {exc}",
+                          where=label) from None
     fingerprint = (stat.st_size, stat.st_mtime_ns)
     key = (path.resolve(), list_format)
     trusted = _checked.get(key) == fingerprint
@@ -115,32 +116,45 @@ def iter_recipients(path: Path, *, known_areas: set[str] | None = None, where: s
         # the GIL back and forth so often that the event loop waited over a second for it (bench.gil).
         handle._CHUNK_SIZE = READ_BLOCK  # type: ignore[attr-defined]  # CPython's TextIOWrapper chunk
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(h.strip().lower() for h in header) != expected:
-            raise ConfigError(f"line 1: header must be {','.join(expected)}", where=label)
-        for line, row in enumerate(reader, start=2):
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != 3:
-                raise ConfigError(f"line {line}: expected 3 fields, found {len(row)}", where=label)
-            address, language, area = (field.strip() for field in row)
-            if list_format is ListFormat.PHONE:
-                valid = _E164_SHAPE.fullmatch(address) is not None if trusted else check_phone(address)
-                if not valid:
-                    raise ConfigError(f"line {line}: {address!r} is not a valid E.164 phone number", where=label)
-            else:
-                problem = (None if _EMAIL_SHAPE.fullmatch(address) else "not an address") if trusted else \
-                    email_problem(address)
-                if problem is not None:
-                    raise ConfigError(f"line {line}: {address!r} is not a usable email address: {problem}",
-                                      where=label)
-                address = canonical_email(address)
-            if language not in ("ar", "en"):
-                raise ConfigError(f"line {line}: language {language!r} must be ar or en", where=label)
-            if known_areas is not None and area not in known_areas:
-                raise ConfigError(f"line {line}: area {area!r} is not in the gazetteer", where=label)
-            yield Recipient(address, language, area, line)
+        try:
+            yield from _rows(reader, known_areas=known_areas, trusted=trusted, label=label, list_format=list_format)
+        except UnicodeDecodeError:
+            raise ConfigError(not_utf8(path, "recipient list"), where=label) from None
+        except csv.Error as exc:  # a NUL byte, a field over the csv module's size limit
+            raise ConfigError(f"line {reader.line_num}: not a usable CSV row: {exc}", where=label) from None
+        except OSError as exc:
+            raise ConfigError(f"recipient list cannot be read: {exc.strerror or exc}", where=label) from None
     _checked[key] = fingerprint
+
+
+def _rows(reader: Iterator[list[str]], *, known_areas: set[str] | None, trusted: bool, label: str,
+          list_format: ListFormat) -> Iterator[Recipient]:
+    expected = (str(list_format), "language", "area")
+    header = next(reader, None)
+    if header is None or tuple(h.strip().lower() for h in header) != expected:
+        raise ConfigError(f"line 1: header must be {','.join(expected)}", where=label)
+    for line, row in enumerate(reader, start=2):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if len(row) != 3:
+            raise ConfigError(f"line {line}: expected 3 fields, found {len(row)}", where=label)
+        address, language, area = (field.strip() for field in row)
+        if list_format is ListFormat.PHONE:
+            valid = _E164_SHAPE.fullmatch(address) is not None if trusted else check_phone(address)
+            if not valid:
+                raise ConfigError(f"line {line}: {address!r} is not a valid E.164 phone number", where=label)
+        else:
+            problem = (None if _EMAIL_SHAPE.fullmatch(address) else "not an address") if trusted else \
+                email_problem(address)
+            if problem is not None:
+                raise ConfigError(f"line {line}: {address!r} is not a usable email address: {problem}",
+                                  where=label)
+            address = canonical_email(address)
+        if language not in ("ar", "en"):
+            raise ConfigError(f"line {line}: language {language!r} must be ar or en", where=label)
+        if known_areas is not None and area not in known_areas:
+            raise ConfigError(f"line {line}: area {area!r} is not in the gazetteer", where=label)
+        yield Recipient(address, language, area, line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,9 +177,10 @@ def index_list(path: Path, *, known_areas: set[str] | None = None, where: str = 
     """Validate the whole list once and count it; an unchanged file (same size and mtime) is not read again."""
     key = (path.resolve(), list_format, frozenset(known_areas) if known_areas is not None else None)
     try:
+        check_readable(path, "recipient list")
         stat = path.stat()
-    except FileNotFoundError:
-        raise ConfigError("recipient list not found", where=f"{where}: {path}" if where else str(path)) from None
+    except (FileProblem, OSError) as exc:
+        raise ConfigError(str(exc), where=f"{where}: {path}" if where else str(path)) from None
     fingerprint = (stat.st_size, stat.st_mtime_ns)
     with _index_lock:
         cached = _indexes.get(key)

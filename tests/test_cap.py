@@ -47,7 +47,7 @@ def alerts(app: Loaded, template_id: str, mode: str) -> dict[str, AlertRecord]:
         records = {"Alert": first.alert}
         for msg_type in (MsgType.UPDATE, MsgType.CANCEL):
             plan = await plan_alert(app.config, app.catalogue, template_id, inputs, mode=Mode(mode), now=now,
-                                    msg_type=msg_type, follow_up=FollowUp(first.alert, {}, {}))
+                                    msg_type=msg_type, follow_up=FollowUp(first.alert, {}, {}, first.alert.channels))
             records[str(msg_type)] = plan.alert
         return records
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import argparse
+import math
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broadcaster.cli import main
-from tests.support import token_file
+from broadcaster.cli.numbers import seconds
+from tests.support import Reader, token_file
+
+if TYPE_CHECKING:
+    from broadcaster.app.context import App
+    from broadcaster.engine.outbox import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "channels.toml"
@@ -263,3 +273,120 @@ def test_channels_check_in_dry_run_only_warns_about_secrets(cli: Cli, monkeypatc
     code, _, err = cli("channels", "check")
     assert code == 2
     assert "'sms-residents'" in err and "TWILIO_AUTH_TOKEN" in err
+
+
+def edit_config(own_copy: Path, old: str, new: str) -> Path:
+    config = own_copy / "channels.toml"
+    text = config.read_text(encoding="utf-8")
+    assert old in text
+    config.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return config
+
+
+def test_an_area_typo_in_channels_toml_exits_2_naming_it(cli: Cli, own_copy: Path) -> None:
+    """Before, the channel was silently left out of a fire for that area, and the fire exited 0."""
+    config = edit_config(own_copy, 'layout = "separate"', 'layout = "separate"\nareas = ["DXB-DIERA"]')
+    for command in (("channels", "check", "--dry-run"), ("fire", "road_closure", "--use-examples", "--dry-run")):
+        code, out, err = cli(*command)
+        assert code == 2, (command, out, err)
+        assert str(config) in err and "'telegram-police-en'" in err and "'areas'" in err
+        assert "'DXB-DIERA' is not an area" in err and "did you mean 'DXB-DEIRA'?" in err
+    assert not cli.db.exists()  # nothing stored, nothing sent
+
+
+@pytest.mark.parametrize(("value", "shown"), [("nan", "nan"), ("inf", "inf"), ("1e-4", "0.0001"), ("0", "0")])
+def test_an_unusable_rate_exits_2_naming_the_key_and_its_bounds(cli: Cli, own_copy: Path, value: str,
+                                                              shown: str) -> None:
+    """nan crashed the dispatcher; a tiny rate held a dry-run (1e-9 ran forever), so the bounds are said."""
+    config = edit_config(own_copy, "rate_per_second = 10", f"rate_per_second = {value}")
+    code, out, err = cli("fire", "road_closure", "--use-examples", "--dry-run", "--json")
+    assert code == 2, err
+    assert str(config) in err and "'sms-residents'" in err
+    assert "'rate_per_second': must be a number from 0.001 to 100000 (messages per second)" in err
+    assert f"not {shown}" in err
+    assert out == "" and not cli.db.exists()
+
+
+def test_a_recipient_path_that_is_a_folder_exits_2(cli: Cli, own_copy: Path) -> None:
+    config = edit_config(own_copy, 'recipients = "recipients/residents.csv"', 'recipients = "recipients"')
+    code, out, err = cli("fire", "road_closure", "--use-examples", "--dry-run", "--json")
+    assert code == 2, err
+    assert f"{config}: channel 'sms-residents': key 'recipients': {own_copy / 'recipients'}: recipient list is a " \
+           "folder, not a file" in err.replace("\n", "")
+    assert out == "" and Reader(cli.db).alerts() == []  # nothing stored, nothing sent
+
+
+def test_a_latin1_recipient_list_exits_2_naming_line_and_byte(cli: Cli, own_copy: Path) -> None:
+    residents = own_copy / "recipients" / "residents.csv"
+    lines = residents.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2].rstrip(b"\r\n") + "  # Café".encode("latin-1") + b"\n"
+    residents.write_bytes(b"".join(lines))
+    column = len(lines[2].split(b"\xe9")[0]) + 1
+    code, out, err = cli("fire", "road_closure", "--use-examples", "--dry-run", "--json")
+    assert code == 2, err
+    flat = err.replace("\n", "")
+    assert "'sms-residents': key 'recipients'" in flat and str(residents) in flat
+    assert f"line 3, column {column}: byte 0xE9 is not UTF-8; the recipient list must be UTF-8 text" in flat
+    assert out == "" and Reader(cli.db).alerts() == []  # nothing stored, nothing sent
+
+
+def test_a_disk_that_fills_while_a_fire_goes_out_says_so_and_resume_finishes(
+    cli: Cli, own_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, every channel's worker raised at once: an ExceptionGroup traceback, exit 1, no word on what to do."""
+    from broadcaster.app import fire
+
+    residents = own_copy / "recipients" / "residents.csv"
+    residents.write_text("phone,language,area\n" + "".join(f"+9715{i:08d},ar,DXB\n" for i in range(3000)),
+                         encoding="utf-8")
+    committed = fire.audit_commit
+
+    async def then_the_disk_fills(app: App, plan: Plan, created: int, skipped: int) -> None:
+        await committed(app, plan, created, skipped)
+        pages = (await app.store.db.execute("PRAGMA page_count")).rows[0][0]
+        await app.store.db.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full from here on
+
+    monkeypatch.setattr(fire, "audit_commit", then_the_disk_fills)
+    code, _, err = cli("fire", "road_closure", "--use-examples", "--dry-run")
+    assert code == 1, err
+    flat = " ".join(err.split())
+    assert "database or disk is full: free some space" in flat and "run `broadcaster resume`" in flat
+    assert "Traceback" not in err and "ExceptionGroup" not in err and "cannot rollback" not in err
+    (alert,) = Reader(cli.db).alerts()
+
+    monkeypatch.undo()  # space again; the fire's process has ended, so its leases are taken back
+    from broadcaster.app import resume
+
+    monkeypatch.setattr(resume, "owner_is_dead", lambda owner: True)
+    code, _, err = cli("resume")
+    assert code == 0, err
+    deliveries = Reader(cli.db).deliveries(alert.id)
+    assert len([d for d in deliveries if d.channel_id == "sms-residents"]) == 3000
+    assert {d.state for d in deliveries} == {"sent"}
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["worker", "--heartbeat", "nan"], "--heartbeat: must be a number of seconds from 0.1 to 60, not 'nan'"),
+    (["worker", "--dead-after", "inf"], "--dead-after: must be a number of seconds from 1 to 3600, not 'inf'"),
+    (["worker", "--poll", "-1"], "--poll: must be a number of seconds from 0.01 to 60, not '-1'"),
+    (["serve", "--port", "99999"], "--port: must be a whole number from 1 to 65535, not '99999'"),
+    (["serve", "--port", "٨٠"], "--port: must be a whole number from 1 to 65535"),
+])
+def test_numeric_options_outside_their_bounds_exit_2_naming_them(
+    cli: Cli, capsys: pytest.CaptureFixture[str], args: list[str], words: str
+) -> None:
+    """type=float took nan and inf: a worker beating every nan seconds never beat."""
+    with pytest.raises(SystemExit) as caught:
+        cli(*args)
+    assert caught.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+@given(st.text(max_size=12))
+def test_a_seconds_option_is_a_finite_number_in_bounds_or_a_usage_error(text: str) -> None:
+    try:
+        value = seconds(0.1, 60)(text)
+    except argparse.ArgumentTypeError as exc:
+        assert "from 0.1 to 60" in str(exc)
+        return
+    assert math.isfinite(value) and 0.1 <= value <= 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ from hypothesis import strategies as st
 from broadcaster.channels.registry import KINDS
 from broadcaster.channels.sms import SmsOptions
 from broadcaster.channels.telegram import Layout, TelegramChannel, TelegramOptions
-from broadcaster.config import DEFAULT_TOKEN_EXPIRY_S, load_config, token_expiry
+from broadcaster.config import (
+    DEFAULT_TOKEN_EXPIRY_S,
+    RATE_PER_SECOND,
+    TIMEOUT_S,
+    bounded_number,
+    load_config,
+    token_expiry,
+)
 from broadcaster.errors import ConfigError
 from broadcaster.states import OnUnknown
 from tests.support import channel_config, make_config, write_config
@@ -159,6 +167,17 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml", KINDS)
 
 
+def test_a_folder_or_a_latin1_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(ConfigError, match="file is a folder, not a file") as caught:
+        load_config(tmp_path / "folder.toml", KINDS)
+    assert caught.value.where == str(tmp_path / "folder.toml")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[broadcaster]\nsender = "Caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"line 2, column 14: byte 0xE9 is not UTF-8; the file must be UTF-8"):
+        load_config(latin, KINDS)
+
+
 def test_unknown_kind_names_the_channel(tmp_path: Path) -> None:
     message = refused(tmp_path, [{"id": "fax-line", "kind": "fax"}])
     assert "channel 'fax-line'" in message
@@ -250,6 +269,36 @@ def test_sms_with_a_messaging_service_loads(tmp_path: Path) -> None:
 def test_bad_values_name_the_key(tmp_path: Path, extra: dict[str, Any], key: str) -> None:
     message = refused(tmp_path, [{**SMS, **extra}])
     assert f"channel 'sms-residents': key {key!r}" in message
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("rate_per_second", math.nan), ("rate_per_second", math.inf), ("rate_per_second", -math.inf),
+    ("rate_per_second", 1e-9), ("rate_per_second", -5), ("rate_per_second", 10**9),
+    ("timeout_s", math.nan), ("timeout_s", math.inf), ("timeout_s", 0.001), ("timeout_s", 86400),
+])
+def test_a_number_outside_its_bounds_is_refused_saying_the_bounds(tmp_path: Path, key: str, value: float) -> None:
+    """TOML reads nan and inf; 1e-9 messages a second would hold an alert (and a dry-run) for 30 years."""
+    message = refused(tmp_path, [{**SMS, key: value}])
+    bounds = RATE_PER_SECOND if key == "rate_per_second" else TIMEOUT_S
+    assert f"channel 'sms-residents': key {key!r}: must be a number from {bounds.low:g} to {bounds.high:g}" in message
+    assert f"not {value!r}" in message
+
+
+def test_the_bounds_themselves_load(tmp_path: Path) -> None:
+    slow = channel_config(tmp_path, **{**SMS, "rate_per_second": 0.001, "timeout_s": 300})
+    assert (slow.rate_per_second, slow.timeout_s) == (0.001, 300.0)
+    fast = channel_config(tmp_path, **{**SMS, "rate_per_second": 100_000, "timeout_s": 0.1})
+    assert (fast.rate_per_second, fast.timeout_s) == (100_000.0, 0.1)
+
+
+@given(st.one_of(st.floats(), st.integers(), st.booleans(), st.text(max_size=5), st.none()))
+def test_a_numeric_key_is_a_finite_number_in_bounds_or_an_error_naming_it(value: object) -> None:
+    try:
+        number = bounded_number({"rate_per_second": value}, "rate_per_second", 1.0, RATE_PER_SECOND, "here")
+    except ConfigError as exc:
+        assert str(exc).startswith("here: key 'rate_per_second': must be a number from 0.001 to 100000")
+        return
+    assert math.isfinite(number) and RATE_PER_SECOND.low <= number <= RATE_PER_SECOND.high
 
 
 @pytest.mark.parametrize(("extra", "key"), [({"layout": "both"}, "layout"), ({"on_unknown": "retry"}, "on_unknown")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,72 @@ def test_an_unknown_area(tmp_path: Path) -> None:
 
 def test_a_missing_file(tmp_path: Path) -> None:
     assert "recipient list not found" in error_of(tmp_path / "nobody.csv")
+
+
+def test_a_folder_is_not_a_recipient_list(tmp_path: Path) -> None:
+    (tmp_path / "lists").mkdir()
+    message = error_of(tmp_path / "lists", where="channels.toml: channel 'sms' key 'recipients'")
+    assert message == f"channels.toml: channel 'sms' key 'recipients': {tmp_path / 'lists'}: recipient list is a " \
+                      "folder, not a file"
+    assert "is a folder" in index_error(tmp_path / "lists")
+
+
+def test_a_named_pipe_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until a writer comes: it must never be opened."""
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    assert "not a regular file" in error_of(fifo)
+    assert "not a regular file" in index_error(fifo)
+
+
+def test_an_unreadable_list_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "phone,language,area", "+971501234567,ar,DXB")
+    # Tests may run as root, who reads everything: the refusal is simulated where the check asks.
+    monkeypatch.setattr(os, "access", lambda *_args, **_kwargs: False)
+    assert error_of(path) == f"{path}: recipient list cannot be read: permission denied"
+    assert "permission denied" in index_error(path)
+
+
+def test_a_latin1_list_names_the_line_and_byte_and_asks_for_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("phone,language,area\n+971501234567,en,DXB\n+971521234567,en,Caf\u00e9\n".encode("latin-1"))
+    message = error_of(path)
+    assert message == (f"{path}: line 3, column 21: byte 0xE9 is not UTF-8; the recipient list must be UTF-8 text: "
+                       "save it as UTF-8 (in a spreadsheet: CSV UTF-8)")
+    assert "line 3, column 21: byte 0xE9" in index_error(path)
+
+
+def test_a_bad_byte_deep_in_a_big_list_is_found(tmp_path: Path) -> None:
+    """The list is decoded a megabyte at a time; the line is still the one with the bad byte."""
+    path = big_list(tmp_path, 60_000)
+    with path.open("ab") as handle:
+        handle.write(b"+971509999999,en,D\xffXB\n")
+    assert "line 60002, column 19: byte 0xFF is not UTF-8" in error_of(path)
+
+
+def test_a_field_over_the_csv_size_limit_is_a_config_error_naming_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,language,area", "+971501234567,en,DXB", "+971521234567,en," + "D" * 200_000)
+    assert "line 3: not a usable CSV row: field larger than field limit" in error_of(path)
+
+
+def index_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as caught:
+        index_list(path)
+    return str(caught.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_any_bytes_are_recipients_or_a_config_error(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    """Whatever a file holds: checked rows, or one ConfigError naming the file; never another exception."""
+    path = tmp_path_factory.mktemp("bytes") / "any.csv"
+    path.write_bytes(b"phone,language,area\n" + data)
+    try:
+        rows = list(iter_recipients(path))
+    except ConfigError as exc:
+        assert str(path) in str(exc)
+        return
+    assert all(check_phone(r.phone) and r.language in ("ar", "en") for r in rows)
 
 
 def big_list(tmp_path: Path, rows: int, *, last: str | None = None) -> Path:

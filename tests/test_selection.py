@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from broadcaster.channels.registry import KINDS
 from broadcaster.config import ChannelConfig, load_config
-from broadcaster.errors import SelectionError
-from broadcaster.selection import select_channels
+from broadcaster.errors import ConfigError, SelectionError
+from broadcaster.selection import check_areas, close_match, select_channels
+from broadcaster.states import Mode
 from tests.support import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,9 +49,10 @@ def channels(tmp_path: Path) -> tuple[ChannelConfig, ...]:
 
 def ids(
     channels: Iterable[ChannelConfig], selection: str, *, kinds: Iterable[str] = ALL_KINDS,
-    areas: tuple[str, ...] = (), exercise_only: bool = False,
+    areas: tuple[str, ...] = (), mode: Mode | None = None,
 ) -> list[str]:
-    chosen = select_channels(channels, selection, kinds=kinds, areas=areas, exercise_only=exercise_only,
+    """The ids chosen; ``mode=None`` (a runbook checked for any mode) keeps live and exercise channels alike."""
+    chosen = select_channels(channels, selection, kinds=kinds, areas=areas, mode=mode,
                              known_areas=KNOWN_AREAS)
     return [c.id for c in chosen]
 
@@ -105,22 +107,51 @@ def test_alert_areas_drop_channels_that_do_not_cover_them(channels: tuple[Channe
 
 
 def test_exercise_mode_keeps_only_exercise_channels(channels: tuple[ChannelConfig, ...]) -> None:
-    assert ids(channels, "all", exercise_only=True) == ["sms-exercise", "telegram-exercise"]
-    assert ids(channels, "kind:sms", exercise_only=True) == ["sms-exercise"]
-    assert ids(channels, "area:DXB-HATTA", exercise_only=True) == ["sms-exercise", "telegram-exercise"]
-    assert ids(channels, "sms-exercise", exercise_only=True) == ["sms-exercise"]
+    assert ids(channels, "all", mode=Mode.EXERCISE) == ["sms-exercise", "telegram-exercise"]
+    assert ids(channels, "kind:sms", mode=Mode.EXERCISE) == ["sms-exercise"]
+    assert ids(channels, "area:DXB-HATTA", mode=Mode.EXERCISE) == ["sms-exercise", "telegram-exercise"]
+    assert ids(channels, "sms-exercise", mode=Mode.EXERCISE) == ["sms-exercise"]
 
 
 def test_exercise_mode_refuses_an_explicitly_named_live_channel(channels: tuple[ChannelConfig, ...]) -> None:
     with pytest.raises(SelectionError) as caught:
-        ids(channels, "sms-exercise,sms-residents", exercise_only=True)
+        ids(channels, "sms-exercise,sms-residents", mode=Mode.EXERCISE)
     message = str(caught.value)
     assert "'sms-residents' is not an exercise channel" in message
 
 
 def test_exercise_mode_with_no_exercise_channel_left_is_refused(channels: tuple[ChannelConfig, ...]) -> None:
     with pytest.raises(SelectionError, match="no exercise channel matches"):
-        ids(channels, "kind:webhook", exercise_only=True)
+        ids(channels, "kind:webhook", mode=Mode.EXERCISE)
+
+
+@pytest.mark.parametrize("mode", [Mode.LIVE, Mode.DRY_RUN])
+def test_a_live_alert_and_its_dry_run_never_select_an_exercise_channel(channels: tuple[ChannelConfig, ...],
+                                                                      mode: Mode) -> None:
+    """Drill channels take drills only: a live fire to "all", a kind or an area leaves them out."""
+    public = ["x-authority", "telegram-authority", "telegram-deira", "sms-residents", "sms-hatta", "partner-hook"]
+    assert ids(channels, "all", mode=mode) == public
+    assert ids(channels, "kind:sms", mode=mode) == ["sms-residents", "sms-hatta"]
+    assert ids(channels, "area:DXB-HATTA", mode=mode) == ["x-authority", "telegram-authority", "sms-residents",
+                                                          "sms-hatta"]
+
+
+def test_naming_an_exercise_channel_in_a_live_alert_says_why_it_is_refused(
+    channels: tuple[ChannelConfig, ...]
+) -> None:
+    with pytest.raises(SelectionError) as caught:
+        ids(channels, "sms-residents,sms-exercise", mode=Mode.LIVE)
+    message = str(caught.value)
+    assert "channel 'sms-exercise' is an exercise channel (exercise = true in channels.toml)" in message
+    assert "a live alert never goes to a drill channel; use --exercise" in message
+    with pytest.raises(SelectionError, match="a dry-run rehearses a live alert, which never goes to a drill"):
+        ids(channels, "telegram-exercise", mode=Mode.DRY_RUN, areas=("DXB-HATTA",))
+
+
+def test_a_live_selection_of_exercise_channels_only_matches_nothing_and_says_why(tmp_path: Path) -> None:
+    pool = make_config(tmp_path, [chan("x-authority", "x"), chan("hook-drills", "webhook", exercise=True)]).channels
+    with pytest.raises(SelectionError, match=r"no channel matches .*; exercise channels never take a live alert"):
+        ids(pool, "kind:webhook", mode=Mode.LIVE)
 
 
 def test_template_kinds_filter_the_selection(channels: tuple[ChannelConfig, ...]) -> None:
@@ -142,11 +173,11 @@ def test_a_selection_that_matches_nothing_is_refused(channels: tuple[ChannelConf
 
 def test_the_shipped_config_in_exercise_mode() -> None:
     config = load_config(ROOT / "channels.toml", KINDS)
-    chosen = select_channels(config.channels, "all", kinds=ALL_KINDS, areas=(), exercise_only=True,
+    chosen = select_channels(config.channels, "all", kinds=ALL_KINDS, areas=(), mode=Mode.EXERCISE,
                              known_areas=KNOWN_AREAS)
     assert chosen and all(c.exercise for c in chosen)
     with pytest.raises(SelectionError, match="not an exercise channel"):
-        select_channels(config.channels, "x-authority", kinds=ALL_KINDS, areas=(), exercise_only=True,
+        select_channels(config.channels, "x-authority", kinds=ALL_KINDS, areas=(), mode=Mode.EXERCISE,
                         known_areas=KNOWN_AREAS)
 
 
@@ -164,11 +195,11 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> tuple[ChannelConfig, ...]:
     selection=st.one_of(st.just("all"), st.sampled_from([f"kind:{k}" for k in ALL_KINDS]),
                         st.sampled_from([f"area:{a}" for a in sorted(KNOWN_AREAS)])),
     kinds=st.sets(st.sampled_from(ALL_KINDS), min_size=1),
-    exercise_only=st.booleans(),
+    mode=st.sampled_from([None, *Mode]),
     areas=st.lists(st.sampled_from(sorted(KNOWN_AREAS)), max_size=2).map(tuple),
 )
 def test_selection_keeps_exactly_the_channels_meeting_every_constraint(
-    pool: tuple[ChannelConfig, ...], selection: str, kinds: set[str], exercise_only: bool, areas: tuple[str, ...],
+    pool: tuple[ChannelConfig, ...], selection: str, kinds: set[str], mode: Mode | None, areas: tuple[str, ...],
 ) -> None:
     def wanted(channel: ChannelConfig) -> bool:
         covers = set(channel.areas)
@@ -178,11 +209,36 @@ def test_selection_keeps_exactly_the_channels_meeting_every_constraint(
             return False
         if areas and not covers & {"*", *areas}:
             return False
-        return channel.kind in kinds and (channel.exercise or not exercise_only)
+        drills = {Mode.EXERCISE: channel.exercise, Mode.LIVE: not channel.exercise, Mode.DRY_RUN: not channel.exercise}
+        return channel.kind in kinds and (mode is None or drills[mode])
 
     expected = [c.id for c in pool if wanted(c)]
     if not expected:
         with pytest.raises(SelectionError, match="channel matches"):
-            ids(pool, selection, kinds=kinds, areas=areas, exercise_only=exercise_only)
+            ids(pool, selection, kinds=kinds, areas=areas, mode=mode)
     else:
-        assert ids(pool, selection, kinds=kinds, areas=areas, exercise_only=exercise_only) == expected
+        assert ids(pool, selection, kinds=kinds, areas=areas, mode=mode) == expected
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("DXB-DIERA", "DXB-DEIRA"), ("dxb-hatta", "DXB-HATTA"),
+                                             ("DXB-MARNA", "DXB-MARINA"), ("ABU-DHABI", None)])
+def test_an_area_a_channel_names_must_be_in_the_gazetteer(tmp_path: Path, typo: str, meant: str | None) -> None:
+    """A typo would leave the channel silently out of every alert for that area: refused, naming it."""
+    config = make_config(tmp_path, [chan("x-authority", "x"), chan("telegram-deira", "telegram", areas=("DXB", typo))])
+    with pytest.raises(ConfigError) as caught:
+        check_areas(config, KNOWN_AREAS, gazetteer="templates/gazetteer.toml")
+    message = str(caught.value)
+    assert message.startswith(f"{config.path}: channel 'telegram-deira': key 'areas': {typo!r} is not an area in "
+                              "templates/gazetteer.toml")
+    assert (f"did you mean {meant!r}?" in message) if meant else "did you mean" not in message
+    assert "known: DXB, DXB-DEIRA, DXB-HATTA, DXB-MARINA" in message
+
+
+def test_known_areas_and_everywhere_pass(tmp_path: Path) -> None:
+    check_areas(make_config(tmp_path, [chan("a", "x", areas=("*", "DXB-HATTA"))]), KNOWN_AREAS)
+
+
+@given(st.text(max_size=12))
+def test_a_close_match_is_always_a_known_code(text: str) -> None:
+    found = close_match(text, KNOWN_AREAS)
+    assert found is None or found in KNOWN_AREAS

@@ -20,6 +20,7 @@ from typing import Any, Final
 from broadcaster.audit import AuditLog
 from broadcaster.channels.registry import KINDS
 from broadcaster.config import Config, load_config
+from broadcaster.selection import check_areas
 from broadcaster.store import Store, open_store
 from broadcaster.templates.catalogue import Catalogue
 
@@ -56,7 +57,9 @@ def load(config: str | None = None, database: str | None = None) -> tuple[Config
     """Read and check ``channels.toml`` and the templates folder; which database to use (nothing opened)."""
     loaded = load_config(config_path(config), KINDS)
     db = database or os.environ.get("BROADCASTER_DB") or loaded.database
-    return loaded, Catalogue(loaded.templates_dir, KINDS), db
+    catalogue = Catalogue(loaded.templates_dir, KINDS)
+    check_areas(loaded, catalogue.gazetteer.area_codes(), gazetteer=str(catalogue.gazetteer.path))
+    return loaded, catalogue, db
 
 
 def database_of(config: str | None = None, database: str | None = None) -> str:

@@ -158,9 +158,11 @@ async def launch(app: App, plan: Plan, request: Request, *, actor: str, now: flo
                  window_s: float = CONFIRM_WINDOW_S) -> Held | Going:
     """Hold a live two-person fire for a second officer, or clear the plan to go (audited either way)."""
     alert = plan.alert
-    detail = {"alert_id": alert.id, "template": plan.template.id, "mode": str(alert.mode),
-              "msg_type": str(alert.msg_type), "references": alert.references, "areas": list(alert.areas),
-              "channels": list(alert.channels)}
+    detail: dict[str, Any] = {
+        "alert_id": alert.id, "template": plan.template.id, "mode": str(alert.mode), "msg_type": str(alert.msg_type),
+        "references": alert.references, "areas": list(alert.areas), "channels": list(alert.channels)}
+    if plan.skipped:  # a follow-up: the original's channels today's config rules out, and why
+        detail["skipped"] = dict(plan.skipped)
     action = ACTIONS[alert.msg_type]
     if alert.mode == Mode.LIVE and plan.template.two_person:
         pending = await app.store.pending.add(alert.id, plan.template.id, str(alert.mode), request.doc(), actor,

@@ -1,11 +1,18 @@
 """Updates and cancels: new alerts that reference the original and reach the same audience.
 
-A follow-up goes to exactly the channels of the original, replies in its thread
-where the channel can (X reply, Telegram reply, an email's In-Reply-To), and
-reaches the same recipients of each list (SMS, WhatsApp, email). A cancel also
+A follow-up goes to the channels of the original, replies in its thread where
+the channel can (X reply, Telegram reply, an email's In-Reply-To), and reaches
+the same recipients of each list (SMS, WhatsApp, email). A cancel also
 withdraws whatever of the original has not gone out yet (in
 :func:`broadcaster.app.fire.launch`): a false alert must stop spreading the
 moment it is corrected.
+
+Which of the original's channels a follow-up may reach is decided by today's
+``channels.toml``, never by what they were when the original went out: an
+exercise follow-up skips a channel that is no longer ``exercise = true`` (it may
+be a public chat now), and a live one skips a channel that has become a drill
+channel. Each skipped channel is named, with why, in the plan (``Plan.skipped``);
+when none is left the follow-up is refused and nothing is sent.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from broadcaster.app.context import App
 from broadcaster.engine.outbox import CANCEL_STATES, FOLLOW_UP_STATES, FollowUp, Plan, plan_alert
 from broadcaster.errors import SelectionError
+from broadcaster.selection import drill_refusal
 from broadcaster.states import DeliveryState, Mode, MsgType
 from broadcaster.store.records import AlertRecord
 from broadcaster.templates.catalogue import CANCEL_TEMPLATE
@@ -32,13 +40,43 @@ def check_mode(original: AlertRecord, mode: Mode) -> None:
     )
 
 
-async def _follow_up(app: App, original: AlertRecord, states: Sequence[DeliveryState]) -> FollowUp:
+def allowed_channels(app: App, original: AlertRecord, mode: Mode, what: str) -> tuple[list[str], dict[str, str]]:
+    """The original's channels a ``mode`` follow-up may reach under today's config, and the others with why.
+
+    A dry-run rehearses the follow-up the original's own mode would send. A channel gone from the config
+    is kept here, so that planning names it (a follow-up must not quietly miss part of the audience).
+    """
+    audience = original.mode if mode == Mode.DRY_RUN else mode
+    by_id = {c.id: c for c in app.config.channels}
+    kept: list[str] = []
+    skipped: dict[str, str] = {}
+    for channel_id in original.channels:
+        channel = by_id.get(channel_id)
+        if channel is None or drill_refusal(channel, audience) is None:
+            kept.append(channel_id)
+        elif audience == Mode.EXERCISE:
+            skipped[channel_id] = (f"no longer an exercise channel in {app.config.path} (exercise = true is gone): "
+                                   f"an exercise {what} never reaches a channel that may be public")
+        else:
+            skipped[channel_id] = (f"now an exercise channel (exercise = true in {app.config.path}): a live {what} "
+                                   f"never goes to a drill channel, though alert {original.id} went there; correct "
+                                   "it there by hand if its audience needs it")
+    if not kept:
+        reasons = "; ".join(f"{c}: {why}" for c, why in skipped.items())
+        raise SelectionError(f"alert {original.id}: no channel it went to may take this {mode} {what} as "
+                             f"channels.toml stands now ({reasons}); nothing was sent")
+    return kept, skipped
+
+
+async def _follow_up(app: App, original: AlertRecord, states: Sequence[DeliveryState], mode: Mode,
+                     what: str) -> FollowUp:
+    channels, skipped = allowed_channels(app, original, mode, what)
     audiences = {}
     for channel in app.config.channels:
-        if channel.id in original.channels and channel.recipients is not None:
+        if channel.id in channels and channel.recipients is not None:
             audiences[channel.id] = await app.store.alerts.audience(original.id, channel.id, states)
     return FollowUp(original=original, reply_to=await app.store.alerts.provider_ids(original.id),
-                    audiences=audiences)
+                    audiences=audiences, channels=tuple(channels), skipped=skipped)
 
 
 async def plan_update(app: App, original_id: str, overrides: Mapping[str, Mapping[str, str]], *, mode: Mode,
@@ -51,7 +89,8 @@ async def plan_update(app: App, original_id: str, overrides: Mapping[str, Mappin
     for name, values in overrides.items():
         inputs.setdefault(name, {}).update(values)
     return await plan_alert(app.config, app.catalogue, original.template, inputs, mode=mode, now=now,
-                            msg_type=MsgType.UPDATE, follow_up=await _follow_up(app, original, FOLLOW_UP_STATES),
+                            msg_type=MsgType.UPDATE,
+                            follow_up=await _follow_up(app, original, FOLLOW_UP_STATES, mode, "update"),
                             alert_id=alert_id, created_by=created_by)
 
 
@@ -71,5 +110,6 @@ async def plan_cancel(app: App, original_id: str, *, mode: Mode, now: float, ale
     inputs = {"original_event": {"ar": original.template, "en": original.template},
               "original_sent": {"ar": sent, "en": sent}}
     return await plan_alert(app.config, app.catalogue, CANCEL_TEMPLATE, inputs, mode=mode, now=now,
-                            msg_type=MsgType.CANCEL, follow_up=await _follow_up(app, original, CANCEL_STATES),
+                            msg_type=MsgType.CANCEL,
+                            follow_up=await _follow_up(app, original, CANCEL_STATES, mode, "cancel"),
                             alert_id=alert_id, created_by=created_by)

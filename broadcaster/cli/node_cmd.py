@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 
+from broadcaster.cli.numbers import seconds
 from broadcaster.cli.output import EXIT_OK, console, print_json
 from broadcaster.states import DeliveryState
 
@@ -21,11 +22,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "worker", help="deliver live and exercise alerts committed by any node, until stopped (SIGTERM, Ctrl-C)")
     worker.add_argument("--channels", default="all", metavar="ID,ID",
                         help="serve only these channels (default: every channel in channels.toml)")
-    worker.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+    worker.add_argument("--poll", type=seconds(0.01, 60), default=1.0, metavar="SECONDS",
                         help="idle re-check interval; on PostgreSQL, NOTIFY wakes the worker sooner (default 1)")
-    worker.add_argument("--heartbeat", type=float, default=2.0, metavar="SECONDS",
+    worker.add_argument("--heartbeat", type=seconds(0.1, 60), default=2.0, metavar="SECONDS",
                         help="how often the node beats and renews its leases (default 2)")
-    worker.add_argument("--dead-after", type=float, default=15.0, metavar="SECONDS",
+    worker.add_argument("--dead-after", type=seconds(1, 3600), default=15.0, metavar="SECONDS",
                         help="a node silent this long is dead and its deliveries are reconciled; use one value on "
                              "every node of a database (default 15)")
     worker.set_defaults(handler=cmd_worker)

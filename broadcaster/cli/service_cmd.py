@@ -7,13 +7,14 @@ import asyncio
 import logging
 import signal
 
+from broadcaster.cli.numbers import whole
 from broadcaster.cli.output import EXIT_FAILED, EXIT_OK, console, problem
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="HTTP API, web console, Twilio receipts, CAP feed, metrics, scheduler")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument("--port", type=whole(1, 65535), default=8080, help="port to listen on (default 8080)")
     serve.set_defaults(handler=cmd_serve)
 
     audit = commands.add_parser("audit", help="the hash-chained audit log")

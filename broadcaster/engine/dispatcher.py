@@ -157,6 +157,12 @@ class Dispatcher:
             async with asyncio.TaskGroup() as group:
                 for channel in self.channels.values():
                     group.create_task(self._worker(channel, alert_ids, modes, waker), name=f"worker:{channel.id}")
+        except BaseExceptionGroup as failed:
+            # Channels that all hit a store error (a full disk) report it once, as the store's own error.
+            leaves = _leaves(failed)
+            if not all(isinstance(exc, StoreError) for exc in leaves):
+                raise
+            raise leaves[0] from None
         finally:
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -356,3 +362,8 @@ class Dispatcher:
                 log.exception("outcome observer failed for channel %s", channel.id)
         if self.progress is not None:
             self.progress(channel.id, state)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    return [leaf for exc in group.exceptions
+            for leaf in (_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])]

@@ -119,6 +119,7 @@ class Plan:
     lists: list[RecipientList] = field(default_factory=list)  # recipient lists, streamed at commit
     copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
     step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
+    skipped: dict[str, str] = field(default_factory=dict)  # a follow-up: the original's channels left out, and why
     audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
     withdraws: str | None = None  # a cancel: the original whose undelivered deliveries its commit withdraws
 
@@ -142,6 +143,8 @@ class FollowUp:
     original: AlertRecord
     reply_to: Mapping[tuple[str, str | None, str], str]
     audiences: Mapping[str, Mapping[str, int]]  # channel -> language -> recipients the follow-up reaches
+    channels: tuple[str, ...]  # the original's channels the follow-up may still reach, as configured today
+    skipped: Mapping[str, str] = field(default_factory=dict)  # the original's other channels -> why not
 
 
 async def plan_alert(
@@ -181,17 +184,19 @@ async def plan_alert(
     for code in alert_areas:
         reach |= gazetteer.reach(code)
 
-    if original is not None:
-        # A follow-up reaches exactly the channels the original reached.
+    if follow_up is not None:
+        # A follow-up reaches the channels the original reached that today's config still allows
+        # (chosen by broadcaster.app.follow_up).
         by_id = {c.id: c for c in config.channels}
-        missing = [c for c in original.channels if c not in by_id]
+        missing = [c for c in follow_up.channels if c not in by_id]
         if missing:
-            raise SelectionError(f"channel {missing[0]!r} of alert {original.id} is no longer in {config.path}")
-        channels = [by_id[c] for c in original.channels]
+            raise SelectionError(f"channel {missing[0]!r} of alert {follow_up.original.id} is no longer in "
+                                 f"{config.path}")
+        channels = [by_id[c] for c in follow_up.channels]
     else:
         channels = select_channels(
             config.channels, selection, kinds=template.kinds, areas=tuple(sorted(reach)),
-            exercise_only=mode == Mode.EXERCISE, known_areas=known_areas,
+            mode=mode, known_areas=known_areas,
         )
     forms = render_forms(template, values.display, exercise=mode == Mode.EXERCISE)
 
@@ -202,7 +207,7 @@ async def plan_alert(
         channels=tuple(c.id for c in channels), inputs={k: dict(v) for k, v in values.inputs.items()},
         forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
     )
-    plan = Plan(alert, template, channels, forms, [], [])
+    plan = Plan(alert, template, channels, forms, [], [], skipped=dict(follow_up.skipped) if follow_up else {})
     document = alert_document(config, template, alert, values.display)
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
@@ -220,10 +225,10 @@ async def plan_alert(
                 audience = dict(follow_up.audiences.get(channel.id, {}))
                 plan.copies.append(AudienceCopy(channel.id, follow_up.original.id, states, keys, fallback))
             else:
-                source = RecipientList(channel.id, channel.recipients, channel.where, frozenset(reach),
-                                       frozenset(known_areas), keys, fallback, channel.list_format,
+                source = RecipientList(channel.id, channel.recipients, f"{channel.where}: key 'recipients'",
+                                       frozenset(reach), frozenset(known_areas), keys, fallback, channel.list_format,
                                        channel.address_prefix)
-                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=channel.where,
+                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=source.where,
                                         list_format=channel.list_format)
                 audience = dict(index.audience(set(reach)))
                 plan.lists.append(source)

@@ -143,7 +143,7 @@ class _Checker:
         self.variables(step, template, require_all=True)
         self.cancel_path(step, template)
         try:
-            select_channels(self.config.channels, step.channels, kinds=template.kinds, areas=(), exercise_only=False,
+            select_channels(self.config.channels, step.channels, kinds=template.kinds, areas=(), mode=None,
                             known_areas=self.catalogue.gazetteer.area_codes())
         except InputError as exc:
             self.error(step.where, f"channels = {step.channels!r}: {str(exc).removeprefix('--channels: ')} "
@@ -257,7 +257,7 @@ class _Checker:
             expanded += [area, *(place.areas if place else ())]
         try:
             select_channels(self.config.channels, step.channels, kinds=template.kinds, areas=tuple(expanded),
-                            exercise_only=False, known_areas=gazetteer.area_codes())
+                            mode=None, known_areas=gazetteer.area_codes())
         except InputError as exc:
             self.error(step.where, f"with the example inputs, channels = {step.channels!r} reaches no channel in "
                                    f"{', '.join(areas)}: {str(exc).removeprefix('--channels ')}")

@@ -14,34 +14,39 @@ resolved once, when the run starts, and stored resolved.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from broadcaster.timefmt import DurationError, format_duration, parse_duration
+from broadcaster.timefmt import (
+    DurationError,
+    MomentError,
+    format_duration,
+    in_range,
+    moment_of,
+    parse_duration,
+    parse_moment,
+    shifted,
+)
 
 __all__ = ["DurationError", "format_duration", "is_relative", "parse_datetime", "parse_duration",
            "resolve_datetime"]
 
-_WALL: Final = re.compile(r"^\+(\d+)d\s+(\d{1,2}):(\d{2})$")
+_WALL: Final = re.compile(r"^\+(\d{1,6})d\s+(\d{1,2}):(\d{2})$", re.ASCII)
 
 
 def parse_datetime(text: object) -> datetime:
-    """An ISO 8601 datetime with an explicit offset; raise DurationError otherwise."""
-    if isinstance(text, datetime):
-        moment = text
-    elif isinstance(text, str):
-        try:
-            moment = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise DurationError(
-                f"{text!r}: not an ISO 8601 date and time (e.g. 2026-11-23T22:00:00+04:00)"
-            ) from None
-    else:
-        raise DurationError(f"{text!r}: write a date and time as a string, e.g. \"2026-11-23T22:00:00+04:00\"")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise DurationError(f"{text!r}: has no UTC offset; write it with one, e.g. +04:00")
-    return moment
+    """An ISO 8601 datetime with an explicit offset, inside the dates the system handles; DurationError otherwise."""
+    try:
+        if isinstance(text, datetime):
+            if text.tzinfo is None or text.utcoffset() is None:
+                raise DurationError(f"{text.isoformat()!r}: has no UTC offset; write it with one, e.g. +04:00")
+            return in_range(text)
+        if isinstance(text, str):
+            return parse_moment(text)
+    except MomentError as exc:
+        raise DurationError(str(exc)) from None
+    raise DurationError(f"{text!r}: write a date and time as a string, e.g. \"2026-11-23T22:00:00+04:00\"")
 
 
 def is_relative(text: str) -> bool:
@@ -52,17 +57,20 @@ def is_relative(text: str) -> bool:
 def resolve_datetime(text: str, start: float, tz: ZoneInfo) -> datetime:
     """An absolute or start-relative datetime (see the module docstring), in ``tz``."""
     value = text.strip()
-    origin = datetime.fromtimestamp(start, tz)
-    if value == "now":
-        return origin
-    wall = _WALL.match(value)
-    if wall:
-        days, hour, minute = (int(g) for g in wall.groups())
-        if hour > 23 or minute > 59:
-            raise DurationError(f"{text!r}: {hour}:{minute:02d} is not a time of day")
-        day = origin.date() + timedelta(days=days)
-        return datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
-    if value.startswith(("+", "-")):
-        seconds = parse_duration(value[1:])
-        return origin + timedelta(seconds=seconds if value[0] == "+" else -seconds)
-    return parse_datetime(value).astimezone(tz)
+    try:
+        origin = moment_of(start, tz, "now")
+        if value == "now":
+            return origin
+        wall = _WALL.match(value)
+        if wall:
+            days, hour, minute = (int(g) for g in wall.groups())
+            if hour > 23 or minute > 59:
+                raise DurationError(f"{text!r}: {hour}:{minute:02d} is not a time of day")
+            day = shifted(origin, days * 86400.0, text).date()
+            return in_range(datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz), text)
+        if value.startswith(("+", "-")):
+            seconds = parse_duration(value[1:])
+            return shifted(origin, seconds if value[0] == "+" else -seconds, text)
+        return parse_datetime(value).astimezone(tz)
+    except MomentError as exc:
+        raise DurationError(str(exc)) from None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from broadcaster.runbooks.durations import DurationError, parse_datetime, resolve_datetime
 from broadcaster.runbooks.model import Runbook, Step
 from broadcaster.runbooks.refs import LANGUAGES, Ref, RunbookError, Value
+from broadcaster.timefmt import MomentError, shifted
 
 Inputs = dict[str, dict[str, str]]  # input name -> language -> value
 
@@ -57,9 +58,13 @@ def ref_value(ref: Ref, inputs: Mapping[str, Mapping[str, str]], *, now: float, 
     value = dict(inputs[ref.name])
     if ref.offset_s:
         try:
-            moment = parse_datetime(value["en"]) + timedelta(seconds=ref.offset_s)
+            start = parse_datetime(value["en"])
         except DurationError:
             raise RunbookError(f"{ref.text}: only a datetime input can be shifted", where=where) from None
+        try:
+            moment = shifted(start, ref.offset_s, ref.text)
+        except MomentError as exc:
+            raise RunbookError(str(exc), where=where) from None
         return {lang: moment.isoformat() for lang in LANGUAGES}
     return value
 

@@ -63,7 +63,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -76,6 +76,7 @@ from broadcaster.runbooks.durations import (
     resolve_datetime,
 )
 from broadcaster.runbooks.refs import LANGUAGES, RunbookError, Value, parse_value, time_value
+from broadcaster.text.files import FileProblem, read_text
 
 ACTIONS: Final = ("template", "update", "cancel")
 INPUT_TYPES: Final = ("value", "datetime")
@@ -139,9 +140,9 @@ def load_runbook(path: str | Path) -> Runbook:
     """Read a runbook file; a syntax or structure error raises RunbookError naming file and step."""
     file = Path(path)
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunbookError("runbook file not found", where=str(file)) from None
+        raw = tomllib.loads(read_text(file, "runbook file"))
+    except FileProblem as exc:
+        raise RunbookError(str(exc), where=str(file)) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         raise RunbookError(f"TOML syntax error: {exc}", where=f"{file}:{match.group(1)}" if match else str(file)) \
@@ -235,11 +236,15 @@ def _input(table: Any, index: int, source: str) -> RunbookInput:
     return RunbookInput(name=name, example=examples, description=description.strip(), type=kind)
 
 
+_SYNTAX_START: Final = datetime(2050, 1, 1, tzinfo=UTC).timestamp()
+
+
 def check_datetime_text(text: str, where: str) -> None:
     """An absolute ISO 8601 datetime with offset, or a start-relative one ("+2h", "+1d 22:00", "now")."""
     try:
         if is_relative(text):
-            resolve_datetime(text, 0.0, ZoneInfo("UTC"))
+            # Only the syntax is checked here: any start inside the dates the system handles will do.
+            resolve_datetime(text, _SYNTAX_START, ZoneInfo("UTC"))
         else:
             parse_datetime(text)
     except DurationError as exc:

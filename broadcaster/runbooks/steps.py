@@ -21,7 +21,7 @@ from broadcaster.errors import InputError
 from broadcaster.runbooks.model import Runbook, Step
 from broadcaster.runbooks.timeline import Due, pending, rows_by_key
 from broadcaster.selection import select_channels
-from broadcaster.states import Mode, StepState
+from broadcaster.states import StepState
 from broadcaster.store.ports import Runs
 from broadcaster.store.records import RunRecord
 from broadcaster.templates.gazetteer import Gazetteer
@@ -90,7 +90,7 @@ def plan_warnings(config: Config, gazetteer: Gazetteer, step: Step, plan: Plan) 
     if step.action == "template" and plan.alert.references is None:
         try:
             pool = select_channels(config.channels, step.channels, kinds=plan.template.kinds, areas=(),
-                                   exercise_only=plan.alert.mode == Mode.EXERCISE, known_areas=gazetteer.area_codes())
+                                   mode=plan.alert.mode, known_areas=gazetteer.area_codes())
         except InputError:
             pool = list(plan.channels)
         # A list reaches an area only if it has someone there (approximated: anyone in the alert's areas).

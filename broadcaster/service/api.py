@@ -17,6 +17,7 @@ from broadcaster.errors import InputError
 from broadcaster.service.bodies import parse_fire
 from broadcaster.service.http import ApiError, current_user, input_error, json_response, read_json
 from broadcaster.service.hub import OPEN_STATES
+from broadcaster.service.query import ALERTS_LIMIT, PAGE_LIMIT, PAGE_OFFSET
 from broadcaster.service.state import SERVICE, Service
 from broadcaster.service.views import (
     alert_summary,
@@ -31,8 +32,6 @@ from broadcaster.service.views import (
 from broadcaster.store.pending import AWAITING, CONFIRMED
 from broadcaster.store.records import AlertRecord
 from broadcaster.templates.variables import example_inputs
-
-MAX_ALERTS = 200
 
 
 async def me(request: web.Request) -> web.Response:
@@ -87,7 +86,7 @@ async def preview(request: web.Request) -> web.Response:
 async def alerts(request: web.Request) -> web.Response:
     """Recent alerts, newest first, with two-person fires still waiting (or never confirmed)."""
     service = request.app[SERVICE]
-    limit = _int_query(request, "limit", 50, maximum=MAX_ALERTS)
+    limit = ALERTS_LIMIT.read(request)
     now = service.clock.now()
     items: list[tuple[float, dict[str, Any]]] = []
     for alert in await service.app.store.alerts.recent(limit):
@@ -124,7 +123,7 @@ async def alert(request: web.Request) -> web.Response:
         return json_response({**view, **held})
     view = await _alert_json(service, found)
     receipts = await service.app.store.receipts.latest(alert_id)
-    limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
+    limit, offset = PAGE_LIMIT.read(request), PAGE_OFFSET.read(request)
     total = await service.app.store.alerts.count(alert_id)
     page = await service.app.store.alerts.deliveries(alert_id, limit=limit or None, offset=offset)
     view["deliveries"] = [delivery(d, receipts.get(d.provider_id or "")) for d in page]
@@ -140,7 +139,7 @@ async def log(request: web.Request) -> web.Response:
         if await service.app.store.pending.get(alert_id) is not None:
             return json_response([])
         raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
-    limit, offset = _int_query(request, "limit", 0), _int_query(request, "offset", 0)
+    limit, offset = PAGE_LIMIT.read(request), PAGE_OFFSET.read(request)
     lines: list[dict[str, Any]] = []
     n = 0
     async for attempt in service.app.store.alerts.attempts(alert_id):
@@ -162,12 +161,3 @@ async def _alert_json(service: Service, alert: AlertRecord) -> dict[str, Any]:
     return alert_summary(service.config, alert, state="sending" if busy else "done", counts=counts,
                          confirmed_by=pending.confirmed_by if pending else None)
 
-
-def _int_query(request: web.Request, name: str, default: int, *, maximum: int | None = None) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit():
-        raise ApiError(400, "invalid", f"{name}: must be a whole number", field=name)
-    value = int(raw)
-    return min(value, maximum) if maximum is not None else value

@@ -92,7 +92,10 @@ async def _send(service: Service, user: User, asked: Request, confirm: str | Non
                               "confirm_by": iso_seconds(decision.confirm_by, service.config.timezone)}, 202)
     await _start(service, decision)
     service.metrics.fires.labels(mode=plan.alert.mode, state="sending").inc()
-    return json_response({"alert_id": plan.alert.id, "state": "sending"}, 202)
+    answer: dict[str, object] = {"alert_id": plan.alert.id, "state": "sending"}
+    if plan.skipped:  # a follow-up: the original's channels today's config rules out, and why
+        answer["skipped"] = plan.skipped
+    return json_response(answer, 202)
 
 
 async def confirm(request: web.Request) -> web.Response:

@@ -23,10 +23,12 @@ from broadcaster.errors import (
     InputError,
     SelectionError,
     StoreError,
+    StoreFull,
     TemplateError,
     VariableError,
 )
 from broadcaster.service.state import SERVICE
+from broadcaster.service.strict_json import BodyError, parse_body
 
 log = logging.getLogger("broadcaster.service")
 
@@ -88,9 +90,9 @@ async def read_json(request: web.Request, *, optional: bool = False) -> dict[str
             return {}
         raise ApiError(400, "invalid", "body: a JSON object is required", field="body")
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "invalid", "body: not valid JSON", field="body") from None
+        body = parse_body(raw)
+    except BodyError as exc:
+        raise ApiError(400, "invalid", str(exc), field=exc.field) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid", "body: must be a JSON object", field="body")
     return body
@@ -113,6 +115,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(ApiError(403, "forbidden", str(exc)))
     except Conflict as exc:
         return error_response(ApiError(409, "conflict", str(exc)))
+    except StoreFull as exc:
+        log.error("the database is full: %s", exc)
+        return error_response(ApiError(503, "database_full", "the database or its disk is full; nothing was "
+                                       "changed: free some space on the database's disk",
+                                       headers={"Retry-After": "30"}))
     except StoreError as exc:
         log.error("the database failed: %s", exc)
         return error_response(ApiError(503, "unavailable", "the database is unavailable; nothing was changed",

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any, Final
 
 from broadcaster.app.users import ROLES
+from broadcaster.service.query import ALERTS_LIMIT, PAGE_LIMIT, PAGE_OFFSET
 from broadcaster.states import Mode
 
 _STR: Final = {"type": "string"}
@@ -66,7 +67,7 @@ def _op(summary: str, responses: dict[str, Any], *, body: Any = None, public: bo
 
 _ID_PARAM: Final = [{"name": "alert_id", "in": "path", "required": True, "schema": _STR}]
 _TEMPLATE_PARAM: Final = [{"name": "template_id", "in": "path", "required": True, "schema": _STR}]
-_PAGE: Final = [{"name": n, "in": "query", "required": False, "schema": _INT} for n in ("limit", "offset")]
+_PAGE: Final = [PAGE_LIMIT.schema(), PAGE_OFFSET.schema()]
 _ACCEPTED: Final = _json(_ref("Accepted"), "accepted")
 _RUNBOOK_PARAM: Final = [{"name": "runbook_id", "in": "path", "required": True, "schema": _STR,
                           "description": "the file stem of a runbook in the runbooks folder"}]
@@ -105,7 +106,7 @@ def document() -> dict[str, Any]:
             **_errors(400)}, body=fire_body)},
         "/api/alerts": {
             "get": {**_op("Recent alerts, newest first", _json({"type": "array", "items": _ref("Alert")})),
-                    "parameters": [_PAGE[0]]},
+                    "parameters": [ALERTS_LIMIT.schema()]},
             "post": _op("Fire an alert", {"202": _ACCEPTED, **_errors(400, 403, 429, 503)}, body=fire_body,
                         roles=_FIRE_ROLES),
         },
@@ -171,7 +172,10 @@ def document() -> dict[str, Any]:
                       field={**_STR, "description": "the body field at fault, e.g. `variables.ends`"}),
         "Role": {"type": "string", "enum": list(ROLES)},
         "Accepted": _obj(["alert_id", "state"], alert_id=_STR,
-                         state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR),
+                         state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR,
+                         skipped={"type": "object", "additionalProperties": _STR,
+                                  "description": "a follow-up: the original's channels channels.toml now rules out, "
+                                                 "and why"}),
         "TemplateSummary": _obj(id=_STR, version=_INT, title=_BILINGUAL, approved=_BOOL,
                                 kinds={"type": "array", "items": _STR}, two_person=_BOOL),
         "Message": _obj(channel=_STR, kind=_STR, language=_STR, text=_STR, length=_INT, limit=_INT, unit=_STR,

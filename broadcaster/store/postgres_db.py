@@ -22,7 +22,14 @@ from typing import Any, Final
 import asyncpg
 
 from broadcaster.clock import real_io
-from broadcaster.errors import ConfigError, IntegrityError, StoreConflict, StoreTimeout, StoreUnavailable
+from broadcaster.errors import (
+    ConfigError,
+    IntegrityError,
+    StoreConflict,
+    StoreFull,
+    StoreTimeout,
+    StoreUnavailable,
+)
 from broadcaster.store.sql import WRITERS_LOCK, Database, Dialect, Result, again_on_conflict, numbered
 from broadcaster.store.urls import check_url, redact
 
@@ -52,6 +59,9 @@ def mapped(where: str) -> Iterator[None]:
         raise StoreTimeout(f"PostgreSQL ({where}) did not answer within the command timeout: {exc}") from None
     except _LOST as exc:
         raise StoreUnavailable(f"lost the connection to PostgreSQL ({where}): {exc}") from None
+    except asyncpg.DiskFullError:  # SQLSTATE 53100, in the "insufficient resources" class below
+        raise StoreFull(f"PostgreSQL ({where}): database or disk is full: free some space on the database server; "
+                        "nothing of this call was kept") from None
     except asyncpg.PostgresError as exc:
         # A new pooled connection refused as the server restarts, or runs out of slots: a passing state.
         if (exc.sqlstate or "")[:2] in _UNAVAILABLE_CLASSES:

@@ -14,6 +14,7 @@ is retried with ``asyncio.sleep`` instead, for up to :data:`BUSY_WAIT_S`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from broadcaster.clock import in_thread
-from broadcaster.errors import InputError, IntegrityError, StoreError, StoreUnavailable
+from broadcaster.errors import InputError, IntegrityError, StoreError, StoreFull, StoreUnavailable
 from broadcaster.store.sql import Database, Dialect, Result
 
 T = TypeVar("T")
@@ -31,6 +32,10 @@ BUSY_WAIT_S: Final = 30.0
 _BUSY_FIRST_S: Final = 0.001
 _BUSY_MAX_S: Final = 0.05
 NOW_SQL: Final = "((julianday('now') - 2440587.5) * 86400.0)"
+# SQLite's primary result codes (https://sqlite.org/rescode.html)
+_SQLITE_BUSY: Final = 5
+_SQLITE_IOERR: Final = 10
+_SQLITE_FULL: Final = 13
 
 
 class SqliteDatabase:
@@ -107,8 +112,14 @@ class SqliteDatabase:
             raise ValueError(f"unterminated SQL statement: {pending.strip()[:80]!r}")
 
     def _rollback(self) -> None:
+        """End the open transaction; never let a failed ROLLBACK hide the error that led here.
+
+        After SQLITE_FULL or SQLITE_IOERR, SQLite has often rolled the transaction back itself, and
+        ROLLBACK then fails with "cannot rollback - no transaction is active" instead of the cause.
+        """
         if self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the transaction is gone either way: nothing of it was kept
+                self.conn.execute("ROLLBACK")
 
     async def _retry(self, fn: Callable[[], T]) -> T:
         """Run ``fn``; while another process holds the write lock, wait with asyncio.sleep and try again."""
@@ -132,10 +143,15 @@ class SqliteDatabase:
             raise IntegrityError(str(exc)) from None
         except sqlite3.OperationalError as exc:
             text = str(exc)
-            if "database is locked" in text or "database is busy" in text:
+            code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF  # the primary code of an extended one
+            if code == _SQLITE_BUSY or "database is locked" in text or "database is busy" in text:
                 raise _Busy from None
-            if "disk is full" in text or "disk I/O error" in text:
-                raise StoreError(f"{self.where}: {text}: free some space; nothing of this call was kept") from None
+            if code == _SQLITE_FULL or "disk is full" in text:
+                raise StoreFull(f"{self.where}: database or disk is full: free some space; nothing of this call "
+                                "was kept") from None
+            if code == _SQLITE_IOERR or "disk I/O error" in text:
+                raise StoreError(f"{self.where}: disk I/O error ({text}): check the disk; nothing of this call "
+                                 "was kept") from None
             raise
 
 

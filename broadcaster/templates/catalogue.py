@@ -23,6 +23,7 @@ import orjson
 from broadcaster.errors import TemplateError
 from broadcaster.templates.fields import LANGUAGES, NAME, VARIABLE_TYPES, Variable, check_order, parse_variable
 from broadcaster.templates.gazetteer import Gazetteer, load_gazetteer
+from broadcaster.text.files import FileProblem, read_text
 
 __all__ = ["LANGUAGES", "VARIABLE_TYPES", "Approval", "Catalogue", "Template", "Variable", "content_hash",
            "parse_template", "read_toml", "template_detail"]
@@ -146,19 +147,12 @@ def renderable_words(variables: Collection[Variable], gazetteer: Gazetteer) -> d
     return words
 
 
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TemplateError("file not found", where=str(path)) from None
-    except UnicodeDecodeError:
-        raise TemplateError("not UTF-8 text", where=str(path)) from None
-
-
 def read_toml(path: Path, text: str | None = None) -> dict[str, Any]:
     """Parse one TOML file (or ``text``, as read from it); a syntax error names the file and line."""
     try:
-        return tomllib.loads(read_text(path) if text is None else text)
+        return tomllib.loads(read_text(path, "template file") if text is None else text)
+    except FileProblem as exc:
+        raise TemplateError(str(exc), where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"line (\d+)", str(exc))
         where = f"{path}:{match.group(1)}" if match else str(path)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 from zoneinfo import ZoneInfo
 
 from broadcaster.errors import TemplateError
@@ -37,6 +38,10 @@ class Variable:
     domains: tuple[str, ...] = ()  # url: the allowed hosts, exactly
     time: TimeRule | None = None  # datetime: when it may lie, relative to the moment of firing
     allow: tuple[str, ...] = ()  # text: "phone" and/or "ip" let such text through
+
+
+def _finite(value: object) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def parse_variable(table: Any, index: int, where: str) -> Variable:
@@ -87,9 +92,9 @@ def parse_variable(table: Any, index: int, where: str) -> Variable:
     if not isinstance(decimals, int) or not 0 <= decimals <= 3:
         raise TemplateError(f"{ctx}: decimals must be 0 to 3", where=where)
     minimum, maximum = table.get("min"), table.get("max")
-    if vtype == "number" and (not isinstance(minimum, int | float) or not isinstance(maximum, int | float)
-                              or isinstance(minimum, bool) or isinstance(maximum, bool) or minimum > maximum):
-        raise TemplateError(f"{ctx}: a number needs min <= max", where=where)
+    if vtype == "number" and not (_finite(minimum) and _finite(maximum) and minimum <= maximum):
+        # TOML reads nan and inf: a nan bound refuses every value, an infinite one accepts any.
+        raise TemplateError(f"{ctx}: a number needs finite min <= max", where=where)
     if vtype == "number" and not -MAX_NUMBER <= float(minimum or 0) <= float(maximum or 0) <= MAX_NUMBER:
         raise TemplateError(f"{ctx}: min and max must lie within -{MAX_NUMBER:,} to {MAX_NUMBER:,}", where=where)
     domains = table.get("domains", [])

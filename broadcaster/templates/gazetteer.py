@@ -22,6 +22,7 @@ from typing import Any
 
 from broadcaster.errors import TemplateError
 from broadcaster.templates.content import control_problem, text_problem
+from broadcaster.text.files import FileProblem, read_text
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 _POINT = re.compile(r"^-?\d{1,2}(\.\d+)?,-?\d{1,3}(\.\d+)?$")
@@ -89,9 +90,9 @@ class Gazetteer:
 def load_gazetteer(path: Path) -> Gazetteer:
     """Load ``gazetteer.toml``; every error names the file and the place code."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise TemplateError("gazetteer file not found", where=str(path)) from None
+        raw = tomllib.loads(read_text(path, "gazetteer file"))
+    except FileProblem as exc:
+        raise TemplateError(str(exc), where=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise TemplateError(f"not valid TOML: {exc}", where=str(path)) from None
     tables = raw.get("places")

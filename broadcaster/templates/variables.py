@@ -31,6 +31,7 @@ from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.times import check_times, is_relative, relative_moment
 
 __all__ = ["BIDI_CONTROLS", "Inputs", "Values", "check_text", "example_inputs", "parse_var_args", "resolve"]
+from broadcaster.timefmt import MomentError, parse_moment
 
 _DATETIME_PATTERNS: Final = {
     "ar": {"datetime": "EEEE d MMMM y، h:mm a", "time": "h:mm a", "date": "EEEE d MMMM y"},
@@ -237,17 +238,9 @@ def format_number(number: Decimal | float | int, decimals: int, lang: str) -> st
 
 def parse_datetime(name: str, value: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise VariableError(
-            f"variable {name!r}: {value!r} is not an ISO 8601 date and time (e.g. 2026-11-23T22:00:00+04:00)"
-        ) from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise VariableError(
-            f"variable {name!r}: {value!r} has no UTC offset; write it with one, "
-            f"e.g. {moment.replace(tzinfo=None).isoformat()}+04:00"
-        )
-    return moment
+        return parse_moment(value)
+    except MomentError as exc:
+        raise VariableError(f"variable {name!r}: {exc}") from None
 
 
 def format_moment(moment: datetime, fmt: str, lang: str, tz: ZoneInfo) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -65,6 +65,43 @@ def test_relative_datetimes_resolve_against_the_start() -> None:
         resolve_datetime("+1d 25:00", start, DUBAI)
 
 
+@pytest.mark.parametrize("text", [
+    "0001-01-01T00:00:00+04:00", "9999-12-31T23:59:59-04:00", "+999999d 22:00", "-99999d", "+3654d",
+    "+" + "9" * 5000 + "d", "+٣h",
+])
+def test_times_past_the_dates_the_system_handles_are_refused(text: str) -> None:
+    start = datetime(2026, 11, 22, 23, 30, tzinfo=DUBAI).timestamp()
+    with pytest.raises(DurationError):
+        resolve_datetime(text, start, DUBAI)
+
+
+def test_a_duration_over_ten_years_is_refused_saying_so() -> None:
+    assert parse_duration("3653d") == 3653 * 86400
+    with pytest.raises(DurationError, match="longer than ten years"):
+        parse_duration("3654d")
+    with pytest.raises(DurationError, match="longer than ten years"):
+        parse_duration("P99999W")
+
+
+relative = st.one_of(
+    st.just("now"),
+    st.builds(lambda sign, n, unit: f"{sign}{n}{unit}", st.sampled_from("+-"), st.integers(0, 10**12),
+              st.sampled_from("dhms")),
+    st.builds(lambda n, h, m: f"+{n}d {h}:{m:02d}", st.integers(0, 10**7), st.integers(0, 30), st.integers(0, 70)),
+    st.text(max_size=20),
+)
+
+
+@given(text=relative, start=st.floats(min_value=946684800, max_value=4102444799))
+def test_resolve_datetime_gives_a_moment_in_range_or_says_why_not(text: str, start: float) -> None:
+    try:
+        moment = resolve_datetime(text, start, DUBAI)
+    except DurationError:
+        return
+    assert 2000 <= moment.astimezone(UTC).year <= 2099
+    moment.timestamp()
+
+
 def test_references() -> None:
     ref = parse_ref("{input:starts-1d}", "here")
     assert (ref.source, ref.name, ref.offset_s) == ("input", "starts", -86400)
@@ -102,3 +139,13 @@ def test_structure_errors_name_file_and_step(tmp_path: Path, old: str, new: str,
     with pytest.raises(RunbookError, match=message) as info:
         load_runbook(path)
     assert str(path) in str(info.value)
+
+
+def test_a_runbook_path_that_is_a_folder_or_not_utf8_is_a_runbook_error(tmp_path: Path) -> None:
+    (tmp_path / "folder.toml").mkdir()
+    with pytest.raises(RunbookError, match="runbook file is a folder, not a file"):
+        load_runbook(tmp_path / "folder.toml")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(BASE.encode() + "\n# Caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(RunbookError, match=r"byte 0xE9 is not UTF-8; the runbook file must be UTF-8 text"):
+        load_runbook(latin)

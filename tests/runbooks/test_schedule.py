@@ -54,6 +54,9 @@ def test_fire_every_until_schedules_the_first_occurrence(fast: Site, capsys: pyt
     (["--every", "1h"], "--every and --until go together"),
     (["--at", "2020-01-01T00:00:00+04:00"], "that time has passed"),
     (["--at", "tomorrow"], "not an ISO 8601"),
+    (["--at", "9999-12-31T23:59:59-04:00"], "between the years 2000 and 2099"),
+    (["--at", "+1h", "--every", "1h", "--until", "0001-01-01T00:00:00+04:00"], "between the years 2000 and 2099"),
+    (["--at", "+1h", "--every", "99999d", "--until", "+2h"], "longer than ten years"),
     (["--every", "10s", "--until", "+1h"], "at most once a minute"),
     (["--at", "+2h", "--every", "1h", "--until", "+1h"], "must come after the first fire"),
 ])

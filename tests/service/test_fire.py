@@ -11,13 +11,15 @@ import pytest
 
 from broadcaster.cli import main
 from broadcaster.engine.outbox import commit, plan_alert
+from broadcaster.errors import StoreFull
 from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
 from tests.engine.providers import secret_forms
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import echo_auth
-from tests.service.support import PUBLIC_URL, Api, provider_requests
-from tests.support import reopen
+from tests.service.conftest import drill_channels
+from tests.service.support import PUBLIC_URL, Api, provider_requests, rewrite_config
+from tests.support import loaded, reopen
 
 
 async def cli_json(api: Api, capsys: pytest.CaptureFixture[str], *args: str) -> Any:
@@ -42,7 +44,8 @@ async def test_dry_run_opens_no_provider_connection_and_streams_to_done(api: Api
     status, view = await api.get(f"/api/alerts/{body['alert_id']}")
     assert view["mode"] == "dry-run" and view["state"] == "done" and view["created_by"] == "operator"
     assert {d["state"] for d in view["deliveries"]} == {"sent"}
-    assert len(view["deliveries"]) == 2 + 1 + 3 + 1 + 1  # x ar/en, telegram, 3 SMS, partner-hook, drills
+    # x ar/en, telegram, 3 SMS, partner-hook; never partner-drills: a dry-run rehearses a live alert
+    assert len(view["deliveries"]) == 2 + 1 + 3 + 1
 
 
 async def test_live_fire_reaches_every_channel_with_a_status_callback(
@@ -53,7 +56,8 @@ async def test_live_fire_reaches_every_channel_with_a_status_callback(
     alert_id = body["alert_id"]
     await api.settle()
     p = api.providers
-    assert len(p.x.tweets) == 2 and len(p.telegram.sent) == 1 and len(p.webhook.deliveries) == 2
+    assert len(p.x.tweets) == 2 and len(p.telegram.sent) == 1
+    assert [d.path for d in p.webhook.deliveries] == ["/alerts"]  # partner-drills (/drills) is a drill channel
     assert sorted(m["to"] for m in p.twilio.messages) == sorted(p.phones)
     assert {m["status_callback"] for m in p.twilio.messages} == {f"{PUBLIC_URL}/twilio/status"}
     status, view = await api.get(f"/api/alerts/{alert_id}")
@@ -93,14 +97,14 @@ async def test_the_deliveries_of_an_alert_are_paged(api: Api) -> None:
     await api.settle()
     path = f"/api/alerts/{body['alert_id']}"
     _status, whole = await api.get(path)
-    assert len(whole["deliveries"]) == whole["deliveries_total"] == 8
+    assert len(whole["deliveries"]) == whole["deliveries_total"] == 7
     for query, expected in (("limit=2&offset=1", whole["deliveries"][1:3]), ("limit=3", whole["deliveries"][:3]),
-                            ("offset=5", whole["deliveries"][5:]), ("offset=8", []), ("limit=2&offset=7",
-                                                                                       whole["deliveries"][7:])):
+                            ("offset=5", whole["deliveries"][5:]), ("offset=7", []), ("limit=2&offset=6",
+                                                                                       whole["deliveries"][6:])):
         status, page = await api.get(f"{path}?{query}")
         assert status == 200, page
         assert page["deliveries"] == expected, query
-        assert page["deliveries_total"] == 8, query
+        assert page["deliveries_total"] == 7, query
 
 
 async def test_exercise_goes_only_to_exercise_channels(api: Api) -> None:
@@ -266,3 +270,37 @@ async def test_events_of_an_alert_delivered_elsewhere_are_polled_from_the_store(
     assert events[0] == ("progress", {"channel": None, "state": None, "counts": {"partner-hook": {"pending": 1}}})
     assert events[-2][1]["counts"] == {"partner-hook": {"sent": 1}}
     assert events[-1] == ("done", {"alert_id": plan.alert.id, "ok": True, "state": "done"})
+
+
+async def test_a_full_database_is_a_503_that_says_so_and_nothing_is_sent(api: Api) -> None:
+    db = api.app.store.db
+    pages = (await db.execute("PRAGMA page_count")).rows[0][0]
+    await db.execute(f"PRAGMA max_page_count = {pages + 50}")
+    await db.execute("CREATE TABLE filler (x BLOB)")
+    with pytest.raises(StoreFull):
+        while True:  # every free page taken: the disk is full
+            await db.execute("INSERT INTO filler (x) VALUES (randomblob(3000))")
+    status, body = await api.fire("officer", mode="live")
+    assert status == 503, body
+    assert body["error"] == "database_full" and "full" in body["message"] and "nothing was changed" in body["message"]
+    await api.settle()
+    assert provider_requests(api.providers) == [0, 0, 0, 0]
+    assert await api.app.store.alerts.recent(10) == []
+
+
+async def test_a_follow_up_is_checked_against_the_config_as_it_is_now(api: Api) -> None:
+    """The drill hook became a partner's public hook after the exercise: its update is refused, nothing sent."""
+    status, body = await api.fire("officer", mode="exercise")
+    assert status == 202, body
+    await api.settle()
+    assert [d.path for d in api.providers.webhook.deliveries] == ["/drills"]
+    p = api.providers
+    rewrite_config(p, extra=[{**drill_channels(p)[0], "exercise": False}], public_url=PUBLIC_URL)
+    api.app.config = loaded(p.config).config  # the service restarted on the new channels.toml
+    status, refused = await api.post(f"/api/alerts/{body['alert_id']}/update", {"mode": "exercise"})
+    assert status == 400, refused
+    assert refused["field"] == "channels"
+    assert "partner-drills: no longer an exercise channel" in refused["message"]
+    await api.settle()
+    assert [d.path for d in p.webhook.deliveries] == ["/drills"]
+    assert [a.id for a in await api.app.store.alerts.recent(10)] == [body["alert_id"]]

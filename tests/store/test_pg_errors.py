@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from broadcaster.errors import IntegrityError, StoreConflict, StoreTimeout, StoreUnavailable
+from broadcaster.errors import IntegrityError, StoreConflict, StoreFull, StoreTimeout, StoreUnavailable
 from broadcaster.store.postgres_db import mapped
 
 
@@ -28,3 +28,12 @@ def test_server_states_map_to_the_store_taxonomy(raised: Exception, expected: ty
 def test_a_bad_statement_is_a_bug_and_passes_through() -> None:
     with pytest.raises(asyncpg.PostgresSyntaxError), mapped("postgresql://db.example/broadcaster"):
         raise asyncpg.PostgresSyntaxError("syntax error at or near SELEC")
+
+
+def test_a_full_disk_is_said_as_such_not_as_a_server_that_is_busy() -> None:
+    """disk_full (53100) sits in the "insufficient resources" class with too_many_connections, which waiting cures;
+    a full disk is not cured by waiting, and the operator must hear what it is."""
+    with pytest.raises(StoreFull) as caught, mapped("postgresql://db.example/broadcaster"):
+        raise asyncpg.DiskFullError("could not extend file \"base/16384/16385\": No space left on device")
+    assert not caught.value.retryable
+    assert "database or disk is full" in str(caught.value) and "db.example" in str(caught.value)

@@ -244,6 +244,21 @@ def test_a_missing_templates_folder_is_reported(tmp_path: Path) -> None:
         Catalogue(tmp_path / "nowhere", KINDS)
 
 
+def test_a_template_that_is_not_utf8_names_the_line(catalogue: Catalogue) -> None:
+    path = catalogue.path("road_closure")
+    path.write_bytes(path.read_bytes().replace("شارع".encode(), "Caf\u00e9".encode("latin-1"), 1))
+    with pytest.raises(TemplateError, match=r"road_closure\.toml: line \d+, column \d+: byte 0xE9 is not UTF-8"):
+        read_toml(path)
+
+
+@pytest.mark.parametrize("bounds", ["min = nan", "max = inf", "min = -inf", "max = nan"])
+def test_a_number_variable_needs_finite_bounds(catalogue: Catalogue, bounds: str) -> None:
+    """TOML reads nan and inf: a nan bound refused every magnitude, an infinite one took any."""
+    edit(catalogue.path("earthquake"), "min = 0" if bounds.startswith("min") else "max = 10", bounds)
+    with pytest.raises(TemplateError, match=r"variable 'magnitude': a number needs finite min <= max"):
+        catalogue.get("earthquake")
+
+
 def test_a_template_may_only_target_a_kind_the_registry_has(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     kinds_line = next(line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("kinds = "))

@@ -73,7 +73,7 @@ def test_templates_check_and_fire_exit_2_on_a_poisoned_gazetteer_and_nothing_is_
         err = capsys.readouterr().err
         assert "place 'E11'" in err and "U+202E" in err and "nothing was sent" in err
         # `serve` loads the same way: with this gazetteer it never starts, so the CAP feed never shows the name.
-        assert main(p.cli("serve", "--port", "0")) == 2
+        assert main(p.cli("serve", "--port", "8999")) == 2
         assert "place 'E11'" in capsys.readouterr().err
         assert provider_requests(p) == [0, 0, 0, 0]
         assert not p.db.exists()  # not even the database was opened: the catalogue refused first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -243,6 +243,16 @@ def test_a_value_that_is_not_a_datetime_is_refused(value: str) -> None:
     assert "ISO 8601" in refused(ROAD, "starts", starts=value)
 
 
+@pytest.mark.parametrize("value", [
+    "0001-01-01T00:00:00+04:00", "9999-12-31T23:59:59-04:00", "9999-12-31T23:59:59+00:00",
+    "1999-12-31T23:00:00+00:00", "2100-01-01T00:00:00+00:00",
+])
+def test_a_datetime_outside_the_years_2000_to_2099_is_refused(value: str) -> None:
+    """Years 0001 and 9999 parse in Python, then overflow as soon as they are shown in Dubai time."""
+    message = refused(ROAD, "starts", starts=value)
+    assert value in message and "between the years 2000 and 2099" in message
+
+
 @pytest.mark.parametrize("value", ["2026-11-23T18:00:00+00:00", "2026-11-23T18:00:00Z", "2026-11-23T19:00:00+01:00"])
 def test_a_datetime_with_an_offset_renders_in_dubai_time_in_both_languages(value: str) -> None:
     values = run(ROAD, starts=value)
@@ -422,3 +432,27 @@ def test_parse_var_args_round_trips(variables: dict[str, dict[str, str]]) -> Non
         else:
             args += [f"{name}.{lang}={value}" for lang, value in langs.items()]
     assert parse_var_args(args) == variables
+
+
+offsets = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+moments = st.one_of(st.datetimes(), st.datetimes(max_value=datetime(1, 1, 2)),
+                    st.datetimes(min_value=datetime(9999, 12, 31)))
+datetime_texts = st.one_of(
+    st.builds(lambda d, tz: d.replace(tzinfo=tz).isoformat(), moments, offsets),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+)
+
+
+@PROPS
+@given(value=datetime_texts)
+def test_a_datetime_variable_renders_or_is_refused_naming_it(value: str) -> None:
+    """Whatever is typed: rendered in both languages, or a VariableError naming the variable, never a crash."""
+    try:
+        values = run(ROAD, starts=value)
+    except VariableError as exc:
+        assert "'starts'" in str(exc)
+        return
+    assert 2000 <= datetime.fromisoformat(values.inputs["starts"]["en"]).astimezone(UTC).year <= 2099
+    for lang in ("ar", "en"):
+        assert values.display["starts"][lang]
+    render_forms(ROAD, values.display, exercise=False)
