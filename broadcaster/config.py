@@ -142,6 +142,7 @@ class Config:
     runbooks_dir: Path
     public_url: str | None
     channels: tuple[ChannelConfig, ...] = field(default=())
+    authority: Mapping[str, str] | None = None  # the issuing authority's name per language (alert cards)
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -242,7 +243,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     top = raw.get("broadcaster")
     if not isinstance(top, dict):
         raise ConfigError("missing [broadcaster] table", where=where)
-    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url"}
+    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "authority"}
     for key in top:
         if key not in known_top:
             raise ConfigError(f"[broadcaster]: unknown key {key!r}", where=where)
@@ -259,6 +260,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     templates_dir = resolve_path(base_dir, str(top.get("templates", "templates")), "templates", settings)
     runbooks_dir = resolve_path(base_dir, str(top.get("runbooks", "runbooks")), "runbooks", settings)
     public_url = top.get("public_url")
+    authority = _bilingual(top.get("authority"), "authority", settings)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -281,6 +283,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         runbooks_dir=runbooks_dir,
         public_url=str(public_url) if public_url else None,
         channels=tuple(channels),
+        authority=authority,
     )
 
 
@@ -300,6 +303,17 @@ def resolve_path(base_dir: Path, value: str, key: str, where: str) -> Path:
         return (base_dir / value).resolve()
     except (ValueError, OSError):  # e.g. an embedded NUL, which TOML allows as "\u0000"
         raise ConfigError(f"key {key!r}: {value!r} is not a usable path", where=where) from None
+
+
+def _bilingual(value: Any, key: str, where: str) -> dict[str, str] | None:
+    """An optional ``{ ar = "...", en = "..." }`` value: both languages, each a non-empty string."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != set(LANGUAGES) or not all(
+        isinstance(v, str) and v.strip() for v in value.values()
+    ):
+        raise ConfigError(f'key {key!r}: must be {{ ar = "...", en = "..." }}, both non-empty', where=where)
+    return {lang: value[lang].strip() for lang in LANGUAGES}
 
 
 def _is_env_name(value: Any) -> bool:

@@ -321,3 +321,19 @@ def test_options_of_another_kind_is_a_programming_error(tmp_path: Path) -> None:
     assert channel.options_of(TelegramOptions).chat_id == "@authority_alerts"
     with pytest.raises(TypeError, match="not SmsOptions"):
         channel.options_of(SmsOptions)
+
+
+@pytest.mark.parametrize("authority, expected", [
+    ('{ ar = "شرطة دبي", en = "Dubai Police" }', {"ar": "شرطة دبي", "en": "Dubai Police"}),
+    ('{ ar = "شرطة دبي" }', None), ('"Dubai Police"', None), ('{ ar = "شرطة دبي", en = " " }', None),
+])
+def test_the_issuing_authority_is_named_in_both_languages_or_refused(tmp_path: Path, authority: str,
+                                                                     expected: dict[str, str] | None) -> None:
+    path = write_config(tmp_path, [{"id": "w", "kind": "webhook", "url": "https://p.example/a", "secret_env": "S"}])
+    text = path.read_text(encoding="utf-8").replace("[broadcaster]\n", f"[broadcaster]\nauthority = {authority}\n")
+    path.write_text(text, encoding="utf-8")
+    if expected is None:
+        with pytest.raises(ConfigError, match=r"\[broadcaster\]: key 'authority'"):
+            load_config(path, KINDS)
+    else:
+        assert load_config(path, KINDS).authority == expected
