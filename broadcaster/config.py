@@ -203,6 +203,12 @@ class KindTable:
             allowed = " or ".join(f'"{c.value}"' for c in choices)
             raise ConfigError(f"key {key!r}: must be {allowed}", where=self.where) from None
 
+    def flag(self, key: str, *, default: bool) -> bool:
+        value = self.table.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"key {key!r}: must be true or false", where=self.where)
+        return value
+
     def whole_number(self, key: str, low: int, high: int, default: int) -> int:
         value = self.table.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

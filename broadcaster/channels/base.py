@@ -31,7 +31,7 @@ import ssl
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -71,8 +71,8 @@ class OutboundMessage:
 
     ``text`` is final: rendered, measured and approved. Telegram text is HTML.
     ``reply_to`` is the provider id of the message this one follows up (an update
-    or a cancel threads under the original). ``payload`` is the request body of a
-    kind that sends one (the webhook's JSON), built by the kind's ``payload``.
+    or a cancel threads under the original). ``payload`` is what a kind sends
+    besides the text (the webhook's JSON body, an alert card's PNG), built by the kind's ``payload``.
     """
 
     delivery_id: int
@@ -105,7 +105,9 @@ class AlertDocument:
 
     ``sent`` and ``expires`` are ISO 8601 with the configured offset, to the second;
     ``status`` is the CAP status (Actual, Exercise, Test); ``forms`` holds the
-    rendered texts, language -> form (headline, short, long) -> text.
+    rendered texts, language -> form (headline, short, long) -> text. ``cards``
+    holds the PNG of each alert card a channel attaches (language -> bytes), and
+    ``public_url`` is where ``serve`` publishes the cards (``[broadcaster] public_url``).
     """
 
     alert_id: str
@@ -121,6 +123,8 @@ class AlertDocument:
     event: Mapping[str, str]
     areas: tuple[str, ...]
     forms: Forms
+    cards: Mapping[str, bytes] = field(default_factory=dict)
+    public_url: str | None = None
 
 
 class Clients:
@@ -267,9 +271,15 @@ class Channel(ABC):
         """How this kind's provider counts ``text`` (one variable's display) inside a message."""
 
     @classmethod
-    def payload(cls, document: AlertDocument, rendered: Rendered) -> bytes | None:
-        """The request body for ``rendered``, for a kind that sends one; None otherwise."""
+    def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
+        """What ``rendered`` carries besides its text, for a kind that sends more: a body (the webhook's JSON),
+        an alert card's PNG (``card = true``), a card's public URL (Instagram); None otherwise."""
         return None
+
+    @classmethod
+    def card_languages(cls, config: ChannelConfig) -> tuple[str, ...]:
+        """The languages whose alert card a channel with ``config`` sends (their PNGs in its payloads)."""
+        return ()
 
     # -- one channel ---------------------------------------------------------------
 

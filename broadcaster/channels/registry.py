@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broadcaster.channels.base import Channel, Clients
+from broadcaster.channels.facebook import FacebookChannel
 from broadcaster.channels.sms import SmsChannel
 from broadcaster.channels.telegram import TelegramChannel
 from broadcaster.channels.webhook import WebhookChannel
@@ -25,6 +26,7 @@ KINDS: dict[str, type[Channel]] = {
     "telegram": TelegramChannel,
     "sms": SmsChannel,
     "webhook": WebhookChannel,
+    "facebook": FacebookChannel,
 }
 
 

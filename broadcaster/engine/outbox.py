@@ -229,7 +229,7 @@ async def plan_alert(
                 )
             plan.messages.append(MessageRecord(
                 key=keys[r.language], channel_id=channel.id, language=r.language, text=r.text,
-                payload=kind.payload(document, r),
+                payload=kind.payload(document, r, channel),
             ))
             if channel.recipients is not None:
                 plan.rows.append(PreviewRow(channel.id, channel.kind, r, counts.get(r.language, 0)))

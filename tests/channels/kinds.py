@@ -22,6 +22,7 @@ from broadcaster.channels.base import Channel, Clients, OutboundMessage
 from broadcaster.channels.registry import KINDS
 from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig
+from tests.fakes.graph import FakeGraph, graph_error, graph_hang
 from tests.fakes.server import FakeServer, Step
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio, hang, twilio_error
@@ -40,6 +41,8 @@ X_KEYS = {
 TWILIO_SID = "AC" + "5ec7e75ec7e7" * 2 + "5ec7e75e"
 TWILIO_TOKEN = "tok-SMS-SECRET-7f3a9c-do-not-leak"
 HOOK_SECRET = "whsec-PARTNER-SECRET-91c4e2-do-not-leak"
+GRAPH_TOKEN = "EAAB-PAGE-TOKEN-SECRET-5d1f0c-do-not-leak"
+PAGE_ID = "104000000000001"
 PHONE = "+971501234567"
 ARABIC = "تحذير: فيضانات على «شارع الشيخ زايد». ابتعدوا عن الأودية. Flood warning: keep away from wadis."
 
@@ -73,6 +76,7 @@ class KindCase:
     log_proof: str  # logged at DEBUG on the way (masked where it names a secret): proof logs were captured
     leaks: list[str] = field(default_factory=list)  # further forms of the secrets (encodings)
     build: Callable[[ChannelConfig, Clients], Channel] | None = None
+    requests_per_send: int = 1  # Instagram publishes in two steps: a media container, then media_publish
 
     def channel(self, config: ChannelConfig, clients: Clients) -> Channel:
         return self.build(config, clients) if self.build else KINDS[self.kind](config, clients)
@@ -158,5 +162,20 @@ CASES: dict[str, KindCase] = {
         failures=[webhook_error(400, body={"error": f"bad signature with key {HOOK_SECRET}"}),
                   webhook_error(302, location=f"/moved?key={HOOK_SECRET}"), webhook_error(500, hang=30)],
         log_proof="webhook webhook-test delivery A-1/7 -> HTTP 200",
+    ),
+    "facebook": KindCase(
+        kind="facebook",
+        env={"BCAST_TEST_FB_TOKEN": GRAPH_TOKEN},
+        table={"page_id": PAGE_ID, "token_env": "BCAST_TEST_FB_TOKEN"},
+        fake=lambda: FakeGraph(token=GRAPH_TOKEN),
+        message=_message(language="ar+en", text=ARABIC),
+        accepted=lambda fake: len(fake.posts),
+        rate_limited=graph_error(32, "Page request limit reached", status=429, headers={"Retry-After": "7"}),
+        retry_after=7.0,
+        hang=lambda seconds: graph_hang(seconds, accept=True),
+        # A Graph error that echoes the token, a 5xx, a hang.
+        failures=[graph_error(190, f"Error validating access token {GRAPH_TOKEN}"),
+                  graph_error(2, "Service temporarily unavailable", status=503), graph_hang(30)],
+        log_proof=f"facebook facebook-test POST /v21.0/{PAGE_ID}/feed -> HTTP 200",
     ),
 }
