@@ -278,6 +278,10 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         if channel.id in seen:
             raise ConfigError(f"channel {channel.id!r}: key 'id': duplicate channel id", where=where)
         seen.add(channel.id)
+        if getattr(kinds[channel.kind], "needs_public_url", False) and not public_url:
+            raise ConfigError(f"kind {channel.kind!r} needs [broadcaster] public_url, the address where "
+                              "`broadcaster serve` publishes what the provider fetches (alert cards)",
+                              where=channel.where)
         channels.append(channel)
 
     return Config(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from broadcaster.channels.base import Channel, Clients
 from broadcaster.channels.facebook import FacebookChannel
+from broadcaster.channels.instagram import InstagramChannel
 from broadcaster.channels.sms import SmsChannel
 from broadcaster.channels.telegram import TelegramChannel
 from broadcaster.channels.webhook import WebhookChannel
@@ -27,6 +28,7 @@ KINDS: dict[str, type[Channel]] = {
     "sms": SmsChannel,
     "webhook": WebhookChannel,
     "facebook": FacebookChannel,
+    "instagram": InstagramChannel,
 }
 
 

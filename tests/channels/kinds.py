@@ -43,6 +43,8 @@ TWILIO_TOKEN = "tok-SMS-SECRET-7f3a9c-do-not-leak"
 HOOK_SECRET = "whsec-PARTNER-SECRET-91c4e2-do-not-leak"
 GRAPH_TOKEN = "EAAB-PAGE-TOKEN-SECRET-5d1f0c-do-not-leak"
 PAGE_ID = "104000000000001"
+IG_USER_ID = "17841400000000001"
+PUBLIC_URL = "https://alerts.example.gov"
 PHONE = "+971501234567"
 ARABIC = "تحذير: فيضانات على «شارع الشيخ زايد». ابتعدوا عن الأودية. Flood warning: keep away from wadis."
 
@@ -77,6 +79,7 @@ class KindCase:
     leaks: list[str] = field(default_factory=list)  # further forms of the secrets (encodings)
     build: Callable[[ChannelConfig, Clients], Channel] | None = None
     requests_per_send: int = 1  # Instagram publishes in two steps: a media container, then media_publish
+    top: dict[str, Any] = field(default_factory=dict)  # [broadcaster] keys the kind needs (public_url)
 
     def channel(self, config: ChannelConfig, clients: Clients) -> Channel:
         return self.build(config, clients) if self.build else KINDS[self.kind](config, clients)
@@ -177,5 +180,22 @@ CASES: dict[str, KindCase] = {
         failures=[graph_error(190, f"Error validating access token {GRAPH_TOKEN}"),
                   graph_error(2, "Service temporarily unavailable", status=503), graph_hang(30)],
         log_proof=f"facebook facebook-test POST /v21.0/{PAGE_ID}/feed -> HTTP 200",
+    ),
+    "instagram": KindCase(
+        kind="instagram",
+        env={"BCAST_TEST_IG_TOKEN": GRAPH_TOKEN},
+        table={"ig_user_id": IG_USER_ID, "token_env": "BCAST_TEST_IG_TOKEN"},
+        fake=lambda: FakeGraph(token=GRAPH_TOKEN),
+        message=_message(payload=orjson.dumps({"image_url": f"{PUBLIC_URL}/cards/A-1/ar.png"})),
+        accepted=lambda fake: len(fake.media),
+        rate_limited=graph_error(4, "Application request limit reached", status=429, headers={"Retry-After": "7"}),
+        retry_after=7.0,
+        # The timeout that matters is the publish's: a container alone is never seen.
+        hang=lambda seconds: graph_hang(seconds, accept=True, only="media_publish"),
+        failures=[graph_error(190, f"Error validating access token {GRAPH_TOKEN}"),
+                  graph_error(2, "Service temporarily unavailable", status=503), graph_hang(30)],
+        log_proof=f"instagram instagram-test POST /v21.0/{IG_USER_ID}/media_publish -> HTTP 200",
+        requests_per_send=2,
+        top={"public_url": PUBLIC_URL},
     ),
 }

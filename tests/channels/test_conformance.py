@@ -27,7 +27,7 @@ from broadcaster.errors import ConfigError, DeliveryError, Reason
 from broadcaster.netguard import no_network
 from tests.channels.kinds import CASES, KindCase, closed_port_url
 from tests.fakes.server import FakeServer
-from tests.support import channel_config
+from tests.support import make_config
 
 
 @pytest.fixture(params=list(KINDS))
@@ -47,7 +47,7 @@ async def fake(case: KindCase) -> AsyncIterator[Any]:
 def make(case: KindCase, tmp_path: Path, api_base: str, clients: Clients, **extra: Any) -> Channel:
     folder = tmp_path / str(extra.get("id", "main"))
     folder.mkdir(exist_ok=True)
-    return case.channel(channel_config(folder, **case.config_table(api_base, **extra)), clients)
+    return case.channel(make_config(folder, [case.config_table(api_base, **extra)], **case.top).channels[0], clients)
 
 
 async def failure(channel: Channel, case: KindCase) -> DeliveryError:
