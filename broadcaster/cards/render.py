@@ -243,18 +243,36 @@ def _kicker(writer: _Writer, content: CardContent) -> None:
     writer.line("kicker", content.kicker, font, top, fill=(255, 255, 255))
 
 
+def _headline_room(size: int, rtl: bool) -> tuple[int, int]:
+    """``(line step, most lines)`` of the headline at ``size``: Arabic needs room above and below for its marks."""
+    step = int(size * (1.5 if rtl else 1.25))
+    return step, max(1, (HEADLINE[1] - HEADLINE[0]) // step)
+
+
 def _headline(writer: _Writer, content: CardContent) -> None:
-    room = HEADLINE[1] - HEADLINE[0]
-    step_of = 1.5 if writer.rtl else 1.25  # Arabic needs room above and below for its marks
     for size in HEADLINE_SIZES:
         font = writer.fonts.get(size, BOLD)
-        step = int(size * step_of)
-        lines = writer.wrap(content.headline, font, WIDTH, max(1, room // step))
+        step, most = _headline_room(size, writer.rtl)
+        lines = writer.wrap(content.headline, font, WIDTH, most)
         if lines is not None:
             for n, text in enumerate(lines):
                 writer.line("headline", text, font, HEADLINE[0] + n * step, fill=INK)
             return
     raise _overflow(content, "headline")
+
+
+def headline_fit(headline: str, language: str, fonts: Fonts) -> tuple[int, int]:
+    """``(lines needed, lines there are)`` for ``headline`` at the card's smallest headline size.
+
+    What ``templates check`` proves for channels that carry cards (nothing is drawn, so it is quick).
+    """
+    from PIL import Image, ImageDraw
+
+    writer = _Writer(ImageDraw.Draw(Image.new("1", (1, 1))), language, fonts)
+    size = HEADLINE_SIZES[-1]
+    _, most = _headline_room(size, writer.rtl)
+    lines = writer.wrap(headline, fonts.get(size, BOLD), WIDTH, 10_000)
+    return (len(lines) if lines is not None else most + 1), most
 
 
 def _facts(writer: _Writer, content: CardContent) -> None:

@@ -27,8 +27,6 @@ scripted step answers instead; with ``accept=True`` the post is made first (it
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +34,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Recorded, Step
+from tests.fakes.server import FakeServer, Step, multipart_fields
 
 
 @dataclass
@@ -84,7 +82,7 @@ class FakeGraph(FakeServer):
         if "access_token" in request.query:
             self.tokens_in_urls.append(request.path_qs)
         node, edge = request.match_info["node"], request.match_info["edge"]
-        params = {**recorded.query, **recorded.form, **_multipart(request, recorded)}
+        params = {**recorded.query, **recorded.form, **multipart_fields(request, recorded)}
         await self.provider_latency()
         step = self._step_for(edge)
         if step is not None:
@@ -168,17 +166,3 @@ class FakeGraph(FakeServer):
         except aiohttp.ClientError:
             return False
 
-
-def _multipart(request: web.Request, recorded: Recorded) -> dict[str, Any]:
-    """Fields of a multipart body (a photo upload): text as str, files as bytes."""
-    if request.content_type != "multipart/form-data":
-        return {}
-    head = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + recorded.body)
-    fields: dict[str, Any] = {}
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if isinstance(name, str) and isinstance(payload, bytes):
-            fields[name] = payload if part.get_filename() else payload.decode("utf-8")
-    return fields
