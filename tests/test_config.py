@@ -47,12 +47,15 @@ def test_the_shipped_channels_toml_loads() -> None:
     config = load_config(ROOT / "channels.toml", KINDS)
     ids = [c.id for c in config.channels]
     assert ids[:5] == ["x-authority", "telegram-authority", "telegram-police-en", "sms-residents", "partner-hook"]
-    assert {c.kind for c in config.channels} == {"x", "telegram", "sms", "webhook"}
+    assert {c.kind for c in config.channels} >= {"x", "telegram", "sms", "webhook", "facebook", "instagram"}
     assert config.sender == "alerts.example.gov"
     assert config.timezone.key == "Asia/Dubai"
     assert config.templates_dir == ROOT / "templates"
     assert Path(config.database) == ROOT / "var" / "broadcaster.db"
-    assert [c.id for c in config.channels if c.exercise] == ["sms-exercise", "telegram-exercise"]
+    exercise = [c.id for c in config.channels if c.exercise]
+    assert {"sms-exercise", "telegram-exercise", "facebook-exercise", "instagram-exercise"} <= set(exercise)
+    assert config.public_url == "https://alerts.example.gov"
+    assert config.authority == {"ar": "هيئة الطوارئ والأزمات", "en": "Emergency and Crisis Authority"}
     sms = config.channel("sms-residents")
     assert sms.recipients == ROOT / "recipients" / "residents.csv"
     assert sms.options_of(SmsOptions).max_segments == 4

@@ -177,8 +177,11 @@ def tokens(text: str) -> list[str]:
     return found
 
 
-def render_card(content: CardContent, *, fonts: Fonts | None = None) -> Card:
-    """Draw one card; raise TemplateError when a text does not fit its place at the smallest size."""
+def render_card(content: CardContent, *, fonts: Fonts | None = None, encode: bool = True) -> Card:
+    """Draw one card; raise TemplateError when a text does not fit its place at the smallest size.
+
+    ``encode=False`` only proves the card can be drawn (its texts laid out; no marker, no PNG: a few ms).
+    """
     from PIL import Image, ImageDraw
 
     fonts = fonts or Fonts()
@@ -196,6 +199,8 @@ def render_card(content: CardContent, *, fonts: Fonts | None = None) -> Card:
                                                          WIDTH * 0.6, "issuing authority"),
                 FOOTER_Y, fill=INK)
     writer.line("alert_id", content.alert_id, fonts.get(24), FOOTER_Y + 4, fill=MUTED, at_end=True, ltr=True)
+    if not encode:
+        return Card(content.language, b"", dict(writer.boxes))
     if content.exercise:
         image = _mark_exercise(image, writer, content.marker)
     buffer = io.BytesIO()
@@ -203,7 +208,8 @@ def render_card(content: CardContent, *, fonts: Fonts | None = None) -> Card:
     return Card(content.language, buffer.getvalue(), dict(writer.boxes))
 
 
-def render_cards(contents: Mapping[str, CardContent], languages: Iterable[str] | None = None) -> dict[str, Card]:
+def render_cards(contents: Mapping[str, CardContent], languages: Iterable[str] | None = None, *,
+                 encode: bool = True) -> dict[str, Card]:
     """The cards of ``languages`` (default: every language of ``contents``), one thread per card.
 
     Pillow lets go of the GIL while it rasterises, rotates and compresses, so the
@@ -214,8 +220,9 @@ def render_cards(contents: Mapping[str, CardContent], languages: Iterable[str] |
     from concurrent.futures import ThreadPoolExecutor
 
     wanted = list(contents) if languages is None else [lang for lang in contents if lang in set(languages)]
-    if len(wanted) <= 1:
-        return {lang: render_card(contents[lang]) for lang in wanted}
+    if len(wanted) <= 1 or not encode:
+        fonts = Fonts()
+        return {lang: render_card(contents[lang], fonts=fonts, encode=encode) for lang in wanted}
     data = font_file().read_bytes()
     with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="card") as pool:
         futures = {lang: pool.submit(render_card, contents[lang], fonts=Fonts(data=data)) for lang in wanted}

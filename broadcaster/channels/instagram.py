@@ -65,6 +65,7 @@ class InstagramChannel(Channel):
     kind = "instagram"
     can_reconcile = True
     needs_public_url = True
+    card_by_url = True
     default_rate_per_second: ClassVar[float] = 0.5
     sample: ClassVar[Mapping[str, Any]] = {"ig_user_id": "17841400000000001", "token_env": "INSTAGRAM_TOKEN"}
     reconcile_pages: ClassVar[int] = 3

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Final
 
 from broadcaster.audit import AuditEntry
+from broadcaster.cards.content import CardContent, card_contents
+from broadcaster.cards.render import Card, render_cards
 from broadcaster.channels.base import AlertDocument
 from broadcaster.channels.registry import kind_of
 from broadcaster.clock import in_thread
@@ -33,7 +35,7 @@ from broadcaster.selection import select_channels
 from broadcaster.states import CAP_STATUS, DeliveryState, Mode, MsgType
 from broadcaster.store import Store
 from broadcaster.store.records import AlertRecord, AudienceCopy, MessageRecord, NewDelivery, StepClaim
-from broadcaster.templates.catalogue import Catalogue, Template
+from broadcaster.templates.catalogue import LANGUAGES, Catalogue, Template
 from broadcaster.templates.render import Forms, Rendered, render_forms
 from broadcaster.templates.variables import Inputs, resolve
 from broadcaster.timefmt import iso_seconds
@@ -118,6 +120,8 @@ class Plan:
     copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
     step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
     audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
+    card_contents: Mapping[str, CardContent] = field(default_factory=dict)  # what each language's card says
+    cards: Mapping[str, Card] = field(default_factory=dict)  # the cards some channel carries, rendered
 
     async def deliveries(self) -> AsyncIterator[Sequence[NewDelivery]]:
         """Every delivery to commit, Arabic first; recipient lists arrive in batches."""
@@ -200,7 +204,17 @@ async def plan_alert(
         forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
     )
     plan = Plan(alert, template, channels, forms, [], [])
-    document = alert_document(config, template, alert)
+    plan.card_contents = alert_card_contents(config, catalogue, alert, template)
+    shown = [lang for lang in LANGUAGES if any(lang in kind_of(c).card_languages(c) for c in channels)]
+    attached = [lang for lang in shown if any(lang in kind_of(c).card_languages(c) and not kind_of(c).card_by_url
+                                              for c in channels)]
+    # Off the loop; a text that does not fit its card stops the plan here, with nothing stored. A card a
+    # provider fetches from serve (Instagram) is only proved to fit now; serve draws it when asked.
+    if attached:
+        plan.cards = await in_thread(render_cards, plan.card_contents, attached)
+    if set(shown) - set(attached):
+        await in_thread(render_cards, plan.card_contents, set(shown) - set(attached), encode=False)
+    document = alert_document(config, template, alert, cards={lang: card.png for lang, card in plan.cards.items()})
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
         kind = kind_of(channel)
@@ -240,8 +254,17 @@ async def plan_alert(
     return plan
 
 
-def alert_document(config: Config, template: Template, alert: AlertRecord) -> AlertDocument:
-    """The one document per alert that kinds build request bodies from (the webhook's JSON)."""
+def alert_card_contents(config: Config, catalogue: Catalogue, alert: AlertRecord,
+                        template: Template | None = None) -> dict[str, CardContent]:
+    """What the alert's card says in each language: the same at fire time and when ``serve`` publishes it."""
+    return card_contents(config, template or catalogue.get(alert.template), catalogue.gazetteer, alert_id=alert.id,
+                         mode=alert.mode, msg_type=str(alert.msg_type), sent_at=alert.sent_at,
+                         expires_at=alert.expires_at, areas=alert.areas, forms=alert.forms)
+
+
+def alert_document(config: Config, template: Template, alert: AlertRecord,
+                   cards: Mapping[str, bytes] | None = None) -> AlertDocument:
+    """The one document per alert that kinds build request bodies from (the webhook's JSON, cards, card URLs)."""
     return AlertDocument(
         alert_id=alert.id,
         identifier=f"{config.sender}/{alert.id}",
@@ -256,6 +279,8 @@ def alert_document(config: Config, template: Template, alert: AlertRecord) -> Al
         event=dict(template.event),
         areas=tuple(alert.areas),
         forms={lang: dict(alert.forms[lang]) for lang in ("ar", "en")},
+        cards=dict(cards or {}),
+        public_url=config.public_url,
     )
 
 

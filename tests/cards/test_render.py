@@ -126,13 +126,15 @@ def test_the_card_says_the_alert_in_both_languages(shipped_app: Loaded) -> None:
     assert labels == ["المنطقة", "صدر", "ساري حتى"]
     issued = dict(ar.facts)["صدر"]
     assert not any("٠" <= ch <= "٩" for ch in issued), "Western digits on Arabic cards"
-    assert en.authority == "alerts.example.gov"
+    assert en.authority == "Emergency and Crisis Authority"  # [broadcaster] authority in the sample config
 
 
-def test_a_configured_authority_names_the_issuer(shipped_app: Loaded) -> None:
+def test_a_configured_authority_names_the_issuer_else_the_sender(shipped_app: Loaded) -> None:
     config = replace(shipped_app.config, authority={"ar": "شرطة دبي", "en": "Dubai Police"})
     contents = _contents(Loaded(config, shipped_app.catalogue), "road_closure", Mode.LIVE)
     assert contents["ar"].authority == "شرطة دبي" and contents["en"].authority == "Dubai Police"
+    unnamed = _contents(Loaded(replace(config, authority=None), shipped_app.catalogue), "road_closure", Mode.LIVE)
+    assert unnamed["ar"].authority == unnamed["en"].authority == "alerts.example.gov"
 
 
 WORDS = st.text(alphabet="ابت Ab1", min_size=1, max_size=6).filter(lambda w: w.strip() == w and " " not in w)
