@@ -20,6 +20,7 @@ run it through :func:`broadcaster.clock.in_thread`. Pillow is imported on first 
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -323,15 +324,28 @@ def _mark_exercise(image: Any, writer: _Writer, marker: str) -> Any:
     image.paste(side, (0, 0))
     image.paste(side, (SIZE - stripe, 0))
 
-    band_length, band_height = int(SIZE * 1.42), 132
-    band = Image.new("RGBA", (band_length, band_height), (*MARKER_AMBER, 120))
-    marker_writer = _Writer(ImageDraw.Draw(band), writer.language, writer.fonts)
-    text = "     ".join([marker] * 3)
-    marker_writer.line("marker", text, writer.fonts.get(60, BOLD), (band_height - 88) // 2, fill=(*INK, 190),
-                       start=0, end=band_length)
-    rotated = band.rotate(45, expand=True, resample=Image.Resampling.BILINEAR)
-    left, top = (rotated.width - SIZE) // 2, (rotated.height - SIZE) // 2
-    image.paste(rotated.crop((left, top, left + SIZE, top + SIZE)), (0, 0), rotated.crop((left, top, left + SIZE,
-                                                                                        top + SIZE)))
+    band = marker_band(writer.language, marker, writer.fonts.engine)
+    image.paste(band, (0, 0), band)
     writer.boxes["marker"] = (0, 0, SIZE, SIZE)
     return image
+
+
+@functools.lru_cache(maxsize=8)
+def marker_band(language: str, marker: str, engine: Engine) -> Any:
+    """The translucent diagonal band with ``marker``, as a card-sized RGBA overlay; the same for every card.
+
+    Drawn once per process and language: Pillow rotates without letting go of the
+    GIL (some 30 ms), which would stall the event loop on every exercise card.
+    The overlay is only ever read (pasted), so threads may share it.
+    """
+    from PIL import Image, ImageDraw
+
+    band_length, band_height = int(SIZE * 1.42), 132
+    band = Image.new("RGBA", (band_length, band_height), (*MARKER_AMBER, 120))
+    marker_writer = _Writer(ImageDraw.Draw(band), language, Fonts(engine))
+    text = "     ".join([marker] * 3)
+    marker_writer.line("marker", text, marker_writer.fonts.get(60, BOLD), (band_height - 88) // 2,
+                       fill=(*INK, 190), start=0, end=band_length)
+    rotated = band.rotate(45, expand=True, resample=Image.Resampling.BILINEAR)
+    left, top = (rotated.width - SIZE) // 2, (rotated.height - SIZE) // 2
+    return rotated.crop((left, top, left + SIZE, top + SIZE))
