@@ -89,10 +89,21 @@ def font_file() -> Path:
     return found[0]
 
 
+def require_shaping() -> None:
+    """Refuse to draw rather than draw unjoined, left-to-right Arabic: Pillow would fall back without a word."""
+    from PIL import features
+
+    if not features.check("raqm"):
+        raise RuntimeError("alert cards need Pillow's libraqm layout, which needs FriBiDi: install Debian's "
+                           "libfribidi0 (apt-get install libfribidi0); Arabic is never drawn unshaped")
+
+
 class Fonts:
     """The font at each (size, weight) one rendering needs; built per call, so threads never share one."""
 
     def __init__(self, engine: Engine = Engine.RAQM, data: bytes | None = None) -> None:
+        if engine is Engine.RAQM:
+            require_shaping()
         self.engine = engine
         self._data = data if data is not None else font_file().read_bytes()
         self._made: dict[tuple[int, int], ImageFont.FreeTypeFont] = {}

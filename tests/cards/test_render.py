@@ -148,3 +148,12 @@ def test_wrapping_keeps_every_word_and_never_splits_an_isolate(parts: list[str])
     assert " ".join(found) == " ".join(text.split())
     for token in found:
         assert token.count(FSI) == token.count(PDI)
+
+
+def test_without_libraqm_no_card_is_drawn_rather_than_unshaped_arabic(monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import features
+
+    real = features.check
+    monkeypatch.setattr(features, "check", lambda name: False if name == "raqm" else real(name))
+    with pytest.raises(RuntimeError, match="apt-get install libfribidi0"):
+        render_card(probe_content())
