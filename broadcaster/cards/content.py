@@ -29,14 +29,17 @@ LABELS: Final = {
     "en": {"where": "Where", "issued": "Issued", "until": "Valid until"},
 }
 LIST_SEPARATOR: Final = {"ar": "، ", "en": ", "}
+MORE: Final = {"ar": "و{n} غيرها", "en": "and {n} more"}
 
 
 @dataclass(frozen=True, slots=True)
 class CardContent:
     """Everything one card shows, in one language, as final text.
 
-    ``facts`` are ``(label, value)`` rows; ``exercise`` draws the marker across
-    the card; ``severity`` is the template's CAP severity (the header's colour).
+    ``facts`` are ``(label, value)`` rows, where first; ``places`` are the names
+    the first row lists, so that a list too long for the card can name its first
+    few and count the rest (:func:`place_list`); ``exercise`` draws the marker
+    across the card; ``severity`` is the template's CAP severity (the header's colour).
     """
 
     language: str
@@ -47,6 +50,7 @@ class CardContent:
     alert_id: str
     exercise: bool
     severity: str
+    places: tuple[str, ...] = ()
 
     @property
     def marker(self) -> str:
@@ -83,7 +87,7 @@ def card_contents(
         labels = LABELS[lang]
         names = [isolate(_area_name(gazetteer, code, lang), lang) for code in areas]
         facts = (
-            (labels["where"], LIST_SEPARATOR[lang].join(names) or "—"),
+            (labels["where"], place_list(lang, names, len(names))),
             (labels["issued"], format_moment(datetime.fromtimestamp(sent_at, tz), "datetime", lang, tz)),
             (labels["until"], format_moment(datetime.fromtimestamp(expires_at, tz), "datetime", lang, tz)),
         )
@@ -91,9 +95,18 @@ def card_contents(
         contents[lang] = CardContent(
             language=lang, kicker=kicker, headline=_headline(forms, lang, exercise), facts=facts,
             authority=authority_name(config, lang), alert_id=alert_id, exercise=exercise,
-            severity=str(template.cap.get("severity", "Unknown")),
+            severity=str(template.cap.get("severity", "Unknown")), places=tuple(names),
         )
     return contents
+
+
+def place_list(language: str, names: Sequence[str], shown: int) -> str:
+    """The first ``shown`` of ``names``, then how many more there are: ``Hatta, Al Barsha and 5 more``."""
+    if not names:
+        return "—"
+    listed = LIST_SEPARATOR[language].join(names[:shown])
+    rest = len(names) - shown
+    return f"{listed}{LIST_SEPARATOR[language]}{MORE[language].format(n=rest)}" if rest > 0 else listed
 
 
 def _area_name(gazetteer: Gazetteer, code: str, lang: str) -> str:

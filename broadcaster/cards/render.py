@@ -28,7 +28,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from broadcaster.cards.content import CardContent
+from broadcaster.cards.content import CardContent, place_list
 from broadcaster.errors import TemplateError
 from broadcaster.templates.render import FSI, PDI
 
@@ -295,26 +295,38 @@ def headline_fit(headline: str, language: str, fonts: Fonts) -> tuple[int, int]:
 
 
 def _facts(writer: _Writer, content: CardContent) -> None:
-    for size in FACT_SIZES:
-        label_font, value_font = writer.fonts.get(size - 4, BOLD), writer.fonts.get(size)
-        step = int(size * (1.55 if writer.rtl else 1.3))
-        rows = [(label, writer.wrap(value, value_font, WIDTH - LABEL_COLUMN, 2)) for label, value in content.facts]
-        if any(lines is None for _, lines in rows):
-            continue
-        if sum(len(lines or ()) for _, lines in rows) * step + (len(rows) - 1) * 12 > FACTS[1] - FACTS[0]:
-            continue
-        y = FACTS[0]
-        # The label column is at the reading start: the right of an Arabic card, the left of an English one.
-        label_span = (SIZE - MARGIN - LABEL_COLUMN, SIZE - MARGIN) if writer.rtl else (MARGIN, MARGIN + LABEL_COLUMN)
-        value_span = (MARGIN, SIZE - MARGIN - LABEL_COLUMN) if writer.rtl else (MARGIN + LABEL_COLUMN, SIZE - MARGIN)
-        for n, (label, lines) in enumerate(rows):
-            writer.line(f"fact{n}.label", label, label_font, y + 4, fill=MUTED, start=label_span[0], end=label_span[1])
-            for text in lines or ():
-                writer.line(f"fact{n}", text, value_font, y, fill=INK, start=value_span[0], end=value_span[1])
-                y += step
-            y += 12
-        return
+    """The facts, where first; a list of places too long for the card names its first few and counts the rest."""
+    counts = range(len(content.places), 0, -1) if content.places else [0]
+    for shown in counts:
+        facts = list(content.facts)
+        if content.places:
+            facts[0] = (facts[0][0], place_list(content.language, content.places, shown))
+        for size in FACT_SIZES:
+            if _draw_facts(writer, facts, size):
+                return
     raise _overflow(content, "facts (where, when)")
+
+
+def _draw_facts(writer: _Writer, facts: list[tuple[str, str]], size: int) -> bool:
+    """Draw ``facts`` at ``size`` if every value takes at most two lines and all fit their box; else False."""
+    label_font, value_font = writer.fonts.get(size - 4, BOLD), writer.fonts.get(size)
+    step = int(size * (1.55 if writer.rtl else 1.3))
+    rows = [(label, writer.wrap(value, value_font, WIDTH - LABEL_COLUMN, 2)) for label, value in facts]
+    if any(lines is None for _, lines in rows):
+        return False
+    if sum(len(lines or ()) for _, lines in rows) * step + (len(rows) - 1) * 12 > FACTS[1] - FACTS[0]:
+        return False
+    y = FACTS[0]
+    # The label column is at the reading start: the right of an Arabic card, the left of an English one.
+    label_span = (SIZE - MARGIN - LABEL_COLUMN, SIZE - MARGIN) if writer.rtl else (MARGIN, MARGIN + LABEL_COLUMN)
+    value_span = (MARGIN, SIZE - MARGIN - LABEL_COLUMN) if writer.rtl else (MARGIN + LABEL_COLUMN, SIZE - MARGIN)
+    for n, (label, lines) in enumerate(rows):
+        writer.line(f"fact{n}.label", label, label_font, y + 4, fill=MUTED, start=label_span[0], end=label_span[1])
+        for text in lines or ():
+            writer.line(f"fact{n}", text, value_font, y, fill=INK, start=value_span[0], end=value_span[1])
+            y += step
+        y += 12
+    return True
 
 
 def _mark_exercise(image: Any, writer: _Writer, marker: str) -> Any:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broadcaster.cards.content import CardContent, card_contents
+from broadcaster.cards.content import CardContent, card_contents, place_list
 from broadcaster.cards.render import MARGIN, MARKER_AMBER, SIZE, Engine, Fonts, render_card, render_cards, tokens
 from broadcaster.errors import TemplateError
 from broadcaster.states import Mode
@@ -157,3 +157,17 @@ def test_without_libraqm_no_card_is_drawn_rather_than_unshaped_arabic(monkeypatc
     monkeypatch.setattr(features, "check", lambda name: False if name == "raqm" else real(name))
     with pytest.raises(RuntimeError, match="apt-get install libfribidi0"):
         render_card(probe_content())
+
+
+@pytest.mark.parametrize("language", ["ar", "en"])
+def test_an_alert_over_every_area_names_the_first_and_counts_the_rest(language: str, shipped_app: Loaded) -> None:
+    """An alert is never refused because its card cannot list every area: the card names what fits."""
+    gazetteer = shipped_app.catalogue.gazetteer
+    codes = sorted(gazetteer.area_codes())
+    contents = _contents(shipped_app, "flood_warning", Mode.LIVE)
+    names = tuple(gazetteer.get(code).name(language) for code in codes)  # type: ignore[union-attr]
+    content = replace(contents[language], places=names)
+    card = render_card(content)
+    assert "fact0" in card.boxes
+    assert place_list(language, names, 2).endswith("and 12 more" if language == "en" else "و12 غيرها")
+    assert place_list(language, names, len(names)) == ("، " if language == "ar" else ", ").join(names)
