@@ -538,12 +538,17 @@
         headers: { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json", Accept: "image/png" },
       }).catch(() => null);
       if (!response || !response.ok) return;
+      const blob = await response.blob();
+      const src = await new Promise((resolve) => {
+        const reader = new FileReader();
+        reader.onload = () => resolve(reader.result); // a data: URL, nothing kept to revoke
+        reader.readAsDataURL(blob);
+      });
       images.push(el("img", {
-        src: URL.createObjectURL(await response.blob()), lang, alt: lang === "ar" ? "بطاقة التنبيه" : "Alert card",
+        src, lang, alt: lang === "ar" ? "بطاقة التنبيه" : "Alert card",
         width: 1080, height: 1080, style: "width: min(100%, 17rem); height: auto; border: 1px solid #ccd",
       }));
     }
-    for (const old of document.querySelectorAll("#preview-cards img")) URL.revokeObjectURL(old.src);
     document.getElementById("preview-cards")?.remove();
     if (seq !== state.previewSeq || !state.preview) return;
     $("preview-list").append(el("div", { id: "preview-cards", class: "preview-cards", "data-testid": "cards",
