@@ -188,7 +188,7 @@ class EmailChannel(Channel):
         return len(text.encode())
 
     @classmethod
-    def payload(cls, document: AlertDocument, rendered: Rendered) -> bytes | None:
+    def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
         """The subject and the HTML alternative (the plain text is the message's text)."""
         languages = _languages(rendered.language)
         return orjson.dumps({"subject": subject(document.forms, languages),

@@ -134,7 +134,7 @@ class WhatsAppChannel(TwilioChannel):
         return lengths.utf16_length(text)
 
     @classmethod
-    def payload(cls, document: AlertDocument, rendered: Rendered) -> bytes | None:
+    def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
         """The template, the mode and the ContentVariables; a value WhatsApp would refuse stops the fire."""
         language = rendered.language
         text = document.texts[language]["long"]

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Final
 
 from broadcaster.audit import AuditEntry
+from broadcaster.cards.content import CardContent, card_contents
+from broadcaster.cards.render import Card, render_cards
 from broadcaster.channels.base import AlertDocument
 from broadcaster.channels.registry import kind_of
 from broadcaster.clock import in_thread
@@ -33,7 +35,7 @@ from broadcaster.selection import select_channels
 from broadcaster.states import CAP_STATUS, DeliveryState, Mode, MsgType
 from broadcaster.store import Store
 from broadcaster.store.records import AlertRecord, AudienceCopy, MessageRecord, NewDelivery, StepClaim
-from broadcaster.templates.catalogue import Catalogue, Template
+from broadcaster.templates.catalogue import LANGUAGES, Catalogue, Template
 from broadcaster.templates.render import Forms, Rendered, render_forms
 from broadcaster.templates.variables import Inputs, resolve
 from broadcaster.timefmt import iso_seconds
@@ -122,6 +124,8 @@ class Plan:
     skipped: dict[str, str] = field(default_factory=dict)  # a follow-up: the original's channels left out, and why
     audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
     withdraws: str | None = None  # a cancel: the original whose undelivered deliveries its commit withdraws
+    card_contents: Mapping[str, CardContent] = field(default_factory=dict)  # what each language's card says
+    cards: Mapping[str, Card] = field(default_factory=dict)  # the cards some channel carries, rendered
 
     async def deliveries(self) -> AsyncIterator[Sequence[NewDelivery]]:
         """Every delivery to commit, Arabic first; recipient lists arrive in batches."""
@@ -208,7 +212,18 @@ async def plan_alert(
         forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
     )
     plan = Plan(alert, template, channels, forms, [], [], skipped=dict(follow_up.skipped) if follow_up else {})
-    document = alert_document(config, template, alert, values.display)
+    plan.card_contents = alert_card_contents(config, catalogue, alert, template)
+    shown = [lang for lang in LANGUAGES if any(lang in kind_of(c).card_languages(c) for c in channels)]
+    attached = [lang for lang in shown if any(lang in kind_of(c).card_languages(c) and not kind_of(c).card_by_url
+                                              for c in channels)]
+    # Off the loop; a text that does not fit its card stops the plan here, with nothing stored. A card a
+    # provider fetches from serve (Instagram) is only proved to fit now; serve draws it when asked.
+    if attached:
+        plan.cards = await in_thread(render_cards, plan.card_contents, attached)
+    if set(shown) - set(attached):
+        await in_thread(render_cards, plan.card_contents, set(shown) - set(attached), encode=False)
+    document = alert_document(config, template, alert, values.display,
+                              cards={lang: card.png for lang, card in plan.cards.items()})
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
         kind = kind_of(channel)
@@ -244,7 +259,7 @@ async def plan_alert(
                 )
             plan.messages.append(MessageRecord(
                 key=keys[r.language], channel_id=channel.id, language=r.language, text=r.text,
-                payload=kind.payload(document, r),
+                payload=kind.payload(document, r, channel),
             ))
             if channel.recipients is not None:
                 plan.rows.append(PreviewRow(channel.id, channel.kind, r, counts.get(r.language, 0)))
@@ -255,9 +270,18 @@ async def plan_alert(
     return plan
 
 
+def alert_card_contents(config: Config, catalogue: Catalogue, alert: AlertRecord,
+                        template: Template | None = None) -> dict[str, CardContent]:
+    """What the alert's card says in each language: the same at fire time and when ``serve`` publishes it."""
+    return card_contents(config, template or catalogue.get(alert.template), catalogue.gazetteer, alert_id=alert.id,
+                         mode=alert.mode, msg_type=str(alert.msg_type), sent_at=alert.sent_at,
+                         expires_at=alert.expires_at, areas=alert.areas, forms=alert.forms)
+
+
 def alert_document(config: Config, template: Template, alert: AlertRecord,
-                   display: Mapping[str, Mapping[str, str]] | None = None) -> AlertDocument:
-    """The one document per alert that kinds build request bodies from (the webhook's JSON).
+                   display: Mapping[str, Mapping[str, str]] | None = None,
+                   cards: Mapping[str, bytes] | None = None) -> AlertDocument:
+    """The one document per alert that kinds build request bodies from (the webhook's JSON, cards, card URLs).
 
     ``display`` is each variable's text per language as the forms show it (a
     WhatsApp template is sent as these values).
@@ -278,6 +302,8 @@ def alert_document(config: Config, template: Template, alert: AlertRecord,
         forms={lang: dict(alert.forms[lang]) for lang in ("ar", "en")},
         texts={lang: dict(template.text[lang]) for lang in ("ar", "en")},
         values={name: dict(by_lang) for name, by_lang in (display or {}).items()},
+        cards=dict(cards or {}),
+        public_url=config.public_url,
     )
 
 

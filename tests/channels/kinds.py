@@ -22,6 +22,7 @@ from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.registry import KINDS
 from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig
+from tests.fakes.graph import FakeGraph, graph_error, graph_hang
 from tests.fakes.server import Step
 from tests.fakes.smtp import FakeSmtp, SmtpStep
 from tests.fakes.smtp import step as smtp_step
@@ -45,6 +46,10 @@ HOOK_SECRET = "whsec-PARTNER-SECRET-91c4e2-do-not-leak"
 SMTP_USER = "broadcaster-SMTP-USER-4c1d"
 SMTP_PASSWORD = "smtp-PASSWORD-SECRET-88e1-do-not-leak"
 EMAIL_TO = "fatima.almansoori@example.ae"
+GRAPH_TOKEN = "EAAB-PAGE-TOKEN-SECRET-5d1f0c-do-not-leak"
+PAGE_ID = "104000000000001"
+IG_USER_ID = "17841400000000001"
+PUBLIC_URL = "https://alerts.example.gov"
 PHONE = "+971501234567"
 WHATSAPP_SID = "HX" + "a1b2c3d4" * 4
 # The approved template behind WHATSAPP_SID, and one message of it: the body Twilio fills in is the message text.
@@ -103,6 +108,8 @@ class KindCase:
     target: Callable[[str], dict[str, Any]] = _api_base  # the keys that point a channel at a fake's base_url
     succeeded: Callable[[Receipt], bool] = _http_2xx  # what an accepted send's receipt says
     rate_limited_status: int | None = 429  # the HTTP status of the rate-limited answer (None: not HTTP)
+    requests_per_send: int = 1  # Instagram publishes in two steps: a media container, then media_publish
+    top: dict[str, Any] = field(default_factory=dict)  # [broadcaster] keys the kind needs (public_url)
 
     def channel(self, config: ChannelConfig, clients: Clients) -> Channel:
         return self.build(config, clients) if self.build else KINDS[self.kind](config, clients)
@@ -231,5 +238,37 @@ CASES: dict[str, KindCase] = {
         log_proof="logged in as ********",
         leaks=[base64.b64encode(f"\0{SMTP_USER}\0{SMTP_PASSWORD}".encode()).decode(),
                base64.b64encode(SMTP_PASSWORD.encode()).decode()],
+    ),
+    "facebook": KindCase(
+        kind="facebook",
+        env={"BCAST_TEST_FB_TOKEN": GRAPH_TOKEN},
+        table={"page_id": PAGE_ID, "token_env": "BCAST_TEST_FB_TOKEN"},
+        fake=lambda: FakeGraph(token=GRAPH_TOKEN),
+        message=_message(language="ar+en", text=ARABIC),
+        accepted=lambda fake: len(fake.posts),
+        rate_limited=graph_error(32, "Page request limit reached", status=429, headers={"Retry-After": "7"}),
+        retry_after=7.0,
+        hang=lambda seconds: graph_hang(seconds, accept=True),
+        # A Graph error that echoes the token, a 5xx, a hang.
+        failures=[graph_error(190, f"Error validating access token {GRAPH_TOKEN}"),
+                  graph_error(2, "Service temporarily unavailable", status=503), graph_hang(30)],
+        log_proof=f"facebook facebook-test POST /v21.0/{PAGE_ID}/feed -> HTTP 200",
+    ),
+    "instagram": KindCase(
+        kind="instagram",
+        env={"BCAST_TEST_IG_TOKEN": GRAPH_TOKEN},
+        table={"ig_user_id": IG_USER_ID, "token_env": "BCAST_TEST_IG_TOKEN"},
+        fake=lambda: FakeGraph(token=GRAPH_TOKEN),
+        message=_message(payload=orjson.dumps({"image_url": f"{PUBLIC_URL}/cards/A-1/ar.png"})),
+        accepted=lambda fake: len(fake.media),
+        rate_limited=graph_error(4, "Application request limit reached", status=429, headers={"Retry-After": "7"}),
+        retry_after=7.0,
+        # The timeout that matters is the publish's: a container alone is never seen.
+        hang=lambda seconds: graph_hang(seconds, accept=True, only="media_publish"),
+        failures=[graph_error(190, f"Error validating access token {GRAPH_TOKEN}"),
+                  graph_error(2, "Service temporarily unavailable", status=503), graph_hang(30)],
+        log_proof=f"instagram instagram-test POST /v21.0/{IG_USER_ID}/media_publish -> HTTP 200",
+        requests_per_send=2,
+        top={"public_url": PUBLIC_URL},
     ),
 }

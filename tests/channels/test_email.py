@@ -18,6 +18,7 @@ import trustme
 
 from broadcaster.channels.base import DRY_RUN_PREFIX, AlertDocument, Clients, OutboundMessage
 from broadcaster.channels.email import EmailChannel, EmailOptions, email_html, message_id, plain_text
+from broadcaster.channels.registry import default_config
 from broadcaster.channels.smtp import Security
 from broadcaster.errors import ConfigError, DeliveryError, Reason
 from broadcaster.states import OnUnknown
@@ -52,7 +53,7 @@ def make(tmp_path: Path, fake: FakeSmtp, clients: Clients, **extra: Any) -> Emai
 
 def mail(to: str = "fatima@example.ae", *, delivery_id: int = 1, alert_id: str = "A-1",
          reply_to: str | None = None, languages: tuple[str, ...] = ("ar", "en")) -> OutboundMessage:
-    payload = EmailChannel.payload(_document(), _rendered(languages))
+    payload = EmailChannel.payload(_document(), _rendered(languages), default_config("email"))
     return OutboundMessage(delivery_id=delivery_id, alert_id=alert_id, channel_id="email-residents",
                            language="+".join(languages), text=plain_text(FORMS, list(languages)), recipient=to,
                            reply_to=reply_to, payload=payload)
@@ -283,7 +284,8 @@ def test_the_exercise_marker_is_shown_once_per_language() -> None:
     assert text.count("[تمرين]") == 1 and text.count("[EXERCISE]") == 1
     page = email_html(marked, ["ar", "en"])
     assert page.count("[تمرين]") == 2 and page.count("[EXERCISE]") == 2  # the title and the headline
-    assert orjson.loads(EmailChannel.payload(_document(), _rendered(("ar",))) or b"{}")["languages"] == ["ar"]
+    payload = EmailChannel.payload(_document(), _rendered(("ar",)), default_config("email"))
+    assert orjson.loads(payload or b"{}")["languages"] == ["ar"]
 
 
 @pytest.mark.parametrize(("extra", "expected"), [
