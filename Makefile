@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/broadcaster channels check --dry-run
 	$(BIN)/broadcaster templates check
-	$(BIN)/broadcaster preview road_closure --use-examples
+	$(BIN)/broadcaster preview road_closure --use-examples --cards var/cards
 	$(BIN)/broadcaster fire road_closure --use-examples --dry-run --log
 
 lint: $(STAMP)

@@ -23,11 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, Final, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from broadcaster.errors import ConfigError
+from broadcaster.recipients import ListFormat
 from broadcaster.secret import Secret
 from broadcaster.text.files import FileProblem, read_text
 from broadcaster.timefmt import DurationError, parse_duration
@@ -61,12 +62,18 @@ class KindOptions:
 
 @dataclass(frozen=True, kw_only=True)
 class RecipientListOptions(KindOptions):
-    """Options of a kind that sends one message per recipient from a list (SMS).
+    """Options of a kind that sends one message per recipient from a list (SMS, WhatsApp, email).
 
-    ``recipients`` is already resolved against the folder of channels.toml.
+    ``recipients`` is already resolved against the folder of channels.toml. The
+    kind says what its list holds (``list_format``) and what its provider writes
+    before each address (``address_prefix``, e.g. ``whatsapp:``): a delivery's
+    recipient is the prefix and the address, so one phone on an SMS list and on a
+    WhatsApp list is two recipients of one alert, never one.
     """
 
     recipients: Path
+    list_format: ClassVar[ListFormat] = ListFormat.PHONE
+    address_prefix: ClassVar[str] = ""
 
 
 class KindParser(Protocol):
@@ -111,8 +118,18 @@ class ChannelConfig:
 
     @property
     def recipients(self) -> Path | None:
-        """The recipient list of a per-recipient kind (SMS); None for a kind that posts once."""
+        """The recipient list of a per-recipient kind (SMS, WhatsApp, email); None for a kind that posts once."""
         return self.options.recipients if isinstance(self.options, RecipientListOptions) else None
+
+    @property
+    def list_format(self) -> ListFormat:
+        """What the recipient list holds (phones unless the kind says otherwise)."""
+        return self.options.list_format if isinstance(self.options, RecipientListOptions) else ListFormat.PHONE
+
+    @property
+    def address_prefix(self) -> str:
+        """What the provider wants before each address of the list (``whatsapp:``), or ""."""
+        return self.options.address_prefix if isinstance(self.options, RecipientListOptions) else ""
 
     def secret_env_names(self) -> dict[str, str]:
         """``{key: ENV_NAME}`` for every secret this channel needs."""
@@ -151,6 +168,7 @@ class Config:
     token_expiry_s: float = DEFAULT_TOKEN_EXPIRY_S  # [broadcaster] token_expiry
     # A fire refuses to start when this host's clock and the database's differ by more (app.fire.plan_request).
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    authority: Mapping[str, str] | None = None  # the issuing authority's name per language (alert cards)
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -211,6 +229,12 @@ class KindTable:
             allowed = " or ".join(f'"{c.value}"' for c in choices)
             raise ConfigError(f"key {key!r}: must be {allowed}", where=self.where) from None
 
+    def flag(self, key: str, *, default: bool) -> bool:
+        value = self.table.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"key {key!r}: must be true or false", where=self.where)
+        return value
+
     def whole_number(self, key: str, low: int, high: int, default: int) -> int:
         value = self.table.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
@@ -252,7 +276,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     if not isinstance(top, dict):
         raise ConfigError("missing [broadcaster] table", where=where)
     known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry",
-                 "max_clock_skew_s"}
+                 "max_clock_skew_s", "authority"}
     for key in top:
         if key not in known_top:
             raise ConfigError(f"[broadcaster]: unknown key {key!r}", where=where)
@@ -274,6 +298,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     if not isinstance(skew, int | float) or isinstance(skew, bool) or not 0 < skew <= 3600:
         raise ConfigError("[broadcaster]: key 'max_clock_skew_s': must be a number of seconds from 0 to 3600 "
                           "(how far this host's clock may differ from the database's)", where=where)
+    authority = _bilingual(top.get("authority"), "authority", settings)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -285,6 +310,10 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         if channel.id in seen:
             raise ConfigError(f"channel {channel.id!r}: key 'id': duplicate channel id", where=where)
         seen.add(channel.id)
+        if getattr(kinds[channel.kind], "needs_public_url", False) and not public_url:
+            raise ConfigError(f"kind {channel.kind!r} needs [broadcaster] public_url, the address where "
+                              "`broadcaster serve` publishes what the provider fetches (alert cards)",
+                              where=channel.where)
         channels.append(channel)
 
     return Config(
@@ -298,6 +327,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         channels=tuple(channels),
         token_expiry_s=token_expiry_s,
         max_clock_skew_s=float(skew),
+        authority=authority,
     )
 
 
@@ -357,6 +387,15 @@ def bounded_number(table: Mapping[str, Any], key: str, default: float, bounds: B
         raise ConfigError(f"key {key!r}: must be a number from {bounds.low:g} to {bounds.high:g} ({bounds.unit})"
                           f"{shown}", where=where)
     return float(value)
+def _bilingual(value: Any, key: str, where: str) -> dict[str, str] | None:
+    """An optional ``{ ar = "...", en = "..." }`` value: both languages, each a non-empty string."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != set(LANGUAGES) or not all(
+        isinstance(v, str) and v.strip() for v in value.values()
+    ):
+        raise ConfigError(f'key {key!r}: must be {{ ar = "...", en = "..." }}, both non-empty', where=where)
+    return {lang: value[lang].strip() for lang in LANGUAGES}
 
 
 def _is_env_name(value: Any) -> bool:

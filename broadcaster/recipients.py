@@ -1,9 +1,12 @@
-"""Stream SMS recipients from a CSV file (header ``phone,language,area``).
+"""Stream recipients from a CSV file: phones (header ``phone,language,area``) or emails (``email,language,area``).
 
 Rows are yielded one at a time, so memory stays flat whatever the list size.
-Every phone number is checked as E.164 with ``phonenumbers``; a bad row raises
-a ConfigError naming the file and line, which aborts the outbox transaction:
-nothing is half-sent.
+Every phone number is checked as E.164 with ``phonenumbers``, every email
+address with ``email-validator`` (syntax only: nothing is looked up in the DNS);
+a bad row raises a ConfigError naming the file and line, which aborts the outbox
+transaction: nothing is half-sent. An email address is kept as written with its
+domain in lower case, so one address written twice is one recipient (the local
+part stays as written: RFC 5321 lets a server tell its cases apart).
 
 A fire reads a list twice: to count the audience for the preview, then to write
 the outbox. ``phonenumbers`` costs ~30 µs a number (six seconds for 200,000), so
@@ -21,6 +24,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from threading import Lock
 from typing import Final
@@ -30,18 +34,28 @@ import phonenumbers
 from broadcaster.errors import ConfigError
 from broadcaster.text.files import FileProblem, check_readable, not_utf8, open_text
 
+
+class ListFormat(StrEnum):
+    """What a list's first column holds; its value is that column's header."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+
+
 HEADER = ("phone", "language", "area")
 READ_BLOCK: Final = 1 << 20
 _E164_SHAPE = re.compile(r"\+[1-9][0-9]{6,14}")
-# resolved path -> (size, mtime_ns) of a file whose every number passed phonenumbers
-_checked: dict[Path, tuple[int, int]] = {}
-_indexes: dict[tuple[Path, frozenset[str] | None], tuple[tuple[int, int], ListIndex]] = {}
+# The shape of an address email-validator accepted (ASCII, dot-atom local part, a host name).
+_EMAIL_SHAPE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+# (resolved path, format) -> (size, mtime_ns) of a file whose every address passed the full check
+_checked: dict[tuple[Path, ListFormat], tuple[int, int]] = {}
+_indexes: dict[tuple[Path, ListFormat, frozenset[str] | None], tuple[tuple[int, int], ListIndex]] = {}
 _index_lock = Lock()
 
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    phone: str
+    address: str  # an E.164 phone, or an email address with its domain in lower case
     language: str
     area: str
     line: int
@@ -59,7 +73,32 @@ def check_phone(phone: str) -> bool:
     ) == phone
 
 
-def iter_recipients(path: Path, *, known_areas: set[str] | None = None, where: str = "") -> Iterator[Recipient]:
+def email_problem(address: str) -> str | None:
+    """Why ``address`` cannot be sent to (in plain words), or None when it can."""
+    from email_validator import EmailNotValidError, validate_email
+
+    if not address.isascii():
+        try:  # an international domain name has an ASCII form the list can hold instead
+            ascii_form = validate_email(address, check_deliverability=False).ascii_email
+        except EmailNotValidError:
+            ascii_form = None
+        hint = f"write it as {ascii_form!r}" if ascii_form else "the address must be ASCII"
+        return f"this sender does not use SMTPUTF8; {hint}"
+    try:
+        validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
+def canonical_email(address: str) -> str:
+    """``address`` with its domain in lower case (domains are case-insensitive; local parts may not be)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}@{domain.lower()}"
+
+
+def iter_recipients(path: Path, *, known_areas: set[str] | None = None, where: str = "",
+                    list_format: ListFormat = ListFormat.PHONE) -> Iterator[Recipient]:
     """Yield checked recipients; raise ConfigError at the first bad row (or a file that is no UTF-8 CSV)."""
     label = f"{where}: {path}" if where else str(path)
     try:
@@ -70,7 +109,7 @@ def iter_recipients(path: Path, *, known_areas: set[str] | None = None, where: s
         raise ConfigError(str(exc) if isinstance(exc, FileProblem) else f"recipient list cannot be read: {exc}",
                           where=label) from None
     fingerprint = (stat.st_size, stat.st_mtime_ns)
-    key = path.resolve()
+    key = (path.resolve(), list_format)
     trusted = _checked.get(key) == fingerprint
     with handle:
         # Decode in 1 MiB chunks, not 8 KiB: read on a worker thread, a list read in small chunks hands
@@ -78,7 +117,7 @@ def iter_recipients(path: Path, *, known_areas: set[str] | None = None, where: s
         handle._CHUNK_SIZE = READ_BLOCK  # type: ignore[attr-defined]  # CPython's TextIOWrapper chunk
         reader = csv.reader(handle)
         try:
-            yield from _rows(reader, known_areas=known_areas, trusted=trusted, label=label)
+            yield from _rows(reader, known_areas=known_areas, trusted=trusted, label=label, list_format=list_format)
         except UnicodeDecodeError:
             raise ConfigError(not_utf8(path, "recipient list"), where=label) from None
         except csv.Error as exc:  # a NUL byte, a field over the csv module's size limit
@@ -88,30 +127,39 @@ def iter_recipients(path: Path, *, known_areas: set[str] | None = None, where: s
     _checked[key] = fingerprint
 
 
-def _rows(reader: Iterator[list[str]], *, known_areas: set[str] | None, trusted: bool,
-          label: str) -> Iterator[Recipient]:
+def _rows(reader: Iterator[list[str]], *, known_areas: set[str] | None, trusted: bool, label: str,
+          list_format: ListFormat) -> Iterator[Recipient]:
+    expected = (str(list_format), "language", "area")
     header = next(reader, None)
-    if header is None or tuple(h.strip().lower() for h in header) != HEADER:
-        raise ConfigError(f"line 1: header must be {','.join(HEADER)}", where=label)
+    if header is None or tuple(h.strip().lower() for h in header) != expected:
+        raise ConfigError(f"line 1: header must be {','.join(expected)}", where=label)
     for line, row in enumerate(reader, start=2):
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
         if len(row) != 3:
             raise ConfigError(f"line {line}: expected 3 fields, found {len(row)}", where=label)
-        phone, language, area = (field.strip() for field in row)
-        valid = _E164_SHAPE.fullmatch(phone) is not None if trusted else check_phone(phone)
-        if not valid:
-            raise ConfigError(f"line {line}: {phone!r} is not a valid E.164 phone number", where=label)
+        address, language, area = (field.strip() for field in row)
+        if list_format is ListFormat.PHONE:
+            valid = _E164_SHAPE.fullmatch(address) is not None if trusted else check_phone(address)
+            if not valid:
+                raise ConfigError(f"line {line}: {address!r} is not a valid E.164 phone number", where=label)
+        else:
+            problem = (None if _EMAIL_SHAPE.fullmatch(address) else "not an address") if trusted else \
+                email_problem(address)
+            if problem is not None:
+                raise ConfigError(f"line {line}: {address!r} is not a usable email address: {problem}",
+                                  where=label)
+            address = canonical_email(address)
         if language not in ("ar", "en"):
             raise ConfigError(f"line {line}: language {language!r} must be ar or en", where=label)
         if known_areas is not None and area not in known_areas:
             raise ConfigError(f"line {line}: area {area!r} is not in the gazetteer", where=label)
-        yield Recipient(phone, language, area, line)
+        yield Recipient(address, language, area, line)
 
 
 @dataclass(frozen=True, slots=True)
 class ListIndex:
-    """What a validated recipient list holds: how many phones per (area, language)."""
+    """What a validated recipient list holds: how many recipients per (area, language)."""
 
     counts: Mapping[tuple[str, str], int]
 
@@ -124,9 +172,10 @@ class ListIndex:
         return found
 
 
-def index_list(path: Path, *, known_areas: set[str] | None = None, where: str = "") -> ListIndex:
+def index_list(path: Path, *, known_areas: set[str] | None = None, where: str = "",
+               list_format: ListFormat = ListFormat.PHONE) -> ListIndex:
     """Validate the whole list once and count it; an unchanged file (same size and mtime) is not read again."""
-    key = (path.resolve(), frozenset(known_areas) if known_areas is not None else None)
+    key = (path.resolve(), list_format, frozenset(known_areas) if known_areas is not None else None)
     try:
         check_readable(path, "recipient list")
         stat = path.stat()
@@ -138,7 +187,7 @@ def index_list(path: Path, *, known_areas: set[str] | None = None, where: str = 
     if cached is not None and cached[0] == fingerprint:
         return cached[1]
     counts: Counter[tuple[str, str]] = Counter()
-    for r in iter_recipients(path, known_areas=known_areas, where=where):
+    for r in iter_recipients(path, known_areas=known_areas, where=where, list_format=list_format):
         counts[(r.area, r.language)] += 1
     index = ListIndex(dict(counts))
     with _index_lock:

@@ -57,13 +57,18 @@ def test_the_shipped_channels_toml_loads() -> None:
     config = load_config(ROOT / "channels.toml", KINDS)
     ids = [c.id for c in config.channels]
     assert ids[:5] == ["x-authority", "telegram-authority", "telegram-police-en", "sms-residents", "partner-hook"]
-    assert {c.kind for c in config.channels} == {"x", "telegram", "sms", "webhook"}
+    assert {"x", "telegram", "sms", "webhook", "whatsapp", "email", "facebook", "instagram"} <= {
+        c.kind for c in config.channels}
     assert config.sender == "alerts.example.gov"
     assert config.timezone.key == "Asia/Dubai"
     assert config.token_expiry_s == 90 * 86400
     assert config.templates_dir == ROOT / "templates"
     assert Path(config.database) == ROOT / "var" / "broadcaster.db"
-    assert [c.id for c in config.channels if c.exercise] == ["sms-exercise", "telegram-exercise"]
+    exercise = [c.id for c in config.channels if c.exercise]
+    assert {"sms-exercise", "telegram-exercise", "whatsapp-exercise", "email-exercise", "facebook-exercise",
+            "instagram-exercise"} <= set(exercise)
+    assert config.public_url == "https://alerts.example.gov"
+    assert config.authority == {"ar": "هيئة الطوارئ والأزمات", "en": "Emergency and Crisis Authority"}
     sms = config.channel("sms-residents")
     assert sms.recipients == ROOT / "recipients" / "residents.csv"
     assert sms.options_of(SmsOptions).max_segments == 4
@@ -403,3 +408,19 @@ def test_options_of_another_kind_is_a_programming_error(tmp_path: Path) -> None:
     assert channel.options_of(TelegramOptions).chat_id == "@authority_alerts"
     with pytest.raises(TypeError, match="not SmsOptions"):
         channel.options_of(SmsOptions)
+
+
+@pytest.mark.parametrize("authority, expected", [
+    ('{ ar = "شرطة دبي", en = "Dubai Police" }', {"ar": "شرطة دبي", "en": "Dubai Police"}),
+    ('{ ar = "شرطة دبي" }', None), ('"Dubai Police"', None), ('{ ar = "شرطة دبي", en = " " }', None),
+])
+def test_the_issuing_authority_is_named_in_both_languages_or_refused(tmp_path: Path, authority: str,
+                                                                     expected: dict[str, str] | None) -> None:
+    path = write_config(tmp_path, [{"id": "w", "kind": "webhook", "url": "https://p.example/a", "secret_env": "S"}])
+    text = path.read_text(encoding="utf-8").replace("[broadcaster]\n", f"[broadcaster]\nauthority = {authority}\n")
+    path.write_text(text, encoding="utf-8")
+    if expected is None:
+        with pytest.raises(ConfigError, match=r"\[broadcaster\]: key 'authority'"):
+            load_config(path, KINDS)
+    else:
+        assert load_config(path, KINDS).authority == expected

@@ -5,7 +5,7 @@ still a dependency); only imports under ``if TYPE_CHECKING:`` are left out,
 since they never run. The layers, from the bottom up:
 
 0. the vocabulary: states, errors, secret, timefmt, clock, netguard, text
-1. what is read from files: config, recipients, selection, templates
+1. what is read from files: config, recipients, selection, templates; the alert cards drawn from them
 2. channels (one module per kind)
 3. store (the backends live only here)
 4. engine, cap, audit, anchors
@@ -27,7 +27,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "broadcaster"
 LAYERS: dict[str, int] = {
     "states": 0, "errors": 0, "secret": 0, "timefmt": 0, "clock": 0, "netguard": 0, "text": 0,
-    "config": 1, "recipients": 1, "selection": 1, "templates": 1,
+    "config": 1, "recipients": 1, "selection": 1, "templates": 1, "cards": 1,
     "channels": 2,
     "store": 3,
     "engine": 4, "cap": 4, "audit": 4, "anchors": 4,
@@ -35,7 +35,8 @@ LAYERS: dict[str, int] = {
     "app": 6,
     "cli": 7, "service": 7, "__main__": 7,
 }
-SDKS = ("telegram", "tweepy", "twilio", "httpx", "httpcore", "aiohttp", "oauthlib", "requests")
+SDKS = ("telegram", "tweepy", "twilio", "httpx", "httpcore", "aiohttp", "oauthlib", "requests", "aiosmtplib",
+        "email_validator", "dns")
 BACKENDS = ("broadcaster.store.sqlite", "broadcaster.store.sqlite_db", "broadcaster.store.postgres",
             "broadcaster.store.postgres_db")
 

@@ -1,4 +1,4 @@
-"""SMS recipient lists: streamed row by row, every phone checked as E.164, errors name file and line."""
+"""Recipient lists (phones; emails for the email kind): streamed row by row, each address checked, errors name lines."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broadcaster.errors import ConfigError
-from broadcaster.recipients import Recipient, check_phone, index_list, iter_recipients
+from broadcaster.recipients import (
+    ListFormat,
+    Recipient,
+    canonical_email,
+    check_phone,
+    email_problem,
+    index_list,
+    iter_recipients,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 AREAS = {"DXB", "DXB-DEIRA", "DXB-MARINA", "DXB-HATTA"}
@@ -42,21 +50,24 @@ def test_valid_rows_stream_in_order(tmp_path: Path) -> None:
 
 
 def test_the_shipped_recipient_lists_are_valid() -> None:
-    for name in ("residents.csv", "exercise.csv"):
+    for name in ("residents.csv", "exercise.csv", "whatsapp.csv", "whatsapp_exercise.csv"):
         rows = list(iter_recipients(ROOT / "recipients" / name))
         assert rows
-        assert all(r.phone.startswith("+971") and r.language in ("ar", "en") for r in rows)
+        assert all(r.address.startswith("+971") and r.language in ("ar", "en") for r in rows)
+    for name in ("email.csv", "email_exercise.csv"):
+        rows = list(iter_recipients(ROOT / "recipients" / name, list_format=ListFormat.EMAIL))
+        assert rows and all("@" in r.address and r.language in ("ar", "en") for r in rows)
 
 
 def test_header_is_case_and_space_insensitive(tmp_path: Path) -> None:
     path = write(tmp_path, "Phone, Language ,AREA", "+971501234567,ar,DXB")
-    assert [r.phone for r in iter_recipients(path)] == ["+971501234567"]
+    assert [r.address for r in iter_recipients(path)] == ["+971501234567"]
 
 
 def test_a_spreadsheet_byte_order_mark_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "excel.csv"
     path.write_bytes(b"\xef\xbb\xbfphone,language,area\r\n+971501234567,en,DXB\r\n")
-    assert [r.phone for r in iter_recipients(path)] == ["+971501234567"]
+    assert [r.address for r in iter_recipients(path)] == ["+971501234567"]
 
 
 @pytest.mark.parametrize(
@@ -246,10 +257,89 @@ def test_a_list_edited_after_it_passed_is_checked_in_full_again(tmp_path: Path) 
 
     path = tmp_path / "list.csv"
     path.write_text("phone,language,area\n+971501234567,ar,DXB\n", encoding="utf-8")
-    assert [r.phone for r in iter_recipients(path)] == ["+971501234567"]
+    assert [r.address for r in iter_recipients(path)] == ["+971501234567"]
     # Same shape, but not a valid UAE mobile number: only phonenumbers can tell.
     path.write_text("phone,language,area\n+971001234567,ar,DXB\n", encoding="utf-8")
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     with pytest.raises(ConfigError, match="line 2"):
         list(iter_recipients(path))
+
+
+EMAIL = ListFormat.EMAIL
+
+
+def emails(path: Path, **kwargs: object) -> list[Recipient]:
+    return list(iter_recipients(path, list_format=EMAIL, **kwargs))  # type: ignore[arg-type]
+
+
+def test_an_email_list_streams_checked_addresses_domain_in_lower_case(tmp_path: Path) -> None:
+    path = write(tmp_path, "email,language,area", "Fatima.AlMansoori@Dubai.Example.AE,ar,DXB-DEIRA", "",
+                 " ops+alerts@partner.example , en , DXB ")
+    assert emails(path, known_areas=AREAS) == [
+        Recipient("Fatima.AlMansoori@dubai.example.ae", "ar", "DXB-DEIRA", 2),
+        Recipient("ops+alerts@partner.example", "en", "DXB", 4),
+    ]
+    # The second read of the unchanged file takes the fast path and yields the very same addresses.
+    assert emails(path, known_areas=AREAS)[0].address == "Fatima.AlMansoori@dubai.example.ae"
+
+
+def test_an_email_list_needs_its_own_header(tmp_path: Path) -> None:
+    path = write(tmp_path, "phone,language,area", "+971501234567,ar,DXB")
+    with pytest.raises(ConfigError, match="line 1: header must be email,language,area"):
+        emails(path)
+    phones = write(tmp_path, "email,language,area", "a@b.example,ar,DXB", name="emails.csv")
+    with pytest.raises(ConfigError, match="line 1: header must be phone,language,area"):
+        list(iter_recipients(phones))
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    ("fatima.example.ae", "must have an @-sign"),
+    ("fatima@", "There must be something after the @-sign"),
+    ("fatima@@example.ae", "not a usable email address"),
+    ("fatima@example", "It should have a period"),
+    ("fatima@mail.test", "special-use or reserved name"),
+    ("fat ima@example.ae", "invalid characters before the @-sign: SPACE"),
+    ("فاطمة@example.ae", "does not use SMTPUTF8; the address must be ASCII"),
+    ("info@مثال.امارات", "write it as 'info@xn--"),
+])
+def test_a_bad_email_address_names_the_line_and_why(tmp_path: Path, address: str, why: str) -> None:
+    path = write(tmp_path, "email,language,area", "ok@example.ae,ar,DXB", f"{address},en,DXB")
+    with pytest.raises(ConfigError) as caught:
+        emails(path, where="channels.toml: channel 'email-residents'")
+    message = str(caught.value)
+    assert message.startswith(f"channels.toml: channel 'email-residents': {path}: line 3: {address!r}")
+    assert why in message
+
+
+def test_an_email_list_is_indexed_by_format(tmp_path: Path) -> None:
+    path = write(tmp_path, "email,language,area", "a@example.ae,ar,DXB", "b@example.ae,en,DXB-DEIRA")
+    index = index_list(path, known_areas=AREAS, list_format=EMAIL)
+    assert index.audience({"DXB"}) == {"ar": 1}
+    assert dict(index.counts) == {("DXB", "ar"): 1, ("DXB-DEIRA", "en"): 1}
+
+
+local_parts = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,15}(\.[A-Za-z0-9_+-]{1,8}){0,2}", fullmatch=True)
+# Labels of letters and digits with single hyphens ("xn--" style labels are Punycode's alone).
+domains = st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,8}(-[A-Za-z0-9]{1,5})?\.(ae|gov\.ae|example|com)", fullmatch=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(local=local_parts, domain=domains)
+def test_a_valid_address_is_kept_with_its_domain_in_lower_case(local: str, domain: str) -> None:
+    address = f"{local}@{domain}"
+    assert email_problem(address) is None
+    canonical = canonical_email(address)
+    assert canonical == f"{local}@{domain.lower()}"
+    assert canonical_email(canonical) == canonical and email_problem(canonical) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=30))
+def test_any_text_is_an_address_or_a_reason(text: str) -> None:
+    """email_problem never raises: every cell of a list is either usable or refused with words."""
+    problem = email_problem(text)
+    if problem is None:
+        assert text.isascii() and text.count("@") == 1 and text.strip() == text
+    else:
+        assert isinstance(problem, str) and problem

@@ -1,8 +1,9 @@
 """Updates and cancels: new alerts that reference the original and reach the same audience.
 
 A follow-up goes to the channels of the original, replies in its thread where
-the channel can (X reply, Telegram reply), and reaches the same SMS recipients.
-A cancel also withdraws whatever of the original has not gone out yet (in
+the channel can (X reply, Telegram reply, an email's In-Reply-To), and reaches
+the same recipients of each list (SMS, WhatsApp, email). A cancel also
+withdraws whatever of the original has not gone out yet (in
 :func:`broadcaster.app.fire.launch`): a false alert must stop spreading the
 moment it is corrected.
 
@@ -72,7 +73,7 @@ async def _follow_up(app: App, original: AlertRecord, states: Sequence[DeliveryS
     channels, skipped = allowed_channels(app, original, mode, what)
     audiences = {}
     for channel in app.config.channels:
-        if channel.id in channels and channel.kind == "sms":
+        if channel.id in channels and channel.recipients is not None:
             audiences[channel.id] = await app.store.alerts.audience(original.id, channel.id, states)
     return FollowUp(original=original, reply_to=await app.store.alerts.provider_ids(original.id),
                     audiences=audiences, channels=tuple(channels), skipped=skipped)

@@ -31,7 +31,7 @@ import ssl
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -71,8 +71,8 @@ class OutboundMessage:
 
     ``text`` is final: rendered, measured and approved. Telegram text is HTML.
     ``reply_to`` is the provider id of the message this one follows up (an update
-    or a cancel threads under the original). ``payload`` is the request body of a
-    kind that sends one (the webhook's JSON), built by the kind's ``payload``.
+    or a cancel threads under the original). ``payload`` is what a kind sends
+    besides the text (the webhook's JSON body, an alert card's PNG), built by the kind's ``payload``.
     """
 
     delivery_id: int
@@ -105,7 +105,12 @@ class AlertDocument:
 
     ``sent`` and ``expires`` are ISO 8601 with the configured offset, to the second;
     ``status`` is the CAP status (Actual, Exercise, Test); ``forms`` holds the
-    rendered texts, language -> form (headline, short, long) -> text.
+    rendered texts, language -> form (headline, short, long) -> text. ``texts``
+    are the approved template's own forms, ``{variable}`` placeholders and all,
+    and ``values`` each variable's text per language as the forms show it.
+    ``cards`` holds the PNG of each alert card a channel attaches (language ->
+    bytes), and ``public_url`` is where ``serve`` publishes the cards
+    (``[broadcaster] public_url``).
     """
 
     alert_id: str
@@ -121,6 +126,10 @@ class AlertDocument:
     event: Mapping[str, str]
     areas: tuple[str, ...]
     forms: Forms
+    texts: Forms = field(default_factory=dict)
+    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    cards: Mapping[str, bytes] = field(default_factory=dict)
+    public_url: str | None = None
 
 
 class Clients:
@@ -239,6 +248,8 @@ class Channel(ABC):
 
     kind: ClassVar[str]
     can_reconcile: ClassVar[bool] = False
+    needs_public_url: ClassVar[bool] = False  # the provider fetches from ``serve`` (Instagram: the cards)
+    card_by_url: ClassVar[bool] = False  # its cards are fetched from ``serve``, not carried in its payloads
     default_rate_per_second: ClassVar[float]
     sample: ClassVar[Mapping[str, Any]]
 
@@ -268,9 +279,28 @@ class Channel(ABC):
         """How this kind's provider counts ``text`` (one variable's display) inside a message."""
 
     @classmethod
-    def payload(cls, document: AlertDocument, rendered: Rendered) -> bytes | None:
-        """The request body for ``rendered``, for a kind that sends one; None otherwise."""
+    def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
+        """What ``rendered`` carries besides its text, for a kind that sends more: a body (the webhook's JSON),
+        an alert card's PNG (``card = true``), a card's public URL (Instagram); None otherwise.
+
+        May raise an InputError (nothing is committed) for a value the provider would refuse.
+        """
         return None
+
+    @classmethod
+    def card_languages(cls, config: ChannelConfig) -> tuple[str, ...]:
+        """The languages whose alert card a channel with ``config`` sends (their PNGs in its payloads)."""
+        return ()
+
+    @classmethod
+    def template_problems(cls, config: ChannelConfig, template_id: str, *, exercise: bool) -> list[str]:
+        """What keeps a channel of this kind from sending ``template_id`` (empty when nothing does).
+
+        ``channels check`` asks it for every template of the kind, and a fire before
+        it commits anything, so a gap in the config is never found at send time.
+        ``exercise`` asks about an exercise fire (``channels check`` asks an exercise channel both ways).
+        """
+        return []
 
     # -- one channel ---------------------------------------------------------------
 

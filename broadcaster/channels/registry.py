@@ -8,23 +8,32 @@ channel opens, so ``preview``, ``templates check`` and ``channels check`` stay f
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from broadcaster.cards.render import Fonts, headline_fit
 from broadcaster.channels.base import Channel, Clients
+from broadcaster.channels.email import EmailChannel
+from broadcaster.channels.facebook import FacebookChannel
+from broadcaster.channels.instagram import InstagramChannel
 from broadcaster.channels.sms import SmsChannel
 from broadcaster.channels.telegram import TelegramChannel
 from broadcaster.channels.webhook import WebhookChannel
+from broadcaster.channels.whatsapp import WhatsAppChannel
 from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig, parse_channel
 from broadcaster.errors import ConfigError
-from broadcaster.templates.render import Forms, Rendered
+from broadcaster.templates.render import EXERCISE_MARKER, Forms, Rendered
 
 KINDS: dict[str, type[Channel]] = {
     "x": XChannel,
     "telegram": TelegramChannel,
     "sms": SmsChannel,
     "webhook": WebhookChannel,
+    "whatsapp": WhatsAppChannel,
+    "email": EmailChannel,
+    "facebook": FacebookChannel,
+    "instagram": InstagramChannel,
 }
 
 
@@ -56,17 +65,29 @@ class Target:
     """A channel (or one kind at its defaults) as ``templates check`` sees it.
 
     Satisfies :class:`broadcaster.templates.check.Target`; templates never import channels.
+    A channel that carries alert cards is also measured by the lines its cards' headline
+    takes at the card's smallest size (``card headline lines``).
     """
 
     name: str
     config: ChannelConfig
+    _fonts: list[Fonts] = field(default_factory=list, compare=False, repr=False)  # loaded on first need
 
     @property
     def kind(self) -> str:
         return self.config.kind
 
     def render(self, forms: Forms) -> list[Rendered]:
-        return kind_of(self.config).render(forms, self.config)
+        kind = kind_of(self.config)
+        return kind.render(forms, self.config) + [self._card_row(forms, lang)
+                                                   for lang in kind.card_languages(self.config)]
+
+    def _card_row(self, forms: Forms, language: str) -> Rendered:
+        if not self._fonts:
+            self._fonts.append(Fonts())
+        headline = forms[language]["headline"].removeprefix(EXERCISE_MARKER[language] + " ")
+        needed, most = headline_fit(headline, language, self._fonts[0])
+        return Rendered(f"{language} card", headline, needed, most, "card headline lines")
 
     def measure_piece(self, text: str) -> int:
         return kind_of(self.config).measure_piece(text)

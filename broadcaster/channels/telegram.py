@@ -1,9 +1,11 @@
 """Telegram channels: one Bot API ``sendMessage`` per delivery, through python-telegram-bot.
 
 Config: ``chat_id``, ``token_env``, ``layout`` (``combined``: both languages in one
-message, Arabic first; ``separate``: one each) and ``on_unknown``. Shaping: a bold
-headline and the long form as escaped HTML, measured in UTF-16 units after Telegram
-parses the entities (4096).
+message, Arabic first; ``separate``: one each), ``on_unknown`` and ``card``. Shaping: a
+bold headline and the long form as escaped HTML, measured in UTF-16 units after Telegram
+parses the entities (4096). With ``card = true`` each message is a ``sendPhoto`` of the
+alert card (a combined message: its first language's), whose caption is the bold
+headline and the short form: a caption holds 1,024 units, too few for the long form.
 
 ``telegram.Bot`` is used bare: no ``Application``, no polling, no rate limiter, no
 retries (PTB makes one HTTP request per call, and httpx's retries default to zero).
@@ -23,33 +25,32 @@ import functools
 import html
 import importlib
 import time
-import warnings
 import zlib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import orjson
 
-from broadcaster.channels.base import POOL_SIZE, Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.base import POOL_SIZE, AlertDocument, Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.gate import httpx_transport
+from broadcaster.channels.telegram_errors import classify_telegram
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
-from broadcaster.secret import Secret, SecretScrubber, scrub
+from broadcaster.secret import SecretScrubber
 from broadcaster.states import OnUnknown
 from broadcaster.templates.render import EXERCISE_MARKER, Forms, Rendered
 from broadcaster.text import lengths
 
 if TYPE_CHECKING:
     from telegram import Bot
-    from telegram.error import RetryAfter
     from telegram.request import BaseRequest, HTTPXRequest
 
 DEFAULT_API_BASE: Final = "https://api.telegram.org"
+CAPTION_LIMIT: Final = 1024  # UTF-16 units of a photo's caption, after entities are parsed
 TELEGRAM_SEPARATOR: Final = "\n\n—————\n\n"
 
 # Loggers that print the request URL, and so the token: PTB when it builds a Bot,
@@ -78,15 +79,16 @@ class TelegramOptions(KindOptions):
     token_env: str
     layout: Layout = Layout.COMBINED
     on_unknown: OnUnknown = OnUnknown.RESEND
+    card: bool = False
 
 
-def telegram_html(forms: Forms, language: str) -> str:
-    """Bold headline, then the long form; an exercise marker is shown once, on the headline."""
-    headline, long = forms[language]["headline"], forms[language]["long"]
+def telegram_html(forms: Forms, language: str, form: str = "long") -> str:
+    """Bold headline, then ``form`` (the long form; a card's caption: the short); an exercise marker shows once."""
+    headline, body = forms[language]["headline"], forms[language][form]
     marker = EXERCISE_MARKER[language] + " "
-    if headline.startswith(marker) and long.startswith(marker):
-        long = long.removeprefix(marker)
-    return f"<b>{html.escape(headline, quote=False)}</b>\n\n{html.escape(long, quote=False)}"
+    if headline.startswith(marker) and body.startswith(marker):
+        body = body.removeprefix(marker)
+    return f"<b>{html.escape(headline, quote=False)}</b>\n\n{html.escape(body, quote=False)}"
 
 
 class TelegramChannel(Channel):
@@ -104,7 +106,8 @@ class TelegramChannel(Channel):
     @classmethod
     def parse_options(cls, table: Mapping[str, Any], *, where: str, base_dir: Path) -> TelegramOptions:
         keys = KindTable(table, kind=cls.kind, where=where,
-                         keys={"chat_id": True, "token_env": True, "layout": False, "on_unknown": False})
+                         keys={"chat_id": True, "token_env": True, "layout": False, "on_unknown": False,
+                               "card": False})
         chat_id = table["chat_id"]
         if isinstance(chat_id, int) and not isinstance(chat_id, bool):
             chat_id = str(chat_id)  # a numeric chat id may be written as a TOML integer
@@ -115,18 +118,33 @@ class TelegramChannel(Channel):
             token_env=keys.env("token_env"),
             layout=keys.choice("layout", Layout, Layout.COMBINED),
             on_unknown=keys.choice("on_unknown", OnUnknown, OnUnknown.RESEND),
+            card=keys.flag("card", default=False),
         )
 
     @classmethod
     def render(cls, forms: Forms, config: ChannelConfig) -> list[Rendered]:
-        languages = config.languages
-        if config.options_of(TelegramOptions).layout is Layout.COMBINED and len(languages) > 1:
-            text = TELEGRAM_SEPARATOR.join(telegram_html(forms, lang) for lang in languages)
+        languages, options = config.languages, config.options_of(TelegramOptions)
+        form, limit = ("short", CAPTION_LIMIT) if options.card else ("long", lengths.TELEGRAM_LIMIT)
+        if options.layout is Layout.COMBINED and len(languages) > 1:
+            text = TELEGRAM_SEPARATOR.join(telegram_html(forms, lang, form) for lang in languages)
             shaped = [("+".join(languages), text)]
         else:
-            shaped = [(lang, telegram_html(forms, lang)) for lang in languages]
-        return [Rendered(lang, text, lengths.telegram_length(text), lengths.TELEGRAM_LIMIT, "UTF-16 units")
-                for lang, text in shaped]
+            shaped = [(lang, telegram_html(forms, lang, form)) for lang in languages]
+        return [Rendered(lang, text, lengths.telegram_length(text), limit, "UTF-16 units") for lang, text in shaped]
+
+    @classmethod
+    def card_languages(cls, config: ChannelConfig) -> tuple[str, ...]:
+        options = config.options_of(TelegramOptions)
+        if not options.card:
+            return ()
+        return config.languages[:1] if options.layout is Layout.COMBINED else config.languages
+
+    @classmethod
+    def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
+        """With ``card = true``: the card's PNG (a combined message carries its first language's card)."""
+        if not config.options_of(TelegramOptions).card:
+            return None
+        return document.cards[rendered.language.split("+")[0]]
 
     @classmethod
     def measure_piece(cls, text: str) -> int:
@@ -208,17 +226,16 @@ class TelegramChannel(Channel):
         timeout = self.config.timeout_s
         status_token = _last_status.set(None)
         try:
-            sent = await self._bot.send_message(
-                chat_id=self.chat_id,
-                text=message.text,
-                parse_mode=ParseMode.HTML,
-                link_preview_options=LinkPreviewOptions(is_disabled=True),
-                reply_parameters=reply,
-                read_timeout=timeout,
-                write_timeout=timeout,
-                connect_timeout=timeout,
-                pool_timeout=timeout,
-            )
+            if message.payload is not None:  # the alert card, the text as its caption
+                sent = await self._bot.send_photo(
+                    chat_id=self.chat_id, photo=message.payload, caption=message.text, parse_mode=ParseMode.HTML,
+                    reply_parameters=reply, read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout,
+                    pool_timeout=timeout)
+            else:
+                sent = await self._bot.send_message(
+                    chat_id=self.chat_id, text=message.text, parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True), reply_parameters=reply,
+                    read_timeout=timeout, write_timeout=timeout, connect_timeout=timeout, pool_timeout=timeout)
         except TelegramError as exc:
             # "from None": the SDK exception chain may carry the URL, and so the token.
             raise classify_telegram(exc, http_status=_last_status.get(), secrets=self.secrets()) from None
@@ -265,16 +282,17 @@ def _requests() -> tuple[type[HTTPXRequest], Callable[[Clients], BaseRequest]]:
         ) -> tuple[int, bytes]:
             number = await self._clients.answer("telegram")
             params = request_data.parameters if request_data is not None else {}
-            if not url.endswith("/sendMessage"):
+            if not url.endswith(("/sendMessage", "/sendPhoto")):
                 body: dict[str, Any] = {"ok": False, "error_code": 404, "description": "Not Found"}
                 _last_status.set(404)
                 return 404, orjson.dumps(body)
-            result = {
-                "message_id": number,
-                "date": int(time.time()),
-                "chat": _chat(str(params.get("chat_id", ""))),
-                "text": params.get("text"),
-            }
+            result = {"message_id": number, "date": int(time.time()), "chat": _chat(str(params.get("chat_id", "")))}
+            if url.endswith("/sendPhoto"):
+                result["caption"] = params.get("caption")
+                result["photo"] = [{"file_id": f"dry-run-photo-{number}", "file_unique_id": f"p{number}",
+                                    "width": 1080, "height": 1080}]
+            else:
+                result["text"] = params.get("text")
             _last_status.set(200)
             return 200, orjson.dumps({"ok": True, "result": result})
 
@@ -287,90 +305,3 @@ def _chat(chat_id: str) -> dict[str, Any]:
         return {"id": int(chat_id), "type": "channel"}
     username = chat_id.lstrip("@")
     return {"id": -1_000_000_000_000 - zlib.crc32(username.encode()), "type": "channel", "username": username}
-
-
-def classify_telegram(
-    exc: Exception, *, http_status: int | None = None, secrets: tuple[Secret, ...] = ()
-) -> DeliveryError:
-    """Map a python-telegram-bot exception to a :class:`DeliveryError`.
-
-    ================================  ==============  =========  ==========
-    PTB exception                     reason          retryable  sent_maybe
-    ================================  ==============  =========  ==========
-    RetryAfter (429)                  RATE_LIMITED    yes        no
-    Forbidden (kicked, blocked)       RECIPIENT_GONE  no         no
-    ChatMigrated                      RECIPIENT_GONE  no         no
-    BadRequest "chat not found"       RECIPIENT_GONE  no         no
-    BadRequest (anything else)        BAD_REQUEST     no         no
-    InvalidToken (401, 404)           AUTH            no         no
-    TimedOut (read/write)             TIMEOUT         yes        yes
-    TimedOut (connect/pool)           TIMEOUT         yes        no
-    NetworkError, connection refused  NETWORK         yes        no
-    NetworkError, other transport     NETWORK         yes        yes
-    other answers: see ``_by_status``
-    ================================  ==============  =========  ==========
-
-    Order matters: ``BadRequest`` and ``TimedOut`` subclass ``NetworkError``, so every
-    specific class is decided before the ``NetworkError`` branch. ``http_status`` is
-    the answer's status when known (PTB's exceptions drop it); ``secrets`` are masked
-    in the message.
-    """
-    import httpx
-    from telegram import error as tg
-
-    text = "telegram: " + scrub(str(exc) or type(exc).__name__, secrets)
-    if isinstance(exc, tg.RetryAfter):
-        return DeliveryError(
-            Reason.RATE_LIMITED, text, retryable=True, retry_after=_retry_after_s(exc), http_status=429
-        )
-    if isinstance(exc, tg.Forbidden):
-        return DeliveryError(Reason.RECIPIENT_GONE, text, retryable=False, http_status=403)
-    if isinstance(exc, tg.ChatMigrated):
-        # A group became a supergroup: channels.toml needs the new chat id.
-        return DeliveryError(
-            Reason.RECIPIENT_GONE, text, retryable=False, http_status=400,
-            provider_code=f"migrated:{exc.new_chat_id}",
-        )
-    if isinstance(exc, tg.BadRequest):
-        gone = "chat not found" in exc.message.lower()
-        reason = Reason.RECIPIENT_GONE if gone else Reason.BAD_REQUEST
-        return DeliveryError(reason, text, retryable=False, http_status=400)
-    if isinstance(exc, tg.InvalidToken):
-        return DeliveryError(Reason.AUTH, text, retryable=False, http_status=http_status or 401)
-    cause = exc.__cause__
-    if isinstance(exc, tg.TimedOut):
-        # A connect or pool timeout means the request never left this machine.
-        unsent = isinstance(cause, httpx.ConnectTimeout | httpx.PoolTimeout)
-        return DeliveryError(Reason.TIMEOUT, text, retryable=True, sent_maybe=not unsent)
-    if isinstance(exc, tg.NetworkError) and cause is not None and not isinstance(cause, tg.TelegramError):
-        # The transport failed (PTB chains the httpx error). Only a refused or
-        # unreachable connection proves the request did not go out.
-        unsent = isinstance(cause, httpx.ConnectError)
-        return DeliveryError(Reason.NETWORK, text, retryable=True, sent_maybe=not unsent)
-    return _by_status(text, http_status)
-
-
-def _by_status(text: str, status: int | None) -> DeliveryError:
-    """An answer PTB has no special class for, judged by its HTTP status.
-
-    5xx (a 502 from Telegram's front end) and unknown statuses are SERVER, retryable;
-    a 429 without ``retry_after`` is RATE_LIMITED; other 4xx are permanent. A 2xx here
-    means the body was unreadable, so the message may well be out.
-    """
-    if status is None or status >= 500:
-        return DeliveryError(Reason.SERVER, text, retryable=True, http_status=status)
-    if status == 429:
-        return DeliveryError(Reason.RATE_LIMITED, text, retryable=True, http_status=status)
-    if status >= 400:
-        return DeliveryError(Reason.BAD_REQUEST, text, retryable=False, http_status=status)
-    return DeliveryError(Reason.SERVER, text, retryable=True, http_status=status, sent_maybe=True)
-
-
-def _retry_after_s(exc: RetryAfter) -> float:
-    from telegram.warnings import PTBDeprecationWarning
-
-    # PTB 22 warns that retry_after will become a timedelta; accept either form.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PTBDeprecationWarning)
-        value: int | float | timedelta = exc.retry_after
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)

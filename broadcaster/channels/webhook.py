@@ -234,7 +234,7 @@ class WebhookChannel(Channel):
         return len(text.encode("utf-8"))
 
     @classmethod
-    def payload(cls, document: AlertDocument, rendered: Rendered) -> bytes:
+    def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes:
         """The JSON body partners receive: both languages, CAP fields, areas, identifiers."""
         body = {
             "alert_id": document.alert_id,

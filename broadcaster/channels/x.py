@@ -1,7 +1,8 @@
 """X (Twitter) channels: one ``POST /2/tweets`` per delivery, through tweepy's AsyncClient.
 
-Config: the four OAuth 1.0a ``*_env`` keys of one account. Shaping: the short form,
-one post per language; length as twitter-text v3 weighs it (280).
+Config: the four OAuth 1.0a ``*_env`` keys of one account, and ``card`` (attach the
+alert card: uploaded first, :mod:`broadcaster.channels.x_media`). Shaping: the short
+form, one post per language; length as twitter-text v3 weighs it (280).
 
 tweepy hard-codes ``https://api.twitter.com`` and takes no session argument, but every
 call goes through ``self.session or aiohttp.ClientSession()``. Each channel's client
@@ -39,9 +40,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.http import close_session, open_session
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
+from broadcaster.channels.x_media import recorded_upload, upload_card
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.secret import Secret, SecretScrubber, scrub
@@ -77,6 +79,7 @@ class XOptions(KindOptions):
     api_secret_env: str
     access_token_env: str
     access_secret_env: str
+    card: bool = False
 
 
 def redirect_middleware(api_base: str) -> aiohttp.ClientMiddlewareType:
@@ -138,12 +141,13 @@ class XChannel(Channel):
 
     @classmethod
     def parse_options(cls, table: Mapping[str, Any], *, where: str, base_dir: Path) -> XOptions:
-        keys = KindTable(table, kind=cls.kind, where=where, keys=dict.fromkeys(_SECRET_KEYS, True))
+        keys = KindTable(table, kind=cls.kind, where=where, keys={**dict.fromkeys(_SECRET_KEYS, True), "card": False})
         return XOptions(
             api_key_env=keys.env("api_key_env"),
             api_secret_env=keys.env("api_secret_env"),
             access_token_env=keys.env("access_token_env"),
             access_secret_env=keys.env("access_secret_env"),
+            card=keys.flag("card", default=False),
         )
 
     @classmethod
@@ -155,11 +159,21 @@ class XChannel(Channel):
     def measure_piece(cls, text: str) -> int:
         return lengths.x_weighted_length(text)
 
+    @classmethod
+    def card_languages(cls, config: ChannelConfig) -> tuple[str, ...]:
+        return config.languages if config.options_of(XOptions).card else ()
+
+    @classmethod
+    def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
+        """With ``card = true``: the PNG of this post's language's card."""
+        return document.cards[rendered.language] if config.options_of(XOptions).card else None
+
     def __init__(self, config: ChannelConfig, clients: Clients, *, now: Callable[[], float] = time.time) -> None:
         super().__init__(config, clients)
         self.options = config.options_of(XOptions)
         self._now = now
         self._client: Any = None  # tweepy ships no type hints
+        self._keys: tuple[Secret, Secret, Secret, Secret] | None = None
 
     @property
     def api_base(self) -> str:
@@ -172,7 +186,9 @@ class XChannel(Channel):
         from tweepy.asynchronous import AsyncClient
 
         session = await self.clients.shared(f"x:{self.api_base}", self._make_session, close_session)
-        keys = tuple(self.secret(key) for key in _SECRET_KEYS)
+        keys = (self.secret("api_key_env"), self.secret("api_secret_env"), self.secret("access_token_env"),
+                self.secret("access_secret_env"))
+        self._keys = keys
         for key in keys:
             LOG_SCRUBBER.add(key)
         api_key, api_secret, access_token, access_secret = (key.reveal() for key in keys)
@@ -197,7 +213,7 @@ class XChannel(Channel):
     async def close(self) -> None:
         for key in self.secrets():
             LOG_SCRUBBER.discard(key)
-        self._client = None
+        self._client = self._keys = None
         await super().close()
 
     async def send(self, message: OutboundMessage) -> Receipt:
@@ -207,9 +223,14 @@ class XChannel(Channel):
         from tweepy.errors import TweepyException
 
         reply_to = self.provider_ref(message.reply_to) if message.reply_to is not None else None
+        media_ids = None
+        if message.payload is not None and self._keys is not None:
+            media_ids = [await upload_card(self._client.session, self._keys, message.payload,
+                                           name=f"{message.alert_id}-{message.language}.png",
+                                           retry_after=lambda headers: _retry_after(headers, self._now()))]
         try:
             response = await self._client.create_tweet(text=message.text, in_reply_to_tweet_id=reply_to,
-                                                        user_auth=True)
+                                                        media_ids=media_ids, user_auth=True)
         except (TweepyException, aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
             error = classify_x(exc, now=self._now(), secrets=self.secrets())
             if error.provider_code == DUPLICATE:
@@ -220,7 +241,10 @@ class XChannel(Channel):
 
 
 def _recorded_tweet(number: int, method: str, url: str, request: Mapping[str, Any]) -> RecordedResponse:
-    """X's answer to a tweet, made up in a dry-run: ``201 {"data": {"id", "text"}}``."""
+    """X's answer to a tweet (or a card's upload), made up in a dry-run: ``201 {"data": {"id", "text"}}``."""
+    upload = recorded_upload(number, method, url, request)
+    if upload is not None:
+        return upload
     if method != "POST" or not urlsplit(url).path.endswith("/2/tweets"):
         return RecordedResponse(404, {"title": "Not Found Error", "detail": f"{method} {urlsplit(url).path}",
                                       "type": "about:blank", "status": 404}, reason="Not Found")

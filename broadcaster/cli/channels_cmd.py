@@ -1,4 +1,4 @@
-"""``broadcaster channels check``: channels.toml, recipient lists, areas and secrets."""
+"""``broadcaster channels check``: channels.toml, recipient lists, areas, secrets, and what each template needs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     channels = commands.add_parser("channels", help="check channels.toml")
     sub = channels.add_subparsers(dest="action", required=True, metavar="ACTION")
-    check = sub.add_parser("check", help="keys, recipient lists, areas and secrets of every channel")
+    check = sub.add_parser("check", help="keys, recipient lists, areas, secrets and template needs of every channel")
     check.add_argument("--dry-run", action="store_true",
                        help="missing secrets are warnings: a dry-run needs none")
     check.set_defaults(handler=cmd_check)
@@ -20,13 +20,20 @@ async def cmd_check(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from broadcaster.app.context import load
+    from broadcaster.channels.registry import kind_of
     from broadcaster.clock import in_thread
-    from broadcaster.errors import ConfigError
+    from broadcaster.errors import ConfigError, TemplateError
     from broadcaster.recipients import index_list
 
     # Key, type and area errors raise here, naming file, channel and key.
     config, catalogue, _ = load(args.config, args.db)
     areas = catalogue.gazetteer.area_codes()
+    kinds_of: dict[str, tuple[str, ...]] = {}  # template id -> the kinds it targets (`templates check` names bad ones)
+    for template_id in catalogue.ids():
+        try:
+            kinds_of[template_id] = catalogue.get(template_id).kinds
+        except TemplateError:
+            continue
     problems: list[str] = []
     warnings: list[str] = []
     table = Table("channel", "kind", "languages", "areas", "exercise", "rate/s", "recipients", "secrets")
@@ -35,11 +42,17 @@ async def cmd_check(args: argparse.Namespace) -> int:
         if channel.recipients is not None:
             try:
                 index = await in_thread(index_list, channel.recipients, known_areas=areas,
-                                        where=f"{channel.where}: key 'recipients'")
+                                        where=f"{channel.where}: key 'recipients'", list_format=channel.list_format)
                 recipients = str(sum(index.counts.values()))
             except ConfigError as exc:
                 problems.append(str(exc))
                 recipients = "[red]invalid[/]"
+        # What the channel needs for each template of its kind (a WhatsApp Content SID per template and language).
+        for template_id, kinds in kinds_of.items():
+            if channel.kind in kinds:
+                for exercise in (False, True) if channel.exercise else (False,):
+                    problems += [f"{channel.where}: {problem}" for problem in
+                                 kind_of(channel).template_problems(channel, template_id, exercise=exercise)]
         missing = channel.missing_env()
         if missing:
             names = ", ".join(env for _, env in missing)

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import (
@@ -39,6 +40,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     preview.add_argument("--channels", default="all", metavar="SEL", help="all | id,id | kind:KIND | area:CODE")
     preview.add_argument("--area", action="append", default=[], help="alert area code(s) from the gazetteer")
     preview.add_argument("--exercise", action="store_true", help="preview as an exercise (marked texts)")
+    preview.add_argument("--cards", metavar="DIR", help="also write the alert card of each language as a PNG in DIR")
     preview.add_argument("--json", action="store_true")
     preview.set_defaults(handler=cmd_preview)
 
@@ -65,6 +67,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 async def cmd_preview(args: argparse.Namespace) -> int:
     from broadcaster.app.context import load
+    from broadcaster.channels.registry import kind_of
     from broadcaster.engine.outbox import plan_alert
     from broadcaster.netguard import no_network
     from broadcaster.states import Mode
@@ -75,14 +78,27 @@ async def cmd_preview(args: argparse.Namespace) -> int:
         plan = await plan_alert(config, catalogue, args.template, inputs_from(args, catalogue, config.timezone),
                                 mode=Mode.EXERCISE if args.exercise else Mode.DRY_RUN, now=time.time(),
                                 areas=tuple(args.area), selection=args.channels, require_approval=False)
+    written = await write_preview_cards(plan, args.cards) if args.cards else []
     if args.json:
         print_json({"template": template.id, "approved": template.approved,
-                    "messages": [row.as_json() for row in plan.rows]})
+                    "messages": [row.as_json() for row in plan.rows], "cards": [str(p) for p in written]})
         return EXIT_OK
     if not template.approved:
         err_console().print(f"warning: template {template.id} is not approved; it cannot be fired", style="bold red")
     show_preview(plan)
+    carried = [c.id for c in plan.channels if kind_of(c).card_languages(c)]
+    if carried:
+        console().print(f"alert cards go with: {', '.join(carried)}")
+    for path in written:
+        console().print(f"card written: {path}")
     return EXIT_OK
+
+
+async def write_preview_cards(plan: Plan, folder: str) -> list[Path]:
+    """Both languages' cards of the previewed alert, as PNGs in ``folder`` (``preview --cards DIR``)."""
+    from broadcaster.app.cards import write_cards
+
+    return await write_cards(plan, Path(folder))
 
 
 

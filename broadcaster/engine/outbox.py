@@ -23,17 +23,19 @@ from pathlib import Path
 from typing import Final
 
 from broadcaster.audit import AuditEntry
+from broadcaster.cards.content import CardContent, card_contents
+from broadcaster.cards.render import Card, render_cards
 from broadcaster.channels.base import AlertDocument
 from broadcaster.channels.registry import kind_of
 from broadcaster.clock import in_thread
 from broadcaster.config import ChannelConfig, Config
-from broadcaster.errors import SelectionError, TemplateError
-from broadcaster.recipients import index_list, iter_recipients
+from broadcaster.errors import ConfigError, SelectionError, TemplateError
+from broadcaster.recipients import ListFormat, index_list, iter_recipients
 from broadcaster.selection import select_channels
 from broadcaster.states import CAP_STATUS, DeliveryState, Mode, MsgType
 from broadcaster.store import Store
 from broadcaster.store.records import AlertRecord, AudienceCopy, MessageRecord, NewDelivery, StepClaim
-from broadcaster.templates.catalogue import Catalogue, Template
+from broadcaster.templates.catalogue import LANGUAGES, Catalogue, Template
 from broadcaster.templates.render import Forms, Rendered, render_forms
 from broadcaster.templates.variables import Inputs, resolve
 from broadcaster.timefmt import iso_seconds
@@ -77,13 +79,15 @@ class RecipientList:
     areas: frozenset[str]  # empty: everywhere
     known_areas: frozenset[str]
     keys: Mapping[str, str]  # language -> message key
-    fallback: str  # the language of a recipient whose own the channel does not send
-
+    fallback: str  # the message language of a recipient whose own the channel does not send (or "ar+en")
+    list_format: ListFormat = ListFormat.PHONE
+    prefix: str = ""  # written before each address (``whatsapp:``)
 
 
 async def _batches(source: RecipientList) -> AsyncIterator[list[NewDelivery]]:
     """The list's deliveries in batches, each read and checked on a worker thread, never on the loop."""
-    rows = iter_recipients(source.path, known_areas=set(source.known_areas), where=source.where)
+    rows = iter_recipients(source.path, known_areas=set(source.known_areas), where=source.where,
+                           list_format=source.list_format)
 
     def chunk() -> tuple[list[NewDelivery], bool]:
         found: list[NewDelivery] = []
@@ -91,7 +95,7 @@ async def _batches(source: RecipientList) -> AsyncIterator[list[NewDelivery]]:
             if source.areas and r.area not in source.areas:
                 continue
             lang = r.language if r.language in source.keys else source.fallback
-            found.append(NewDelivery(source.channel_id, source.keys[lang], lang, recipient=r.phone))
+            found.append(NewDelivery(source.channel_id, source.keys[lang], lang, recipient=source.prefix + r.address))
             if len(found) >= BATCH:
                 return found, False
         return found, True
@@ -114,12 +118,14 @@ class Plan:
     rows: list[PreviewRow]
     messages: list[MessageRecord]
     posts: list[NewDelivery] = field(default_factory=list)  # one per post channel and language
-    lists: list[RecipientList] = field(default_factory=list)  # SMS lists, streamed at commit
+    lists: list[RecipientList] = field(default_factory=list)  # recipient lists, streamed at commit
     copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
     step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
     skipped: dict[str, str] = field(default_factory=dict)  # a follow-up: the original's channels left out, and why
     audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
     withdraws: str | None = None  # a cancel: the original whose undelivered deliveries its commit withdraws
+    card_contents: Mapping[str, CardContent] = field(default_factory=dict)  # what each language's card says
+    cards: Mapping[str, Card] = field(default_factory=dict)  # the cards some channel carries, rendered
 
     async def deliveries(self) -> AsyncIterator[Sequence[NewDelivery]]:
         """Every delivery to commit, Arabic first; recipient lists arrive in batches."""
@@ -206,24 +212,42 @@ async def plan_alert(
         forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
     )
     plan = Plan(alert, template, channels, forms, [], [], skipped=dict(follow_up.skipped) if follow_up else {})
-    document = alert_document(config, template, alert)
+    plan.card_contents = alert_card_contents(config, catalogue, alert, template)
+    shown = [lang for lang in LANGUAGES if any(lang in kind_of(c).card_languages(c) for c in channels)]
+    attached = [lang for lang in shown if any(lang in kind_of(c).card_languages(c) and not kind_of(c).card_by_url
+                                              for c in channels)]
+    # Off the loop; a text that does not fit its card stops the plan here, with nothing stored. A card a
+    # provider fetches from serve (Instagram) is only proved to fit now; serve draws it when asked.
+    if attached:
+        plan.cards = await in_thread(render_cards, plan.card_contents, attached)
+    if set(shown) - set(attached):
+        await in_thread(render_cards, plan.card_contents, set(shown) - set(attached), encode=False)
+    document = alert_document(config, template, alert, values.display,
+                              cards={lang: card.png for lang, card in plan.cards.items()})
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
         kind = kind_of(channel)
         rendered = kind.render(forms, channel)
         keys = {r.language: f"{channel.id}/{r.language}" for r in rendered}
-        if channel.recipients is not None:  # one delivery per recipient (SMS)
-            fallback = channel.languages[0]
+        problems = kind.template_problems(channel, template.id, exercise=mode == Mode.EXERCISE)
+        if problems:
+            raise ConfigError(f"cannot send template {template.id!r}: {'; '.join(problems)}", where=channel.where)
+        if channel.recipients is not None:  # one delivery per recipient (SMS, WhatsApp, email)
+            # A recipient gets the message in their own language, or the channel's first (a combined
+            # message, both languages in one, when the kind renders one).
+            fallback = channel.languages[0] if channel.languages[0] in keys else rendered[0].language
             if follow_up is not None:
                 audience = dict(follow_up.audiences.get(channel.id, {}))
                 plan.copies.append(AudienceCopy(channel.id, follow_up.original.id, states, keys, fallback))
             else:
                 source = RecipientList(channel.id, channel.recipients, f"{channel.where}: key 'recipients'",
-                                       frozenset(reach), frozenset(known_areas), keys, fallback)
-                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=source.where)
+                                       frozenset(reach), frozenset(known_areas), keys, fallback, channel.list_format,
+                                       channel.address_prefix)
+                index = await in_thread(index_list, source.path, known_areas=set(known_areas), where=source.where,
+                                        list_format=channel.list_format)
                 audience = dict(index.audience(set(reach)))
                 plan.lists.append(source)
-            counts = dict.fromkeys(channel.languages, 0)
+            counts = dict.fromkeys(keys, 0)
             for lang, n in audience.items():
                 counts[lang if lang in counts else fallback] += n
         for r in rendered:
@@ -235,7 +259,7 @@ async def plan_alert(
                 )
             plan.messages.append(MessageRecord(
                 key=keys[r.language], channel_id=channel.id, language=r.language, text=r.text,
-                payload=kind.payload(document, r),
+                payload=kind.payload(document, r, channel),
             ))
             if channel.recipients is not None:
                 plan.rows.append(PreviewRow(channel.id, channel.kind, r, counts.get(r.language, 0)))
@@ -246,8 +270,22 @@ async def plan_alert(
     return plan
 
 
-def alert_document(config: Config, template: Template, alert: AlertRecord) -> AlertDocument:
-    """The one document per alert that kinds build request bodies from (the webhook's JSON)."""
+def alert_card_contents(config: Config, catalogue: Catalogue, alert: AlertRecord,
+                        template: Template | None = None) -> dict[str, CardContent]:
+    """What the alert's card says in each language: the same at fire time and when ``serve`` publishes it."""
+    return card_contents(config, template or catalogue.get(alert.template), catalogue.gazetteer, alert_id=alert.id,
+                         mode=alert.mode, msg_type=str(alert.msg_type), sent_at=alert.sent_at,
+                         expires_at=alert.expires_at, areas=alert.areas, forms=alert.forms)
+
+
+def alert_document(config: Config, template: Template, alert: AlertRecord,
+                   display: Mapping[str, Mapping[str, str]] | None = None,
+                   cards: Mapping[str, bytes] | None = None) -> AlertDocument:
+    """The one document per alert that kinds build request bodies from (the webhook's JSON, cards, card URLs).
+
+    ``display`` is each variable's text per language as the forms show it (a
+    WhatsApp template is sent as these values).
+    """
     return AlertDocument(
         alert_id=alert.id,
         identifier=f"{config.sender}/{alert.id}",
@@ -262,6 +300,10 @@ def alert_document(config: Config, template: Template, alert: AlertRecord) -> Al
         event=dict(template.event),
         areas=tuple(alert.areas),
         forms={lang: dict(alert.forms[lang]) for lang in ("ar", "en")},
+        texts={lang: dict(template.text[lang]) for lang in ("ar", "en")},
+        values={name: dict(by_lang) for name, by_lang in (display or {}).items()},
+        cards=dict(cards or {}),
+        public_url=config.public_url,
     )
 
 

@@ -75,7 +75,7 @@ async def advance_run(runs: Runs, runbook: Runbook, run: RunRecord, tz: ZoneInfo
 
 
 def plan_warnings(config: Config, gazetteer: Gazetteer, step: Step, plan: Plan) -> list[str]:
-    """Texts that only just fit, areas no selected channel covers, SMS lists with nobody in the area."""
+    """Texts that only just fit, areas no selected channel covers, recipient lists with nobody in the area."""
     warnings: list[str] = []
     for row in plan.rows:
         r = row.rendered
@@ -83,8 +83,9 @@ def plan_warnings(config: Config, gazetteer: Gazetteer, step: Step, plan: Plan) 
             warnings.append(f"{row.channel} ({r.language}): {r.length}/{r.limit} {r.unit}, "
                             f"{round(100 * r.length / r.limit)}% of the limit: it only just fits")
     audience: Counter[str] = Counter()
+    listed = {c.id for c in plan.channels if c.recipients is not None}
     for row in plan.rows:
-        if row.kind == "sms":
+        if row.channel in listed:
             audience[row.channel] += row.recipients
     if step.action == "template" and plan.alert.references is None:
         try:
@@ -92,8 +93,8 @@ def plan_warnings(config: Config, gazetteer: Gazetteer, step: Step, plan: Plan) 
                                    mode=plan.alert.mode, known_areas=gazetteer.area_codes())
         except InputError:
             pool = list(plan.channels)
-        # An SMS list reaches an area only if it has someone there (approximated: anyone in the alert's areas).
-        reaching = [c for c in pool if c.kind != "sms" or audience.get(c.id, 0) > 0]
+        # A list reaches an area only if it has someone there (approximated: anyone in the alert's areas).
+        reaching = [c for c in pool if c.recipients is None or audience.get(c.id, 0) > 0]
         for area in plan.alert.areas:
             place = gazetteer.get(area)
             codes = (area, *(place.areas if place else ()))
@@ -101,5 +102,5 @@ def plan_warnings(config: Config, gazetteer: Gazetteer, step: Step, plan: Plan) 
                 warnings.append(f"no channel in selection {step.channels!r} reaches area {area}")
     for channel, count in audience.items():
         if count == 0:
-            warnings.append(f"{channel}: no SMS recipient in {', '.join(plan.alert.areas) or 'any area'}")
+            warnings.append(f"{channel}: no recipient in {', '.join(plan.alert.areas) or 'any area'}")
     return warnings

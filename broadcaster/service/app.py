@@ -28,7 +28,7 @@ from broadcaster.clock import Clock
 from broadcaster.engine.node import Node, process_owner
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
-from broadcaster.service import api, events, feed, firing, receipts, runbooks
+from broadcaster.service import api, cards, events, feed, firing, receipts, runbooks
 from broadcaster.service.failed_logins import FailedLogins
 from broadcaster.service.http import auth_middleware, errors_middleware, json_response
 from broadcaster.service.hub import EventHub
@@ -104,6 +104,7 @@ def _routes(web_app: web.Application) -> None:
     r.add_post("/api/runbooks/{runbook_id}/rehearse", runbooks.rehearse_runbook)
     r.add_post("/api/runbooks/{runbook_id}/run", runbooks.run_runbook)
     r.add_post(receipts.CALLBACK_PATH, receipts.handle_status)
+    cards.register(web_app)
     r.add_get("/cap/feed.atom", feed.atom)
     r.add_get(r"/cap/{alert_id:[A-Za-z0-9_-]+}.xml", feed.cap)
     r.add_get("/metrics", metrics)

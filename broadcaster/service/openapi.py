@@ -66,6 +66,9 @@ def _op(summary: str, responses: dict[str, Any], *, body: Any = None, public: bo
 
 
 _ID_PARAM: Final = [{"name": "alert_id", "in": "path", "required": True, "schema": _STR}]
+_LANG_PARAM: Final = {"name": "lang", "in": "path", "required": True,
+                      "schema": {"type": "string", "enum": ["ar", "en"]}}
+_BINARY: Final = {"type": "string", "format": "binary"}
 _TEMPLATE_PARAM: Final = [{"name": "template_id", "in": "path", "required": True, "schema": _STR}]
 _PAGE: Final = [PAGE_LIMIT.schema(), PAGE_OFFSET.schema()]
 _ACCEPTED: Final = _json(_ref("Accepted"), "accepted")
@@ -164,6 +167,15 @@ def document() -> dict[str, Any]:
         "/cap/{alert_id}.xml": {"parameters": _ID_PARAM, "get": _op("The CAP 1.2 document of a live alert", {
             "200": {"description": "CAP", "content": {"application/cap+xml": {"schema": _STR}}},
             "404": {"description": "no such live alert (exercise and dry-run are never public)"}}, public=True)},
+        "/cards/{alert_id}/{lang}.png": {"parameters": [*_ID_PARAM, _LANG_PARAM], "get": _op(
+            "The alert card of a live or exercise alert (Instagram fetches it)", {
+                "200": {"description": "1080×1080 PNG", "content": {"image/png": {"schema": _BINARY}}},
+                "404": {"description": "no such public card (a dry-run's card never leaves its machine)"}},
+            public=True)},
+        "/api/preview/cards/{lang}": {"parameters": [_LANG_PARAM], "post": _op(
+            "The alert card a preview would carry, in one language", {
+                "200": {"description": "1080×1080 PNG", "content": {"image/png": {"schema": _BINARY}}},
+                **_errors(400)}, body=fire_body)},
         "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}}, public=True)},
         "/": {"get": _op("The web console", {"200": {"description": "HTML"}}, public=True)},
     }

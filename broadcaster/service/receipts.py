@@ -24,7 +24,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from broadcaster.app.context import CALLBACK_PATH
-from broadcaster.channels.sms import SmsOptions
+from broadcaster.channels.twilio_api import TwilioOptions
 from broadcaster.config import Config
 from broadcaster.service.state import SERVICE
 
@@ -35,10 +35,10 @@ _SID: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 
 def auth_tokens(config: Config, account_sid: str) -> list[str]:
-    """Auth tokens of the SMS channels that send from ``account_sid`` (read from the environment)."""
+    """Auth tokens of the Twilio channels (SMS, WhatsApp) that send from ``account_sid`` (read from the environment)."""
     tokens: list[str] = []
     for channel in config.channels:
-        if not isinstance(channel.options, SmsOptions):
+        if not isinstance(channel.options, TwilioOptions):
             continue
         sid_env, token_env = channel.options.account_sid_env, channel.options.auth_token_env
         if os.environ.get(sid_env) == account_sid and os.environ.get(token_env):

@@ -198,7 +198,9 @@ def copy_sql(copy: AudienceCopy, message_ids: dict[str, int], alert_id: str, due
     """One statement that gives a follow-up the recipients an earlier alert had on one channel.
 
     It runs inside the outbox commit: the recipients never travel through this
-    process, and ``ON CONFLICT DO NOTHING`` keeps one delivery per phone.
+    process, and ``ON CONFLICT DO NOTHING`` keeps one delivery per recipient.
+    Each copy replies to what the earlier delivery was sent as (its provider id:
+    an email's Message-ID threads the follow-up), when it was sent.
     Returns ``(sql, params)``; every copied delivery is due at ``due_at``.
     """
     languages = sorted(copy.keys)
@@ -210,7 +212,7 @@ def copy_sql(copy: AudienceCopy, message_ids: dict[str, int], alert_id: str, due
     sql = (
         "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to, next_attempt_at)"
         f" SELECT ?, channel_id, CASE language {message_case} ELSE CAST(? AS BIGINT) END,"
-        f" CASE WHEN language IN ({marks(languages)}) THEN language ELSE ? END, recipient, NULL,"
+        f" CASE WHEN language IN ({marks(languages)}) THEN language ELSE ? END, recipient, provider_id,"
         f" CAST(? AS DOUBLE PRECISION)"
         f" FROM deliveries WHERE alert_id = ? AND channel_id = ? AND recipient IS NOT NULL"
         f" AND state IN ({marks(copy.states)}) ORDER BY id ON CONFLICT DO NOTHING"

@@ -120,8 +120,9 @@ def test_a_dry_run_receipt_says_so_and_a_follow_up_finds_the_provider_id(tmp_pat
 
 
 def test_a_real_send_names_every_missing_variable_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tables = [{"id": f"{kind}-c", "kind": kind, **case.table} for kind, case in CASES.items()]
-    config = make_config(tmp_path, tables)
+    tables = [{"id": f"{kind}-c", "kind": kind, **case.target("http://127.0.0.1:1"), **case.table}
+              for kind, case in CASES.items()]
+    config = make_config(tmp_path, tables, **{k: v for case in CASES.values() for k, v in case.top.items()})
     for case in CASES.values():
         for name in case.env:
             monkeypatch.delenv(name, raising=False)

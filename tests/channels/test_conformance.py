@@ -27,7 +27,7 @@ from broadcaster.errors import ConfigError, DeliveryError, Reason
 from broadcaster.netguard import no_network
 from tests.channels.kinds import CASES, KindCase, closed_port_url
 from tests.fakes.server import FakeServer
-from tests.support import channel_config
+from tests.support import make_config
 
 
 @pytest.fixture(params=list(KINDS))
@@ -39,7 +39,7 @@ def case(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Kin
 
 
 @pytest.fixture
-async def fake(case: KindCase) -> AsyncIterator[Any]:
+async def fake(case: KindCase) -> AsyncIterator[Any]:  # a FakeServer, or FakeSmtp
     async with case.fake() as server:
         yield server
 
@@ -47,7 +47,7 @@ async def fake(case: KindCase) -> AsyncIterator[Any]:
 def make(case: KindCase, tmp_path: Path, api_base: str, clients: Clients, **extra: Any) -> Channel:
     folder = tmp_path / str(extra.get("id", "main"))
     folder.mkdir(exist_ok=True)
-    return case.channel(channel_config(folder, **case.config_table(api_base, **extra)), clients)
+    return case.channel(make_config(folder, [case.config_table(api_base, **extra)], **case.top).channels[0], clients)
 
 
 async def failure(channel: Channel, case: KindCase) -> DeliveryError:
@@ -70,8 +70,8 @@ async def test_a_send_is_one_request_through_the_sdk(case: KindCase, fake: FakeS
         receipt = await channel.send(case.message())
 
     assert case.accepted(fake) == 1
-    assert len(fake.requests) == 1, "one delivery, one request: the SDK must not retry on its own"
-    assert receipt.http_status is not None and 200 <= receipt.http_status < 300
+    assert len(fake.requests) == case.requests_per_send, "one delivery, one request: the SDK must not retry"
+    assert case.succeeded(receipt)
     assert receipt.note != DRY_RUN_NOTE
     assert clients.recorded == {}
 
@@ -95,7 +95,7 @@ async def test_a_shut_gate_stops_the_request_before_a_byte_leaves(case: KindCase
         with gate.opened(lambda: holds[0]) as shut_later, pytest.raises(Exception):  # noqa: B017
             await channel.send(case.message())
         assert shut_later.shut
-    assert len(fake.requests) == 1 and case.accepted(fake) == 1
+    assert len(fake.requests) == case.requests_per_send and case.accepted(fake) == 1
 
 
 async def test_a_refused_connection_is_retryable_network_and_not_sent(case: KindCase, tmp_path: Path,
@@ -115,7 +115,7 @@ async def test_a_timeout_after_the_request_left_is_retryable_and_maybe_sent(
         error = await failure(channel, case)
 
     assert (error.reason, error.retryable, error.sent_maybe) == (Reason.TIMEOUT, True, True)
-    assert len(fake.requests) == 1, "the SDK must not retry on its own"
+    assert len(fake.requests) == case.requests_per_send, "the SDK must not retry on its own"
     assert case.accepted(fake) == 1  # it did go out: that is why the engine must treat it as unknown
 
 
@@ -128,7 +128,7 @@ async def test_a_429_is_rate_limited_with_the_providers_retry_after(
         error = await failure(channel, case)
 
     assert (error.reason, error.retryable, error.retry_after) == (Reason.RATE_LIMITED, True, case.retry_after)
-    assert (error.http_status, error.sent_maybe) == (429, False)
+    assert (error.http_status, error.sent_maybe) == (case.rate_limited_status, False)
     assert len(fake.requests) == 1 and case.accepted(fake) == 0
 
 
@@ -150,7 +150,7 @@ async def test_channels_of_a_kind_share_one_pool_yet_keep_their_own_timeouts(
         receipt = await patient.send(case.message())
 
     assert (error.reason, error.sent_maybe) == (Reason.TIMEOUT, True)
-    assert receipt.http_status is not None and 200 <= receipt.http_status < 300
+    assert case.succeeded(receipt)
 
 
 async def test_every_channel_of_a_run_shares_one_tls_context(
@@ -190,11 +190,11 @@ async def test_a_dry_run_runs_the_adapter_and_answers_locally_without_a_socket(
             make(case, tmp_path, closed_port_url(), clients) as channel,
         ):
             first = await channel.send(case.message())
-            # A rehearsed follow-up threads under the rehearsal's own ids.
-            again = await channel.send(replace(case.message(), reply_to=first.provider_id))
+            # A rehearsed follow-up (another alert) threads under the rehearsal's own ids.
+            again = await channel.send(replace(case.message(), alert_id="A-2", reply_to=first.provider_id))
 
     assert connects == []
-    assert clients.recorded == {case.kind: 2}, "each send went down to the recording transport, once"
+    assert clients.recorded == {case.kind: 2 * case.requests_per_send}, "each send went down to the recording transport"
     for receipt in (first, again):
         assert receipt.note == DRY_RUN_NOTE
         assert receipt.provider_id is not None and receipt.provider_id.startswith(DRY_RUN_PREFIX)

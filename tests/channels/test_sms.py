@@ -14,7 +14,8 @@ import pytest
 from twilio.rest import Client
 
 from broadcaster.channels.base import Clients, OutboundMessage
-from broadcaster.channels.sms import SmsChannel, SmsOptions, classify_twilio
+from broadcaster.channels.sms import SmsChannel, SmsOptions
+from broadcaster.channels.twilio_errors import classify_twilio
 from broadcaster.errors import DeliveryError, Reason
 from tests.fakes.server import Step
 from tests.fakes.twilio import FakeTwilio, hang, twilio_error

@@ -16,6 +16,7 @@ import pytest
 from broadcaster.channels import webhook as webhook_module
 from broadcaster.channels.base import AlertDocument, Clients, OutboundMessage
 from broadcaster.channels.recording import RecordedResponse
+from broadcaster.channels.registry import default_config
 from broadcaster.channels.webhook import (
     WebhookChannel,
     classify_webhook,
@@ -224,7 +225,7 @@ DOCUMENT = AlertDocument(
 
 def test_the_payload_is_the_partner_contract_byte_for_byte() -> None:
     rendered = Rendered("ar+en", "l-ar\n\nl-en", 10, 65536, "bytes")
-    body = WebhookChannel.payload(DOCUMENT, rendered)
+    body = WebhookChannel.payload(DOCUMENT, rendered, default_config("webhook"))
     assert list(orjson.loads(body)) == [
         "alert_id", "identifier", "sender", "sent", "expires", "status", "msgType", "references", "template",
         "cap", "event", "areas", "info",

@@ -1,4 +1,9 @@
-"""All four fake providers on one background loop, plus a channels.toml pointing at them.
+"""Every fake provider on one background loop, plus a channels.toml pointing at them.
+
+The default channels are the first four kinds; ``whatsapp_channel`` and
+``email_channel`` give tables for ``extra_channels`` (WhatsApp on the same
+FakeTwilio, which knows every shipped template's Content SIDs; email on a
+FakeSmtp, to ``p.emails``).
 
 Running the fakes on their own thread lets a test drive the real CLI (which
 runs its own event loop) or a subprocess, while the fakes keep answering.
@@ -8,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
@@ -15,6 +21,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+from broadcaster.channels.registry import KINDS
+from broadcaster.channels.whatsapp import whatsapp_body
+from broadcaster.templates.catalogue import Catalogue
+from tests.fakes.smtp import FakeSmtp
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.webhook import FakeWebhook
@@ -33,6 +43,8 @@ SECRETS = {
     "TWILIO_ACCOUNT_SID": "AC" + "0" * 30 + "",
     "TWILIO_AUTH_TOKEN": "twilio-auth-SECRET-6666",
     "PARTNER_HOOK_SECRET": "partner-hmac-SECRET-7777",
+    "SMTP_USERNAME": "smtp-user-SECRET-8888",
+    "SMTP_PASSWORD": "smtp-password-SECRET-9999",
 }
 SECRET_VALUES = [v for k, v in SECRETS.items() if k != "TWILIO_ACCOUNT_SID"]
 
@@ -55,6 +67,38 @@ AREAS = ["DXB-MARINA", "DXB-BARSHA", "DXB-JUMEIRAH"]  # all on E11, the road_clo
 
 def uae_phone(n: int) -> str:
     return f"+97150{n:07d}"
+
+
+def content_sid(template: str, language: str, *, exercise: bool = False) -> str:
+    digest = hashlib.sha256(f"{exercise}/{template}/{language}".encode()).hexdigest()
+    return "HX" + digest[:32]
+
+
+def whatsapp_content() -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]], dict[str, str]]:
+    """``(content_sid, exercise_content_sid, the fake's templates)`` for every shipped template and language."""
+    catalogue = Catalogue(REPO / "templates", KINDS)
+    live: dict[str, dict[str, str]] = {}
+    exercise: dict[str, dict[str, str]] = {}
+    bodies: dict[str, str] = {}
+    for template_id in catalogue.ids():
+        template = catalogue.get(template_id)
+        for lang in ("ar", "en"):
+            for marked, table in ((False, live), (True, exercise)):
+                sid = content_sid(template_id, lang, exercise=marked)
+                table.setdefault(template_id, {})[lang] = sid
+                bodies[sid] = whatsapp_body(template.text[lang]["long"], lang, exercise=marked)
+    return live, exercise, bodies
+
+
+def write_emails(path: Path, count: int) -> list[str]:
+    addresses = []
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("email,language,area\n")
+        for i in range(count):
+            address = f"resident{i + 1:05d}@example.ae"
+            addresses.append(address)
+            handle.write(f"{address},{'ar' if i % 3 else 'en'},{AREAS[i % len(AREAS)]}\n")
+    return addresses
 
 
 def write_recipients(path: Path, count: int, *, start: int = 1) -> list[str]:
@@ -91,11 +135,14 @@ class Providers:
         self.thread = threading.Thread(target=self.loop.run_forever, name="fake-providers", daemon=True)
         self.telegram = FakeTelegram(latency=latency)
         self.x = FakeX(latency=latency)
-        self.twilio = FakeTwilio(account_sid=SECRETS["TWILIO_ACCOUNT_SID"], latency=latency)
+        self.content_sid, self.exercise_content_sid, bodies = whatsapp_content()
+        self.twilio = FakeTwilio(account_sid=SECRETS["TWILIO_ACCOUNT_SID"], latency=latency, content=bodies)
         self.webhook = FakeWebhook(SECRETS["PARTNER_HOOK_SECRET"], latency=latency)
+        self.smtp = FakeSmtp(username=SECRETS["SMTP_USERNAME"], password=SECRETS["SMTP_PASSWORD"], latency=latency)
         self.config = tmp_path / "channels.toml"
         self.db = tmp_path / "var" / "broadcaster.db"
         self.phones: list[str] = []
+        self.emails: list[str] = []
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
         future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -103,9 +150,10 @@ class Providers:
 
     def __enter__(self) -> Providers:
         self.thread.start()
-        for fake in (self.telegram, self.x, self.twilio, self.webhook):
+        for fake in (self.telegram, self.x, self.twilio, self.webhook, self.smtp):
             self.call(fake.start())
         self.phones = write_recipients(self.tmp_path / "residents.csv", self.recipient_count)
+        self.emails = write_emails(self.tmp_path / "emails.csv", self.recipient_count)
         channels = self.default_channels() + (self.extra_channels(self) if self.extra_channels else [])
         for channel in channels:
             channel.update(self.channel_options)
@@ -113,7 +161,7 @@ class Providers:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for fake in (self.telegram, self.x, self.twilio, self.webhook):
+        for fake in (self.telegram, self.x, self.twilio, self.webhook, self.smtp):
             self.call(fake.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
@@ -132,6 +180,20 @@ class Providers:
             {"id": "partner-hook", "kind": "webhook", "url": self.webhook.base_url + "/alerts",
              "secret_env": "PARTNER_HOOK_SECRET", "rate_per_second": 50},
         ]
+
+    def whatsapp_channel(self, **options: Any) -> dict[str, Any]:
+        """WhatsApp to the same phones as the SMS list, on the same FakeTwilio."""
+        return {"id": "whatsapp-residents", "kind": "whatsapp", "api_base": self.twilio.base_url,
+                "account_sid_env": "TWILIO_ACCOUNT_SID", "auth_token_env": "TWILIO_AUTH_TOKEN",
+                "from": "whatsapp:+15005550006", "recipients": "residents.csv", "rate_per_second": self.sms_rate,
+                "content_sid": self.content_sid, **options}
+
+    def email_channel(self, **options: Any) -> dict[str, Any]:
+        """Email to ``p.emails`` through the FakeSmtp (plain SMTP: it is on this machine)."""
+        return {"id": "email-residents", "kind": "email", "host": self.smtp.host, "port": self.smtp.port,
+                "security": "plain", "username_env": "SMTP_USERNAME", "password_env": "SMTP_PASSWORD",
+                "from": "Emergency Alerts <alerts@alerts.example.gov>", "recipients": "emails.csv",
+                "rate_per_second": self.sms_rate, **options}
 
     def cli(self, *args: str, as_user: str | None = None) -> list[str]:
         """The CLI's arguments for this config and database; ``as_user`` (a TEST_USERS name) adds

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import email.parser
+import email.policy
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -133,3 +135,18 @@ class FakeServer:
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
+
+
+def multipart_fields(request: web.Request, recorded: Recorded) -> dict[str, Any]:
+    """Fields of a multipart body (a photo upload): text as str, files as bytes."""
+    if request.content_type != "multipart/form-data":
+        return {}
+    head = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + recorded.body)
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if isinstance(name, str) and isinstance(payload, bytes):
+            fields[name] = payload if part.get_filename() else payload.decode("utf-8")
+    return fields

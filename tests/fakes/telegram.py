@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Recorded, Step
+from tests.fakes.server import FakeServer, Recorded, Step, multipart_fields
 
 
 class FakeTelegram(FakeServer):
@@ -103,12 +103,12 @@ class FakeTelegram(FakeServer):
 
     async def _handle(self, request: web.Request) -> web.Response:
         recorded = await self.record(request)
-        params = _params(recorded)
+        params = _params(recorded, multipart_fields(request, recorded))
         method = request.match_info["method"]
         await self.provider_latency()
         step = self.next_step(recorded)
         if step is not None:
-            result = self._accept(params) if step.accept and method == "sendMessage" else None
+            result = self._accept(params) if step.accept and method in ("sendMessage", "sendPhoto") else None
             if step.body is None and result is not None:
                 step = Step(step.status, {"ok": True, "result": result}, step.headers, step.hang)
             return await self.answer(step)
@@ -122,6 +122,12 @@ class FakeTelegram(FakeServer):
             if self.chats is not None and str(params["chat_id"]) not in self.chats:
                 return await self.answer(self.chat_not_found())
             return await self.answer(Step(200, {"ok": True, "result": self._accept(params)}))
+        if method == "sendPhoto":
+            if "chat_id" not in params or not isinstance(params.get("photo"), bytes):
+                return await self.answer(self.bad_request("Bad Request: there is no photo in the request"))
+            if len(str(params.get("caption", ""))) > 1024:
+                return await self.answer(self.bad_request("Bad Request: message caption is too long"))
+            return await self.answer(Step(200, {"ok": True, "result": self._accept(params)}))
         return await self.answer(self.error(404, "Not Found"))
 
     def _accept(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -130,22 +136,24 @@ class FakeTelegram(FakeServer):
         reply = params.get("reply_parameters")
         reply_to = reply.get("message_id") if isinstance(reply, dict) else params.get("reply_to_message_id")
         preview = params.get("link_preview_options")
-        self.sent.append(
-            {
-                "chat_id": str(params.get("chat_id")),
-                "text": params.get("text"),
-                "parse_mode": params.get("parse_mode"),
-                "reply_to_message_id": int(reply_to) if reply_to is not None else None,
-                "link_preview_disabled": isinstance(preview, dict) and bool(preview.get("is_disabled")),
-                "message_id": message_id,
-            }
-        )
-        return {
-            "message_id": message_id,
-            "date": int(time.time()),
-            "chat": _chat(str(params.get("chat_id"))),
+        sent = {
+            "chat_id": str(params.get("chat_id")),
             "text": params.get("text"),
+            "parse_mode": params.get("parse_mode"),
+            "reply_to_message_id": int(reply_to) if reply_to is not None else None,
+            "link_preview_disabled": isinstance(preview, dict) and bool(preview.get("is_disabled")),
+            "message_id": message_id,
         }
+        answer = {"message_id": message_id, "date": int(time.time()), "chat": _chat(str(params.get("chat_id"))),
+                  "text": params.get("text")}
+        if isinstance(params.get("photo"), bytes):  # sendPhoto: the card, the text as its caption
+            sent.update(photo=params["photo"], caption=params.get("caption"))
+            answer = {**answer, "caption": params.get("caption"), "text": None,
+                      "photo": [{"file_id": f"photo-{message_id}", "file_unique_id": f"p{message_id}",
+                                 "width": 1080, "height": 1080}]}
+            del answer["text"]
+        self.sent.append(sent)
+        return answer
 
     @staticmethod
     def _bot_user(request: web.Request) -> dict[str, Any]:
@@ -154,10 +162,11 @@ class FakeTelegram(FakeServer):
         return {"id": bot_id, "is_bot": True, "first_name": "Alerts", "username": "alerts_bot"}
 
 
-def _params(recorded: Recorded) -> dict[str, Any]:
-    """Parameters from the query, a form or a JSON body, with nested JSON decoded."""
+def _params(recorded: Recorded, files: dict[str, Any]) -> dict[str, Any]:
+    """Parameters from the query, a form, a multipart body or a JSON body, with nested JSON decoded."""
     raw: dict[str, Any] = dict(recorded.query)
     raw.update(recorded.form)
+    raw.update(files)
     if isinstance(recorded.json, dict):
         raw.update(recorded.json)
     params: dict[str, Any] = {}

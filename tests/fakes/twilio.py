@@ -3,11 +3,21 @@
 Routes (``{sid}`` is the account SID, checked against HTTP basic auth):
 
 * ``POST /2010-04-01/Accounts/{sid}/Messages.json``: form ``To``, ``From`` or
-  ``MessagingServiceSid``, ``Body``, ``StatusCallback`` -> 201 message JSON.
+  ``MessagingServiceSid``, ``Body`` or ``ContentSid`` and ``ContentVariables``,
+  ``StatusCallback`` -> 201 message JSON.
 * ``GET  /2010-04-01/Accounts/{sid}/Messages.json``: ``To``, ``From``,
   ``DateSent``, ``DateSent<``, ``DateSent>`` filters; ``PageSize`` (default 50,
   max 1000) and ``PageToken`` paging, newest first, ``next_page_uri`` as Twilio.
 * ``GET  /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json``.
+
+WhatsApp: ``To`` and ``From`` are ``whatsapp:+E164`` (both, or neither: 21910).
+A WhatsApp message must be a template: a ``ContentSid`` the fake was given in
+``content`` (else 21655), with ``ContentVariables`` for exactly its ``{{n}}``
+placeholders (else 63028), none empty or holding a line break or a tab (else
+21656); its ``Body`` is then the template filled in, as Twilio reports it. A
+free-form WhatsApp ``Body`` is refused with 63016 (outside the 24-hour window).
+Twilio reports most WhatsApp errors later, in a status callback; the fake answers
+them at once, which is what a scripted step does anyway.
 
 A message is stored in :attr:`FakeTwilio.messages` the moment its request body
 is fully read, before latency or a scripted step applies: a client killed
@@ -20,9 +30,10 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -35,6 +46,8 @@ from tests.fakes.server import FakeServer, Recorded, Step
 API = "/2010-04-01/Accounts/{account}"
 DEFAULT_ACCOUNT_SID = "AC" + "f" * 32
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_SLOT = re.compile(r"\{\{(\d+)\}\}")
+WHATSAPP = "whatsapp:"
 MAX_PAGE_SIZE = 1000
 
 
@@ -78,6 +91,7 @@ class FakeTwilio(FakeServer):
     """Scriptable Twilio. ``messages`` holds accepted messages as dicts, oldest first.
 
     Each dict has ``sid``, ``to``, ``from``, ``messaging_service_sid``, ``body``,
+    ``content_sid`` and ``content_variables`` (None for a plain body),
     ``status``, ``status_callback``, ``date_created`` and ``date_sent`` (datetimes
     in UTC; ``date_sent`` is None while queued) and ``seq``.
 
@@ -94,8 +108,10 @@ class FakeTwilio(FakeServer):
         latency: float = 0.0,
         sent_immediately: bool = True,
         clock: Callable[[], datetime] | None = None,
+        content: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(latency=latency)
+        self.content = dict(content or {})  # ContentSid -> the approved template's body, {{1}} ...
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.sent_immediately = sent_immediately
@@ -224,17 +240,44 @@ class FakeTwilio(FakeServer):
 
     def _validate(self, form: dict[str, str]) -> web.Response | None:
         to = form.get("To", "")
-        if not _E164.match(to):
+        whatsapp = to.startswith(WHATSAPP)
+        if not _E164.match(to.removeprefix(WHATSAPP)):
             return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if not form.get("From") and not form.get("MessagingServiceSid"):
             return _error(400, 21603, "A 'From' or 'MessagingServiceSid' parameter is required.")
+        if form.get("From") and form["From"].startswith(WHATSAPP) != whatsapp:
+            return _error(400, 21910, "Invalid From and To pair. From and To should be of the same channel")
+        if "ContentSid" in form:
+            return self._template_problem(form)
+        if whatsapp:
+            return _error(400, 63016, "Failed to send freeform message because you are outside the allowed window.")
         if not form.get("Body"):
             return _error(400, 21602, "Message body is required.")
         return None
 
+    def _template_problem(self, form: dict[str, str]) -> web.Response | None:
+        body = self.content.get(form["ContentSid"])
+        if body is None:
+            return _error(400, 21655, "The ContentSid is Invalid")
+        try:
+            variables = json.loads(form.get("ContentVariables", "{}"))
+        except ValueError:
+            return _error(400, 21656, "The ContentVariables Parameter is invalid")
+        if not isinstance(variables, dict) or set(variables) != set(_SLOT.findall(body)):
+            return _error(400, 63028, "Number of parameters provided does not match the expected number")
+        if any(not isinstance(v, str) or not v.strip() or re.search(r"[\n\t]", v) for v in variables.values()):
+            return _error(400, 21656, "The ContentVariables Parameter is invalid")
+        return None
+
+    def _body(self, form: dict[str, str]) -> str:
+        if "ContentSid" not in form:
+            return form.get("Body", "")
+        variables = json.loads(form.get("ContentVariables", "{}"))
+        return _SLOT.sub(lambda m: variables[m.group(1)], self.content[form["ContentSid"]])
+
     def _store(self, form: dict[str, str], *, created: datetime | None = None) -> dict[str, Any]:
         now = (created or self.clock()).astimezone(UTC).replace(microsecond=0)
-        body = form.get("Body", "")
+        body = self._body(form)
         message: dict[str, Any] = {
             "sid": "SM" + secrets.token_hex(16),
             "seq": next(self._seq),
@@ -244,6 +287,8 @@ class FakeTwilio(FakeServer):
             "body": body,
             "status": "sent" if self.sent_immediately else "queued",
             "status_callback": form.get("StatusCallback"),
+            "content_sid": form.get("ContentSid"),
+            "content_variables": json.loads(form["ContentVariables"]) if "ContentVariables" in form else None,
             "date_created": now,
             "date_sent": now if self.sent_immediately else None,
             "num_segments": str(_segments(body)),

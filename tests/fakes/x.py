@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Step
+from tests.fakes.server import FakeServer, Step, multipart_fields
 
 DUPLICATE_DETAIL = "You are not allowed to create a Tweet with duplicate content."
 
@@ -39,8 +39,10 @@ class FakeX(FakeServer):
     ) -> None:
         super().__init__(latency=latency)
         self.tweets: list[dict[str, Any]] = []
+        self.media: dict[str, bytes] = {}  # media id -> the uploaded image
         self._next_id = first_id
         self.app.router.add_post(f"{prefix.rstrip('/')}/2/tweets", self._create_tweet)
+        self.app.router.add_post(f"{prefix.rstrip('/')}/2/media/upload", self._upload)
 
     # -- scripted answers ---------------------------------------------------------
 
@@ -118,10 +120,31 @@ class FakeX(FakeServer):
             return await self.answer(self.duplicate())
         return await self.answer(Step(201, {"data": self._accept(body)}))
 
+    async def _upload(self, request: web.Request) -> web.Response:
+        """``POST /2/media/upload`` (multipart ``media``, ``media_category``): ``{"data": {"id", "media_key"}}``."""
+        recorded = await self.record(request)
+        await self.provider_latency()
+        step = self.next_step()
+        if step is not None:
+            return await self.answer(step)
+        if not request.headers.get("Authorization", "").startswith("OAuth "):
+            return await self.answer(self.unauthorized())
+        fields = multipart_fields(request, recorded)
+        media = fields.get("media")
+        if not isinstance(media, bytes) or fields.get("media_category") != "tweet_image":
+            return await self.answer(self.problem(400, "Invalid Request", "media and media_category are required"))
+        media_id = str(1_880_000_000_000_000_000 + len(self.media))
+        self.media[media_id] = media
+        return await self.answer(Step(200, {"data": {"id": media_id, "media_key": f"3_{media_id}",
+                                                     "size": len(media), "expires_after_secs": 86400}}))
+
     def _accept(self, body: dict[str, Any]) -> dict[str, Any]:
         tweet_id = str(self._next_id)
         self._next_id += 1
         reply = body.get("reply")
         reply_to = reply.get("in_reply_to_tweet_id") if isinstance(reply, dict) else None
-        self.tweets.append({"id": tweet_id, "text": body.get("text"), "reply_to": reply_to})
+        media = body.get("media")
+        media_ids = media.get("media_ids") if isinstance(media, dict) else None
+        tweet = {"id": tweet_id, "text": body.get("text"), "reply_to": reply_to}
+        self.tweets.append({**tweet, "media_ids": media_ids} if media_ids else tweet)
         return {"id": tweet_id, "text": body.get("text"), "edit_history_tweet_ids": [tweet_id]}

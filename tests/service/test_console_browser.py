@@ -219,6 +219,12 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             expect(combined.first).to_have_attribute("dir", "rtl")
             expect(combined.last).to_have_attribute("dir", "ltr")
             expect(page.locator('.msg[data-channel="telegram-authority"] .msg-text b').first).to_be_visible()
+            # The preview's alert cards, Arabic first, drawn by the server from the body previewed.
+            cards = page.locator("#preview-cards img")
+            expect(cards).to_have_count(2)
+            expect(cards.first).to_have_attribute("lang", "ar")
+            expect(cards.last).to_have_attribute("lang", "en")
+            assert cards.first.evaluate("img => img.decode().then(() => img.naturalWidth)") == 1080
             page.screenshot(path=str(shots / "console-preview.png"))
 
             # --- fire the dry-run and follow its live progress to the end

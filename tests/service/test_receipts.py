@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 from twilio.request_validator import RequestValidator
 
+from broadcaster.service.receipts import signature_ok
 from tests.engine.providers import SECRETS, Providers
 from tests.service.conftest import drill_channels
 from tests.service.support import PUBLIC_URL, Api, rewrite_config, serving
+from tests.support import make_config
 
 CALLBACK = f"{PUBLIC_URL}/twilio/status"
 
@@ -94,3 +98,16 @@ async def test_without_a_public_url_every_callback_is_refused(providers: Provide
         assert {m["status_callback"] for m in providers.twilio.messages} == {None}
         form = receipt(sid, "delivered")
         assert await callback(api, form, signed(form)) == 403
+
+
+def test_a_whatsapp_channel_alone_validates_its_receipts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """WhatsApp statuses (read receipts included) come to the same endpoint, signed with the same account's token."""
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+        monkeypatch.setenv(name, SECRETS[name])
+    config = make_config(tmp_path, [{
+        "id": "whatsapp-residents", "kind": "whatsapp", "account_sid_env": "TWILIO_ACCOUNT_SID",
+        "auth_token_env": "TWILIO_AUTH_TOKEN", "from": "whatsapp:+15005550006", "recipients": "r.csv",
+        "content_sid": {"road_closure": {"ar": "HX" + "a" * 32, "en": "HX" + "b" * 32}}}], public_url=PUBLIC_URL)
+    form = receipt("SM" + "c" * 32, "read", To="whatsapp:+971500000001", From="whatsapp:+15005550006")
+    assert signature_ok(config, "/twilio/status", form, signed(form))
+    assert not signature_ok(config, "/twilio/status", form, signed(form, token="not-the-auth-token"))

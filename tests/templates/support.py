@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_TEMPLATES = ROOT / "templates"
 SHIPPED_CHANNELS = ROOT / "channels.toml"
 DUBAI = ZoneInfo("Asia/Dubai")
+
+
+def set_kinds(path: Path, kinds: str) -> None:
+    """Replace the template's ``kinds = [...]`` line, whichever kinds it lists now."""
+    text = path.read_text(encoding="utf-8")
+    assert len(re.findall(r"(?m)^kinds = \[.*\]$", text)) == 1, path.name
+    path.write_text(re.sub(r"(?m)^kinds = \[.*\]$", f"kinds = {kinds}", text), encoding="utf-8")
 
 
 def edit(path: Path, old: str, new: str) -> None:

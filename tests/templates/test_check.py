@@ -15,7 +15,7 @@ from broadcaster.templates.render import FSI, PDI, render_forms
 from broadcaster.templates.variables import example_inputs, resolve
 from broadcaster.text import lengths
 from tests.support import Loaded
-from tests.templates.support import DEFAULT_TARGETS, DUBAI, approve_as_is, edit, render_kind
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, approve_as_is, edit, render_kind, set_kinds
 
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
 STALE = "[approval] sha256: stale"
@@ -160,7 +160,7 @@ def test_approving_does_not_hide_a_worst_case_that_does_not_fit(catalogue: Catal
 
 def test_the_worst_case_is_only_checked_for_kinds_the_template_targets(catalogue: Catalogue) -> None:
     path = raise_detour_max_length(catalogue, 400)
-    edit(path, 'kinds = ["x", "telegram", "sms", "webhook"]', 'kinds = ["telegram", "webhook"]')
+    set_kinds(path, '["telegram", "webhook"]')
     approve_as_is(path, "Officer", WHEN)
     assert problems_of(catalogue, "road_closure") == []
 

@@ -559,6 +559,34 @@
     renderPreview();
     renderFire();
     markField(state.refusedField);
+    if (state.preview) showCards(state.preview.body, seq);
+  }
+
+  // The alert cards of the preview (what Instagram posts, and channels with card = true attach), one per
+  // language, drawn by the server from the very body previewed; shown at the end of the preview list.
+  async function showCards(body, seq) {
+    const images = [];
+    for (const lang of ["ar", "en"]) {
+      const response = await fetch(`/api/preview/cards/${lang}`, {
+        method: "POST", body: JSON.stringify(body), cache: "no-store",
+        headers: { Authorization: `Bearer ${state.token}`, "Content-Type": "application/json", Accept: "image/png" },
+      }).catch(() => null);
+      if (!response || !response.ok) return;
+      const blob = await response.blob();
+      const src = await new Promise((resolve) => {
+        const reader = new FileReader();
+        reader.onload = () => resolve(reader.result); // a data: URL, nothing kept to revoke
+        reader.readAsDataURL(blob);
+      });
+      images.push(el("img", {
+        src, lang, alt: lang === "ar" ? "بطاقة التنبيه" : "Alert card",
+        width: 1080, height: 1080, style: "width: min(100%, 17rem); height: auto; border: 1px solid #ccd",
+      }));
+    }
+    document.getElementById("preview-cards")?.remove();
+    if (seq !== state.previewSeq || !state.preview) return;
+    $("preview-list").append(el("div", { id: "preview-cards", class: "preview-cards", "data-testid": "cards",
+      style: "display: flex; flex-wrap: wrap; gap: .7rem" }, images));
   }
 
   function totals(messages) {
