@@ -45,6 +45,7 @@ from broadcaster.text import lengths
 
 FACEBOOK_LIMIT: Final = 63_206  # characters in one Page post
 SEPARATOR: Final = "\n\n—————\n\n"
+DUPLICATE_LOOKBACK: Final = timedelta(days=1)  # how far back a post Meta calls a duplicate (506) is looked for
 
 
 class Layout(StrEnum):
@@ -146,7 +147,7 @@ class FacebookChannel(Channel):
             answer = await graph.call("POST", edge, data=_form(message))
         except DeliveryError as error:
             if is_duplicate(error):
-                return self.receipt(None, error.http_status, "duplicate: already posted")
+                return await self._already_posted(message, error)
             raise
         body = answer.body
         post_id = body.get("post_id") or body.get("id")
@@ -154,6 +155,16 @@ class FacebookChannel(Channel):
             raise DeliveryError(Reason.SERVER, f"facebook: HTTP {answer.status} without a post id", retryable=True,
                                 http_status=answer.status, sent_maybe=True)
         return self.receipt(str(post_id), answer.status)
+
+    async def _already_posted(self, message: OutboundMessage, error: DeliveryError) -> Receipt:
+        """Code 506: the post is up. Its id is looked up, so that an update or cancel still comments under it."""
+        try:
+            found = await self.reconcile(message, datetime.now(UTC) - DUPLICATE_LOOKBACK)
+        except DeliveryError:
+            found = None  # the post is up either way; only its id is unknown
+        if found is not None:
+            return self.receipt(found.provider_id, error.http_status, "duplicate: already posted")
+        return self.receipt(None, error.http_status, "duplicate: already posted (its id was not found)")
 
     async def reconcile(self, message: OutboundMessage, since: datetime) -> Receipt | None:
         """This text among the Page's posts (or the original's comments) since ``since``; None if absent."""

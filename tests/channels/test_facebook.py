@@ -115,7 +115,8 @@ async def test_a_duplicate_post_506_is_already_sent(tmp_path: Path, fake: FakeGr
 
     assert len(fake.posts) == 1
     assert first.provider_id is not None
-    assert (again.provider_id, again.http_status, again.note) == (None, 400, "duplicate: already posted")
+    # Before, the receipt carried no post id, so an update or cancel went up as a new post, not a comment.
+    assert (again.provider_id, again.http_status, again.note) == (first.provider_id, 400, "duplicate: already posted")
 
 
 def test_a_rate_limit_waits_for_retry_after_or_the_usage_headers() -> None:
