@@ -35,6 +35,7 @@ from broadcaster.cli import (
 )
 from broadcaster.cli.identity import add_token_option
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
+from broadcaster.cli.pipe import quiet_broken_pipe
 from broadcaster.errors import Forbidden, InputError, StoreError
 
 
@@ -57,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = run(args)
+        with quiet_broken_pipe():
+            code: int = run(args)
     except InputError as exc:
         problem(f"error: {exc}", style="bold red")
         problem("nothing was sent.")
