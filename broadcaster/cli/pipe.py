@@ -101,7 +101,7 @@ def quiet_broken_pipe() -> Iterator[QuietStdout]:
     """``sys.stdout`` guarded for the duration of one command, then put back."""
     original = sys.stdout
     guarded = QuietStdout(original)
-    sys.stdout = guarded  # type: ignore[assignment]
+    sys.stdout = guarded
     try:
         yield guarded
     finally:
