@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 
 from broadcaster.cli.numbers import whole
@@ -79,6 +80,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
     from broadcaster.app.context import open_app
     from broadcaster.app.worker import settle_heap_soon
+    from broadcaster.errors import ConfigError
     from broadcaster.service.app import make_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -90,7 +92,12 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         runner = web.AppRunner(make_app(app, background=True), handle_signals=False, access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, args.host, args.port).start()
+            try:
+                await web.TCPSite(runner, args.host, args.port).start()
+            except OSError as exc:
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise ConfigError(f"cannot listen on {args.host}:{args.port}: {why} (is another broadcaster serve "
+                                  "running there?); choose another --port or --host") from None
             settle_heap_soon()
             console().print(f"serving on http://{args.host}:{args.port} (API at /api/, console at /)")
             await stop.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 from typing import Any
 
 import pytest
@@ -105,3 +106,18 @@ def test_serve_starts_the_service_and_the_runbook_scheduler(
     assert main(providers.cli("serve", "--host", "0.0.0.0", "--port", "9000")) == 0
     assert (seen["host"], seen["port"]) == ("0.0.0.0", 9000)
     assert "serving on http://0.0.0.0:9000" in capsys.readouterr().out
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line_and_exits_2(
+    providers: Providers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, serve died with a raw OSError traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(providers.cli("serve", "--port", str(port))) == 2
+    out, err = capsys.readouterr()
+    flat = " ".join(err.split())
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in flat, err
+    assert "Traceback" not in err and "serving on" not in out
