@@ -30,6 +30,7 @@ from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
 from broadcaster.service import api, cards, events, feed, firing, receipts, runbooks
 from broadcaster.service.failed_logins import FailedLogins
+from broadcaster.service.headers import add_security_headers
 from broadcaster.service.http import auth_middleware, errors_middleware, json_response
 from broadcaster.service.hub import EventHub
 from broadcaster.service.metrics import CONTENT_TYPE, Metrics
@@ -69,6 +70,7 @@ def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = No
     web_app = web.Application(middlewares=[errors_middleware, auth_middleware])
     web_app[SERVICE] = service
     _routes(web_app)
+    web_app.on_response_prepare.append(add_security_headers)
     web_app.on_startup.append(_started)
     web_app.on_shutdown.append(_shutdown)
     web_app.cleanup_ctx.append(_failed_logins)
