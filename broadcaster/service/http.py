@@ -36,6 +36,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _USER: Final = web.RequestKey("user", User)  # aiohttp >= 3.13
 # Paths under /api/ that need no token: the API description itself.
 PUBLIC_API: Final = frozenset({"/api/openapi.json"})
+METRICS_PATH: Final = "/metrics"
 
 
 class ApiError(Exception):
@@ -141,8 +142,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every /api/ path but the OpenAPI document needs ``Authorization: Bearer TOKEN``."""
-    if not request.path.startswith("/api/") or request.path in PUBLIC_API:
+    """Every /api/ path but the OpenAPI document, and /metrics, need ``Authorization: Bearer TOKEN``.
+
+    /metrics names nodes (host:pid), channels and volumes: a scraper uses a viewer's token.
+    """
+    if not (request.path.startswith("/api/") or request.path == METRICS_PATH) or request.path in PUBLIC_API:
         return await handler(request)
     service = request.app[SERVICE]
     header = request.headers.get("Authorization", "")

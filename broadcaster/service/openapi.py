@@ -176,7 +176,7 @@ def document() -> dict[str, Any]:
             "The alert card a preview would carry, in one language", {
                 "200": {"description": "1080×1080 PNG", "content": {"image/png": {"schema": _BINARY}}},
                 **_errors(400)}, body=fire_body)},
-        "/metrics": {"get": _op("Prometheus metrics", {"200": {"description": "text format"}}, public=True)},
+        "/metrics": {"get": _op("Prometheus metrics (a viewer's token)", {"200": {"description": "text format"}})},
         "/": {"get": _op("The web console", {"200": {"description": "HTML"}}, public=True)},
     }
     schemas = {

@@ -249,7 +249,7 @@ async def test_no_token_or_provider_secret_reaches_a_log_the_audit_or_an_answer(
     await api.settle()
     answers.append(await api.get(f"/api/alerts/{answers[-1][1]['alert_id']}"))
     answers.append(await api.get("/api/channels"))
-    answers.append(await api.get("/metrics", None))
+    answers.append(await api.get("/metrics"))
     audit = "\n".join([r.detail + r.actor async for r in api.service.audit.rows()])
     everything = caplog.text + repr([r.__dict__ for r in caplog.records]) + audit + repr(answers)
     for token in [*api.tokens.values(), bad]:

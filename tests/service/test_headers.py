@@ -34,3 +34,11 @@ def test_the_policy_allows_no_inline_script_and_no_framing() -> None:
     directives = dict(d.split(" ", 1) for d in policy.split("; "))
     assert directives["script-src"] == "'self'"
     assert directives["frame-ancestors"] == "'none'"
+
+
+async def test_metrics_need_a_token(api: Api) -> None:
+    """Before, anyone who could reach the port read node names (host:pid), channel ids and volumes."""
+    status, body = await api.get("/metrics", None)
+    assert status == 401 and body["error"] == "unauthorized"
+    status, raw = await api.get("/metrics", "viewer")
+    assert status == 200 and b"broadcaster_" in raw

@@ -37,7 +37,7 @@ async def test_metrics_count_deliveries_retries_latency_depth_and_first_send(pro
         status, _body = await api.fire("officer", mode="live")
         assert status == 202
         await api.settle()
-        status, raw = await api.get("/metrics", None)
+        status, raw = await api.get("/metrics")
         assert status == 200
         text = raw.decode()
         assert sample(text, "broadcaster_deliveries_total", channel="sms-residents", mode="live",
@@ -50,12 +50,12 @@ async def test_metrics_count_deliveries_retries_latency_depth_and_first_send(pro
         assert "broadcaster_queue_depth" in text
         # Queue depth is read from the store when scraped.
         await reopen(api.app.store.db, "UPDATE deliveries SET state = 'pending' WHERE channel_id = 'sms-residents'")
-        status, raw = await api.get("/metrics", None)
+        status, raw = await api.get("/metrics")
         assert sample(raw.decode(), "broadcaster_queue_depth", channel="sms-residents", state="pending") == 3
         # Dry-runs are counted under their own mode; their virtual latencies are not observed.
         await api.fire("officer", mode="dry-run")
         await api.settle()
-        status, raw = await api.get("/metrics", None)
+        status, raw = await api.get("/metrics")
         text = raw.decode()
         assert sample(text, "broadcaster_deliveries_total", channel="x-authority", mode="dry-run", outcome="sent") == 2
         assert sample(text, "broadcaster_attempt_latency_seconds_count", channel="x-authority") == 2
