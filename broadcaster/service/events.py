@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from broadcaster.service.http import ApiError
+from broadcaster.service.http import ApiError, current_user
 from broadcaster.service.hub import CLOSE, Counts, Event, all_ok, outstanding
 from broadcaster.service.state import SERVICE, Service
 from broadcaster.store.pending import AWAITING, NOT_CONFIRMED
@@ -35,18 +35,28 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     exists = await _exists(service, alert_id)
     if not exists and pending is None and not service.hub.running(alert_id):
         raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
-    await response.prepare(request)
-    # Subscribe before reading the snapshot, so no change falls between the two.
-    queue = service.hub.subscribe(alert_id, wait=pending is not None and not exists)
+    user = current_user(request).name
+    if service.streams.get(user, 0) >= service.limits.streams_per_user:
+        raise ApiError(429, "too_many_streams", f"{user} already has {service.limits.streams_per_user} event streams "
+                       "open; close one (another console tab) first", headers={"Retry-After": "5"})
+    service.streams[user] = service.streams.get(user, 0) + 1
     try:
-        await _stream(service, response, alert_id, queue)
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass  # the client went away, or the server is stopping
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        # Subscribe before reading the snapshot, so no change falls between the two.
+        queue = service.hub.subscribe(alert_id, wait=pending is not None and not exists)
+        try:
+            await _stream(service, response, alert_id, queue)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass  # the client went away, or the server is stopping
+        finally:
+            if queue is not None:
+                service.hub.unsubscribe(alert_id, queue)
     finally:
-        if queue is not None:
-            service.hub.unsubscribe(alert_id, queue)
+        left = service.streams.pop(user, 1) - 1
+        if left:
+            service.streams[user] = left
     with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
     return response

@@ -21,11 +21,12 @@ from broadcaster.service.runs import Runs
 
 @dataclass
 class Limits:
-    """How fast one user may fire, and how long a two-person fire waits."""
+    """How fast one user may fire, how long a two-person fire waits, how many event streams one user holds."""
 
     fire_rate_per_second: float = 0.2
     fire_burst: int = 5
     confirm_window_s: float = 600.0
+    streams_per_user: int = 16  # a console holds one or two; hundreds are a leak or an attack on the server
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Service:
     failed_logins: FailedLogins  # refused requests, one audit row per source per minute
     fire_limiters: dict[str, RateLimiter] = field(default_factory=dict)
     throttled: set[str] = field(default_factory=set)  # users inside a refused burst (audited once)
+    streams: dict[str, int] = field(default_factory=dict)  # user -> event streams open now
     # The runbook scheduler host ``serve`` runs (a broadcaster.runbooks.scheduler.Host), when one runs here.
     scheduler: Any = None
     node_id: str = ""  # this server's node id (metrics label; its background worker's lease owner)

@@ -1,11 +1,16 @@
-"""Every response carries the security headers, and the Server header gives away no versions."""
+"""The service's edge: security headers on every response, no versions in Server, /metrics behind a token,
+a cap on the event streams one user holds."""
 
 from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import replace
 
 import pytest
 
 from broadcaster.service.headers import SECURITY_HEADERS
-from tests.service.support import Api
+from tests.engine.providers import Providers
+from tests.service.support import ROOMY, Api, serving
 
 PATHS = [
     ("/", None),  # the console
@@ -42,3 +47,23 @@ async def test_metrics_need_a_token(api: Api) -> None:
     assert status == 401 and body["error"] == "unauthorized"
     status, raw = await api.get("/metrics", "viewer")
     assert status == 200 and b"broadcaster_" in raw
+
+
+async def test_one_user_holds_at_most_streams_per_user_event_streams(providers: Providers) -> None:
+    """Before, one viewer opened 410 streams, each a task and a queue on the server."""
+    async with serving(providers, limits=replace(ROOMY, streams_per_user=2)) as api:
+        status, held = await api.fire("officer", template="earthquake", mode="live")
+        assert status == 202 and held["state"] == "awaiting_confirmation"  # its stream stays open while it waits
+        path = f"/api/alerts/{held['alert_id']}/events"
+        async with AsyncExitStack() as streams:
+            for _ in range(2):
+                response = await streams.enter_async_context(api.client.get(path, headers=api.headers("viewer")))
+                assert response.status == 200
+                assert (await response.content.readline()).startswith(b"event: progress")
+            status, body = await api.get(path, "viewer")
+            assert status == 429 and body["error"] == "too_many_streams", body
+            other = await streams.enter_async_context(api.client.get(path, headers=api.headers("approver")))
+            assert other.status == 200  # the cap is per user
+        # Closed streams are given back.
+        async with api.client.get(path, headers=api.headers("viewer")) as response:
+            assert response.status == 200
