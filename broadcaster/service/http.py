@@ -27,6 +27,7 @@ from broadcaster.errors import (
     TemplateError,
     VariableError,
 )
+from broadcaster.service.paths import private_roots, public_text
 from broadcaster.service.state import SERVICE
 from broadcaster.service.strict_json import BodyError, parse_body
 
@@ -111,33 +112,39 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc)
+        return _public(request, exc)
     except Forbidden as exc:
-        return error_response(ApiError(403, "forbidden", str(exc)))
+        return _public(request, ApiError(403, "forbidden", str(exc)))
     except Conflict as exc:
-        return error_response(ApiError(409, "conflict", str(exc)))
+        return _public(request, ApiError(409, "conflict", str(exc)))
     except StoreFull as exc:
         log.error("the database is full: %s", exc)
-        return error_response(ApiError(503, "database_full", "the database or its disk is full; nothing was "
+        return _public(request, ApiError(503, "database_full", "the database or its disk is full; nothing was "
                                        "changed: free some space on the database's disk",
                                        headers={"Retry-After": "30"}))
     except StoreError as exc:
         log.error("the database failed: %s", exc)
-        return error_response(ApiError(503, "unavailable", "the database is unavailable; nothing was changed",
+        return _public(request, ApiError(503, "unavailable", "the database is unavailable; nothing was changed",
                                        headers={"Retry-After": "2"}))
     except ConfigError as exc:
         log.error("service configuration problem: %s", exc)
-        return error_response(ApiError(503, "misconfigured", f"the service cannot do this: {exc}"))
+        return _public(request, ApiError(503, "misconfigured", f"the service cannot do this: {exc}"))
     except InputError as exc:
-        return error_response(input_error(exc))
+        return _public(request, input_error(exc))
     except web.HTTPException as exc:
         if not request.path.startswith("/api/"):
             raise
         code = "not_found" if exc.status == 404 else "method_not_allowed" if exc.status == 405 else "http"
-        return error_response(ApiError(exc.status, code, f"{request.method} {request.path}: {exc.reason}"))
+        return _public(request, ApiError(exc.status, code, f"{request.method} {request.path}: {exc.reason}"))
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return error_response(ApiError(500, "internal", "internal error; the server log has the details"))
+        return _public(request, ApiError(500, "internal", "internal error; the server log has the details"))
+
+
+def _public(request: web.Request, error: ApiError) -> web.Response:
+    """The error as the caller reads it: the configuration's folders taken off any path it names."""
+    error.message = public_text(error.message, private_roots(request.app[SERVICE].config))
+    return error_response(error)
 
 
 @web.middleware

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from broadcaster.service.headers import SECURITY_HEADERS
+from broadcaster.service.paths import public_text
 from tests.engine.providers import Providers
 from tests.service.support import ROOMY, Api, serving
 
@@ -67,3 +68,9 @@ async def test_one_user_holds_at_most_streams_per_user_event_streams(providers: 
         # Closed streams are given back.
         async with api.client.get(path, headers=api.headers("viewer")) as response:
             assert response.status == 200
+
+
+def test_a_path_is_shown_relative_to_the_folder_it_was_configured_in() -> None:
+    roots = ["/srv/broadcaster", "/srv/broadcaster/templates", "/data/lists"]
+    text = "/srv/broadcaster/templates/flood.toml: bad; /data/lists/residents.csv: line 3; in /srv/broadcaster"
+    assert public_text(text, roots) == "templates/flood.toml: bad; residents.csv: line 3; in ."

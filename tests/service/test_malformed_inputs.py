@@ -53,6 +53,8 @@ async def test_a_latin1_recipient_list_is_a_json_503_naming_the_line_and_nothing
     assert status == 503, answer
     assert answer["error"] == "misconfigured"
     assert "key 'recipients'" in answer["message"] and "byte 0xE9 is not UTF-8" in answer["message"]
+    # The file is named, relative to the folder channels.toml is in: no server path reaches the caller.
+    assert "residents.csv: line 5" in answer["message"] and str(api.providers.tmp_path) not in answer["message"]
     await api.settle()
     assert provider_requests(api.providers) == [0, 0, 0, 0]
     assert await api.app.store.alerts.recent(10) == []
