@@ -98,19 +98,35 @@ async def cmd_list(args: argparse.Namespace) -> int:
             run = await app.store.runs.get(row.run_id)
             jobs.append({"job_id": job_id(row.run_id, row.step_id, row.occurrence), "run_id": run.id,
                          "kind": str(run.kind), "runbook": run.runbook, "step": row.step_id,
-                         "occurrence": row.occurrence, "mode": str(run.mode),
+                         "occurrence": row.occurrence, "mode": str(run.mode), "by": run.started_by,
+                         "facts": key_facts(run.inputs, run.spec),
                          "next_run": iso_seconds(row.due_at, tz) if row.due_at is not None else None})
     if args.json:
         print_json({"jobs": jobs})
         return EXIT_OK
-    table = Table("next run", "job", "kind", "runbook / template", "mode", title="scheduled jobs",
+    table = Table("next run", "job", "kind", "runbook / template", "mode", "what", "by", title="scheduled jobs",
                   title_justify="left")
     for job in jobs:
-        table.add_row(job["next_run"] or "-", job["job_id"], job["kind"], job["runbook"], job["mode"])
+        table.add_row(job["next_run"] or "-", job["job_id"], job["kind"], job["runbook"], job["mode"],
+                      job["facts"] or "-", job["by"] or "-")
     console().print(table)
     if not jobs:
         console().print("nothing scheduled")
     return EXIT_OK
+
+
+def key_facts(inputs: dict[str, dict[str, str]], spec: dict[str, Any]) -> str:
+    """What tells two scheduled jobs apart: a run's inputs, or a scheduled fire's variables, in English.
+
+    Two closures of different roads must not both read "road_closure dry-run".
+    """
+    values = inputs
+    if not values:
+        steps = spec.get("steps") or [{}]
+        values = steps[0].get("vars") or {} if isinstance(steps[0], dict) else {}
+    facts = [f"{name}={by_lang.get('en') or next(iter(by_lang.values()), '')}" for name, by_lang in values.items()
+             if isinstance(by_lang, dict) and by_lang]
+    return ", ".join(facts)
 
 
 async def cmd_cancel(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from broadcaster.cli import main
+from broadcaster.templates.variables import example_inputs
 from tests.runbooks.conftest import Site
 
 FIRE = ["fire", "road_closure", "--use-examples", "--dry-run", "--channels", "x-authority,telegram-authority"]
@@ -108,3 +109,29 @@ def test_cancel_one_job_by_id(fast: Site, capsys: pytest.CaptureFixture[str]) ->
     assert run_json(fast, capsys, "schedule", "list", "--json")["jobs"] == []
     assert main(fast.cli("schedule", "cancel", job_id)) == 2
     assert "no scheduled job" in capsys.readouterr().err
+
+
+def test_schedule_list_tells_two_scheduled_closures_apart(fast: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, both rows read "road_closure dry-run": which road closes when was nowhere."""
+    for road, at in (("E11", "+2h"), ("E311", "+3h")):
+        run_json(fast, capsys, *closure_of(fast, road), "--at", at, "--json")
+    jobs = run_json(fast, capsys, "schedule", "list", "--json")["jobs"]
+    assert sorted("road=E11" in j["facts"].split(", ") for j in jobs) == [False, True]
+    assert sorted("road=E311" in j["facts"].split(", ") for j in jobs) == [False, True]
+    assert main(fast.cli("schedule", "list")) == 0
+    table = capsys.readouterr().out
+    assert "road=E11" in table and "road=E311" in table
+
+
+def closure_of(site: Site, road: str) -> list[str]:
+    """``fire road_closure`` (dry-run) with the example's values but ``road``."""
+    inputs = example_inputs(site.catalogue.get("road_closure"), time.time() + 3 * 3600, site.config.timezone)
+    args = ["fire", "road_closure", "--dry-run", "--channels", "x-authority,telegram-authority"]
+    for name, by_lang in inputs.items():
+        if name == "road":
+            args += ["--var", f"road={road}"]
+        elif by_lang["ar"] == by_lang["en"]:
+            args += ["--var", f"{name}={by_lang['en']}"]
+        else:
+            args += ["--var", f"{name}.ar={by_lang['ar']}", "--var", f"{name}.en={by_lang['en']}"]
+    return args
