@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,31 @@ def test_backup_refuses_to_overwrite_without_yes_and_writes_one_self_contained_f
     with sqlite3.connect(backup) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 20
+
+
+def test_on_postgresql_db_backup_runs_pg_dump_and_never_prints_a_password(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The password reaches pg_dump through PGPASSWORD, never the URL or the output."""
+    if shutil.which("pg_dump") is None or shutil.which("pg_restore") is None:
+        pytest.skip("the PostgreSQL client tools (pg_dump, pg_restore) are not installed")
+    monkeypatch.setenv("PGPASSWORD", "pg-SECRET-0000")
+    assert main(["--db", pg_url, "db", "upgrade"]) == EXIT_OK
+    dump = tmp_path / "broadcaster.dump"
+    assert main(["--db", pg_url, "db", "backup", str(dump)]) == EXIT_OK
+    out, err = capsys.readouterr()
+    assert "with pg_dump" in out and "pg-SECRET-0000" not in out + err
+    listing = subprocess.run(["pg_restore", "--list", str(dump)], capture_output=True, text=True, check=True).stdout
+    assert "TABLE public deliveries" in listing and "TABLE public schema_migrations" in listing
+    assert main(["--db", pg_url, "db", "restore", str(dump), "--yes"]) == EXIT_INVALID
+    assert "restored with pg_restore" in " ".join(capsys.readouterr().err.split())
+
+
+def test_on_postgresql_without_pg_dump_on_path_db_backup_says_what_to_do(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["--db", pg_url, "db", "backup", str(tmp_path / "broadcaster.dump")]) == EXIT_INVALID
+    err = " ".join(capsys.readouterr().err.split())
+    assert "pg_dump is not on PATH" in err and "postgresql-client" in err
+    assert not (tmp_path / "broadcaster.dump").exists()
