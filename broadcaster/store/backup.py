@@ -78,7 +78,7 @@ def _backup(database: str, dest: Path, overwrite: bool) -> Summary:
     partial = dest.with_name(f".{dest.name}.partial")
     partial.unlink(missing_ok=True)
     try:
-        source = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30.0)
+        source = sqlite3.connect(_read_only(database), uri=True, timeout=30.0)
     except sqlite3.Error as exc:
         raise StoreError(f"{database}: cannot open the database to back it up: {exc}") from None
     try:
@@ -127,7 +127,7 @@ def _check(path: Path) -> Summary:
     if not path.is_file():
         raise InputError("no backup file here", where=str(path))
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(_read_only(path), uri=True)
     except sqlite3.Error as exc:
         raise InputError(f"cannot open the backup: {exc}", where=str(path)) from None
     try:
@@ -171,7 +171,7 @@ async def restore_sqlite(backup: Path, database: str, *, now: float | None = Non
 
 def _restore(backup: Path, database: str, now: float) -> int:
     Path(database).parent.mkdir(parents=True, exist_ok=True)
-    source = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+    source = sqlite3.connect(_read_only(backup), uri=True)
     staging = sqlite3.connect(":memory:", isolation_level=None)
     try:
         source.backup(staging)
@@ -188,6 +188,11 @@ def _restore(backup: Path, database: str, now: float) -> int:
         staging.close()
         source.close()
     return made
+
+
+def _read_only(path: str | Path) -> str:
+    """A read-only SQLite URI for ``path`` (percent-encoded: a ``?`` or ``#`` in a folder name stays a name)."""
+    return f"{Path(path).resolve().as_uri()}?mode=ro"
 
 
 def _mark_unknown(conn: sqlite3.Connection, now: float) -> int:

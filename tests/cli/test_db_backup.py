@@ -129,12 +129,15 @@ def test_backup_refuses_to_overwrite_without_yes_and_writes_one_self_contained_f
 ) -> None:
     with twenty as p:
         queue_a_live_sms(p)
-        backup = tmp_path / "backup.db"
+        (tmp_path / "nightly?#1").mkdir()
+        backup = tmp_path / "nightly?#1" / "backup.db"  # a folder name that is not a URI
         backup.write_bytes(b"an earlier backup")
         assert main(p.cli("db", "backup", str(backup))) == EXIT_INVALID
         assert "exists already" in capsys.readouterr().err
         assert backup.read_bytes() == b"an earlier backup"
         assert main(p.cli("db", "backup", str(backup), "--yes")) == EXIT_OK
+        restored = str(tmp_path / "nightly?#1" / "restored.db")
+        assert main(["--config", str(p.config), "--db", restored, "db", "restore", str(backup)]) == EXIT_OK
     assert not Path(f"{backup}-wal").exists()
     with sqlite3.connect(backup) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
