@@ -8,8 +8,10 @@ backup is reconciled by ``resume`` afterwards (see :mod:`broadcaster.store.backu
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from broadcaster.audit import AuditLog
 from broadcaster.clock import in_thread
 from broadcaster.engine.node import DEAD_AFTER_S
 from broadcaster.errors import InputError
@@ -41,8 +43,11 @@ async def users_of(database: str) -> list[str]:
     return sorted({*nodes, *owners})
 
 
-async def restore(backup_file: Path, database: str, *, overwrite: bool) -> Restored:
-    """Put ``backup_file`` in place of the SQLite ``database`` (PostgreSQL: ``pg_restore``, see the README)."""
+async def restore(backup_file: Path, database: str, *, overwrite: bool, actor: str) -> Restored:
+    """Put ``backup_file`` in place of the SQLite ``database`` (PostgreSQL: ``pg_restore``, see the README).
+
+    The restored audit log gains a ``database_restore`` row (who, from which file, what was made unknown).
+    """
     if is_postgres_url(database):
         raise InputError("a PostgreSQL database is restored with pg_restore (README, Backups), then "
                          "`broadcaster db upgrade`, `audit verify` and `resume`", where=redact(database))
@@ -55,4 +60,10 @@ async def restore(backup_file: Path, database: str, *, overwrite: bool) -> Resto
         if busy:
             raise InputError(f"the database is in use by {', '.join(busy)}: stop serve, worker and fire first "
                              f"(a node counts as gone {DEAD_AFTER_S:.0f} s after its last heartbeat)", where=database)
-    return await restore_sqlite(backup_file, database)
+    restored = await restore_sqlite(backup_file, database)
+    async with opened(database) as store:
+        await AuditLog(store.db).append(actor, "database_restore", {
+            "backup": backup_file.name, "alerts": restored.summary.alerts,
+            "deliveries": restored.summary.deliveries, "made_unknown": restored.made_unknown,
+        }, now=time.time())
+    return restored

@@ -71,9 +71,10 @@ async def cmd_db_backup(args: argparse.Namespace) -> int:
 async def cmd_db_restore(args: argparse.Namespace) -> int:
     from broadcaster.app.backup import NEXT_STEPS, restore
     from broadcaster.app.context import database_of
+    from broadcaster.cli.prompts import actor
 
     database = database_of(args.config, args.db)
-    restored = await restore(Path(args.path), database, overwrite=args.yes)
+    restored = await restore(Path(args.path), database, overwrite=args.yes, actor=actor())
     s = restored.summary
     out = console()
     out.print(f"restored {args.path} to {database}: schema {s.schema}, {s.alerts} alert(s), {s.deliveries} deliveries")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -57,6 +58,9 @@ def test_a_restored_backup_asks_twilio_before_sending_what_went_out_after_it(
     assert Reader(restored).state_counts(alert_id) == {"sms-residents": {"sent": 20}}
     outcomes = [a.outcome for a in Reader(restored).attempts(alert_id)]
     assert sorted(set(outcomes)) == ["reconciled"]
+    with sqlite3.connect(restored) as conn:  # the restore itself is in the audit log
+        (detail,) = conn.execute("SELECT detail FROM audit WHERE action = 'database_restore'").fetchone()
+    assert json.loads(detail) == {"backup": "backup.db", "alerts": 1, "deliveries": 20, "made_unknown": 20}
 
 
 def test_a_restore_marks_an_attempt_in_flight_at_the_backup_unknown(twenty: Providers, tmp_path: Path) -> None:
