@@ -46,7 +46,7 @@ ACTIONS: Final = (
     "config_load", "user_add", "login_failure", "forbidden", "rate_limited", "fire", "confirm", "update",
     "cancel", "approval", "confirmation_expired", "runbook_rehearse", "runbook_run", "runbook_stop",
     "release_held", "alert_sealed",
-    "user_remove", "user_role", "user_rotate", "schedule",
+    "user_remove", "user_role", "user_rotate", "schedule", "database_restore",
 )
 
 

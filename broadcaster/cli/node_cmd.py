@@ -1,4 +1,4 @@
-"""``broadcaster worker``, ``broadcaster nodes`` and ``broadcaster db upgrade|status``: several nodes, one database."""
+"""``broadcaster worker`` and ``broadcaster nodes``: several nodes, one database (``db``: :mod:`.db_cmd`)."""
 
 from __future__ import annotations
 
@@ -34,37 +34,6 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     nodes = commands.add_parser("nodes", help="live nodes, the leases they hold, and each channel's queue")
     nodes.add_argument("--json", action="store_true")
     nodes.set_defaults(handler=cmd_nodes)
-
-    db = commands.add_parser("db", help="the database schema")
-    db_sub = db.add_subparsers(dest="action", required=True, metavar="ACTION")
-    upgrade = db_sub.add_parser("upgrade", help="apply the schema migrations this version needs (both backends)")
-    upgrade.set_defaults(handler=cmd_db_upgrade)
-    status = db_sub.add_parser("status", help="the schema version of the database and of this program")
-    status.set_defaults(handler=cmd_db_status)
-
-
-async def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from broadcaster.app.context import database_of
-    from broadcaster.store import upgrade_database
-
-    before, applied = await upgrade_database(database_of(args.config, args.db))
-    out = console()
-    for m in applied:
-        out.print(f"applied {m.version:04d} {m.name}")
-    after = applied[-1].version if applied else before
-    out.print(f"schema at version {after} ({'up to date' if not applied else f'was {before}'})")
-    return EXIT_OK
-
-
-async def cmd_db_status(args: argparse.Namespace) -> int:
-    from broadcaster.app.context import database_of
-    from broadcaster.store import migrate, opened
-
-    async with opened(database_of(args.config, args.db), require_schema=False) as store:
-        have, want = await migrate.current(store.db), migrate.latest(store.db.dialect)
-    state = "up to date" if have == want else ("run `broadcaster db upgrade`" if have < want else "newer than program")
-    console().print(f"{store.db.dialect}: schema {have}, this broadcaster needs {want}: {state}")
-    return EXIT_OK if have == want else 1
 
 
 async def cmd_nodes(args: argparse.Namespace) -> int:

@@ -16,6 +16,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve = commands.add_parser("serve", help="HTTP API, web console, Twilio receipts, CAP feed, metrics, scheduler")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=whole(1, 65535), default=8080, help="port to listen on (default 8080)")
+    serve.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS (TLS 1.2+) with this PEM certificate chain")
+    serve.add_argument("--tls-key", metavar="FILE", help="the certificate's PEM private key (unencrypted)")
+    serve.add_argument("--insecure-http", action="store_true",
+                       help="allow plain HTTP on an address other than loopback (tokens cross the network in clear)")
+    serve.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR|CIDR",
+                       help="honour X-Forwarded-For/-Proto from this reverse proxy only (repeatable)")
     serve.set_defaults(handler=cmd_serve)
 
     audit = commands.add_parser("audit", help="the hash-chained audit log")
@@ -80,26 +86,33 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
     from broadcaster.app.context import open_app
     from broadcaster.app.worker import settle_heap_soon
+    from broadcaster.clock import in_thread
     from broadcaster.errors import ConfigError
     from broadcaster.service.app import make_app
+    from broadcaster.service.edge import check_exposure, server_tls, trusted_networks
 
+    tls = await in_thread(server_tls, args.tls_cert, args.tls_key)
+    check_exposure(args.host, tls=tls is not None, insecure_http=args.insecure_http)
+    proxies = trusted_networks(args.trusted_proxy)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with open_app(args.config, args.db, name="broadcaster serve") as app:
-        runner = web.AppRunner(make_app(app, background=True), handle_signals=False, access_log=None)
+        web_app = make_app(app, background=True, trusted_proxies=proxies)
+        runner = web.AppRunner(web_app, handle_signals=False, access_log=None)
         await runner.setup()
         try:
             try:
-                await web.TCPSite(runner, args.host, args.port).start()
+                await web.TCPSite(runner, args.host, args.port, ssl_context=tls).start()
             except OSError as exc:
                 why = os.strerror(exc.errno) if exc.errno else str(exc)
                 raise ConfigError(f"cannot listen on {args.host}:{args.port}: {why} (is another broadcaster serve "
                                   "running there?); choose another --port or --host") from None
             settle_heap_soon()
-            console().print(f"serving on http://{args.host}:{args.port} (API at /api/, console at /)")
+            scheme = "https" if tls is not None else "http"
+            console().print(f"serving on {scheme}://{args.host}:{args.port} (API at /api/, console at /)")
             await stop.wait()
         finally:
             await runner.cleanup()

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -29,6 +29,7 @@ from broadcaster.engine.node import Node, process_owner
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
 from broadcaster.service import api, cards, events, feed, firing, receipts, runbooks
+from broadcaster.service.edge import Network, forwarded_middleware
 from broadcaster.service.failed_logins import FailedLogins
 from broadcaster.service.headers import add_security_headers
 from broadcaster.service.http import auth_middleware, errors_middleware, json_response
@@ -48,8 +49,10 @@ _PLACEHOLDER: Final = (
 
 
 def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = None,
-             policy: RetryPolicy | None = None, background: bool = False) -> web.Application:
-    """The whole HTTP service for ``app``. ``clock`` times audit rows, rate limits and two-person windows."""
+             policy: RetryPolicy | None = None, background: bool = False,
+             trusted_proxies: Sequence[Network] = ()) -> web.Application:
+    """The whole HTTP service for ``app``. ``clock`` times audit rows, rate limits and two-person windows;
+    forwarded headers are honoured from ``trusted_proxies`` alone (:mod:`broadcaster.service.edge`)."""
     if app.database == ":memory:":
         raise ConfigError("the service needs a database file: dry-runs write from their own connection",
                           where="database")
@@ -67,7 +70,8 @@ def make_app(app: App, *, clock: Clock | None = None, limits: Limits | None = No
         runs=Runs(app, hub, metrics, policy=policy), limits=limits or Limits(),
         failed_logins=FailedLogins(audited, clock), node_id=node_id,
     )
-    web_app = web.Application(middlewares=[errors_middleware, auth_middleware])
+    edge = [forwarded_middleware(trusted_proxies)] if trusted_proxies else []
+    web_app = web.Application(middlewares=[*edge, errors_middleware, auth_middleware])
     web_app[SERVICE] = service
     _routes(web_app)
     web_app.on_response_prepare.append(add_security_headers)

@@ -103,7 +103,7 @@ def test_serve_starts_the_service_and_the_runbook_scheduler(
     assert seen["scheduler_running"]
     assert not seen["scheduler"].scheduler.running and seen["app"][SERVICE].scheduler is None
     assert "serving on http://127.0.0.1:8080" in capsys.readouterr().out
-    assert main(providers.cli("serve", "--host", "0.0.0.0", "--port", "9000")) == 0
+    assert main(providers.cli("serve", "--host", "0.0.0.0", "--port", "9000", "--insecure-http")) == 0
     assert (seen["host"], seen["port"]) == ("0.0.0.0", 9000)
     assert "serving on http://0.0.0.0:9000" in capsys.readouterr().out
 
