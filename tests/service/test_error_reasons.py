@@ -81,3 +81,12 @@ async def test_the_openapi_error_schema_lists_every_reason(api: Api) -> None:
     error = document["components"]["schemas"]["Error"]["properties"]
     assert set(error["reason"]["enum"]) == {str(r) for r in Refusal}
     assert {"time_rule", "no_offset", "forbidden_role"} <= set(error["reason"]["enum"])
+
+
+async def test_the_template_detail_gives_each_variable_its_arabic_and_english_label(api: Api) -> None:
+    """What the console's form calls each variable (issue 12, point 6), from the template itself."""
+    status, detail = await api.get("/api/templates/earthquake")
+    assert status == 200, detail
+    labels = {v["name"]: v.get("label") for v in detail["variables"]}
+    assert labels["magnitude"] == {"ar": "قوة الزلزال على مقياس ريختر", "en": "Magnitude (Richter)"}
+    assert all(label and label["ar"] and label["en"] for label in labels.values()), labels
