@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from broadcaster.app.users import ROLES
 from broadcaster.errors import Refusal
-from broadcaster.service.query import ALERTS_LIMIT, PAGE_LIMIT, PAGE_OFFSET
+from broadcaster.service.query import ALERTS_LIMIT, MODES_PARAM, PAGE_LIMIT, PAGE_OFFSET
 from broadcaster.states import Mode
 
 _STR: Final = {"type": "string"}
@@ -110,7 +110,7 @@ def document() -> dict[str, Any]:
             **_errors(400)}, body=fire_body)},
         "/api/alerts": {
             "get": {**_op("Recent alerts, newest first", _json({"type": "array", "items": _ref("Alert")})),
-                    "parameters": [ALERTS_LIMIT.schema()]},
+                    "parameters": [ALERTS_LIMIT.schema(), MODES_PARAM]},
             "post": _op("Fire an alert", {"202": _ACCEPTED, **_errors(400, 403, 429, 503)}, body=fire_body,
                         roles=_FIRE_ROLES),
         },
