@@ -47,6 +47,24 @@ FRAME_COLOUR = "getComputedStyle(document.body, '::before').borderTopColor"  # t
 
 pytestmark = pytest.mark.slow
 
+# Arabic counted nouns, per plural category (zero, one, two, few, many, other), as the console must write them.
+CHANNEL = ("لا قنوات", "قناة واحدة", "قناتان", "{n} قنوات", "{n} قناةً", "{n} قناة")
+SEGMENT = ("لا مقاطع", "مقطع واحد", "مقطعان", "{n} مقاطع", "{n} مقطعاً", "{n} مقطع")
+RECIPIENT = ("لا مستلمين", "مستلم واحد", "مستلمان", "{n} مستلمين", "{n} مستلماً", "{n} مستلم")
+STEP = ("لا خطوات", "خطوة واحدة", "خطوتان", "{n} خطوات", "{n} خطوةً", "{n} خطوة")
+ALERT = ("لا تنبيهات", "تنبيه واحد", "تنبيهان", "{n} تنبيهات", "{n} تنبيهاً", "{n} تنبيه")
+MESSAGE = ("لا رسائل", "رسالة واحدة", "رسالتان", "{n} رسائل", "{n} رسالةً", "{n} رسالة")
+UP_TO_CHARS = ("بلا أحرف", "حتى حرف واحد", "حتى حرفين", "حتى {n} أحرف", "حتى {n} حرفاً", "حتى {n} حرف")
+NOUNS = {"channel": CHANNEL, "segment": SEGMENT, "recipient": RECIPIENT, "step": STEP, "alert": ALERT,
+         "message": MESSAGE, "upToChars": UP_TO_CHARS}
+
+
+def ar_count(n: int, forms: tuple[str, ...]) -> str:
+    """CLDR's Arabic cardinal rules, written out here (not Intl.PluralRules): 0, 1, 2, n%100 3–10, 11–99, else."""
+    tail = n % 100
+    index = 0 if n == 0 else 1 if n == 1 else 2 if n == 2 else 3 if 3 <= tail <= 10 else 4 if 11 <= tail <= 99 else 5
+    return forms[index].replace("{n}", str(n))
+
 
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
@@ -207,13 +225,16 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
                 card = page.locator(f'.msg[data-channel="{message["channel"]}"][data-language="{message["language"]}"]')
                 expect(card.locator(".len")).to_have_text(f'{message["length"]}/{message["limit"]} {message["unit"]}')
                 if message["kind"] == "sms":
-                    expect(card.locator(".seg")).to_contain_text(f'{message["segments"]} ')
+                    expect(card.locator(".seg")).to_have_attribute("data-segments", str(message["segments"]))
+                    expect(card.locator(".seg")).to_contain_text(ar_count(message["segments"], SEGMENT))
                     expect(card.locator(".seg")).to_contain_text(message["encoding"])
-                    expect(card.locator(".cost")).to_contain_text(str(message["cost_segments"]))
+                    expect(card.locator(".cost")).to_have_attribute("data-cost", str(message["cost_segments"]))
+                    expect(card.locator(".cost")).to_contain_text(ar_count(message["cost_segments"], SEGMENT))
             sms_ar = next(m for m in preview["messages"] if m["channel"] == "sms-residents" and m["language"] == "ar")
             assert sms_ar["encoding"] == "UCS-2" and sms_ar["segments"] >= 2  # Arabic forces UCS-2
             segments = sum(m["cost_segments"] for m in preview["messages"] if m["kind"] == "sms")
-            expect(page.locator("#preview-summary")).to_contain_text(str(segments))
+            segments_chip = page.locator('#preview-summary [data-chip="segments"]')
+            expect(segments_chip).to_have_attribute("data-count", str(segments))
             # The combined Telegram post keeps each paragraph in its own direction.
             combined = page.locator('.msg[data-channel="telegram-authority"] .para')
             expect(combined.first).to_have_attribute("dir", "rtl")
@@ -230,7 +251,7 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             # --- fire the dry-run and follow its live progress to the end
             fire = page.locator("#fire")
             expect(fire).to_be_enabled()
-            expect(fire).to_contain_text("تجربة محلية")
+            expect(fire).to_contain_text("محاكاة — لا يُرسل شيء")
             with page.expect_response(lambda r: r.url.endswith("/api/alerts") and r.request.method == "POST") as fired:
                 fire.click()
             assert fired.value.status == 202, fired.value.text()
@@ -238,7 +259,7 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             assert json.loads(fire_posts[0])["mode"] == "dry-run"
             expect(page.locator("#progress-id")).to_have_text(alert_id)
             expect(page.locator("#progress-state")).to_have_attribute("data-phase", "done")
-            expect(page.locator("#progress-state")).to_contain_text("اكتملت التجربة")
+            expect(page.locator("#progress-state")).to_contain_text("اكتملت المحاكاة")
             expect(page.locator("#progress-mode")).to_contain_text("DRY-RUN")
             channels = {m["channel"] for m in preview["messages"]}
             for channel in channels:
@@ -262,7 +283,8 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             page.locator("#lang-toggle").click()
             expect(page.locator("html")).to_have_attribute("dir", "rtl")
 
-            # --- live: red frame and banner; the fire button waits for the template id, typed exactly
+            # --- live: red frame and banner; an operator's fire button stays disabled and says why, in both
+            # languages (the server would refuse it: 403 forbidden_role); an officer's waits for the typed id
             page.evaluate("window.scrollTo(0, 0)")
             page.get_by_label("بث حقيقي · LIVE").check()
             expect(body).to_have_attribute("data-mode", "live")
@@ -276,15 +298,14 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             expect(confirm).to_be_visible()
             expect(fire).to_be_disabled()
             expect(fire).to_contain_text("بث حقيقي إلى الجمهور")
-            for wrong in ("road_closur", "Road_closure", "road_closure ", "flood_warning"):
-                confirm.fill(wrong)
-                expect(fire).to_be_disabled()
-                fire.click(force=True)  # a click on the disabled button must send nothing
-                page.evaluate("document.getElementById('fire').click()")
-            confirm.fill("road_closure")
-            expect(fire).to_be_enabled()
-            confirm.fill("")
+            confirm.fill("road_closure")  # typed exactly, and still the operator may not
             expect(fire).to_be_disabled()
+            hint = page.locator("#fire-hint")
+            expect(hint).to_contain_text("دور المشغّل لا يسمح بالبث الحقيقي لهذا القالب")
+            expect(hint).to_contain_text("Your role (operator) may not fire this template live")
+            fire.click(force=True)  # a click on the disabled button must send nothing
+            page.evaluate("document.getElementById('fire').click()")
+            confirm.fill("")
             page.wait_for_timeout(300)
             assert len(fire_posts) == 1, fire_posts  # only the dry-run ever reached POST /api/alerts
 
@@ -339,8 +360,14 @@ def test_console_marks_the_variable_the_server_refuses_and_keeps_fire_disabled(s
             with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 400) as refused:
                 ends.fill(starts)  # a closure that ends when it starts
             assert refused.value.json()["field"] == "variables.ends"
+            assert refused.value.json()["reason"] == "time_rule"
             expect(ends).to_have_attribute("aria-invalid", "true")
+            # Said in Arabic, with the template's own labels for both variables; in English, the server's text.
+            expect(page.locator("#preview-list .notice")).to_have_text(
+                "«نهاية الإغلاق» يجب أن يكون بعد «بداية الإغلاق».")
+            page.locator("#lang-toggle").click()
             expect(page.locator("#preview-list .notice")).to_contain_text("variable 'ends'")
+            page.locator("#lang-toggle").click()
             expect(page.locator("#fire")).to_be_disabled()
         finally:
             browser.close()
@@ -405,7 +432,9 @@ def test_the_second_officer_reviews_what_the_public_will_see_in_the_live_frame(
                 "earthquake")
             expect(review.locator('.msg[data-kind="sms"]').first).to_be_visible()
             expect(review.locator('.msg[data-kind="telegram"]').first).to_be_visible()
-            expect(page.locator("#review-summary")).to_contain_text("مستلمو SMS")
+            recipients = page.locator('#review-summary [data-chip="recipients"]')
+            count = int(recipients.get_attribute("data-count") or "-1")
+            expect(recipients).to_have_text(f"SMS: {ar_count(count, RECIPIENT)}")
             # The deadline reads in order: its clock time isolated from the Arabic around it.
             deadline = page.locator("#progress-state")
             expect(deadline).to_contain_text(re.compile("آخر موعد للتأكيد: \u2068\\d{1,2}:\\d{2}\u2069 (صباحاً|مساءً)"))
@@ -422,5 +451,171 @@ def test_the_second_officer_reviews_what_the_public_will_see_in_the_live_frame(
             page.wait_for_timeout(300)
             assert [json.loads(body) for body in releases] == [{"confirm": "earthquake"}]
             assert not page_errors, page_errors
+        finally:
+            browser.close()
+
+
+def _sign_in(sync_api: Any, page: Any, served: Served, token: str) -> None:
+    page.set_default_timeout(20_000)
+    page.goto(served.url + "/")
+    page.get_by_label("رمز الدخول (API token)").fill(token)
+    page.locator("#login-form button[type=submit]").click()
+    sync_api.expect(page.locator("#console")).to_be_visible()
+
+
+def test_the_console_counts_labels_dates_and_history_in_arabic(sync_api: Any, served: Served, tmp_path: Path) -> None:
+    """Issue 12, point 6: Arabic plurals and durations, the template's labels, the offset hint, ids in isolates,
+    dd/mm/yyyy, the history without dry-runs unless asked (rehearsals dated ahead after real alerts), and 390 px."""
+    expect = sync_api.expect
+    shots = _shots(tmp_path)
+    status, held = _post(served, "/api/alerts", {"template": "earthquake", "use_examples": True, "mode": "live",
+                                                 "confirm": "earthquake"}, served.officers["first-officer"])
+    assert status == 202, held  # a real (live) alert, held for its second officer
+    page_errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="ar-AE")
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            _sign_in(sync_api, page, served, served.token)
+
+            # --- every counted noun agrees with its number, 0 to 205 (Intl.PluralRules("ar") against CLDR's rules)
+            for noun, forms in NOUNS.items():
+                shown = page.evaluate(f"[...Array(206).keys()].map(n => BROADCASTER_WORDS.count('ar', '{noun}', n))")
+                assert shown == [ar_count(n, forms) for n in range(206)], noun
+            assert page.evaluate("[0, 1, 2, 3, 11, 100].map(n => BROADCASTER_WORDS.count('ar', 'channel', n))") == [
+                "لا قنوات", "قناة واحدة", "قناتان", "3 قنوات", "11 قناةً", "100 قناة"]
+            assert page.evaluate("BROADCASTER_WORDS.duration('ar', 60 * 3600 + 58 * 60)") == "60 ساعة و58 دقيقة"
+            assert page.evaluate("BROADCASTER_WORDS.duration('en', 60 * 3600 + 58 * 60)") == "60 hours 58 minutes"
+
+            # --- the template's labels, in the UI's language, never the identifiers
+            page.locator("#template").select_option("road_closure")
+            expect(page.locator('label[for="var-road"]')).to_contain_text("الطريق")
+            expect(page.locator('label[for="var-road"] .meta')).to_have_text("مطلوب · حتى 32 حرفاً")
+            expect(page.locator("#var-detour-label")).to_contain_text("الطريق البديل")
+            expect(page.locator("#var-starts-label")).to_contain_text("بداية الإغلاق")
+            expect(page.locator('label[for="var-reason"]')).to_contain_text("سبب الإغلاق")
+            form_text = page.locator("#vars-form").inner_text()
+            for name in ("road", "reason", "starts", "ends", "detour"):
+                assert name not in form_text, name
+            # Options short enough for the select, the code isolated left-to-right, both languages in the title.
+            e11 = page.locator('#var-road option[value="E11"]')
+            expect(e11).to_have_text("شارع الشيخ زايد (\u2066E11\u2069)")
+            expect(e11).to_have_attribute("title", re.compile("Sheikh Zayed Road"))
+            with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 200) as answer:
+                page.get_by_role("button", name="تعبئة بالأمثلة").click()
+            preview = answer.value.json()
+            # The date control is drawn in the browser's locale; under it the same moment as dd/mm/yyyy.
+            day, month, year = page.locator("#var-starts").input_value()[:10].split("-")[::-1]
+            expect(page.locator("#var-starts-echo")).to_contain_text(f"\u2068{day}/{month}/{year}\u2069")
+            expect(page.locator("#var-starts-echo")).to_contain_text(re.compile("صباحاً|مساءً"))
+            page.locator(".area-vars").screenshot(path=str(shots / "console-labels.png"))
+
+            # --- the preview's counts
+            messages = preview["messages"]
+            channels = len({m["channel"] for m in messages})
+            sms = [m for m in messages if m["kind"] == "sms"]
+            recipients = sum(m["recipients"] for m in sms)
+            segments = sum(m["cost_segments"] for m in sms)
+            summary = page.locator("#preview-summary")
+            expect(summary.locator('[data-chip="channels"]')).to_have_text(ar_count(channels, CHANNEL))
+            expect(summary.locator('[data-chip="messages"]')).to_have_text(ar_count(len(messages), MESSAGE))
+            expect(summary.locator('[data-chip="recipients"]')).to_have_text(f"SMS: {ar_count(recipients, RECIPIENT)}")
+            expect(summary.locator('[data-chip="segments"]')).to_have_text(f"تكلفة SMS: {ar_count(segments, SEGMENT)}")
+            expect(page.locator("#fire-summary")).to_have_text(f"{ar_count(channels, CHANNEL)} · SMS: "
+                                                               f"{ar_count(recipients, RECIPIENT)}، "
+                                                               f"{ar_count(segments, SEGMENT)}")
+            page.locator(".area-preview").screenshot(path=str(shots / "console-plurals.png"))
+            page.locator("#lang-toggle").click()
+            expect(page.locator("#var-detour-label")).to_contain_text("Detour")
+            expect(summary.locator('[data-chip="channels"]')).to_have_text(f"{channels} channels")
+            page.locator("#lang-toggle").click()
+            expect(page.locator("#var-detour-label")).to_contain_text("الطريق البديل")
+
+            # --- a malformed offset says how to write it, for that field, not "fill in the fields"
+            page.locator("#var-starts-offset").fill("4")
+            status_line = page.locator("#preview-status")
+            expect(status_line).to_contain_text("اكتب فرق التوقيت عن UTC بالشكل")
+            expect(status_line).to_contain_text("بداية الإغلاق")
+            expect(status_line).not_to_contain_text("أكمل الحقول")
+            expect(page.locator("#var-starts-offset-hint")).to_be_visible()
+            expect(page.locator("#fire")).to_be_disabled()
+            with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 200):
+                page.locator("#var-starts-offset").fill("+04:00")
+            expect(page.locator("#var-starts-offset-hint")).to_be_hidden()
+
+            # --- a rehearsal: its alerts counted, its span in Arabic words, its run id isolated left-to-right
+            page.locator("#runbook").select_option("flood_response")
+            expect(page.locator("#runbook-info")).to_contain_text(re.compile("خطوات|خطوتان|خطوة"))
+            with page.expect_response(lambda r: r.url.endswith("/api/runbooks/flood_response/rehearse")) as rehearsed:
+                page.locator("#rehearse").click()
+            timeline = rehearsed.value.json()
+            alerts = sum(1 for step in timeline["steps"] if step["alert_id"])
+            done = page.locator("#rehearse-status")
+            expect(done).to_contain_text(f"اكتمل التمرين: {ar_count(alerts, ALERT)} على مدى ")
+            expect(done).to_contain_text(f"\u2066{timeline['run_id']}\u2069")
+            assert re.search(r"\d+[hm]\b", done.inner_text()) is None, done.inner_text()
+            assert re.search("ساعة|ساعات|ساعتان|دقيقة|دقائق|دقيقتان", done.inner_text())
+
+            # --- the history: the held live alert; the rehearsal's dry-runs only when asked, after the real ones
+            page.locator("#history-refresh").click()
+            rows = page.locator("#history-body tr")
+            expect(rows.first).to_have_attribute("data-alert", held["alert_id"])
+            expect(page.locator('#history-body tr[data-mode="dry-run"]')).to_have_count(0)
+            expect(page.locator("#history-note")).to_contain_text("المحاكاة مخفية")
+            sent = rows.first.locator("time").inner_text()
+            shape = "\u2068\\d{2}/\\d{2}/\\d{4}\u2069 \u2068\\d{1,2}:\\d{2}\u2069\u00a0(صباحاً|مساءً)"
+            assert re.fullmatch(shape, sent), sent
+            page.locator("#history-all").check()
+            dry_rows = page.locator('#history-body tr[data-mode="dry-run"]')
+            expect(dry_rows).to_have_count(alerts)
+            order = rows.evaluate_all("rows => rows.map(r => [r.dataset.alert, r.dataset.ahead === 'true'])")
+            aheads = [ahead for _, ahead in order]
+            assert any(aheads) and aheads == sorted(aheads), order  # every row dated ahead after every other
+            ids = [alert_id for alert_id, _ in order]
+            assert ids.index(held["alert_id"]) < aheads.index(True), order  # the real alert is not buried
+
+            # --- 390 px: the history's cells stay on screen, one labelled card per alert
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.locator(".area-history").scroll_into_view_if_needed()
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            boxes = page.locator("#history-body td").evaluate_all(
+                "cells => cells.map(c => { const r = c.getBoundingClientRect(); return [r.left, r.right]; })")
+            assert boxes and all(left >= 0 and right <= 390 for left, right in boxes), boxes
+            expect(rows.first.locator("td").first).to_have_attribute("data-label", "المعرّف")
+            page.locator(".area-history").screenshot(path=str(shots / "console-390.png"))
+            assert not page_errors, page_errors
+        finally:
+            browser.close()
+
+
+def test_an_officers_live_fire_waits_for_the_typed_template_id(sync_api: Any, served: Served) -> None:
+    expect = sync_api.expect
+    fire_posts: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="ar-AE")
+            page.on("request", lambda r: fire_posts.append(r.post_data or "") if r.method == "POST"
+                    and r.url == f"{served.url}/api/alerts" else None)
+            _sign_in(sync_api, page, served, served.officers["first-officer"])
+            page.locator("#template").select_option("road_closure")
+            with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 200):
+                page.get_by_role("button", name="تعبئة بالأمثلة").click()
+            page.get_by_label("بث حقيقي · LIVE").check()
+            expect(page.locator("#preview-status")).to_have_text("هذا بالضبط ما سيُرسل.")
+            fire, confirm = page.locator("#fire"), page.locator("#confirm")
+            expect(page.locator("#confirm-label")).to_contain_text("«\u2066road_closure\u2069»")
+            for wrong in ("road_closur", "Road_closure", "road_closure ", "flood_warning"):
+                confirm.fill(wrong)
+                expect(fire).to_be_disabled()
+                fire.click(force=True)  # a click on the disabled button must send nothing
+                page.evaluate("document.getElementById('fire').click()")
+            confirm.fill("road_closure")
+            expect(fire).to_be_enabled()
+            confirm.fill("")
+            expect(fire).to_be_disabled()
+            page.wait_for_timeout(300)
+            assert fire_posts == []
         finally:
             browser.close()
