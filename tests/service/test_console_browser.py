@@ -487,6 +487,19 @@ def test_the_console_counts_labels_dates_and_history_in_arabic(sync_api: Any, se
                 "لا قنوات", "قناة واحدة", "قناتان", "3 قنوات", "11 قناةً", "100 قناة"]
             assert page.evaluate("BROADCASTER_WORDS.duration('ar', 60 * 3600 + 58 * 60)") == "60 ساعة و58 دقيقة"
             assert page.evaluate("BROADCASTER_WORDS.duration('en', 60 * 3600 + 58 * 60)") == "60 hours 58 minutes"
+            assert page.evaluate("BROADCASTER_WORDS.duration('ar', 7200, true)") == "ساعتين"  # after a preposition
+            assert page.evaluate("BROADCASTER_WORDS.duration('ar', 720 * 3600, true)") == "30 يوماً"
+            # Server errors in Arabic, from their reason (docs/api.md); without one, the code's Arabic and the
+            # server's English detail in a left-to-right isolate, never English alone.
+            explain = "e => BROADCASTER_WORDS.explain('ar', e, n => ({ends: 'نهاية الإغلاق'})[n] || n)"
+            assert page.evaluate(f"({explain})({{status: 403, code: 'forbidden', message: 'x', "
+                                 "reason: 'forbidden_role', params: {needs: 'officer', role: 'operator'}})") == (
+                "دورك (مشغّل) لا يسمح بهذا؛ يلزم دور الضابط أو أعلى.")
+            assert page.evaluate(f"({explain})({{status: 400, code: 'invalid', message: 'x', field: 'variables.ends', "
+                                 "reason: 'time_rule', params: {rule: 'ahead', hours: 720}})") == (
+                "«نهاية الإغلاق» أبعد من 30 يوماً من الآن؛ تحقق من التاريخ.")
+            assert page.evaluate(f"({explain})({{status: 409, code: 'conflict', message: 'already confirmed'}})") == (
+                "لا تسمح حالة التنبيه بهذا الآن: \u2066already confirmed\u2069")
 
             # --- the template's labels, in the UI's language, never the identifiers
             page.locator("#template").select_option("road_closure")

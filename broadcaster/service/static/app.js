@@ -261,7 +261,7 @@
   function renderWho() {
     if (!state.me) return;
     const who = $("who");
-    who.textContent = `${state.me.name} · ${state.me.role}`;
+    who.textContent = `${state.me.name} · ${(t("roles") || {})[state.me.role] || state.me.role}`;
     who.hidden = false;
   }
 
@@ -1260,7 +1260,8 @@
       return;
     }
     const alerts = result.steps.filter((step) => step.alert_id).length;
-    $("rehearse-status").textContent = t("runbooks.done", alerts, spanText(result.span_s), result.run_id);
+    $("rehearse-status").textContent = t("runbooks.done", alerts, W.duration(state.lang, result.span_s, true),
+      result.run_id);
     list.replaceChildren(...result.steps.map((step) => el("li", {
       class: `tl-step tl-${step.state}`, "data-step": step.step, "data-occurrence": step.occurrence,
     },

@@ -44,34 +44,46 @@ const BROADCASTER_WORDS = (() => {
         other: "حتى {n} حرف" },
       en: { one: "up to {n} character", other: "up to {n} characters" },
     },
+    // A duration's units also have the dual after a preposition ("على مدى ساعتين"): the "twoAfter" form.
+    day: {
+      ar: { zero: "{n} يوم", one: "يوم واحد", two: "يومان", twoAfter: "يومين", few: "{n} أيام", many: "{n} يوماً",
+        other: "{n} يوم" },
+      en: { one: "{n} day", other: "{n} days" },
+    },
     hour: {
-      ar: { zero: "{n} ساعة", one: "ساعة واحدة", two: "ساعتان", few: "{n} ساعات", many: "{n} ساعة", other: "{n} ساعة" },
+      ar: { zero: "{n} ساعة", one: "ساعة واحدة", two: "ساعتان", twoAfter: "ساعتين", few: "{n} ساعات", many: "{n} ساعة",
+        other: "{n} ساعة" },
       en: { one: "{n} hour", other: "{n} hours" },
     },
     minute: {
-      ar: { zero: "{n} دقيقة", one: "دقيقة واحدة", two: "دقيقتان", few: "{n} دقائق", many: "{n} دقيقة",
-        other: "{n} دقيقة" },
+      ar: { zero: "{n} دقيقة", one: "دقيقة واحدة", two: "دقيقتان", twoAfter: "دقيقتين", few: "{n} دقائق",
+        many: "{n} دقيقة", other: "{n} دقيقة" },
       en: { one: "{n} minute", other: "{n} minutes" },
     },
   };
   const RULES = { ar: new Intl.PluralRules("ar"), en: new Intl.PluralRules("en") };
 
-  /** "3 قنوات" / "3 channels": the noun in the form its number needs. */
-  function count(lang, noun, n) {
+  /** "3 قنوات" / "3 channels": the noun in the form its number needs (``after``: it follows a preposition). */
+  function count(lang, noun, n, after = false) {
     const forms = NOUNS[noun][lang] || NOUNS[noun].en;
-    const form = forms[RULES[lang] ? RULES[lang].select(n) : "other"] ?? forms.other;
+    const category = RULES[lang] ? RULES[lang].select(n) : "other";
+    const form = (after && category === "two" && forms.twoAfter) || forms[category] || forms.other;
     return form.replace("{n}", String(n));
   }
 
-  /** A span of seconds: "60 ساعة و58 دقيقة", "ساعتان", "60 hours 58 minutes"; under a minute said so. */
-  function duration(lang, seconds) {
+  /**
+   * A span of seconds: "60 ساعة و58 دقيقة", "ساعتان", "60 hours 58 minutes"; whole days of three or more as days
+   * ("30 يوماً"); under a minute said so. ``after``: the span follows a preposition ("على مدى ساعتين").
+   */
+  function duration(lang, seconds, after = false) {
     const total = Math.max(0, Math.round(seconds / 60));
+    if (total >= 3 * 1440 && total % 1440 === 0) return count(lang, "day", total / 1440, after);
     const h = Math.floor(total / 60);
     const m = total % 60;
     if (!h && !m) return lang === "ar" ? "أقل من دقيقة" : "under a minute";
     const parts = [];
-    if (h) parts.push(count(lang, "hour", h));
-    if (m) parts.push(count(lang, "minute", m));
+    if (h) parts.push(count(lang, "hour", h, after));
+    if (m) parts.push(count(lang, "minute", m, after));
     return lang === "ar" ? parts.join(" و") : parts.join(" ");
   }
 
@@ -115,8 +127,10 @@ const BROADCASTER_WORDS = (() => {
       case "time_rule":
         if (p.rule === "future") return `${it} يجب أن يكون في المستقبل.`;
         if (p.rule === "past") return `${it} لا يجوز أن يكون في المستقبل.`;
-        if (p.rule === "ahead") return `${it} أبعد من ${duration("ar", Number(p.hours) * 3600)} من الآن؛ تحقق من التاريخ.`;
-        if (p.rule === "ago") return `${it} أقدم من ${duration("ar", Number(p.hours) * 3600)} مضت؛ تحقق من التاريخ.`;
+        if (p.rule === "ahead") {
+          return `${it} أبعد من ${duration("ar", Number(p.hours) * 3600, true)} من الآن؛ تحقق من التاريخ.`;
+        }
+        if (p.rule === "ago") return `${it} أقدم من ${duration("ar", Number(p.hours) * 3600, true)}؛ تحقق من التاريخ.`;
         if (p.rule === "after") return `${it} يجب أن يكون بعد «${labelOf(String(p.after))}».`;
         return `${it} خارج الوقت المسموح به.`;
       case "forbidden_role":
