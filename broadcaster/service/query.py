@@ -57,11 +57,11 @@ def read_modes(request: web.Request) -> list[Mode] | None:
     raw = request.query.get("mode")
     if raw is None:
         return None
-    names = [name.strip() for name in raw.split(",")]
+    names = raw.split(",")  # exactly: no spaces, no empty names, lower case (as every other parameter)
     known = {str(m) for m in Mode}
     bad = [name for name in names if name not in known]
-    if bad or not raw.strip():
-        shown = (bad[0] if bad else raw)[:20]
+    if bad:
+        shown = bad[0][:20]
         raise ApiError(400, "invalid", f"mode: each must be one of {', '.join(sorted(known))}, comma-separated, "
                        f"not {shown!r}", field="mode")
     return [Mode(name) for name in dict.fromkeys(names)]
