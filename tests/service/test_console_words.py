@@ -206,3 +206,30 @@ def test_an_officers_live_fire_waits_for_the_typed_template_id(sync_api: Any, se
             assert fire_posts == []
         finally:
             browser.close()
+
+
+def test_a_correction_names_the_alert_it_corrects_in_a_left_to_right_isolate(sync_api: Any, served: Served) -> None:
+    """A referenced id inside Arabic text displays in order ("يصحّح ⁦20261130-…⁩"), never reversed."""
+    expect = sync_api.expect
+    status, fired = _post(served, "/api/alerts", {"template": "road_closure", "use_examples": True,
+                                                  "mode": "dry-run"}, served.token)
+    assert status == 202, fired
+    original = fired["alert_id"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=VIEWPORT, locale="ar-AE")
+            _sign_in(sync_api, page, served, served.token)
+            expect(page.locator(f'#history-body tr[data-alert="{original}"]')).to_have_count(0)  # a dry-run: hidden
+            page.locator("#history-all").check()
+            page.locator(f'#history-body tr[data-alert="{original}"] button').click()
+            expect(page.locator("#progress-state")).to_have_attribute("data-phase", "done")
+            with page.expect_response(lambda r: r.url.endswith(f"/api/alerts/{original}/cancel")) as cancelled:
+                page.locator("#cancel-alert").click()
+            assert cancelled.value.status == 202, cancelled.value.text()
+            line = page.locator("#progress-template")
+            expect(line).to_contain_text(f"يصحّح \u2066{original}\u2069")
+            expect(line).to_contain_text("إلغاء")
+            expect(line).to_contain_text("\u2066cancel\u2069")
+        finally:
+            browser.close()
