@@ -27,10 +27,42 @@ tree: in python-telegram-bot ``BadRequest`` subclasses ``NetworkError``, so
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
+
+
+class Refusal(StrEnum):
+    """Why a request was refused, finer than its HTTP code: the API's ``"reason"``, which the console translates.
+
+    Stable names (docs/api.md lists them); an error without one has ``refusal`` None.
+    """
+
+    REQUIRED = "required"  # a required variable was not given
+    BOTH_LANGUAGES = "both_languages"  # a text variable needs a value in both languages
+    TOO_LONG = "too_long"  # longer than the variable's approved max_length (params: max)
+    NOT_A_NUMBER = "not_a_number"
+    OUT_OF_RANGE = "out_of_range"  # a number outside the variable's min..max (params: min, max)
+    NOT_A_CHOICE = "not_a_choice"  # an enum or place value the template does not offer
+    BAD_DATETIME = "bad_datetime"  # not an ISO 8601 date and time
+    NO_OFFSET = "no_offset"  # a date and time without its UTC offset
+    TIME_RULE = "time_rule"  # a time outside its rule (params: rule = future|past|ahead|ago|after, hours, after)
+    FORBIDDEN_ROLE = "forbidden_role"  # the user's role may not (params: needs, role)
 
 
 class BroadcasterError(Exception):
-    """Base of every error this project raises on purpose."""
+    """Base of every error this project raises on purpose.
+
+    ``refusal`` (a Refusal) and ``refusal_params`` (plain values: names and numbers, never secrets) say why in a form
+    a client can translate; the message stays the full English text.
+    """
+
+    refusal: Refusal | None = None
+    refusal_params: dict[str, str | int | float] | None = None
+
+    def because(self, reason: Refusal, **params: str | int | float) -> Self:
+        """Set why (for ``raise SomeError(...).because(Refusal.X, key=value)``); returns the error itself."""
+        self.refusal = reason
+        self.refusal_params = dict(params)
+        return self
 
 
 class InputError(BroadcasterError):

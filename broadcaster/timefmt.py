@@ -42,6 +42,10 @@ class MomentError(ValueError):
     """A date and time that cannot be used; the message names the value and says what to write instead."""
 
 
+class NoOffset(MomentError):
+    """A date and time written without its UTC offset."""
+
+
 def parse_moment(text: str) -> datetime:
     """ISO 8601 with an explicit UTC offset, inside the allowed range; raise MomentError otherwise."""
     value = text.strip()
@@ -50,7 +54,7 @@ def parse_moment(text: str) -> datetime:
     except ValueError:
         raise MomentError(f"{text!r} is not an ISO 8601 date and time (e.g. {EXAMPLE})") from None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise MomentError(f"{text!r} has no UTC offset; write it with one, "
+        raise NoOffset(f"{text!r} has no UTC offset; write it with one, "
                           f"e.g. {moment.replace(tzinfo=None).isoformat()}+04:00")
     return in_range(moment, text)
 

@@ -32,7 +32,7 @@ from typing import Any, Final
 from broadcaster.audit import AuditLog
 from broadcaster.clock import Clock, in_thread
 from broadcaster.config import DEFAULT_TOKEN_EXPIRY_S
-from broadcaster.errors import Forbidden, InputError, IntegrityError
+from broadcaster.errors import Forbidden, InputError, IntegrityError, Refusal
 from broadcaster.secret import Secret
 from broadcaster.store.sql import Database
 from broadcaster.templates.catalogue import Template
@@ -281,7 +281,8 @@ def token_id_of(token: str) -> str | None:
 
 def require(user: User, role: str, action: str) -> None:
     if not user.at_least(role):
-        raise Forbidden(f"{action} needs the {role} role or higher; {user.name} is {user.role}")
+        raise Forbidden(f"{action} needs the {role} role or higher; {user.name} is {user.role}").because(
+            Refusal.FORBIDDEN_ROLE, needs=role, role=str(user.role))
 
 
 def check_fire(user: User, mode: str, template: Template) -> None:
@@ -297,4 +298,4 @@ def check_confirm(user: User) -> None:
     """Only an officer or approver confirms a two-person fire (and never their own: a 409, in the handler)."""
     if user.role not in CONFIRMING_ROLES:
         raise Forbidden(f"confirming a two-person fire needs the officer or approver role; {user.name} is "
-                        f"{user.role}")
+                        f"{user.role}").because(Refusal.FORBIDDEN_ROLE, needs="officer", role=str(user.role))

@@ -17,7 +17,7 @@ from broadcaster.errors import InputError
 from broadcaster.service.bodies import parse_fire
 from broadcaster.service.http import ApiError, current_user, input_error, json_response, read_json
 from broadcaster.service.hub import OPEN_STATES
-from broadcaster.service.query import ALERTS_LIMIT, PAGE_LIMIT, PAGE_OFFSET
+from broadcaster.service.query import ALERTS_LIMIT, PAGE_LIMIT, PAGE_OFFSET, read_modes
 from broadcaster.service.state import SERVICE, Service
 from broadcaster.service.views import (
     alert_summary,
@@ -87,11 +87,12 @@ async def alerts(request: web.Request) -> web.Response:
     """Recent alerts, newest first, with two-person fires still waiting (or never confirmed)."""
     service = request.app[SERVICE]
     limit = ALERTS_LIMIT.read(request)
+    modes = read_modes(request)
     now = service.clock.now()
     items: list[tuple[float, dict[str, Any]]] = []
-    for alert in await service.app.store.alerts.recent(limit):
+    for alert in await service.app.store.alerts.recent(limit, modes):
         items.append((alert.sent_at, await _alert_json(service, alert)))
-    for pending in await service.app.store.pending.recent(limit):
+    for pending in await service.app.store.pending.recent(limit, modes):
         if pending.state != CONFIRMED:
             items.append((pending.requested_at, pending_summary(service.config, pending,
                                                                 state=pending.state_at(now))))

@@ -2,7 +2,9 @@
 
 Every error is ``{"error": code, "message": text}`` (plus ``"field"`` when one
 field of the body is at fault: ``"variables.ends"`` names one variable). Project input errors become 400, with the field
-they concern; nothing is sent when a request fails. Unexpected exceptions become
+they concern; nothing is sent when a request fails. Where the project said why (a
+:class:`~broadcaster.errors.Refusal`), ``"reason"`` carries it, with ``"params"`` (names and numbers)
+when it has any: the console translates those, the message stays English. Unexpected exceptions become
 a bare 500 whose details go to the server log only.
 """
 
@@ -17,6 +19,7 @@ from aiohttp import web
 
 from broadcaster.app.users import User, token_id_of
 from broadcaster.errors import (
+    BroadcasterError,
     ConfigError,
     Conflict,
     Forbidden,
@@ -44,13 +47,15 @@ class ApiError(Exception):
     """An answer other than success, with the field of the body it concerns."""
 
     def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, cause: BroadcasterError | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
         self.headers = dict(headers or {})
+        self.reason = cause.refusal if cause is not None else None
+        self.params = dict(cause.refusal_params or {}) if cause is not None else {}
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -62,6 +67,10 @@ def error_response(error: ApiError) -> web.Response:
     body: dict[str, Any] = {"error": error.code, "message": error.message}
     if error.field:
         body["field"] = error.field
+    if error.reason is not None:
+        body["reason"] = str(error.reason)
+        if error.params:
+            body["params"] = error.params
     return json_response(body, error.status, error.headers)
 
 
@@ -82,7 +91,7 @@ def field_of(exc: InputError) -> str | None:
 def input_error(exc: InputError, *, field: str | None = None) -> ApiError:
     where = field or field_of(exc)
     message = f"{where}: {exc}" if where else str(exc)
-    return ApiError(400, "invalid", message, field=where)
+    return ApiError(400, "invalid", message, field=where, cause=exc)
 
 
 async def read_json(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
@@ -114,7 +123,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except ApiError as exc:
         return _public(request, exc)
     except Forbidden as exc:
-        return _public(request, ApiError(403, "forbidden", str(exc)))
+        return _public(request, ApiError(403, "forbidden", str(exc), cause=exc))
     except Conflict as exc:
         return _public(request, ApiError(409, "conflict", str(exc)))
     except StoreFull as exc:

@@ -10,7 +10,8 @@ from functools import cache
 from typing import Any, Final
 
 from broadcaster.app.users import ROLES
-from broadcaster.service.query import ALERTS_LIMIT, PAGE_LIMIT, PAGE_OFFSET
+from broadcaster.errors import Refusal
+from broadcaster.service.query import ALERTS_LIMIT, MODES_PARAM, PAGE_LIMIT, PAGE_OFFSET
 from broadcaster.states import Mode
 
 _STR: Final = {"type": "string"}
@@ -109,7 +110,7 @@ def document() -> dict[str, Any]:
             **_errors(400)}, body=fire_body)},
         "/api/alerts": {
             "get": {**_op("Recent alerts, newest first", _json({"type": "array", "items": _ref("Alert")})),
-                    "parameters": [ALERTS_LIMIT.schema()]},
+                    "parameters": [ALERTS_LIMIT.schema(), MODES_PARAM]},
             "post": _op("Fire an alert", {"202": _ACCEPTED, **_errors(400, 403, 429, 503)}, body=fire_body,
                         roles=_FIRE_ROLES),
         },
@@ -181,7 +182,12 @@ def document() -> dict[str, Any]:
     }
     schemas = {
         "Error": _obj(["error", "message"], error=_STR, message=_STR,
-                      field={**_STR, "description": "the body field at fault, e.g. `variables.ends`"}),
+                      field={**_STR, "description": "the body field at fault, e.g. `variables.ends`"},
+                      reason={"type": "string", "enum": [str(r) for r in Refusal],
+                              "description": "why, as a stable code a client translates (docs/api.md)"},
+                      params={"type": "object", "additionalProperties": {"type": ["string", "number"]},
+                              "description": "the reason's names and numbers, e.g. {\"rule\": \"after\", "
+                                             "\"after\": \"starts\"}"}),
         "Role": {"type": "string", "enum": list(ROLES)},
         "Accepted": _obj(["alert_id", "state"], alert_id=_STR,
                          state={"type": "string", "enum": ["sending", "awaiting_confirmation"]}, confirm_by=_STR,

@@ -13,6 +13,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from broadcaster.service.http import ApiError
+from broadcaster.states import Mode
 
 _MAX_DIGITS: Final = 12
 
@@ -49,5 +50,24 @@ MAX_PAGE: Final = 100_000
 MAX_OFFSET: Final = 100_000_000
 
 ALERTS_LIMIT: Final = IntParam("limit", 50, 1, MAX_ALERTS)
+
+
+def read_modes(request: web.Request) -> list[Mode] | None:
+    """``?mode=live,exercise``: only alerts of those modes (the console's history hides dry-runs); None: all."""
+    raw = request.query.get("mode")
+    if raw is None:
+        return None
+    names = raw.split(",")  # exactly: no spaces, no empty names, lower case (as every other parameter)
+    known = {str(m) for m in Mode}
+    bad = [name for name in names if name not in known]
+    if bad:
+        shown = bad[0][:20]
+        raise ApiError(400, "invalid", f"mode: each must be one of {', '.join(sorted(known))}, comma-separated, "
+                       f"not {shown!r}", field="mode")
+    return [Mode(name) for name in dict.fromkeys(names)]
+
+
+MODES_PARAM: Final = {"name": "mode", "in": "query", "required": False, "schema": {"type": "string"},
+                      "description": "comma-separated modes to list (dry-run, exercise, live); default: all"}
 PAGE_LIMIT: Final = IntParam("limit", 0, 0, MAX_PAGE, " (0: no limit)")
 PAGE_OFFSET: Final = IntParam("offset", 0, 0, MAX_OFFSET)

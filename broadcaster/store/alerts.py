@@ -90,9 +90,16 @@ class SqlAlerts:
         row = (await self.db.execute(f"SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,))).one()
         return alert_record(row) if row is not None else None
 
-    async def recent(self, limit: int = 50) -> list[AlertRecord]:
-        rows = await self.db.execute(f"SELECT {ALERT_COLUMNS} FROM alerts ORDER BY sent_at DESC, id DESC LIMIT ?",
-                                     (limit,))
+    async def recent(self, limit: int = 50, modes: Sequence[Mode] | None = None) -> list[AlertRecord]:
+        """The newest alerts first; only those of ``modes`` when given (the console hides dry-runs so)."""
+        if modes is None:
+            rows = await self.db.execute(
+                f"SELECT {ALERT_COLUMNS} FROM alerts ORDER BY sent_at DESC, id DESC LIMIT ?", (limit,))
+        else:
+            chosen = [str(m) for m in modes] or [""]
+            rows = await self.db.execute(
+                f"SELECT {ALERT_COLUMNS} FROM alerts WHERE mode IN ({marks(chosen)})"
+                " ORDER BY sent_at DESC, id DESC LIMIT ?", (*chosen, limit))
         return [alert_record(r) for r in rows]
 
     async def current(self, mode: Mode, now: float, limit: int) -> list[AlertRecord]:

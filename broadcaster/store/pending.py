@@ -9,12 +9,14 @@ to ``confirmed`` is one conditional UPDATE, so two confirmations cannot both win
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
-from broadcaster.store.sql import Database
+from broadcaster.states import Mode
+from broadcaster.store.sql import Database, marks
 
 AWAITING: Final = "awaiting_confirmation"
 CONFIRMED: Final = "confirmed"
@@ -70,10 +72,17 @@ class SqlPending:
         row = (await self.db.execute(f"SELECT {_COLUMNS} FROM pending_fires WHERE alert_id = ?", (alert_id,))).one()
         return _row(row) if row is not None else None
 
-    async def recent(self, limit: int = 50) -> list[PendingFire]:
-        rows = await self.db.execute(
-            f"SELECT {_COLUMNS} FROM pending_fires WHERE state != ? ORDER BY requested_at DESC LIMIT ?",
-            (CONFIRMED, limit))
+    async def recent(self, limit: int = 50, modes: Sequence[Mode] | None = None) -> list[PendingFire]:
+        """The newest unconfirmed fires first; only those of ``modes`` when given."""
+        if modes is None:
+            rows = await self.db.execute(
+                f"SELECT {_COLUMNS} FROM pending_fires WHERE state != ? ORDER BY requested_at DESC LIMIT ?",
+                (CONFIRMED, limit))
+        else:
+            chosen = [str(m) for m in modes] or [""]
+            rows = await self.db.execute(
+                f"SELECT {_COLUMNS} FROM pending_fires WHERE state != ? AND mode IN ({marks(chosen)})"
+                " ORDER BY requested_at DESC LIMIT ?", (CONFIRMED, *chosen, limit))
         return [_row(r) for r in rows]
 
     async def claim(self, alert_id: str, confirmed_by: str, *, now: float) -> bool:

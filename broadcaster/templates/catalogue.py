@@ -118,7 +118,8 @@ def template_detail(t: Template, examples: Mapping[str, Mapping[str, str]] | Non
              **({"time": {"when": v.time.when, "within_hours": v.time.within_hours, "after": v.time.after}}
                 if v.time else {}),
              **({"allow": list(v.allow)} if v.allow else {}),
-             **({"hosts": list(v.domains)} if v.domains else {})}
+             **({"hosts": list(v.domains)} if v.domains else {}),
+             **({"label": dict(v.label)} if v.label else {})}
             for v in t.variables
         ],
         "text": {lang: dict(forms) for lang, forms in t.text.items()},

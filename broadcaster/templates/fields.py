@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,7 @@ VARIABLE_TYPES: Final = ("text", "place", "datetime", "number", "enum", "url")
 NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _HOST: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
 _UTC: Final = ZoneInfo("UTC")
+MAX_LABEL: Final = 60  # a form label, not a sentence
 MAX_NUMBER: Final = 10**12  # a number variable's bounds: its display never needs an exponent
 
 
@@ -38,6 +40,7 @@ class Variable:
     domains: tuple[str, ...] = ()  # url: the allowed hosts, exactly
     time: TimeRule | None = None  # datetime: when it may lie, relative to the moment of firing
     allow: tuple[str, ...] = ()  # text: "phone" and/or "ip" let such text through
+    label: Mapping[str, str] = field(default_factory=dict)  # language -> what a form calls it; {} when not declared
 
 
 def _finite(value: object) -> TypeGuard[float]:
@@ -71,6 +74,7 @@ def parse_variable(table: Any, index: int, where: str) -> Variable:
             raise TemplateError(f"{ctx}: needs an example value", where=where)
         example_map = {lang: str(example) for lang in LANGUAGES}
     time = _time_rule(table, vtype, ctx, where, example_map["en"])
+    label = _label(table.get("label"), ctx, where)
     allow = table.get("allow", [])
     if not isinstance(allow, list) or any(a not in ALLOWANCES for a in allow) or (allow and vtype != "text"):
         raise TemplateError(f"{ctx}: allow = [...] is for text variables and holds only {', '.join(ALLOWANCES)}",
@@ -120,7 +124,27 @@ def parse_variable(table: Any, index: int, where: str) -> Variable:
         domains=tuple(str(d).lower() for d in domains) if isinstance(domains, list) else (),
         time=time,
         allow=tuple(allow),
+        label=label,
     )
+
+
+def _label(raw: object, ctx: str, where: str) -> dict[str, str]:
+    """The optional ``label = {ar = "…", en = "…"}``: what the console's form calls the variable, both languages."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or set(raw) != set(LANGUAGES):
+        raise TemplateError(f"{ctx}: label must be {{ar = \"…\", en = \"…\"}}, both languages and nothing else",
+                            where=where)
+    for lang in LANGUAGES:
+        text = raw[lang]
+        if not isinstance(text, str) or not text.strip() or text != text.strip() or len(text) > MAX_LABEL:
+            raise TemplateError(f"{ctx}: label.{lang} must be 1 to {MAX_LABEL} characters of text, without "
+                                "leading or trailing spaces", where=where)
+        if any(unicodedata.category(ch).startswith("C") for ch in text):
+            raise TemplateError(f"{ctx}: label.{lang} holds a control or format character", where=where)
+    if not any("\u0600" <= ch <= "\u06ff" for ch in raw["ar"]):
+        raise TemplateError(f"{ctx}: label.ar must be written in Arabic", where=where)
+    return {lang: raw[lang] for lang in LANGUAGES}
 
 
 def _time_rule(table: Mapping[str, Any], vtype: str, ctx: str, where: str, example: str) -> TimeRule | None:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from broadcaster.errors import VariableError
+from broadcaster.errors import Refusal, VariableError
 
 WHEN: Final = ("future", "past", "any")
 MAX_WITHIN_HOURS: Final = 8784.0  # a leap year
@@ -85,20 +85,22 @@ def check_times(rules: Mapping[str, TimeRule], moments: Mapping[str, datetime], 
         was = f"{name!r}: {shown} is"
         if rule.when == "future" and moment <= current:
             raise VariableError(f"variable {was} not in the future (now is {_at(current)}); it must be later",
-                                variable=name)
+                                variable=name).because(Refusal.TIME_RULE, rule="future")
         if rule.when == "past" and moment > current:
             raise VariableError(f"variable {was} in the future (now is {_at(current)}); it must be now or earlier",
-                                variable=name)
+                                variable=name).because(Refusal.TIME_RULE, rule="past")
         if moment > current + span:
             raise VariableError(f"variable {was} more than {rule.within_hours:g} hours ahead (now is "
-                                f"{_at(current)}); check the date", variable=name)
+                                f"{_at(current)}); check the date", variable=name).because(
+                                    Refusal.TIME_RULE, rule="ahead", hours=rule.within_hours)
         if moment < current - span:
             raise VariableError(f"variable {was} more than {rule.within_hours:g} hours ago (now is "
-                                f"{_at(current)}); check the date", variable=name)
+                                f"{_at(current)}); check the date", variable=name).because(
+                                    Refusal.TIME_RULE, rule="ago", hours=rule.within_hours)
         if rule.after is not None and rule.after in moments and moment <= moments[rule.after]:
             other = moments[rule.after].astimezone(tz).isoformat(timespec="minutes")
             raise VariableError(f"variable {was} not after {rule.after!r} ({other}); it must come later",
-                                variable=name)
+                                variable=name).because(Refusal.TIME_RULE, rule="after", after=rule.after)
 
 
 def _at(moment: datetime) -> str:

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime
 from babel.numbers import format_decimal
 
-from broadcaster.errors import VariableError
+from broadcaster.errors import Refusal, VariableError
 from broadcaster.templates.catalogue import LANGUAGES, Template, Variable
 from broadcaster.templates.content import BIDI_CONTROLS, control_problem, text_problem, url_problem
 from broadcaster.templates.fields import MAX_NUMBER
@@ -31,7 +31,7 @@ from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.times import check_times, is_relative, relative_moment
 
 __all__ = ["BIDI_CONTROLS", "Inputs", "Values", "check_text", "example_inputs", "parse_var_args", "resolve"]
-from broadcaster.timefmt import MomentError, parse_moment
+from broadcaster.timefmt import MomentError, NoOffset, parse_moment
 
 _DATETIME_PATTERNS: Final = {
     "ar": {"datetime": "EEEE d MMMM y، h:mm a", "time": "h:mm a", "date": "EEEE d MMMM y"},
@@ -108,7 +108,7 @@ def resolve(template: Template, gazetteer: Gazetteer, inputs: Inputs, tz: ZoneIn
         if not any(given.values()):
             if variable.required:
                 raise VariableError(f"variable {variable.name!r} is required and was not given", where=template.id,
-                                    variable=variable.name)
+                                    variable=variable.name).because(Refusal.REQUIRED)
             canonical[variable.name] = {lang: "" for lang in LANGUAGES}
             display[variable.name] = {lang: "" for lang in LANGUAGES}
             continue
@@ -125,7 +125,7 @@ def resolve(template: Template, gazetteer: Gazetteer, inputs: Inputs, tz: ZoneIn
                     f"variable {variable.name!r} ({lang}) is {len(text)} characters; the approved maximum is "
                     f"{variable.max_length}. Shorten it; approved alert text is never cut.",
                     where=template.id, variable=variable.name,
-                )
+                ).because(Refusal.TOO_LONG, max=variable.max_length)
     check_times({v.name: v.time for v in template.variables if v.time is not None}, moments, now, tz)
     return Values(inputs=canonical, display=display, areas=tuple(dict.fromkeys(areas)))
 
@@ -137,7 +137,8 @@ def _check(
     if variable.type == "text":
         missing = [lang for lang in LANGUAGES if not given.get(lang)]
         if missing:
-            raise VariableError(f"variable {name!r} needs a value in {missing[0]} too (--var {name}.{missing[0]}=...)")
+            raise VariableError(f"variable {name!r} needs a value in {missing[0]} too (--var {name}.{missing[0]}=...)"
+                                ).because(Refusal.BOTH_LANGUAGES, language=missing[0])
         for lang in LANGUAGES:
             check_text(name, lang, given[lang], variable.max_length, allow=variable.allow)
         return dict(given), dict(given)
@@ -159,12 +160,13 @@ def _check(
             article = "an" if kind[0] in "aeiou" else "a"
             raise VariableError(
                 f"variable {name!r}: {value!r} is not {article} {kind} in the gazetteer (known: {options})"
-            )
+            ).because(Refusal.NOT_A_CHOICE)
         areas.extend(place.areas)
         return canonical, {lang: place.name(lang) for lang in LANGUAGES}
     if variable.type == "enum":
         if value not in variable.choices:
-            raise VariableError(f"variable {name!r}: {value!r} is not one of {', '.join(variable.choices)}")
+            raise VariableError(f"variable {name!r}: {value!r} is not one of {', '.join(variable.choices)}"
+                                ).because(Refusal.NOT_A_CHOICE)
         return canonical, dict(variable.choices[value])
     if variable.type == "number":
         number = parse_number(name, value, variable)
@@ -187,7 +189,7 @@ def check_text(name: str, lang: str, value: str, max_length: int, *, allow: Iter
         raise VariableError(
             f"{where} is {len(value)} characters; the approved maximum is {max_length}. "
             "Shorten it; approved alert text is never cut.", variable=name
-        )
+        ).because(Refusal.TOO_LONG, max=max_length)
     problem = text_problem(value, lang, allow=frozenset(allow))
     if problem is not None:
         raise VariableError(f"{where}: {problem}", variable=name)
@@ -203,17 +205,25 @@ def parse_number(name: str, value: str, variable: Variable) -> Decimal:
     """A decimal typed with Western or Arabic-Indic digits, within the variable's bounds and decimals."""
     text = value.translate(_DIGITS).replace("٫", ".")
     if not _NUMBER.fullmatch(text):
-        raise VariableError(f"variable {name!r}: {value!r} is not a number (write e.g. 5.4)")
+        raise VariableError(f"variable {name!r}: {value!r} is not a number (write e.g. 5.4)"
+                            ).because(Refusal.NOT_A_NUMBER)
     whole, _, fraction = text.lstrip("-").partition(".")
     if len(fraction) > variable.decimals:
         raise VariableError(f"variable {name!r}: at most {variable.decimals} decimal place(s)")
     if len(whole) > MAX_DIGITS:
-        raise VariableError(f"variable {name!r}: {value!r} is outside {_bounds(variable)}")
+        raise VariableError(f"variable {name!r}: {value!r} is outside {_bounds(variable)}").because(
+            Refusal.OUT_OF_RANGE, **_bound_params(variable))
     number = Decimal(text)
     assert variable.minimum is not None and variable.maximum is not None
     if not Decimal(repr(variable.minimum)) <= number <= Decimal(repr(variable.maximum)):
-        raise VariableError(f"variable {name!r}: {value} is outside {_bounds(variable)}")
+        raise VariableError(f"variable {name!r}: {value} is outside {_bounds(variable)}").because(
+            Refusal.OUT_OF_RANGE, **_bound_params(variable))
     return number if number != 0 else Decimal(0)  # never "-0"
+
+
+def _bound_params(variable: Variable) -> dict[str, str]:
+    low, _, high = _bounds(variable).partition(" to ")
+    return {"min": low, "max": high}
 
 
 def _bounds(variable: Variable) -> str:
@@ -240,7 +250,8 @@ def parse_datetime(name: str, value: str) -> datetime:
     try:
         return parse_moment(value)
     except MomentError as exc:
-        raise VariableError(f"variable {name!r}: {exc}") from None
+        reason = Refusal.NO_OFFSET if isinstance(exc, NoOffset) else Refusal.BAD_DATETIME
+        raise VariableError(f"variable {name!r}: {exc}").because(reason) from None
 
 
 def format_moment(moment: datetime, fmt: str, lang: str, tz: ZoneInfo) -> str:

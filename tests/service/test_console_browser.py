@@ -32,6 +32,7 @@ from broadcaster.app.context import App, load
 from broadcaster.app.users import Users
 from broadcaster.service.app import make_app
 from broadcaster.store import Store, open_store
+from tests.service.plurals import RECIPIENT, SEGMENT, ar_count
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("BROADCASTER_CHROMIUM", "/usr/bin/chromium"))
@@ -207,13 +208,16 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
                 card = page.locator(f'.msg[data-channel="{message["channel"]}"][data-language="{message["language"]}"]')
                 expect(card.locator(".len")).to_have_text(f'{message["length"]}/{message["limit"]} {message["unit"]}')
                 if message["kind"] == "sms":
-                    expect(card.locator(".seg")).to_contain_text(f'{message["segments"]} ')
+                    expect(card.locator(".seg")).to_have_attribute("data-segments", str(message["segments"]))
+                    expect(card.locator(".seg")).to_contain_text(ar_count(message["segments"], SEGMENT))
                     expect(card.locator(".seg")).to_contain_text(message["encoding"])
-                    expect(card.locator(".cost")).to_contain_text(str(message["cost_segments"]))
+                    expect(card.locator(".cost")).to_have_attribute("data-cost", str(message["cost_segments"]))
+                    expect(card.locator(".cost")).to_contain_text(ar_count(message["cost_segments"], SEGMENT))
             sms_ar = next(m for m in preview["messages"] if m["channel"] == "sms-residents" and m["language"] == "ar")
             assert sms_ar["encoding"] == "UCS-2" and sms_ar["segments"] >= 2  # Arabic forces UCS-2
             segments = sum(m["cost_segments"] for m in preview["messages"] if m["kind"] == "sms")
-            expect(page.locator("#preview-summary")).to_contain_text(str(segments))
+            segments_chip = page.locator('#preview-summary [data-chip="segments"]')
+            expect(segments_chip).to_have_attribute("data-count", str(segments))
             # The combined Telegram post keeps each paragraph in its own direction.
             combined = page.locator('.msg[data-channel="telegram-authority"] .para')
             expect(combined.first).to_have_attribute("dir", "rtl")
@@ -230,7 +234,7 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             # --- fire the dry-run and follow its live progress to the end
             fire = page.locator("#fire")
             expect(fire).to_be_enabled()
-            expect(fire).to_contain_text("تجربة محلية")
+            expect(fire).to_contain_text("محاكاة — لا يُرسل شيء")
             with page.expect_response(lambda r: r.url.endswith("/api/alerts") and r.request.method == "POST") as fired:
                 fire.click()
             assert fired.value.status == 202, fired.value.text()
@@ -238,7 +242,7 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             assert json.loads(fire_posts[0])["mode"] == "dry-run"
             expect(page.locator("#progress-id")).to_have_text(alert_id)
             expect(page.locator("#progress-state")).to_have_attribute("data-phase", "done")
-            expect(page.locator("#progress-state")).to_contain_text("اكتملت التجربة")
+            expect(page.locator("#progress-state")).to_contain_text("اكتملت المحاكاة")
             expect(page.locator("#progress-mode")).to_contain_text("DRY-RUN")
             channels = {m["channel"] for m in preview["messages"]}
             for channel in channels:
@@ -262,7 +266,8 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             page.locator("#lang-toggle").click()
             expect(page.locator("html")).to_have_attribute("dir", "rtl")
 
-            # --- live: red frame and banner; the fire button waits for the template id, typed exactly
+            # --- live: red frame and banner; an operator's fire button stays disabled and says why, in both
+            # languages (the server would refuse it: 403 forbidden_role); an officer's waits for the typed id
             page.evaluate("window.scrollTo(0, 0)")
             page.get_by_label("بث حقيقي · LIVE").check()
             expect(body).to_have_attribute("data-mode", "live")
@@ -276,15 +281,14 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             expect(confirm).to_be_visible()
             expect(fire).to_be_disabled()
             expect(fire).to_contain_text("بث حقيقي إلى الجمهور")
-            for wrong in ("road_closur", "Road_closure", "road_closure ", "flood_warning"):
-                confirm.fill(wrong)
-                expect(fire).to_be_disabled()
-                fire.click(force=True)  # a click on the disabled button must send nothing
-                page.evaluate("document.getElementById('fire').click()")
-            confirm.fill("road_closure")
-            expect(fire).to_be_enabled()
-            confirm.fill("")
+            confirm.fill("road_closure")  # typed exactly, and still the operator may not
             expect(fire).to_be_disabled()
+            hint = page.locator("#fire-hint")
+            expect(hint).to_contain_text("دور المشغّل لا يسمح بالبث الحقيقي لهذا القالب")
+            expect(hint).to_contain_text("Your role (operator) may not fire this template live")
+            fire.click(force=True)  # a click on the disabled button must send nothing
+            page.evaluate("document.getElementById('fire').click()")
+            confirm.fill("")
             page.wait_for_timeout(300)
             assert len(fire_posts) == 1, fire_posts  # only the dry-run ever reached POST /api/alerts
 
@@ -339,8 +343,14 @@ def test_console_marks_the_variable_the_server_refuses_and_keeps_fire_disabled(s
             with page.expect_response(lambda r: r.url.endswith("/api/preview") and r.status == 400) as refused:
                 ends.fill(starts)  # a closure that ends when it starts
             assert refused.value.json()["field"] == "variables.ends"
+            assert refused.value.json()["reason"] == "time_rule"
             expect(ends).to_have_attribute("aria-invalid", "true")
+            # Said in Arabic, with the template's own labels for both variables; in English, the server's text.
+            expect(page.locator("#preview-list .notice")).to_have_text(
+                "«نهاية الإغلاق» يجب أن يكون بعد «بداية الإغلاق».")
+            page.locator("#lang-toggle").click()
             expect(page.locator("#preview-list .notice")).to_contain_text("variable 'ends'")
+            page.locator("#lang-toggle").click()
             expect(page.locator("#fire")).to_be_disabled()
         finally:
             browser.close()
@@ -405,7 +415,9 @@ def test_the_second_officer_reviews_what_the_public_will_see_in_the_live_frame(
                 "earthquake")
             expect(review.locator('.msg[data-kind="sms"]').first).to_be_visible()
             expect(review.locator('.msg[data-kind="telegram"]').first).to_be_visible()
-            expect(page.locator("#review-summary")).to_contain_text("مستلمو SMS")
+            recipients = page.locator('#review-summary [data-chip="recipients"]')
+            count = int(recipients.get_attribute("data-count") or "-1")
+            expect(recipients).to_have_text(f"SMS: {ar_count(count, RECIPIENT)}")
             # The deadline reads in order: its clock time isolated from the Arabic around it.
             deadline = page.locator("#progress-state")
             expect(deadline).to_contain_text(re.compile("آخر موعد للتأكيد: \u2068\\d{1,2}:\\d{2}\u2069 (صباحاً|مساءً)"))

@@ -59,3 +59,26 @@ def test_a_parameter_is_a_number_in_its_bounds_or_a_400_naming_it(param: IntPara
         return
     assert param.low <= value <= param.high
     assert raw == str(value) or raw.lstrip("0") == str(value).lstrip("0")
+
+
+_MODES = ("dry-run", "exercise", "live")
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(max_size=40),
+                 st.lists(st.sampled_from([*_MODES, "LIVE", "rehearsal", "", " live"]), max_size=5).map(",".join)))
+def test_the_mode_filter_is_known_modes_comma_separated_or_a_400_naming_it(raw: str) -> None:
+    from broadcaster.service.query import read_modes
+    from broadcaster.states import Mode
+
+    request = make_mocked_request("GET", f"/api/alerts?mode={quote(raw, safe=',')}")
+    try:
+        modes = read_modes(request)
+    except ApiError as exc:
+        assert exc.status == 400 and exc.field == "mode"
+        assert "dry-run, exercise, live" in exc.message
+        assert any(part not in _MODES for part in raw.split(","))
+    else:
+        names = raw.split(",")
+        assert modes is not None and all(name in _MODES for name in names)
+        assert modes == [Mode(name) for name in dict.fromkeys(names)]

@@ -14,6 +14,8 @@
 
 (() => {
   /* global BROADCASTER_MODES, BROADCASTER_MODE_TAG, BROADCASTER_STRINGS -- from strings.js */
+  /* global BROADCASTER_WORDS -- from words.js: counted nouns, durations, dates, ids, server errors */
+  const W = BROADCASTER_WORDS;
   const MODES = BROADCASTER_MODES;
   const MODE_TAG = BROADCASTER_MODE_TAG;
   const STRINGS = BROADCASTER_STRINGS;
@@ -31,7 +33,7 @@
     channels: [],
     mode: "dry-run",
     preview: null, // {key, body, result} of the last successful preview
-    previewError: "",
+    previewError: null, // the ApiError of the last preview, shown in the UI's language
     refusedField: "", // "variables.NAME" the server refused, marked in the form
     previewSeq: 0,
     previewBusy: false,
@@ -39,6 +41,7 @@
     alert: null, // {alert_id, template, mode, msg_type, references, phase, ok, counts}
     stream: null,
     history: [],
+    historyAll: false, // dry-runs and rehearsals listed too
     runbooks: [],
     rehearsal: null, // the last rehearsal JSON (as `broadcaster runbook rehearse --json`)
     rehearsing: false,
@@ -66,7 +69,7 @@
     const now = new Date();
     const today = now.getFullYear() === Number(year) && now.getMonth() + 1 === Number(month)
       && now.getDate() === Number(day);
-    const date = today ? "" : ` ${Number(day)}/${Number(month)}/${year}`;
+    const date = today ? "" : ` ${day}/${month}/${year}`;
     return state.lang === "ar" ? `\u2068${time}\u2069 ${half}${date ? ` \u2068${date.trim()}\u2069` : ""}`
       : `${time} ${half}${date}`;
   }
@@ -95,11 +98,13 @@
   // ---------------------------------------------------------------- API
 
   class ApiError extends Error {
-    constructor(status, code, message, field = "") {
+    constructor(status, code, message, field = "", reason = "", params = {}) {
       super(message);
       this.status = status;
       this.code = code;
       this.field = field; // the body field at fault, e.g. "variables.ends"
+      this.reason = reason; // why, as a stable code (docs/api.md), e.g. "time_rule"
+      this.params = params; // the reason's names and numbers, e.g. {rule: "after", after: "starts"}
     }
   }
 
@@ -107,15 +112,19 @@
     let code = `http_${response.status}`;
     let message = `${response.status} ${response.statusText}`;
     let field = "";
+    let reason = "";
+    let params = {};
     try {
       const body = await response.json();
       code = body.error || code;
       message = body.message || message;
       field = body.field || "";
+      reason = body.reason || "";
+      params = body.params || {};
     } catch {
       /* not JSON: keep the status line */
     }
-    return new ApiError(response.status, code, message, field);
+    return new ApiError(response.status, code, message, field, reason, params);
   }
 
   async function api(method, path, body) {
@@ -139,9 +148,18 @@
       box.textContent = "";
       return;
     }
-    box.textContent = error.message || String(error);
+    box.textContent = explain(error);
     box.hidden = false;
   }
+
+  /** A variable's label in the UI's language (declared in the template), else its name. */
+  function labelOf(name) {
+    const variable = state.template && (state.template.variables || []).find((v) => v.name === name);
+    return (variable && variable.label && variable.label[state.lang]) || name;
+  }
+
+  /** An error in the UI's language: the server's reason translated in Arabic, its message in English. */
+  const explain = (error) => W.explain(state.lang, error, labelOf);
 
   // ---------------------------------------------------------------- language
 
@@ -243,7 +261,7 @@
   function renderWho() {
     if (!state.me) return;
     const who = $("who");
-    who.textContent = `${state.me.name} · ${state.me.role}`;
+    who.textContent = `${state.me.name} · ${(t("roles") || {})[state.me.role] || state.me.role}`;
     who.hidden = false;
   }
 
@@ -251,13 +269,20 @@
 
   const titleOf = (tpl) => (tpl.title ? `${tpl.title.ar} · ${tpl.title.en}` : tpl.id);
 
+  /**
+   * A dropdown option: its words in the UI's language and the code in a left-to-right isolate, short enough
+   * not to be cut off in a narrow select; both languages in its title.
+   */
+  function option(value, words, code, full) {
+    return el("option", { value, text: code ? `${words} (${W.ltr(code)})` : words, title: full });
+  }
+
   function renderTemplateOptions() {
     const select = $("template");
     const current = state.template ? state.template.id : select.value;
-    select.replaceChildren(...state.templates.map((tpl) => el("option", {
-      value: tpl.id,
-      text: `${titleOf(tpl)} (${tpl.id})${tpl.approved ? "" : ` — ${t("template.notApproved")}`}`,
-    })));
+    select.replaceChildren(...state.templates.map((tpl) => option(tpl.id,
+      `${tpl.title ? tpl.title[state.lang] : tpl.id}${tpl.approved ? "" : ` — ${t("template.notApproved")}`}`,
+      tpl.id, `${titleOf(tpl)} (${tpl.id})`)));
     if (current) select.value = current;
   }
 
@@ -284,7 +309,7 @@
     $("template").value = id;
     $("confirm").value = "";
     state.preview = null;
-    state.previewError = "";
+    state.previewError = null;
     renderTemplateInfo();
     buildForm();
     onFormChange();
@@ -308,12 +333,12 @@
   const placesFor = (variable) =>
     state.gazetteer.filter((place) => !variable.places || place.type === variable.places);
   const bilingual = (pair, code) => `${pair.ar} — ${pair.en}${code ? ` (${code})` : ""}`;
+  const meta = (variable, max = true) => el("span", { class: "meta", text: [variable.required ? t("vars.required") : "",
+    max ? t("vars.max", variable.max_length) : ""].filter(Boolean).join(" · ") });
 
+  /** The label the template declares for the variable, in the UI's language (its name when it declares none). */
   function label(variable, forId) {
-    return el("label", { for: forId },
-      variable.name,
-      el("span", { class: "meta", text: [variable.required ? t("vars.required") : "", t("vars.max", variable.max_length)]
-        .filter(Boolean).join(" · ") }));
+    return el("label", { for: forId, "data-name": variable.name }, labelOf(variable.name), meta(variable));
   }
 
   function buildField(variable) {
@@ -322,15 +347,14 @@
     const wrap = el("div", { class: "field", "data-type": variable.type, "data-name": variable.name });
     if (variable.type === "place" || variable.type === "enum") {
       const options = variable.type === "place"
-        ? placesFor(variable).map((p) => el("option", { value: p.code, text: bilingual(p, p.code) }))
-        : Object.entries(variable.choices || {}).map(([key, pair]) => el("option", { value: key, text: bilingual(pair) }));
+        ? placesFor(variable).map((p) => option(p.code, p[state.lang], p.code, bilingual(p, p.code)))
+        : Object.entries(variable.choices || {}).map(([key, pair]) => option(key, pair[state.lang], "", bilingual(pair)));
       wrap.append(label(variable, id), el("select", { id, ...common, required: variable.required },
         el("option", { value: "", text: t("vars.choose") }), options));
     } else if (variable.type === "text") {
       wrap.append(
-        el("span", { class: "field-label", id: `${id}-label` }, variable.name,
-          el("span", { class: "meta", text: [variable.required ? t("vars.required") : "", t("vars.max", variable.max_length)]
-            .filter(Boolean).join(" · ") })),
+        el("span", { class: "field-label", id: `${id}-label`, "data-name": variable.name }, labelOf(variable.name),
+          meta(variable)),
         el("div", { class: "pair", role: "group", "aria-labelledby": `${id}-label` },
           el("div", {}, el("label", { for: `${id}-ar`, text: t("vars.ar") }),
             el("input", { id: `${id}-ar`, type: "text", lang: "ar", dir: "rtl", maxlength: variable.max_length,
@@ -340,14 +364,19 @@
               "data-lang": "en", ...common, required: variable.required }))));
     } else if (variable.type === "datetime") {
       wrap.append(
-        el("span", { class: "field-label", id: `${id}-label` }, variable.name,
-          el("span", { class: "meta", text: variable.required ? t("vars.required") : "" })),
+        el("span", { class: "field-label", id: `${id}-label`, "data-name": variable.name }, labelOf(variable.name),
+          meta(variable, false)),
         el("div", { class: "dt", role: "group", "aria-labelledby": `${id}-label` },
           el("div", {}, el("label", { for: id, text: t("vars.date") }),
             el("input", { id, type: "datetime-local", dir: "ltr", ...common, required: variable.required })),
           el("div", {}, el("label", { for: `${id}-offset`, text: t("vars.offset") }),
             el("input", { id: `${id}-offset`, type: "text", dir: "ltr", value: "+04:00", maxlength: 6,
-              pattern: "[+\\-][0-9]{2}:[0-9]{2}", inputmode: "text", "data-offset": variable.name, ...common }))));
+              pattern: "[+\\-][0-9]{2}:[0-9]{2}", inputmode: "text", "data-offset": variable.name, ...common,
+              "aria-describedby": `${id}-offset-hint` }),
+            el("p", { class: "help offset-hint", id: `${id}-offset-hint`, hidden: true,
+              text: t("vars.offsetBad", labelOf(variable.name)) }))),
+        // The browser draws the date control in its own locale (often US month/day): say it as dd/mm/yyyy too.
+        el("p", { class: "help dt-echo", id: `${id}-echo`, "aria-live": "polite" }));
     } else {
       // number, and any kind a newer server adds: one value for both languages.
       wrap.append(label(variable, id), el("input", {
@@ -421,10 +450,11 @@
     else input.removeAttribute("aria-invalid");
   }
 
-  /** Read the form into the API's `variables`; list what is missing or malformed. */
+  /** Read the form into the API's `variables`; list what is missing or malformed, and each malformed offset. */
   function collectVariables() {
     const variables = {};
     const missing = [];
+    const badOffsets = [];
     for (const variable of state.template.variables || []) {
       const id = `var-${variable.name}`;
       let ok = true;
@@ -443,10 +473,12 @@
         const offset = offsetInput.value.trim();
         const offsetOk = /^[+-]\d{2}:\d{2}$/.test(offset);
         flag(offsetInput, !offsetOk, true);
+        $(`${id}-offset-hint`).hidden = offsetOk;
+        if (!offsetOk) badOffsets.push(variable.name); // said as the offset hint, never as "fill in the fields"
+        $(`${id}-echo`).textContent = local && offsetOk ? W.dateTime(state.lang, `${local}${offset}`) : "";
         if (local) {
           if (/T\d{2}:\d{2}$/.test(local)) local += ":00";
           variables[variable.name] = `${local}${offset}`;
-          ok = offsetOk;
         } else {
           ok = !variable.required;
         }
@@ -459,7 +491,7 @@
       }
       if (!ok) missing.push(variable.name);
     }
-    return { variables, missing };
+    return { variables, missing, badOffsets };
   }
 
   // ---------------------------------------------------------------- channels and areas
@@ -505,13 +537,14 @@
   let previewTimer = 0;
 
   function currentRequest() {
-    if (!state.template) return { missing: [] };
-    const { variables, missing } = collectVariables();
+    if (!state.template) return { missing: [], badOffsets: [] };
+    const { variables, missing, badOffsets } = collectVariables();
     const channels = channelSelection();
     const body = {
       template: state.template.id, variables, use_examples: false, channels, areas: chosenAreas(), mode: state.mode,
     };
-    return { body, missing, key: JSON.stringify(body), noChannels: channels === "" };
+    return { body, missing, badOffsets, key: JSON.stringify(body), noChannels: channels === "",
+      incomplete: missing.length > 0 || badOffsets.length > 0 || channels === "" };
   }
 
   function onFormChange() {
@@ -520,8 +553,8 @@
     state.refusedField = "";
     const request = currentRequest();
     if (state.preview && state.preview.key !== request.key) state.preview = null;
-    state.previewError = "";
-    if (request.missing.length || request.noChannels) {
+    state.previewError = null;
+    if (request.incomplete) {
       state.previewSeq += 1; // drop any answer still on its way
       state.previewBusy = false;
       state.preview = null;
@@ -536,7 +569,7 @@
   async function runPreview() {
     clearTimeout(previewTimer);
     const request = currentRequest();
-    if (request.missing.length || request.noChannels) {
+    if (request.incomplete) {
       onFormChange();
       return;
     }
@@ -548,11 +581,11 @@
       const result = await api("POST", "/api/preview", request.body);
       if (seq !== state.previewSeq) return;
       state.preview = { key: request.key, body: request.body, result };
-      state.previewError = "";
+      state.previewError = null;
     } catch (error) {
       if (seq !== state.previewSeq) return;
       state.preview = null;
-      state.previewError = error.message;
+      state.previewError = error;
       state.refusedField = error.field || "";
     }
     state.previewBusy = false;
@@ -611,18 +644,19 @@
       const { result } = state.preview;
       const sum = totals(result.messages);
       status.textContent = t("preview.ok");
-      summary.replaceChildren(
-        chip(t("preview.channels"), sum.channels), chip(t("preview.messages"), sum.messages),
-        chip(t("preview.smsRecipients"), sum.recipients), chip(t("preview.smsSegments"), sum.segments));
+      summary.replaceChildren(...summaryChips(sum.channels, sum.messages, sum.recipients, sum.segments));
       list.replaceChildren(...result.messages.map(messageCard));
       return;
     }
     summary.replaceChildren();
     if (state.previewError) {
       status.textContent = "";
-      list.replaceChildren(el("div", { class: "notice", role: "alert", text: state.previewError }));
+      list.replaceChildren(el("div", { class: "notice", role: "alert", text: explain(state.previewError) }));
+    } else if (req.badOffsets && req.badOffsets.length) {
+      status.textContent = t("vars.offsetBad", req.badOffsets.map(labelOf).join(state.lang === "ar" ? "، " : ", "));
+      list.replaceChildren(el("p", { class: "empty", text: t("preview.empty") }));
     } else if (req.missing && req.missing.length) {
-      status.textContent = t("preview.missing", req.missing.join("، "));
+      status.textContent = t("preview.missing", req.missing.map(labelOf).join(state.lang === "ar" ? "، " : ", "));
       list.replaceChildren(el("p", { class: "empty", text: t("preview.empty") }));
     } else if (req.noChannels) {
       status.textContent = t("preview.noChannels");
@@ -637,18 +671,32 @@
     }
   }
 
-  function chip(name, value) {
-    return el("span", { class: "chip" }, el("strong", { text: String(value) }), name);
+  /** One counted chip: "5 قنوات", its number in bold; data-count keeps the number for scripts and tests. */
+  function chip(text, value, name) {
+    const at = text.indexOf(String(value));
+    const parts = at < 0 ? [el("strong", { text })]
+      : [text.slice(0, at), el("strong", { text: String(value) }), text.slice(at + String(value).length)];
+    return el("span", { class: "chip", "data-count": value, "data-chip": name }, parts);
+  }
+
+  function summaryChips(channels, messages, recipients, segments) {
+    return [
+      chip(W.count(state.lang, "channel", channels), channels, "channels"),
+      chip(W.count(state.lang, "message", messages), messages, "messages"),
+      chip(t("preview.smsRecipients", recipients), recipients, "recipients"),
+      chip(t("preview.smsSegments", segments), segments, "segments"),
+    ];
   }
 
   function messageCard(message) {
     const metrics = el("span", { class: "msg-metrics" });
     if (message.kind === "sms") {
       metrics.append(
-        el("span", { class: "seg", dir: "ltr",
-          text: `${message.segments} ${t("preview.segments")} · ${message.encoding || ""}` }),
-        el("span", { text: `${t("preview.recipients")}: ${message.recipients}` }),
-        el("span", { class: "cost", text: `${t("preview.cost")}: ${message.cost_segments}` }));
+        el("span", { class: "seg", "data-segments": message.segments },
+          `${W.count(state.lang, "segment", message.segments)} · `, el("span", { dir: "ltr", text: message.encoding || "" })),
+        el("span", { class: "recipients", text: W.count(state.lang, "recipient", message.recipients) }),
+        el("span", { class: "cost", "data-cost": message.cost_segments,
+          text: `${t("preview.cost")}: ${W.count(state.lang, "segment", message.cost_segments)}` }));
     }
     metrics.prepend(
       el("span", { class: "len", dir: "ltr", text: `${message.length}/${message.limit} ${message.unit || ""}`.trim() }),
@@ -707,6 +755,11 @@
     if (!state.me || !state.template) return t("fire.needPreview");
     if (state.me.role === "viewer") return t("fire.viewer");
     if (state.template.approved === false) return t("fire.notApproved");
+    // The server refuses an operator's live fire (403 forbidden_role) unless the template allows it: say so here,
+    // in both languages, instead of an enabled button that ends in a refusal.
+    if (state.mode === "live" && state.me.role === "operator" && state.template.operator_live !== true) {
+      return t("fire.operatorLive");
+    }
     const request = currentRequest();
     if (!state.preview || state.preview.key !== request.key || state.previewBusy) return t("fire.needPreview");
     if (state.mode === "live" && $("confirm").value !== state.template.id) return t("fire.needConfirm");
@@ -721,9 +774,7 @@
     const blocker = state.firing ? t("fire.sending") : fireBlocker();
     button.disabled = Boolean(blocker);
     button.textContent = MODES[state.mode].fire[state.lang];
-    let hint = blocker;
-    if (!hint && live && state.me && state.me.role === "operator") hint = t("fire.operatorLive");
-    $("fire-hint").textContent = hint;
+    $("fire-hint").textContent = blocker;
     if (state.preview) {
       const sum = totals(state.preview.result.messages);
       $("fire-summary").textContent = t("fire.summary", sum.channels, sum.recipients, sum.segments);
@@ -903,7 +954,8 @@
     tag.textContent = MODE_TAG[alert.mode] || alert.mode;
     $("progress-id").textContent = alert.alert_id;
     const ref = alert.references ? ` · ${t("progress.ref", alert.references)}` : "";
-    $("progress-template").textContent = `${alert.template || ""}${alert.msg_type ? ` · ${alert.msg_type}` : ""}${ref}`;
+    const type = alert.msg_type ? ` · ${(t("msgTypes") || {})[alert.msg_type] || alert.msg_type}` : "";
+    $("progress-template").textContent = `${alert.template ? W.ltr(alert.template) : ""}${type}${ref}`;
 
     const line = $("progress-state");
     line.className = "progress-state";
@@ -943,10 +995,12 @@
     const cancellable = canAct && alert.msg_type !== "Cancel" && ["sending", "done"].includes(alert.phase);
     $("cancel-box").hidden = !cancellable;
     const live = alert.mode === "live";
-    $("cancel-confirm").hidden = !live;
+    const mayCancelLive = state.me && state.me.role !== "operator";
+    $("cancel-confirm").hidden = !live || !mayCancelLive;
     $("cancel-confirm-label").hidden = !live;
-    $("cancel-confirm-label").textContent = t("progress.cancelConfirm", "cancel");
-    $("cancel-alert").disabled = live && $("cancel-confirm").value !== "cancel";
+    $("cancel-confirm-label").textContent = live && !mayCancelLive ? t("fire.operatorLiveCancel")
+      : t("progress.cancelConfirm", "cancel");
+    $("cancel-alert").disabled = live && (!mayCancelLive || $("cancel-confirm").value !== "cancel");
     for (const row of document.querySelectorAll("#history-body tr")) {
       row.classList.toggle("current", row.dataset.alert === alert.alert_id);
     }
@@ -986,9 +1040,8 @@
     $("review-error").textContent = alert.preview_error ? `${t("review.unavailable")} ${alert.preview_error}` : "";
     if (preview) {
       const sum = totals(preview.messages);
-      $("review-summary").replaceChildren(
-        chip(t("preview.channels"), sum.channels), chip(t("preview.messages"), sum.messages),
-        chip(t("review.smsRecipients"), preview.sms_recipients), chip(t("preview.smsSegments"), preview.cost_segments));
+      $("review-summary").replaceChildren(...summaryChips(sum.channels, sum.messages, preview.sms_recipients,
+        preview.cost_segments));
       $("review-list").replaceChildren(...preview.messages.map(messageCard));
     } else {
       $("review-summary").replaceChildren();
@@ -1019,14 +1072,36 @@
 
   // ---------------------------------------------------------------- history
 
+  /**
+   * Live alerts and exercises by default; dry-runs and runbook rehearsals (dated ahead on their virtual clock)
+   * only when asked, so they never push a real alert out of the list. The alert on screen is always listed.
+   */
   async function loadHistory() {
+    let list;
     try {
-      state.history = await api("GET", "/api/alerts");
+      list = await api("GET", state.historyAll ? "/api/alerts" : "/api/alerts?mode=live,exercise");
+      const shown = state.alert && state.alert.alert_id;
+      if (shown && !list.some((a) => a.alert_id === shown)) {
+        const detail = await api("GET", `/api/alerts/${encodeURIComponent(shown)}?limit=1`).catch(() => null);
+        if (detail) {
+          const { deliveries, preview, ...summary } = detail;
+          list.push(summary);
+        }
+      }
     } catch (error) {
       if (error.status !== 401) showError(error);
       return;
     }
+    state.history = list;
     renderHistory();
+  }
+
+  const sentAt = (alert) => Date.parse(alert.sent || alert.requested_at || "") || 0;
+
+  /** Newest first by sent time; anything dated ahead of now (a rehearsal's virtual clock) after the rest. */
+  function historyOrder(alerts) {
+    const now = Date.now();
+    return [...alerts].sort((a, b) => (sentAt(a) > now) - (sentAt(b) > now) || sentAt(b) - sentAt(a));
   }
 
   function countsText(counts) {
@@ -1038,21 +1113,27 @@
   }
 
   function renderHistory() {
-    const rows = state.history.map((alert) => {
+    const now = Date.now();
+    $("history-all").checked = state.historyAll;
+    $("history-note").textContent = state.historyAll ? "" : t("history.hidden");
+    const cell = (key, attrs, ...children) => el("td", { "data-label": t(key), ...attrs }, ...children);
+    const rows = historyOrder(state.history).map((alert) => {
       const tpl = state.templates.find((x) => x.id === alert.template);
-      return el("tr", { "data-alert": alert.alert_id, class: state.alert && state.alert.alert_id === alert.alert_id
-        ? "current" : null },
-      el("td", {}, el("code", { dir: "ltr", text: alert.alert_id })),
-      el("td", {}, tpl && tpl.title ? `${tpl.title[state.lang]} ` : "", el("span", { class: "muted", dir: "ltr",
-        text: `(${alert.template})` })),
-      el("td", {}, el("span", { class: `mode-tag m-${alert.mode}`, text: MODE_TAG[alert.mode] || alert.mode })),
-      el("td", { dir: "ltr", text: alert.msg_type || "" }),
-      el("td", {}, el("time", { dir: "ltr", datetime: alert.sent || alert.requested_at || "",
-        text: alert.sent || alert.requested_at || "" })),
-      el("td", { text: alert.state && alert.state !== "done" && alert.state !== "sending"
+      const when = alert.sent || alert.requested_at || "";
+      const ahead = sentAt(alert) > now;
+      return el("tr", { "data-alert": alert.alert_id, "data-mode": alert.mode, "data-ahead": ahead ? "true" : null,
+        class: state.alert && state.alert.alert_id === alert.alert_id ? "current" : null },
+      cell("history.id", {}, el("code", { dir: "ltr", text: alert.alert_id })),
+      cell("history.template", {}, tpl && tpl.title ? `${tpl.title[state.lang]} ` : "", el("span", { class: "muted",
+        dir: "ltr", text: `(${alert.template})` })),
+      cell("history.mode", {}, el("span", { class: `mode-tag m-${alert.mode}`, text: MODE_TAG[alert.mode] || alert.mode })),
+      cell("history.type", { text: (t("msgTypes") || {})[alert.msg_type] || alert.msg_type || "" }),
+      cell("history.sent", {}, el("time", { datetime: when, text: W.dateTime(state.lang, when) }),
+        ahead ? el("small", { class: "muted ahead", text: ` · ${t("history.ahead")}` }) : null),
+      cell("history.counts", { text: alert.state && alert.state !== "done" && alert.state !== "sending"
         ? (t("states")[alert.state] || alert.state) : countsText(alert.counts) }),
-      el("td", {}, el("button", { type: "button", class: "btn btn-quiet", text: t("history.open"),
-        "aria-label": `${t("history.open")} ${alert.alert_id}`,
+      el("td", { class: "open" }, el("button", { type: "button", class: "btn btn-quiet", text: t("history.open"),
+        "aria-label": `${t("history.open")} ${W.ltr(alert.alert_id)}`,
         onclick: () => showAlert(alert) })));
     });
     $("history-body").replaceChildren(...rows);
@@ -1083,7 +1164,8 @@
     const select = $("runbook");
     const current = select.value;
     const values = readRunbookInputs(); // what the operator typed survives a language switch
-    select.replaceChildren(...state.runbooks.map((rb) => el("option", { value: rb.id, text: runbookTitle(rb) })));
+    select.replaceChildren(...state.runbooks.map((rb) => (rb.name ? option(rb.id, rb.name[state.lang], rb.id,
+      runbookTitle(rb)) : option(rb.id, `${W.ltr(rb.id)} — ${t("runbooks.broken")}`, "", runbookTitle(rb)))));
     if (current && state.runbooks.some((rb) => rb.id === current)) select.value = current;
     buildRunbookInputs(select.value === current ? values : null);
     renderTimeline();
@@ -1168,11 +1250,7 @@
     }
   }
 
-  function spanText(seconds) {
-    const h = Math.floor(seconds / 3600);
-    const m = Math.round((seconds % 3600) / 60);
-    return h ? `${h}h${m ? ` ${m}m` : ""}` : `${m}m`;
-  }
+  const spanText = (seconds) => W.duration(state.lang, seconds);
 
   function renderTimeline() {
     const list = $("timeline");
@@ -1182,12 +1260,13 @@
       return;
     }
     const alerts = result.steps.filter((step) => step.alert_id).length;
-    $("rehearse-status").textContent = t("runbooks.done", alerts, spanText(result.span_s), result.run_id);
+    $("rehearse-status").textContent = t("runbooks.done", alerts, W.duration(state.lang, result.span_s, true),
+      result.run_id);
     list.replaceChildren(...result.steps.map((step) => el("li", {
       class: `tl-step tl-${step.state}`, "data-step": step.step, "data-occurrence": step.occurrence,
     },
     el("div", { class: "tl-head" },
-      el("time", { dir: "ltr", datetime: step.time, text: `+${spanText(step.offset_s)} · ${step.time}` }),
+      el("time", { datetime: step.time, text: `+${spanText(step.offset_s)} · ${W.dateTime(state.lang, step.time)}` }),
       el("strong", { dir: "ltr", text: `${step.step} #${step.occurrence}` }),
       el("span", { dir: "ltr", text: step.action }),
       step.msg_type ? el("span", { class: "kind", dir: "ltr", text: step.msg_type }) : null,
@@ -1198,7 +1277,7 @@
     step.detail && step.state === "failed" ? el("div", { class: "notice", text: step.detail }) : null,
     // Each step's first occurrence open; repeats (updates) folded, so the timeline stays readable.
     step.messages.length ? el("details", { class: "tl-messages", open: step.occurrence === 0 },
-      el("summary", { text: `${step.messages.length} ${t("preview.messages")}` }),
+      el("summary", { text: W.count(state.lang, "message", step.messages.length) }),
       el("div", { class: "preview-list" }, step.messages.map(messageCard))) : null,
     step.warnings.length ? el("ul", { class: "tl-warnings", "aria-label": t("runbooks.warnings") },
       step.warnings.map((w) => el("li", { dir: "ltr", text: w }))) : null)));
@@ -1242,6 +1321,10 @@
     $("confirm-second").addEventListener("click", confirmSecond);
     $("review-confirm").addEventListener("input", renderProgress);
     $("history-refresh").addEventListener("click", loadHistory);
+    $("history-all").addEventListener("change", (event) => {
+      state.historyAll = event.target.checked;
+      loadHistory();
+    });
     $("runbook").addEventListener("change", () => buildRunbookInputs(null));
     $("runbook-inputs").addEventListener("submit", (event) => event.preventDefault());
     $("rehearse").addEventListener("click", rehearse);
