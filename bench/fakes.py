@@ -33,7 +33,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.fakes.server import FakeServer, Recorded, Step
+from tests.fakes.server import FakeServer, Recorded, Step, multipart_fields
 from tests.fakes.telegram import FakeTelegram, _params
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.webhook import FakeWebhook
@@ -190,7 +190,7 @@ class BenchTelegram(BenchMixin, FakeTelegram):
         self.bench_init()
 
     def channel_key(self, request: web.Request, rec: Recorded) -> str:
-        return str(_params(rec).get("chat_id"))
+        return str(_params(rec, multipart_fields(request, rec)).get("chat_id"))
 
     def is_send(self, request: web.Request) -> bool:
         return request.path.endswith("/sendMessage")
