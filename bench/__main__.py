@@ -417,8 +417,6 @@ def main(argv: list[str] | None = None) -> int:
                         "always, never, or always with the loop-stack watchdog thread (stacks; it perturbs)")
     parser.add_argument("--gc-freeze", action="store_true",
                         help="scenario 15 as a what-if: gc.freeze() once the server has started (not a default run)")
-    parser.add_argument("--email-connections", type=int, default=None, metavar="N",
-                        help="scenario 17: set connections = N on every email channel (default: the kind's own)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # see in_fresh_process
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -454,8 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             scenario_cli_live(providers, work, {"webhook": webhooks, "telegram": telegrams, "sms": sms},
                               sizes.cli_live_runs, LATENCY_FANOUT)
         if "17" in only:
-            scenario_cli_live_new_kinds(providers, work, sizes.new_kinds, sizes.cli_live_runs, LATENCY_FANOUT,
-                                        email_connections=args.email_connections)
+            scenario_cli_live_new_kinds(providers, work, sizes.new_kinds, sizes.cli_live_runs, LATENCY_FANOUT)
         if "13" in only:
             scenario_fanout_mixed(providers, work, sizes)
         if "14" in only:

@@ -285,38 +285,43 @@ def scenario_cli_live(providers: ProviderProcess, work: Path, counts: dict[str, 
 NEW_KINDS = ("whatsapp", "email", "facebook", "instagram")
 
 
-def scenario_cli_live_new_kinds(providers: ProviderProcess, work: Path, per_kind: int, runs: int, latency: float,
-                                *, email_connections: int | None = None) -> None:
+def scenario_cli_live_new_kinds(providers: ProviderProcess, work: Path, per_kind: int, runs: int,
+                                latency: float) -> None:
     """Scenario 12's live CLI fire, to ``per_kind`` channels of each of WhatsApp, email, Facebook and Instagram.
 
-    ``email_connections`` sets ``connections`` on every email channel (None: the kind's default).
+    Twice: with the kinds' defaults, then with ``connections = per_kind`` on every email channel. All the email
+    channels name one server and login, so they share one pool of connections, as many as the largest
+    ``connections`` among them (default 4): with the defaults, 20 one-address lists go out four at a time.
     """
     _base, name = cli()
     total = per_kind * len(NEW_KINDS)
-    email_options = {} if email_connections is None else {"connections": email_connections}
-    pool = f"connections = {email_connections}" if email_connections is not None else "the default connections"
     heading("17", f"A live CLI fire as a whole process to {total} channels of the new kinds, every provider "
                   f"answering in {latency * 1000:.0f} ms",
             f"{per_kind} each of WhatsApp (Twilio, ContentSid, one-recipient list, own sender), email (one-address\n"
-            f"list, own from; all on one aiosmtpd server and login, plain SMTP on loopback, {pool}),\n"
-            "Facebook Pages (one combined post) and Instagram accounts (a post per language, each a media\n"
-            f"container then media_publish); `{name} ... fire {TEMPLATE} --use-examples --live --yes --json`\n"
-            f"as an officer, {runs} runs on one SQLite file. Headline as scenario 12: just before Popen -> the last\n"
-            "request accepted at the fakes (for Instagram, the last media_publish)")
-    directory = work / f"cli-live-new{'' if email_connections is None else f'-c{email_connections}'}"
-    channels = new_kind_channels(directory, providers.urls, whatsapp=per_kind, email=per_kind, facebook=per_kind,
-                                 instagram=per_kind, email_options=email_options)
-    config = write_channels(directory, channels, public_url=PUBLIC_URL)
-    db = directory / "var" / "cli.db"
-    cmd, env = live_command(config, db)
-    # One message per one-recipient list, one combined Facebook post, two Instagram posts of two requests each.
-    expected = {"whatsapp": per_kind, "email": per_kind, "facebook": per_kind, "instagram": 4 * per_kind}
-    rows = live_runs(providers, cmd, env, db, NEW_KINDS, expected, runs, latency)
-    say(f"    {rows[0]['deliveries']:.0f} deliveries ({rows[0]['requests']:.0f} requests) per fire, every one `sent` "
-        "and accepted at the fakes; per run, ms after Popen, with each kind's last acceptance:")
-    show_runs(rows, NEW_KINDS)
-    label = "17 CLI live new" + ("" if email_connections is None else f" (email c={email_connections})")
-    add_live_rows(label, total, rows)
-    for kind in NEW_KINDS:
-        add(label, f"  start -> last {kind} accepted, median",
-            ms(statistics.median(r[f"last_accepted:{kind}"] for r in rows)), "", None)
+            "list, own from; all on one aiosmtpd server and login, plain SMTP on loopback), Facebook Pages (one\n"
+            "combined post) and Instagram accounts (a post per language, each a media container then\n"
+            f"media_publish); `{name} ... fire {TEMPLATE} --use-examples --live --yes --json` as an officer,\n"
+            f"{runs} runs on one SQLite file; once with every kind's defaults, once with connections = {per_kind} on\n"
+            "every email channel (they share one pool: as many connections as the largest `connections`, default 4).\n"
+            "Headline as scenario 12: just before Popen -> the last request accepted at the fakes (Instagram: the\n"
+            "last media_publish)")
+    for connections in (None, per_kind):
+        email_options = {} if connections is None else {"connections": connections}
+        directory = work / ("cli-live-new" if connections is None else f"cli-live-new-c{connections}")
+        channels = new_kind_channels(directory, providers.urls, whatsapp=per_kind, email=per_kind,
+                                     facebook=per_kind, instagram=per_kind, email_options=email_options)
+        config = write_channels(directory, channels, public_url=PUBLIC_URL)
+        db = directory / "var" / "cli.db"
+        cmd, env = live_command(config, db)
+        # One message per one-recipient list, one combined Facebook post, two Instagram posts of two requests each.
+        expected = {"whatsapp": per_kind, "email": per_kind, "facebook": per_kind, "instagram": 4 * per_kind}
+        rows = live_runs(providers, cmd, env, db, NEW_KINDS, expected, runs, latency)
+        variant = "the kinds' defaults" if connections is None else f"connections = {connections} on each email channel"
+        say(f"    {variant}: {rows[0]['deliveries']:.0f} deliveries ({rows[0]['requests']:.0f} requests) per fire, "
+            "every one `sent` and accepted at the fakes; per run, ms after Popen, with each kind's last acceptance:")
+        show_runs(rows, NEW_KINDS)
+        label = "17 CLI live new" if connections is None else f"17 email c={connections}"
+        add_live_rows(label, total, rows)
+        for kind in NEW_KINDS:
+            add(label, f"  start -> last {kind} accepted, median",
+                ms(statistics.median(r[f"last_accepted:{kind}"] for r in rows)), "", None)
