@@ -429,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"broadcaster delivery benchmark ({kind}); python {sys.version.split()[0]}; {os.cpu_count()} cores; "
             "load average at start " + " / ".join(f"{x:.2f}" for x in load)
             + " (1 / 5 / 15 min: other work on the machine moves the figures)")
+        if sys.flags.dont_write_bytecode and not (REPO / "broadcaster" / "__pycache__").is_dir():
+            say("note: PYTHONDONTWRITEBYTECODE is set and broadcaster/ has no bytecode cache, so every CLI process "
+                "(11, 12, 17) compiles\n      the package's ~90 modules from source: run `python -m compileall -q "
+                "broadcaster` first, or unset it")
     cluster = Cluster()  # PostgreSQL, started by the first scenario that needs it
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProviderProcess() as providers:
         work = Path(tmp)
