@@ -1,8 +1,8 @@
 """Delivery-engine benchmark: ``python -m bench [--quick] [--only 1,2,...]`` from the repository root.
 
-Fifteen scenarios, each printing its figures as soon as it finishes, then a
+Seventeen scenarios, each printing its figures as soon as it finishes, then a
 summary table; 6-10 run several nodes on a throwaway PostgreSQL server
-(``bench.nodes``); 11-12 run the CLI as whole processes (``bench.process``);
+(``bench.nodes``); 11, 12 and 17 run the CLI as whole processes (``bench.process``);
 14-15 run ``serve`` in this process (``bench.service``; 15 on PostgreSQL). Every
 live fire uses the real SDKs against loopback fakes running in a separate process
 (``bench.provider_proc``). See bench/README.md for what each figure means.
@@ -39,7 +39,7 @@ from bench.harness import (
     x_channel,
 )
 from bench.nodes import Cluster, scenario_fanout_nodes, scenario_nodes, scenario_notify, scenario_shared_rate
-from bench.process import scenario_cli_live, scenario_cli_startup
+from bench.process import scenario_cli_live, scenario_cli_live_new_kinds, scenario_cli_startup
 from bench.report import ROWS, Row, add, heading, say, summary
 from bench.service import scenario_serve_fanout, scenario_serve_lag
 
@@ -68,15 +68,17 @@ class Sizes:
     serve_fires: int  # scenario 14 (the first is the server's first fire)
     lag_sms: int  # scenario 15: the live SMS fan-out
     lag_preview: int  # scenario 15: rows of the previewed recipient list
+    new_kinds: int  # scenario 17: channels of each of WhatsApp, email, Facebook and Instagram
 
 
 FULL = Sizes(first_runs=6, per_kind=45, sms_total=100_000, rate_count=2_000, rate=200.0,
              rss_small=10_000, rss_large=100_000, nodes_sms=100_000, notify_fires=6, notify_poll=5.0,
              shared_count=2_000, shared_rate=200.0, cli_runs=10, mixed=(90, 45, 45), cli_live_runs=5,
-             mixed_fires=3, serve_fires=4, lag_sms=100_000, lag_preview=200_000)
+             mixed_fires=3, serve_fires=4, lag_sms=100_000, lag_preview=200_000, new_kinds=20)
 QUICK = Sizes(first_runs=2, per_kind=5, sms_total=2_000, rate_count=300, rate=100.0, rss_small=500, rss_large=2_000,
               nodes_sms=3_000, notify_fires=2, notify_poll=1.0, shared_count=300, shared_rate=100.0, cli_runs=3,
-              mixed=(10, 5, 5), cli_live_runs=2, mixed_fires=1, serve_fires=2, lag_sms=3_000, lag_preview=6_000)
+              mixed=(10, 5, 5), cli_live_runs=2, mixed_fires=1, serve_fires=2, lag_sms=3_000, lag_preview=6_000,
+              new_kinds=3)
 
 LATENCY_FANOUT = 0.200
 SMS_JITTER = (0.0, 0.005)
@@ -408,7 +410,7 @@ def in_fresh_process(scenario: str, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Delivery-engine benchmark (bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test only")
-    parser.add_argument("--only", default=",".join(str(n) for n in range(1, 17)),
+    parser.add_argument("--only", default=",".join(str(n) for n in range(1, 18)),
                         help="comma-separated scenarios to run (default: all)")
     parser.add_argument("--lag-diagnosis", choices=("auto", "always", "never", "stacks"), default="auto",
                         help="scenario 15: run the instrumented diagnosis run when a bound is missed (auto), "
@@ -427,6 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"broadcaster delivery benchmark ({kind}); python {sys.version.split()[0]}; {os.cpu_count()} cores; "
             "load average at start " + " / ".join(f"{x:.2f}" for x in load)
             + " (1 / 5 / 15 min: other work on the machine moves the figures)")
+        if sys.flags.dont_write_bytecode and not (REPO / "broadcaster" / "__pycache__").is_dir():
+            say("note: PYTHONDONTWRITEBYTECODE is set and broadcaster/ has no bytecode cache, so every CLI process "
+                "(11, 12, 17) compiles\n      the package's ~90 modules from source: run `python -m compileall -q "
+                "broadcaster` first, or unset it")
     cluster = Cluster()  # PostgreSQL, started by the first scenario that needs it
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ProviderProcess() as providers:
         work = Path(tmp)
@@ -449,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         if "12" in only:
             scenario_cli_live(providers, work, {"webhook": webhooks, "telegram": telegrams, "sms": sms},
                               sizes.cli_live_runs, LATENCY_FANOUT)
+        if "17" in only:
+            scenario_cli_live_new_kinds(providers, work, sizes.new_kinds, sizes.cli_live_runs, LATENCY_FANOUT)
         if "13" in only:
             scenario_fanout_mixed(providers, work, sizes)
         if "14" in only:

@@ -15,7 +15,14 @@ change to what goes over the wire:
   "accepted" it (``Arrivals.answered``); other answers are only counted;
 * ``BenchX`` serves any path prefix (``/{prefix}/2/tweets``) and skips the
   one-account duplicate-content check, because in the 180-channel scenario
-  45 "accounts" post the same approved text.
+  45 "accounts" post the same approved text; ``BenchGraph`` likewise forgets
+  each post once made, so 20 Pages may post the same text (the fake's check is
+  across all Pages, Meta's is per Page).
+
+``BenchSmtp`` is the real aiosmtpd server of ``tests/fakes/smtp.py`` with the
+same stamps: arrival at ``MAIL`` (the start of one message's transaction, keyed
+by its envelope sender), acceptance when the ``DATA`` answer (250, after the
+latency) is handed back.
 
 ``time.monotonic()`` is ``CLOCK_MONOTONIC`` on Linux: one system-wide clock, so
 a stamp taken here (in the provider process) and one taken in the engine
@@ -28,16 +35,21 @@ import asyncio
 import itertools
 import random
 import time
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.fakes.server import FakeServer, Recorded, Step
+from tests.fakes.graph import FakeGraph
+from tests.fakes.server import FakeServer, Recorded, Step, multipart_fields
+from tests.fakes.smtp import FakeSmtp, _Handler
 from tests.fakes.telegram import FakeTelegram, _params
 from tests.fakes.twilio import FakeTwilio
 from tests.fakes.webhook import FakeWebhook
 from tests.fakes.x import FakeX
+
+GRAPH_TOKEN: Final = "EAAB-bench-PAGE-TOKEN-SECRET-0000"  # the bench's Graph API access token (env GRAPH_TOKEN)
 
 
 class Arrivals:
@@ -190,7 +202,7 @@ class BenchTelegram(BenchMixin, FakeTelegram):
         self.bench_init()
 
     def channel_key(self, request: web.Request, rec: Recorded) -> str:
-        return str(_params(rec).get("chat_id"))
+        return str(_params(rec, multipart_fields(request, rec)).get("chat_id"))
 
     def is_send(self, request: web.Request) -> bool:
         return request.path.endswith("/sendMessage")
@@ -252,3 +264,92 @@ class BenchX(BenchMixin, FakeX):
 
     def stats(self) -> dict[str, Any]:
         return {"accepted": self.accepted}
+
+
+class BenchGraph(BenchMixin, FakeGraph):
+    """Facebook Pages or Instagram accounts; every POST is a send request, keyed by its node (Page or account)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bench_init()
+        self.accepted = 0
+
+    def channel_key(self, request: web.Request, rec: Recorded) -> str:
+        return request.match_info.get("node", request.path)
+
+    async def _make(self, method: str, node: str, edge: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        made = await super()._make(method, node, edge, params)
+        # Forget what was posted: many Pages share one fake (its duplicate check spans them all) and
+        # memory stays flat. A container is kept until it is published, as FakeGraph does.
+        self.posts.clear()
+        self.comments.clear()
+        self.media.clear()
+        if made is not None:
+            self.accepted += 1
+        return made
+
+    def reset(self, latency: float, jitter: tuple[float, float] | None) -> None:
+        super().reset(latency, jitter)
+        self.accepted = 0
+        self.containers.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "open_containers": len(self.containers),
+                "tokens_in_urls": len(self.tokens_in_urls)}
+
+
+class _BenchSmtpHandler(_Handler):
+    """FakeSmtp's hooks with arrival (``MAIL``) and acceptance (the ``DATA`` answer) stamps."""
+
+    fake: BenchSmtp
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          options: list[str]) -> str:
+        self.fake.arrivals.add(address, time.monotonic())
+        return await super().handle_MAIL(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if answer.startswith("2"):
+            self.fake.arrivals.answered.append(time.monotonic())
+        else:
+            self.fake.arrivals.refused += 1
+        return answer
+
+
+class BenchSmtp(FakeSmtp):
+    """A real aiosmtpd server (plain SMTP, AUTH required) with the bench's stamps and latency at ``DATA``.
+
+    ``latency`` is read once per message (FakeSmtp sleeps it before answering ``DATA``): a fixed value,
+    or a uniform draw from ``jitter``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.jitter: tuple[float, float] | None = None
+        self._latency = 0.0
+        super().__init__(**kwargs)
+        self.arrivals = Arrivals()
+
+    @property
+    def latency(self) -> float:
+        return random.uniform(*self.jitter) if self.jitter is not None else self._latency
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        self._latency = value
+
+    def _handler(self) -> _Handler:
+        return _BenchSmtpHandler(self)
+
+    def reset(self, latency: float, jitter: tuple[float, float] | None) -> None:
+        self.arrivals = Arrivals()
+        self.latency = latency
+        self.jitter = jitter
+        self.steps.clear()
+        self.requests.clear()
+        self.messages.clear()
+        self.connections = 0
+        self.logins.clear()
+
+    def stats(self) -> dict[str, Any]:
+        return {"accepted": len(self.messages), "connections": self.connections, "logins": len(self.logins)}

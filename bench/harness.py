@@ -27,9 +27,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
+from bench.fakes import GRAPH_TOKEN
 from broadcaster.app.context import open_app
 from broadcaster.clock import run_virtual
 from broadcaster.engine.dispatcher import Tuning
@@ -37,16 +39,18 @@ from broadcaster.engine.outbox import plan_alert
 from broadcaster.engine.runner import deliver
 from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
-from tests.engine.providers import AREAS, SECRETS
+from tests.engine.providers import AREAS, SECRETS, whatsapp_content
 from tests.support import write_config
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = "road_closure"  # its example places cover every area in AREAS
+PUBLIC_URL = "https://alerts.example.gov"  # [broadcaster] public_url: Instagram channels need one to load
 
 
 def set_secrets() -> None:
     """The channels name environment variables; the fakes accept these values."""
     os.environ.update(SECRETS)
+    os.environ["GRAPH_TOKEN"] = GRAPH_TOKEN
 
 
 def uae_phone(n: int) -> str:
@@ -82,8 +86,73 @@ def webhook_channel(cid: str, url: str, rate: float = 50.0) -> dict[str, Any]:
     return {"id": cid, "kind": "webhook", "url": url, "secret_env": "PARTNER_HOOK_SECRET", "rate_per_second": rate}
 
 
-def write_channels(directory: Path, channels: list[dict[str, Any]], *, database: str = "var/bench.db") -> Path:
-    return write_config(directory, channels, templates=str(REPO / "templates"), database=database)
+def whatsapp_channel(cid: str, base: str, recipients: str, sender: str, content_sid: dict[str, Any],
+                     rate: float = 50.0) -> dict[str, Any]:
+    return {"id": cid, "kind": "whatsapp", "api_base": base, "account_sid_env": "TWILIO_ACCOUNT_SID",
+            "auth_token_env": "TWILIO_AUTH_TOKEN", "from": f"whatsapp:{sender}", "recipients": recipients,
+            "content_sid": content_sid, "rate_per_second": rate}
+
+
+def email_channel(cid: str, url: str, recipients: str, sender: str, rate: float = 50.0,
+                  **extra: Any) -> dict[str, Any]:
+    """An email channel on the fake SMTP server (``smtp://127.0.0.1:PORT``): plain SMTP, allowed on loopback only."""
+    parts = urlsplit(url)
+    return {"id": cid, "kind": "email", "host": parts.hostname, "port": parts.port, "security": "plain",
+            "username_env": "SMTP_USERNAME", "password_env": "SMTP_PASSWORD", "from": sender,
+            "recipients": recipients, "rate_per_second": rate, **extra}
+
+
+def facebook_channel(cid: str, base: str, page: str, rate: float = 50.0) -> dict[str, Any]:
+    return {"id": cid, "kind": "facebook", "api_base": base, "page_id": page, "token_env": "GRAPH_TOKEN",
+            "rate_per_second": rate}
+
+
+def instagram_channel(cid: str, base: str, user: str, rate: float = 50.0) -> dict[str, Any]:
+    return {"id": cid, "kind": "instagram", "api_base": base, "ig_user_id": user, "token_env": "GRAPH_TOKEN",
+            "rate_per_second": rate}
+
+
+def write_emails(path: Path, count: int, *, start: int = 1) -> Path:
+    """An email list (``email,language,area``), a third in English."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("email,language,area\n")
+        for i in range(count):
+            handle.write(f"resident{start + i:05d}@example.ae,{'ar' if i % 3 else 'en'},{AREAS[i % len(AREAS)]}\n")
+    return path
+
+
+def new_kind_channels(directory: Path, urls: dict[str, str], *, whatsapp: int = 0, email: int = 0,
+                      facebook: int = 0, instagram: int = 0, recipients: int = 1, rate: float = 50.0,
+                      email_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Many channels of each kind of issue 13, each its own outlet at the fakes (scenario 17).
+
+    WhatsApp: its own sender number and ``recipients``-phone list, every shipped template's Content SIDs
+    (the fake knows them); email: its own ``from`` address and ``recipients``-address list, all on the one
+    SMTP server and login; Facebook: its own Page; Instagram: its own account. Writes the lists into ``directory``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    content_sid, _exercise, _bodies = whatsapp_content()
+    channels: list[dict[str, Any]] = []
+    for i in range(max(whatsapp, email, facebook, instagram)):  # interleaved, as mixed_channels lists them
+        if i < whatsapp:
+            write_recipients(directory / f"wa-{i:03d}.csv", recipients, start=5000 + i * recipients)
+            channels.append(whatsapp_channel(f"wa-{i:03d}", urls["whatsapp"], f"wa-{i:03d}.csv",
+                                             f"+1500555{i:04d}", content_sid, rate))
+        if i < email:
+            write_emails(directory / f"email-{i:03d}.csv", recipients, start=1 + i * recipients)
+            channels.append(email_channel(f"email-{i:03d}", urls["email"], f"email-{i:03d}.csv",
+                                          f"Alerts {i:03d} <alerts-{i:03d}@alerts.example.gov>", rate,
+                                          **(email_options or {})))
+        if i < facebook:
+            channels.append(facebook_channel(f"fb-{i:03d}", urls["facebook"], f"10400000000{i:04d}", rate))
+        if i < instagram:
+            channels.append(instagram_channel(f"ig-{i:03d}", urls["instagram"], f"178414000000{i:05d}", rate))
+    return channels
+
+
+def write_channels(directory: Path, channels: list[dict[str, Any]], *, database: str = "var/bench.db",
+                   **top: Any) -> Path:
+    return write_config(directory, channels, templates=str(REPO / "templates"), database=database, **top)
 
 
 def mixed_channels(directory: Path, urls: dict[str, str], *, x: int = 0, telegram: int = 0, webhook: int = 0,

@@ -1,4 +1,4 @@
-"""The CLI as whole processes: scenarios 11 and 12 of ``python -m bench``.
+"""The CLI as whole processes: scenarios 11, 12 and 17 of ``python -m bench``.
 
 Everything here is timed from just before ``subprocess.Popen`` (``time.monotonic()``,
 CLOCK_MONOTONIC) in this process, so interpreter start-up, imports, reading
@@ -18,6 +18,8 @@ the figure, as an officer at a terminal waits for them.
   imports, config, catalogue and the store are open), ``attempts.started_at`` /
   ``finished_at`` bracket the sends; wall-clock stamps are mapped onto
   CLOCK_MONOTONIC with the offset between the two clocks read just before Popen.
+* **17**: the same live fire to 20 channels of each kind of issue 13 (WhatsApp, email,
+  Facebook, Instagram: 80 channels), the fakes answering after the same latency.
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ from pathlib import Path
 
 import orjson
 
-from bench.harness import REPO, TEMPLATE, ProviderProcess, mixed_channels, write_channels
+from bench.harness import (
+    PUBLIC_URL,
+    REPO,
+    TEMPLATE,
+    ProviderProcess,
+    mixed_channels,
+    new_kind_channels,
+    write_channels,
+)
 from bench.report import add, heading, say
 from broadcaster.app.users import Users
 from broadcaster.store import Store
@@ -165,9 +175,90 @@ def alert_phases(db: Path, alert_id: str) -> dict[str, float]:
     return read(str(db), go)
 
 
+def live_runs(providers: ProviderProcess, cmd: list[str], env: dict[str, str], db: Path, kinds: tuple[str, ...],
+              expected: dict[str, int] | None, runs: int, latency: float) -> list[dict[str, float]]:
+    """``runs`` timed live fires of ``cmd``; per run, its phases in seconds after Popen.
+
+    Every delivery must end ``sent``, and the fakes of ``kinds`` must have accepted exactly ``expected[kind]``
+    requests each (None: as many in all as there are deliveries). Also ``last_accepted:KIND`` per kind.
+    """
+    rows: list[dict[str, float]] = []
+    for _ in range(runs):
+        providers.reset(latency=latency)
+        run = checked(timed(cmd, env), "the live fire")
+        stats = providers.stats()
+        answer = orjson.loads(run.stdout)
+        states = [d["state"] for d in answer["deliveries"]]
+        accepted = {k: stats[k]["answered"] for k in kinds}
+        all_accepted = accepted == expected if expected is not None else sum(accepted.values()) == len(states)
+        if states.count("sent") != len(states) or not all_accepted:
+            raise RuntimeError(f"the live fire did not deliver everything: states {sorted(set(states))}, "
+                               f"accepted at the fakes {accepted} for {len(states)} deliveries"
+                               + (f" (expected {expected})" if expected is not None else ""))
+        phases = alert_phases(db, answer["alert_id"])
+        firsts = [stats[k]["first"] for k in kinds if stats[k]["first"] is not None]
+        lasts = [stats[k]["last_answer"] for k in kinds if stats[k]["last_answer"] is not None]
+        rows.append({
+            "deliveries": len(states),
+            "requests": sum(accepted.values()),
+            "planned": run.mono(phases["planned"]) - run.start,
+            "first_start": run.mono(phases["first_start"]) - run.start,
+            "first_request": min(firsts) - run.start,
+            "last_request": max(stats[k]["last"] for k in kinds if stats[k]["last"] is not None) - run.start,
+            "last_accepted": max(lasts) - run.start,
+            "last_finish": run.mono(phases["last_finish"]) - run.start,
+            "exit": run.seconds,
+            **{f"last_accepted:{k}": stats[k]["last_answer"] - run.start for k in kinds
+               if stats[k]["last_answer"] is not None},
+        })
+    providers.reset()
+    return rows
+
+
+def show_runs(rows: list[dict[str, float]], per_kind: tuple[str, ...] = ()) -> None:
+    """The per-run phase table (ms after Popen); ``per_kind`` adds each kind's last acceptance."""
+    say(f"    {'run':>4} {'planned':>8} {'1st attempt':>12} {'1st request':>12} {'last request':>13} "
+        f"{'last accepted':>14} {'last finished':>14} {'exit':>7}"
+        + "".join(f" {k[:9]:>9}" for k in per_kind))
+    for i, r in enumerate(rows, 1):
+        say(f"    {i:>4} {r['planned'] * 1000:>8.0f} {r['first_start'] * 1000:>12.0f} "
+            f"{r['first_request'] * 1000:>12.0f} {r['last_request'] * 1000:>13.0f} "
+            f"{r['last_accepted'] * 1000:>14.0f} {r['last_finish'] * 1000:>14.0f} {r['exit'] * 1000:>7.0f}"
+            + "".join(f" {r[f'last_accepted:{k}'] * 1000:>9.0f}" for k in per_kind))
+
+
+def add_live_rows(label: str, total: int, rows: list[dict[str, float]]) -> None:
+    headline = [r["last_accepted"] for r in rows]
+    add(label, f"{total} ch: start -> all accepted, median", ms(statistics.median(headline)),
+        f"<= {ms(LIVE_BOUND_S)}", statistics.median(headline) <= LIVE_BOUND_S)
+    add(label, f"{total} ch: start -> all accepted, max", ms(max(headline)), f"<= {ms(LIVE_BOUND_S)}",
+        max(headline) <= LIVE_BOUND_S)
+    for key, what in (("planned", "start -> plan starts (imports, config, store)"),
+                      ("first_start", "start -> first attempt starts (after commit)"),
+                      ("first_request", "start -> first request at the fakes"),
+                      ("last_request", "start -> last request arrives"),
+                      ("last_finish", "start -> last attempt finished (stored stamp)"),
+                      ("exit", "start -> process exited")):
+        add(label, f"  {what}, median", ms(statistics.median(r[key] for r in rows)), "", None)
+
+
+def live_command(config: Path, db: Path) -> tuple[list[str], dict[str, str]]:
+    """``broadcaster fire road_closure --use-examples --live --yes --json`` on ``config`` and ``db``, as an officer.
+
+    Creates and migrates ``db`` and the officer; the token goes in ``BROADCASTER_TOKEN`` (the environment also
+    holds the fake secrets, see ``set_secrets``).
+    """
+    base, _name = cli()
+    token = prepare_database(db)
+    env = {**os.environ, "BROADCASTER_TOKEN": token}
+    cmd = [*base, "--config", str(config), "--db", str(db), "fire", TEMPLATE, "--use-examples", "--live", "--yes",
+           "--json"]
+    return cmd, env
+
+
 def scenario_cli_live(providers: ProviderProcess, work: Path, counts: dict[str, int], runs: int,
                       latency: float) -> None:
-    base, name = cli()
+    _base, name = cli()
     total = sum(counts.values())
     heading("12", f"A live CLI fire as a whole process to {total} channels, every provider answering in "
                   f"{latency * 1000:.0f} ms",
@@ -181,52 +272,56 @@ def scenario_cli_live(providers: ProviderProcess, work: Path, counts: dict[str, 
     directory = work / "cli-live"
     config = write_channels(directory, mixed_channels(directory, providers.urls, **counts))
     db = directory / "var" / "cli.db"
-    token = prepare_database(db)
-    env = {**os.environ, "BROADCASTER_TOKEN": token}
-    cmd = [*base, "--config", str(config), "--db", str(db), "fire", TEMPLATE, "--use-examples", "--live", "--yes",
-           "--json"]
-    rows: list[dict[str, float]] = []
-    for _ in range(runs):
-        providers.reset(latency=latency)
-        run = checked(timed(cmd, env), "the live fire")
-        stats = providers.stats()
-        answer = orjson.loads(run.stdout)
-        states = [d["state"] for d in answer["deliveries"]]
-        accepted = sum(stats[k]["answered"] for k in KINDS)
-        if states.count("sent") != len(states) or accepted != len(states):
-            raise RuntimeError(f"the live fire did not deliver everything: states {sorted(set(states))}, "
-                               f"{accepted} accepted at the fakes for {len(states)} deliveries")
-        phases = alert_phases(db, answer["alert_id"])
-        firsts = [stats[k]["first"] for k in KINDS if stats[k]["first"] is not None]
-        lasts = [stats[k]["last_answer"] for k in KINDS if stats[k]["last_answer"] is not None]
-        rows.append({
-            "deliveries": len(states),
-            "planned": run.mono(phases["planned"]) - run.start,
-            "first_start": run.mono(phases["first_start"]) - run.start,
-            "first_request": min(firsts) - run.start,
-            "last_request": max(stats[k]["last"] for k in KINDS if stats[k]["last"] is not None) - run.start,
-            "last_accepted": max(lasts) - run.start,
-            "last_finish": run.mono(phases["last_finish"]) - run.start,
-            "exit": run.seconds,
-        })
-    providers.reset()
+    cmd, env = live_command(config, db)
+    rows = live_runs(providers, cmd, env, db, KINDS, None, runs, latency)
     say(f"    {rows[0]['deliveries']:.0f} deliveries per fire, every one `sent` and accepted at the fakes; "
         "per run, ms after Popen:")
-    say(f"    {'run':>4} {'planned':>8} {'1st attempt':>12} {'1st request':>12} {'last request':>13} "
-        f"{'last accepted':>14} {'last finished':>14} {'exit':>7}")
-    for i, r in enumerate(rows, 1):
-        say(f"    {i:>4} {r['planned'] * 1000:>8.0f} {r['first_start'] * 1000:>12.0f} "
-            f"{r['first_request'] * 1000:>12.0f} {r['last_request'] * 1000:>13.0f} "
-            f"{r['last_accepted'] * 1000:>14.0f} {r['last_finish'] * 1000:>14.0f} {r['exit'] * 1000:>7.0f}")
-    headline = [r["last_accepted"] for r in rows]
-    add("12 CLI live", f"{total} ch: start -> all accepted, median", ms(statistics.median(headline)),
-        f"<= {ms(LIVE_BOUND_S)}", statistics.median(headline) <= LIVE_BOUND_S)
-    add("12 CLI live", f"{total} ch: start -> all accepted, max", ms(max(headline)), f"<= {ms(LIVE_BOUND_S)}",
-        max(headline) <= LIVE_BOUND_S)
-    for key, label in (("planned", "start -> plan starts (imports, config, store)"),
-                       ("first_start", "start -> first attempt starts (after commit)"),
-                       ("first_request", "start -> first request at the fakes"),
-                       ("last_request", "start -> last request arrives"),
-                       ("last_finish", "start -> last attempt finished (stored stamp)"),
-                       ("exit", "start -> process exited")):
-        add("12 CLI live", f"  {label}, median", ms(statistics.median(r[key] for r in rows)), "", None)
+    show_runs(rows)
+    add_live_rows("12 CLI live", total, rows)
+
+
+# --- 17. a live fire to the kinds of issue 13 -------------------------------------------
+
+NEW_KINDS = ("whatsapp", "email", "facebook", "instagram")
+
+
+def scenario_cli_live_new_kinds(providers: ProviderProcess, work: Path, per_kind: int, runs: int,
+                                latency: float) -> None:
+    """Scenario 12's live CLI fire, to ``per_kind`` channels of each of WhatsApp, email, Facebook and Instagram.
+
+    Twice: with the kinds' defaults, then with ``connections = per_kind`` on every email channel. All the email
+    channels name one server and login, so they share one pool of connections, as many as the largest
+    ``connections`` among them (default 4): with the defaults, 20 one-address lists go out four at a time.
+    """
+    _base, name = cli()
+    total = per_kind * len(NEW_KINDS)
+    heading("17", f"A live CLI fire as a whole process to {total} channels of the new kinds, every provider "
+                  f"answering in {latency * 1000:.0f} ms",
+            f"{per_kind} each of WhatsApp (Twilio, ContentSid, one-recipient list, own sender), email (one-address\n"
+            "list, own from; all on one aiosmtpd server and login, plain SMTP on loopback), Facebook Pages (one\n"
+            "combined post) and Instagram accounts (a post per language, each a media container then\n"
+            f"media_publish); `{name} ... fire {TEMPLATE} --use-examples --live --yes --json` as an officer,\n"
+            f"{runs} runs on one SQLite file; once with every kind's defaults, once with connections = {per_kind} on\n"
+            "every email channel (they share one pool: as many connections as the largest `connections`, default 4).\n"
+            "Headline as scenario 12: just before Popen -> the last request accepted at the fakes (Instagram: the\n"
+            "last media_publish)")
+    for connections in (None, per_kind):
+        email_options = {} if connections is None else {"connections": connections}
+        directory = work / ("cli-live-new" if connections is None else f"cli-live-new-c{connections}")
+        channels = new_kind_channels(directory, providers.urls, whatsapp=per_kind, email=per_kind,
+                                     facebook=per_kind, instagram=per_kind, email_options=email_options)
+        config = write_channels(directory, channels, public_url=PUBLIC_URL)
+        db = directory / "var" / "cli.db"
+        cmd, env = live_command(config, db)
+        # One message per one-recipient list, one combined Facebook post, two Instagram posts of two requests each.
+        expected = {"whatsapp": per_kind, "email": per_kind, "facebook": per_kind, "instagram": 4 * per_kind}
+        rows = live_runs(providers, cmd, env, db, NEW_KINDS, expected, runs, latency)
+        variant = "the kinds' defaults" if connections is None else f"connections = {connections} on each email channel"
+        say(f"    {variant}: {rows[0]['deliveries']:.0f} deliveries ({rows[0]['requests']:.0f} requests) per fire, "
+            "every one `sent` and accepted at the fakes; per run, ms after Popen, with each kind's last acceptance:")
+        show_runs(rows, NEW_KINDS)
+        label = "17 CLI live new" if connections is None else f"17 email c={connections}"
+        add_live_rows(label, total, rows)
+        for kind in NEW_KINDS:
+            add(label, f"  start -> last {kind} accepted, median",
+                ms(statistics.median(r[f"last_accepted:{kind}"] for r in rows)), "", None)

@@ -1,4 +1,9 @@
-"""The four fake providers in their own process, driven by JSON lines on stdin.
+"""The fake providers in their own process, driven by JSON lines on stdin.
+
+The first four kinds' fakes (``x``, ``telegram``, ``sms``, ``webhook``), and for scenario 17 those of the
+kinds of issue 13: ``whatsapp`` (a second Twilio that knows every shipped template's Content SIDs),
+``facebook`` and ``instagram`` (a Graph API each) and ``email`` (a real aiosmtpd server; its URL is
+``smtp://127.0.0.1:PORT``). An idle fake costs nothing.
 
 Why a process and not a thread (as the test suite does): on a 2-core machine a
 thread shares the engine's GIL, so every microsecond the fake spends parsing a
@@ -26,8 +31,17 @@ from typing import Any
 
 import orjson
 
-from bench.fakes import BenchMixin, BenchTelegram, BenchTwilio, BenchWebhook, BenchX
-from tests.engine.providers import SECRETS
+from bench.fakes import (
+    GRAPH_TOKEN,
+    BenchGraph,
+    BenchMixin,
+    BenchSmtp,
+    BenchTelegram,
+    BenchTwilio,
+    BenchWebhook,
+    BenchX,
+)
+from tests.engine.providers import SECRETS, whatsapp_content
 
 
 def _out(obj: Any) -> None:
@@ -36,11 +50,16 @@ def _out(obj: Any) -> None:
 
 
 async def serve() -> None:
-    fakes: dict[str, BenchMixin] = {
+    _live, _exercise, bodies = whatsapp_content()
+    fakes: dict[str, BenchMixin | BenchSmtp] = {
         "x": BenchX(),
         "telegram": BenchTelegram(),
         "sms": BenchTwilio(account_sid=SECRETS["TWILIO_ACCOUNT_SID"]),
         "webhook": BenchWebhook(SECRETS["PARTNER_HOOK_SECRET"]),
+        "whatsapp": BenchTwilio(account_sid=SECRETS["TWILIO_ACCOUNT_SID"], content=bodies),
+        "facebook": BenchGraph(token=GRAPH_TOKEN),
+        "instagram": BenchGraph(token=GRAPH_TOKEN),
+        "email": BenchSmtp(username=SECRETS["SMTP_USERNAME"], password=SECRETS["SMTP_PASSWORD"]),
     }
     for fake in fakes.values():
         await fake.start()

@@ -117,9 +117,13 @@ class FakeSmtp:
         self._protocols.append(protocol)
         return protocol
 
+    def _handler(self) -> _Handler:
+        """The aiosmtpd handler of one connection (a subclass may stamp or count what it sees)."""
+        return _Handler(self)
+
     def _smtp(self) -> SMTP:
         return SMTP(
-            _Handler(self), hostname="fake-smtp.test", auth_required=self.username is not None,
+            self._handler(), hostname="fake-smtp.test", auth_required=self.username is not None,
             # TLS from the first byte is TLS too, though aiosmtpd only knows of its own STARTTLS.
             auth_require_tls=self.security == "starttls", authenticator=self._authenticate,
             tls_context=self._context() if self.security == "starttls" else None,
