@@ -25,7 +25,13 @@ from babel.numbers import format_decimal
 
 from broadcaster.errors import VariableError
 from broadcaster.templates.catalogue import LANGUAGES, Template, Variable
-from broadcaster.templates.content import BIDI_CONTROLS, control_problem, text_problem, url_problem
+from broadcaster.templates.content import (
+    BIDI_CONTROLS,
+    control_problem,
+    script_problem,
+    text_problem,
+    url_problem,
+)
 from broadcaster.templates.fields import MAX_NUMBER
 from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.times import check_times, is_relative, relative_moment
@@ -190,6 +196,8 @@ def check_text(name: str, lang: str, value: str, max_length: int, *, allow: Iter
         )
     problem = text_problem(value, lang, allow=frozenset(allow))
     if problem is not None:
+        if script_problem(value, lang) == problem:
+            problem += f"; give each language its own value ({name}.ar and {name}.en)"
         raise VariableError(f"{where}: {problem}", variable=name)
 
 

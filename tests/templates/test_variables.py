@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from broadcaster.channels.registry import KINDS
 from broadcaster.errors import VariableError
 from broadcaster.templates.catalogue import Catalogue, Template
-from broadcaster.templates.render import FSI, PDI, render_forms
+from broadcaster.templates.render import LRI, PDI, RLI, render_forms
 from broadcaster.templates.variables import (
     BIDI_CONTROLS,
     Values,
@@ -292,19 +292,17 @@ def test_numbers_accept_arabic_indic_digits(value: str, display: str) -> None:
 # --- mixed direction --------------------------------------------------------------------------------
 
 
-def test_mixed_direction_text_is_accepted_and_isolated_inside_arabic() -> None:
+def test_mixed_direction_text_is_accepted_and_isolated_in_the_direction_of_its_text() -> None:
     detour = {"ar": "شارع E311 ثم مخرج 5", "en": "E311 then exit 5"}
     values = run(ROAD, detour=detour)
     assert values.display["detour"] == detour
     forms = render_forms(ROAD, values.display, exercise=False)
     for form in ("short", "long"):
-        assert f"{FSI}{detour['ar']}{PDI}" in forms["ar"][form]
-        assert FSI not in forms["en"][form] and PDI not in forms["en"][form]
-        assert detour["en"] in forms["en"][form]
-    # Arabic-only values need no isolate.
-    assert f"{FSI}شارع الشيخ زايد" not in forms["ar"]["short"]
-    assert "شارع الشيخ زايد" in forms["ar"]["short"]
-    # The isolates are counted, never dropped: the SMS text is the form itself.
+        assert f"{RLI}{detour['ar']}{PDI}" in forms["ar"][form]
+        assert f"{LRI}{detour['en']}{PDI}" in forms["en"][form]
+    # Arabic-only values are isolated too: every value, whatever its letters.
+    assert f"{RLI}شارع الشيخ زايد{PDI}" in forms["ar"]["short"]
+    # The isolates are counted, never dropped: the Arabic SMS text is the form itself.
     [sms_ar] = render_kind("sms", forms, ("ar",))
     assert sms_ar.text == forms["ar"]["short"]
 
