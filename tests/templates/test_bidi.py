@@ -61,11 +61,11 @@ def test_a_latin_led_value_reads_in_its_own_order_inside_the_arabic_sentence() -
     words = reading_order(line)
     start = words.index("E311")
     # The Arabic reader meets the detour as typed: E311, then "ثم المخرج 42".
-    assert words[start - 2:start + 4] == ["الطريق", "البديل", "E311", "ثم", "المخرج", "42"], words
+    assert words[start - 2:start + 4] == ["المسار", "البديل", "E311", "ثم", "المخرج", "42"], words
     # The bug, shown by the same reference: a first-strong isolate follows the value's first letter (E),
     # so the value ran left to right and the Arabic reader met "E311" last.
     fsi = reading_order(line.replace(f"{RLI}{MIXED['ar']}", f"{FSI}{MIXED['ar']}"))
-    assert fsi[start - 2:start + 4] == ["الطريق", "البديل", "ثم", "المخرج", "42", "E311"], fsi
+    assert fsi[start - 2:start + 4] == ["المسار", "البديل", "ثم", "المخرج", "42", "E311"], fsi
     # Its display is exactly the value's own right-to-left display: nothing leaks in or out.
     assert get_display(f"{RLI}{MIXED['ar']}{PDI}", base_dir="R").strip(RLI + PDI) in get_display(line)
 

@@ -118,7 +118,7 @@ def test_a_datetime_max_length_too_short_for_real_dates_is_reported(catalogue: C
     # Every real date would then be refused at fire time; check must say so first.
     text = catalogue.path("road_closure").read_text(encoding="utf-8")
     catalogue.path("road_closure").write_text(
-        text.replace('name = "ends"\ntype = "datetime"\nformat = "datetime"\nmax_length = 40',
+        text.replace('name = "ends"\ntype = "datetime"\nformat = "datetime"\nmax_length = 44',
                      'name = "ends"\ntype = "datetime"\nformat = "datetime"\nmax_length = 25'),
         encoding="utf-8",
     )

@@ -258,9 +258,9 @@ def test_a_datetime_with_an_offset_renders_in_dubai_time_in_both_languages(value
     values = run(ROAD, starts=value)
     en, ar = values.display["starts"]["en"], values.display["starts"]["ar"]
     assert en == "Monday 23 November 2026, 10:00 PM"
-    assert "الاثنين" in ar and "نوفمبر" in ar and "10:00" in ar and ar.endswith("م")
-    for text in (en, ar):
-        assert "\u202f" not in text and "\u00a0" not in text
+    # As UAE authorities write it: no comma inside the date, صباحاً/مساءً after a no-break space.
+    assert ar == "الاثنين 23 نوفمبر 2026 الساعة 10:00\u00a0مساءً"
+    assert "\u202f" not in en and "\u00a0" not in en
     assert sms_encoding(en) == "GSM-7"
     assert values.inputs["starts"]["en"].startswith("2026-11-23T")
 
@@ -268,7 +268,9 @@ def test_a_datetime_with_an_offset_renders_in_dubai_time_in_both_languages(value
 def test_a_time_only_format_renders_the_local_time() -> None:
     values = run(QUAKE, occurred="2026-11-23T10:32:00+00:00")
     assert values.display["occurred"]["en"] == "2:32 PM"
-    assert values.display["occurred"]["ar"].startswith("2:32")
+    assert values.display["occurred"]["ar"] == "2:32\u00a0مساءً"
+    morning = run(QUAKE, occurred="2026-11-23T07:05:00+00:00")  # 11:05 in Dubai
+    assert morning.display["occurred"] == {"ar": "11:05\u00a0صباحاً", "en": "11:05 AM"}
 
 
 # --- numbers ----------------------------------------------------------------------------------------
