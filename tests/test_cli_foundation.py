@@ -169,8 +169,10 @@ def test_preview_with_vars(cli: Cli) -> None:
     assert isinstance(messages, list)
     assert {m["channel"] for m in messages} == {"x-authority"}
     en = next(m for m in messages if m["language"] == "en")
-    assert "Sheikh Mohammed Bin Zayed Road will be closed due to a traffic accident" in en["text"]
-    assert "Al Khail Road" in en["text"]
+    # Each value isolated left to right in the English text (LRI … PDI).
+    assert ("\u2066Sheikh Mohammed Bin Zayed Road\u2069 will be closed due to \u2066a traffic accident\u2069"
+            in en["text"])
+    assert "\u2066Al Khail Road\u2069" in en["text"]
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from broadcaster.cards.content import CardContent, place_list
 from broadcaster.errors import TemplateError
-from broadcaster.templates.render import FSI, PDI
+from broadcaster.templates.render import INITIATORS, PDI
 
 if TYPE_CHECKING:
     from PIL import ImageDraw, ImageFont
@@ -176,7 +176,7 @@ class _Writer:
 
 
 def tokens(text: str) -> list[str]:
-    """Words to wrap between; a Latin run isolated in Arabic (FSI … PDI) stays one token, on one line."""
+    """Words to wrap between; an isolated value (RLI, LRI or FSI … PDI) stays one token, on one line."""
     found: list[str] = []
     depth = 0
     for word in text.split():
@@ -184,7 +184,7 @@ def tokens(text: str) -> list[str]:
             found[-1] += " " + word
         else:
             found.append(word)
-        depth += word.count(FSI) - word.count(PDI)
+        depth += sum(word.count(c) for c in INITIATORS) - word.count(PDI)
         depth = max(depth, 0)
     return found
 

@@ -3,7 +3,9 @@
 Config: ``account_sid_env``, ``auth_token_env``, exactly one of ``from`` or
 ``messaging_service_sid``, ``recipients`` (CSV ``phone,language,area``) and
 ``max_segments`` (1-10). Shaping: the short form, one SMS per recipient in their
-language, measured in segments. A Message carries the text as its ``Body``.
+language, measured in segments. The isolates around values are dropped from a text
+with no right-to-left character (an English SMS), where they change nothing on
+screen, so it stays GSM-7. A Message carries the text as its ``Body``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, ClassVar, Final
 from broadcaster.channels.base import OutboundMessage
 from broadcaster.channels.twilio_api import TWILIO_KEYS, TwilioChannel, TwilioOptions, twilio_keys
 from broadcaster.config import ChannelConfig, KindTable
-from broadcaster.templates.render import Forms, Rendered
+from broadcaster.templates.render import Forms, Rendered, inert_isolates_dropped
 from broadcaster.text import lengths
 
 __all__ = ["SmsChannel", "SmsOptions"]
@@ -51,12 +53,13 @@ class SmsChannel(TwilioChannel):
     @classmethod
     def render(cls, forms: Forms, config: ChannelConfig) -> list[Rendered]:
         limit = config.options_of(SmsOptions).max_segments
-        counts = [(lang, forms[lang]["short"], lengths.sms_count(forms[lang]["short"])) for lang in config.languages]
+        texts = [(lang, inert_isolates_dropped(forms[lang]["short"])) for lang in config.languages]
+        counts = [(lang, text, lengths.sms_count(text)) for lang, text in texts]
         return [Rendered(lang, text, n.segments, limit, "segments", n.segments, n.encoding) for lang, text, n in counts]
 
     @classmethod
     def measure_piece(cls, text: str) -> int:
-        return lengths.sms_count(text).units if text else 0
+        return lengths.sms_count(inert_isolates_dropped(text)).units if text else 0
 
     def message_params(self, message: OutboundMessage) -> dict[str, Any]:
         return {"body": message.text}

@@ -9,6 +9,9 @@ the gazetteer gives (place variables) and every ``url`` variable:
 - no phone number and no IP address, which phones turn into tappable links,
   unless the variable allows them (``allow = ["phone"]`` / ``["ip"]``);
 - only letters, digits and plain punctuation of the language (so no emoji);
+- Arabic text holds at least one Arabic letter: English typed into the Arabic
+  slot (``--var detour="Al Khail Road"``) would reach Arabic readers in English.
+  A proper noun with digits or Latin letters ("E311") may sit inside it;
 - a ``url`` is parsed, and only ``https`` to one of the template's hosts, with
   nothing but plain URL characters (no whitespace, backslash or userinfo), passes.
 
@@ -112,6 +115,14 @@ def char_problem(value: str, lang: str) -> str | None:
     return None
 
 
+def script_problem(value: str, lang: str) -> str | None:
+    """Arabic text without a single Arabic letter (English, or only digits, typed into the Arabic slot)."""
+    if lang == "ar" and value and not any(_is_arabic_letter(char) for char in value):
+        return (f"{value!r} holds no Arabic letter; the Arabic text must be written in Arabic "
+                "(a road number such as E311 may sit inside it)")
+    return None
+
+
 def text_problem(value: str, lang: str, *, allow: Collection[str] = ()) -> str | None:
     """The first content rule ``value`` (text in ``lang``) breaks, in words; None when it breaks none."""
     checks = [control_problem, link_problem]
@@ -123,7 +134,7 @@ def text_problem(value: str, lang: str, *, allow: Collection[str] = ()) -> str |
         problem = check(value)
         if problem is not None:
             return problem
-    return char_problem(value, lang)
+    return char_problem(value, lang) or script_problem(value, lang)
 
 
 def url_problem(value: str, hosts: Collection[str]) -> str | None:
@@ -159,6 +170,10 @@ def url_problem(value: str, hosts: Collection[str]) -> str | None:
     if host not in allowed:
         return f"{host!r} is not an approved host ({', '.join(allowed)})"
     return None
+
+
+def _is_arabic_letter(char: str) -> bool:
+    return 0x0620 <= ord(char) <= 0x06FF and unicodedata.category(char).startswith("L")
 
 
 def _is_arabic_letter_or_digit(char: str) -> bool:

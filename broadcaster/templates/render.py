@@ -4,24 +4,37 @@ Plain text forms (headline, short, long) are rendered once per language. Each
 channel kind then shapes and measures them in its own module
 (``broadcaster.channels.<kind>.render``) into :class:`Rendered` messages.
 
-Latin words embedded in Arabic are wrapped in a first-strong isolate
-(U+2068 … U+2069) so that "E11" or "Al Ain" keep their order inside the
-right-to-left sentence; the isolates are counted in every length.
+Every value is isolated from the sentence around it, in the direction of the
+text it sits in: in the Arabic text a right-to-left isolate (RLI U+2067 … PDI
+U+2069), in the English text a left-to-right one (LRI U+2066 … PDI). So
+"E311 ثم المخرج 42" in an Arabic sentence reads "E311" first (a first-strong
+isolate, FSI, would have turned it left-to-right because it starts with a Latin
+letter, and an Arabic reader would read "E311" last), and a value never pulls the
+punctuation around it into its own direction. The isolates are counted in every
+length; the SMS kind alone drops them from a text that holds no right-to-left
+character at all, where they cannot change the display (see :func:`inert_isolates_dropped`)
+and would only turn a GSM-7 message into UCS-2.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from broadcaster.templates.catalogue import FORMS, LANGUAGES, PLACEHOLDER, Template
 
-FSI: Final = "\u2068"
-PDI: Final = "\u2069"
+LRI: Final = "\u2066"  # left-to-right isolate: a value in the English text
+RLI: Final = "\u2067"  # right-to-left isolate: a value in the Arabic text
+FSI: Final = "\u2068"  # first-strong isolate: not used for values any more (it follows the value's first letter)
+PDI: Final = "\u2069"  # pop directional isolate: closes each of the three
+ISOLATES: Final = {"ar": RLI, "en": LRI}
+INITIATORS: Final = frozenset((LRI, RLI, FSI))
 EXERCISE_MARKER: Final = {"ar": "[تمرين]", "en": "[EXERCISE]"}
-_LATIN: Final = re.compile(r"[A-Za-z]")
+# Characters of a right-to-left or Arabic-number bidi class, and the controls that open RTL.
+_RTL_CLASSES: Final = frozenset(("R", "AL", "AN", "RLE", "RLO", "RLI", "FSI"))
 
 Forms = Mapping[str, Mapping[str, str]]  # language -> form -> text
 
@@ -48,14 +61,29 @@ class Rendered:
 
 
 def isolate(value: str, language: str) -> str:
-    """Wrap a value holding Latin letters in an isolate when it sits in Arabic text."""
-    if language == "ar" and value and _LATIN.search(value):
-        return f"{FSI}{value}{PDI}"
-    return value
+    """``value`` isolated in the direction of the ``language`` text it sits in (RLI in Arabic, LRI in English).
+
+    An empty value stays empty: an optional variable left out adds nothing.
+    """
+    if not value:
+        return value
+    return f"{ISOLATES[language]}{value}{PDI}"
+
+
+def inert_isolates_dropped(text: str) -> str:
+    """``text`` without its isolates when it holds no right-to-left character; otherwise ``text`` unchanged.
+
+    In a text with no R, AL or AN character every bidi level stays even and nothing is
+    reordered (UAX #9), so an isolate there changes nothing on screen; an English SMS
+    without them stays GSM-7 (one septet a character) instead of UCS-2.
+    """
+    if any(unicodedata.bidirectional(char) in _RTL_CLASSES for char in text):
+        return text
+    return text.replace(LRI, "").replace(PDI, "")
 
 
 def fill(text: str, display: Mapping[str, Mapping[str, str]], language: str) -> str:
-    """``text`` with each ``{variable}`` replaced by its display in ``language``, isolated in Arabic."""
+    """``text`` with each ``{variable}`` replaced by its display in ``language``, isolated (see :func:`isolate`)."""
 
     def substitute(match: re.Match[str]) -> str:
         return isolate(display[match.group(1)][language], language)

@@ -25,7 +25,13 @@ from babel.numbers import format_decimal
 
 from broadcaster.errors import Refusal, VariableError
 from broadcaster.templates.catalogue import LANGUAGES, Template, Variable
-from broadcaster.templates.content import BIDI_CONTROLS, control_problem, text_problem, url_problem
+from broadcaster.templates.content import (
+    BIDI_CONTROLS,
+    control_problem,
+    script_problem,
+    text_problem,
+    url_problem,
+)
 from broadcaster.templates.fields import MAX_NUMBER
 from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.times import check_times, is_relative, relative_moment
@@ -33,10 +39,16 @@ from broadcaster.templates.times import check_times, is_relative, relative_momen
 __all__ = ["BIDI_CONTROLS", "Inputs", "Values", "check_text", "example_inputs", "parse_var_args", "resolve"]
 from broadcaster.timefmt import MomentError, NoOffset, parse_moment
 
+# Arabic as UAE authorities write it: "الاثنين 30 نوفمبر 2026 الساعة 3:56 مساءً". No comma inside
+# the date (it would clash with the sentence's own commas); the period of the day (صباحاً/مساءً,
+# not CLDR's bare ص/م) is joined to the time by a no-break space so a line never ends on the
+# bare time. Arabic is UCS-2 in an SMS anyway, so the no-break space costs nothing there.
 _DATETIME_PATTERNS: Final = {
-    "ar": {"datetime": "EEEE d MMMM y، h:mm a", "time": "h:mm a", "date": "EEEE d MMMM y"},
+    "ar": {"datetime": "EEEE d MMMM y 'الساعة' h:mm", "time": "h:mm", "date": "EEEE d MMMM y"},
     "en": {"datetime": "EEEE d MMMM y, h:mm a", "time": "h:mm a", "date": "EEEE d MMMM y"},
 }
+ARABIC_PERIODS: Final = ("صباحاً", "مساءً")  # before noon, from noon
+NBSP: Final = "\u00a0"
 LOCALES: Final = {"ar": "ar_AE", "en": "en_AE"}
 _DIGITS: Final = str.maketrans("٠١٢٣٤٥٦٧٨٩۰۱۲۳۴۵۶۷۸۹", "01234567890123456789")
 _NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
@@ -192,6 +204,8 @@ def check_text(name: str, lang: str, value: str, max_length: int, *, allow: Iter
         ).because(Refusal.TOO_LONG, max=max_length)
     problem = text_problem(value, lang, allow=frozenset(allow))
     if problem is not None:
+        if script_problem(value, lang) == problem:
+            problem += f"; give each language its own value ({name}.ar and {name}.en)"
         raise VariableError(f"{where}: {problem}", variable=name)
 
 
@@ -238,8 +252,14 @@ def plain(number: Decimal) -> str:
 
 
 def format_number(number: Decimal | float | int, decimals: int, lang: str) -> str:
-    """Locale-formatted (grouped) with exactly ``decimals`` places, Western digits in both languages."""
-    pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
+    """Exactly ``decimals`` places, Western digits in both languages; grouped in English only.
+
+    English groups thousands ("1,000"). Arabic does not group at all ("1000"): a Latin comma
+    inside an Arabic sentence reads as the Arabic list comma's rival, and the Arabic thousands
+    separator "٬" is rarely used by UAE authorities with Western digits. The decimal point
+    stays "." in both (CLDR's Arabic "٫" is for Arabic-Indic digits).
+    """
+    pattern = ("#,##0" if lang == "en" else "0") + ("." + "0" * decimals if decimals else "")
     value = number if isinstance(number, Decimal) else Decimal(repr(number))
     if value == 0:
         value = Decimal(0)
@@ -255,10 +275,19 @@ def parse_datetime(name: str, value: str) -> datetime:
 
 
 def format_moment(moment: datetime, fmt: str, lang: str, tz: ZoneInfo) -> str:
-    text = format_datetime(moment, _DATETIME_PATTERNS[lang][fmt], tzinfo=tz, locale=LOCALES[lang])
-    # CLDR puts a narrow no-break space before AM/PM; it is not GSM-7 and would
-    # silently turn an English SMS into UCS-2 (twice the segments).
-    return str(text).replace("\u202f", " ").replace("\u00a0", " ")
+    """A moment in ``tz`` as the ``lang`` text reads it, Western digits in both languages.
+
+    Arabic: "الاثنين 30 نوفمبر 2026 الساعة 3:56 مساءً" (no comma; a no-break space before
+    صباحاً/مساءً). English: "Monday 30 November 2026, 3:56 PM", with a plain space before
+    AM/PM: CLDR's narrow no-break space is not GSM-7 and would silently turn an English SMS
+    into UCS-2 (twice the segments).
+    """
+    text = str(format_datetime(moment, _DATETIME_PATTERNS[lang][fmt], tzinfo=tz, locale=LOCALES[lang]))
+    if lang == "ar":
+        if fmt == "date":
+            return text
+        return f"{text}{NBSP}{ARABIC_PERIODS[moment.astimezone(tz).hour >= 12]}"
+    return text.replace("\u202f", " ").replace("\u00a0", " ")
 
 
 def check_url(name: str, value: str, hosts: tuple[str, ...]) -> None:

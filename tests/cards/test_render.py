@@ -14,7 +14,7 @@ from broadcaster.cards.content import CardContent, card_contents, place_list
 from broadcaster.cards.render import MARGIN, MARKER_AMBER, SIZE, Engine, Fonts, render_card, render_cards, tokens
 from broadcaster.errors import TemplateError
 from broadcaster.states import Mode
-from broadcaster.templates.render import FSI, PDI, render_forms
+from broadcaster.templates.render import FSI, LRI, PDI, RLI, render_forms
 from broadcaster.templates.variables import example_inputs, resolve
 from tests.cards.shaping import assert_shaped_right_to_left, pixels, probe_content, read_line
 from tests.support import Loaded
@@ -142,14 +142,17 @@ def test_a_configured_authority_names_the_issuer_else_the_sender(shipped_app: Lo
 WORDS = st.text(alphabet="ابت Ab1", min_size=1, max_size=6).filter(lambda w: w.strip() == w and " " not in w)
 
 
-@given(st.lists(st.one_of(WORDS, st.lists(WORDS, min_size=1, max_size=3).map(lambda ws: FSI + " ".join(ws) + PDI)),
-                max_size=8))
+ISOLATED = st.tuples(st.sampled_from([RLI, LRI, FSI]), st.lists(WORDS, min_size=1, max_size=3))
+
+
+@given(st.lists(st.one_of(WORDS, ISOLATED.map(lambda iw: iw[0] + " ".join(iw[1]) + PDI)), max_size=8))
 def test_wrapping_keeps_every_word_and_never_splits_an_isolate(parts: list[str]) -> None:
+    # Values are isolated RLI … PDI in Arabic and LRI … PDI in English; FSI is still understood.
     text = " ".join(parts)
     found = tokens(text)
     assert " ".join(found) == " ".join(text.split())
     for token in found:
-        assert token.count(FSI) == token.count(PDI)
+        assert sum(token.count(c) for c in (RLI, LRI, FSI)) == token.count(PDI)
 
 
 def test_without_libraqm_no_card_is_drawn_rather_than_unshaped_arabic(monkeypatch: pytest.MonkeyPatch) -> None:

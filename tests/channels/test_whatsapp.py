@@ -172,7 +172,10 @@ def test_the_body_to_register_numbers_each_variable_where_it_first_appears() -> 
     assert whatsapp_body("{road} closed", "en", exercise=True) == "[EXERCISE] {{1}} closed"
     values = {"road": {"ar": "E11", "en": "E11"}, "reason": {"ar": "حادث", "en": "an accident"},
               "starts": {"ar": "1", "en": "1"}, "ends": {"ar": "2", "en": "2"}}
-    assert content_variables(text, values, "ar") == {"1": "\u2068E11\u2069", "2": "حادث", "3": "1", "4": "2"}
+    # Each value isolated as it sits in the Arabic text (RLI … PDI), Latin or not.
+    assert content_variables(text, values, "ar") == {"1": "\u2067E11\u2069", "2": "\u2067حادث\u2069",
+                                                     "3": "\u20671\u2069", "4": "\u20672\u2069"}
+    assert content_variables("{road} closed", values, "en") == {"1": "\u2066E11\u2069"}
 
 
 @pytest.mark.parametrize("exercise", [False, True])

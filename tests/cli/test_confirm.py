@@ -114,7 +114,8 @@ def test_confirm_shows_what_the_public_will_see_and_needs_the_alert_id_typed(
     # What the public will see: every channel, its text in each language, the audience and the cost, LIVE.
     for channel in ("x-authority", "telegram-authority", "sms-residents", "partner-hook"):
         assert channel in out
-    assert "زلزال بقوة 5.4 درجة" in out and "A magnitude 5.4 earthquake was felt" in out
+    # Each value isolated in its text's direction (RLI in Arabic, LRI in English).
+    assert "زلزال بقوة \u20675.4\u2069 درجة" in out and "A magnitude \u20665.4\u2069 earthquake was felt" in out
     assert "SMS: 3 recipient(s)" in out and "LIVE" in out and "fired by officer" in out
     assert not sent_anything(p)
 

@@ -66,7 +66,7 @@ def test_live_fire_cli_puts_every_message_where_it_belongs_exactly_once(
     assert {d["state"] for d in out["deliveries"]} == {"sent"}
     assert all(d["attempts"] == 1 and d["provider_id"] for d in out["deliveries"])
     # X: one post per language, Arabic first.
-    assert [t["text"][:6] for t in p.x.tweets] == ["إغلاق ", "Sheikh"]
+    assert [t["text"][:7] for t in p.x.tweets] == ["إغلاق \u2067", "\u2066Sheikh"]
     # Telegram: one combined message, Arabic then English, HTML.
     assert len(p.telegram.sent) == 1
     text = p.telegram.sent[0]["text"]

@@ -85,7 +85,7 @@ def test_flood_response_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[s
     sms = [m for m in result["steps"][0]["messages"] if m["kind"] == "sms"]
     assert sms and all(m["segments"] >= 1 and "cost_segments" in m for m in sms)
     ar = next(m["text"] for m in result["steps"][1]["messages"] if m["channel"] == "x-authority")
-    assert ar.startswith("تحذير من خطر السيول")  # the update escalated watch -> warning
+    assert ar.startswith("\u2067تحذير من خطر السيول\u2069")  # the update escalated watch -> warning
 
 
 def test_a_rehearsal_is_logged_under_its_own_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -110,7 +110,7 @@ def test_inputs_override_examples(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert result["inputs"]["magnitude"] == {"ar": "6.1", "en": "6.1"}
     en = next(m["text"] for m in result["steps"][0]["messages"] if m["channel"] == "x-authority"
               and m["language"] == "en")
-    assert "magnitude 6.1" in en and "Dubai Marina" in en
+    assert "magnitude \u20666.1\u2069" in en and "\u2066Dubai Marina\u2069" in en
 
 
 def test_a_bad_input_is_refused_before_anything_fires(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -169,6 +169,8 @@ BAD_BODIES: list[tuple[Any, str]] = [
       "mode": "dry-run"}, "variables.detour"),
     ({"template": "road_closure", "use_examples": True, "variables": {"road": "MOON"}, "mode": "dry-run"},
      "variables.road"),
+    ({"template": "road_closure", "use_examples": True, "variables": {"detour": "Al Khail Road"}, "mode": "dry-run"},
+     "variables.detour"),  # English in the Arabic slot
     ({"template": "road_closure", "use_examples": True, "variables": {"detour": "a\u202eb"}, "mode": "dry-run"},
      "variables.detour"),
     ({"template": "road_closure", "use_examples": True, "areas": ["ATLANTIS"], "mode": "dry-run"}, "areas"),

@@ -11,7 +11,7 @@ from broadcaster.channels.registry import targets
 from broadcaster.channels.x import XChannel
 from broadcaster.templates.catalogue import Catalogue
 from broadcaster.templates.check import check_catalogue, check_template, worst_display
-from broadcaster.templates.render import FSI, PDI, render_forms
+from broadcaster.templates.render import PDI, RLI, inert_isolates_dropped, render_forms
 from broadcaster.templates.variables import example_inputs, resolve
 from broadcaster.text import lengths
 from tests.support import Loaded
@@ -118,7 +118,7 @@ def test_a_datetime_max_length_too_short_for_real_dates_is_reported(catalogue: C
     # Every real date would then be refused at fire time; check must say so first.
     text = catalogue.path("road_closure").read_text(encoding="utf-8")
     catalogue.path("road_closure").write_text(
-        text.replace('name = "ends"\ntype = "datetime"\nformat = "datetime"\nmax_length = 40',
+        text.replace('name = "ends"\ntype = "datetime"\nformat = "datetime"\nmax_length = 44',
                      'name = "ends"\ntype = "datetime"\nformat = "datetime"\nmax_length = 25'),
         encoding="utf-8",
     )
@@ -200,7 +200,7 @@ def test_nothing_is_truncated_a_max_length_value_renders_in_full(shipped: Catalo
         for rendered in render_kind(kind, forms, ("ar", "en")):
             assert rendered.fits, (kind, rendered.language, rendered.length)
             if "ar" in rendered.language:
-                assert f"{FSI}{detour['ar']}{PDI}" in rendered.text
+                assert f"{RLI}{detour['ar']}{PDI}" in rendered.text
             if "en" in rendered.language:
                 assert detour["en"] in rendered.text
 
@@ -215,8 +215,8 @@ def test_nothing_is_truncated_a_max_length_value_renders_in_full(shipped: Catalo
     ar_sms, en_sms = render_kind("sms", forms, ("ar", "en"))
     assert not ar_sms.fits
     assert long_detour["ar"] in ar_sms.text and long_detour["en"].strip() in en_sms.text
-    assert ar_sms.text == forms["ar"]["short"] and en_sms.text == forms["en"]["short"]
+    assert ar_sms.text == forms["ar"]["short"] and en_sms.text == inert_isolates_dropped(forms["en"]["short"])
     assert ar_sms.segments == lengths.sms_count(ar_sms.text).segments > ar_sms.limit
     [x_en] = render_kind("x", forms, ("en",))
     assert not x_en.fits and x_en.length == lengths.x_weighted_length(forms["en"]["short"])
-    assert x_en.text.endswith(long_detour["en"].strip() + ".")
+    assert x_en.text.endswith(long_detour["en"].strip() + PDI + ".")

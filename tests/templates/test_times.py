@@ -184,7 +184,7 @@ def in_dubai(**delta: float) -> str:
     ("flood_warning", ["level=warning", "area=DXB-HATTA", f"until={in_dubai(days=-365)}"], "until"),
     ("earthquake", ["magnitude=5.4", "area=DXB", f"occurred={in_dubai(days=30)}"], "occurred"),
     ("road_closure", ["road=E11", "reason=accident", f"starts={in_dubai(days=2)}", f"ends={in_dubai(days=1)}",
-                      "detour=Al Khail Road"], "ends"),
+                      "detour.ar=شارع الخيل", "detour.en=Al Khail Road"], "ends"),
 ])
 @pytest.mark.parametrize("command", ["preview", "fire"])
 def test_the_cli_refuses_a_time_outside_its_rule_with_exit_2(

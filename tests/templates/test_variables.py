@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from broadcaster.channels.registry import KINDS
 from broadcaster.errors import VariableError
 from broadcaster.templates.catalogue import Catalogue, Template
-from broadcaster.templates.render import FSI, PDI, render_forms
+from broadcaster.templates.render import LRI, PDI, RLI, render_forms
 from broadcaster.templates.variables import (
     BIDI_CONTROLS,
     Values,
@@ -258,9 +258,9 @@ def test_a_datetime_with_an_offset_renders_in_dubai_time_in_both_languages(value
     values = run(ROAD, starts=value)
     en, ar = values.display["starts"]["en"], values.display["starts"]["ar"]
     assert en == "Monday 23 November 2026, 10:00 PM"
-    assert "الاثنين" in ar and "نوفمبر" in ar and "10:00" in ar and ar.endswith("م")
-    for text in (en, ar):
-        assert "\u202f" not in text and "\u00a0" not in text
+    # As UAE authorities write it: no comma inside the date, صباحاً/مساءً after a no-break space.
+    assert ar == "الاثنين 23 نوفمبر 2026 الساعة 10:00\u00a0مساءً"
+    assert "\u202f" not in en and "\u00a0" not in en
     assert sms_encoding(en) == "GSM-7"
     assert values.inputs["starts"]["en"].startswith("2026-11-23T")
 
@@ -268,7 +268,9 @@ def test_a_datetime_with_an_offset_renders_in_dubai_time_in_both_languages(value
 def test_a_time_only_format_renders_the_local_time() -> None:
     values = run(QUAKE, occurred="2026-11-23T10:32:00+00:00")
     assert values.display["occurred"]["en"] == "2:32 PM"
-    assert values.display["occurred"]["ar"].startswith("2:32")
+    assert values.display["occurred"]["ar"] == "2:32\u00a0مساءً"
+    morning = run(QUAKE, occurred="2026-11-23T07:05:00+00:00")  # 11:05 in Dubai
+    assert morning.display["occurred"] == {"ar": "11:05\u00a0صباحاً", "en": "11:05 AM"}
 
 
 # --- numbers ----------------------------------------------------------------------------------------
@@ -292,19 +294,17 @@ def test_numbers_accept_arabic_indic_digits(value: str, display: str) -> None:
 # --- mixed direction --------------------------------------------------------------------------------
 
 
-def test_mixed_direction_text_is_accepted_and_isolated_inside_arabic() -> None:
+def test_mixed_direction_text_is_accepted_and_isolated_in_the_direction_of_its_text() -> None:
     detour = {"ar": "شارع E311 ثم مخرج 5", "en": "E311 then exit 5"}
     values = run(ROAD, detour=detour)
     assert values.display["detour"] == detour
     forms = render_forms(ROAD, values.display, exercise=False)
     for form in ("short", "long"):
-        assert f"{FSI}{detour['ar']}{PDI}" in forms["ar"][form]
-        assert FSI not in forms["en"][form] and PDI not in forms["en"][form]
-        assert detour["en"] in forms["en"][form]
-    # Arabic-only values need no isolate.
-    assert f"{FSI}شارع الشيخ زايد" not in forms["ar"]["short"]
-    assert "شارع الشيخ زايد" in forms["ar"]["short"]
-    # The isolates are counted, never dropped: the SMS text is the form itself.
+        assert f"{RLI}{detour['ar']}{PDI}" in forms["ar"][form]
+        assert f"{LRI}{detour['en']}{PDI}" in forms["en"][form]
+    # Arabic-only values are isolated too: every value, whatever its letters.
+    assert f"{RLI}شارع الشيخ زايد{PDI}" in forms["ar"]["short"]
+    # The isolates are counted, never dropped: the Arabic SMS text is the form itself.
     [sms_ar] = render_kind("sms", forms, ("ar",))
     assert sms_ar.text == forms["ar"]["short"]
 
