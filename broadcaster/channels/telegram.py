@@ -2,10 +2,11 @@
 
 Config: ``chat_id``, ``token_env``, ``layout`` (``combined``: both languages in one
 message, Arabic first; ``separate``: one each), ``on_unknown`` and ``card``. Shaping: a
-bold headline and the long form as escaped HTML, measured in characters (Unicode code points,
-as TDLib's ``utf8_length`` counts them) after Telegram parses the entities (4096). With ``card = true`` each message is a ``sendPhoto`` of the
-alert card (a combined message: its first language's), whose caption is the bold
-headline and the short form: a caption holds 1,024 characters, too few for the long form.
+bold headline and the long form as escaped HTML, measured in characters (Unicode code
+points, as TDLib's ``utf8_length`` counts them) after Telegram parses the entities (4096).
+With ``card = true`` each message is a ``sendPhoto`` of the alert card (a combined message:
+its first language's), whose caption is the bold headline and the short form: a caption
+holds 1,024 characters, too few for the long form.
 
 ``telegram.Bot`` is used bare: no ``Application``, no polling, no rate limiter, no
 retries (PTB makes one HTTP request per call, and httpx's retries default to zero).

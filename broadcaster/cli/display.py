@@ -32,6 +32,8 @@ _ARABIC_MARK: Final = "[\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06dc\u06df-\u06
 # In display order a right-to-left run has each letter's marks before it: put them back after it.
 _MARKS_BEFORE_LETTER: Final = re.compile(f"({_ARABIC_MARK}+)([^\n])")
 _BIDI_CONTROLS: Final = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# A lone surrogate (undecodable bytes in an argument) cannot reach the bidi library: shown as U+FFFD.
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
 def shown(text: str, out: Console) -> str:
@@ -54,6 +56,6 @@ def _visual_line(line: str, reshaper: ArabicReshaper) -> str:
         return line
     from bidi import get_display
 
-    ordered = get_display(reshaper.reshape(line))
+    ordered = get_display(reshaper.reshape(_SURROGATE.sub("\ufffd", line)))
     ordered = _MARKS_BEFORE_LETTER.sub(lambda match: match.group(2) + match.group(1), ordered)
     return _BIDI_CONTROLS.sub("", ordered)

@@ -94,7 +94,7 @@ def sms_count(text: str) -> SmsCount:
     if units <= SMS_SINGLE[encoding]:
         return SmsCount(encoding, units, 1, SMS_SINGLE[encoding])
     per_segment = SMS_MULTI[encoding]
-    return SmsCount(encoding, units, len(sms_parts(text)), per_segment)
+    return SmsCount(encoding, units, len(_part_starts(text, encoding, per_segment)), per_segment)
 
 
 def sms_parts(text: str) -> list[str]:
@@ -109,32 +109,40 @@ def sms_parts(text: str) -> list[str]:
     encoding = sms_encoding(text)
     if _sms_units(text, encoding) <= SMS_SINGLE[encoding]:
         return [text]
-    capacity = SMS_MULTI[encoding]
-    pieces: list[str] = []
-    for cluster in _GRAPHEME_RE.findall(text):
-        if _sms_units(cluster, encoding) <= capacity:
-            pieces.append(cluster)
-        else:
-            pieces.extend(cluster)
-    parts: list[str] = []
-    current, used = "", 0
-    for piece in pieces:
-        size = _sms_units(piece, encoding)
-        if used + size > capacity:
-            parts.append(current)
-            current, used = "", 0
-        current, used = current + piece, used + size
-    parts.append(current)
-    return parts
+    starts = _part_starts(text, encoding, SMS_MULTI[encoding])
+    return [text[start:end] for start, end in zip(starts, [*starts[1:], len(text)], strict=True)]
 
 
 _GRAPHEME_RE: Final = regex.compile(r"\X", regex.DOTALL)
 
 
+def _part_starts(text: str, encoding: SmsEncoding, capacity: int) -> list[int]:
+    """Where each part of a split message starts: greedy packing of whole grapheme clusters (greedy
+    is optimal, the order being fixed); a cluster longer than a part is packed code point by code point."""
+    starts, used, position = [0], 0, 0
+    extended = GSM7_EXTENDED if encoding == "GSM-7" else frozenset()
+    for cluster in _GRAPHEME_RE.findall(text):
+        pieces: tuple[tuple[int, int], ...]
+        if len(cluster) == 1:  # most clusters: one character, 1 unit (2 if escaped or astral)
+            size = 2 if cluster in extended or cluster > "\uffff" else 1
+            pieces = ((1, size),)
+        else:
+            size = _sms_units(cluster, encoding)
+            whole = size <= capacity
+            pieces = ((len(cluster), size),) if whole else tuple((1, _sms_units(ch, encoding)) for ch in cluster)
+        for length, units in pieces:
+            if used + units > capacity:
+                starts.append(position)
+                used = 0
+            used += units
+            position += length
+    return starts
+
+
 def _sms_units(text: str, encoding: SmsEncoding) -> int:
     if encoding == "GSM-7":
         return len(text) + sum(1 for ch in text if ch in GSM7_EXTENDED)
-    return utf16_length(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) >> 1
 
 
 def utf16_length(text: str) -> int:

@@ -30,10 +30,13 @@ _KNOWN: Final[frozenset[str]] = frozenset(
     if float(data["E"]) <= X_EMOJI_VERSION and sequence not in _TEXT_BY_DEFAULT
 )
 _LONGEST: Final = max(len(sequence) for sequence in _KNOWN)
+_STARTS: Final = frozenset(sequence[0] for sequence in _KNOWN)
 
 
 def emoji_end(text: str, i: int) -> int:
     """End of the longest emoji X knows that starts at ``text[i]``, or ``i`` if none does."""
+    if text[i] not in _STARTS:
+        return i
     for end in range(min(len(text), i + _LONGEST), i, -1):
         if text[i:end] in _KNOWN:
             return end

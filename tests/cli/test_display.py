@@ -149,3 +149,8 @@ def test_a_dry_run_log_piped_keeps_its_banner_logical(capsys: pytest.CaptureFixt
     out = run(capsys, tmp_path, "fire", "road_closure", "--use-examples", "--dry-run", "--log")
     assert "تجربة محلية" in out
     assert not PRESENTATION_FORMS.search(out)
+
+
+def test_undecodable_bytes_in_an_arabic_line_do_not_break_the_display() -> None:
+    # An argument with invalid UTF-8 reaches Python as lone surrogates (surrogateescape).
+    assert visual("\udcff عربي") == "\ufef2\ufe91\ufeae\ufecb \ufffd"  # ي ب ر ع, then the lost byte
