@@ -1,9 +1,11 @@
-"""The top-level domains X links in a URL: every ICANN top-level domain, 1490 in all.
+"""The top-level domains X links in a URL.
 
 Taken from the ICANN section of the Public Suffix List (``public_suffix_list.dat`` as Debian's
-``publicsuffix`` package ships it, 2026): the last label of every rule. twitter-text's own
-list is the IANA root zone of its release; a domain that has since left the root is missing
-here, and its URL is then counted character by character, which only counts more.
+``publicsuffix`` package ships it, 2026): the last label of every rule, 1490 in all, less
+:data:`_AFTER_TWITTER_TEXT_3_1`, those delegated or listed after twitter-text 3.1's list was
+made: X may leave them unlinked, so a URL ending in one is counted character by character
+(counting more, never less). A domain that has since left the root, but that twitter-text
+still lists, is missing here too: its URL is also counted character by character.
 """
 
 from __future__ import annotations
@@ -104,5 +106,10 @@ vermögensberater vermögensberatung ελ ευ бг бел дети ею
 한국
 """
 
-#: Every top-level domain, lower case.
-TLDS: Final[frozenset[str]] = frozenset((_ASCII + _UNICODE).split())
+_AFTER_TWITTER_TEXT_3_1: Final = frozenset((
+    "amazon", "kids", "music", "spa", "ישראל", "السعوديه", "السعودیة", "السعودیۃ", "اليمن", "ايران", "سوريا",
+    "پاكستان", "アマゾン", "亚马逊", "澳门", "臺灣",
+))
+
+#: Every top-level domain X is known to link, lower case.
+TLDS: Final[frozenset[str]] = frozenset((_ASCII + _UNICODE).split()) - _AFTER_TWITTER_TEXT_3_1

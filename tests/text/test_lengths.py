@@ -265,6 +265,13 @@ def test_x_counts_text_x_would_not_link_character_by_character() -> None:
     assert x_weighted_length("http://" + "a" * 64 + ".com") == 7 + 64 + 4  # a label over 63 characters
 
 
+def test_x_a_tld_newer_than_twitter_text_3_1_is_counted_as_text() -> None:
+    # .music was delegated after twitter-text 3.1's TLD list: X may leave the URL unlinked, so it
+    # counts character by character (more, never less); a .com URL of the same shape is a link.
+    assert x_weighted_length("https://example.music/abcdef") == 28
+    assert x_weighted_length("https://example.com/abcdef") == 23
+
+
 @pytest.mark.parametrize(
     ("description", "text", "weight", "valid"), WEIGHTED_LENGTH, ids=[case[0] for case in WEIGHTED_LENGTH]
 )
