@@ -2,13 +2,17 @@
 
 Most terminals neither join Arabic letters nor reorder right-to-left text: given the logical
 text an alert is stored and sent as, they show separate letters in reverse order. So when
-stdout is a terminal, each line holding Arabic is
+stdout is a terminal, each paragraph (line) holding right-to-left letters is
 
 1. shaped: every letter replaced by its joined presentation form (``arabic-reshaper``), the
    lam-alef ligatures included;
-2. put in display order by the Unicode Bidirectional Algorithm (``python-bidi``), the
-   paragraph's direction taken from its first strong letter, bidi isolates honoured;
-3. cleaned: harakat (fathatan, shadda, ...) are moved after the letter they sit on, since a
+2. wrapped to the terminal's width on the logical text, before any reordering, as the Unicode
+   Bidirectional Algorithm requires: a terminal wrapping a reordered line would show its last
+   words on the first row;
+3. put in display order, row by row, by the Unicode Bidirectional Algorithm (``python-bidi``),
+   with the paragraph's direction taken from its first strong letter (bidi isolates honoured);
+   a right-to-left paragraph is aligned to the right edge;
+4. cleaned: harakat (fathatan, shadda, ...) are moved after the letter they sit on, since a
    terminal draws a mark on the cell before it, and the bidi controls (marks, embeddings,
    isolates), which have done their work, are dropped.
 
@@ -20,6 +24,7 @@ reads is what was sent. Only the views call :func:`shown`; nothing stored ever g
 from __future__ import annotations
 
 import re
+import textwrap
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -36,26 +41,52 @@ _BIDI_CONTROLS: Final = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u206
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 
-def shown(text: str, out: Console) -> str:
-    """``text`` for ``out``: in display order and shaped on a terminal, unchanged anywhere else."""
-    return visual(text) if out.is_terminal else text
+def shown(text: str, out: Console, *, wrap: bool = False) -> str:
+    """``text`` for ``out``: shaped and in display order on a terminal, unchanged anywhere else.
+
+    ``wrap``: a block of text printed on its own, wrapped to the terminal's width and a
+    right-to-left paragraph aligned right (not for table cells, which rich lays out itself).
+    """
+    if not out.is_terminal:
+        return text
+    return visual(text, width=out.width if wrap else None)
 
 
-def visual(text: str) -> str:
-    """``text`` shaped and in display order, line by line, for a terminal that does neither."""
+def visual(text: str, *, width: int | None = None) -> str:
+    """``text`` shaped and in display order, paragraph by paragraph, for a terminal that does neither.
+
+    With ``width``, each paragraph holding right-to-left letters is wrapped to that many
+    columns first and, if its direction is right-to-left, aligned right.
+    """
     if not _RTL.search(text):
         return text
     from arabic_reshaper import ArabicReshaper
 
     reshaper = ArabicReshaper(configuration={"delete_harakat": False})
-    return "\n".join(_visual_line(line, reshaper) for line in text.split("\n"))
+    return "\n".join(_visual_paragraph(line, reshaper, width) for line in text.split("\n"))
 
 
-def _visual_line(line: str, reshaper: ArabicReshaper) -> str:
-    if not _RTL.search(line):
-        return line
-    from bidi import get_display
+def _visual_paragraph(paragraph: str, reshaper: ArabicReshaper, width: int | None) -> str:
+    if not _RTL.search(paragraph):
+        return paragraph
+    from bidi import get_base_level, get_display
 
-    ordered = get_display(reshaper.reshape(_SURROGATE.sub("\ufffd", line)))
-    ordered = _MARKS_BEFORE_LETTER.sub(lambda match: match.group(2) + match.group(1), ordered)
-    return _BIDI_CONTROLS.sub("", ordered)
+    paragraph = _SURROGATE.sub("\ufffd", paragraph)
+    right_to_left = get_base_level(paragraph) == 1
+    shaped = reshaper.reshape(paragraph)
+    rows = [shaped] if width is None else textwrap.wrap(shaped, width, break_on_hyphens=False) or [""]
+    shown_rows = []
+    for row in rows:
+        ordered = get_display(row, base_dir="R" if right_to_left else "L")
+        ordered = _MARKS_BEFORE_LETTER.sub(lambda match: match.group(2) + match.group(1), ordered)
+        ordered = _BIDI_CONTROLS.sub("", ordered)
+        if width is not None and right_to_left:
+            ordered = " " * max(0, width - _cells(ordered)) + ordered
+        shown_rows.append(ordered)
+    return "\n".join(shown_rows)
+
+
+def _cells(text: str) -> int:
+    from rich.cells import cell_len
+
+    return cell_len(text)

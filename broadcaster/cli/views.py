@@ -61,7 +61,7 @@ def show_timeline(config: Config, result: Rehearsal) -> None:
         if flag:
             out.print(f"waits for an operator{flag}")
         if fired.step.note and fired.occurrence == 0:
-            out.print(shown(fired.step.note, out), style="italic", markup=False)
+            out.print(shown(fired.step.note, out, wrap=True), style="italic", markup=False)
         if fired.plan is None:
             out.print(f"[bold red]{fired.state}[/]: {fired.detail}")
             continue
@@ -79,7 +79,7 @@ def show_timeline(config: Config, result: Rehearsal) -> None:
                 continue
             seen.add(row.rendered.text)
             out.print(f"[dim]{row.kind} · {row.rendered.language}:[/]")
-            out.print(shown(row.rendered.text, out), markup=False)
+            out.print(shown(row.rendered.text, out, wrap=True), markup=False)
         for warning in fired.warnings:
             out.print(f"[yellow]warning:[/] {warning}")
     out.rule()
@@ -206,7 +206,7 @@ def show_preview(plan: Plan, out: Console | None = None) -> None:
             labels.append(label)
     for text, labels in senders.items():
         out.rule(", ".join(labels), align="left")
-        out.print(shown(text, out), markup=False)
+        out.print(shown(text, out, wrap=True), markup=False)
 
 
 def as_read(kind: str, text: str) -> str:

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.cells import cell_len
 from rich.console import Console
 
 from broadcaster.cli import main
@@ -62,6 +63,34 @@ def test_display_order_is_the_logical_letters_reversed(line: str) -> None:
     shaped = visual(line)
     assert not re.search("[\u0621-\u064a]", shaped)  # every letter in a presentation form
     assert unicodedata.normalize("NFKC", shaped[::-1]) == unicodedata.normalize("NFKC", line)
+
+
+def test_a_long_arabic_paragraph_is_wrapped_before_it_is_reordered() -> None:
+    # A terminal wrapping a reordered line would show its last words first; wrapped on the logical
+    # text, the first row holds the first words, right-aligned, and every row fits.
+    paragraph = "تعلن الجهات المختصة عن إغلاق شارع الشيخ زايد بسبب أعمال صيانة"
+    rows = visual(paragraph, width=30).split("\n")
+    assert len(rows) == 3
+    assert all(cell_len(row) == 30 for row in rows)  # padded on the left: aligned right
+    assert rows[0].endswith(visual("تعلن"))  # the first word, at the right edge of the first row
+    assert rows[-1].lstrip().startswith(visual("صيانة"))  # the last word, at the left end of the last row
+
+
+def test_a_left_to_right_paragraph_is_wrapped_but_not_aligned_right() -> None:
+    rows = visual("Road closure إغلاق طريق on Sheikh Zayed Road until Wednesday", width=25).split("\n")
+    # Shaped, "لا" is one cell: the first row holds 25 cells.
+    assert rows[0] == "Road closure \ufed6\ufef3\ufeae\ufec3 \ufed5\ufefc\ufecf\ufe87 on"
+    assert all(cell_len(row) <= 25 for row in rows) and not rows[1].startswith(" ")
+
+
+@settings(deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(ARABIC_LETTERS), min_size=1, max_size=12), min_size=1,
+                max_size=30).map(" ".join), st.integers(min_value=15, max_value=80))
+def test_wrapped_rows_read_top_to_bottom_in_logical_order(paragraph: str, width: int) -> None:
+    rows = visual(paragraph, width=width).split("\n")
+    assert all(cell_len(row) <= width for row in rows)
+    logical_rows = [unicodedata.normalize("NFKC", row.lstrip(" ")[::-1]) for row in rows]
+    assert " ".join(logical_rows) == unicodedata.normalize("NFKC", paragraph)
 
 
 def test_shown_depends_on_the_console() -> None:
