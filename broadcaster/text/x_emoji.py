@@ -2,7 +2,9 @@
 
 twitter-text 3.1 finds emoji with twemoji-parser 11, whose list is Emoji 11.0: each emoji
 it finds (a lone pictograph, a skin tone, a flag, a keycap, a ZWJ sequence) weighs 2 in
-total, and everything else is counted code point by code point. A sequence from a later
+total, and everything else is counted code point by code point. (Its Java implementation's
+generated list reaches Emoji 12.1, and X's servers may know more; the oldest list is the
+one taken, so that an emoji is never counted below what any of them counts.) A sequence from a later
 Emoji version is therefore not one emoji to X: 🐦‍🔥 (phoenix, Emoji 15.1) is 🐦, a ZWJ and
 🔥, weighing 2 + 1 + 2 = 5. This module matches the longest known sequence at each place,
 as twemoji-parser's regular expression does, so a newer sequence falls apart into the
