@@ -2,10 +2,11 @@
 
 Config: ``chat_id``, ``token_env``, ``layout`` (``combined``: both languages in one
 message, Arabic first; ``separate``: one each), ``on_unknown`` and ``card``. Shaping: a
-bold headline and the long form as escaped HTML, measured in UTF-16 units after Telegram
-parses the entities (4096). With ``card = true`` each message is a ``sendPhoto`` of the
-alert card (a combined message: its first language's), whose caption is the bold
-headline and the short form: a caption holds 1,024 units, too few for the long form.
+bold headline and the long form as escaped HTML, measured in characters (Unicode code
+points, as TDLib's ``utf8_length`` counts them) after Telegram parses the entities (4096).
+With ``card = true`` each message is a ``sendPhoto`` of the alert card (a combined message:
+its first language's), whose caption is the bold headline and the short form: a caption
+holds 1,024 characters, too few for the long form.
 
 ``telegram.Bot`` is used bare: no ``Application``, no polling, no rate limiter, no
 retries (PTB makes one HTTP request per call, and httpx's retries default to zero).
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from telegram.request import BaseRequest, HTTPXRequest
 
 DEFAULT_API_BASE: Final = "https://api.telegram.org"
-CAPTION_LIMIT: Final = 1024  # UTF-16 units of a photo's caption, after entities are parsed
+CAPTION_LIMIT: Final = 1024  # code points of a photo's caption, after entities are parsed
 TELEGRAM_SEPARATOR: Final = "\n\n—————\n\n"
 
 # Loggers that print the request URL, and so the token: PTB when it builds a Bot,
@@ -130,7 +131,7 @@ class TelegramChannel(Channel):
             shaped = [("+".join(languages), text)]
         else:
             shaped = [(lang, telegram_html(forms, lang, form)) for lang in languages]
-        return [Rendered(lang, text, lengths.telegram_length(text), limit, "UTF-16 units") for lang, text in shaped]
+        return [Rendered(lang, text, lengths.telegram_length(text), limit, "characters") for lang, text in shaped]
 
     @classmethod
     def card_languages(cls, config: ChannelConfig) -> tuple[str, ...]:
@@ -149,7 +150,7 @@ class TelegramChannel(Channel):
     @classmethod
     def measure_piece(cls, text: str) -> int:
         # A variable is HTML-escaped into the message; Telegram counts it after the entities are parsed.
-        return lengths.utf16_length(html.unescape(html.escape(text)))
+        return len(html.unescape(html.escape(text)))
 
     def __init__(self, config: ChannelConfig, clients: Clients) -> None:
         super().__init__(config, clients)

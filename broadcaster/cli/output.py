@@ -37,8 +37,11 @@ def problem(line: str, style: str = "red") -> None:
 
 
 def banner(mode: str, out: Console | None = None) -> None:
+    from broadcaster.cli.display import shown
+
     text, style = MODE_STYLE[mode]
-    (out or console()).print(f" {text} ", style=style)
+    out = out or console()
+    out.print(f" {shown(text, out)} ", style=style, markup=False)
 
 
 def print_json(obj: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from broadcaster.cli.display import shown
 from broadcaster.cli.output import EXIT_OK, banner, console, print_json
 from broadcaster.states import DeliveryState, StepState
 
@@ -35,6 +36,7 @@ def show_planned(config: Config, runbook: Runbook, result: Rehearsal) -> None:
 
 
 def show_timeline(config: Config, result: Rehearsal) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from broadcaster.app.rehearse import rehearsal_json
@@ -44,11 +46,11 @@ def show_timeline(config: Config, result: Rehearsal) -> None:
     out = console()
     tz = config.timezone
     banner("dry-run")
-    out.print(f"rehearsal [bold]{result.run.id}[/] · {result.runbook.name['ar']} / {result.runbook.name['en']} "
-              f"· {result.runbook.source}")
-    out.print("inputs: " + ", ".join(f"{k}={v['en'] if v['ar'] == v['en'] else v['ar'] + ' / ' + v['en']}"
-                                     for k, v in result.run.inputs.items()), markup=False)
-    shown: dict[str, set[str]] = {}
+    names = f"{result.runbook.name['ar']} / {result.runbook.name['en']} · {result.runbook.source}"
+    out.print(f"rehearsal [bold]{result.run.id}[/] · {escape(shown(names, out))}")
+    out.print(shown("inputs: " + ", ".join(f"{k}={v['en'] if v['ar'] == v['en'] else v['ar'] + ' / ' + v['en']}"
+                                           for k, v in result.run.inputs.items()), out), markup=False)
+    printed: dict[str, set[str]] = {}
     for entry in result.entries:
         fired = entry.fired
         offset = format_duration(fired.time - result.start)
@@ -59,7 +61,7 @@ def show_timeline(config: Config, result: Rehearsal) -> None:
         if flag:
             out.print(f"waits for an operator{flag}")
         if fired.step.note and fired.occurrence == 0:
-            out.print(fired.step.note, style="italic", markup=False)
+            out.print(shown(fired.step.note, out, wrap=True), style="italic", markup=False)
         if fired.plan is None:
             out.print(f"[bold red]{fired.state}[/]: {fired.detail}")
             continue
@@ -71,13 +73,13 @@ def show_timeline(config: Config, result: Rehearsal) -> None:
                           f"{r.segments} {r.encoding}" if r.segments else "-", str(row.recipients),
                           str(row.cost_segments) if row.kind == "sms" else "-")
         out.print(table)
-        seen = shown.setdefault(fired.step.id, set())
+        seen = printed.setdefault(fired.step.id, set())
         for row in fired.plan.rows:
             if row.kind not in ("sms", "x") or row.rendered.text in seen:
                 continue
             seen.add(row.rendered.text)
             out.print(f"[dim]{row.kind} · {row.rendered.language}:[/]")
-            out.print(row.rendered.text, markup=False)
+            out.print(shown(row.rendered.text, out, wrap=True), markup=False)
         for warning in fired.warnings:
             out.print(f"[yellow]warning:[/] {warning}")
     out.rule()
@@ -100,7 +102,7 @@ async def show_run(app: App, run: RunRecord) -> None:
 
     from broadcaster.timefmt import iso_seconds
 
-    tz = app.config.timezone
+    tz, out = app.config.timezone, console()
     rows = await app.store.runs.steps(run.id)
     counts = Counter(str(r.state) for r in rows)
     table = Table("step", "#", "state", "due", "alert", "detail",
@@ -110,8 +112,9 @@ async def show_run(app: App, run: RunRecord) -> None:
     for r in rows:
         style = STEP_STYLES.get(r.state, "")
         table.add_row(r.step_id, str(r.occurrence), f"[{style}]{r.state}[/]" if style else str(r.state),
-                      iso_seconds(r.due_at, tz) if r.due_at else "-", r.alert_id or "-", (r.detail or "")[:80])
-    console().print(table)
+                      iso_seconds(r.due_at, tz) if r.due_at else "-", r.alert_id or "-",
+                      shown((r.detail or "")[:80], out))
+    out.print(table)
 
 
 async def show_run_log(app: App, run_id: str, *, as_json: bool, limit: int | None) -> int:
@@ -146,11 +149,11 @@ async def show_summary(app: App, alert_id: str) -> None:
     follow_up = f" of {alert.references}" if alert.references else ""
     out.print(f"alert [bold]{alert.id}[/] · {alert.template} · {alert.mode} · {alert.msg_type}{follow_up}"
               f" · sent {iso(alert.sent_at, tz)} · expires {iso(alert.expires_at, tz)}")
-    shown = (DeliveryState.SENT, DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN,
+    columns = (DeliveryState.SENT, DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN,
              DeliveryState.FAILED, DeliveryState.EXPIRED)
-    table = Table("channel", *shown)
+    table = Table("channel", *columns)
     for channel, counts in sorted((await app.store.alerts.state_counts(alert_id)).items()):
-        table.add_row(channel, *(str(counts.get(s, 0)) for s in shown))
+        table.add_row(channel, *(str(counts.get(s, 0)) for s in columns))
     out.print(table)
 
 
@@ -161,29 +164,31 @@ async def show_attempts(app: App, alert_id: str, *, limit: int | None) -> None:
 
     table = Table("#", "channel", "recipient", "lang", "try", "outcome", "http", "code", "provider id", "started",
                   "ms", "detail")
-    shown = total = 0
+    out = console()
+    listed = total = 0
     async for a in app.store.alerts.attempts(alert_id):
         total += 1
-        if limit is not None and shown >= limit:
+        if limit is not None and listed >= limit:
             continue
-        shown += 1
+        listed += 1
         table.add_row(str(total), a.channel, a.recipient or "-", a.language, str(a.attempt),
                       a.outcome or "in-flight", str(a.http_status or "-"), a.error_code or "-", a.provider_id or "-",
                       iso(a.started_at, app.config.timezone)[11:23], f"{a.latency_ms:.0f}" if a.latency_ms else "-",
-                      (a.detail or "")[:60])
-    console().print(table)
-    if total > shown:
-        console().print(f"… {total - shown} more attempt(s); use --all or --json")
+                      shown((a.detail or "")[:60], out))
+    out.print(table)
+    if total > listed:
+        out.print(f"… {total - listed} more attempt(s); use --all or --json")
 
 
 def show_preview(plan: Plan, out: Console | None = None) -> None:
     """Every message: its channel, length, SMS segments, recipients and cost; then each distinct text once,
-    headed by every channel (and language) that sends it."""
+    headed by every channel (and language) that sends it, as its reader will see it: a Telegram message
+    as Telegram shows it (no tags, entities decoded), Arabic shaped and in display order on a terminal."""
     from rich.table import Table
 
     out = out or console()
     table = Table("channel", "kind", "lang", "length", "segments", "recipients", "cost (segments)",
-                  title=f"{plan.template.id}: {plan.template.title['ar']} / {plan.template.title['en']}")
+                  title=shown(f"{plan.template.id}: {plan.template.title['ar']} / {plan.template.title['en']}", out))
     for row in plan.rows:
         r = row.rendered
         table.add_row(row.channel, row.kind, r.language, f"{r.length}/{r.limit} {r.unit}",
@@ -196,9 +201,19 @@ def show_preview(plan: Plan, out: Console | None = None) -> None:
     senders: dict[str, list[str]] = {}
     for row in plan.rows:
         label = f"{row.channel} ({row.kind}, {row.rendered.language})"
-        labels = senders.setdefault(row.rendered.text, [])
+        labels = senders.setdefault(as_read(row.kind, row.rendered.text), [])
         if label not in labels:
             labels.append(label)
     for text, labels in senders.items():
         out.rule(", ".join(labels), align="left")
-        out.print(text, markup=False)
+        out.print(shown(text, out, wrap=True), markup=False)
+
+
+def as_read(kind: str, text: str) -> str:
+    """A message's text as its reader sees it: Telegram's HTML parse mode drops the tags and decodes
+    the entities (``<b>`` makes the headline bold; ``&amp;`` is ``&``)."""
+    if kind == "telegram":
+        from broadcaster.text.lengths import telegram_text
+
+        return telegram_text(text)
+    return text

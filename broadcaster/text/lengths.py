@@ -1,28 +1,30 @@
 """How long a message is, as each channel measures it: the one place each length rule lives.
 
-* **SMS** (GSM 03.38 / 3GPP TS 23.038): :func:`sms_encoding`, :func:`sms_count`.
-* **X**: :func:`x_weighted_length`, twitter-text v3 weighted length after NFC.
-* **Telegram**: :func:`telegram_length`, UTF-16 units of the text left once Telegram has
-  parsed the HTML (``parse_mode=HTML``).
+* **SMS** (GSM 03.38 / 3GPP TS 23.038): :func:`sms_encoding`, :func:`sms_parts`, :func:`sms_count`.
+* **X**: :func:`x_weighted_length`, twitter-text 3.x weighted length after NFC, with URLs
+  (:mod:`broadcaster.text.x_urls`) and emoji (:mod:`broadcaster.text.x_emoji`) as X finds them.
+* **Telegram**: :func:`telegram_length`, Unicode code points of the text left once Telegram
+  has parsed the HTML (``parse_mode=HTML``); TDLib measures its limits with ``utf8_length``.
 
 Every function is pure and never truncates: a caller that finds a message too long must
-reject it when the template is approved, not cut it when it is sent.
-
-Where X's rules can only be approximated here (which URLs it links), the approximation
-errs towards counting *more* than X would. Over-counting refuses a template that would
-have fitted; under-counting lets one through that X then rejects during a crisis.
+reject it when the template is approved, not cut it when it is sent. Where a rule can only
+be approximated, the approximation counts *more* than the channel would: over-counting
+refuses a template that would have fitted; under-counting lets one through that the
+channel then rejects, or splits into more paid parts, during a crisis.
 """
 
 from __future__ import annotations
 
 import re
-import string
 import unicodedata
-from bisect import bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, Literal
+
+import regex
+
+from broadcaster.text import x_emoji, x_urls
 
 SmsEncoding = Literal["GSM-7", "UCS-2"]
 
@@ -84,38 +86,63 @@ def sms_encoding(text: str) -> SmsEncoding:
 def sms_count(text: str) -> SmsCount:
     """Count the units and parts ``text`` needs, exactly as it will be sent (no normalisation).
 
-    A split message is packed part by part: an escape pair (GSM-7) or a surrogate pair (UCS-2)
-    never straddles two parts, so a part may end one unit short and the count can exceed
-    ``ceil(units / per_segment)``.
+    A split message is packed part by part as :func:`sms_parts` cuts it, so the count can
+    exceed ``ceil(units / per_segment)`` when a part has to end early.
     """
     encoding = sms_encoding(text)
-    sizes = [_gsm7_septets(ch) for ch in text] if encoding == "GSM-7" else [_utf16_units(ch) for ch in text]
-    units = sum(sizes)
+    units = _sms_units(text, encoding)
     if units <= SMS_SINGLE[encoding]:
         return SmsCount(encoding, units, 1, SMS_SINGLE[encoding])
     per_segment = SMS_MULTI[encoding]
-    return SmsCount(encoding, units, _pack(sizes, per_segment), per_segment)
+    return SmsCount(encoding, units, len(_part_starts(text, encoding, per_segment)), per_segment)
 
 
-def _gsm7_septets(ch: str) -> int:
-    return 2 if ch in GSM7_EXTENDED else 1
+def sms_parts(text: str) -> list[str]:
+    """The parts ``text`` is sent in, as Twilio's segmenter cuts it.
 
-
-def _utf16_units(ch: str) -> int:
-    return 2 if ord(ch) > 0xFFFF else 1
-
-
-def _pack(sizes: Iterable[int], capacity: int) -> int:
-    """Parts needed to hold ``sizes`` in order, never splitting one item across two parts.
-
-    Greedy filling is optimal here because the order of characters is fixed.
+    A part never ends inside a grapheme cluster (a letter with its harakat such as ``بً``, an
+    emoji sequence, CR LF): the whole cluster moves to the next part, as Twilio keeps it
+    whole. Only a cluster too long for any part is cut, between code points, and then never
+    through an escape pair (GSM-7) or a surrogate pair (UCS-2). Text that fits in one
+    message is one part; joining the parts gives ``text`` back.
     """
-    parts, used = 1, 0
-    for size in sizes:
-        if used + size > capacity:
-            parts, used = parts + 1, 0
-        used += size
-    return parts
+    encoding = sms_encoding(text)
+    if _sms_units(text, encoding) <= SMS_SINGLE[encoding]:
+        return [text]
+    starts = _part_starts(text, encoding, SMS_MULTI[encoding])
+    return [text[start:end] for start, end in zip(starts, [*starts[1:], len(text)], strict=True)]
+
+
+_GRAPHEME_RE: Final = regex.compile(r"\X", regex.DOTALL)
+
+
+def _part_starts(text: str, encoding: SmsEncoding, capacity: int) -> list[int]:
+    """Where each part of a split message starts: greedy packing of whole grapheme clusters (greedy
+    is optimal, the order being fixed); a cluster longer than a part is packed code point by code point."""
+    starts, used, position = [0], 0, 0
+    extended = GSM7_EXTENDED if encoding == "GSM-7" else frozenset()
+    for cluster in _GRAPHEME_RE.findall(text):
+        pieces: tuple[tuple[int, int], ...]
+        if len(cluster) == 1:  # most clusters: one character, 1 unit (2 if escaped or astral)
+            size = 2 if cluster in extended or cluster > "\uffff" else 1
+            pieces = ((1, size),)
+        else:
+            size = _sms_units(cluster, encoding)
+            whole = size <= capacity
+            pieces = ((len(cluster), size),) if whole else tuple((1, _sms_units(ch, encoding)) for ch in cluster)
+        for length, units in pieces:
+            if used + units > capacity:
+                starts.append(position)
+                used = 0
+            used += units
+            position += length
+    return starts
+
+
+def _sms_units(text: str, encoding: SmsEncoding) -> int:
+    if encoding == "GSM-7":
+        return len(text) + sum(1 for ch in text if ch in GSM7_EXTENDED)
+    return len(text.encode("utf-16-le", "surrogatepass")) >> 1
 
 
 def utf16_length(text: str) -> int:
@@ -132,87 +159,31 @@ _X_SCALE: Final = 100
 _X_DEFAULT_WEIGHT: Final = 200
 _X_URL_LENGTH: Final = 23
 _X_LIGHT_RANGES: Final = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), (0x2032, 0x2037))
-
-# Extended_Pictographic (Unicode emoji-data.txt) without ©, ® and ™, which twemoji (the
-# emoji list twitter-text uses) leaves as text. Regional indicators and skin-tone modifiers
-# are not pictographs; they are handled on their own below.
-_PICTOGRAPHIC: Final = (
-    (0x203C, 0x203C), (0x2049, 0x2049), (0x2139, 0x2139), (0x2194, 0x2199), (0x21A9, 0x21AA),
-    (0x231A, 0x231B), (0x2328, 0x2328), (0x2388, 0x2388), (0x23CF, 0x23CF), (0x23E9, 0x23F3),
-    (0x23F8, 0x23FA), (0x24C2, 0x24C2), (0x25AA, 0x25AB), (0x25B6, 0x25B6), (0x25C0, 0x25C0),
-    (0x25FB, 0x25FE), (0x2600, 0x2605), (0x2607, 0x2612), (0x2614, 0x2685), (0x2690, 0x2705),
-    (0x2708, 0x2712), (0x2714, 0x2714), (0x2716, 0x2716), (0x271D, 0x271D), (0x2721, 0x2721),
-    (0x2728, 0x2728), (0x2733, 0x2734), (0x2744, 0x2744), (0x2747, 0x2747), (0x274C, 0x274C),
-    (0x274E, 0x274E), (0x2753, 0x2755), (0x2757, 0x2757), (0x2763, 0x2767), (0x2795, 0x2797),
-    (0x27A1, 0x27A1), (0x27B0, 0x27B0), (0x27BF, 0x27BF), (0x2934, 0x2935), (0x2B05, 0x2B07),
-    (0x2B1B, 0x2B1C), (0x2B50, 0x2B50), (0x2B55, 0x2B55), (0x3030, 0x3030), (0x303D, 0x303D),
-    (0x3297, 0x3297), (0x3299, 0x3299), (0x1F000, 0x1F0FF), (0x1F10D, 0x1F10F), (0x1F12F, 0x1F12F),
-    (0x1F16C, 0x1F171), (0x1F17E, 0x1F17F), (0x1F18E, 0x1F18E), (0x1F191, 0x1F19A),
-    (0x1F1AD, 0x1F1E5), (0x1F201, 0x1F20F), (0x1F21A, 0x1F21A), (0x1F22F, 0x1F22F),
-    (0x1F232, 0x1F23A), (0x1F23C, 0x1F23F), (0x1F249, 0x1F3FA), (0x1F400, 0x1F53D),
-    (0x1F546, 0x1F64F), (0x1F680, 0x1F6FF), (0x1F774, 0x1F77F), (0x1F7D5, 0x1F7FF),
-    (0x1F80C, 0x1F80F), (0x1F848, 0x1F84F), (0x1F85A, 0x1F85F), (0x1F888, 0x1F88F),
-    (0x1F8AE, 0x1F8FF), (0x1F90C, 0x1F93A), (0x1F93C, 0x1F945), (0x1F947, 0x1FAFF),
-    (0x1FC00, 0x1FFFD),
-)  # fmt: skip
-_PICTOGRAPHIC_STARTS: Final = tuple(start for start, _ in _PICTOGRAPHIC)
-
-_ZWJ: Final = "\u200d"
-_VS16: Final = "\ufe0f"
-_KEYCAP: Final = "\u20e3"
-_KEYCAP_BASES: Final = frozenset("#*0123456789")
-_BLACK_FLAG: Final = "\U0001f3f4"
-_CANCEL_TAG: Final = "\U000e007f"
-
-# URL detection, a deliberately small cousin of twitter-text's extractUrl:
-# * a URL may not follow a letter, digit, @, $, # or a bidi embedding (U+202A..U+202E);
-# * with http:// or https:// any Unicode host with a letters-only TLD (or punycode) counts;
-# * without a scheme (www.wam.ae, example.com) the host must be ASCII and may not follow
-#   - _ . / (so e-mail addresses and paths are not URLs).
-# The path stops at characters twitter-text does not allow in one, and trailing punctuation
-# that cannot end a URL is given back to the sentence.
-_URL_PATH_CHARS: Final = r"A-Za-z0-9!*';:=+,.$/%#\[\]\-_~@|&()?\u00c0-\u00ff\u0400-\u04ff\u2013"
-_URL_END_CHARS: Final = frozenset(string.ascii_letters + string.digits + "=_#/+&-")
-_URL_RE: Final = re.compile(
-    r"(?<![A-Za-z0-9@＠$#＃\u202a-\u202e])"
-    r"(?:"
-    r"(?P<scheme>(?i:https?://))(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:(?i:xn--)[A-Za-z0-9-]+|[^\W\d_]{2,63})"
-    r"|(?<![._/-])(?:[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-    r")"
-    r"(?![A-Za-z0-9@+-])"
-    r"(?::[0-9]{1,5})?"
-    rf"(?P<path>[/?#][{_URL_PATH_CHARS}]*)?"
-)
+_X_INVALID: Final = frozenset("\ufffe\ufeff\uffff")
 
 
 def x_weighted_length(text: str) -> int:
-    """Weighted length of ``text`` as X counts it (twitter-text v3), to compare with :data:`X_LIMIT`.
+    """Weighted length of ``text`` as X counts it (twitter-text 3.x), to compare with :data:`X_LIMIT`.
 
-    The text is NFC-normalised first. Code points in U+0000..U+10FF (Latin, Arabic, ...),
-    U+2000..U+200D, U+2010..U+201F and U+2032..U+2037 weigh 1, every other code point 2.
-    A whole emoji sequence (ZWJ sequence, skin tone, flag, keycap, tag sequence, VS16)
-    weighs 2 and a URL weighs 23 whatever its length.
+    The text is NFC-normalised first. Then, from left to right:
 
-    Approximations:
-
-    * Emoji are recognised by their structure (Extended_Pictographic ranges and the sequence
-      rules) rather than by twemoji's generated list. A lone pictograph weighs 2 either way,
-      and every standard (RGI) sequence is recognised; only an invented ZWJ combination that
-      X does not know would weigh less here than on X.
-    * A URL with ``http://`` or ``https://`` always weighs 23. A URL without a scheme
-      weighs ``max(23, its plain length)``: X links it only when its TLD is on X's list
-      (and not a bare two-letter country domain such as ``wam.ae``), which is not checked
-      here. Write ``https://`` in templates for the exact count.
+    * a URL that X links (:func:`~broadcaster.text.x_urls.url_spans`) weighs 23 whatever its
+      length; text that only looks like a URL (``http://twitter_underscore.com``) is counted
+      character by character;
+    * an emoji X's parser knows (:mod:`broadcaster.text.x_emoji`: ZWJ sequence, skin tone,
+      flag, keycap, tag sequence) weighs 2 in total; a sequence newer than its Emoji 11 list
+      weighs what its known pieces weigh;
+    * every other code point weighs 1 in U+0000..U+10FF (Latin, Arabic, ...), U+2000..U+200D,
+      U+2010..U+201F and U+2032..U+2037, and 2 anywhere else (CJK, bidi isolates, ...).
     """
     text = unicodedata.normalize("NFC", text)
-    urls = {match.start(): _url_span(text, match) for match in _URL_RE.finditer(text)}
+    urls = dict(x_urls.url_spans(text))
     total, i = 0, 0
     while i < len(text):
         if i in urls:
-            end, weight = urls[i]
-            total, i = total + weight, end
+            total, i = total + _X_URL_LENGTH * _X_SCALE, urls[i]
             continue
-        end = _emoji_end(text, i)
+        end = x_emoji.emoji_end(text, i)
         if end > i:
             total, i = total + _X_DEFAULT_WEIGHT, end
             continue
@@ -220,84 +191,17 @@ def x_weighted_length(text: str) -> int:
     return total // _X_SCALE
 
 
+def x_is_valid(text: str) -> bool:
+    """Whether X accepts ``text`` as a post: not empty, within :data:`X_LIMIT`, and free of the
+    characters twitter-text refuses (U+FFFE, U+FEFF, U+FFFF)."""
+    return 0 < x_weighted_length(text) <= X_LIMIT and not _X_INVALID.intersection(text)
+
+
 def _x_weight(ch: str) -> int:
     code = ord(ch)
     if any(start <= code <= end for start, end in _X_LIGHT_RANGES):
         return _X_SCALE
     return _X_DEFAULT_WEIGHT
-
-
-def _url_span(text: str, match: re.Match[str]) -> tuple[int, int]:
-    """End index and scaled weight of the URL that ``match`` found."""
-    start, end = match.span()
-    # Only the path gives characters back: a host always ends in its TLD.
-    path_start = match.start("path") if match.group("path") is not None else end
-    while end > path_start and not _can_end_url(text[start:end]):
-        end -= 1
-    weight = _X_URL_LENGTH * _X_SCALE
-    if match.group("scheme") is None:
-        weight = max(weight, sum(_x_weight(ch) for ch in text[start:end]))
-    return end, weight
-
-
-def _can_end_url(url: str) -> bool:
-    # A ")" may end a URL only when it closes a "(" inside it, as in Wikipedia links.
-    if url.endswith(")"):
-        return url.count("(") >= url.count(")")
-    return url[-1] in _URL_END_CHARS
-
-
-def _is_pictographic(ch: str) -> bool:
-    code = ord(ch)
-    index = bisect_right(_PICTOGRAPHIC_STARTS, code) - 1
-    return index >= 0 and code <= _PICTOGRAPHIC[index][1]
-
-
-def _is_regional_indicator(ch: str) -> bool:
-    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
-
-
-def _is_skin_tone(ch: str) -> bool:
-    return 0x1F3FB <= ord(ch) <= 0x1F3FF
-
-
-def _is_tag(ch: str) -> bool:
-    return 0xE0020 <= ord(ch) <= 0xE007E
-
-
-def _emoji_end(text: str, i: int) -> int:
-    """End of the emoji sequence starting at ``i``, or ``i`` if none starts there."""
-    n = len(text)
-    ch = text[i]
-    if ch in _KEYCAP_BASES:
-        j = i + 1
-        if j < n and text[j] == _VS16:
-            j += 1
-        return j + 1 if j < n and text[j] == _KEYCAP else i
-    if _is_regional_indicator(ch):
-        return i + 2 if i + 1 < n and _is_regional_indicator(text[i + 1]) else i + 1
-    if not (_is_pictographic(ch) or _is_skin_tone(ch)):
-        return i
-    j = _emoji_element_end(text, i)
-    while j + 1 < n and text[j] == _ZWJ and _is_pictographic(text[j + 1]):
-        j = _emoji_element_end(text, j + 1)
-    return j
-
-
-def _emoji_element_end(text: str, i: int) -> int:
-    """End of one pictograph plus what modifies it: tag sequence, then VS16 or a skin tone."""
-    n = len(text)
-    j = i + 1
-    if text[i] == _BLACK_FLAG:
-        k = j
-        while k < n and _is_tag(text[k]):
-            k += 1
-        # Subdivision flags (England, Scotland, Wales) are black flag + tags + cancel tag.
-        if k > j and k < n and text[k] == _CANCEL_TAG:
-            j = k + 1
-    if j < n and (text[j] == _VS16 or _is_skin_tone(text[j])):
-        j += 1
-    return j
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,13 +217,20 @@ _NAMED_ENTITIES: Final = MappingProxyType({"lt": "<", "gt": ">", "amp": "&", "qu
 
 
 def telegram_length(html: str) -> int:
-    """UTF-16 length of the text Telegram shows for ``html`` in HTML parse mode.
+    """Length of the text Telegram shows for ``html`` in HTML parse mode, in Unicode code points.
 
-    Tags (``<b>``, ``<a href="...">``, ``<tg-spoiler>``, ...) count nothing; ``&lt;``,
-    ``&gt;``, ``&amp;``, ``&quot;`` and numeric entities count as the one character they
-    stand for. Compare with :data:`TELEGRAM_LIMIT`.
+    Telegram (TDLib) checks its limits (4096 for a message, 1024 for a caption) with
+    ``utf8_length``, which counts code points: an emoji outside the BMP is 1, not the 2
+    UTF-16 units it takes. Tags (``<b>``, ``<a href="...">``, ``<tg-spoiler>``, ...) count
+    nothing; ``&lt;``, ``&gt;``, ``&amp;``, ``&quot;`` and numeric entities count as the one
+    character they stand for. Compare with :data:`TELEGRAM_LIMIT`.
     """
-    return utf16_length(_ENTITY_RE.sub(_decode_entity, _TAG_RE.sub("", html)))
+    return len(telegram_text(html))
+
+
+def telegram_text(html: str) -> str:
+    """The text Telegram shows for ``html`` in HTML parse mode: tags removed, entities decoded."""
+    return _ENTITY_RE.sub(_decode_entity, _TAG_RE.sub("", html))
 
 
 def _decode_entity(match: re.Match[str]) -> str:

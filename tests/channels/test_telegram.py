@@ -238,7 +238,7 @@ def test_combined_layout_is_one_html_message_arabic_first(tmp_path: Path) -> Non
     assert ar.startswith("<b>[تمرين] إغلاق") and "&lt;هنا&gt; &amp; هناك" in ar
     # The exercise marker is shown once per language, on the headline.
     assert message.text.count(EXERCISE_MARKER["ar"]) == 1 and message.text.count(EXERCISE_MARKER["en"]) == 1
-    assert (message.unit, message.limit, message.fits) == ("UTF-16 units", 4096, True)
+    assert (message.unit, message.limit, message.fits) == ("characters", 4096, True)
 
 
 def test_separate_layout_is_one_message_per_language(tmp_path: Path) -> None:
@@ -250,7 +250,8 @@ def test_separate_layout_is_one_message_per_language(tmp_path: Path) -> None:
 def test_a_piece_is_measured_after_telegram_parses_its_entities() -> None:
     # "<" is sent as "&lt;" but Telegram counts the one character it shows.
     assert TelegramChannel.measure_piece("a<b&c") == 5
-    assert TelegramChannel.measure_piece("\U0001f30a") == 2  # an astral character is two UTF-16 units
+    # Telegram counts code points (TDLib utf8_length): an astral character is one, not two UTF-16 units.
+    assert TelegramChannel.measure_piece("\U0001f30a") == 1
 
 
 async def test_a_dry_run_answers_as_the_bot_api_and_still_refuses_a_bad_reply_to(tmp_path: Path) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import unicodedata
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,10 +22,15 @@ from broadcaster.text.lengths import (
     SmsCount,
     sms_count,
     sms_encoding,
+    sms_parts,
     telegram_length,
+    telegram_text,
     utf16_length,
+    x_is_valid,
     x_weighted_length,
 )
+from broadcaster.text.x_urls import url_spans
+from tests.text.twitter_text_conformance import EXTRACTED_URLS, WEIGHTED_LENGTH
 
 ALEF = "\u0627"  # ا
 AIN = "\u0639"  # ع
@@ -130,6 +137,33 @@ def test_limits_table() -> None:
     assert (X_LIMIT, TELEGRAM_LIMIT) == (280, 4096)
 
 
+def test_sms_keeps_a_letter_with_its_haraka_in_one_part() -> None:
+    # Twilio's reference: ب×66 + بً + ب×66 is 134 UTF-16 units but 3 parts, because the part
+    # that would end after the first 67 units would cut بً (beh + fathatan) in two.
+    beh, tanween = "\u0628", "\u064b"
+    text = beh * 66 + beh + tanween + beh * 66
+    count = sms_count(text)
+    assert (count.encoding, count.units, count.segments) == ("UCS-2", 134, 3)
+    assert sms_parts(text) == [beh * 66, beh + tanween + beh * 65, beh]
+
+
+def test_sms_keeps_an_emoji_sequence_in_one_part() -> None:
+    text = AIN * 60 + FAMILY + AIN * 10  # the family (11 units) would straddle units 61..71
+    assert sms_parts(text) == [AIN * 60, FAMILY + AIN * 10]
+
+
+def test_sms_cuts_a_cluster_longer_than_a_part_between_code_points() -> None:
+    text = ALEF + "\u0651" * 100  # one letter with 100 shaddas: one grapheme cluster, 101 units
+    parts = sms_parts(text)
+    assert "".join(parts) == text
+    assert [utf16_length(part) for part in parts] == [67, 34]
+
+
+def test_sms_parts_of_a_short_text() -> None:
+    assert sms_parts("") == [""]
+    assert sms_parts(AIN * 70) == [AIN * 70]
+
+
 # --- X: known values --------------------------------------------------------------------------
 
 
@@ -212,11 +246,68 @@ def test_x_url_boundaries(text: str, weight: int) -> None:
         ("wam.ae", 23),
         ("www.moi.gov.ae", 23),
         ("see example.com.", 4 + 23 + 1),
-        # Without a scheme X may leave it unlinked, so the longer of the two counts is taken.
-        ("wam.ae/ar/news/1234567890123", 28),
+        # twitter-text 3.x links a bare domain with a known TLD, and its path with it.
+        ("wam.ae/ar/news/1234567890123", 23),
+        ("example.notatld/x", 17),  # no TLD X knows: plain text
+        ("http://example.comm/x", 21),
+
     ],
 )
-def test_x_bare_domains_never_undercount(text: str, weight: int) -> None:
+def test_x_bare_domains_are_links(text: str, weight: int) -> None:
+    assert x_weighted_length(text) == weight
+
+
+def test_x_counts_text_x_would_not_link_character_by_character() -> None:
+    # twitter-text does not link http://twitter_underscore.com (the registered name may not
+    # hold "_"), nor the "underscore.com" after the "_": X counts all 34 characters.
+    assert x_weighted_length("test http://twitter_underscore.com") == 34
+    assert x_weighted_length("test http://sub_domain.twitter.com") == 5 + 23  # "_" is fine in a subdomain
+    assert x_weighted_length("http://" + "a" * 64 + ".com") == 7 + 64 + 4  # a label over 63 characters
+
+
+def test_x_a_tld_newer_than_twitter_text_3_1_is_counted_as_text() -> None:
+    # .music was delegated after twitter-text 3.1's TLD list: X may leave the URL unlinked, so it
+    # counts character by character (more, never less); a .com URL of the same shape is a link.
+    assert x_weighted_length("https://example.music/abcdef") == 28
+    assert x_weighted_length("https://example.com/abcdef") == 23
+
+
+@pytest.mark.parametrize(
+    ("description", "text", "weight", "valid"), WEIGHTED_LENGTH, ids=[case[0] for case in WEIGHTED_LENGTH]
+)
+def test_x_twitter_text_conformance_weighted_length(description: str, text: str, weight: int, valid: bool) -> None:
+    assert x_weighted_length(text) == weight
+    assert x_is_valid(text) is valid
+
+
+@pytest.mark.parametrize(
+    ("description", "text", "urls"), EXTRACTED_URLS, ids=[case[0] for case in EXTRACTED_URLS]
+)
+def test_x_twitter_text_conformance_urls(description: str, text: str, urls: tuple[str, ...]) -> None:
+    assert tuple(text[start:end] for start, end in url_spans(text)) == urls
+
+
+@pytest.mark.parametrize(
+    ("text", "weight"),
+    [
+        # twitter-text 3.1 finds emoji with twemoji-parser 11 (Emoji 11.0): a newer sequence is
+        # the known pieces it is made of, each 2, with each ZWJ 1.
+        ("\U0001f426\u200d\U0001f525", 5),  # phoenix (Emoji 15.1) = bird + ZWJ + fire
+        ("\u2764\ufe0f\u200d\U0001f525", 5),  # heart on fire (13.1)
+        ("\U0001f642\u200d\u2194\ufe0f", 5),  # head shaking horizontally (15.1)
+        ("\U0001f9d1\u200d\U0001f9b0", 5),  # person: red hair (12.1)
+        ("\U0001f9d1\u200d\U0001f91d\u200d\U0001f9d1", 8),  # people holding hands (12.0)
+        ("\U0001faf1\U0001f3fb\u200d\U0001faf2\U0001f3ff", 9),  # handshake with two skin tones (14.0)
+        ("\U0001fae0", 2),  # melting face (14.0): a new single emoji is astral, 2 either way
+        # Emoji 11.0 and earlier: one emoji, 2.
+        ("\U0001f469\u200d\U0001f9b0", 2),  # woman: red hair (11.0)
+        ("\U0001f3f3\ufe0f\u200d\U0001f308", 2),  # rainbow flag (4.0)
+        ("\u00a9\ufe0f", 2),  # © with VS16 is an emoji; © alone is text (1)
+        ("\u2122\ufe0f", 2),
+        ("1\u20e3", 2),  # keycap without VS16
+    ],
+)
+def test_x_emoji_as_twitter_text_3_1_counts_them(text: str, weight: int) -> None:
     assert x_weighted_length(text) == weight
 
 
@@ -227,8 +318,9 @@ def test_x_bare_domains_never_undercount(text: str, weight: int) -> None:
     ("markup", "length"),
     [
         ("<b>a&amp;b</b>", 3),
-        (GRINNING, 2),
-        ("&#x1F600;", 2),
+        (GRINNING, 1),  # one code point, although two UTF-16 units
+        ("&#x1F600;", 1),
+        (FAMILY, 7),
         ("&#65;&#x42;", 2),
         ("&lt;&gt;&quot;", 3),
         ('<a href="https://wam.ae/?a=1&amp;b=2">link</a>', 4),
@@ -244,6 +336,18 @@ def test_x_bare_domains_never_undercount(text: str, weight: int) -> None:
 )
 def test_telegram_length(markup: str, length: int) -> None:
     assert telegram_length(markup) == length
+
+
+def test_telegram_counts_code_points_not_utf16_units() -> None:
+    # TDLib checks 4096 with utf8_length (code points): 4096 emoji fit, although they take
+    # 8192 UTF-16 units; 4097 do not.
+    assert telegram_length(GRINNING * TELEGRAM_LIMIT) == TELEGRAM_LIMIT
+    assert utf16_length(GRINNING * TELEGRAM_LIMIT) == 2 * TELEGRAM_LIMIT
+    assert telegram_length("<b>" + GRINNING * (TELEGRAM_LIMIT + 1) + "</b>") == TELEGRAM_LIMIT + 1
+
+
+def test_telegram_text_is_what_telegram_shows() -> None:
+    assert telegram_text('<b>تحذير</b>\n<a href="https://wam.ae">A &amp; B &lt;1&gt;</a>') == "تحذير\nA & B <1>"
 
 
 def test_telegram_limit_counts_text_not_markup() -> None:
@@ -272,6 +376,14 @@ any_char = st.one_of(
     st.characters(),
 )
 sms_text = st.text(alphabet=any_char, max_size=400)
+# Text mixing the things a part must not cut: letters with harakat, emoji sequences, CR LF.
+cluster_text = st.lists(
+    st.one_of(
+        any_char,
+        st.sampled_from(["\u0628\u064b", "\u0627\u0651\u064e", FAMILY, "\U0001f44d\U0001f3fd", "\r\n", "e\u0301"]),
+    ),
+    max_size=250,
+).map("".join)
 non_gsm_char = st.characters().filter(lambda ch: ch not in GSM7_BASIC and ch not in GSM7_EXTENDED)
 
 
@@ -302,13 +414,16 @@ def test_one_segment_iff_fits_single_limit(text: str) -> None:
 
 
 @props
-@given(sms_text)
-def test_split_parts_waste_at_most_one_unit_each(text: str) -> None:
+@given(cluster_text)
+def test_split_parts_waste_less_than_a_cluster_each(text: str) -> None:
     count = sms_count(text)
     if count.segments > 1:
-        # Packing can lose at most one unit per part (a pair pushed to the next part).
+        # A part loses at most one cluster's room less one unit (the cluster pushed to the
+        # next part); a cluster too long for any part is cut, so it wastes at most one unit.
+        sizes = [_units(cluster, count.encoding) for cluster in regex.findall(r"\X", text, flags=regex.DOTALL)]
+        waste = max([1, *(size - 1 for size in sizes if size <= count.per_segment)])
         assert math.ceil(count.units / count.per_segment) <= count.segments
-        assert count.segments <= math.ceil(count.units / (count.per_segment - 1))
+        assert count.segments <= math.ceil(count.units / (count.per_segment - waste))
 
 
 @props
@@ -388,7 +503,7 @@ def test_x_any_https_url_weighs_23(host: str, path: str) -> None:
 @props
 @given(st.text())
 def test_telegram_escaped_text_counts_as_plain_text(text: str) -> None:
-    assert telegram_length(html.escape(text)) == utf16_length(text)
+    assert telegram_length(html.escape(text)) == len(text)
 
 
 @props
@@ -410,4 +525,44 @@ def test_telegram_escaped_text_counts_as_plain_text(text: str) -> None:
 )
 def test_telegram_tags_add_nothing(text: str, tag: tuple[str, str]) -> None:
     start, end = tag
-    assert telegram_length(start + html.escape(text) + end) == utf16_length(text)
+    assert telegram_length(start + html.escape(text) + end) == len(text)
+
+
+@props
+@given(cluster_text)
+def test_sms_parts_never_cut_a_grapheme_cluster(text: str) -> None:
+    parts = sms_parts(text)
+    assert "".join(parts) == text
+    assert len(parts) == sms_count(text).segments
+    clusters = regex.findall(r"\X", text, flags=regex.DOTALL)
+    boundaries = set(itertools.accumulate(len(cluster) for cluster in clusters))
+    cuts = set(itertools.accumulate(len(part) for part in parts[:-1]))
+    count = sms_count(text)
+    long_clusters = any(utf16_length(cluster) > count.per_segment for cluster in clusters)
+    assert long_clusters or cuts <= boundaries
+    if len(parts) > 1:
+        assert all(utf16_length(part) <= count.per_segment for part in parts if count.encoding == "UCS-2")
+
+
+@props
+@given(cluster_text)
+def test_sms_count_never_undercounts_a_naive_split(text: str) -> None:
+    count = sms_count(text)
+    assert count.segments >= math.ceil(count.units / count.per_segment)
+    # Nor does keeping clusters whole ever need fewer parts than cutting between code points.
+    naive = 1 if count.segments == 1 else _pack_code_points(text, count.encoding, count.per_segment)
+    assert count.segments >= naive
+
+
+def _units(text: str, encoding: str) -> int:
+    return len(text) + sum(ch in GSM7_EXTENDED for ch in text) if encoding == "GSM-7" else utf16_length(text)
+
+
+def _pack_code_points(text: str, encoding: str, capacity: int) -> int:
+    parts, used = 1, 0
+    for ch in text:
+        size = _units(ch, encoding)
+        if used + size > capacity:
+            parts, used = parts + 1, 0
+        used += size
+    return parts
