@@ -80,6 +80,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
     from broadcaster.app.context import open_app
     from broadcaster.app.worker import settle_heap_soon
+    from broadcaster.cli.sd_notify import READY, STOPPING, notify
     from broadcaster.errors import ConfigError
     from broadcaster.service.app import make_app
 
@@ -100,7 +101,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
                                   "running there?); choose another --port or --host") from None
             settle_heap_soon()
             console().print(f"serving on http://{args.host}:{args.port} (API at /api/, console at /)")
+            notify(READY)  # systemd Type=notify: started once the port answers
             await stop.wait()
+            notify(STOPPING)
         finally:
             await runner.cleanup()
     return EXIT_OK
