@@ -19,6 +19,7 @@ HARDENING = {
     "PrivateDevices": "yes", "CapabilityBoundingSet": "", "AmbientCapabilities": "", "RestrictSUIDSGID": "yes",
     "ProtectKernelTunables": "yes", "ProtectKernelModules": "yes", "ProtectControlGroups": "yes",
     "LockPersonality": "yes", "RestrictNamespaces": "yes", "UMask": "0077",
+    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
 }
 # Secret-looking assignments: the units name the EnvironmentFile and never hold a value of their own.
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PGPASS", "AUTH", "KEY")
@@ -47,7 +48,11 @@ def test_each_unit_runs_as_the_broadcaster_user_from_its_state_folder(name: str)
 def test_each_unit_is_hardened(name: str) -> None:
     service = unit(name)["Service"]
     assert {key: service.get(key) for key in HARDENING} == HARDENING
-    assert service["SystemCallFilter"] == "@system-service"
+    # A key systemd accumulates (configparser keeps only its last line): every line of it.
+    filters = [line for line in UNITS[name].read_text(encoding="utf-8").splitlines()
+               if line.startswith("SystemCallFilter=")]
+    assert filters == ["SystemCallFilter=@system-service", "SystemCallFilter=~@privileged"]
+    assert service["SystemCallErrorNumber"] == "EPERM" and service["PrivateMounts"] == "yes"
 
 
 @pytest.mark.parametrize("name", sorted(UNITS))
