@@ -39,6 +39,11 @@ DEFAULT_TOKEN_EXPIRY_S: Final = 90 * 86400.0
 COMMON_KEYS: Final = frozenset({
     "id", "kind", "languages", "areas", "exercise", "api_base", "rate_per_second", "timeout_s", "name",
 })
+# The keys of the [broadcaster] table (docs/configuration.md documents each; tests/test_configuration_doc.py checks).
+SETTINGS_KEYS: Final = frozenset({
+    "sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry", "max_clock_skew_s",
+    "authority",
+})
 DEFAULT_MAX_CLOCK_SKEW_S: Final = 60.0
 _CHANNEL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -177,6 +182,31 @@ class Config:
         raise ConfigError(f"no channel with id {channel_id!r}", where=str(self.path))
 
 
+class UnknownKeyError(ConfigError):
+    """A ``[[channel]]`` key its kind does not take; ``known`` holds the kind's own keys (besides COMMON_KEYS)."""
+
+    def __init__(self, key: str, *, kind: str, known: frozenset[str], where: str) -> None:
+        self.known = known
+        allowed = ", ".join(sorted(COMMON_KEYS | known))
+        super().__init__(f"unknown key {key!r} for kind {kind!r} (known: {allowed})", where=where)
+
+
+_PROBE_KEY: Final = "\x00probe"  # no kind takes a key with a NUL in it
+
+
+def kind_keys(kind: KindParser) -> frozenset[str]:
+    """The keys of its own ``kind`` takes in a ``[[channel]]`` table, besides COMMON_KEYS, as its KindTable declares.
+
+    Every kind's ``parse_options`` builds its KindTable before reading a key, so a table holding one key no kind
+    takes is refused there, naming the keys it knows.
+    """
+    try:
+        kind.parse_options({_PROBE_KEY: True}, where="(probe)", base_dir=Path("."))
+    except UnknownKeyError as exc:
+        return exc.known
+    raise TypeError(f"{kind!r} took a key no kind knows: it must read its table through KindTable")
+
+
 class KindTable:
     """One ``[[channel]]`` table as a kind reads its own keys.
 
@@ -193,8 +223,7 @@ class KindTable:
         self.where = where
         for key in table:
             if key not in COMMON_KEYS and key not in keys:
-                allowed = ", ".join(sorted(COMMON_KEYS | set(keys)))
-                raise ConfigError(f"unknown key {key!r} for kind {kind!r} (known: {allowed})", where=where)
+                raise UnknownKeyError(key, kind=kind, known=frozenset(keys), where=where)
         for key, required in keys.items():
             if required and key not in table:
                 raise ConfigError(f"key {key!r} is required for kind {kind!r}", where=where)
@@ -275,10 +304,8 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     top = raw.get("broadcaster")
     if not isinstance(top, dict):
         raise ConfigError("missing [broadcaster] table", where=where)
-    known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry",
-                 "max_clock_skew_s", "authority"}
     for key in top:
-        if key not in known_top:
+        if key not in SETTINGS_KEYS:
             raise ConfigError(f"[broadcaster]: unknown key {key!r}", where=where)
     sender = _require_str(top, "sender", f"{where}: [broadcaster]")
     tz_name = _require_str(top, "timezone", f"{where}: [broadcaster]")

@@ -88,6 +88,7 @@ async def cmd_nodes(args: argparse.Namespace) -> int:
 async def cmd_worker(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
     from broadcaster.app.worker import run_worker, served_channels, settle_heap_soon
+    from broadcaster.cli.sd_notify import READY, STOPPING, notify
     from broadcaster.engine.node import Node
     from broadcaster.errors import ConfigError, StoreUnavailable
 
@@ -114,10 +115,12 @@ async def cmd_worker(args: argparse.Namespace) -> int:
                                     f"on {app.store.where}")
                     nodes.append(Node(app.store, "worker", **options))
                     console().print(f"node {nodes[-1].id} started")
+                    notify(READY)  # systemd Type=notify: the config loaded and the database answered
                     await run_worker(app, nodes[-1], selection=args.channels, poll_s=args.poll)
             except* StoreUnavailable as group:
                 log.error("the database is unreachable (%s); starting again in %.0f s", group.exceptions[0], RETRY_S)
                 console().print(f"database unreachable: {group.exceptions[0]}; retrying in {RETRY_S:.0f} s")
             await asyncio.sleep(RETRY_S)
+    notify(STOPPING)
     console().print(f"worker stopped; it recovered {sum(n.recovered for n in nodes)} deliveries of dead nodes")
     return EXIT_OK

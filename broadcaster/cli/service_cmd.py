@@ -87,6 +87,7 @@ async def cmd_serve(args: argparse.Namespace) -> int:
     from broadcaster.app.context import open_app
     from broadcaster.app.worker import settle_heap_soon
     from broadcaster.clock import in_thread
+    from broadcaster.cli.sd_notify import READY, STOPPING, notify
     from broadcaster.errors import ConfigError
     from broadcaster.service.app import make_app
     from broadcaster.service.edge import check_exposure, server_tls, trusted_networks
@@ -113,7 +114,9 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             settle_heap_soon()
             scheme = "https" if tls is not None else "http"
             console().print(f"serving on {scheme}://{args.host}:{args.port} (API at /api/, console at /)")
+            notify(READY)  # systemd Type=notify: started once the port answers
             await stop.wait()
+            notify(STOPPING)
         finally:
             await runner.cleanup()
     return EXIT_OK
