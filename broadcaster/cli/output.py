@@ -13,7 +13,7 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 MODE_STYLE = {
-    "dry-run": ("DRY-RUN · تجربة محلية · nothing leaves this machine", "bold black on cyan"),
+    "dry-run": ("DRY-RUN · محاكاة — لا يُرسل شيء · nothing leaves this machine", "bold black on cyan"),
     "exercise": ("EXERCISE · تمرين · exercise channels only, every text marked", "bold black on yellow"),
     "live": ("LIVE · بث حقيقي · real alerts to the public", "bold white on red"),
 }

@@ -86,8 +86,8 @@ async def cmd_serve(args: argparse.Namespace) -> int:
 
     from broadcaster.app.context import open_app
     from broadcaster.app.worker import settle_heap_soon
-    from broadcaster.clock import in_thread
     from broadcaster.cli.sd_notify import READY, STOPPING, notify
+    from broadcaster.clock import in_thread
     from broadcaster.errors import ConfigError
     from broadcaster.service.app import make_app
     from broadcaster.service.edge import check_exposure, server_tls, trusted_networks

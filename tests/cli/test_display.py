@@ -170,13 +170,13 @@ def test_a_telegram_preview_shows_the_text_as_telegram_does(capsys: pytest.Captu
 def test_a_dry_run_log_on_a_terminal_shows_its_arabic_banner_shaped(monkeypatch: pytest.MonkeyPatch,
                                                                     tmp_path: Path) -> None:
     out = run_on_terminal(monkeypatch, tmp_path, "fire", "road_closure", "--use-examples", "--dry-run", "--log")
-    assert visual("تجربة محلية") in out
-    assert "تجربة محلية" not in out
+    assert visual("محاكاة — لا يُرسل شيء") in out
+    assert "محاكاة — لا يُرسل شيء" not in out
 
 
 def test_a_dry_run_log_piped_keeps_its_banner_logical(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = run(capsys, tmp_path, "fire", "road_closure", "--use-examples", "--dry-run", "--log")
-    assert "تجربة محلية" in out
+    assert "محاكاة — لا يُرسل شيء" in out
     assert not PRESENTATION_FORMS.search(out)
 
 
