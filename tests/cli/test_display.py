@@ -23,6 +23,8 @@ from broadcaster.cli.display import shown, visual
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "channels.toml"
 HEADLINE = "إغلاق شارع الشيخ زايد بسبب أعمال صيانة"  # road_closure's Arabic headline with its examples
+# ... as sent: each value in a right-to-left isolate (RLI ... PDI)
+SENT_HEADLINE = "إغلاق \u2067شارع الشيخ زايد\u2069 بسبب \u2067أعمال صيانة\u2069"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 PRESENTATION_FORMS = re.compile("[\ufb50-\ufdff\ufe70-\ufeff]")
 ARABIC_LETTERS = [chr(c) for c in range(0x0621, 0x063B)] + [chr(c) for c in range(0x0641, 0x064B)]
@@ -141,14 +143,14 @@ def test_preview_on_a_terminal_is_shaped_and_in_display_order(monkeypatch: pytes
 
 def test_preview_piped_is_the_logical_text(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out = run(capsys, tmp_path, "preview", "road_closure", "--use-examples", "--channels", "kind:sms")
-    assert HEADLINE in out
+    assert SENT_HEADLINE in out
     assert not PRESENTATION_FORMS.search(out)
 
 
 def test_preview_json_on_a_terminal_is_the_logical_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     doc = orjson.loads(run_on_terminal(monkeypatch, tmp_path, "preview", "road_closure", "--use-examples", "--json"))
     texts = "\n".join(message["text"] for message in doc["messages"])
-    assert HEADLINE in texts
+    assert SENT_HEADLINE in texts
     assert not PRESENTATION_FORMS.search(texts)
 
 
