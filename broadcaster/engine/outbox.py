@@ -36,7 +36,7 @@ from broadcaster.states import CAP_STATUS, DeliveryState, Mode, MsgType
 from broadcaster.store import Store
 from broadcaster.store.records import AlertRecord, AudienceCopy, MessageRecord, NewDelivery, StepClaim
 from broadcaster.templates.catalogue import LANGUAGES, Catalogue, Template
-from broadcaster.templates.render import Forms, Rendered, render_forms
+from broadcaster.templates.render import Forms, Rendered, mark, render_forms
 from broadcaster.templates.variables import Inputs, resolve
 from broadcaster.timefmt import iso_seconds
 
@@ -166,10 +166,12 @@ async def plan_alert(
     require_approval: bool = True,
     alert_id: str | None = None,
     created_by: str = "cli",
+    marker: Mapping[str, str] | None = None,
 ) -> Plan:
     """Check and render an alert; raise an InputError (nothing stored) on any problem.
 
-    ``alert_id`` keeps an id already given out (a two-person fire confirmed later).
+    ``alert_id`` keeps an id already given out (a two-person fire confirmed later). ``marker`` starts every
+    form of every language (an update's "تحديث: / Update:", a reminder's count), after any exercise marker.
     """
     try:
         mode = Mode(mode)
@@ -202,7 +204,7 @@ async def plan_alert(
             config.channels, selection, kinds=template.kinds, areas=tuple(sorted(reach)),
             mode=mode, known_areas=known_areas,
         )
-    forms = render_forms(template, values.display, exercise=mode == Mode.EXERCISE)
+    forms = mark(render_forms(template, values.display, exercise=mode == Mode.EXERCISE), marker)
 
     alert = AlertRecord(
         id=alert_id or new_alert_id(now), template=template.id, template_hash=template.content_hash, mode=mode,
