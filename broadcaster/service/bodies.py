@@ -16,6 +16,8 @@ FIRE_FIELDS: Final = frozenset({"template", "variables", "use_examples", "channe
 UPDATE_FIELDS: Final = frozenset({"variables", "mode", "confirm"})
 CANCEL_FIELDS: Final = frozenset({"mode", "confirm", "reason"})
 ALL_CLEAR_FIELDS: Final = frozenset({"variables", "mode", "confirm"})
+FOLLOW_UP_PREVIEW_FIELDS: Final = frozenset({"action", "variables", "reason", "mode"})
+FOLLOW_UP_ACTIONS: Final = ("update", "cancel", "all_clear")
 APPROVE_FIELDS: Final = frozenset({"sha256"})
 CONFIRM_FIELDS: Final = frozenset({"confirm"})
 

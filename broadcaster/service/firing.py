@@ -27,6 +27,8 @@ from broadcaster.service.bodies import (
     APPROVE_FIELDS,
     CANCEL_FIELDS,
     CONFIRM_FIELDS,
+    FOLLOW_UP_ACTIONS,
+    FOLLOW_UP_PREVIEW_FIELDS,
     UPDATE_FIELDS,
     bad,
     known_fields,
@@ -94,6 +96,33 @@ async def all_clear(request: web.Request) -> web.Response:
     await throttle(service, user, request.path)
     return await _send(service, user, Request("all_clear", mode, original=original.id, overrides=overrides),
                        confirm)
+
+
+async def preview_follow_up(request: web.Request) -> web.Response:
+    """What an update, cancel or all-clear of this alert would send, on every channel: nothing stored or sent."""
+    service = request.app[SERVICE]
+    body = await read_json(request)
+    known_fields(body, FOLLOW_UP_PREVIEW_FIELDS)
+    action = body.get("action")
+    if action not in FOLLOW_UP_ACTIONS:
+        raise bad("action", f"must be one of {', '.join(FOLLOW_UP_ACTIONS)}")
+    mode, overrides = parse_mode(body, default="dry-run"), parse_variables(body.get("variables"))
+    if action == "cancel" and overrides:
+        raise bad("variables", "a cancel takes no variables: its text is approved as it is")
+    if action != "cancel" and "reason" in body:
+        raise bad("reason", "only a cancel has a reason")
+    original = await _original(service, request.match_info["alert_id"])
+    asked = Request(action, mode, original=original.id, overrides=overrides, reason=parse_reason(body))
+    try:
+        plan = await plan_request(service.app, asked, now=service.clock.now(), created_by="preview")
+    except ConfigError:
+        raise
+    except InputError as exc:
+        raise input_error(exc) from None
+    alert = plan.alert
+    return json_response({"template": plan.template.id, "approved": plan.template.approved, "action": action,
+                          "msg_type": str(alert.msg_type), "references": alert.references, "areas": list(alert.areas),
+                          "skipped": plan.skipped, "messages": [row.as_json() for row in plan.rows]})
 
 
 async def _send(service: Service, user: User, asked: Request, confirm: str | None) -> web.Response:

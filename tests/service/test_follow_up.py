@@ -60,3 +60,26 @@ async def test_an_all_clear_of_an_unknown_alert_is_404_and_of_a_cancel_400(api: 
     await api.settle()
     status, body = await api.post(f"/api/alerts/{cancel['alert_id']}/all-clear", {"mode": "dry-run"})
     assert status == 400 and "is a cancel" in body["message"]
+
+
+async def test_a_follow_up_is_previewed_on_every_channel_with_nothing_stored_or_sent(api: Api) -> None:
+    status, fired = await api.fire("officer", mode="live")
+    await api.settle()
+    sent = len(api.providers.x.tweets)
+    status, listing = await api.get("/api/alerts")
+    path = f"/api/alerts/{fired['alert_id']}/preview"
+    status, update = await api.post(path, {"action": "update", "variables": {"reason": "accident"}}, "viewer")
+    assert status == 200, update
+    assert update["msg_type"] == "Update" and update["references"] == fired["alert_id"]
+    assert {m["channel"] for m in update["messages"]} >= {"x-authority", "telegram-authority", "sms-residents"}
+    assert all(m["text"].removeprefix("<b>").startswith(("تحديث: ", "Update: ")) for m in update["messages"])
+    status, called_off = await api.post(path, {"action": "cancel", "reason": "called_off"}, "viewer")
+    assert status == 200 and called_off["template"] == "call_off"
+    status, reopened = await api.post(path, {"action": "all_clear"}, "viewer")
+    assert status == 200 and reopened["template"] == "road_reopened"
+    status, after = await api.get("/api/alerts")
+    assert after == listing and len(api.providers.x.tweets) == sent
+    status, body = await api.post(path, {"action": "resend"}, "viewer")
+    assert status == 400 and body["field"] == "action"
+    status, body = await api.post(path, {"action": "update", "reason": "error"}, "viewer")
+    assert status == 400 and body["field"] == "reason"
