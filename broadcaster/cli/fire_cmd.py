@@ -165,6 +165,8 @@ async def send(args: argparse.Namespace, app: App, request: Request) -> int:
     plan = await plan_request(app, request, now=time.time(), created_by=who)
     for channel_id, why in plan.skipped.items():  # a follow-up: the original's channels today's config rules out
         problem(f"warning: channel {channel_id!r} is skipped: {why}", style="bold yellow")
+    for note in plan.notes:  # e.g. a follow-up marker a WhatsApp template cannot carry
+        problem(f"note: {note}", style="yellow")
     if getattr(args, "log", False) and args.mode == "dry-run" and not args.json:
         show_preview(plan)  # a dry-run with --log shows every channel's text before it runs
     if args.mode == "live" and not args.yes and not await confirm_live(plan):

@@ -12,7 +12,7 @@ async def preview_follow_up(args: argparse.Namespace) -> int:
     database, which is only read."""
     from broadcaster.app.context import database_of, open_app
     from broadcaster.app.fire import Request, plan_request
-    from broadcaster.cli.output import EXIT_OK, print_json
+    from broadcaster.cli.output import EXIT_OK, console, print_json
     from broadcaster.cli.views import show_preview
     from broadcaster.errors import SelectionError
     from broadcaster.netguard import no_network
@@ -42,8 +42,12 @@ async def preview_follow_up(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"template": plan.template.id, "approved": plan.template.approved, "kind": request.kind,
                     "references": plan.alert.references, "msg_type": str(plan.alert.msg_type),
-                    "areas": list(plan.alert.areas), "skipped": plan.skipped,
+                    "areas": list(plan.alert.areas), "skipped": plan.skipped, "notes": plan.notes,
                     "messages": [row.as_json() for row in plan.rows]})
         return EXIT_OK
     show_preview(plan)
+    for channel_id, why in plan.skipped.items():
+        console().print(f"skipped: {channel_id}: {why}", markup=False)
+    for note in plan.notes:
+        console().print(f"note: {note}", markup=False)
     return EXIT_OK

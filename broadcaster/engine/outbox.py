@@ -122,6 +122,7 @@ class Plan:
     copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
     step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
     skipped: dict[str, str] = field(default_factory=dict)  # a follow-up: the original's channels left out, and why
+    notes: list[str] = field(default_factory=list)  # what the officer should know before sending (plan warnings)
     audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
     withdraws: str | None = None  # a cancel: the original whose undelivered deliveries its commit withdraws
     card_contents: Mapping[str, CardContent] = field(default_factory=dict)  # what each language's card says
@@ -204,7 +205,8 @@ async def plan_alert(
             config.channels, selection, kinds=template.kinds, areas=tuple(sorted(reach)),
             mode=mode, known_areas=known_areas,
         )
-    forms = mark(render_forms(template, values.display, exercise=mode == Mode.EXERCISE), marker)
+    unmarked = render_forms(template, values.display, exercise=mode == Mode.EXERCISE)
+    forms = mark(unmarked, marker)
 
     alert = AlertRecord(
         id=alert_id or new_alert_id(now), template=template.id, template_hash=template.content_hash, mode=mode,
@@ -229,7 +231,12 @@ async def plan_alert(
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
         kind = kind_of(channel)
-        rendered = kind.render(forms, channel)
+        # A kind that sends only registered text (WhatsApp's Content templates) cannot carry a follow-up marker:
+        # its rows show what it really sends, and the plan says so.
+        rendered = kind.render(unmarked if kind.registered_text else forms, channel)
+        if marker and kind.registered_text:
+            plan.notes.append(f"channel {channel.id!r} ({channel.kind}) sends its approved registered template, "
+                              f"without \"{marker['ar']} / {marker['en']}\" in front")
         keys = {r.language: f"{channel.id}/{r.language}" for r in rendered}
         problems = kind.template_problems(channel, template.id, exercise=mode == Mode.EXERCISE)
         if problems:

@@ -122,7 +122,8 @@ async def preview_follow_up(request: web.Request) -> web.Response:
     alert = plan.alert
     return json_response({"template": plan.template.id, "approved": plan.template.approved, "action": action,
                           "msg_type": str(alert.msg_type), "references": alert.references, "areas": list(alert.areas),
-                          "skipped": plan.skipped, "messages": [row.as_json() for row in plan.rows]})
+                          "skipped": plan.skipped, "notes": plan.notes,
+                          "messages": [row.as_json() for row in plan.rows]})
 
 
 async def _send(service: Service, user: User, asked: Request, confirm: str | None) -> web.Response:
@@ -144,6 +145,8 @@ async def _send(service: Service, user: User, asked: Request, confirm: str | Non
     answer: dict[str, object] = {"alert_id": plan.alert.id, "state": "sending"}
     if plan.skipped:  # a follow-up: the original's channels today's config rules out, and why
         answer["skipped"] = plan.skipped
+    if plan.notes:  # e.g. a follow-up marker a WhatsApp template cannot carry
+        answer["notes"] = plan.notes
     return json_response(answer, 202)
 
 

@@ -148,6 +148,7 @@ def document() -> dict[str, Any]:
             "What an update, cancel or all-clear of this alert would send, on every channel (nothing stored or sent)",
             {**_json(_obj(template=_STR, approved=_BOOL, action=_STR, msg_type=_STR, references=_STR,
                           areas={"type": "array", "items": _STR}, skipped={"type": "object"},
+                          notes={"type": "array", "items": _STR},
                           messages={"type": "array", "items": _ref("Message")})), **_errors(400, 404)},
             body=_obj(["action"], action={"type": "string", "enum": ["update", "cancel", "all_clear"]},
                       variables=_VARIABLES, mode=_MODE,

@@ -200,3 +200,26 @@ def test_a_dry_run_update_with_log_prints_its_texts(tmp_path: Path, capsys: pyte
         cancel_out = capsys.readouterr().out
     assert "تحديث: " in update_out and "Update: " in update_out
     assert "has been called off" in cancel_out and "تم إلغاء" in cancel_out
+
+
+def test_whatsapp_previews_what_its_registered_template_really_sends_and_says_it_carries_no_marker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Providers(tmp_path, recipients=2, extra_channels=lambda p: [p.whatsapp_channel()]) as p:
+        original = closure(p, capsys)
+        ends = later(2, 9)
+        preview = run_json(capsys, p.cli("preview", "--update", original, "--var", f"ends={ends}", "--json"))
+        code = main(p.cli("update", original, "--var", f"ends={ends}", "--live", "--yes", "--json",
+                          as_user="officer"))
+        err = capsys.readouterr().err
+    assert code == 0, err
+    assert any("'whatsapp-residents'" in note and "تحديث: / Update:" in note for note in preview["notes"])
+    assert "note: channel 'whatsapp-residents'" in err
+    previewed = {m["language"]: m["text"] for m in preview["messages"] if m["channel"] == "whatsapp-residents"}
+    for phone in p.phones:
+        first, update = (m["body"] for m in p.twilio.messages_to("whatsapp:" + phone))
+        language = "ar" if is_arabic(first) else "en"
+        assert update == previewed[language]  # a subscriber reads exactly the previewed text
+    # Every other channel's preview is marked.
+    assert all(m["text"].removeprefix("<b>").startswith(("تحديث: ", "Update: ")) for m in preview["messages"]
+               if m["channel"] != "whatsapp-residents")
