@@ -27,6 +27,13 @@ class MsgType(StrEnum):
     CANCEL = "Cancel"
 
 
+class CancelReason(StrEnum):
+    """Why an alert is cancelled; each reason has its own approved text (``broadcaster cancel --reason``)."""
+
+    ERROR = "error"  # it was sent in error: there is no danger (templates/cancel.toml)
+    CALLED_OFF = "called_off"  # what it announced will not happen: a planned closure called off (call_off.toml)
+
+
 class DeliveryState(StrEnum):
     """Where one delivery stands. ``sending`` is leased to one node; ``unknown`` must be reconciled first."""
 

@@ -30,7 +30,7 @@ from typing import Any, Final, Literal
 
 from broadcaster.anchors import plan_sha256, seal_finished
 from broadcaster.app.context import App
-from broadcaster.app.follow_up import plan_cancel, plan_update
+from broadcaster.app.follow_up import CANCEL_TEMPLATES, all_clear_template, plan_all_clear, plan_cancel, plan_update
 from broadcaster.app.users import User, check_confirm, check_fire
 from broadcaster.audit import AuditEntry
 from broadcaster.clock import Clock
@@ -40,10 +40,9 @@ from broadcaster.engine.outbox import Plan, commit, plan_alert
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.engine.runner import deliver
 from broadcaster.errors import ConfigError, Conflict, InputError, StoreError
-from broadcaster.states import Mode, MsgType, StepState
+from broadcaster.states import CancelReason, Mode, MsgType, StepState
 from broadcaster.store.pending import AWAITING, NOT_CONFIRMED, PendingFire
 from broadcaster.store.records import NodeRow
-from broadcaster.templates.catalogue import CANCEL_TEMPLATE
 from broadcaster.templates.variables import Inputs
 from broadcaster.timefmt import iso_seconds
 
@@ -52,7 +51,7 @@ log = logging.getLogger("broadcaster.fire")
 CONFIRM_WINDOW_S: Final = 600.0  # how long a held two-person fire waits for its second officer
 ACTIONS: Final = {MsgType.ALERT: "fire", MsgType.UPDATE: "update", MsgType.CANCEL: "cancel"}
 
-Kind = Literal["fire", "update", "cancel"]
+Kind = Literal["fire", "update", "cancel", "all_clear"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +64,10 @@ class Request:
     inputs: Inputs = field(default_factory=dict)  # fire: every variable
     areas: tuple[str, ...] = ()  # fire
     selection: str = "all"  # fire
-    original: str | None = None  # update, cancel
-    overrides: Inputs = field(default_factory=dict)  # update: the variables that changed
+    original: str | None = None  # update, cancel, all_clear
+    overrides: Inputs = field(default_factory=dict)  # update, all_clear: the variables that changed (or were set)
+    reason: CancelReason = CancelReason.ERROR  # cancel: which approved text
+    reminder: int | None = None  # update: the n-th repeat of the original (fire --every, a runbook's every)
 
     def doc(self) -> dict[str, Any]:
         base: dict[str, Any] = {"kind": self.kind, "mode": str(self.mode)}
@@ -74,15 +75,19 @@ class Request:
             return {**base, "template": self.template, "inputs": self.inputs, "areas": list(self.areas),
                     "selection": self.selection}
         if self.kind == "update":
+            return {**base, "original": self.original, "overrides": self.overrides,
+                    **({"reminder": self.reminder} if self.reminder is not None else {})}
+        if self.kind == "all_clear":
             return {**base, "original": self.original, "overrides": self.overrides}
-        return {**base, "original": self.original}
+        return {**base, "original": self.original, "reason": str(self.reason)}
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Request:
         return cls(kind=doc["kind"], mode=Mode(doc["mode"]), template=doc.get("template"),
                    inputs=doc.get("inputs", {}), areas=tuple(doc.get("areas", ())),
                    selection=doc.get("selection", "all"), original=doc.get("original"),
-                   overrides=doc.get("overrides", {}))
+                   overrides=doc.get("overrides", {}), reason=CancelReason(doc.get("reason", CancelReason.ERROR)),
+                   reminder=doc.get("reminder"))
 
 
 @dataclass(frozen=True)
@@ -114,9 +119,12 @@ async def plan_request(app: App, request: Request, *, now: float, created_by: st
         raise InputError(f"an {request.kind} needs the alert it follows up")
     if request.kind == "update":
         return await plan_update(app, request.original, request.overrides, mode=request.mode, now=now,
-                                 alert_id=alert_id, created_by=created_by)
+                                 alert_id=alert_id, created_by=created_by, reminder=request.reminder)
+    if request.kind == "all_clear":
+        return await plan_all_clear(app, request.original, request.overrides, mode=request.mode, now=now,
+                                    alert_id=alert_id, created_by=created_by)
     return await plan_cancel(app, request.original, mode=request.mode, now=now, alert_id=alert_id,
-                             created_by=created_by)
+                             created_by=created_by, reason=request.reason)
 
 
 async def check_request(app: App, user: User, request: Request) -> None:
@@ -127,11 +135,12 @@ async def check_request(app: App, user: User, request: Request) -> None:
             raise InputError("a fire needs a template")
         template_id = request.template
     elif request.kind == "cancel":
-        template_id = CANCEL_TEMPLATE
+        template_id = CANCEL_TEMPLATES[CancelReason(request.reason)]
     else:
         if request.original is None:
             raise InputError(f"an {request.kind} needs the alert it follows up")
-        template_id = (await app.store.alerts.get(request.original)).template
+        original = await app.store.alerts.get(request.original)
+        template_id = all_clear_template(original) if request.kind == "all_clear" else original.template
     check_fire(user, request.mode, app.catalogue.get(template_id))
 
 

@@ -51,8 +51,24 @@ async def plan_occurrence(app: App, run: RunRecord, step: Step, occurrence: int,
         if original is None:
             raise InputError(f"no alert to follow up for occurrence {occurrence}", where=step.where)
         request = (Request("cancel", mode, original=original) if step.action == "cancel"
-                   else Request("update", mode, original=original, overrides=values))
+                   else Request("update", mode, original=original, overrides=values,
+                                reminder=reminder_number(step, occurrence)))
     return request, await plan_request(app, request, now=now, created_by=f"runbook:{run.id}")
+
+
+def reminder_number(step: Step, occurrence: int) -> int | None:
+    """Which reminder this occurrence of a repeating step is (counted from 1), or None for an update.
+
+    A repeating (``every``) step's sends after its first say the same again: reminders. Its first send is the
+    alert (a template step) or an update when it changes something (an update step with ``vars``, as a flood
+    watch raised to a warning); an update step that changes nothing (the earthquake's hourly safety advice)
+    is a reminder from its first send.
+    """
+    if step.every is None or step.action == "cancel":
+        return None
+    first_reminds = step.action == "update" and not step.vars
+    number = occurrence + 1 if first_reminds else occurrence
+    return number or None
 
 
 async def fire_occurrence(app: App, runbook: Runbook, run: RunRecord, step: Step, occurrence: int, *,

@@ -250,6 +250,7 @@ class Channel(ABC):
     can_reconcile: ClassVar[bool] = False
     needs_public_url: ClassVar[bool] = False  # the provider fetches from ``serve`` (Instagram: the cards)
     card_by_url: ClassVar[bool] = False  # its cards are fetched from ``serve``, not carried in its payloads
+    registered_text: ClassVar[bool] = False  # sends only text registered beforehand (WhatsApp): no follow-up marker
     default_rate_per_second: ClassVar[float]
     sample: ClassVar[Mapping[str, Any]]
 

@@ -94,6 +94,7 @@ class WhatsAppChannel(TwilioChannel):
 
     kind = "whatsapp"
     default_rate_per_second: ClassVar[float] = 10.0
+    registered_text: ClassVar[bool] = True  # an update's marker cannot be added to a Content template at send time
     sample: ClassVar[Mapping[str, Any]] = {
         "account_sid_env": "TWILIO_ACCOUNT_SID", "auth_token_env": "TWILIO_AUTH_TOKEN",
         "from": "whatsapp:+15005550006", "recipients": "recipients.csv",

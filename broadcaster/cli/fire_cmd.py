@@ -34,9 +34,19 @@ if TYPE_CHECKING:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    preview = commands.add_parser("preview", help="render a template for every channel, with lengths and cost")
-    preview.add_argument("template")
-    add_var_options(preview)
+    preview = commands.add_parser("preview", help="render a template, or a follow-up of an alert, for every channel, "
+                                  "with lengths and cost")
+    preview.add_argument("template", nargs="?", help="the template (omit with --update, --cancel, --all-clear)")
+    values = preview.add_mutually_exclusive_group()
+    values.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                        help="a variable value; NAME.ar=/NAME.en= for a text variable's two languages")
+    values.add_argument("--use-examples", action="store_true", help="fill every variable from the template's examples")
+    follow = preview.add_mutually_exclusive_group()
+    follow.add_argument("--update", metavar="ALERT_ID", help="preview an update of that alert (--var: what changed)")
+    follow.add_argument("--cancel", metavar="ALERT_ID", help="preview the cancel of that alert (with --reason)")
+    follow.add_argument("--all-clear", metavar="ALERT_ID", help="preview the all-clear of that alert")
+    preview.add_argument("--reason", choices=("error", "called_off"), default="error",
+                         help="with --cancel: sent in error (default) or called off")
     preview.add_argument("--channels", default="all", metavar="SEL", help="all | id,id | kind:KIND | area:CODE")
     preview.add_argument("--area", action="append", default=[], help="alert area code(s) from the gazetteer")
     preview.add_argument("--exercise", action="store_true", help="preview as an exercise (marked texts)")
@@ -69,9 +79,20 @@ async def cmd_preview(args: argparse.Namespace) -> int:
     from broadcaster.app.context import load
     from broadcaster.channels.registry import kind_of
     from broadcaster.engine.outbox import plan_alert
+    from broadcaster.errors import SelectionError
     from broadcaster.netguard import no_network
     from broadcaster.states import Mode
 
+    if args.update or args.cancel or args.all_clear:
+        from broadcaster.cli.follow_up_preview import preview_follow_up
+
+        return await preview_follow_up(args)
+    if args.template is None:
+        raise SelectionError("preview needs a template, or --update / --cancel / --all-clear ALERT_ID",
+                             where="preview")
+    if not (args.var or args.use_examples):
+        raise SelectionError(f"preview {args.template}: give --var NAME=VALUE ... or --use-examples",
+                             where="preview")
     with no_network():  # a preview stores nothing and reaches nothing
         config, catalogue, _ = load(args.config, args.db)
         template = catalogue.get(args.template)
@@ -144,6 +165,10 @@ async def send(args: argparse.Namespace, app: App, request: Request) -> int:
     plan = await plan_request(app, request, now=time.time(), created_by=who)
     for channel_id, why in plan.skipped.items():  # a follow-up: the original's channels today's config rules out
         problem(f"warning: channel {channel_id!r} is skipped: {why}", style="bold yellow")
+    for note in plan.notes:  # e.g. a follow-up marker a WhatsApp template cannot carry
+        problem(f"note: {note}", style="yellow")
+    if getattr(args, "log", False) and args.mode == "dry-run" and not args.json:
+        show_preview(plan)  # a dry-run with --log shows every channel's text before it runs
     if args.mode == "live" and not args.yes and not await confirm_live(plan):
         err_console().print("not confirmed: nothing was sent.", style="bold red")
         return EXIT_INVALID

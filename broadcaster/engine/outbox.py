@@ -36,7 +36,7 @@ from broadcaster.states import CAP_STATUS, DeliveryState, Mode, MsgType
 from broadcaster.store import Store
 from broadcaster.store.records import AlertRecord, AudienceCopy, MessageRecord, NewDelivery, StepClaim
 from broadcaster.templates.catalogue import LANGUAGES, Catalogue, Template
-from broadcaster.templates.render import Forms, Rendered, render_forms
+from broadcaster.templates.render import Forms, Rendered, mark, render_forms
 from broadcaster.templates.variables import Inputs, resolve
 from broadcaster.timefmt import iso_seconds
 
@@ -122,6 +122,7 @@ class Plan:
     copies: list[AudienceCopy] = field(default_factory=list)  # a follow-up's audience, copied in the database
     step: StepClaim | None = None  # the runbook step this alert fires for (committed only while still held)
     skipped: dict[str, str] = field(default_factory=dict)  # a follow-up: the original's channels left out, and why
+    notes: list[str] = field(default_factory=list)  # what the officer should know before sending (plan warnings)
     audit: AuditEntry | None = None  # appended once the outbox is committed (app.fire.launch sets it)
     withdraws: str | None = None  # a cancel: the original whose undelivered deliveries its commit withdraws
     card_contents: Mapping[str, CardContent] = field(default_factory=dict)  # what each language's card says
@@ -166,10 +167,12 @@ async def plan_alert(
     require_approval: bool = True,
     alert_id: str | None = None,
     created_by: str = "cli",
+    marker: Mapping[str, str] | None = None,
 ) -> Plan:
     """Check and render an alert; raise an InputError (nothing stored) on any problem.
 
-    ``alert_id`` keeps an id already given out (a two-person fire confirmed later).
+    ``alert_id`` keeps an id already given out (a two-person fire confirmed later). ``marker`` starts every
+    form of every language (an update's "تحديث: / Update:", a reminder's count), after any exercise marker.
     """
     try:
         mode = Mode(mode)
@@ -202,7 +205,8 @@ async def plan_alert(
             config.channels, selection, kinds=template.kinds, areas=tuple(sorted(reach)),
             mode=mode, known_areas=known_areas,
         )
-    forms = render_forms(template, values.display, exercise=mode == Mode.EXERCISE)
+    unmarked = render_forms(template, values.display, exercise=mode == Mode.EXERCISE)
+    forms = mark(unmarked, marker)
 
     alert = AlertRecord(
         id=alert_id or new_alert_id(now), template=template.id, template_hash=template.content_hash, mode=mode,
@@ -227,7 +231,12 @@ async def plan_alert(
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
         kind = kind_of(channel)
-        rendered = kind.render(forms, channel)
+        # A kind that sends only registered text (WhatsApp's Content templates) cannot carry a follow-up marker:
+        # its rows show what it really sends, and the plan says so.
+        rendered = kind.render(unmarked if kind.registered_text else forms, channel)
+        if marker and kind.registered_text:
+            plan.notes.append(f"channel {channel.id!r} ({channel.kind}) sends its approved registered template, "
+                              f"without \"{marker['ar']} / {marker['en']}\" in front")
         keys = {r.language: f"{channel.id}/{r.language}" for r in rendered}
         problems = kind.template_problems(channel, template.id, exercise=mode == Mode.EXERCISE)
         if problems:

@@ -103,6 +103,8 @@ def _routes(web_app: web.Application) -> None:
     r.add_get("/api/alerts/{alert_id}/log", api.log)
     r.add_post("/api/alerts/{alert_id}/update", firing.update)
     r.add_post("/api/alerts/{alert_id}/cancel", firing.cancel)
+    r.add_post("/api/alerts/{alert_id}/all-clear", firing.all_clear)
+    r.add_post("/api/alerts/{alert_id}/preview", firing.preview_follow_up)
     r.add_get("/api/runbooks", runbooks.runbooks)
     r.add_get("/api/runbooks/runs", runbooks.runs)
     r.add_get("/api/runbooks/runs/{run_id}", runbooks.run)

@@ -8,13 +8,16 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from broadcaster.service.http import ApiError
-from broadcaster.states import Mode
+from broadcaster.states import CancelReason, Mode
 from broadcaster.templates.catalogue import LANGUAGES, Template
 from broadcaster.templates.variables import example_inputs
 
 FIRE_FIELDS: Final = frozenset({"template", "variables", "use_examples", "channels", "areas", "mode", "confirm"})
 UPDATE_FIELDS: Final = frozenset({"variables", "mode", "confirm"})
-CANCEL_FIELDS: Final = frozenset({"mode", "confirm"})
+CANCEL_FIELDS: Final = frozenset({"mode", "confirm", "reason"})
+ALL_CLEAR_FIELDS: Final = frozenset({"variables", "mode", "confirm"})
+FOLLOW_UP_PREVIEW_FIELDS: Final = frozenset({"action", "variables", "reason", "mode"})
+FOLLOW_UP_ACTIONS: Final = ("update", "cancel", "all_clear")
 APPROVE_FIELDS: Final = frozenset({"sha256"})
 CONFIRM_FIELDS: Final = frozenset({"confirm"})
 
@@ -120,6 +123,14 @@ def parse_mode(body: Mapping[str, Any], *, default: str | None = None) -> Mode:
     if not isinstance(mode, str) or mode not in set(Mode):
         raise bad("mode", f"must be one of {', '.join(Mode)}")
     return Mode(mode)
+
+
+def parse_reason(body: Mapping[str, Any]) -> CancelReason:
+    """A cancel's ``reason``: ``error`` (the default: sent in error) or ``called_off``."""
+    reason = body.get("reason", CancelReason.ERROR)
+    if not isinstance(reason, str) or reason not in set(CancelReason):
+        raise bad("reason", f"must be one of {', '.join(CancelReason)} (sent in error, or called off)")
+    return CancelReason(reason)
 
 
 def parse_confirm(body: Mapping[str, Any]) -> str | None:

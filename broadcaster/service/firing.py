@@ -1,4 +1,4 @@
-"""The handlers that send: fire, confirm, update, cancel; and template approval.
+"""The handlers that send: fire, confirm, update, cancel, all-clear; and template approval.
 
 They parse and check who may, then hand over to the application layer
 (:mod:`broadcaster.app.fire`), which decides every rule (approval, modes,
@@ -18,19 +18,24 @@ from aiohttp import web
 from broadcaster.app.approve import approve_template as approve
 from broadcaster.app.fire import Going, Held, Request, launch, plan_request
 from broadcaster.app.fire import confirm as confirm_fire
+from broadcaster.app.follow_up import CANCEL_TEMPLATES, all_clear_template
 from broadcaster.app.users import User, check_confirm, check_fire, require
 from broadcaster.engine.ratelimit import RateLimiter
 from broadcaster.errors import ConfigError, Conflict, Forbidden, InputError
 from broadcaster.service.bodies import (
+    ALL_CLEAR_FIELDS,
     APPROVE_FIELDS,
     CANCEL_FIELDS,
     CONFIRM_FIELDS,
+    FOLLOW_UP_ACTIONS,
+    FOLLOW_UP_PREVIEW_FIELDS,
     UPDATE_FIELDS,
     bad,
     known_fields,
     parse_confirm,
     parse_fire,
     parse_mode,
+    parse_reason,
     parse_variables,
     require_typed_confirmation,
 )
@@ -38,7 +43,7 @@ from broadcaster.service.http import ApiError, current_user, input_error, json_r
 from broadcaster.service.state import SERVICE, Service
 from broadcaster.states import Mode
 from broadcaster.store.records import AlertRecord
-from broadcaster.templates.catalogue import CANCEL_TEMPLATE, Template
+from broadcaster.templates.catalogue import Template
 from broadcaster.timefmt import iso_seconds
 
 
@@ -69,11 +74,56 @@ async def cancel(request: web.Request) -> web.Response:
     service, user = request.app[SERVICE], current_user(request)
     body = await read_json(request, optional=True)
     known_fields(body, CANCEL_FIELDS)
-    mode, confirm = parse_mode(body), parse_confirm(body)
+    mode, confirm, reason = parse_mode(body), parse_confirm(body), parse_reason(body)
     original = await _original(service, request.match_info["alert_id"])
-    await _check_fire(service, user, mode, _template(service, CANCEL_TEMPLATE))
+    await _check_fire(service, user, mode, _template(service, CANCEL_TEMPLATES[reason]))
     await throttle(service, user, request.path)
-    return await _send(service, user, Request("cancel", mode, original=original.id), confirm)
+    return await _send(service, user, Request("cancel", mode, original=original.id, reason=reason), confirm)
+
+
+async def all_clear(request: web.Request) -> web.Response:
+    """The all-clear of an alert, to its audience: road_reopened after a road closure, else all_clear."""
+    service, user = request.app[SERVICE], current_user(request)
+    body = await read_json(request, optional=True)
+    known_fields(body, ALL_CLEAR_FIELDS)
+    mode, confirm, overrides = parse_mode(body), parse_confirm(body), parse_variables(body.get("variables"))
+    original = await _original(service, request.match_info["alert_id"])
+    try:
+        template_id = all_clear_template(original)
+    except InputError as exc:
+        raise input_error(exc) from None
+    await _check_fire(service, user, mode, _template(service, template_id))
+    await throttle(service, user, request.path)
+    return await _send(service, user, Request("all_clear", mode, original=original.id, overrides=overrides),
+                       confirm)
+
+
+async def preview_follow_up(request: web.Request) -> web.Response:
+    """What an update, cancel or all-clear of this alert would send, on every channel: nothing stored or sent."""
+    service = request.app[SERVICE]
+    body = await read_json(request)
+    known_fields(body, FOLLOW_UP_PREVIEW_FIELDS)
+    action = body.get("action")
+    if action not in FOLLOW_UP_ACTIONS:
+        raise bad("action", f"must be one of {', '.join(FOLLOW_UP_ACTIONS)}")
+    mode, overrides = parse_mode(body, default="dry-run"), parse_variables(body.get("variables"))
+    if action == "cancel" and overrides:
+        raise bad("variables", "a cancel takes no variables: its text is approved as it is")
+    if action != "cancel" and "reason" in body:
+        raise bad("reason", "only a cancel has a reason")
+    original = await _original(service, request.match_info["alert_id"])
+    asked = Request(action, mode, original=original.id, overrides=overrides, reason=parse_reason(body))
+    try:
+        plan = await plan_request(service.app, asked, now=service.clock.now(), created_by="preview")
+    except ConfigError:
+        raise
+    except InputError as exc:
+        raise input_error(exc) from None
+    alert = plan.alert
+    return json_response({"template": plan.template.id, "approved": plan.template.approved, "action": action,
+                          "msg_type": str(alert.msg_type), "references": alert.references, "areas": list(alert.areas),
+                          "skipped": plan.skipped, "notes": plan.notes,
+                          "messages": [row.as_json() for row in plan.rows]})
 
 
 async def _send(service: Service, user: User, asked: Request, confirm: str | None) -> web.Response:
@@ -95,6 +145,8 @@ async def _send(service: Service, user: User, asked: Request, confirm: str | Non
     answer: dict[str, object] = {"alert_id": plan.alert.id, "state": "sending"}
     if plan.skipped:  # a follow-up: the original's channels today's config rules out, and why
         answer["skipped"] = plan.skipped
+    if plan.notes:  # e.g. a follow-up marker a WhatsApp template cannot carry
+        answer["notes"] = plan.notes
     return json_response(answer, 202)
 
 

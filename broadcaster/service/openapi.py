@@ -135,8 +135,25 @@ def document() -> dict[str, Any]:
             {"202": _ACCEPTED, **_errors(400, 403, 404, 429, 503)},
             body=_obj(["mode"], variables=_VARIABLES, mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
         "/api/alerts/{alert_id}/cancel": {"parameters": _ID_PARAM, "post": _op(
-            "The pre-approved correction of this alert", {"202": _ACCEPTED, **_errors(400, 403, 404, 429, 503)},
-            body=_obj(["mode"], mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
+            "The pre-approved cancel of this alert: `error` (sent in error) or `called_off` (it will not happen)",
+            {"202": _ACCEPTED, **_errors(400, 403, 404, 429, 503)},
+            body=_obj(["mode"], mode=_MODE, confirm=_STR,
+                      reason={"type": "string", "enum": ["error", "called_off"], "default": "error"}),
+            roles=_FIRE_ROLES)},
+        "/api/alerts/{alert_id}/all-clear": {"parameters": _ID_PARAM, "post": _op(
+            "The all-clear of this alert, to its channels and recipients: `road_reopened` naming the road after a "
+            "road closure, else `all_clear` with its event and area", {"202": _ACCEPTED,
+                                                                       **_errors(400, 403, 404, 429, 503)},
+            body=_obj(["mode"], variables=_VARIABLES, mode=_MODE, confirm=_STR), roles=_FIRE_ROLES)},
+        "/api/alerts/{alert_id}/preview": {"parameters": _ID_PARAM, "post": _op(
+            "What an update, cancel or all-clear of this alert would send, on every channel (nothing stored or sent)",
+            {**_json(_obj(template=_STR, approved=_BOOL, action=_STR, msg_type=_STR, references=_STR,
+                          areas={"type": "array", "items": _STR}, skipped={"type": "object"},
+                          notes={"type": "array", "items": _STR},
+                          messages={"type": "array", "items": _ref("Message")})), **_errors(400, 404)},
+            body=_obj(["action"], action={"type": "string", "enum": ["update", "cancel", "all_clear"]},
+                      variables=_VARIABLES, mode=_MODE,
+                      reason={"type": "string", "enum": ["error", "called_off"], "default": "error"}))},
         "/api/runbooks": {"get": _op("The runbooks of the runbooks folder", _json(
             {"type": "array", "items": _ref("RunbookSummary")}))},
         "/api/runbooks/{runbook_id}/rehearse": {"parameters": _RUNBOOK_PARAM, "post": {**_op(

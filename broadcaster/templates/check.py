@@ -24,7 +24,7 @@ from broadcaster.errors import InputError, TemplateError
 from broadcaster.templates.catalogue import FORMS, LANGUAGES, PLACEHOLDER, Catalogue, Template, Variable
 from broadcaster.templates.content import control_problem, text_problem
 from broadcaster.templates.gazetteer import Gazetteer
-from broadcaster.templates.render import Forms, Rendered, isolate, render_forms
+from broadcaster.templates.render import Forms, Rendered, follow_up_markers, isolate, mark, render_forms
 from broadcaster.templates.variables import example_inputs, format_moment, format_number, resolve
 
 
@@ -206,7 +206,8 @@ def worst_display(
 def worst_case_problems(
     template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: Sequence[Target]
 ) -> list[str]:
-    """Targets whose messages would not fit with every variable at its longest, exercise marker or not."""
+    """Targets whose messages would not fit with every variable at its longest, with or without the exercise
+    marker and the longest update or reminder marker."""
     problems: list[str] = []
     displays: dict[str, dict[str, dict[str, str]]] = {}  # per kind: every target of a kind measures alike
     for target in targets:
@@ -215,15 +216,19 @@ def worst_case_problems(
         display = displays.get(target.kind)
         if display is None:
             display = displays[target.kind] = worst_display(template, gazetteer, tz, target.measure_piece)
-        for exercise in (False, True):
-            forms = render_forms(template, display, exercise=exercise)
+        # An update or a reminder carries its marker: the longest of them, as this target measures it.
+        measure = target.measure_piece
+        longest = {lang: max((m[lang] for m in follow_up_markers()), key=measure) for lang in LANGUAGES}
+        for exercise, marker in ((False, None), (True, None), (False, longest), (True, longest)):
+            forms = mark(render_forms(template, display, exercise=exercise), marker)
             for rendered in target.render(forms):
                 if rendered.fits:
                     continue
                 detail = f" ({rendered.encoding})" if rendered.encoding else ""
                 problems.append(
                     f"worst case does not fit {target.name} ({target.kind}, {rendered.language}"
-                    f"{', exercise' if exercise else ''}): {rendered.length} {rendered.unit}{detail}, "
+                    f"{', exercise' if exercise else ''}{', as a reminder or update' if marker else ''}): "
+                    f"{rendered.length} {rendered.unit}{detail}, "
                     f"limit {rendered.limit}; shorten the text or lower max_length"
                 )
     return problems

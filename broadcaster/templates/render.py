@@ -102,3 +102,46 @@ def render_forms(template: Template, display: Mapping[str, Mapping[str, str]], *
                 text = f"{EXERCISE_MARKER[lang]} {text}"
             forms[lang][form] = text
     return forms
+
+
+# Follow-up markers: an update or a reminder says so first, in both languages, on every channel. They sit after
+# an exercise marker ("[تمرين] تحديث: …") and are counted in every length like it (templates check's worst case).
+UPDATE_MARKER: Final = {"ar": "تحديث:", "en": "Update:"}
+# "التذكير الأول" ... "التذكير العشرون" (تذكير is masculine: the masculine ordinal), then a number.
+_AR_ORDINALS: Final = ("الأول", "الثاني", "الثالث", "الرابع", "الخامس", "السادس", "السابع", "الثامن", "التاسع",
+                       "العاشر", "الحادي عشر", "الثاني عشر", "الثالث عشر", "الرابع عشر", "الخامس عشر",
+                       "السادس عشر", "السابع عشر", "الثامن عشر", "التاسع عشر", "العشرون")
+_EN_ORDINALS: Final = ("First", "Second", "Third", "Fourth", "Fifth", "Sixth", "Seventh", "Eighth", "Ninth", "Tenth",
+                       "Eleventh", "Twelfth", "Thirteenth", "Fourteenth", "Fifteenth", "Sixteenth", "Seventeenth",
+                       "Eighteenth", "Nineteenth", "Twentieth")
+REMINDERS_WORST: Final = 99_999  # the most reminders templates check allows for (a minute apart: 69 days)
+
+
+def reminder_marker(n: int) -> dict[str, str]:
+    """The ``n``-th reminder's marker (a repeat of an alert, counted from 1): "التذكير الثاني:" / "Second reminder:";
+    past the twentieth, "التذكير رقم 21:" / "Reminder no. 21:" (Western digits)."""
+    if n < 1:
+        raise ValueError(f"a reminder is counted from 1, not {n}")
+    if n <= len(_AR_ORDINALS):
+        return {"ar": f"التذكير {_AR_ORDINALS[n - 1]}:", "en": f"{_EN_ORDINALS[n - 1]} reminder:"}
+    return {"ar": f"التذكير رقم {n}:", "en": f"Reminder no. {n}:"}
+
+
+def follow_up_markers() -> list[dict[str, str]]:
+    """Every marker a follow-up can carry that could be the longest: what ``templates check`` measures."""
+    return [UPDATE_MARKER, *(reminder_marker(n) for n in range(1, len(_AR_ORDINALS) + 1)),
+            reminder_marker(REMINDERS_WORST)]
+
+
+def mark(forms: Forms, marker: Mapping[str, str] | None) -> Forms:
+    """Every form with ``marker`` first, after an exercise marker if there is one: "[EXERCISE] Update: …"."""
+    if not marker:
+        return forms
+    marked: dict[str, dict[str, str]] = {}
+    for lang, by_form in forms.items():
+        exercise = EXERCISE_MARKER[lang] + " "
+        marked[lang] = {}
+        for form, text in by_form.items():
+            head = exercise if text.startswith(exercise) else ""
+            marked[lang][form] = f"{head}{marker[lang]} {text.removeprefix(head)}"
+    return marked

@@ -85,7 +85,33 @@ def test_flood_response_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[s
     sms = [m for m in result["steps"][0]["messages"] if m["kind"] == "sms"]
     assert sms and all(m["segments"] >= 1 and "cost_segments" in m for m in sms)
     ar = next(m["text"] for m in result["steps"][1]["messages"] if m["channel"] == "x-authority")
-    assert ar.startswith("\u2067تحذير من خطر السيول\u2069")  # the update escalated watch -> warning
+    assert ar.startswith("تحديث: \u2067تحذير من خطر السيول\u2069")  # the update escalated watch -> warning, and says so
+    # Its repeats say the same again: reminders, counted.
+    firsts = [next(m["text"] for m in s["messages"] if m["channel"] == "x-authority" and m["language"] == "en")
+              for s in result["steps"] if s["step"] == "warning"]
+    assert [t.split(": ")[0] for t in firsts] == ["Update", "First reminder", "Second reminder", "Third reminder",
+                                                  "Fourth reminder"]
+
+
+def test_the_earthquake_advice_repeats_as_counted_reminders_not_as_new_quakes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = rehearse_json(tmp_path, capsys, "earthquake_response")
+    advice = [s for s in result["steps"] if s["step"] == "aftershock_advice"]
+    assert len(advice) >= 2
+
+    def texts(step: dict[str, Any], kind: str, language: str) -> list[str]:
+        return [m["text"] for m in step["messages"] if m["kind"] == kind and m["language"] == language]
+
+    ordinals_ar = ["الأول", "الثاني", "الثالث", "الرابع", "الخامس", "السادس"]
+    ordinals_en = ["First", "Second", "Third", "Fourth", "Fifth", "Sixth"]
+    for n, step in enumerate(advice):
+        assert texts(step, "x", "ar") and texts(step, "sms", "en")
+        for kind in ("x", "sms"):
+            assert all(t.startswith(f"التذكير {ordinals_ar[n]}: زلزال بقوة") for t in texts(step, kind, "ar"))
+            assert all(t.startswith(f"{ordinals_en[n]} reminder: A magnitude") for t in texts(step, kind, "en"))
+    # The alert itself is not marked.
+    assert all(t.startswith("زلزال بقوة") for t in texts(result["steps"][0], "x", "ar"))
 
 
 def test_a_rehearsal_is_logged_under_its_own_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

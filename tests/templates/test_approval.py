@@ -31,14 +31,14 @@ EN_SHORT = 'short = "{road} will be closed due to {reason}'
 def test_a_gazetteer_edit_voids_the_approvals_it_affects_and_check_says_which(catalogue: Catalogue) -> None:
     edit(catalogue.folder / "gazetteer.toml", E11_EN, 'en = "Sheikh Zayed Rd"')
     edited = Catalogue(catalogue.folder, KINDS)
-    # road_closure can render E11 (a road); nothing else picks roads.
-    assert not edited.get("road_closure").approved
-    for other in ("earthquake", "flood_warning", "all_clear", "cancel", "dust_storm"):
+    # road_closure and road_reopened can render E11 (a road); nothing else picks roads.
+    assert not edited.get("road_closure").approved and not edited.get("road_reopened").approved
+    for other in ("earthquake", "flood_warning", "all_clear", "cancel", "call_off", "dust_storm"):
         assert edited.get(other).approved, other
     problems = check_catalogue(edited, DUBAI, DEFAULT_TARGETS)
-    path = edited.path("road_closure")
-    assert problems == [f"{path}: [approval] sha256: stale: the gazetteer's road names it can render changed since "
-                        "it was approved; review it and approve again"]
+    assert problems == [f"{edited.path(t)}: [approval] sha256: stale: the gazetteer's road names it can render "
+                        "changed since it was approved; review it and approve again"
+                        for t in ("road_closure", "road_reopened")]
     with pytest.raises(TemplateError, match="gazetteer's road names"):
         edited.approved("road_closure")
 
@@ -46,7 +46,8 @@ def test_a_gazetteer_edit_voids_the_approvals_it_affects_and_check_says_which(ca
     edit(catalogue.folder / "gazetteer.toml", 'en = "Deira"', 'en = "Deira District"')
     areas_edited = Catalogue(catalogue.folder, KINDS)
     stale = {t for t in areas_edited.ids() if not areas_edited.get(t).approved}
-    assert stale == {"road_closure", "earthquake", "flood_warning", "all_clear", "dust_storm"}
+    # (road_reopened renders roads only: it is still stale from the road edit above, not from this one.)
+    assert stale == {"road_closure", "earthquake", "flood_warning", "all_clear", "dust_storm", "road_reopened"}
 
 
 def test_approving_again_covers_the_new_names(catalogue: Catalogue) -> None:
