@@ -169,6 +169,8 @@ class Config:
     # A fire refuses to start when this host's clock and the database's differ by more (app.fire.plan_request).
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
     authority: Mapping[str, str] | None = None  # the issuing authority's name per language (alert cards)
+    # Who the public may contact about an alert, per language (CAP <contact>); default: the authority, else sender.
+    contact: Mapping[str, str] | None = None
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -276,7 +278,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
     if not isinstance(top, dict):
         raise ConfigError("missing [broadcaster] table", where=where)
     known_top = {"sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry",
-                 "max_clock_skew_s", "authority"}
+                 "max_clock_skew_s", "authority", "contact"}
     for key in top:
         if key not in known_top:
             raise ConfigError(f"[broadcaster]: unknown key {key!r}", where=where)
@@ -299,6 +301,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         raise ConfigError("[broadcaster]: key 'max_clock_skew_s': must be a number of seconds from 0 to 3600 "
                           "(how far this host's clock may differ from the database's)", where=where)
     authority = _bilingual(top.get("authority"), "authority", settings)
+    contact = _bilingual(top.get("contact"), "contact", settings)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -328,6 +331,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         token_expiry_s=token_expiry_s,
         max_clock_skew_s=float(skew),
         authority=authority,
+        contact=contact,
     )
 
 
