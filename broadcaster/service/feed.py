@@ -20,10 +20,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
+import defusedxml.ElementTree as SafeET
 from aiohttp import web
 from lxml import etree
 
 from broadcaster.app.cap_documents import NotStored, stored_cap
+from broadcaster.cap import NS as CAP_NS
 from broadcaster.cap import identifier, validate
 from broadcaster.clock import in_thread
 from broadcaster.errors import InputError
@@ -98,7 +100,7 @@ def feed(service: Service, base: str, alerts: list[AlertRecord]) -> bytes:
     author = _sub(root, "author")
     _sub(author, "name", config.sender)
     _sub(root, "generator", "broadcaster")
-    cancelled_by = {a.references: a for a in alerts if a.msg_type == "Cancel" and a.references}
+    cancelled_by = {ref: a for a in reversed(alerts) if a.msg_type == "Cancel" for ref in cancelled(a)}
     for alert in alerts:
         try:
             entry = _entry(service, base, alert, cancelled_by.get(alert.id))
@@ -107,6 +109,19 @@ def feed(service: Service, base: str, alerts: list[AlertRecord]) -> bytes:
             continue
         root.append(entry)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def cancelled(cancel: AlertRecord) -> list[str]:
+    """The alerts a cancel cancels: every one its stored CAP ``<references>`` names (the unexpired alerts of
+    its thread, not only the one it follows)."""
+    ids = [cancel.references] if cancel.references else []
+    if cancel.cap is not None:
+        try:
+            refs = SafeET.fromstring(cancel.cap.encode(), forbid_dtd=True).findtext(f"{{{CAP_NS}}}references")
+        except SafeET.ParseError:
+            refs = None
+        ids += [entry.split(",")[1].rpartition("/")[2] for entry in (refs or "").split() if entry.count(",") == 2]
+    return list(dict.fromkeys(ids))
 
 
 def _entry(service: Service, base: str, alert: AlertRecord, cancel: AlertRecord | None) -> Any:

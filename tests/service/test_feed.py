@@ -175,3 +175,31 @@ async def test_an_alert_whose_text_xml_cannot_carry_never_takes_the_feed_down(
     status, document = await api.get(f"/cap/{bad}.xml", None)
     assert status == 200 and b"\x07" not in document
     validate(document)
+
+
+async def test_a_cancel_of_an_update_marks_the_whole_thread_cancelled_in_the_feed(clocked: Api) -> None:
+    api = clocked
+    status, body = await api.fire("officer", mode="live")
+    assert status == 202, body
+    original = body["alert_id"]
+    await api.settle()
+    assert isinstance(api.clock, ManualClock)
+    api.clock.advance(60)
+    status, body = await api.post(f"/api/alerts/{original}/update", {"variables": {}, "mode": "live",
+                                                                      "confirm": "road_closure"})
+    assert status == 202, body
+    update = body["alert_id"]
+    await api.settle()
+    api.clock.advance(60)
+    status, body = await api.post(f"/api/alerts/{update}/cancel", {"mode": "live", "confirm": "cancel"})
+    assert status == 202, body
+    cancel = body["alert_id"]
+    await api.settle()
+    _, raw = await api.get("/cap/feed.atom", None)
+    titles = {text(e, "a:id").rpartition("/")[2]: text(e, "a:title") for e in SafeET.fromstring(raw).findall(
+        "a:entry", ATOM)}
+    assert set(titles) == {original, update, cancel}
+    assert titles[original].startswith("أُلغي · CANCELLED: ") and titles[update].startswith("أُلغي · CANCELLED: ")
+    status, document = await api.get(f"/cap/{cancel}.xml", None)
+    refs = SafeET.fromstring(document).findtext("cap:references", namespaces=CAP) or ""
+    assert [entry.split(",")[1].rpartition("/")[2] for entry in refs.split()] == [original, update]
