@@ -103,7 +103,10 @@ def test_an_alert_its_update_and_the_cancel_of_the_update_pass_the_xsd_and_googl
         third = await cancel(app, second, now + 120)
         return [await app.store.alerts.get(a.id) for a in (first, second, third)]
 
-    for alert in run(site, thread):
+    alerts = run(site, thread)
+    identifiers = [root(a).findtext("cap:identifier", namespaces=NS) for a in alerts]
+    assert len(set(identifiers)) == 3  # Google: an identifier is never reused
+    for alert in alerts:
         assert alert.cap is not None
         validate(alert.cap.encode())
         assert problems(alert.cap.encode()) == [], (alert.msg_type, problems(alert.cap.encode()))

@@ -203,3 +203,28 @@ async def test_a_cancel_of_an_update_marks_the_whole_thread_cancelled_in_the_fee
     status, document = await api.get(f"/cap/{cancel}.xml", None)
     refs = SafeET.fromstring(document).findtext("cap:references", namespaces=CAP) or ""
     assert [entry.split(",")[1].rpartition("/")[2] for entry in refs.split()] == [original, update]
+
+
+async def test_an_alert_from_before_stored_documents_is_410_once_its_template_changed(
+    providers: Providers, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates-copy"
+    shutil.copytree(REPO / "templates", templates)
+    rewrite_config(providers, templates=templates, public_url=PUBLIC_URL)
+    async with serving(providers) as api:
+        status, body = await api.fire("officer", mode="live")
+        assert status == 202, body
+        await api.settle()
+        path = f"/cap/{body['alert_id']}.xml"
+        # As committed before migration 0008: no stored document (forged as someone with write access would).
+        await api.app.store.db.execute("DROP TRIGGER IF EXISTS alerts_no_update")
+        await api.app.store.db.execute("UPDATE alerts SET cap = NULL WHERE id = ?", (body["alert_id"],))
+        status, rebuilt = await api.get(path, None)
+        assert status == 200  # its template is unchanged: rebuilt as it was
+        validate(rebuilt)
+        template = templates / "road_closure.toml"
+        template.write_text(template.read_text(encoding="utf-8").replace('"Moderate"', '"Extreme"'),
+                            encoding="utf-8")
+        status, answer = await api.get(path, None)
+        assert status == 410 and answer["error"] == "cap_not_stored"
+        assert "cannot be rebuilt as it was fired" in answer["message"]
