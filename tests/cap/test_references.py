@@ -58,7 +58,7 @@ def test_a_cancel_references_every_alert_of_its_thread_once_oldest_first(
     original = data.draw(st.sampled_from(records))
     cancel = dataclasses.replace(cancel_plan, id="C-" + original.id, references=original.id)
     doc = cap_document(cancel, app.catalogue.get("cancel"), app.catalogue.gazetteer, app.config, original=original,
-                       thread=records + [original])  # the original may come twice: it is named once
+                       thread=[*records, original])  # the original may come twice: it is named once
     validate(doc)
     assert problems(doc) == []
     refs = SafeET.fromstring(doc).findtext("cap:references", namespaces=NS) or ""
