@@ -75,9 +75,14 @@ def _bytes(value: Any) -> str:
 
 def alert_sha256(alert: Sequence[Any], messages: Iterable[Sequence[Any]]) -> str:
     """The sha256 of an alert row (:data:`ALERT_COLUMNS` order) and its messages ``(key, channel, language,
-    text, payload)``, as stored: times as floats, payloads as hex, messages by key."""
+    text, payload)``, as stored: times as floats, payloads as hex, messages by key. The row's stored CAP
+    document (``cap``) is part of it."""
     values = [float(v) if name in ("sent_at", "expires_at") else v for name, v in zip(_ALERT_FIELDS, alert,
                                                                                        strict=True)]
+    if _ALERT_FIELDS[-1] == "cap" and values[-1] is None:
+        # An alert from before its CAP document was stored (migration 0008) was anchored without that
+        # column: its hash stays what it was. One stored since is covered by it, document and all.
+        values.pop()
     rows = sorted([str(m[0]), m[1], m[2], m[3], bytes(m[4]) if m[4] is not None else None] for m in messages)
     return hashlib.sha256(_canonical({"alert": values, "messages": rows})).hexdigest()
 

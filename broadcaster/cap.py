@@ -14,7 +14,7 @@ no network), since XSD validation needs an lxml tree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any, Final
@@ -38,6 +38,7 @@ NOTES: Final = {
     "Exercise": "EXERCISE · تمرين: this message is an exercise; no action is required.",
     "Test": "TEST · تجربة: dry-run rehearsal; nothing was sent to the public.",
 }
+INFO_VALUES: Final = ("category", "urgency", "severity", "certainty")  # a cancel keeps its original's
 # CAP 1.2 section 3.2.1: identifier and sender must not hold spaces, commas or < &.
 _FORBIDDEN: Final = frozenset(" ,<&\t\r\n")
 _HARDENED: Final = {"resolve_entities": False, "no_network": True, "load_dtd": False, "huge_tree": False}
@@ -54,16 +55,52 @@ def reference(config: Config, original: AlertRecord) -> str:
     return f"{_checked('sender', config.sender)},{identifier(config, original)},{sent}"
 
 
+def web_url(config: Config, alert: AlertRecord) -> str | None:
+    """The ``<web>`` of an alert: its public CAP document under ``public_url`` (None without one)."""
+    if not config.public_url:
+        return None
+    return f"{config.public_url.rstrip('/')}/cap/{alert.id}.xml"
+
+
+def contact(config: Config) -> dict[str, str]:
+    """The ``<contact>`` per language: ``[broadcaster] contact``, else the authority, else the sender."""
+    return dict(config.contact or config.authority or {lang: config.sender for lang in LANGUAGES})
+
+
+def info_values(document: bytes | str) -> dict[str, Any]:
+    """The category, urgency, severity, certainty and event (per language) of a stored CAP document.
+
+    A cancel takes them from its original's document, as the original was published.
+    """
+    raw = document.encode() if isinstance(document, str) else document
+    root = SafeET.fromstring(raw, forbid_dtd=True)
+    found: dict[str, Any] = {"event": {}}
+    for info in root.findall(_q("info")):
+        lang = next((k for k, v in CAP_LANGUAGE.items() if v == info.findtext(_q("language"))), None)
+        for key in INFO_VALUES:
+            found.setdefault(key, info.findtext(_q(key)))
+        if lang is not None:
+            found["event"][lang] = info.findtext(_q("event"))
+    return found
+
+
 def cap_document(
     alert: AlertRecord, template: Template, gazetteer: Gazetteer, config: Config, *,
-    original: AlertRecord | None = None,
+    original: AlertRecord | None = None, thread: Sequence[AlertRecord] = (),
+    original_values: Mapping[str, Any] | None = None,
 ) -> bytes:
     """The CAP 1.2 XML document of ``alert`` (UTF-8, with an XML declaration).
 
-    ``original`` is required for an Update or Cancel: its sender, identifier and
-    sent time go into ``<references>``. Times carry the configured zone's numeric
-    offset at seconds precision (CAP forbids ``Z``). Raises ValueError when the
-    inputs cannot make a valid document.
+    It is built once, when the alert is planned, and stored with it (``alerts.cap``):
+    what the public reads later is what was fired, never today's template files.
+
+    ``original`` is required for an Update or Cancel. ``<references>`` names it and
+    every other alert of ``thread`` (the unexpired alerts of its thread), each as
+    ``sender,identifier,sent``, oldest first. A Cancel carries ``original_values``
+    (its original's category, urgency, severity, certainty and event, from
+    :func:`info_values`) as Google's profile expects of a cancel, not Unknowns.
+    Times carry the configured zone's numeric offset at seconds precision (CAP
+    forbids ``Z``). Raises ValueError when the inputs cannot make a valid document.
     """
     if template.id != alert.template:
         raise ValueError(f"alert {alert.id} was fired from template {alert.template!r}, not {template.id!r}")
@@ -79,6 +116,9 @@ def cap_document(
 
     tz = config.timezone
     status = CAP_STATUS[alert.mode]
+    values: dict[str, Any] = {**template.cap, "event": dict(template.event)}
+    if alert.msg_type == "Cancel" and original_values:
+        values.update({k: v for k, v in original_values.items() if k in (*INFO_VALUES, "event") and v})
     root = etree.Element(_q("alert"), nsmap={None: NS})
     _sub(root, "identifier", identifier(config, alert))
     _sub(root, "sender", _checked("sender", config.sender))
@@ -89,24 +129,32 @@ def cap_document(
     if status in NOTES:
         _sub(root, "note", NOTES[status])
     if original is not None and alert.msg_type != "Alert":
-        _sub(root, "references", reference(config, original))
+        referenced = {a.id: a for a in (original, *thread) if a.id != alert.id}
+        ordered = sorted(referenced.values(), key=lambda a: (a.sent_at, a.id))
+        _sub(root, "references", " ".join(reference(config, a) for a in ordered))
 
     expires = iso_seconds(alert.expires_at, tz)
+    web, contacts = web_url(config, alert), contact(config)
     for lang in LANGUAGES:  # Arabic first
         form = alert.forms[lang]
         info = _sub(root, "info")
         _sub(info, "language", CAP_LANGUAGE[lang])
-        _sub(info, "category", template.cap["category"])
-        _sub(info, "event", template.event[lang])
+        _sub(info, "category", values["category"])
+        _sub(info, "event", values["event"].get(lang) or template.event[lang])
         _sub(info, "responseType", template.cap["responseType"])
-        _sub(info, "urgency", template.cap["urgency"])
-        _sub(info, "severity", template.cap["severity"])
-        _sub(info, "certainty", template.cap["certainty"])
+        _sub(info, "urgency", values["urgency"])
+        _sub(info, "severity", values["severity"])
+        _sub(info, "certainty", values["certainty"])
         _pair(info, "eventCode", "broadcaster:template", template.id)
         _sub(info, "expires", expires)
         _sub(info, "senderName", config.sender)
         _sub(info, "headline", form["headline"])
         _sub(info, "description", form.get("long") or form["headline"])
+        if template.instruction:
+            _sub(info, "instruction", template.instruction[lang])
+        if web:
+            _sub(info, "web", web)
+        _sub(info, "contact", contacts[lang])
         _pair(info, "parameter", "broadcaster:templateSha256", alert.template_hash)
         for name, polygons, circles, geocodes in _areas(alert.areas, gazetteer, lang):
             area = _sub(info, "area")

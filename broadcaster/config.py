@@ -42,7 +42,7 @@ COMMON_KEYS: Final = frozenset({
 # The keys of the [broadcaster] table (docs/configuration.md documents each; tests/test_configuration_doc.py checks).
 SETTINGS_KEYS: Final = frozenset({
     "sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry", "max_clock_skew_s",
-    "authority",
+    "authority", "contact",
 })
 DEFAULT_MAX_CLOCK_SKEW_S: Final = 60.0
 _CHANNEL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -174,6 +174,8 @@ class Config:
     # A fire refuses to start when this host's clock and the database's differ by more (app.fire.plan_request).
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
     authority: Mapping[str, str] | None = None  # the issuing authority's name per language (alert cards)
+    # Who the public may contact about an alert, per language (CAP <contact>); default: the authority, else sender.
+    contact: Mapping[str, str] | None = None
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -326,6 +328,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         raise ConfigError("[broadcaster]: key 'max_clock_skew_s': must be a number of seconds from 0 to 3600 "
                           "(how far this host's clock may differ from the database's)", where=where)
     authority = _bilingual(top.get("authority"), "authority", settings)
+    contact = _bilingual(top.get("contact"), "contact", settings)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -355,6 +358,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         token_expiry_s=token_expiry_s,
         max_clock_skew_s=float(skew),
         authority=authority,
+        contact=contact,
     )
 
 

@@ -1,4 +1,5 @@
-"""CAP 1.2 output: every shipped template × mode × msgType validates against the OASIS schema."""
+"""CAP 1.2 output: every shipped template × mode × msgType validates against the OASIS schema and passes
+Google's Public Alerts profile (``tests/cap/google_profile.py``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from broadcaster.states import Mode, MsgType
 from broadcaster.store.records import AlertRecord
 from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.variables import example_inputs
+from tests.cap.google_profile import problems
 from tests.support import Loaded, loaded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +81,7 @@ def test_every_template_mode_and_msg_type_makes_a_valid_cap_document(app: Loaded
     for msg_type, alert in records.items():
         doc = document(app, alert, original if msg_type != "Alert" else None)
         validate(doc)
+        assert problems(doc) == [], (msg_type, problems(doc))  # Google's Public Alerts profile, on top of the XSD
         assert doc.startswith(b'<?xml version="1.0" encoding="UTF-8"?>') and doc.count(b"<?xml") == 1
         root = SafeET.fromstring(doc, forbid_dtd=True)
         assert text(root, "cap:identifier") == f"{config.sender}/{alert.id}"

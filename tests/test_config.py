@@ -424,3 +424,11 @@ def test_the_issuing_authority_is_named_in_both_languages_or_refused(tmp_path: P
             load_config(path, KINDS)
     else:
         assert load_config(path, KINDS).authority == expected
+
+
+def test_contact_is_read_per_language_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    contact = {"ar": "مركز الاتصال", "en": "Call centre"}
+    assert make_config(tmp_path, [TELEGRAM], contact=contact).contact == contact
+    assert make_config(tmp_path, [TELEGRAM]).contact is None  # CAP <contact> falls back to the authority, then sender
+    message = refused(tmp_path, [TELEGRAM], contact="Call centre")
+    assert "key 'contact'" in message and "ar =" in message

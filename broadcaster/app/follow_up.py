@@ -85,14 +85,16 @@ def allowed_channels(app: App, original: AlertRecord, mode: Mode, what: str) -> 
 
 
 async def _follow_up(app: App, original: AlertRecord, states: Sequence[DeliveryState], mode: Mode,
-                     what: str) -> FollowUp:
+                     what: str, now: float) -> FollowUp:
     channels, skipped = allowed_channels(app, original, mode, what)
     audiences = {}
     for channel in app.config.channels:
         if channel.id in channels and channel.recipients is not None:
             audiences[channel.id] = await app.store.alerts.audience(original.id, channel.id, states)
+    # Its CAP <references> name every alert of the thread still current, not only the one it follows.
+    thread = tuple(await app.store.alerts.thread(original.id, now))
     return FollowUp(original=original, reply_to=await app.store.alerts.provider_ids(original.id),
-                    audiences=audiences, channels=tuple(channels), skipped=skipped)
+                    audiences=audiences, channels=tuple(channels), skipped=skipped, thread=thread)
 
 
 async def plan_update(app: App, original_id: str, overrides: Mapping[str, Mapping[str, str]], *, mode: Mode,
@@ -109,7 +111,7 @@ async def plan_update(app: App, original_id: str, overrides: Mapping[str, Mappin
         inputs.setdefault(name, {}).update(values)
     return await plan_alert(app.config, app.catalogue, original.template, inputs, mode=mode, now=now,
                             msg_type=MsgType.UPDATE,
-                            follow_up=await _follow_up(app, original, FOLLOW_UP_STATES, mode, "update"),
+                            follow_up=await _follow_up(app, original, FOLLOW_UP_STATES, mode, "update", now),
                             alert_id=alert_id, created_by=created_by,
                             marker=UPDATE_MARKER if reminder is None else reminder_marker(reminder))
 
@@ -140,7 +142,7 @@ async def plan_cancel(app: App, original_id: str, *, mode: Mode, now: float, ale
               "original_sent": {"ar": sent, "en": sent}}
     return await plan_alert(app.config, app.catalogue, template_id, inputs, mode=mode, now=now,
                             msg_type=MsgType.CANCEL,
-                            follow_up=await _follow_up(app, original, CANCEL_STATES, mode, "cancel"),
+                            follow_up=await _follow_up(app, original, CANCEL_STATES, mode, "cancel", now),
                             alert_id=alert_id, created_by=created_by)
 
 
@@ -183,5 +185,5 @@ async def plan_all_clear(app: App, original_id: str, overrides: Inputs, *, mode:
         inputs.setdefault(name, {}).update(values)
     return await plan_alert(app.config, app.catalogue, template_id, inputs, mode=mode, now=now,
                             msg_type=MsgType.UPDATE,
-                            follow_up=await _follow_up(app, original, FOLLOW_UP_STATES, mode, "all-clear"),
+                            follow_up=await _follow_up(app, original, FOLLOW_UP_STATES, mode, "all-clear", now),
                             alert_id=alert_id, created_by=created_by)

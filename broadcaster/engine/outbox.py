@@ -15,14 +15,17 @@ recipients by a copy inside the database.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 
 from broadcaster.audit import AuditEntry
+from broadcaster.cap import cap_document, info_values, validate
 from broadcaster.cards.content import CardContent, card_contents
 from broadcaster.cards.render import Card, render_cards
 from broadcaster.channels.base import AlertDocument
@@ -150,6 +153,7 @@ class FollowUp:
     audiences: Mapping[str, Mapping[str, int]]  # channel -> language -> recipients the follow-up reaches
     channels: tuple[str, ...]  # the original's channels the follow-up may still reach, as configured today
     skipped: Mapping[str, str] = field(default_factory=dict)  # the original's other channels -> why not
+    thread: tuple[AlertRecord, ...] = ()  # the unexpired alerts of the original's thread: CAP <references>
 
 
 async def plan_alert(
@@ -211,10 +215,11 @@ async def plan_alert(
     alert = AlertRecord(
         id=alert_id or new_alert_id(now), template=template.id, template_hash=template.content_hash, mode=mode,
         msg_type=msg_type, references=original.id if original else None, sent_at=now,
-        expires_at=now + template.expires_hours * 3600, areas=tuple(alert_areas),
+        expires_at=expires_at(template, values.inputs, now), areas=tuple(alert_areas),
         channels=tuple(c.id for c in channels), inputs={k: dict(v) for k, v in values.inputs.items()},
         forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
     )
+    alert = dataclasses.replace(alert, cap=await cap_snapshot(config, catalogue, template, alert, follow_up))
     plan = Plan(alert, template, channels, forms, [], [], skipped=dict(follow_up.skipped) if follow_up else {})
     plan.card_contents = alert_card_contents(config, catalogue, alert, template)
     shown = [lang for lang in LANGUAGES if any(lang in kind_of(c).card_languages(c) for c in channels)]
@@ -277,6 +282,43 @@ async def plan_alert(
                 plan.posts.append(NewDelivery(channel.id, keys[r.language], r.language, reply_to=reply))
                 plan.rows.append(PreviewRow(channel.id, channel.kind, r, 1))
     return plan
+
+
+def expires_at(template: Template, inputs: Mapping[str, Mapping[str, str]], now: float) -> float:
+    """When the alert expires: its own end time (``[cap] expires_from``, a flood warning "until 23:00")
+    when the template names one and it is still ahead, else ``expires_hours`` from now."""
+    end = inputs.get(template.expires_from or "", {}).get("en")
+    if end:
+        moment = datetime.fromisoformat(end).timestamp()
+        if moment > now:
+            return moment
+    return now + template.expires_hours * 3600
+
+
+async def cap_snapshot(config: Config, catalogue: Catalogue, template: Template, alert: AlertRecord,
+                       follow_up: FollowUp | None) -> str:
+    """The alert's CAP 1.2 document, built and checked against the schema now (off the loop), to be committed
+    with it. A document that cannot be built or is not valid refuses the plan: nothing is stored or sent."""
+    original = follow_up.original if follow_up else None
+    original_values = None
+    if original is not None and alert.msg_type == MsgType.CANCEL:
+        if original.cap is not None:
+            original_values = await in_thread(info_values, original.cap)
+        elif original.template in catalogue.ids():  # an original from before CAP documents were stored
+            earlier = catalogue.get(original.template)
+            original_values = {**earlier.cap, "event": dict(earlier.event)}
+
+    def build() -> str:
+        document = cap_document(alert, template, catalogue.gazetteer, config, original=original,
+                                thread=follow_up.thread if follow_up else (), original_values=original_values)
+        validate(document)
+        return document.decode()
+
+    try:
+        return await in_thread(build)
+    except ValueError as exc:
+        raise TemplateError(f"the CAP document of this alert cannot be built: {exc}; nothing was sent",
+                            where=str(template.path)) from None
 
 
 def alert_card_contents(config: Config, catalogue: Catalogue, alert: AlertRecord,

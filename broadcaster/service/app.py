@@ -149,6 +149,8 @@ async def _started(web_app: web.Application) -> None:
     if config.public_url is None:
         log.warning("[broadcaster] public_url is not set: SMS sends carry no StatusCallback and every "
                     "Twilio callback is refused")
+        log.warning("[broadcaster] public_url is not set: the CAP feed is not published (/cap/feed.atom and "
+                    "/cap/{id}.xml answer 503); its links are never taken from a request's Host header")
 
 
 async def _failed_logins(web_app: web.Application) -> AsyncIterator[None]:

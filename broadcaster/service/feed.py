@@ -8,6 +8,11 @@ before it is served; one that fails is a 500, never an invalid public document.
 An alert whose stored text XML cannot carry (a control character in a name, from
 before names were checked) is left out of the feed and logged, so one bad alert
 never takes the feed down for everyone.
+
+Each document is the one stored when its alert was fired (``alerts.cap``), never
+rebuilt from today's template files. Without ``[broadcaster] public_url`` nothing
+here is published: every route answers 503 saying so, because links derived from
+the request's ``Host`` header could be spoofed by whoever sends the request.
 """
 
 from __future__ import annotations
@@ -15,10 +20,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
+import defusedxml.ElementTree as SafeET
 from aiohttp import web
 from lxml import etree
 
-from broadcaster.cap import cap_document, identifier, validate
+from broadcaster.app.cap_documents import NotStored, stored_cap
+from broadcaster.cap import NS as CAP_NS
+from broadcaster.cap import identifier, validate
+from broadcaster.clock import in_thread
 from broadcaster.errors import InputError
 from broadcaster.service.http import ApiError
 from broadcaster.service.state import SERVICE, Service
@@ -34,6 +43,8 @@ ATOM_TYPE: Final = "application/atom+xml"
 FEED_LIMIT: Final = 200
 MSG_PREFIX: Final = {"Update": "تحديث · Update: ", "Cancel": "إلغاء · Cancel: "}
 CANCELLED_PREFIX: Final = "أُلغي · CANCELLED: "
+NO_PUBLIC_URL: Final = ("the CAP feed is not published: [broadcaster] public_url is not set in channels.toml, and "
+                        "its links are never taken from a request's Host header; set public_url and restart serve")
 
 
 async def current_public(service: Service) -> list[AlertRecord]:
@@ -41,30 +52,30 @@ async def current_public(service: Service) -> list[AlertRecord]:
     return await service.app.store.alerts.current(Mode.LIVE, service.clock.now(), FEED_LIMIT)
 
 
-def base_url(service: Service, request: web.Request) -> str:
-    """Links use the configured public URL; without one, the URL this request came in on."""
-    if service.config.public_url:
-        return service.config.public_url.rstrip("/")
-    return str(request.url.origin())
+def base_url(service: Service) -> str:
+    """Links use the configured public URL, never the request's Host (which a client chooses).
 
-
-async def document(service: Service, alert: AlertRecord) -> bytes:
-    catalogue = service.app.catalogue
-    original = await service.app.store.alerts.get(alert.references) if alert.references else None
-    return cap_document(alert, catalogue.get(alert.template), catalogue.gazetteer, service.config,
-                        original=original)
+    Without ``public_url`` the feed and the documents are not published at all: a 503
+    that says why (``serve`` logs it when it starts).
+    """
+    if not service.config.public_url:
+        raise ApiError(503, "no_public_url", NO_PUBLIC_URL)
+    return service.config.public_url.rstrip("/")
 
 
 async def cap(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
+    base_url(service)
     alert_id = request.match_info["alert_id"]
     alert = await service.app.store.alerts.find(alert_id)
     if alert is None or alert.mode != Mode.LIVE:
         # Exercise and dry-run documents are not public: the same answer as for no alert at all.
         raise web.HTTPNotFound(text=f"no public CAP document {alert_id}")
     try:
-        body = await document(service, alert)
-        validate(body)
+        body = await stored_cap(service.app, alert)
+        await in_thread(validate, body)
+    except NotStored as exc:
+        raise ApiError(410, "cap_not_stored", str(exc)) from None
     except (ValueError, InputError) as exc:
         log.error("CAP document of %s is not valid: %s", alert_id, exc)
         raise ApiError(500, "internal", "the CAP document could not be built") from None
@@ -73,7 +84,7 @@ async def cap(request: web.Request) -> web.Response:
 
 async def atom(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    body = feed(service, base_url(service, request), await current_public(service))
+    body = feed(service, base_url(service), await current_public(service))
     return web.Response(body=body, content_type=ATOM_TYPE, charset="utf-8")
 
 
@@ -89,7 +100,7 @@ def feed(service: Service, base: str, alerts: list[AlertRecord]) -> bytes:
     author = _sub(root, "author")
     _sub(author, "name", config.sender)
     _sub(root, "generator", "broadcaster")
-    cancelled_by = {a.references: a for a in alerts if a.msg_type == "Cancel" and a.references}
+    cancelled_by = {ref: a for a in reversed(alerts) if a.msg_type == "Cancel" for ref in cancelled(a)}
     for alert in alerts:
         try:
             entry = _entry(service, base, alert, cancelled_by.get(alert.id))
@@ -98,6 +109,19 @@ def feed(service: Service, base: str, alerts: list[AlertRecord]) -> bytes:
             continue
         root.append(entry)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True))
+
+
+def cancelled(cancel: AlertRecord) -> list[str]:
+    """The alerts a cancel cancels: every one its stored CAP ``<references>`` names (the unexpired alerts of
+    its thread, not only the one it follows)."""
+    ids = [cancel.references] if cancel.references else []
+    if cancel.cap is not None:
+        try:
+            refs = SafeET.fromstring(cancel.cap.encode(), forbid_dtd=True).findtext(f"{{{CAP_NS}}}references")
+        except SafeET.ParseError:
+            refs = None
+        ids += [entry.split(",")[1].rpartition("/")[2] for entry in (refs or "").split() if entry.count(",") == 2]
+    return list(dict.fromkeys(ids))
 
 
 def _entry(service: Service, base: str, alert: AlertRecord, cancel: AlertRecord | None) -> Any:

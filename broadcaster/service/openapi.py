@@ -15,6 +15,7 @@ from broadcaster.service.query import ALERTS_LIMIT, MODES_PARAM, PAGE_LIMIT, PAG
 from broadcaster.states import Mode
 
 _STR: Final = {"type": "string"}
+_NO_PUBLIC_URL: Final = "not published: [broadcaster] public_url is not set (links never follow the Host header)"
 _BOOL: Final = {"type": "boolean"}
 _INT: Final = {"type": "integer"}
 _NULL_STR: Final = {"type": ["string", "null"]}
@@ -181,10 +182,14 @@ def document() -> dict[str, Any]:
             "204": {"description": "recorded (a replay is accepted and ignored)"},
             "403": {"description": "the signature does not validate"}}, public=True)},
         "/cap/feed.atom": {"get": _op("Atom index of current Actual alerts", {"200": {
-            "description": "Atom", "content": {"application/atom+xml": {"schema": _STR}}}}, public=True)},
-        "/cap/{alert_id}.xml": {"parameters": _ID_PARAM, "get": _op("The CAP 1.2 document of a live alert", {
-            "200": {"description": "CAP", "content": {"application/cap+xml": {"schema": _STR}}},
-            "404": {"description": "no such live alert (exercise and dry-run are never public)"}}, public=True)},
+            "description": "Atom", "content": {"application/atom+xml": {"schema": _STR}}},
+            "503": {"description": _NO_PUBLIC_URL}}, public=True)},
+        "/cap/{alert_id}.xml": {"parameters": _ID_PARAM, "get": _op(
+            "The CAP 1.2 document of a live alert, as stored when it was fired", {
+                "200": {"description": "CAP", "content": {"application/cap+xml": {"schema": _STR}}},
+                "404": {"description": "no such live alert (exercise and dry-run are never public)"},
+                "410": {"description": "an alert from before documents were stored, whose template changed since"},
+                "503": {"description": _NO_PUBLIC_URL}}, public=True)},
         "/cards/{alert_id}/{lang}.png": {"parameters": [*_ID_PARAM, _LANG_PARAM], "get": _op(
             "The alert card of a live or exercise alert (Instagram fetches it)", {
                 "200": {"description": "1080×1080 PNG", "content": {"image/png": {"schema": _BINARY}}},

@@ -28,8 +28,10 @@ from broadcaster.store.sql import Database, marks
 PAGE: Final = 5_000  # rows per round trip when streaming a large alert
 NO_LIMIT: Final = 2**62  # "LIMIT ALL" in a form both dialects take
 ALERT_COLUMNS: Final = ("id, template, template_hash, mode, msg_type, refs, sent_at, expires_at, areas, channels,"
-                        " inputs, forms, created_by")
+                        " inputs, forms, created_by, cap")
 DELIVERY_COLUMNS: Final = "id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error"
+THREAD_DEPTH: Final = 1_000  # an update of an update of ...: far more than any real thread
+THREAD_LIMIT: Final = 1_000
 _OPEN: Final = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN)
 
 
@@ -43,7 +45,7 @@ def alert_record(row: Any) -> AlertRecord:
         msg_type=MsgType(row["msg_type"]), references=row["refs"], sent_at=row["sent_at"],
         expires_at=row["expires_at"], areas=tuple(orjson.loads(row["areas"])),
         channels=tuple(orjson.loads(row["channels"])), inputs=orjson.loads(row["inputs"]),
-        forms=orjson.loads(row["forms"]), created_by=row["created_by"],
+        forms=orjson.loads(row["forms"]), created_by=row["created_by"], cap=row["cap"],
     )
 
 
@@ -51,7 +53,7 @@ def alert_params(alert: AlertRecord) -> tuple[Any, ...]:
     """``alert`` in the order of :data:`ALERT_COLUMNS`."""
     return (alert.id, alert.template, alert.template_hash, str(alert.mode), str(alert.msg_type), alert.references,
             alert.sent_at, alert.expires_at, dumps(list(alert.areas)), dumps(list(alert.channels)),
-            dumps(alert.inputs), dumps(alert.forms), alert.created_by)
+            dumps(alert.inputs), dumps(alert.forms), alert.created_by, alert.cap)
 
 
 def delivery_row(row: Any) -> DeliveryRow:
@@ -108,6 +110,28 @@ class SqlAlerts:
             f"SELECT {ALERT_COLUMNS} FROM alerts WHERE mode = ? AND expires_at > ?"
             " ORDER BY sent_at DESC, id DESC LIMIT ?", (str(mode), now, limit))
         return [alert_record(r) for r in rows]
+
+    async def thread(self, alert_id: str, now: float) -> list[AlertRecord]:
+        """The alerts of ``alert_id``'s thread (its originals up the chain and every follow-up of them) not yet
+        expired at ``now``, oldest first: what an update or a cancel of it references."""
+        seen: dict[str, AlertRecord] = {}
+        root = await self.get(alert_id)
+        for _ in range(THREAD_DEPTH):  # up to the first alert of the thread
+            if root.references is None:
+                break
+            up = await self.find(root.references)
+            if up is None:
+                break
+            root = up
+        frontier = [root]
+        seen[root.id] = root
+        while frontier and len(seen) < THREAD_LIMIT:
+            rows = await self.db.execute(
+                f"SELECT {ALERT_COLUMNS} FROM alerts WHERE refs IN ({marks(frontier)}) ORDER BY sent_at, id",
+                tuple(a.id for a in frontier))
+            frontier = [a for a in map(alert_record, rows) if a.id not in seen]
+            seen.update((a.id, a) for a in frontier)
+        return sorted((a for a in seen.values() if a.expires_at > now), key=lambda a: (a.sent_at, a.id))
 
     async def withdraw(self, alert_id: str, reason: str) -> int:
         """Stop deliveries of ``alert_id`` that have not gone out (a cancel supersedes them)."""
@@ -244,7 +268,8 @@ async def insert_head(tx: Database, alert: AlertRecord, messages: Sequence[Messa
     A cancel withdraws what its original has not sent yet (``withdraw``) in the same
     transaction: if the cancel cannot be committed, the original is left as it was.
     """
-    await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", alert_params(alert))
+    params = alert_params(alert)
+    await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES ({marks(params)})", params)
     if step is not None:
         await claim_step(tx, step, alert.id)
     if withdraw is not None:

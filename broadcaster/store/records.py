@@ -29,6 +29,9 @@ class AlertRecord:
     inputs: dict[str, dict[str, str]]
     forms: dict[str, dict[str, str]]
     created_by: str = "cli"
+    # The CAP 1.2 document as built when the alert was planned (migration 0008), stored and anchored with it:
+    # what /cap/{id}.xml serves, never rebuilt from today's templates. None for alerts from before it.
+    cap: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,9 @@ CAP_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "certainty": ("Observed", "Likely", "Possible", "Unlikely", "Unknown"),
     "responseType": ("Shelter", "Evacuate", "Prepare", "Execute", "Avoid", "Monitor", "Assess", "AllClear", "None"),
 }
+# [cap] keys beside the CAP values: the <event> and <instruction> per language, and the datetime variable
+# (an end time: "until", "ends") that the alert's expiry follows instead of expires_hours when it is given.
+CAP_EXTRA: Final = frozenset({"event", "instruction", "expires_from"})
 GAZETTEER_FILE: Final = "gazetteer.toml"
 CANCEL_TEMPLATE: Final = "cancel"  # the approved correction; its original_event choices are keyed by template id
 PLACEHOLDER: Final = re.compile(r"\{([a-z][a-z0-9_]*)\}")
@@ -67,6 +70,8 @@ class Template:
     content_hash: str  # what an approval binds: the file's content and ``words``
     words: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # gazetteer code -> type, ar, en
     words_hash: str = ""
+    instruction: Mapping[str, str] | None = None  # language -> CAP <instruction> ([cap] instruction)
+    expires_from: str | None = None  # the datetime variable the alert's expiry follows ([cap] expires_from)
 
     def variable(self, name: str) -> Variable | None:
         return next((v for v in self.variables if v.name == name), None)
@@ -101,7 +106,9 @@ def template_detail(t: Template, examples: Mapping[str, Mapping[str, str]] | Non
         "id": t.id,
         "version": t.version,
         "title": dict(t.title),
-        "cap": {**t.cap, "event": dict(t.event)},
+        "cap": {**t.cap, "event": dict(t.event),
+                **({"instruction": dict(t.instruction)} if t.instruction else {}),
+                **({"expires_from": t.expires_from} if t.expires_from else {})},
         "kinds": list(t.kinds),
         "expires_hours": t.expires_hours,
         "two_person": t.two_person,
@@ -209,9 +216,12 @@ def parse_template(path: Path, kinds: Collection[str] | None, gazetteer: Gazette
             raise TemplateError(f"[cap] {key}: {value!r} is not a CAP 1.2 value ({', '.join(allowed)})", where=where)
         cap[key] = value
     event = bilingual(cap_raw.get("event"), "[cap] event")
-    extra_cap = set(cap_raw) - set(CAP_VALUES) - {"event"}
+    extra_cap = set(cap_raw) - set(CAP_VALUES) - CAP_EXTRA
     if extra_cap:
         raise TemplateError(f"[cap]: unknown key(s) {', '.join(sorted(extra_cap))}", where=where)
+    instruction = bilingual(cap_raw["instruction"], "[cap] instruction") if "instruction" in cap_raw else None
+    if instruction is not None and not all(text.strip() for text in instruction.values()):
+        raise TemplateError("[cap] instruction: empty text", where=where)
 
     variables: list[Variable] = []
     for index, table in enumerate(raw.get("variables", []), start=1):
@@ -220,6 +230,12 @@ def parse_template(path: Path, kinds: Collection[str] | None, gazetteer: Gazette
             raise TemplateError(f"variable {variable.name!r}: declared twice", where=where)
         variables.append(variable)
     check_order(variables, where)
+    expires_from = cap_raw.get("expires_from")
+    if expires_from is not None:
+        end = next((v for v in variables if v.name == expires_from), None)
+        if end is None or end.type != "datetime":
+            raise TemplateError(f"[cap] expires_from: {expires_from!r} is not a datetime variable of this template "
+                                "(the end time the alert's expiry follows)", where=where)
 
     text_raw = need(raw, "text", dict, "table ")
     text: dict[str, dict[str, str]] = {}
@@ -262,6 +278,8 @@ def parse_template(path: Path, kinds: Collection[str] | None, gazetteer: Gazette
         content_hash=content_hash(raw, words),
         words=words,
         words_hash=words_hash(words),
+        instruction={lang: text.strip() for lang, text in instruction.items()} if instruction else None,
+        expires_from=expires_from,
     )
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeET
@@ -11,7 +13,7 @@ import pytest
 
 from broadcaster.cap import validate
 from tests.engine.providers import Providers
-from tests.service.support import PUBLIC_URL, Api, ManualClock, rewrite_config, serving
+from tests.service.support import PUBLIC_URL, REPO, Api, ManualClock, rewrite_config, serving
 
 ATOM = {"a": "http://www.w3.org/2005/Atom"}
 CAP = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
@@ -99,7 +101,7 @@ async def test_expired_alerts_leave_the_feed_but_keep_their_document(clocked: Ap
     status, body = await api.fire("officer", mode="live")
     await api.settle()
     assert isinstance(api.clock, ManualClock)
-    api.clock.advance(25 * 3600)
+    api.clock.advance(4 * 24 * 3600)  # a road closure expires when it ends (its example: 05:00 two days on)
     status, raw = await api.get("/cap/feed.atom", None)
     assert SafeET.fromstring(raw).findall("a:entry", ATOM) == []
     status, document = await api.get(f"/cap/{body['alert_id']}.xml", None)
@@ -107,15 +109,44 @@ async def test_expired_alerts_leave_the_feed_but_keep_their_document(clocked: Ap
     validate(document)
 
 
-async def test_without_a_public_url_links_use_the_request_origin(providers: Providers) -> None:
+async def test_without_a_public_url_nothing_is_published_and_the_host_header_is_never_used(
+    providers: Providers, caplog: pytest.LogCaptureFixture
+) -> None:
     rewrite_config(providers)
     async with serving(providers) as api:
-        status, _ = await api.fire("officer", mode="live")
+        assert "the CAP feed is not published" in caplog.text  # said when serve starts
+        status, body = await api.fire("officer", mode="live")
         assert status == 202
         await api.settle()
-        _, raw = await api.get("/cap/feed.atom", None)
-        (link,) = SafeET.fromstring(raw).findall("a:entry/a:link", ATOM)
-        assert re.match(r"^http://127\.0\.0\.1:\d+/cap/", link.get("href") or "")
+        for path in ("/cap/feed.atom", f"/cap/{body['alert_id']}.xml"):
+            async with api.client.get(path, headers={"Host": "evil.example"}) as response:
+                assert response.status == 503, path
+                text = await response.text()
+            assert "public_url is not set" in text and "evil.example" not in text
+
+
+async def test_a_published_document_stays_as_fired_when_its_template_is_edited_or_deleted(
+    providers: Providers, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates-copy"
+    shutil.copytree(REPO / "templates", templates)
+    rewrite_config(providers, templates=templates, public_url=PUBLIC_URL)
+    async with serving(providers) as api:
+        status, body = await api.fire("officer", mode="live")
+        assert status == 202, body
+        await api.settle()
+        path = f"/cap/{body['alert_id']}.xml"
+        status, as_fired = await api.get(path, None)
+        assert status == 200
+        template = templates / "road_closure.toml"
+        template.write_text(template.read_text(encoding="utf-8").replace('"Moderate"', '"Extreme"'),
+                            encoding="utf-8")
+        assert await api.get(path, None) == (200, as_fired)
+        template.unlink()
+        assert await api.get(path, None) == (200, as_fired)
+        root = SafeET.fromstring(as_fired)
+        assert root.findtext("cap:info/cap:severity", namespaces=CAP) == "Moderate"
+        assert root.findtext("cap:info/cap:web", namespaces=CAP) == f"{PUBLIC_URL}{path}"
 
 
 async def test_an_alert_whose_text_xml_cannot_carry_never_takes_the_feed_down(
@@ -140,5 +171,60 @@ async def test_an_alert_whose_text_xml_cannot_carry_never_takes_the_feed_down(
     links = [link.get("href") for link in SafeET.fromstring(raw).findall("a:entry/a:link", ATOM)]
     assert links == [f"{PUBLIC_URL}/cap/{good}.xml"]
     assert f"alert {bad} is left out of the public feed" in caplog.text
-    status, _ = await api.get(f"/cap/{bad}.xml", None)
-    assert status == 500
+    # Its CAP document was built and stored when it was fired, before the forgery: it is served as it was.
+    status, document = await api.get(f"/cap/{bad}.xml", None)
+    assert status == 200 and b"\x07" not in document
+    validate(document)
+
+
+async def test_a_cancel_of_an_update_marks_the_whole_thread_cancelled_in_the_feed(clocked: Api) -> None:
+    api = clocked
+    status, body = await api.fire("officer", mode="live")
+    assert status == 202, body
+    original = body["alert_id"]
+    await api.settle()
+    assert isinstance(api.clock, ManualClock)
+    api.clock.advance(60)
+    status, body = await api.post(f"/api/alerts/{original}/update", {"variables": {}, "mode": "live",
+                                                                      "confirm": "road_closure"})
+    assert status == 202, body
+    update = body["alert_id"]
+    await api.settle()
+    api.clock.advance(60)
+    status, body = await api.post(f"/api/alerts/{update}/cancel", {"mode": "live", "confirm": "cancel"})
+    assert status == 202, body
+    cancel = body["alert_id"]
+    await api.settle()
+    _, raw = await api.get("/cap/feed.atom", None)
+    titles = {text(e, "a:id").rpartition("/")[2]: text(e, "a:title") for e in SafeET.fromstring(raw).findall(
+        "a:entry", ATOM)}
+    assert set(titles) == {original, update, cancel}
+    assert titles[original].startswith("أُلغي · CANCELLED: ") and titles[update].startswith("أُلغي · CANCELLED: ")
+    status, document = await api.get(f"/cap/{cancel}.xml", None)
+    refs = SafeET.fromstring(document).findtext("cap:references", namespaces=CAP) or ""
+    assert [entry.split(",")[1].rpartition("/")[2] for entry in refs.split()] == [original, update]
+
+
+async def test_an_alert_from_before_stored_documents_is_410_once_its_template_changed(
+    providers: Providers, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates-copy"
+    shutil.copytree(REPO / "templates", templates)
+    rewrite_config(providers, templates=templates, public_url=PUBLIC_URL)
+    async with serving(providers) as api:
+        status, body = await api.fire("officer", mode="live")
+        assert status == 202, body
+        await api.settle()
+        path = f"/cap/{body['alert_id']}.xml"
+        # As committed before migration 0008: no stored document (forged as someone with write access would).
+        await api.app.store.db.execute("DROP TRIGGER IF EXISTS alerts_no_update")
+        await api.app.store.db.execute("UPDATE alerts SET cap = NULL WHERE id = ?", (body["alert_id"],))
+        status, rebuilt = await api.get(path, None)
+        assert status == 200  # its template is unchanged: rebuilt as it was
+        validate(rebuilt)
+        template = templates / "road_closure.toml"
+        template.write_text(template.read_text(encoding="utf-8").replace('"Moderate"', '"Extreme"'),
+                            encoding="utf-8")
+        status, answer = await api.get(path, None)
+        assert status == 410 and answer["error"] == "cap_not_stored"
+        assert "cannot be rebuilt as it was fired" in answer["message"]

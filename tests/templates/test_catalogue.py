@@ -266,3 +266,17 @@ def test_a_template_may_only_target_a_kind_the_registry_has(catalogue: Catalogue
         catalogue.get("road_closure")
     # A catalogue told of a further kind (a new module and its registry line) accepts it.
     assert Catalogue(catalogue.folder, [*KINDS, "fax"]).get("road_closure").kinds == ("x", "fax")
+
+
+def test_cap_instruction_and_expires_from_are_read_and_checked(catalogue: Catalogue) -> None:
+    flood = catalogue.get("flood_warning")
+    assert flood.expires_from == "until"
+    assert flood.instruction is not None and set(flood.instruction) == {"ar", "en"}
+    assert catalogue.get("earthquake").expires_from is None  # no end time: expires_hours
+    path = catalogue.path("flood_warning")
+    edit(path, 'expires_from = "until"', 'expires_from = "level"')
+    with pytest.raises(TemplateError, match=r"\[cap\] expires_from: 'level' is not a datetime variable"):
+        catalogue.get("flood_warning")
+    edit(path, 'expires_from = "level"', 'expires_from = "until"\nheadline_hint = "x"')
+    with pytest.raises(TemplateError, match=r"\[cap\]: unknown key\(s\) headline_hint"):
+        catalogue.get("flood_warning")
