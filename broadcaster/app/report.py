@@ -26,7 +26,7 @@ from typing import Any, Final
 from broadcaster.app.context import App
 from broadcaster.clock import in_thread
 from broadcaster.errors import Reason
-from broadcaster.states import DeliveryState, Outcome
+from broadcaster.states import DeliveryState, Mode, Outcome
 from broadcaster.store.records import AlertRecord, MessageRecord
 from broadcaster.timefmt import iso
 
@@ -177,13 +177,14 @@ async def _thread(app: App, alert: AlertRecord) -> list[ThreadEntry]:
         correct = round(first - root.sent_at, 3) if first is not None and member is not root else None
         entries.append(ThreadEntry(id=member.id, msg_type=str(member.msg_type), template=member.template,
                                    sent_at=member.sent_at, first_accepted=first, time_to_correct_s=correct,
-                                   link=cap_link(app, member.id)))
+                                   link=cap_link(app, member)))
     return entries
 
 
-def cap_link(app: App, alert_id: str) -> str | None:
+def cap_link(app: App, alert: AlertRecord) -> str | None:
+    """The alert's public CAP document (``/cap/{id}.xml``): live alerts only, where the service has a public URL."""
     base = app.config.public_url
-    return f"{base.rstrip('/')}/cap/{alert_id}.xml" if base else None
+    return f"{base.rstrip('/')}/cap/{alert.id}.xml" if base and alert.mode == Mode.LIVE else None
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
