@@ -28,6 +28,7 @@ from broadcaster.cli import (
     lifecycle_cmd,
     log_cmd,
     node_cmd,
+    report_cmd,
     runbook_cmd,
     schedule_cmd,
     service_cmd,
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_option(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (templates_cmd, channels_cmd, fire_cmd, lifecycle_cmd, log_cmd, cap_cmd, runbook_cmd,
-                   schedule_cmd, service_cmd, node_cmd, db_cmd, held_cmd, confirm_cmd, users_cmd):
+                   schedule_cmd, service_cmd, node_cmd, db_cmd, held_cmd, confirm_cmd, users_cmd, report_cmd):
         module.register(commands)
     return parser
 

@@ -28,7 +28,7 @@ from broadcaster.clock import Clock
 from broadcaster.engine.node import Node, process_owner
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
-from broadcaster.service import api, cards, events, feed, firing, receipts, runbooks
+from broadcaster.service import api, cards, events, feed, firing, receipts, report, runbooks
 from broadcaster.service.edge import Network, forwarded_middleware
 from broadcaster.service.failed_logins import FailedLogins
 from broadcaster.service.headers import add_security_headers
@@ -101,6 +101,8 @@ def _routes(web_app: web.Application) -> None:
     r.add_post("/api/alerts/{alert_id}/confirm", firing.confirm)
     r.add_get("/api/alerts/{alert_id}/events", events.handle_events)
     r.add_get("/api/alerts/{alert_id}/log", api.log)
+    r.add_get("/api/alerts/{alert_id}/report", report.report)
+    r.add_get("/api/alerts/{alert_id}/report.html", report.report_page)
     r.add_post("/api/alerts/{alert_id}/update", firing.update)
     r.add_post("/api/alerts/{alert_id}/cancel", firing.cancel)
     r.add_post("/api/alerts/{alert_id}/all-clear", firing.all_clear)

@@ -131,6 +131,12 @@ def document() -> dict[str, Any]:
         "/api/alerts/{alert_id}/log": {"parameters": _ID_PARAM, "get": {**_op(
             "Every attempt, as `log --json` lines", {**_json({"type": "array", "items": _ref("Attempt")}),
                                                      **_errors(404)}), "parameters": _PAGE}},
+        "/api/alerts/{alert_id}/report": {"parameters": _ID_PARAM, "get": _op(
+            "The after-action report, as `report --json`: reach, latency, failures, retries, thread, texts",
+            {**_json({"type": "object"}), **_errors(404)})},
+        "/api/alerts/{alert_id}/report.html": {"parameters": _ID_PARAM, "get": _op(
+            "The self-contained HTML after-action report (Arabic first, right to left)",
+            {"200": {"description": "text/html", "content": {"text/html": {"schema": _STR}}}, **_errors(404)})},
         "/api/alerts/{alert_id}/update": {"parameters": _ID_PARAM, "post": _op(
             "A new alert updating this one, on the same channels",
             {"202": _ACCEPTED, **_errors(400, 403, 404, 429, 503)},

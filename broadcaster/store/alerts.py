@@ -188,6 +188,26 @@ class SqlAlerts:
                 return
             after = rows[-1]["id"]
 
+    async def messages(self, alert_id: str) -> list[MessageRecord]:
+        """The texts an alert rendered, one per channel and language, by key (without payloads)."""
+        rows = await self.db.execute(
+            "SELECT key, channel_id, language, text FROM messages WHERE alert_id = ? ORDER BY key", (alert_id,))
+        return [MessageRecord(key=r["key"], channel_id=r["channel_id"], language=r["language"], text=r["text"])
+                for r in rows]
+
+    async def follow_ups(self, alert_id: str) -> list[AlertRecord]:
+        """The updates and cancels that reference ``alert_id``, oldest first."""
+        rows = await self.db.execute(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE refs = ? ORDER BY sent_at, id", (alert_id,))
+        return [alert_record(r) for r in rows]
+
+    async def first_accepted(self, alert_id: str) -> float | None:
+        """When a provider first accepted one of the alert's deliveries (its earliest sent attempt), or None."""
+        value = (await self.db.execute(
+            "SELECT MIN(a.finished_at) AS t FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
+            " WHERE d.alert_id = ? AND a.outcome IN (?, ?)", (alert_id, Outcome.SENT, Outcome.RECONCILED))).scalar()
+        return float(value) if value is not None else None
+
     async def state_counts(self, alert_id: str) -> dict[str, dict[str, int]]:
         """``channel -> {state: count}`` of one alert's deliveries."""
         counts: dict[str, dict[str, int]] = {}

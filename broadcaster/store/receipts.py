@@ -61,3 +61,16 @@ class SqlReceipts:
             slot = counts.setdefault(r["channel"], {})
             slot[shown] = slot.get(shown, 0) + int(r["n"])
         return counts
+
+    async def reach(self, alert_id: str) -> list[tuple[str, str, str, str | None, int, int]]:
+        """``(channel, language, state, receipt final or None, deliveries, recipients)`` of one alert."""
+        rows = await self.db.execute(
+            """SELECT d.channel_id AS channel, d.language AS language, d.state AS state,
+                      (SELECT r.final FROM receipts r WHERE r.message_sid = d.provider_id AND r.final IS NOT NULL
+                       ORDER BY r.id DESC LIMIT 1) AS final,
+                      COUNT(*) AS n, COUNT(d.recipient) AS recipients
+               FROM deliveries d WHERE d.alert_id = ? GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3""",
+            (alert_id,),
+        )
+        return [(r["channel"], r["language"], r["state"], r["final"], int(r["n"]), int(r["recipients"]))
+                for r in rows]
