@@ -32,7 +32,7 @@ def test_the_shipped_road_closure_has_no_problems(shipped: Catalogue, shipped_ap
 
 
 def test_placeholder_mismatch_between_languages_names_the_form(catalogue: Catalogue) -> None:
-    edit(catalogue.path("road_closure"), "Use the alternative route: {detour}.", "Use the alternative route.")
+    edit(catalogue.path("road_closure"), "Detour: {detour}.", "Use the alternative route.")
     problems = problems_of(catalogue, "road_closure")
     mismatch = [p for p in problems if "different placeholders" in p]
     assert mismatch == [
