@@ -49,7 +49,7 @@ from broadcaster.config import ChannelConfig, KindTable, RecipientListOptions
 from broadcaster.errors import ConfigError, DeliveryError, Reason
 from broadcaster.recipients import ListFormat, email_problem
 from broadcaster.states import OnUnknown
-from broadcaster.templates.render import EXERCISE_MARKER, Forms, Rendered
+from broadcaster.templates.render import Forms, Rendered, shown_once
 
 __all__ = ["EMAIL_LIMIT_BYTES", "EmailChannel", "EmailOptions", "email_html", "message_id"]
 
@@ -116,9 +116,7 @@ def _parts(forms: Forms, languages: Sequence[str]) -> list[tuple[str, str]]:
     parts = []
     for lang in languages:
         headline, long = forms[lang]["headline"], forms[lang]["long"]
-        marker = EXERCISE_MARKER[lang] + " "
-        if headline.startswith(marker) and long.startswith(marker):
-            long = long.removeprefix(marker)
+        long = shown_once(headline, long)
         parts.append((headline, long))
     return parts
 

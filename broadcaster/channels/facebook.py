@@ -40,7 +40,7 @@ from broadcaster.channels.graph import (
 )
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
-from broadcaster.templates.render import EXERCISE_MARKER, Forms, Rendered
+from broadcaster.templates.render import Forms, Rendered, shown_once
 from broadcaster.text import lengths
 
 FACEBOOK_LIMIT: Final = 63_206  # characters in one Page post
@@ -67,9 +67,7 @@ class FacebookOptions(KindOptions):
 def post_text(forms: Forms, language: str) -> str:
     """The headline, then the long form; an exercise marker is shown once, on the headline."""
     headline, long = forms[language]["headline"], forms[language]["long"]
-    marker = EXERCISE_MARKER[language] + " "
-    if headline.startswith(marker) and long.startswith(marker):
-        long = long.removeprefix(marker)
+    long = shown_once(headline, long)
     return f"{headline}\n\n{long}"
 
 

@@ -43,7 +43,7 @@ from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.secret import SecretScrubber
 from broadcaster.states import OnUnknown
-from broadcaster.templates.render import EXERCISE_MARKER, Forms, Rendered
+from broadcaster.templates.render import Forms, Rendered, shown_once
 from broadcaster.text import lengths
 
 if TYPE_CHECKING:
@@ -86,9 +86,7 @@ class TelegramOptions(KindOptions):
 def telegram_html(forms: Forms, language: str, form: str = "long") -> str:
     """Bold headline, then ``form`` (the long form; a card's caption: the short); an exercise marker shows once."""
     headline, body = forms[language]["headline"], forms[language][form]
-    marker = EXERCISE_MARKER[language] + " "
-    if headline.startswith(marker) and body.startswith(marker):
-        body = body.removeprefix(marker)
+    body = shown_once(headline, body)
     return f"<b>{html.escape(headline, quote=False)}</b>\n\n{html.escape(body, quote=False)}"
 
 

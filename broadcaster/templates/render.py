@@ -133,6 +133,25 @@ def follow_up_markers() -> list[dict[str, str]]:
             reminder_marker(REMINDERS_WORST)]
 
 
+_MARKERS: Final = re.compile(
+    r"^(?:\[تمرين\] |\[EXERCISE\] )?(?:(?:تحديث|Update|التذكير (?:"
+    + "|".join(sorted(_AR_ORDINALS, key=len, reverse=True)) + r"|رقم \d+)|(?:"
+    + "|".join(_EN_ORDINALS) + r") reminder|Reminder no\. \d+): )?")
+
+
+def markers_of(text: str) -> str:
+    """The markers ``text`` starts with, as written: an exercise marker, then an update or reminder marker."""
+    found = _MARKERS.match(text)
+    return found.group(0) if found else ""
+
+
+def shown_once(headline: str, body: str) -> str:
+    """``body`` without the markers ``headline`` already shows, for a kind that puts the two together: a reader
+    sees "[EXERCISE] Update:" once, on the headline, not again at the start of the text."""
+    prefix = markers_of(headline)
+    return body.removeprefix(prefix) if prefix else body
+
+
 def mark(forms: Forms, marker: Mapping[str, str] | None) -> Forms:
     """Every form with ``marker`` first, after an exercise marker if there is one: "[EXERCISE] Update: …"."""
     if not marker:

@@ -72,6 +72,8 @@ def test_an_update_says_so_first_in_both_languages_on_every_channel(
     # Telegram: the bold headline is marked in each language.
     (message,) = p.telegram.sent[before["telegram"]:]
     assert message["text"].startswith("<b>تحديث: ") and "Update: " in message["text"]
+    # ... once: the headline shows it, the text under it does not say it again.
+    assert message["text"].count("تحديث: ") == 1 and message["text"].count("Update: ") == 1
     # SMS: every recipient's follow-up, in their language.
     for phone in p.phones:
         first, update = (m["body"] for m in p.twilio.messages_to(phone))

@@ -15,6 +15,7 @@ from broadcaster.templates.render import (
     follow_up_markers,
     mark,
     reminder_marker,
+    shown_once,
 )
 
 FORMS = {"ar": {"headline": "إغلاق شارع", "short": "إغلاق شارع.", "long": "إغلاق شارع.\n"},
@@ -62,3 +63,17 @@ def test_templates_check_measures_the_longest_marker_there_is() -> None:
     assert all(len(reminder_marker(n)["en"]) <= len(longest_en) for n in range(1, REMINDERS_WORST + 1, 997))
     longest_ar = max((m["ar"] for m in markers), key=len)
     assert all(len(reminder_marker(n)["ar"]) <= len(longest_ar) for n in range(1, REMINDERS_WORST + 1, 997))
+
+
+@pytest.mark.parametrize(("headline", "body", "shown"), [
+    ("Update: A closed", "Update: A will close", "A will close"),
+    ("[EXERCISE] Second reminder: A", "[EXERCISE] Second reminder: B", "B"),
+    ("[تمرين] التذكير الحادي عشر: أ", "[تمرين] التذكير الحادي عشر: ب", "ب"),
+    ("التذكير رقم 21: أ", "التذكير رقم 21: ب", "ب"),
+    ("Reminder no. 21: A", "Reminder no. 21: B", "B"),
+    ("[EXERCISE] A", "[EXERCISE] B", "B"),
+    ("A closed", "Update: the text itself", "Update: the text itself"),  # no marker on the headline: kept
+])
+def test_a_kind_that_joins_headline_and_text_shows_the_markers_once(headline: str, body: str, shown: str) -> None:
+    """Before, Telegram, Facebook and email said "تحديث:" on the headline and again at the start of the text."""
+    assert shown_once(headline, body) == shown
