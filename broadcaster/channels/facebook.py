@@ -29,14 +29,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.base import AlertDocument, Clients, OutboundMessage, Receipt
 from broadcaster.channels.graph import (
-    GraphClient,
+    GraphChannel,
     api_version,
     is_duplicate,
     page_id,
-    recorded_answer,
-    shared_session,
 )
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
@@ -71,7 +69,7 @@ def post_text(forms: Forms, language: str) -> str:
     return f"{headline}\n\n{long}"
 
 
-class FacebookChannel(Channel):
+class FacebookChannel(GraphChannel):
     """Posts on one Facebook Page as the Page (its Page access token)."""
 
     kind = "facebook"
@@ -119,23 +117,7 @@ class FacebookChannel(Channel):
 
     def __init__(self, config: ChannelConfig, clients: Clients) -> None:
         super().__init__(config, clients)
-        self.options = config.options_of(FacebookOptions)
-        self._graph: GraphClient | None = None
-
-    async def open(self) -> None:
-        if self._graph is not None:
-            return
-        session = await shared_session(self, recorded_answer)
-        self._graph = GraphClient(self, session, version=self.options.api_version, token=self.secret("token_env"))
-
-    async def close(self) -> None:
-        self._graph = None  # the session is shared: Clients closes it with the run
-        await super().close()
-
-    def _require(self) -> GraphClient:
-        if self._graph is None:
-            raise RuntimeError(f"{self!r} is not open: use 'async with channel'")
-        return self._graph
+        self.options: FacebookOptions = config.options_of(FacebookOptions)
 
     async def send(self, message: OutboundMessage) -> Receipt:
         graph = self._require()

@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -118,6 +118,37 @@ def _failures() -> tuple[type[BaseException], ...]:
     import aiohttp
 
     return (aiohttp.ClientError, TimeoutError, OSError)
+
+
+class GraphOptions(Protocol):
+    @property
+    def api_version(self) -> str: ...
+
+
+class GraphChannel(Channel):
+    """What the Graph API kinds share: one GraphClient on the run's shared session, opened with the channel.
+
+    A subclass sets ``self.options`` (its own options, with ``api_version``); its ``token_env`` key names the
+    access token.
+    """
+
+    options: GraphOptions
+    _graph: GraphClient | None = None
+
+    async def open(self) -> None:
+        if self._graph is not None:
+            return
+        session = await shared_session(self, recorded_answer)
+        self._graph = GraphClient(self, session, version=self.options.api_version, token=self.secret("token_env"))
+
+    async def close(self) -> None:
+        self._graph = None  # the session is shared: Clients closes it with the run
+        await super().close()
+
+    def _require(self) -> GraphClient:
+        if self._graph is None:
+            raise RuntimeError(f"{self!r} is not open: use 'async with channel'")
+        return self._graph
 
 
 async def shared_session(channel: Channel, answer: Any) -> Any:

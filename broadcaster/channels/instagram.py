@@ -31,9 +31,9 @@ from typing import Any, ClassVar, Final
 
 import orjson
 
-from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.base import AlertDocument, Clients, OutboundMessage, Receipt
 from broadcaster.channels.facebook import post_text
-from broadcaster.channels.graph import GraphClient, api_version, page_id, recorded_answer, shared_session
+from broadcaster.channels.graph import GraphChannel, api_version, page_id
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import ConfigError, DeliveryError, Reason
 from broadcaster.templates.render import Forms, Rendered
@@ -59,7 +59,7 @@ def card_url(public_url: str, alert_id: str, language: str) -> str:
     return public_url.rstrip("/") + CARD_PATH.format(alert_id=alert_id, language=language)
 
 
-class InstagramChannel(Channel):
+class InstagramChannel(GraphChannel):
     """Posts the alert card with its caption on one Instagram professional account."""
 
     kind = "instagram"
@@ -109,23 +109,7 @@ class InstagramChannel(Channel):
 
     def __init__(self, config: ChannelConfig, clients: Clients) -> None:
         super().__init__(config, clients)
-        self.options = config.options_of(InstagramOptions)
-        self._graph: GraphClient | None = None
-
-    async def open(self) -> None:
-        if self._graph is not None:
-            return
-        session = await shared_session(self, recorded_answer)
-        self._graph = GraphClient(self, session, version=self.options.api_version, token=self.secret("token_env"))
-
-    async def close(self) -> None:
-        self._graph = None  # the session is shared: Clients closes it with the run
-        await super().close()
-
-    def _require(self) -> GraphClient:
-        if self._graph is None:
-            raise RuntimeError(f"{self!r} is not open: use 'async with channel'")
-        return self._graph
+        self.options: InstagramOptions = config.options_of(InstagramOptions)
 
     async def send(self, message: OutboundMessage) -> Receipt:
         graph = self._require()
