@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.app.fire import plan_held
-from broadcaster.engine.outbox import plan_alert
+from broadcaster.engine.outbox import Plan, plan_alert
 from broadcaster.errors import InputError
 from broadcaster.service.bodies import parse_fire
 from broadcaster.service.http import ApiError, current_user, input_error, json_response, read_json
@@ -31,6 +31,7 @@ from broadcaster.service.views import (
 )
 from broadcaster.store.pending import AWAITING, CONFIRMED
 from broadcaster.store.records import AlertRecord
+from broadcaster.templates.catalogue import Template
 from broadcaster.templates.variables import example_inputs
 
 
@@ -64,7 +65,8 @@ async def channels(request: web.Request) -> web.Response:
     return json_response([channel_summary(c) for c in request.app[SERVICE].config.channels])
 
 
-async def preview(request: web.Request) -> web.Response:
+async def preview_plan(request: web.Request) -> tuple[Template, Plan]:
+    """The plan a preview body asks for (``POST /api/preview`` and its cards): nothing stored, nothing sent."""
     service = request.app[SERVICE]
     app = service.app
     body = parse_fire(await read_json(request), default_mode="dry-run")
@@ -79,6 +81,11 @@ async def preview(request: web.Request) -> web.Response:
                                 areas=body.areas, selection=body.selection, require_approval=False)
     except InputError as exc:
         raise input_error(exc) from None
+    return template, plan
+
+
+async def preview(request: web.Request) -> web.Response:
+    template, plan = await preview_plan(request)
     return json_response({"template": template.id, "approved": template.approved, "two_person": template.two_person,
                           "messages": [row.as_json() for row in plan.rows]})
 

@@ -19,10 +19,9 @@ from typing import Final
 from aiohttp import web
 
 from broadcaster.app.cards import plan_cards, published_card
-from broadcaster.engine.outbox import plan_alert
 from broadcaster.errors import InputError
-from broadcaster.service.bodies import parse_fire
-from broadcaster.service.http import input_error, read_json
+from broadcaster.service.api import preview_plan
+from broadcaster.service.http import input_error
 from broadcaster.service.state import SERVICE
 from broadcaster.templates.catalogue import LANGUAGES
 
@@ -60,18 +59,8 @@ async def preview_card(request: web.Request) -> web.Response:
     lang = request.match_info["lang"]
     if lang not in LANGUAGES:
         raise web.HTTPNotFound(text=f"no card language {lang!r}")
-    service = request.app[SERVICE]
-    app = service.app
-    body = parse_fire(await read_json(request), default_mode="dry-run")
+    _, plan = await preview_plan(request)
     try:
-        template = app.catalogue.get(body.template)
-    except InputError as exc:
-        raise input_error(exc, field="template") from None
-    try:
-        now = service.clock.now()
-        plan = await plan_alert(app.config, app.catalogue, template.id, body.inputs(template, now, app.config.timezone),
-                                mode=body.mode, now=now, areas=body.areas, selection=body.selection,
-                                require_approval=False)
         cards = await plan_cards(plan, [lang])
     except InputError as exc:
         raise input_error(exc) from None
