@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from broadcaster.cards.render import Fonts, headline_fit
 from broadcaster.channels.base import Channel, Clients
 from broadcaster.channels.email import EmailChannel
 from broadcaster.channels.facebook import FacebookChannel
@@ -24,6 +24,9 @@ from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig, parse_channel
 from broadcaster.errors import ConfigError
 from broadcaster.templates.render import EXERCISE_MARKER, Forms, Rendered
+
+if TYPE_CHECKING:
+    from broadcaster.cards.render import Fonts
 
 KINDS: dict[str, type[Channel]] = {
     "x": XChannel,
@@ -83,6 +86,8 @@ class Target:
                                                    for lang in kind.card_languages(self.config)]
 
     def _card_row(self, forms: Forms, language: str) -> Rendered:
+        from broadcaster.cards.render import Fonts, headline_fit  # Pillow: only when a channel carries cards
+
         if not self._fonts:
             self._fonts.append(Fonts())
         headline = forms[language]["headline"].removeprefix(EXERCISE_MARKER[language] + " ")

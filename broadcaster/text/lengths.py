@@ -15,6 +15,7 @@ channel then rejects, or splits into more paid parts, during a crisis.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -83,6 +84,7 @@ def sms_encoding(text: str) -> SmsEncoding:
     return "GSM-7" if _GSM7.issuperset(text) else "UCS-2"
 
 
+@functools.lru_cache(maxsize=4096)  # one alert measures the same few texts for every channel
 def sms_count(text: str) -> SmsCount:
     """Count the units and parts ``text`` needs, exactly as it will be sent (no normalisation).
 
@@ -162,6 +164,7 @@ _X_LIGHT_RANGES: Final = ((0x0000, 0x10FF), (0x2000, 0x200D), (0x2010, 0x201F), 
 _X_INVALID: Final = frozenset("\ufffe\ufeff\uffff")
 
 
+@functools.lru_cache(maxsize=4096)  # one alert measures the same few texts for every channel
 def x_weighted_length(text: str) -> int:
     """Weighted length of ``text`` as X counts it (twitter-text 3.x), to compare with :data:`X_LIMIT`.
 
@@ -216,6 +219,7 @@ _ENTITY_RE: Final = re.compile(r"&(?:(lt|gt|amp|quot)|#([0-9]{1,8})|#[xX]([0-9A-
 _NAMED_ENTITIES: Final = MappingProxyType({"lt": "<", "gt": ">", "amp": "&", "quot": '"'})
 
 
+@functools.lru_cache(maxsize=4096)  # one alert measures the same few texts for every channel
 def telegram_length(html: str) -> int:
     """Length of the text Telegram shows for ``html`` in HTML parse mode, in Unicode code points.
 

@@ -17,34 +17,37 @@ as text, as twemoji leaves them.
 
 from __future__ import annotations
 
+import functools
 from typing import Final
-
-import emoji
 
 #: The last Emoji version twitter-text 3.1's parser (twemoji-parser 11) knows.
 X_EMOJI_VERSION: Final = 11.0
 
 _TEXT_BY_DEFAULT: Final = frozenset("\u00a9\u00ae\u2122")
 
-_KNOWN: Final[frozenset[str]] = frozenset(
-    sequence
-    for sequence, data in emoji.EMOJI_DATA.items()
-    if float(data["E"]) <= X_EMOJI_VERSION and sequence not in _TEXT_BY_DEFAULT
-)
-_LONGEST: Final = max(len(sequence) for sequence in _KNOWN)
-_STARTS: Final = frozenset(sequence[0] for sequence in _KNOWN)
+
+@functools.cache
+def _known() -> tuple[frozenset[str], int, frozenset[str]]:
+    """The sequences X knows, the longest one's length, and their first characters: read from the ``emoji``
+    package on first use (its data takes tens of ms to import)."""
+    import emoji
+
+    known = frozenset(sequence for sequence, data in emoji.EMOJI_DATA.items()
+                      if float(data["E"]) <= X_EMOJI_VERSION and sequence not in _TEXT_BY_DEFAULT)
+    return known, max(len(sequence) for sequence in known), frozenset(sequence[0] for sequence in known)
 
 
 def emoji_end(text: str, i: int) -> int:
     """End of the longest emoji X knows that starts at ``text[i]``, or ``i`` if none does."""
-    if text[i] not in _STARTS:
+    known, longest, starts = _known()
+    if text[i] not in starts:
         return i
-    for end in range(min(len(text), i + _LONGEST), i, -1):
-        if text[i:end] in _KNOWN:
+    for end in range(min(len(text), i + longest), i, -1):
+        if text[i:end] in known:
             return end
     return i
 
 
 def is_known(sequence: str) -> bool:
     """Whether X counts ``sequence`` as one emoji (weight 2)."""
-    return sequence in _KNOWN
+    return sequence in _known()[0]

@@ -24,6 +24,7 @@ written from twitter-text's documented behaviour and checked against its conform
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -55,13 +56,21 @@ _QUERY_CHAR: Final = r"[a-z0-9!?*'@();:&=+$/%#\[\]\-_.,~|]"
 _QUERY_END: Final = r"[a-z0-9\-_&=#/]"
 _QUERY: Final = f"\\?{_QUERY_CHAR}*{_QUERY_END}"
 
-_URL_RE: Final = re.compile(
-    f"(?P<before>[^A-Za-z0-9@＠$#＃{_INVALID}]|[{_DIRECTIONAL}]|^)"
-    f"(?P<url>(?P<scheme>https?://)?(?P<domain>{_DOMAIN})(?::[0-9]+)?(?P<path>/{_PATH_SEGMENT}*)?(?:{_QUERY})?)",
-    re.IGNORECASE,
-)
-_ASCII_DOMAIN_RE: Final = re.compile(f"(?:[-a-z0-9{_LATIN_ACCENTS}]+\\.)+{_TLD}", re.IGNORECASE)
-_TCO_RE: Final = re.compile(f"https?://t\\.co/([a-z0-9]+)(?:{_QUERY})?", re.IGNORECASE)
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """The URL, ASCII-domain and t.co patterns, compiled on first use: the TLD list makes them slow to compile
+    (tens of ms), and a CLI that measures no X post never needs them."""
+    url = re.compile(
+        f"(?P<before>[^A-Za-z0-9@＠$#＃{_INVALID}]|[{_DIRECTIONAL}]|^)"
+        f"(?P<url>(?P<scheme>https?://)?(?P<domain>{_DOMAIN})(?::[0-9]+)?(?P<path>/{_PATH_SEGMENT}*)?(?:{_QUERY})?)",
+        re.IGNORECASE,
+    )
+    ascii_domain = re.compile(f"(?:[-a-z0-9{_LATIN_ACCENTS}]+\\.)+{_TLD}", re.IGNORECASE)
+    tco = re.compile(f"https?://t\\.co/([a-z0-9]+)(?:{_QUERY})?", re.IGNORECASE)
+    return url, ascii_domain, tco
+
+
 _NO_SCHEME_AFTER: Final = frozenset("-_./")
 
 _MAX_URL_LENGTH: Final = 4096
@@ -78,7 +87,8 @@ def url_spans(text: str) -> list[tuple[int, int]]:
     if "." not in text:
         return []
     spans: list[tuple[int, int]] = []
-    for match in _URL_RE.finditer(text):
+    url_re, _, tco_re = _patterns()
+    for match in url_re.finditer(text):
         url, scheme, domain = match.group("url"), match.group("scheme"), match.group("domain")
         start, end = match.span("url")
         if not _valid_host(url, scheme or _DEFAULT_SCHEME, domain):
@@ -86,7 +96,7 @@ def url_spans(text: str) -> list[tuple[int, int]]:
         if scheme is None:
             spans.extend(_ascii_spans(match, start, end))
             continue
-        tco = _TCO_RE.match(url)
+        tco = tco_re.match(url)
         if tco is not None:
             if len(tco.group(1)) > _MAX_TCO_SLUG:
                 continue
@@ -101,14 +111,14 @@ def _ascii_spans(match: re.Match[str], start: int, end: int) -> list[tuple[int, 
     if before and before[-1] in _NO_SCHEME_AFTER:
         return []
     domain = match.group("domain")
-    spans = [(start + found.start(), start + found.end()) for found in _ASCII_DOMAIN_RE.finditer(domain)]
+    spans = [(start + found.start(), start + found.end()) for found in _patterns()[1].finditer(domain)]
     if spans and match.group("path"):
         spans[-1] = (spans[-1][0], end)
     return spans
 
 
 def _valid_host(url: str, scheme: str, domain: str) -> bool:
-    if domain[:4].lower() == "xn--" and _ASCII_DOMAIN_RE.search(domain) is None:
+    if domain[:4].lower() == "xn--" and _patterns()[1].search(domain) is None:
         return False  # a punycode host cannot also carry non-ASCII characters
     for label in domain.split("."):
         encoded = label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
