@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import re
+import sys
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from broadcaster.cli import main
 from broadcaster.cli.progress_notes import ChannelNote
 from broadcaster.states import DeliveryState, Mode, Outcome
 from broadcaster.store.records import AttemptResult
+from tests.cli.test_display import ANSI, Terminal
+from tests.engine.providers import Providers
+from tests.fakes.twilio import twilio_error
 
 STATE_OF = {Outcome.SENT: DeliveryState.SENT, Outcome.RETRY: DeliveryState.PENDING,
             Outcome.FAILED: DeliveryState.FAILED, Outcome.UNKNOWN: DeliveryState.UNKNOWN,
@@ -84,3 +93,34 @@ def test_the_note_counts_each_delivery_once(events: list[tuple[int, Outcome]]) -
     words = note.text()
     retrying = sum(1 for s in last.values() if s == DeliveryState.PENDING)
     assert (f"{retrying} retrying" in words) == bool(retrying)
+
+
+# --- on an officer's terminal ------------------------------------------------------------------
+
+
+def fire_on_terminal(monkeypatch: pytest.MonkeyPatch, p: Providers, *args: str) -> tuple[int, str]:
+    screen = Terminal(io.BytesIO(), encoding="utf-8", line_buffering=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "stdout", screen)
+        code = main(p.cli("fire", "road_closure", "--use-examples", *args, as_user="officer"))
+        screen.flush()
+    buffer = screen.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return code, ANSI.sub("", buffer.getvalue().decode("utf-8"))
+
+
+def test_a_dry_run_on_a_terminal_ends_all_recorded(monkeypatch: pytest.MonkeyPatch, p: Providers) -> None:
+    code, out = fire_on_terminal(monkeypatch, p, "--dry-run")
+    assert code == 0
+    bar = re.compile(r"^(\S+) +━+ \d+/\d+(.*)$")
+    last = {m[1]: m[2].strip() for line in re.sub(r"\x1b\[\?25[lh]", "", out).splitlines()
+            if (m := bar.match(line))}  # each channel's note as the screen last shows it
+    assert len(last) >= 4 and set(last.values()) == {"all recorded"}, last
+
+
+def test_a_live_fire_with_a_refused_sms_ends_naming_it(monkeypatch: pytest.MonkeyPatch, p: Providers) -> None:
+    p.twilio.script(twilio_error(400, 21211, "The 'To' number is not a valid phone number."))
+    code, out = fire_on_terminal(monkeypatch, p, "--live", "--yes")
+    assert code == 1
+    sms = [line.rstrip() for line in out.splitlines() if re.match(r"sms-residents +━+ ", line)]
+    assert sms and sms[-1].endswith("3/3 2 sent · 1 failed"), sms
