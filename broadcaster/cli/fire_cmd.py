@@ -239,10 +239,11 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     tasks = {c.id: progress.add_task(c.id, total=totals[c.id], note="") for c in plan.channels}
 
     stored = False
+    duplicates = 0
 
     def on_commit(created: int, skipped: int) -> None:
-        nonlocal stored
-        stored = True
+        nonlocal stored, duplicates
+        stored, duplicates = True, skipped
         if committed is not None:
             committed()
         if skipped and not as_json:
@@ -257,6 +258,11 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     try:
         with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
             await run_plan(app, plan, observer=on_outcome, on_commit=on_commit)
+            if duplicates:  # a phone skipped as a duplicate was never a delivery: no bar waits for it
+                counts = await app.store.alerts.state_counts(plan.alert.id)
+                for channel_id, note in notes.items():
+                    note.total = sum(counts.get(channel_id, {}).values())
+                    progress.update(tasks[channel_id], total=note.total, completed=note.finished, note=note.text())
     except StoreError as exc:
         if not stored:
             raise  # nothing was stored, so nothing was sent: the CLI says so (exit 2)

@@ -65,7 +65,7 @@ class ChannelNote:
                                                         DeliveryState.SENDING)):
             return " · ".join(([f"{to_send} to send"] if to_send else []) + parts)
         if not parts:
-            return f"all {sent}" if started else ""
+            return f"all {sent}" if started else "nothing to send"
         return " · ".join([f"{self.counts[DeliveryState.SENT]} {sent}", *parts])
 
 

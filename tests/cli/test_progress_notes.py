@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -124,3 +126,21 @@ def test_a_live_fire_with_a_refused_sms_ends_naming_it(monkeypatch: pytest.Monke
     assert code == 1
     sms = [line.rstrip() for line in out.splitlines() if re.match(r"sms-residents +━+ ", line)]
     assert sms and sms[-1].endswith("3/3 2 sent · 1 failed"), sms
+
+
+def test_a_channel_whose_phones_were_all_duplicates_ends_with_nothing_to_send(monkeypatch: pytest.MonkeyPatch,
+                                                                           tmp_path: Path) -> None:
+    def second_sms(p: Providers) -> list[dict[str, Any]]:  # the same phones as sms-residents: one SMS per phone
+        return [{"id": "sms-second", "kind": "sms", "api_base": p.twilio.base_url,
+                 "account_sid_env": "TWILIO_ACCOUNT_SID", "auth_token_env": "TWILIO_AUTH_TOKEN",
+                 "from": "+15005550006", "recipients": "residents.csv", "rate_per_second": 200}]
+
+    with Providers(tmp_path, recipients=3, extra_channels=second_sms) as p:
+        code, out = fire_on_terminal(monkeypatch, p, "--live", "--yes")
+    assert code == 0
+    assert "3 duplicate phone number(s) skipped" in out
+    bar = re.compile(r"^(\S+) +━+ (\d+/\d+)(.*)$")
+    last = {m[1]: (m[2], m[3].strip()) for line in re.sub(r"\x1b\[\?25[lh]", "", out).splitlines()
+            if (m := bar.match(line))}
+    assert sorted(last.values()) == sorted([("3/3", "all sent"), ("0/0", "nothing to send"), ("2/2", "all sent"),
+                                            ("1/1", "all sent"), ("1/1", "all sent")]), last
