@@ -94,3 +94,15 @@ OPEN_STATES: Final = frozenset({DeliveryState.PENDING, DeliveryState.SENDING, De
 FINAL_STATES: Final = frozenset({DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.EXPIRED,
                                  DeliveryState.WITHDRAWN})
 DONE_STEPS: Final = frozenset({StepState.FIRED, StepState.FAILED, StepState.MISSED, StepState.SKIPPED})
+
+
+RECORDED: Final = "recorded"  # a dry-run's "sent", as a person reads it: recorded here, sent to no one
+
+
+def state_word(state: str, mode: str) -> str:
+    """A delivery state or attempt outcome as a person reads it: in a dry-run, "sent" is "recorded".
+
+    Only views say it so; the database and every JSON shape keep the stored word ("sent"),
+    next to the alert's ``"mode": "dry-run"``.
+    """
+    return RECORDED if mode == Mode.DRY_RUN and state == DeliveryState.SENT else str(state)

@@ -14,6 +14,7 @@ from typing import Final
 
 from broadcaster.app.report import Report
 from broadcaster.app.report_svg import timeline_svg
+from broadcaster.states import state_word
 from broadcaster.text.arabic import count, time_ar, time_en
 
 CSS: Final = """
@@ -60,7 +61,8 @@ WORDS: Final[dict[str, dict[str, str]]] = {
     },
 }
 TERMS_AR: Final = {
-    "sent": "أُرسلت", "failed": "فشلت", "expired": "انتهت صلاحيتها", "withdrawn": "سُحبت", "pending": "معلّقة",
+    "sent": "أُرسلت", "recorded": "سُجّلت", "failed": "فشلت", "expired": "انتهت صلاحيتها", "withdrawn": "سُحبت",
+    "pending": "معلّقة",
     "sending": "قيد الإرسال", "unknown": "غير معروفة", "live": "حي للجمهور", "exercise": "تمرين",
     "dry-run": "تجربة (لم يُرسل شيء)", "Alert": "إنذار", "Update": "تحديث", "Cancel": "إلغاء",
     "rate_limited": "تجاوز حد المعدّل", "auth": "المصادقة", "bad_request": "طلب مرفوض", "recipient_gone":
@@ -119,7 +121,7 @@ def _section(report: Report, lang: str, tz: tzinfo) -> str:
                f"<th>{w['delivered']}</th><th>{w['undelivered']}</th></tr>")
     for r in report.reach:
         states = "، ".join if ar else ", ".join
-        shown = states(f"{term(s)} {n}" for s, n in r.states.items())
+        shown = states(f"{term(state_word(s, a.mode))} {n}" for s, n in r.states.items())
         receipts = [str(v) if v is not None else f'<span class="muted">{w["no_receipts"]}</span>'
                     for v in (r.delivered, r.undelivered)]
         out.append(f"<tr><td>{iso_id(r.channel)}</td><td>{iso_id(r.language)}</td><td class=n>{r.deliveries}</td>"

@@ -23,6 +23,7 @@ from broadcaster.cli.output import (
     print_json,
     problem,
 )
+from broadcaster.cli.progress_notes import ChannelNote
 from broadcaster.cli.prompts import confirm_live, inputs_from
 from broadcaster.cli.views import show_preview
 from broadcaster.states import DeliveryState, Mode
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from broadcaster.app.context import App
     from broadcaster.app.fire import Request
     from broadcaster.engine.outbox import Plan
+    from broadcaster.store.records import AttemptResult
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -233,32 +235,34 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
     totals: Counter[str] = Counter()
     for row in plan.rows:
         totals[row.channel] += row.recipients
+    notes = {c.id: ChannelNote(totals[c.id], mode) for c in plan.channels}
     tasks = {c.id: progress.add_task(c.id, total=totals[c.id], note="") for c in plan.channels}
-    done: Counter[tuple[str, str]] = Counter()
 
     stored = False
+    duplicates = 0
 
     def on_commit(created: int, skipped: int) -> None:
-        nonlocal stored
-        stored = True
+        nonlocal stored, duplicates
+        stored, duplicates = True, skipped
         if committed is not None:
             committed()
         if skipped and not as_json:
             console().print(f"{skipped} duplicate phone number(s) skipped: one SMS per phone")
 
-    def on_progress(channel_id: str, state: str) -> None:
-        done[(channel_id, state)] += 1
-        if state in (DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.EXPIRED):
-            progress.advance(tasks[channel_id])
-        if state in (DeliveryState.FAILED, DeliveryState.UNKNOWN, DeliveryState.PENDING):
-            note = ", ".join(f"{s} {n}" for (c, s), n in sorted(done.items())
-                             if c == channel_id and s != DeliveryState.SENT)
-            progress.update(tasks[channel_id], note=note)
+    def on_outcome(channel_id: str, result: AttemptResult) -> None:
+        note = notes[channel_id]
+        note.record(result)
+        progress.update(tasks[channel_id], completed=note.finished, note=note.text())
 
     show_progress = not as_json and sys.stdout.isatty()
     try:
         with Live(progress, console=console(), transient=False) if show_progress else nullcontext():
-            await run_plan(app, plan, progress=on_progress, on_commit=on_commit)
+            await run_plan(app, plan, observer=on_outcome, on_commit=on_commit)
+            if duplicates:  # a phone skipped as a duplicate was never a delivery: no bar waits for it
+                counts = await app.store.alerts.state_counts(plan.alert.id)
+                for channel_id, note in notes.items():
+                    note.total = sum(counts.get(channel_id, {}).values())
+                    progress.update(tasks[channel_id], total=note.total, completed=note.finished, note=note.text())
     except StoreError as exc:
         if not stored:
             raise  # nothing was stored, so nothing was sent: the CLI says so (exit 2)

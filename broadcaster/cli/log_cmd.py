@@ -35,7 +35,7 @@ async def cmd_log(args: argparse.Namespace) -> int:
         alert = await app.store.alerts.get(args.alert_id)
         if args.json:
             async for attempt in app.store.alerts.attempts(alert.id):
-                print_json(attempt.as_json())
+                print_json({**attempt.as_json(), "mode": str(alert.mode)})  # "sent" as stored, beside its mode
             return EXIT_OK
         await show_summary(app, alert.id)
         await show_attempts(app, alert.id, limit=None if args.all else 200)

@@ -58,12 +58,14 @@ def write_html(path: Path, document: str) -> None:
 def show_report(report: Report) -> None:
     from rich.markup import escape
 
+    from broadcaster.states import state_word
+
     out = console()
     a = report.alert
     out.print(f"[bold]after-action report[/] {escape(a.id)}  {a.mode} {a.msg_type}  template {escape(a.template)}")
     out.print("[bold]reach[/] (channel / language: deliveries, recipients, states; receipts)")
     for r in report.reach:
-        states = ", ".join(f"{s} {n}" for s, n in r.states.items())
+        states = ", ".join(f"{state_word(s, a.mode)} {n}" for s, n in r.states.items())
         receipts = f"; delivered {r.delivered}, undelivered {r.undelivered}" if r.delivered is not None else ""
         out.print(f"  {escape(r.channel)} / {escape(r.language)}: {r.deliveries}, {r.recipients}, {states}{receipts}")
     out.print("[bold]commit-to-accepted latency[/] (s: p50 p90 p99 max)")

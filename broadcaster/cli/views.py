@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from broadcaster.cli.display import shown
 from broadcaster.cli.output import EXIT_OK, banner, console, print_json
-from broadcaster.states import DeliveryState, StepState
+from broadcaster.states import DeliveryState, StepState, state_word
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -126,7 +126,7 @@ async def show_run_log(app: App, run_id: str, *, as_json: bool, limit: int | Non
         for row in rows:
             assert row.alert_id is not None
             async for attempt in app.store.alerts.attempts(row.alert_id):
-                print_json({**attempt.as_json(), "run_id": run.id, "step": row.step_id,
+                print_json({**attempt.as_json(), "mode": str(run.mode), "run_id": run.id, "step": row.step_id,
                             "occurrence": row.occurrence})
         return EXIT_OK
     await show_run(app, run)
@@ -148,10 +148,11 @@ async def show_summary(app: App, alert_id: str) -> None:
     tz = app.config.timezone
     follow_up = f" of {alert.references}" if alert.references else ""
     out.print(f"alert [bold]{alert.id}[/] · {alert.template} · {alert.mode} · {alert.msg_type}{follow_up}"
-              f" · sent {iso(alert.sent_at, tz)} · expires {iso(alert.expires_at, tz)}")
+              f" · {state_word(DeliveryState.SENT, alert.mode)} {iso(alert.sent_at, tz)}"
+              f" · expires {iso(alert.expires_at, tz)}")
     columns = (DeliveryState.SENT, DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN,
              DeliveryState.FAILED, DeliveryState.EXPIRED)
-    table = Table("channel", *columns)
+    table = Table("channel", *(state_word(s, alert.mode) for s in columns))  # a dry-run's "sent" is "recorded"
     for channel, counts in sorted((await app.store.alerts.state_counts(alert_id)).items()):
         table.add_row(channel, *(str(counts.get(s, 0)) for s in columns))
     out.print(table)
@@ -165,6 +166,7 @@ async def show_attempts(app: App, alert_id: str, *, limit: int | None) -> None:
     table = Table("#", "channel", "recipient", "lang", "try", "outcome", "http", "code", "provider id", "started",
                   "ms", "detail")
     out = console()
+    mode = (await app.store.alerts.get(alert_id)).mode
     listed = total = 0
     async for a in app.store.alerts.attempts(alert_id):
         total += 1
@@ -172,7 +174,8 @@ async def show_attempts(app: App, alert_id: str, *, limit: int | None) -> None:
             continue
         listed += 1
         table.add_row(str(total), a.channel, a.recipient or "-", a.language, str(a.attempt),
-                      a.outcome or "in-flight", str(a.http_status or "-"), a.error_code or "-", a.provider_id or "-",
+                      state_word(a.outcome, mode) if a.outcome else "in-flight", str(a.http_status or "-"),
+                      a.error_code or "-", a.provider_id or "-",
                       iso(a.started_at, app.config.timezone)[11:23], f"{a.latency_ms:.0f}" if a.latency_ms else "-",
                       shown((a.detail or "")[:60], out))
     out.print(table)

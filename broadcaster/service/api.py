@@ -143,7 +143,8 @@ async def log(request: web.Request) -> web.Response:
     """Every attempt, as ``broadcaster log --json`` lines (``?limit=N&offset=M`` to page)."""
     service = request.app[SERVICE]
     alert_id = request.match_info["alert_id"]
-    if await service.app.store.alerts.find(alert_id) is None:
+    alert = await service.app.store.alerts.find(alert_id)
+    if alert is None:
         if await service.app.store.pending.get(alert_id) is not None:
             return json_response([])
         raise ApiError(404, "not_found", f"no alert with id {alert_id!r}")
@@ -156,7 +157,7 @@ async def log(request: web.Request) -> web.Response:
             continue
         if limit and len(lines) >= limit:
             break
-        lines.append(attempt.as_json())
+        lines.append({**attempt.as_json(), "mode": str(alert.mode)})  # a dry-run's "sent" is as stored
     return json_response(lines)
 
 

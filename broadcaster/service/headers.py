@@ -6,6 +6,11 @@ allowed: the console sets a few. Card previews are ``data:`` images. No page may
 be framed (clickjacking a Fire button), nothing is sniffed into another type,
 and no Referer leaves for another site. ``Server`` names the product, never the
 aiohttp and Python versions an attacker would look up.
+
+The console opens an alert's after-action report as a ``blob:`` URL in a new tab
+(fetched with the Authorization header, never a token in a URL): a navigation,
+which the policy does not govern; the report document inherits this policy, so
+its inline ``<style>`` renders and no script could run in it.
 """
 
 from __future__ import annotations

@@ -260,7 +260,8 @@ def document() -> dict[str, Any]:
         "Attempt": _obj(alert_id=_STR, channel=_STR, recipient=_NULL_STR, language=_STR, attempt=_INT,
                         outcome=_STR, http_status={"type": ["integer", "null"]}, error_code=_NULL_STR,
                         provider_id=_NULL_STR, started_at=_STR, finished_at=_NULL_STR,
-                        latency_ms={"type": ["number", "null"]}, detail=_NULL_STR),
+                        latency_ms={"type": ["number", "null"]}, detail=_NULL_STR,
+                        mode=_STR),  # a dry-run's outcome stays "sent" as stored, beside "mode": "dry-run"
     }
     return {
         "openapi": "3.1.0",

@@ -142,6 +142,7 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
     outside: list[str] = []
     page_errors: list[str] = []
     fire_posts: list[str] = []
+    seen: list[str] = []
 
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -151,7 +152,8 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
 
             def on_request(request: Any) -> None:
-                if not request.url.startswith(served.url) and not request.url.startswith("data:"):
+                seen.append(request.url)
+                if not request.url.startswith((served.url, "data:", f"blob:{served.url}/")):
                     outside.append(request.url)
                 if request.method == "POST" and request.url == f"{served.url}/api/alerts":
                     fire_posts.append(request.post_data or "")
@@ -259,6 +261,29 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             page.locator("#progress-panel").evaluate("panel => panel.scrollIntoView({block: 'start'})")
             page.screenshot(path=str(shots / "console-alert.png"))
 
+            # --- a dry-run's deliveries read "recorded" (سُجّل), never "sent" (أُرسل): nothing left the machine
+            counts = page.locator(".prow .prow-counts")
+            expect(counts.first).to_contain_text("سُجّل")
+            assert not any("أُرسل" in text for text in counts.all_inner_texts())
+            expect(history_row).to_contain_text("سُجّل")
+            expect(history_row).not_to_contain_text("أُرسل")
+
+            # --- its after-action report: fetched with the Authorization header, opened as a blob in a new tab
+            report_button = page.locator("#open-report")
+            expect(report_button).to_have_text("تقرير ما بعد الإنذار")
+            with page.expect_request(lambda r: r.url.endswith(f"/api/alerts/{alert_id}/report.html")) as asked, \
+                    page.context.expect_page() as opened:
+                report_button.click()
+            assert asked.value.headers.get("authorization") == f"Bearer {served.token}"
+            report = opened.value
+            report.wait_for_load_state()
+            assert report.url.startswith(f"blob:{served.url}/")
+            expect(report.locator("h1").first).to_contain_text(f"تقرير ما بعد الإنذار: {alert_id}")
+            assert report.evaluate("document.documentElement.dir") == "rtl"
+            assert report.evaluate("getComputedStyle(document.querySelector('.mode')).fontWeight") == "700"
+            assert report.evaluate("window.opener") is None
+            report.close()
+
             # --- English toggle: the page turns ltr, message texts keep their own direction
             page.locator("#lang-toggle").click()
             expect(page.locator("html")).to_have_attribute("dir", "ltr")
@@ -319,6 +344,7 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
 
             assert not page_errors, page_errors
             assert not outside, f"the console loaded something from outside the service: {outside}"
+            assert not [u for u in seen if served.token in u], "a token travelled in a URL"
         finally:
             browser.close()
 

@@ -985,13 +985,14 @@
           el("span", { class: "tally", dir: "ltr", text: `${total - open}/${total}` })),
         el("progress", { max: total || 1, value: total - open, "aria-label": channel }),
         el("div", { class: "prow-counts", text: Object.entries(byState).filter(([, n]) => n)
-          .map(([s, n]) => `${t("states")[s] || s} ${n}`).join(" · ") }));
+          .map(([s, n]) => `${stateWord(s, alert.mode)} ${n}`).join(" · ") }));
     }));
 
     const canAct = state.me && state.me.role !== "viewer";
     const confirmer = alert.phase === "awaiting" && state.me && CONFIRMERS.includes(state.me.role)
       && alert.created_by !== state.me.name;
     renderReview(alert, confirmer);
+    $("open-report").hidden = !["sending", "done"].includes(alert.phase);  // stored: it has a report
     const cancellable = canAct && alert.msg_type !== "Cancel" && ["sending", "done"].includes(alert.phase);
     $("cancel-box").hidden = !cancellable;
     const live = alert.mode === "live";
@@ -1003,6 +1004,34 @@
     $("cancel-alert").disabled = live && (!mayCancelLive || $("cancel-confirm").value !== "cancel");
     for (const row of document.querySelectorAll("#history-body tr")) {
       row.classList.toggle("current", row.dataset.alert === alert.alert_id);
+    }
+  }
+
+  /**
+   * The alert's after-action report (GET /api/alerts/{id}/report.html), fetched with the token in its
+   * Authorization header, never in a URL, and opened as a blob URL in a new tab; where the browser
+   * blocks the tab, it is saved as report-ID.html instead. The report has no script of its own.
+   */
+  async function openReport() {
+    const alert = state.alert;
+    if (!alert) return;
+    showError(null);
+    try {
+      const response = await fetch(`/api/alerts/${encodeURIComponent(alert.alert_id)}/report.html`, {
+        headers: { Authorization: `Bearer ${state.token}`, Accept: "text/html" }, cache: "no-store",
+      });
+      if (!response.ok) {
+        const error = await errorFrom(response);
+        if (response.status === 401) signOut(t("login.refused"));
+        throw error;
+      }
+      const url = URL.createObjectURL(new Blob([await response.arrayBuffer()], { type: "text/html;charset=utf-8" }));
+      const tab = window.open(url, "_blank");
+      if (tab) tab.opener = null;
+      else el("a", { href: url, download: `report-${alert.alert_id}.html` }).click();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000); // the tab has read it by then
+    } catch (error) {
+      if (error.status !== 401) showError(error);
     }
   }
 
@@ -1104,12 +1133,18 @@
     return [...alerts].sort((a, b) => (sentAt(a) > now) - (sentAt(b) > now) || sentAt(b) - sentAt(a));
   }
 
-  function countsText(counts) {
+  /** A delivery state in words; a dry-run's "sent" is "recorded" (سُجّل): nothing left the machine. */
+  function stateWord(s, mode) {
+    const words = t("states");
+    return (mode === "dry-run" && s === "sent" ? words.recorded : words[s]) || s;
+  }
+
+  function countsText(counts, mode) {
     const sum = {};
     for (const byState of Object.values(counts || {})) {
       for (const [s, n] of Object.entries(byState || {})) sum[s] = (sum[s] || 0) + n;
     }
-    return Object.entries(sum).filter(([, n]) => n).map(([s, n]) => `${t("states")[s] || s} ${n}`).join(" · ");
+    return Object.entries(sum).filter(([, n]) => n).map(([s, n]) => `${stateWord(s, mode)} ${n}`).join(" · ");
   }
 
   function renderHistory() {
@@ -1131,7 +1166,7 @@
       cell("history.sent", {}, el("time", { datetime: when, text: W.dateTime(state.lang, when) }),
         ahead ? el("small", { class: "muted ahead", text: ` · ${t("history.ahead")}` }) : null),
       cell("history.counts", { text: alert.state && alert.state !== "done" && alert.state !== "sending"
-        ? (t("states")[alert.state] || alert.state) : countsText(alert.counts) }),
+        ? (t("states")[alert.state] || alert.state) : countsText(alert.counts, alert.mode) }),
       el("td", { class: "open" }, el("button", { type: "button", class: "btn btn-quiet", text: t("history.open"),
         "aria-label": `${t("history.open")} ${W.ltr(alert.alert_id)}`,
         onclick: () => showAlert(alert) })));
@@ -1319,6 +1354,7 @@
     $("cancel-confirm").addEventListener("input", renderProgress);
     $("cancel-alert").addEventListener("click", cancelAlert);
     $("confirm-second").addEventListener("click", confirmSecond);
+    $("open-report").addEventListener("click", openReport);
     $("review-confirm").addEventListener("input", renderProgress);
     $("history-refresh").addEventListener("click", loadHistory);
     $("history-all").addEventListener("change", (event) => {
