@@ -31,17 +31,17 @@ unicode-bidi:isolate}.muted{color:#555}svg.timeline{max-width:100%;height:auto}
 
 WORDS: Final[dict[str, dict[str, str]]] = {
     "ar": {
-        "title": "تقرير ما بعد الإنذار", "alert": "الإنذار", "template": "القالب", "mode": "الوضع",
+        "title": "تقرير ما بعد التنبيه", "alert": "التنبيه", "template": "القالب", "mode": "الوضع",
         "type": "النوع", "sent_at": "وقت الإرسال", "generated": "أُعدّ التقرير", "summary": "الملخص",
         "reach": "الوصول حسب القناة واللغة", "channel": "القناة", "language": "اللغة", "deliveries": "الرسائل",
         "recipients": "المستلمون", "states": "الحالات النهائية", "delivered": "سُلّمت (إيصالات)",
         "undelivered": "لم تُسلَّم (إيصالات)", "no_receipts": "لا إيصالات", "latency": "زمن القبول بعد الالتزام",
         "accepted": "مقبولة", "max": "الأقصى", "failures": "الإخفاقات حسب السبب", "reason": "السبب",
         "attempts": "المحاولات", "final": "نهائية", "channels": "القنوات", "example": "مثال",
-        "none": "لا شيء", "retries": "إعادات المحاولة", "thread": "سلسلة الإنذار (التحديثات والإلغاء)",
+        "none": "لا شيء", "retries": "إعادات المحاولة", "thread": "سلسلة التنبيه (التحديثات والإلغاء)",
         "first_accepted": "أول قبول", "time_to_correct": "زمن التصحيح", "messages": "الرسالة كما وصلت كل قناة",
         "timeline": "الرسائل المقبولة مع الوقت (تراكمي)", "x_label": "ثوانٍ بعد الالتزام",
-        "y_label": "مقبولة", "no_accepted": "لم تُقبل أي رسالة", "this": "هذا الإنذار", "seconds": "ث",
+        "y_label": "مقبولة", "no_accepted": "لم تُقبل أي رسالة", "this": "هذا التنبيه", "seconds": "ث",
         "totals": "المجموع", "cap": "وثيقة CAP",
     },
     "en": {
@@ -64,7 +64,7 @@ TERMS_AR: Final = {
     "sent": "أُرسلت", "recorded": "سُجّلت", "failed": "فشلت", "expired": "انتهت صلاحيتها", "withdrawn": "سُحبت",
     "pending": "معلّقة",
     "sending": "قيد الإرسال", "unknown": "غير معروفة", "live": "حي للجمهور", "exercise": "تمرين",
-    "dry-run": "تجربة (لم يُرسل شيء)", "Alert": "إنذار", "Update": "تحديث", "Cancel": "إلغاء",
+    "dry-run": "محاكاة — لم يُرسل شيء", "Alert": "تنبيه", "Update": "تحديث", "Cancel": "إلغاء",
     "rate_limited": "تجاوز حد المعدّل", "auth": "المصادقة", "bad_request": "طلب مرفوض", "recipient_gone":
     "المستلم غير متاح", "server": "خطأ لدى المزوّد", "network": "الشبكة", "timeout": "انتهاء المهلة", "other": "أخرى",
 }

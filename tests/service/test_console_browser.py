@@ -270,7 +270,7 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
 
             # --- its after-action report: fetched with the Authorization header, opened as a blob in a new tab
             report_button = page.locator("#open-report")
-            expect(report_button).to_have_text("تقرير ما بعد الإنذار")
+            expect(report_button).to_have_text("تقرير ما بعد التنبيه")
             with page.expect_request(lambda r: r.url.endswith(f"/api/alerts/{alert_id}/report.html")) as asked, \
                     page.context.expect_page() as opened:
                 report_button.click()
@@ -278,7 +278,7 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             report = opened.value
             report.wait_for_load_state()
             assert report.url.startswith(f"blob:{served.url}/")
-            expect(report.locator("h1").first).to_contain_text(f"تقرير ما بعد الإنذار: {alert_id}")
+            expect(report.locator("h1").first).to_contain_text(f"تقرير ما بعد التنبيه: {alert_id}")
             assert report.evaluate("document.documentElement.dir") == "rtl"
             assert report.evaluate("getComputedStyle(document.querySelector('.mode')).fontWeight") == "700"
             assert report.evaluate("window.opener") is None

@@ -69,7 +69,7 @@ const BROADCASTER_STRINGS = {
     "progress.doneOk": "اكتمل: وصلت كل الرسائل.", "progress.doneDry": "اكتملت المحاكاة: لم يُرسل شيء إلى أحد.",
     "progress.doneBad": "اكتمل مع إخفاقات: راجع سجل التسليم.", "progress.lost": "انقطع البث المباشر؛ إعادة الاتصال…",
     "progress.ref": (id) => `يصحّح ${BROADCASTER_WORDS.ltr(id)}`,
-    "progress.report": "تقرير ما بعد الإنذار",
+    "progress.report": "تقرير ما بعد التنبيه",
     "history.title": "سجل التنبيهات", "history.refresh": "تحديث", "history.id": "المعرّف",
     "history.template": "القالب", "history.mode": "الوضع", "history.type": "النوع", "history.sent": "وقت الإرسال",
     "history.counts": "التسليم", "history.open": "فتح", "history.empty": "لا توجد تنبيهات بعد.",
