@@ -80,7 +80,7 @@ async def preview(request: web.Request) -> web.Response:
     except InputError as exc:
         raise input_error(exc) from None
     return json_response({"template": template.id, "approved": template.approved, "two_person": template.two_person,
-                          "messages": [row.as_json() for row in plan.rows]})
+                          "messages": [row.as_json() for row in plan.rows], "sms": plan.sms_total.as_json()})
 
 
 async def alerts(request: web.Request) -> web.Response:
