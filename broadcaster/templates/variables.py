@@ -166,7 +166,7 @@ def _problems(template: Template, missing: list[str], invalid: list[VariableErro
     if missing:
         parts.append(f"missing required variables: {', '.join(missing)}" if len(missing) > 1 else
                      f"variable {missing[0]!r} is required and was not given")
-    parts.extend(str(exc) for exc in invalid)
+    parts.extend(str(exc).removeprefix(f"{exc.where}: ") if exc.where else str(exc) for exc in invalid)
     names = missing + [exc.variable for exc in invalid if exc.variable]
     error = VariableError("; ".join(parts), where=template.id, variable=names[0] if len(names) == 1 else None)
     if missing:
