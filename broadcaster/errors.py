@@ -36,7 +36,8 @@ class Refusal(StrEnum):
     Stable names (docs/api.md lists them); an error without one has ``refusal`` None.
     """
 
-    REQUIRED = "required"  # a required variable was not given
+    REQUIRED = "required"  # required variables not given (params: variables, every missing name; invalid, others)
+    INVALID = "invalid_values"  # several values refused at once (params: variables, their names)
     BOTH_LANGUAGES = "both_languages"  # a text variable needs a value in both languages
     TOO_LONG = "too_long"  # longer than the variable's approved max_length (params: max)
     NOT_A_NUMBER = "not_a_number"
@@ -48,6 +49,9 @@ class Refusal(StrEnum):
     FORBIDDEN_ROLE = "forbidden_role"  # the user's role may not (params: needs, role)
 
 
+RefusalParam = str | int | float | list[str]  # a refusal's names and numbers (a list: several names)
+
+
 class BroadcasterError(Exception):
     """Base of every error this project raises on purpose.
 
@@ -56,9 +60,9 @@ class BroadcasterError(Exception):
     """
 
     refusal: Refusal | None = None
-    refusal_params: dict[str, str | int | float] | None = None
+    refusal_params: dict[str, RefusalParam] | None = None
 
-    def because(self, reason: Refusal, **params: str | int | float) -> Self:
+    def because(self, reason: Refusal, **params: RefusalParam) -> Self:
         """Set why (for ``raise SomeError(...).because(Refusal.X, key=value)``); returns the error itself."""
         self.refusal = reason
         self.refusal_params = dict(params)

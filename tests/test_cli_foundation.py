@@ -200,7 +200,8 @@ def test_a_bad_var_exits_2_and_names_the_variable(cli: Cli, bad: str, name: str)
 def test_a_missing_var_exits_2(cli: Cli) -> None:
     code, _, err = cli("preview", "road_closure", "--var", "road=E11")
     assert code == 2
-    assert "'reason' is required" in err
+    assert "missing required variables: reason, starts, ends, detour" in err  # all at once, not one a run
+    assert "--var NAME=VALUE" in err and "nothing was sent" in err
 
 
 def test_a_malformed_var_exits_2(cli: Cli) -> None:

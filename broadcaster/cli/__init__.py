@@ -38,7 +38,7 @@ from broadcaster.cli import (
 from broadcaster.cli.identity import add_token_option
 from broadcaster.cli.output import EXIT_INVALID, err_console, problem
 from broadcaster.cli.pipe import quiet_broken_pipe
-from broadcaster.errors import Forbidden, InputError, StoreError
+from broadcaster.errors import Forbidden, InputError, Refusal, StoreError, VariableError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             code: int = run(args)
     except InputError as exc:
         problem(f"error: {exc}", style="bold red")
+        if isinstance(exc, VariableError) and exc.refusal is Refusal.REQUIRED and hasattr(args, "var"):
+            problem("give each with --var NAME=VALUE (or NAME.ar=… and NAME.en=… for text)")
         problem("nothing was sent.")
         return EXIT_INVALID
     except Forbidden as exc:

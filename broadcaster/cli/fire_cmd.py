@@ -104,7 +104,8 @@ async def cmd_preview(args: argparse.Namespace) -> int:
     written = await write_preview_cards(plan, args.cards) if args.cards else []
     if args.json:
         print_json({"template": template.id, "approved": template.approved,
-                    "messages": [row.as_json() for row in plan.rows], "cards": [str(p) for p in written]})
+                    "messages": [row.as_json() for row in plan.rows], "sms": plan.sms_total.as_json(),
+                    "cards": [str(p) for p in written]})
         return EXIT_OK
     if not template.approved:
         err_console().print(f"warning: template {template.id} is not approved; it cannot be fired", style="bold red")

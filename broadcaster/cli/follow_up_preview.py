@@ -43,7 +43,7 @@ async def preview_follow_up(args: argparse.Namespace) -> int:
         print_json({"template": plan.template.id, "approved": plan.template.approved, "kind": request.kind,
                     "references": plan.alert.references, "msg_type": str(plan.alert.msg_type),
                     "areas": list(plan.alert.areas), "skipped": plan.skipped, "notes": plan.notes,
-                    "messages": [row.as_json() for row in plan.rows]})
+                    "messages": [row.as_json() for row in plan.rows], "sms": plan.sms_total.as_json()})
         return EXIT_OK
     show_preview(plan)
     for channel_id, why in plan.skipped.items():

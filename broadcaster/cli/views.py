@@ -28,7 +28,7 @@ def show_planned(config: Config, runbook: Runbook, result: Rehearsal) -> None:
     table = Table("when", "step", "action", "channels", "SMS segments", title=f"{runbook.id}: planned timeline "
                   "(confirm steps shown at their earliest)", title_justify="left")
     for e in result.entries:
-        sms = sum(r.cost_segments for r in e.fired.plan.rows if r.kind == "sms") if e.fired.plan else 0
+        sms = sms_segments(e.fired.plan) if e.fired.plan else 0
         table.add_row(iso_seconds(e.fired.time, config.timezone), f"{e.fired.step.id} #{e.fired.occurrence}",
                       e.fired.step.label + (" (confirm)" if e.auto_confirmed else ""),
                       ",".join(e.fired.plan.alert.channels) if e.fired.plan else "-", str(sms))
@@ -83,8 +83,7 @@ def show_timeline(config: Config, result: Rehearsal) -> None:
         for warning in fired.warnings:
             out.print(f"[yellow]warning:[/] {warning}")
     out.rule()
-    sms = sum(row.cost_segments for e in result.entries if e.fired.plan for row in e.fired.plan.rows
-              if row.kind == "sms")
+    sms = sum(sms_segments(e.fired.plan) for e in result.entries if e.fired.plan)
     alerts = sum(1 for e in result.entries if e.fired.plan)
     out.print(f"{alerts} alert(s) over {format_duration(result.span_s)} of simulated time, "
               f"{sms} SMS segment(s) in all; rehearsed in {result.wall_s:.2f} s; nothing left this machine")
@@ -198,9 +197,7 @@ def show_preview(plan: Plan, out: Console | None = None) -> None:
                       f"{r.segments} {r.encoding}" if r.segments else "-", str(row.recipients),
                       str(row.cost_segments) if row.kind == "sms" else "-")
     out.print(table)
-    total = sum(row.cost_segments for row in plan.rows if row.kind == "sms")
-    phones = sum(row.recipients for row in plan.rows if row.kind == "sms")
-    out.print(f"SMS: {phones} recipient(s), {total} segment(s) in all")
+    out.print(sms_summary(plan))
     senders: dict[str, list[str]] = {}
     for row in plan.rows:
         label = f"{row.channel} ({row.kind}, {row.rendered.language})"
@@ -210,6 +207,21 @@ def show_preview(plan: Plan, out: Console | None = None) -> None:
     for text, labels in senders.items():
         out.rule(", ".join(labels), align="left")
         out.print(shown(text, out, wrap=True), markup=False)
+
+
+def sms_segments(plan: Plan) -> int:
+    """What a plan's SMS cost in segments, each phone once (one SMS per phone per alert)."""
+    return plan.sms_total.segments
+
+
+def sms_summary(plan: Plan) -> str:
+    """The SMS total as the commit will send it: each phone once, saying how many are on more than one list."""
+    sms = plan.sms_total
+    line = f"SMS: {sms.phones} recipient(s), {sms.segments} segment(s) in all"
+    if sms.duplicates:
+        line += (f" (one SMS per phone: {sms.listed} listed on the channels, {sms.duplicates} repeat(s) counted once; "
+                 f"{sms.on_several} phone(s) on more than one list)")
+    return line
 
 
 def as_read(kind: str, text: str) -> str:

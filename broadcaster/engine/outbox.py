@@ -32,6 +32,7 @@ from broadcaster.channels.base import AlertDocument
 from broadcaster.channels.registry import kind_of
 from broadcaster.clock import in_thread
 from broadcaster.config import ChannelConfig, Config
+from broadcaster.engine.audience import SmsAudience, rows_audience, sms_audience
 from broadcaster.errors import ConfigError, SelectionError, TemplateError
 from broadcaster.recipients import ListFormat, index_list, iter_recipients
 from broadcaster.selection import select_channels
@@ -130,6 +131,12 @@ class Plan:
     withdraws: str | None = None  # a cancel: the original whose undelivered deliveries its commit withdraws
     card_contents: Mapping[str, CardContent] = field(default_factory=dict)  # what each language's card says
     cards: Mapping[str, Card] = field(default_factory=dict)  # the cards some channel carries, rendered
+    sms: SmsAudience | None = None  # the SMS audience and cost, each phone once (plan_alert sets it)
+
+    @property
+    def sms_total(self) -> SmsAudience:
+        """The SMS recipients and cost, each phone once, as the commit will send them."""
+        return self.sms or rows_audience(self.rows)
 
     async def deliveries(self) -> AsyncIterator[Sequence[NewDelivery]]:
         """Every delivery to commit, Arabic first; recipient lists arrive in batches."""
@@ -281,6 +288,8 @@ async def plan_alert(
                 reply = follow_up.reply_to.get((channel.id, None, r.language)) if follow_up else None
                 plan.posts.append(NewDelivery(channel.id, keys[r.language], r.language, reply_to=reply))
                 plan.rows.append(PreviewRow(channel.id, channel.kind, r, 1))
+    # One SMS per phone per alert: the preview's SMS total counts each phone once, as the commit will.
+    plan.sms = await sms_audience(plan.rows, plan.lists, {c.id: c.kind for c in channels})
     return plan
 
 

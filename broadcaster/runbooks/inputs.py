@@ -16,33 +16,54 @@ Inputs = dict[str, dict[str, str]]  # input name -> language -> value
 
 def resolve_inputs(runbook: Runbook, given: Mapping[str, Mapping[str, str]], *, start: float, tz: ZoneInfo,
                    use_examples: bool) -> Inputs:
-    """Every input's value: given, or its example when ``use_examples``; relative times made absolute."""
+    """Every input's value: given, or its example when ``use_examples``; relative times made absolute.
+
+    Every input is checked before anything is refused: one RunbookError names every missing input
+    and every bad value (a single problem keeps its input in ``where``).
+    """
     declared = [i.name for i in runbook.inputs]
-    for name in given:
-        if name not in declared:
-            raise RunbookError(f"--input {name}: this runbook has no input {name!r} "
-                               f"(it has: {', '.join(declared) or 'none'})", where=runbook.source)
+    unknown = [name for name in given if name not in declared]
+    if unknown:
+        raise RunbookError(f"--input {', '.join(unknown)}: this runbook has no input "
+                           f"{', '.join(repr(n) for n in unknown)} (it has: {', '.join(declared) or 'none'})",
+                           where=runbook.source)
     values: Inputs = {}
+    missing: list[str] = []
+    problems: dict[str, str] = {}  # input -> what is wrong with its value
     for item in runbook.inputs:
-        where = f"{runbook.source}: input {item.name!r}"
         value = dict(given.get(item.name, {}))
         if not any(v.strip() for v in value.values()):
             if not use_examples:
-                raise RunbookError(f"no value given: --input {item.name}=VALUE (example: {item.example['en']})",
-                                   where=where)
+                missing.append(item.name)
+                continue
             value = dict(item.example)
         for lang in LANGUAGES:
             value.setdefault(lang, value.get("en") or value.get("ar") or "")
         if item.type == "datetime":
             if len(set(value.values())) != 1:
-                raise RunbookError("a datetime input takes one value for both languages", where=where)
+                problems[item.name] = "a datetime input takes one value for both languages"
+                continue
             try:
                 moment = resolve_datetime(value["en"], start, tz)
             except DurationError as exc:
-                raise RunbookError(str(exc), where=where) from None
+                problems[item.name] = str(exc)
+                continue
             iso = moment.isoformat(timespec="seconds")
             value = {lang: iso for lang in LANGUAGES}
         values[item.name] = value
+    if not missing and len(problems) == 1:
+        ((name, problem),) = problems.items()
+        raise RunbookError(problem, where=f"{runbook.source}: input {name!r}")
+    if len(missing) == 1 and not problems:
+        item = next(i for i in runbook.inputs if i.name == missing[0])
+        raise RunbookError(f"no value given: --input {item.name}=VALUE (example: {item.example['en']})",
+                           where=f"{runbook.source}: input {item.name!r}")
+    if missing or problems:
+        examples = {i.name: i.example["en"] for i in runbook.inputs}
+        parts = [f"no value given for inputs {', '.join(missing)}: give each with --input NAME=VALUE "
+                 f"(examples: {', '.join(f'{n}={examples[n]}' for n in missing)})"] if missing else []
+        parts += [f"{name}: {problem}" for name, problem in problems.items()]
+        raise RunbookError("; ".join(parts), where=runbook.source)
     return values
 
 

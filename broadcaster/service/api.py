@@ -87,7 +87,7 @@ async def preview_plan(request: web.Request) -> tuple[Template, Plan]:
 async def preview(request: web.Request) -> web.Response:
     template, plan = await preview_plan(request)
     return json_response({"template": template.id, "approved": template.approved, "two_person": template.two_person,
-                          "messages": [row.as_json() for row in plan.rows]})
+                          "messages": [row.as_json() for row in plan.rows], "sms": plan.sms_total.as_json()})
 
 
 async def alerts(request: web.Request) -> web.Response:

@@ -123,7 +123,7 @@ async def preview_follow_up(request: web.Request) -> web.Response:
     return json_response({"template": plan.template.id, "approved": plan.template.approved, "action": action,
                           "msg_type": str(alert.msg_type), "references": alert.references, "areas": list(alert.areas),
                           "skipped": plan.skipped, "notes": plan.notes,
-                          "messages": [row.as_json() for row in plan.rows]})
+                          "messages": [row.as_json() for row in plan.rows], "sms": plan.sms_total.as_json()})
 
 
 async def _send(service: Service, user: User, asked: Request, confirm: str | None) -> web.Response:

@@ -107,7 +107,8 @@ def document() -> dict[str, Any]:
             id=_STR, kind=_STR, languages={"type": "array", "items": _STR}, areas={"type": "array", "items": _STR},
             exercise=_BOOL, rate_per_second={"type": "number"})}))},
         "/api/preview": {"post": _op("Render without storing or sending", {**_json(_obj(
-            template=_STR, approved=_BOOL, two_person=_BOOL, messages={"type": "array", "items": _ref("Message")})),
+            template=_STR, approved=_BOOL, two_person=_BOOL, messages={"type": "array", "items": _ref("Message")},
+            sms=_ref("SmsTotal"))),
             **_errors(400)}, body=fire_body)},
         "/api/alerts": {
             "get": {**_op("Recent alerts, newest first", _json({"type": "array", "items": _ref("Alert")})),
@@ -157,7 +158,8 @@ def document() -> dict[str, Any]:
             {**_json(_obj(template=_STR, approved=_BOOL, action=_STR, msg_type=_STR, references=_STR,
                           areas={"type": "array", "items": _STR}, skipped={"type": "object"},
                           notes={"type": "array", "items": _STR},
-                          messages={"type": "array", "items": _ref("Message")})), **_errors(400, 404)},
+                          messages={"type": "array", "items": _ref("Message")}, sms=_ref("SmsTotal"))),
+             **_errors(400, 404)},
             body=_obj(["action"], action={"type": "string", "enum": ["update", "cancel", "all_clear"]},
                       variables=_VARIABLES, mode=_MODE,
                       reason={"type": "string", "enum": ["error", "called_off"], "default": "error"}))},
@@ -213,7 +215,8 @@ def document() -> dict[str, Any]:
                       field={**_STR, "description": "the body field at fault, e.g. `variables.ends`"},
                       reason={"type": "string", "enum": [str(r) for r in Refusal],
                               "description": "why, as a stable code a client translates (docs/api.md)"},
-                      params={"type": "object", "additionalProperties": {"type": ["string", "number"]},
+                      params={"type": "object", "additionalProperties": {"anyOf": [
+                                  {"type": ["string", "number"]}, {"type": "array", "items": {"type": "string"}}]},
                               "description": "the reason's names and numbers, e.g. {\"rule\": \"after\", "
                                              "\"after\": \"starts\"}"}),
         "Role": {"type": "string", "enum": list(ROLES)},
@@ -227,6 +230,12 @@ def document() -> dict[str, Any]:
         "Message": _obj(channel=_STR, kind=_STR, language=_STR, text=_STR, length=_INT, limit=_INT, unit=_STR,
                         segments={"type": ["integer", "null"]}, encoding=_NULL_STR, recipients=_INT,
                         cost_segments=_INT),
+        "SmsTotal": {**_obj(["listed", "phones", "on_several", "duplicates", "segments"], listed=_INT, phones=_INT,
+                            on_several=_INT, duplicates=_INT, segments=_INT),
+                     "description": "the SMS audience as sent, one SMS per phone per alert. listed: the channels' "
+                                    "lists summed (each message's recipients); phones: each phone once; on_several: "
+                                    "phones on more than one list; duplicates: listed - phones; segments: the cost, "
+                                    "each phone once"},
         "Alert": _obj(alert_id=_STR, template=_STR, mode=_MODE, msg_type=_STR, references=_NULL_STR,
                       sent=_NULL_STR, expires=_NULL_STR, areas={"type": "array", "items": _STR},
                       channels={"type": "array", "items": _STR}, created_by=_STR, confirmed_by=_NULL_STR,
@@ -236,7 +245,7 @@ def document() -> dict[str, Any]:
                       request={"type": "object", "description": "a waiting two-person fire: what was asked"},
                       preview=_obj(channels={"type": "array", "items": _STR},
                                    messages={"type": "array", "items": _ref("Message")}, sms_recipients=_INT,
-                                   cost_segments=_INT),
+                                   cost_segments=_INT, sms=_ref("SmsTotal")),
                       preview_error=_STR),
         "Delivery": _obj(channel=_STR, recipient=_NULL_STR, language=_STR, state=_STR, attempts=_INT,
                          provider_id=_NULL_STR, receipt=_NULL_STR),

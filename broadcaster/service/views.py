@@ -72,10 +72,11 @@ def pending_summary(config: Config, p: PendingFire, *, state: str) -> dict[str, 
 
 def held_preview(plan: Plan) -> dict[str, Any]:
     """A held fire as the public would see it: every message, the SMS audience and its cost in segments."""
-    sms = [row for row in plan.rows if row.kind == "sms"]
+    sms = plan.sms_total  # each phone once: one SMS per phone per alert
     return {
         "channels": [c.id for c in plan.channels],
         "messages": [row.as_json() for row in plan.rows],
-        "sms_recipients": sum(row.recipients for row in sms),
-        "cost_segments": sum(row.cost_segments for row in sms),
+        "sms_recipients": sms.phones,
+        "cost_segments": sms.segments,
+        "sms": sms.as_json(),
     }

@@ -102,44 +102,76 @@ def example_inputs(template: Template, now: float, tz: ZoneInfo) -> dict[str, di
 def resolve(template: Template, gazetteer: Gazetteer, inputs: Inputs, tz: ZoneInfo, *, now: float) -> Values:
     """Check every input against its variable, and the times against ``now`` (the moment of firing).
 
-    Raises VariableError (naming the variable) on the first bad one.
+    Every variable is checked before anything is refused, so one VariableError names them all: every
+    missing required variable (reason ``required``, params ``variables``) and every invalid value. A single
+    problem is raised as it is, naming its variable.
     """
     declared = {v.name for v in template.variables}
     unknown = sorted(set(inputs) - declared)
     if unknown:
+        names = ", ".join(repr(name) for name in unknown)
         raise VariableError(
-            f"unknown variable {unknown[0]!r} for template {template.id!r} (it has: {', '.join(sorted(declared))})",
-            variable=unknown[0],
+            f"unknown variable{'s' if len(unknown) > 1 else ''} {names} for template {template.id!r} "
+            f"(it has: {', '.join(sorted(declared))})",
+            variable=unknown[0] if len(unknown) == 1 else None,
         )
     canonical: dict[str, dict[str, str]] = {}
     display: dict[str, dict[str, str]] = {}
     areas: list[str] = []
     moments: dict[str, datetime] = {}
+    missing: list[str] = []
+    invalid: list[VariableError] = []
     for variable in template.variables:
         given = {lang: value.strip() for lang, value in inputs.get(variable.name, {}).items()}
         if not any(given.values()):
             if variable.required:
-                raise VariableError(f"variable {variable.name!r} is required and was not given", where=template.id,
-                                    variable=variable.name).because(Refusal.REQUIRED)
+                missing.append(variable.name)
             canonical[variable.name] = {lang: "" for lang in LANGUAGES}
             display[variable.name] = {lang: "" for lang in LANGUAGES}
             continue
         try:
             canonical[variable.name], display[variable.name] = _check(variable, given, gazetteer, tz, areas)
+            _check_lengths(template, variable, display[variable.name])
         except VariableError as exc:
             exc.variable = exc.variable or variable.name
-            raise
+            invalid.append(exc)
+            continue
         if variable.type == "datetime":
             moments[variable.name] = datetime.fromisoformat(canonical[variable.name]["en"])
-        for lang, text in display[variable.name].items():
-            if len(text) > variable.max_length:
-                raise VariableError(
-                    f"variable {variable.name!r} ({lang}) is {len(text)} characters; the approved maximum is "
-                    f"{variable.max_length}. Shorten it; approved alert text is never cut.",
-                    where=template.id, variable=variable.name,
-                ).because(Refusal.TOO_LONG, max=variable.max_length)
+    if missing or invalid:
+        raise _problems(template, missing, invalid)
     check_times({v.name: v.time for v in template.variables if v.time is not None}, moments, now, tz)
     return Values(inputs=canonical, display=display, areas=tuple(dict.fromkeys(areas)))
+
+
+def _check_lengths(template: Template, variable: Variable, display: Mapping[str, str]) -> None:
+    for lang, text in display.items():
+        if len(text) > variable.max_length:
+            raise VariableError(
+                f"variable {variable.name!r} ({lang}) is {len(text)} characters; the approved maximum is "
+                f"{variable.max_length}. Shorten it; approved alert text is never cut.",
+                where=template.id, variable=variable.name,
+            ).because(Refusal.TOO_LONG, max=variable.max_length)
+
+
+def _problems(template: Template, missing: list[str], invalid: list[VariableError]) -> VariableError:
+    """One error for everything wrong with the inputs: the missing variables first, then each invalid value.
+
+    A lone invalid value is returned as it is (its own reason and params); a lone missing variable keeps
+    its name as the error's ``variable``; several make an error about ``variables`` as a whole.
+    """
+    if not missing and len(invalid) == 1:
+        return invalid[0]
+    parts: list[str] = []
+    if missing:
+        parts.append(f"missing required variables: {', '.join(missing)}" if len(missing) > 1 else
+                     f"variable {missing[0]!r} is required and was not given")
+    parts.extend(str(exc).removeprefix(f"{exc.where}: ") if exc.where else str(exc) for exc in invalid)
+    names = missing + [exc.variable for exc in invalid if exc.variable]
+    error = VariableError("; ".join(parts), where=template.id, variable=names[0] if len(names) == 1 else None)
+    if missing:
+        return error.because(Refusal.REQUIRED, variables=missing, invalid=[n for n in names if n not in missing])
+    return error.because(Refusal.INVALID, variables=names)
 
 
 def _check(

@@ -71,7 +71,7 @@ async def test_the_skew_is_measured_against_the_database_clock(
                 await plan_request(app, asked, now=time.time(), created_by="t")
             assert ("ahead of" if offset > 0 else "behind") in str(caught.value)
         host_clock(monkeypatch, -5.0)  # within the bound: the fire is planned (and fails only on its inputs)
-        with pytest.raises(Exception, match="'road' is required"):
+        with pytest.raises(Exception, match="missing required variables: road, "):
             await plan_request(app, asked, now=time.time(), created_by="t")
 
 

@@ -149,3 +149,21 @@ def test_a_runbook_path_that_is_a_folder_or_not_utf8_is_a_runbook_error(tmp_path
     latin.write_bytes(BASE.encode() + "\n# Caf\u00e9\n".encode("latin-1"))
     with pytest.raises(RunbookError, match=r"byte 0xE9 is not UTF-8; the runbook file must be UTF-8 text"):
         load_runbook(latin)
+
+
+def test_every_missing_or_bad_input_is_named_at_once(tmp_path: Path) -> None:
+    """Issue 15: one error names every missing input (with its example) and every bad value, not one a run."""
+    runbook = load_runbook(write_runbook(tmp_path, BASE))
+    start = datetime(2026, 11, 22, 8, 0, tzinfo=DUBAI).timestamp()
+    with pytest.raises(RunbookError) as caught:
+        resolve_inputs(runbook, {}, start=start, tz=DUBAI, use_examples=False)
+    assert "no value given for inputs area, until: give each with --input NAME=VALUE" in str(caught.value)
+    assert "(examples: area=DXB-HATTA, until=+6h)" in str(caught.value)
+    assert "input '" not in str(caught.value)  # about the inputs as a whole (the API's field "inputs")
+    with pytest.raises(RunbookError) as caught:
+        resolve_inputs(runbook, {"until": {"ar": "soonish", "en": "soonish"}}, start=start, tz=DUBAI,
+                       use_examples=False)
+    assert "no value given for inputs area" in str(caught.value) and "until: " in str(caught.value)
+    with pytest.raises(RunbookError, match="has no input 'colour', 'size'"):
+        resolve_inputs(runbook, {"colour": {"en": "x"}, "size": {"en": "x"}}, start=start, tz=DUBAI,
+                       use_examples=True)

@@ -72,6 +72,16 @@ def test_the_console_counts_labels_dates_and_history_in_arabic(sync_api: Any, se
             assert page.evaluate(f"({explain})({{status: 400, code: 'invalid', message: 'x', field: 'variables.ends', "
                                  "reason: 'time_rule', params: {rule: 'ahead', hours: 720}})") == (
                 "«نهاية الإغلاق» أبعد من 30 يوماً من الآن؛ تحقق من التاريخ.")
+            # Every missing variable at once (params.variables), by its label; an older answer (field only) still reads.
+            assert page.evaluate(f"({explain})({{status: 400, code: 'invalid', message: 'x', field: 'variables', "
+                                 "reason: 'required', params: {variables: ['starts', 'ends'], "
+                                 "invalid: ['road']}})") == (
+                "حقول مطلوبة لم تُملأ: «starts»، «نهاية الإغلاق». وقيم غير صالحة: «road».")
+            assert page.evaluate(f"({explain})({{status: 400, code: 'invalid', message: 'x', field: 'variables.ends', "
+                                 "reason: 'required'})") == "«نهاية الإغلاق» مطلوب."
+            assert page.evaluate(f"({explain})({{status: 400, code: 'invalid', message: 'x', field: 'variables', "
+                                 "reason: 'invalid_values', params: {variables: ['road', 'ends']}})") == (
+                "قيم غير صالحة: «road»، «نهاية الإغلاق».")
             assert page.evaluate(f"({explain})({{status: 409, code: 'conflict', message: 'already confirmed'}})") == (
                 "لا تسمح حالة التنبيه بهذا الآن: \u2066already confirmed\u2069")
 

@@ -55,7 +55,10 @@ async def test_a_missing_required_variable_is_required(api: Api) -> None:
     status, answer = await api.post("/api/preview", {"template": "road_closure", "use_examples": False,
                                                      "mode": "dry-run", "variables": {"road": "E11"}}, "officer")
     assert status == 400, answer
-    assert answer["reason"] == "required" and answer["field"].startswith("variables.")
+    assert answer["reason"] == "required" and answer["field"] == "variables"
+    assert answer["params"]["variables"] == ["reason", "starts", "ends", "detour"]  # every one, in template order
+    assert "missing required variables: reason, starts, ends, detour" in answer["message"]
+
 
 
 async def test_an_operator_firing_live_is_a_403_saying_the_role_needed(api: Api) -> None:

@@ -180,7 +180,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"template": "road_closure", "use_examples": True, "channels": "x-authority", "mode": "exercise"}, "channels"),
     ({"template": "road_closure", "use_examples": True, "mode": "live"}, "confirm"),
     ({"template": "road_closure", "use_examples": True, "mode": "live", "confirm": "earthquake"}, "confirm"),
-    ({"template": "road_closure", "variables": {}, "mode": "dry-run"}, "variables.road"),
+    ({"template": "road_closure", "variables": {}, "mode": "dry-run"}, "variables"),  # every missing one at once
     ([1, 2], "body"),
     ("not json", "body"),
 ]

@@ -622,15 +622,18 @@
       style: "display: flex; flex-wrap: wrap; gap: .7rem" }, images));
   }
 
-  function totals(messages) {
+  /** The preview's totals; the SMS ones each phone once (the server's "sms": one SMS per phone per alert). */
+  function totals(messages, once) {
     const sms = messages.filter((m) => m.kind === "sms");
     const smsChannels = new Map();
     for (const m of sms) smsChannels.set(m.channel, (smsChannels.get(m.channel) || 0) + (m.recipients || 0));
     return {
       messages: messages.length,
       channels: new Set(messages.map((m) => m.channel)).size,
-      recipients: [...smsChannels.values()].reduce((a, b) => a + b, 0),
-      segments: sms.reduce((a, m) => a + (m.cost_segments || 0), 0),
+      recipients: once ? once.phones : [...smsChannels.values()].reduce((a, b) => a + b, 0),
+      segments: once ? once.segments : sms.reduce((a, m) => a + (m.cost_segments || 0), 0),
+      duplicates: once ? once.duplicates : 0,
+      onSeveral: once ? once.on_several : 0,
     };
   }
 
@@ -642,9 +645,9 @@
     const req = request || currentRequest();
     if (state.preview && state.preview.key === req.key) {
       const { result } = state.preview;
-      const sum = totals(result.messages);
+      const sum = totals(result.messages, result.sms);
       status.textContent = t("preview.ok");
-      summary.replaceChildren(...summaryChips(sum.channels, sum.messages, sum.recipients, sum.segments));
+      summary.replaceChildren(...summaryChips(sum.channels, sum.messages, sum.recipients, sum.segments, sum));
       list.replaceChildren(...result.messages.map(messageCard));
       return;
     }
@@ -679,13 +682,16 @@
     return el("span", { class: "chip", "data-count": value, "data-chip": name }, parts);
   }
 
-  function summaryChips(channels, messages, recipients, segments) {
-    return [
+  function summaryChips(channels, messages, recipients, segments, sum) {
+    const chips = [
       chip(W.count(state.lang, "channel", channels), channels, "channels"),
       chip(W.count(state.lang, "message", messages), messages, "messages"),
       chip(t("preview.smsRecipients", recipients), recipients, "recipients"),
       chip(t("preview.smsSegments", segments), segments, "segments"),
     ];
+    // Phones listed twice (on two SMS lists, or twice on one) get one SMS: say how many were counted once.
+    if (sum && sum.duplicates) chips.push(chip(t("preview.smsOnce", sum.duplicates, sum.onSeveral), sum.duplicates, "once"));
+    return chips;
   }
 
   function messageCard(message) {
@@ -776,7 +782,7 @@
     button.textContent = MODES[state.mode].fire[state.lang];
     $("fire-hint").textContent = blocker;
     if (state.preview) {
-      const sum = totals(state.preview.result.messages);
+      const sum = totals(state.preview.result.messages, state.preview.result.sms);
       $("fire-summary").textContent = t("fire.summary", sum.channels, sum.recipients, sum.segments);
     } else {
       $("fire-summary").textContent = "";
@@ -1068,9 +1074,9 @@
     $("review-error").hidden = !alert.preview_error;
     $("review-error").textContent = alert.preview_error ? `${t("review.unavailable")} ${alert.preview_error}` : "";
     if (preview) {
-      const sum = totals(preview.messages);
+      const sum = totals(preview.messages, preview.sms);
       $("review-summary").replaceChildren(...summaryChips(sum.channels, sum.messages, preview.sms_recipients,
-        preview.cost_segments));
+        preview.cost_segments, sum));
       $("review-list").replaceChildren(...preview.messages.map(messageCard));
     } else {
       $("review-summary").replaceChildren();

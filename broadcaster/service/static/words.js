@@ -116,7 +116,18 @@ const BROADCASTER_WORDS = (() => {
     const name = error.field && error.field.startsWith("variables.") ? error.field.slice("variables.".length) : "";
     const it = name ? `«${labelOf(name)}»` : "القيمة";
     switch (error.reason) {
-      case "required": return `${it} مطلوب.`;
+      case "required": {
+        // params.variables lists every missing variable (older servers sent only the field).
+        const names = Array.isArray(p.variables) && p.variables.length ? p.variables : (name ? [name] : []);
+        const invalid = Array.isArray(p.invalid) && p.invalid.length
+          ? ` وقيم غير صالحة: ${p.invalid.map((n) => `«${labelOf(n)}»`).join("، ")}.` : "";
+        if (names.length > 1) return `حقول مطلوبة لم تُملأ: ${names.map((n) => `«${labelOf(n)}»`).join("، ")}.${invalid}`;
+        return `${names.length ? `«${labelOf(names[0])}»` : it} مطلوب.${invalid}`;
+      }
+      case "invalid_values": {
+        const names = Array.isArray(p.variables) ? p.variables : [];
+        return `قيم غير صالحة: ${names.map((n) => `«${labelOf(n)}»`).join("، ")}.`;
+      }
       case "both_languages": return `${it}: ينقصه النص ${p.language === "ar" ? "العربي" : "الإنجليزي"}؛ اكتبه باللغتين.`;
       case "too_long": return `${it} أطول من المعتمد (${count("ar", "upToChars", Number(p.max))}). اختصره؛ لا يُقتطع نص التنبيه المعتمد أبداً.`;
       case "not_a_number": return `${it} ليس رقماً (اكتب مثلاً 5.4).`;
