@@ -43,11 +43,13 @@ async def cmd_confirm(args: argparse.Namespace) -> int:
     from broadcaster.app.users import check_confirm
     from broadcaster.cli.identity import permitted, require_identity
     from broadcaster.cli.prompts import confirm_release
+    from broadcaster.engine.outbox import count_phones
 
     async with open_app(args.config, args.db) as app:
         user = await require_identity(args, app, "confirming a two-person alert")
         await permitted(app, user, lambda: check_confirm(user), action="confirm", alert_id=args.alert_id)
         pending, plan = await held_plan(app, args.alert_id, user, now=time.time())
+        await count_phones(plan)  # the cost the second officer confirms counts each phone once
         show_held_alert(app, pending, plan, err_console() if args.json else console())
         if not args.yes and not await confirm_release(args.alert_id):
             err_console().print("not confirmed: nothing was sent.", style="bold red")

@@ -80,7 +80,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 async def cmd_preview(args: argparse.Namespace) -> int:
     from broadcaster.app.context import load
     from broadcaster.channels.registry import kind_of
-    from broadcaster.engine.outbox import plan_alert
+    from broadcaster.engine.outbox import count_phones, plan_alert
     from broadcaster.errors import SelectionError
     from broadcaster.netguard import no_network
     from broadcaster.states import Mode
@@ -101,6 +101,7 @@ async def cmd_preview(args: argparse.Namespace) -> int:
         plan = await plan_alert(config, catalogue, args.template, inputs_from(args, catalogue, config.timezone),
                                 mode=Mode.EXERCISE if args.exercise else Mode.DRY_RUN, now=time.time(),
                                 areas=tuple(args.area), selection=args.channels, require_approval=False)
+        await count_phones(plan)
     written = await write_preview_cards(plan, args.cards) if args.cards else []
     if args.json:
         print_json({"template": template.id, "approved": template.approved,

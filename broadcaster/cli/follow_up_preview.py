@@ -14,6 +14,7 @@ async def preview_follow_up(args: argparse.Namespace) -> int:
     from broadcaster.app.fire import Request, plan_request
     from broadcaster.cli.output import EXIT_OK, console, print_json
     from broadcaster.cli.views import show_preview
+    from broadcaster.engine.outbox import count_phones
     from broadcaster.errors import SelectionError
     from broadcaster.netguard import no_network
     from broadcaster.states import CancelReason, Mode
@@ -38,7 +39,7 @@ async def preview_follow_up(args: argparse.Namespace) -> int:
     database = address_of(database_of(args.config, args.db))
     with no_network(allow=[database] if database else []):
         async with open_app(args.config, args.db) as app:
-            plan = await plan_request(app, request, now=time.time(), created_by="preview")
+            plan = await count_phones(await plan_request(app, request, now=time.time(), created_by="preview"))
     if args.json:
         print_json({"template": plan.template.id, "approved": plan.template.approved, "kind": request.kind,
                     "references": plan.alert.references, "msg_type": str(plan.alert.msg_type),

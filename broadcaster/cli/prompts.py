@@ -74,6 +74,9 @@ def inputs_from(args: argparse.Namespace, catalogue: Catalogue, tz: ZoneInfo) ->
 
 async def confirm_live(plan: Plan) -> bool:
     """Show what will go out, then make the officer type the template id."""
+    from broadcaster.engine.outbox import count_phones
+
+    await count_phones(plan)  # the cost the officer confirms counts each phone once
     show_preview(plan)
     banner("live")
     if not sys.stdin.isatty():

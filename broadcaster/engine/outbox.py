@@ -288,8 +288,16 @@ async def plan_alert(
                 reply = follow_up.reply_to.get((channel.id, None, r.language)) if follow_up else None
                 plan.posts.append(NewDelivery(channel.id, keys[r.language], r.language, reply_to=reply))
                 plan.rows.append(PreviewRow(channel.id, channel.kind, r, 1))
-    # One SMS per phone per alert: the preview's SMS total counts each phone once, as the commit will.
-    plan.sms = await sms_audience(plan.rows, plan.lists, {c.id: c.kind for c in channels})
+    return plan
+
+
+async def count_phones(plan: Plan) -> Plan:
+    """``plan`` with its SMS total counting each phone once, as the commit will send it (one SMS per phone).
+
+    For what a person reads (previews, the typed confirmation, a second officer's review): it reads every SMS
+    list again, so a fire that nobody reviews first does not wait for it.
+    """
+    plan.sms = await sms_audience(plan.rows, plan.lists, {c.id: c.kind for c in plan.channels})
     return plan
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from broadcaster.app.fire import plan_held
-from broadcaster.engine.outbox import Plan, plan_alert
+from broadcaster.engine.outbox import Plan, count_phones, plan_alert
 from broadcaster.errors import InputError
 from broadcaster.service.bodies import parse_fire
 from broadcaster.service.http import ApiError, current_user, input_error, json_response, read_json
@@ -77,8 +77,9 @@ async def preview_plan(request: web.Request) -> tuple[Template, Plan]:
     try:
         now = service.clock.now()
         inputs = body.inputs(template, now, service.config.timezone)
-        plan = await plan_alert(app.config, app.catalogue, template.id, inputs, mode=body.mode, now=now,
-                                areas=body.areas, selection=body.selection, require_approval=False)
+        plan = await count_phones(await plan_alert(app.config, app.catalogue, template.id, inputs, mode=body.mode,
+                                                   now=now, areas=body.areas, selection=body.selection,
+                                                   require_approval=False))
     except InputError as exc:
         raise input_error(exc) from None
     return template, plan
@@ -123,7 +124,7 @@ async def alert(request: web.Request) -> web.Response:
         held: dict[str, Any] = {"request": pending.request, "deliveries": []}
         if view["state"] == AWAITING:
             try:
-                plan = await plan_held(service.app, alert_id, now=now)
+                plan = await count_phones(await plan_held(service.app, alert_id, now=now))
             except InputError as exc:
                 held["preview_error"] = str(exc)
             else:

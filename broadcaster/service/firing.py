@@ -20,6 +20,7 @@ from broadcaster.app.fire import Going, Held, Request, launch, plan_request
 from broadcaster.app.fire import confirm as confirm_fire
 from broadcaster.app.follow_up import CANCEL_TEMPLATES, all_clear_template
 from broadcaster.app.users import User, check_confirm, check_fire, require
+from broadcaster.engine.outbox import count_phones
 from broadcaster.engine.ratelimit import RateLimiter
 from broadcaster.errors import ConfigError, Conflict, Forbidden, InputError
 from broadcaster.service.bodies import (
@@ -114,7 +115,7 @@ async def preview_follow_up(request: web.Request) -> web.Response:
     original = await _original(service, request.match_info["alert_id"])
     asked = Request(action, mode, original=original.id, overrides=overrides, reason=parse_reason(body))
     try:
-        plan = await plan_request(service.app, asked, now=service.clock.now(), created_by="preview")
+        plan = await count_phones(await plan_request(service.app, asked, now=service.clock.now(), created_by="preview"))
     except ConfigError:
         raise
     except InputError as exc:

@@ -17,7 +17,7 @@ from broadcaster.app.context import open_app
 from broadcaster.app.fire import run_plan
 from broadcaster.cli import main
 from broadcaster.engine.audience import count_once
-from broadcaster.engine.outbox import Plan, RecipientList, plan_alert
+from broadcaster.engine.outbox import Plan, RecipientList, count_phones, plan_alert
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.states import Mode
 from broadcaster.templates.variables import example_inputs
@@ -51,6 +51,7 @@ def plan_and_send(p: Providers) -> tuple[Plan, str]:
             plan = await plan_alert(app.config, app.catalogue, "road_closure",
                                     example_inputs(app.catalogue.get("road_closure"), now, app.config.timezone),
                                     mode=Mode.LIVE, now=now)
+            await count_phones(plan)  # as a preview or the typed confirmation does before it goes out
             await run_plan(app, plan, policy=FAST)
             return plan, plan.alert.id
 
@@ -122,3 +123,18 @@ def test_count_once_matches_one_sms_per_phone(lists: list[list[tuple[int, str]]]
     on_lists = Counter(n for entries in lists for n in {n for n, _ in entries})
     assert sent == expected
     assert several == sum(1 for count in on_lists.values() if count > 1)
+
+
+def test_a_fire_nobody_reviews_does_not_read_its_lists_again(tmp_path: Path) -> None:
+    """The second read is for what a person reads; a `--yes` fire goes out without waiting for it."""
+    with Providers(tmp_path, extra_channels=volunteers) as p:
+        async def go() -> Plan:
+            async with open_app(str(p.config), str(p.db)) as app:
+                now = time.time()
+                return await plan_alert(app.config, app.catalogue, "road_closure",
+                                        example_inputs(app.catalogue.get("road_closure"), now, app.config.timezone),
+                                        mode=Mode.LIVE, now=now)
+
+        plan = asyncio.run(go())
+    assert plan.sms is None  # not counted: the rows' own total stands until someone asks
+    assert plan.sms_total.listed == plan.sms_total.phones == 13
