@@ -131,6 +131,18 @@ class AlertDocument:
     cards: Mapping[str, bytes] = field(default_factory=dict)
     public_url: str | None = None
 
+    def card_of(self, language: str) -> bytes:
+        """The card a message in ``language`` carries: a combined one (``ar+en``) carries its first language's."""
+        return self.cards[language.split("+")[0]]
+
+
+def carried_cards(config: ChannelConfig, *, card: bool, combined: bool) -> tuple[str, ...]:
+    """The languages whose card a channel attaches: none without ``card = true``, the first one when it posts
+    both languages combined, else each of its languages."""
+    if not card:
+        return ()
+    return config.languages[:1] if combined else config.languages
+
 
 class Clients:
     """The transports of one run: live, or recording (dry-run).

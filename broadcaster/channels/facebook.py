@@ -29,7 +29,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from broadcaster.channels.base import AlertDocument, Clients, OutboundMessage, Receipt
+from broadcaster.channels.base import AlertDocument, Clients, OutboundMessage, Receipt, carried_cards
 from broadcaster.channels.graph import (
     GraphChannel,
     api_version,
@@ -104,16 +104,12 @@ class FacebookChannel(GraphChannel):
     @classmethod
     def card_languages(cls, config: ChannelConfig) -> tuple[str, ...]:
         options = config.options_of(FacebookOptions)
-        if not options.card:
-            return ()
-        return config.languages[:1] if options.layout is Layout.COMBINED else config.languages
+        return carried_cards(config, card=options.card, combined=options.layout is Layout.COMBINED)
 
     @classmethod
     def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
         """With ``card = true``: the card's PNG (a combined post carries its first language's card)."""
-        if not config.options_of(FacebookOptions).card:
-            return None
-        return document.cards[rendered.language.split("+")[0]]
+        return document.card_of(rendered.language) if config.options_of(FacebookOptions).card else None
 
     def __init__(self, config: ChannelConfig, clients: Clients) -> None:
         super().__init__(config, clients)

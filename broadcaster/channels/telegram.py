@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 import orjson
 
-from broadcaster.channels.base import POOL_SIZE, AlertDocument, Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.base import (
+    POOL_SIZE,
+    AlertDocument,
+    Channel,
+    Clients,
+    OutboundMessage,
+    Receipt,
+    carried_cards,
+)
 from broadcaster.channels.gate import httpx_transport
 from broadcaster.channels.telegram_errors import classify_telegram
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
@@ -134,16 +142,12 @@ class TelegramChannel(Channel):
     @classmethod
     def card_languages(cls, config: ChannelConfig) -> tuple[str, ...]:
         options = config.options_of(TelegramOptions)
-        if not options.card:
-            return ()
-        return config.languages[:1] if options.layout is Layout.COMBINED else config.languages
+        return carried_cards(config, card=options.card, combined=options.layout is Layout.COMBINED)
 
     @classmethod
     def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
         """With ``card = true``: the card's PNG (a combined message carries its first language's card)."""
-        if not config.options_of(TelegramOptions).card:
-            return None
-        return document.cards[rendered.language.split("+")[0]]
+        return document.card_of(rendered.language) if config.options_of(TelegramOptions).card else None
 
     @classmethod
     def measure_piece(cls, text: str) -> int:

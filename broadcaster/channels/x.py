@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
+from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt, carried_cards
 from broadcaster.channels.http import close_session, open_session
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
 from broadcaster.channels.x_media import recorded_upload, upload_card
@@ -161,12 +161,12 @@ class XChannel(Channel):
 
     @classmethod
     def card_languages(cls, config: ChannelConfig) -> tuple[str, ...]:
-        return config.languages if config.options_of(XOptions).card else ()
+        return carried_cards(config, card=config.options_of(XOptions).card, combined=False)
 
     @classmethod
     def payload(cls, document: AlertDocument, rendered: Rendered, config: ChannelConfig) -> bytes | None:
         """With ``card = true``: the PNG of this post's language's card."""
-        return document.cards[rendered.language] if config.options_of(XOptions).card else None
+        return document.card_of(rendered.language) if config.options_of(XOptions).card else None
 
     def __init__(self, config: ChannelConfig, clients: Clients, *, now: Callable[[], float] = time.time) -> None:
         super().__init__(config, clients)
