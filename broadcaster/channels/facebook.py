@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -36,6 +35,7 @@ from broadcaster.channels.graph import (
     is_duplicate,
     page_id,
 )
+from broadcaster.channels.telegram import Layout  # the same two ways to post both languages, as email uses
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
 from broadcaster.templates.render import Forms, Rendered, shown_once
@@ -44,11 +44,6 @@ from broadcaster.text import lengths
 FACEBOOK_LIMIT: Final = 63_206  # characters in one Page post
 SEPARATOR: Final = "\n\n—————\n\n"
 DUPLICATE_LOOKBACK: Final = timedelta(days=1)  # how far back a post Meta calls a duplicate (506) is looked for
-
-
-class Layout(StrEnum):
-    COMBINED = "combined"  # one post, Arabic then English
-    SEPARATE = "separate"  # one post per language
 
 
 @dataclass(frozen=True, kw_only=True)
