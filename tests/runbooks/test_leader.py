@@ -401,8 +401,11 @@ class Hosts:
 
     def start(self, name: str) -> subprocess.Popen[bytes]:
         with (self.logs / f"host-{name}.log").open("wb") as out:
+            # Started as from a shell: Ctrl-C (SIGINT) at its default, whatever the test process inherited or
+            # set (an ignored SIGINT would be inherited, and the host would never hear the Ctrl-C it is sent).
             proc = subprocess.Popen(command(self.config, self.database, "schedule", "run"), stdout=out,
-                                    stderr=subprocess.STDOUT, env=self.env)
+                                    stderr=subprocess.STDOUT, env=self.env,
+                                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.procs.append(proc)
         return proc
 
