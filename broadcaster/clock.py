@@ -75,6 +75,18 @@ def real_io() -> Iterator[None]:
         del loop.real_waits[token]
 
 
+async def real_sleep(seconds: float) -> None:
+    """Wait ``seconds`` of real time, whatever the loop's clock (a lock held by another connection).
+
+    On a virtual loop ``asyncio.sleep`` would return at once, the clock having jumped; the wait
+    is then a real sleep on a worker thread, which keeps the virtual clock still meanwhile.
+    """
+    if isinstance(asyncio.get_running_loop(), VirtualTimeLoop):
+        await in_thread(time.sleep, seconds)
+    else:
+        await asyncio.sleep(seconds)
+
+
 async def in_thread(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args)`` on a worker thread (file reads, CPU work), never on the event loop."""
     with real_io():

@@ -8,7 +8,8 @@ One connection serves one event loop: an ``asyncio.Lock`` keeps a transaction's
 statements together while other tasks wait their turn without blocking the
 loop. Another *process* holding the write lock is never waited for inside
 SQLite (``busy_timeout = 0``, which would sleep on the loop): a locked database
-is retried with ``asyncio.sleep`` instead, for up to :data:`BUSY_WAIT_S`.
+is retried after a real-time pause instead, for up to :data:`BUSY_WAIT_S` of real time
+(also on a dry-run's virtual-time loop, whose ``asyncio.sleep`` would not wait at all).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from broadcaster.clock import in_thread
+from broadcaster.clock import in_thread, real_sleep
 from broadcaster.errors import InputError, IntegrityError, StoreError, StoreFull, StoreUnavailable
 from broadcaster.store.sql import Database, Dialect, Result
 
@@ -122,17 +124,16 @@ class SqliteDatabase:
                 self.conn.execute("ROLLBACK")
 
     async def _retry(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``; while another process holds the write lock, wait with asyncio.sleep and try again."""
-        waited, pause = 0.0, _BUSY_FIRST_S
+        """Run ``fn``; while another connection holds the write lock, pause (real time) and try again."""
+        deadline, pause = time.monotonic() + BUSY_WAIT_S, _BUSY_FIRST_S
         while True:
             try:
                 return self._guard(fn)
             except _Busy:
-                if waited >= BUSY_WAIT_S:
-                    raise StoreUnavailable(f"{self.where}: the database stayed locked by another process for "
-                                           f"{BUSY_WAIT_S:.0f} s") from None
-                await asyncio.sleep(pause)
-                waited += pause
+                if time.monotonic() >= deadline:
+                    raise StoreUnavailable(f"{self.where}: the database stayed locked by another connection "
+                                           f"for {BUSY_WAIT_S:g} s") from None
+                await real_sleep(pause)
                 pause = min(_BUSY_MAX_S, pause * 2)
 
     def _guard(self, fn: Callable[[], T]) -> T:
