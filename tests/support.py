@@ -34,9 +34,11 @@ def toml_value(value: Any) -> str:
 
 def write_config(tmp_path: Path, channels: list[dict[str, Any]], **top: Any) -> Path:
     """Write a channels.toml into ``tmp_path`` and return its path."""
-    settings = {"sender": "alerts.example.gov", "timezone": "Asia/Dubai", "database": "var/test.db"}
+    # public_url as in the sample config: the shipped templates' verification line needs it. None leaves it out.
+    settings = {"sender": "alerts.example.gov", "timezone": "Asia/Dubai", "database": "var/test.db",
+                "public_url": "https://alerts.example.gov"}
     settings.update(top)
-    lines = ["[broadcaster]"] + [f"{k} = {toml_value(v)}" for k, v in settings.items()]
+    lines = ["[broadcaster]"] + [f"{k} = {toml_value(v)}" for k, v in settings.items() if v is not None]
     for table in channels:
         lines.append("\n[[channel]]")
         lines += [f"{k} = {toml_value(v)}" for k, v in table.items()]

@@ -170,7 +170,7 @@ def test_preview_with_vars(cli: Cli) -> None:
     assert {m["channel"] for m in messages} == {"x-authority"}
     en = next(m for m in messages if m["language"] == "en")
     # Each value isolated left to right in the English text (LRI … PDI).
-    assert ("\u2066Sheikh Mohammed Bin Zayed Road\u2069 will be closed due to \u2066a traffic accident\u2069"
+    assert ("\u2066Sheikh Mohammed Bin Zayed Road\u2069 will be closed from \u2066"
             in en["text"])
     assert "\u2066Al Khail Road\u2069" in en["text"]
 

@@ -39,7 +39,7 @@ async def review(app: App, template_id: str) -> Reviewed:
 async def problems_of(app: App, reviewed: Reviewed, *, now: float) -> list[str]:
     """Every problem ``templates check`` finds in the reviewed content, but its approval."""
     found = await in_thread(check_template, reviewed.template, app.catalogue.gazetteer, app.config.timezone,
-                            targets(app.config.channels), now=now)
+                            targets(app.config.channels), now=now, public_url=app.config.public_url)
     return [p for p in found if not p.startswith("[approval]")]
 
 

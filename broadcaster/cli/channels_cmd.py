@@ -24,17 +24,24 @@ async def cmd_check(args: argparse.Namespace) -> int:
     from broadcaster.clock import in_thread
     from broadcaster.errors import ConfigError, TemplateError
     from broadcaster.recipients import index_list
+    from broadcaster.templates.verify_line import public_url_problem
 
     # Key, type and area errors raise here, naming file, channel and key.
     config, catalogue, _ = load(args.config, args.db)
     areas = catalogue.gazetteer.area_codes()
     kinds_of: dict[str, tuple[str, ...]] = {}  # template id -> the kinds it targets (`templates check` names bad ones)
+    verified: list[str] = []  # templates whose texts end with the verification line: they need public_url
     for template_id in catalogue.ids():
         try:
             kinds_of[template_id] = catalogue.get(template_id).kinds
         except TemplateError:
             continue
+        if catalogue.get(template_id).verify_line:
+            verified.append(template_id)
     problems: list[str] = []
+    line_problem = public_url_problem(config.public_url) if verified else None
+    if line_problem is not None:
+        problems.append(f"{config.path}: template(s) {', '.join(verified)}: {line_problem}")
     warnings: list[str] = []
     table = Table("channel", "kind", "languages", "areas", "exercise", "rate/s", "recipients", "secrets")
     for channel in config.channels:

@@ -52,7 +52,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
     from broadcaster.templates.check import check_catalogue
 
     config, catalogue, _ = load(args.config, args.db)
-    problems = check_catalogue(catalogue, config.timezone, targets(config.channels))
+    problems = check_catalogue(catalogue, config.timezone, targets(config.channels), public_url=config.public_url)
     for line in problems:
         problem(line)
     ids = catalogue.ids()

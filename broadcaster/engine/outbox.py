@@ -33,7 +33,7 @@ from broadcaster.channels.registry import kind_of
 from broadcaster.clock import in_thread
 from broadcaster.config import ChannelConfig, Config
 from broadcaster.engine.audience import SmsAudience, rows_audience, sms_audience
-from broadcaster.errors import ConfigError, SelectionError, TemplateError
+from broadcaster.errors import ConfigError, Conflict, SelectionError, TemplateError
 from broadcaster.recipients import ListFormat, index_list, iter_recipients
 from broadcaster.selection import select_channels
 from broadcaster.states import CAP_STATUS, DeliveryState, Mode, MsgType
@@ -42,6 +42,7 @@ from broadcaster.store.records import AlertRecord, AudienceCopy, MessageRecord, 
 from broadcaster.templates.catalogue import LANGUAGES, Catalogue, Template
 from broadcaster.templates.render import Forms, Rendered, mark, render_forms
 from broadcaster.templates.variables import Inputs, resolve
+from broadcaster.templates.verify_line import public_url_problem, short_code, with_verify_line
 from broadcaster.timefmt import iso_seconds
 
 BATCH: Final = 2_000  # recipients per outbox chunk: a few milliseconds of inserts between yields
@@ -216,15 +217,24 @@ async def plan_alert(
             config.channels, selection, kinds=template.kinds, areas=tuple(sorted(reach)),
             mode=mode, known_areas=known_areas,
         )
+    alert_id = alert_id or new_alert_id(now)
     unmarked = render_forms(template, values.display, exercise=mode == Mode.EXERCISE)
     forms = mark(unmarked, marker)
+    short = None
+    if template.verify_line:  # the one link in a text, built here: never without it, never typed by an officer
+        problem = public_url_problem(config.public_url)
+        if problem is not None:
+            raise ConfigError(f"cannot send template {template.id!r}: {problem}", where=str(config.path))
+        assert config.public_url is not None
+        short = short_code(alert_id)
+        forms = with_verify_line(forms, config.public_url, short)
 
     alert = AlertRecord(
-        id=alert_id or new_alert_id(now), template=template.id, template_hash=template.content_hash, mode=mode,
+        id=alert_id, template=template.id, template_hash=template.content_hash, mode=mode,
         msg_type=msg_type, references=original.id if original else None, sent_at=now,
         expires_at=expires_at(template, values.inputs, now), areas=tuple(alert_areas),
         channels=tuple(c.id for c in channels), inputs={k: dict(v) for k, v in values.inputs.items()},
-        forms={k: dict(v) for k, v in forms.items()}, created_by=created_by,
+        forms={k: dict(v) for k, v in forms.items()}, created_by=created_by, short=short,
     )
     alert = dataclasses.replace(alert, cap=await cap_snapshot(config, catalogue, template, alert, follow_up))
     plan = Plan(alert, template, channels, forms, [], [], skipped=dict(follow_up.skipped) if follow_up else {})
@@ -249,6 +259,9 @@ async def plan_alert(
         if marker and kind.registered_text:
             plan.notes.append(f"channel {channel.id!r} ({channel.kind}) sends its approved registered template, "
                               f"without \"{marker['ar']} / {marker['en']}\" in front")
+        if short and kind.registered_text:
+            plan.notes.append(f"channel {channel.id!r} ({channel.kind}) sends its approved registered template, "
+                              "without the verification line")
         keys = {r.language: f"{channel.id}/{r.language}" for r in rendered}
         problems = kind.template_problems(channel, template.id, exercise=mode == Mode.EXERCISE)
         if problems:
@@ -376,6 +389,17 @@ def alert_document(config: Config, template: Template, alert: AlertRecord,
 
 
 async def commit(store: Store, plan: Plan) -> tuple[int, int]:
-    """Write the alert and all its deliveries as pending, atomically: ``(created, duplicates skipped)``."""
+    """Write the alert and all its deliveries as pending, atomically: ``(created, duplicates skipped)``.
+
+    An alert's verification code must name it alone: a code another alert holds (two alert ids whose sha256
+    share 40 bits) refuses the commit here, and the store's primary key refuses it in a race.
+    """
+    short = plan.alert.short
+    if short is not None:
+        holder = await store.alerts.by_short(short)
+        if holder is not None and holder != plan.alert.id:
+            raise Conflict(f"the verification code {short} of alert {plan.alert.id} is already alert {holder}'s "
+                           "(a 1 in 10^12 chance); nothing was committed or sent: fire again, and the new alert "
+                           "gets a new code")
     return await store.alerts.create(plan.alert, plan.messages, plan.deliveries(), plan.copies, plan.step,
                                      plan.withdraws)

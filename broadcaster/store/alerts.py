@@ -7,6 +7,7 @@ only :meth:`SqlAlerts.create`, the outbox commit, which is its hot path
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from typing import Any, Final
 
@@ -195,6 +196,25 @@ class SqlAlerts:
         return [MessageRecord(key=r["key"], channel_id=r["channel_id"], language=r["language"], text=r["text"])
                 for r in rows]
 
+    async def by_short(self, short: str) -> str | None:
+        """The id of the alert whose verification code is ``short`` (migration 0010), or None."""
+        value = (await self.db.execute("SELECT alert_id FROM verify_codes WHERE short = ?", (short,))).scalar()
+        return str(value) if value is not None else None
+
+    async def verification(self, alert_id: str, *, cancel_ref: str | None = None) -> list[AlertRecord]:
+        """One read for the public verification page: the alert and every alert that follows it up: those
+        whose ``refs`` name it, and the cancels whose stored CAP ``<references>`` match the LIKE pattern
+        ``cancel_ref`` (a cancel of a later update cancels it too). Oldest first, at most 1,000; each record
+        carries its verification code. Empty when there is no such alert."""
+        cols = ", ".join(f"a.{c.strip()}" for c in ALERT_COLUMNS.split(","))
+        also, params = "", [alert_id, alert_id]
+        if cancel_ref is not None:
+            also, params = " OR (a.msg_type = ? AND a.cap LIKE ?)", [*params, str(MsgType.CANCEL), cancel_ref]
+        rows = await self.db.execute(
+            f"SELECT {cols}, v.short AS short FROM alerts a LEFT JOIN verify_codes v ON v.alert_id = a.id"
+            f" WHERE a.id = ? OR a.refs = ?{also} ORDER BY a.sent_at, a.id LIMIT ?", (*params, THREAD_LIMIT))
+        return [dataclasses.replace(alert_record(r), short=r["short"]) for r in rows]
+
     async def follow_ups(self, alert_id: str) -> list[AlertRecord]:
         """The updates and cancels that reference ``alert_id``, oldest first."""
         rows = await self.db.execute(
@@ -290,6 +310,8 @@ async def insert_head(tx: Database, alert: AlertRecord, messages: Sequence[Messa
     """
     params = alert_params(alert)
     await tx.execute(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES ({marks(params)})", params)
+    if alert.short is not None:  # its primary key refuses a code another alert holds: nothing is committed
+        await tx.execute("INSERT INTO verify_codes (short, alert_id) VALUES (?, ?)", (alert.short, alert.id))
     if step is not None:
         await claim_step(tx, step, alert.id)
     if withdraw is not None:

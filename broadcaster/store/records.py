@@ -32,6 +32,10 @@ class AlertRecord:
     # The CAP 1.2 document as built when the alert was planned (migration 0008), stored and anchored with it:
     # what /cap/{id}.xml serves, never rebuilt from today's templates. None for alerts from before it.
     cap: str | None = None
+    # The code of its public verification link ({public_url}/v/CODE) when its template carries a verification
+    # line (migration 0010, table verify_codes); None otherwise. Not an alerts column, so not in its anchor
+    # hash by itself: the texts that carry the link are.
+    short: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

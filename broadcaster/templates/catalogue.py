@@ -72,6 +72,7 @@ class Template:
     words_hash: str = ""
     instruction: Mapping[str, str] | None = None  # language -> CAP <instruction> ([cap] instruction)
     expires_from: str | None = None  # the datetime variable the alert's expiry follows ([cap] expires_from)
+    verify_line: bool = False  # its short and long texts end with "تحقق: / Verify: {public_url}/v/CODE"
 
     def variable(self, name: str) -> Variable | None:
         return next((v for v in self.variables if v.name == name), None)
@@ -112,6 +113,7 @@ def template_detail(t: Template, examples: Mapping[str, Mapping[str, str]] | Non
         "kinds": list(t.kinds),
         "expires_hours": t.expires_hours,
         "two_person": t.two_person,
+        "verify_line": t.verify_line,
         "approved": t.approved,
         "approval": None if t.approval is None else {"by": t.approval.by, "at": t.approval.at,
                                                       "sha256": t.approval.sha256},
@@ -190,7 +192,8 @@ def parse_template(path: Path, kinds: Collection[str] | None, gazetteer: Gazette
             raise TemplateError(f"{ctx}: needs {{ar = ..., en = ...}}", where=where)
         return {lang: value[lang] for lang in LANGUAGES}
 
-    known = {"version", "title", "kinds", "expires_hours", "two_person", "cap", "variables", "text", "approval"}
+    known = {"version", "title", "kinds", "expires_hours", "two_person", "cap", "variables", "text", "approval",
+             "verify_line"}
     unknown = set(raw) - known
     if unknown:
         raise TemplateError(f"unknown key(s): {', '.join(sorted(unknown))}", where=where)
@@ -207,6 +210,9 @@ def parse_template(path: Path, kinds: Collection[str] | None, gazetteer: Gazette
     two_person = raw.get("two_person", False)
     if not isinstance(two_person, bool):
         raise TemplateError("key 'two_person': must be true or false", where=where)
+    verify_line = raw.get("verify_line", False)
+    if not isinstance(verify_line, bool):
+        raise TemplateError("key 'verify_line': must be true or false", where=where)
 
     cap_raw = need(raw, "cap", dict, "table ")
     cap: dict[str, str] = {}
@@ -280,6 +286,7 @@ def parse_template(path: Path, kinds: Collection[str] | None, gazetteer: Gazette
         words_hash=words_hash(words),
         instruction={lang: text.strip() for lang, text in instruction.items()} if instruction else None,
         expires_from=expires_from,
+        verify_line=verify_line,
     )
 
 

@@ -26,6 +26,7 @@ from broadcaster.templates.content import control_problem, text_problem
 from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.render import Forms, Rendered, follow_up_markers, isolate, mark, render_forms
 from broadcaster.templates.variables import example_inputs, format_moment, format_number, resolve
+from broadcaster.templates.verify_line import public_url_problem, with_verify_line, worst_code
 
 
 class Target(Protocol):
@@ -51,11 +52,13 @@ class Target(Protocol):
 
 
 def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, targets: Sequence[Target], *,
-                    now: float | None = None) -> list[str]:
+                    now: float | None = None, public_url: str | None = None) -> list[str]:
     """Every problem in every template, one line each, naming file and field.
 
     The worst case of each template is proved against every target of a kind it goes to;
-    examples are resolved and checked at ``now`` (default: this moment).
+    examples are resolved and checked at ``now`` (default: this moment). ``public_url`` is
+    ``[broadcaster] public_url``: a template with ``verify_line = true`` is measured with its
+    line, and is a problem without one.
     """
     problems: list[str] = []
     for template_id in catalogue.ids():
@@ -65,15 +68,19 @@ def check_catalogue(catalogue: Catalogue, tz: ZoneInfo, targets: Sequence[Target
             problems.append(str(exc))
             continue
         problems += [f"{template.path}: {p}"
-                     for p in check_template(template, catalogue.gazetteer, tz, targets, now=now)]
+                     for p in check_template(template, catalogue.gazetteer, tz, targets, now=now,
+                                             public_url=public_url)]
     return problems
 
 
 def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: Sequence[Target], *,
-                   now: float | None = None) -> list[str]:
+                   now: float | None = None, public_url: str | None = None) -> list[str]:
     """Every problem of one template (approval last), one line each."""
     at = time.time() if now is None else now
     problems = _placeholder_problems(template) + _word_problems(template)
+    line_problem = public_url_problem(public_url) if template.verify_line else None
+    if line_problem is not None:
+        problems.append(line_problem)
     for variable in template.variables:
         problems += _variable_problems(variable, gazetteer, tz)
     try:
@@ -83,7 +90,7 @@ def check_template(template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targe
     # Worst-case lengths only make sense for a well-formed template, but a stale or
     # missing approval must not hide them: the approver has to see them before approving.
     if not problems:
-        problems += worst_case_problems(template, gazetteer, tz, targets)
+        problems += worst_case_problems(template, gazetteer, tz, targets, public_url=public_url)
     state = template.staleness()
     if state == "missing":
         problems.append("[approval]: missing; run `broadcaster templates approve ID` (as an approver) after review")
@@ -204,10 +211,12 @@ def worst_display(
 
 
 def worst_case_problems(
-    template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: Sequence[Target]
+    template: Template, gazetteer: Gazetteer, tz: ZoneInfo, targets: Sequence[Target], *,
+    public_url: str | None = None,
 ) -> list[str]:
     """Targets whose messages would not fit with every variable at its longest, with or without the exercise
-    marker and the longest update or reminder marker."""
+    marker and the longest update or reminder marker, and with the template's verification line (under
+    ``public_url``) when it asks for one."""
     problems: list[str] = []
     displays: dict[str, dict[str, dict[str, str]]] = {}  # per kind: every target of a kind measures alike
     for target in targets:
@@ -221,6 +230,8 @@ def worst_case_problems(
         longest = {lang: max((m[lang] for m in follow_up_markers()), key=measure) for lang in LANGUAGES}
         for exercise, marker in ((False, None), (True, None), (False, longest), (True, longest)):
             forms = mark(render_forms(template, display, exercise=exercise), marker)
+            if template.verify_line and public_url:
+                forms = with_verify_line(forms, public_url, worst_code())
             for rendered in target.render(forms):
                 if rendered.fits:
                     continue

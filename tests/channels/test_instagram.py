@@ -67,7 +67,7 @@ async def test_a_post_is_a_container_then_its_publication(tmp_path: Path, fake: 
 def test_a_channel_refuses_to_load_without_a_public_url(tmp_path: Path) -> None:
     table = {"id": "ig", "kind": "instagram", "ig_user_id": IG_USER_ID, "token_env": "T"}
     with pytest.raises(ConfigError, match=r"channel 'ig': kind 'instagram' needs \[broadcaster\] public_url"):
-        make_config(tmp_path, [table])
+        make_config(tmp_path, [table], public_url=None)
 
 
 async def test_a_timeout_making_the_container_published_nothing(tmp_path: Path, fake: FakeGraph,

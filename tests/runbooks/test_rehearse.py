@@ -159,7 +159,7 @@ def test_warnings_near_limit_uncovered_area_and_empty_list(tmp_path: Path) -> No
     channels[0]["areas"] = ["DXB-MARINA"]  # x-authority covers one area only
     channels.append({"id": "sms-deira", "kind": "sms", "account_sid_env": "TWILIO_ACCOUNT_SID",
                      "auth_token_env": "TWILIO_AUTH_TOKEN", "from": "+15005550006", "recipients": "deira.csv",
-                     "max_segments": 3})
+                     "max_segments": 4})  # the verification line included
     (tmp_path / "deira.csv").write_text("phone,language,area\n+971501000101,ar,DXB-DEIRA\n", encoding="utf-8")
     files = loaded(write_config(tmp_path, channels, templates=str(TEMPLATES), database="var/test.db"))
     text = """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -60,6 +62,23 @@ def rewrite_config(p: Providers, *, extra: list[dict[str, Any]] | None = None, t
     channels = p.default_channels() + (extra or [])
     write_config(p.tmp_path, channels, templates=str(templates or REPO / "templates"),
                  database="var/broadcaster.db", **top)
+
+
+def without_verify_line(p: Providers) -> Path:
+    """A copy of the shipped templates without their verification line, approved again as they are now: for a
+    config without public_url, which refuses templates that carry the line."""
+    from datetime import UTC, datetime
+
+    from tests.templates.support import approve_as_is
+
+    folder = p.tmp_path / "templates-no-verify-line"
+    shutil.copytree(REPO / "templates", folder)
+    for path in sorted(folder.glob("*.toml")):
+        text = path.read_text(encoding="utf-8")
+        if path.stem != "gazetteer" and "\nverify_line = true" in text:
+            path.write_text(re.sub(r"\nverify_line = true[^\n]*", "", text), encoding="utf-8")
+            approve_as_is(path, "duty-officer", datetime.now(UTC))
+    return folder
 
 
 @dataclass

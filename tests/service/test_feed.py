@@ -13,7 +13,7 @@ import pytest
 
 from broadcaster.cap import validate
 from tests.engine.providers import Providers
-from tests.service.support import PUBLIC_URL, REPO, Api, ManualClock, rewrite_config, serving
+from tests.service.support import PUBLIC_URL, REPO, Api, ManualClock, rewrite_config, serving, without_verify_line
 
 ATOM = {"a": "http://www.w3.org/2005/Atom"}
 CAP = {"cap": "urn:oasis:names:tc:emergency:cap:1.2"}
@@ -112,7 +112,7 @@ async def test_expired_alerts_leave_the_feed_but_keep_their_document(clocked: Ap
 async def test_without_a_public_url_nothing_is_published_and_the_host_header_is_never_used(
     providers: Providers, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rewrite_config(providers)
+    rewrite_config(providers, public_url=None, templates=without_verify_line(providers))
     async with serving(providers) as api:
         assert "the CAP feed is not published" in caplog.text  # said when serve starts
         status, body = await api.fire("officer", mode="live")

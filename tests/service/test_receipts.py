@@ -11,7 +11,7 @@ from twilio.request_validator import RequestValidator
 from broadcaster.service.receipts import signature_ok
 from tests.engine.providers import SECRETS, Providers
 from tests.service.conftest import drill_channels
-from tests.service.support import PUBLIC_URL, Api, rewrite_config, serving
+from tests.service.support import PUBLIC_URL, Api, rewrite_config, serving, without_verify_line
 from tests.support import make_config
 
 CALLBACK = f"{PUBLIC_URL}/twilio/status"
@@ -92,7 +92,8 @@ async def test_a_signed_callback_without_a_sid_is_a_400(api: Api) -> None:
 
 
 async def test_without_a_public_url_every_callback_is_refused(providers: Providers) -> None:
-    rewrite_config(providers, extra=drill_channels(providers))
+    rewrite_config(providers, extra=drill_channels(providers), public_url=None,
+                   templates=without_verify_line(providers))
     async with serving(providers) as api:
         _alert_id, (sid, *_) = await fire_sms(api)
         assert {m["status_callback"] for m in providers.twilio.messages} == {None}

@@ -34,6 +34,7 @@ def edit(path: Path, old: str, new: str) -> None:
 
 
 DEFAULT_TARGETS = targets(None)
+PUBLIC_URL = "https://alerts.example.gov"  # the sample config's: the verification line is measured under it
 """One target per channel kind, every optional key at its default (``templates check`` without channels)."""
 
 

@@ -19,13 +19,13 @@ from broadcaster.templates.approval import approve, read_for_review, record
 from broadcaster.templates.catalogue import Catalogue, parse_template
 from broadcaster.templates.check import check_catalogue
 from tests.support import token_file
-from tests.templates.support import DEFAULT_TARGETS, DUBAI, ROOT, approve_as_is, edit
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, PUBLIC_URL, ROOT, approve_as_is, edit
 
 REPO = ROOT
 
 E11_EN = 'en = "Sheikh Zayed Road"'
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
-EN_SHORT = 'short = "{road} will be closed due to {reason}'
+EN_SHORT = 'short = "{road} will be closed from {starts}'
 
 
 def test_a_gazetteer_edit_voids_the_approvals_it_affects_and_check_says_which(catalogue: Catalogue) -> None:
@@ -35,7 +35,7 @@ def test_a_gazetteer_edit_voids_the_approvals_it_affects_and_check_says_which(ca
     assert not edited.get("road_closure").approved and not edited.get("road_reopened").approved
     for other in ("earthquake", "flood_warning", "all_clear", "cancel", "call_off", "dust_storm"):
         assert edited.get(other).approved, other
-    problems = check_catalogue(edited, DUBAI, DEFAULT_TARGETS)
+    problems = check_catalogue(edited, DUBAI, DEFAULT_TARGETS, public_url=PUBLIC_URL)
     assert problems == [f"{edited.path(t)}: [approval] sha256: stale: the gazetteer's road names it can render "
                         "changed since it was approved; review it and approve again"
                         for t in ("road_closure", "road_reopened")]
@@ -62,7 +62,7 @@ def test_approving_again_covers_the_new_names(catalogue: Catalogue) -> None:
 def test_approve_refuses_content_other_than_the_reviewed_and_leaves_the_file(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     reviewed = catalogue.get("road_closure").content_hash
-    edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
+    edit(path, EN_SHORT, 'short = "{road} is closed from {starts}')
     before = path.read_bytes()
     with pytest.raises(Conflict, match="changed since you reviewed it") as caught:
         approve(path, "Officer", WHEN, reviewed=reviewed, gazetteer=catalogue.gazetteer)
@@ -73,7 +73,7 @@ def test_approve_refuses_content_other_than_the_reviewed_and_leaves_the_file(cat
 def test_a_file_switched_after_the_read_is_never_overwritten_nor_approved(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     shown = read_for_review(path, KINDS, catalogue.gazetteer)  # what the approver saw
-    edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')  # then an editor saved B
+    edit(path, EN_SHORT, 'short = "{road} is closed from {starts}')  # then an editor saved B
     switched = path.read_bytes()
     with pytest.raises(Conflict, match="changed while it was being approved"):
         record(shown, sha256=shown.template.content_hash, by="Officer", when=WHEN, gazetteer=catalogue.gazetteer)
@@ -84,7 +84,7 @@ def test_a_file_switched_after_the_read_is_never_overwritten_nor_approved(catalo
 def test_300_approvals_racing_a_file_switched_between_a_and_b_approve_only_a(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     text_a = path.read_text(encoding="utf-8").split("\n[approval]")[0] + "\n"
-    text_b = text_a.replace("will be closed due to", "is closed due to")
+    text_b = text_a.replace("will be closed from", "is closed from")
     path.write_text(text_a, encoding="utf-8")
     hash_a = catalogue.get("road_closure").content_hash
     path.write_text(text_b, encoding="utf-8")
@@ -162,7 +162,7 @@ def test_cli_approve_takes_the_reviewed_sha256_and_refuses_any_other(
     args = _cli(tmp_path, catalogue)
     path = catalogue.path("road_closure")
     reviewed = catalogue.get("road_closure").content_hash
-    edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
+    edit(path, EN_SHORT, 'short = "{road} is closed from {starts}')
     before = path.read_bytes()
     assert main([*args, "templates", "approve", "road_closure", "--sha256", reviewed]) == 2
     assert "changed since you reviewed it" in capsys.readouterr().err
@@ -178,12 +178,12 @@ def test_cli_approve_without_sha256_shows_the_content_and_approves_nothing_off_a
 ) -> None:
     args = _cli(tmp_path, catalogue)
     path = catalogue.path("road_closure")
-    edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
+    edit(path, EN_SHORT, 'short = "{road} is closed from {starts}')
     before = path.read_bytes()
     assert main([*args, "templates", "approve", "road_closure"]) == 2
     out, err = capsys.readouterr()
     current = catalogue.get("road_closure").content_hash
-    assert f"sha256: {current}" in out and "is closed due to" in out and "E11 = شارع الشيخ زايد" in out
+    assert f"sha256: {current}" in out and "is closed from" in out and "E11 = شارع الشيخ زايد" in out
     assert f"--sha256 {current}" in err
     assert path.read_bytes() == before
 
@@ -193,10 +193,10 @@ def test_cli_approve_on_a_terminal_approves_what_it_showed_not_what_the_file_bec
 ) -> None:
     args = _cli(tmp_path, catalogue)
     path = catalogue.path("road_closure")
-    edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
+    edit(path, EN_SHORT, 'short = "{road} is closed from {starts}')
 
     def switch_then_confirm(prompt: str) -> str:
-        edit(path, "is closed due to", "is open despite")  # the editor saves B while the approver reads A
+        edit(path, "is closed from", "is open despite")  # the editor saves B while the approver reads A
         return "road_closure"
 
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)

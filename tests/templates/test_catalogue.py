@@ -13,11 +13,11 @@ from broadcaster.errors import TemplateError
 from broadcaster.templates.catalogue import Catalogue, content_hash, read_toml
 from broadcaster.templates.check import check_catalogue
 from tests.support import Loaded
-from tests.templates.support import DEFAULT_TARGETS, DUBAI, approve_as_is, edit, set_kinds
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, PUBLIC_URL, approve_as_is, edit, set_kinds
 
 REQUIRED = {"road_closure", "flood_warning", "earthquake", "all_clear", "cancel"}
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
-EN_SHORT = 'short = "{road} will be closed due to {reason}'
+EN_SHORT = 'short = "{road} will be closed from {starts}'
 
 
 def test_shipped_catalogue_holds_the_required_templates_all_approved(shipped: Catalogue) -> None:
@@ -31,24 +31,25 @@ def test_shipped_catalogue_holds_the_required_templates_all_approved(shipped: Ca
 
 def test_shipped_catalogue_passes_check_with_shipped_channels(shipped_app: Loaded) -> None:
     assert shipped_app.catalogue.ids()
-    problems = check_catalogue(shipped_app.catalogue, shipped_app.config.timezone, targets(shipped_app.config.channels))
+    problems = check_catalogue(shipped_app.catalogue, shipped_app.config.timezone, targets(shipped_app.config.channels),
+                               public_url=shipped_app.config.public_url)
     assert problems == []
 
 
 def test_shipped_catalogue_passes_check_against_default_targets(shipped: Catalogue) -> None:
-    assert check_catalogue(shipped, DUBAI, DEFAULT_TARGETS) == []
+    assert check_catalogue(shipped, DUBAI, DEFAULT_TARGETS, public_url=PUBLIC_URL) == []
 
 
 def test_editing_text_makes_the_approval_stale(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     before = catalogue.get("road_closure").content_hash
-    edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
+    edit(path, EN_SHORT, 'short = "{road} is closed from {starts}')
 
     template = catalogue.get("road_closure")
     assert template.content_hash != before
     assert not template.approved
 
-    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS, public_url=PUBLIC_URL)
     assert [p for p in problems if p.startswith(str(path)) and "stale" in p], problems
     # Only the edited template is affected.
     assert all(p.startswith(str(path)) for p in problems)
@@ -87,7 +88,7 @@ def test_missing_approval_is_reported(catalogue: Catalogue) -> None:
     path.write_text(text.split("[approval]")[0], encoding="utf-8")
     with pytest.raises(TemplateError, match="approval missing"):
         catalogue.approved("cancel")
-    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS, public_url=PUBLIC_URL)
     assert problems == [
         f"{path}: [approval]: missing; run `broadcaster templates approve ID` (as an approver) after review"]
 
@@ -95,7 +96,7 @@ def test_missing_approval_is_reported(catalogue: Catalogue) -> None:
 def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     edit(path, "[cap]\n", "# A comment the approver must keep.\n[cap]\n")
-    edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
+    edit(path, EN_SHORT, 'short = "{road} is closed from {starts}')
     edited = path.read_text(encoding="utf-8")
 
     digest = approve_as_is(path, "  Duty Officer Mariam  ", WHEN)
@@ -111,7 +112,7 @@ def test_reapproving_fixes_a_stale_template_and_keeps_comments(catalogue: Catalo
     assert "# Road closure: announced by municipalities" in after
     assert "# A comment the approver must keep." in after
     assert after.count("[approval]") == 1
-    assert check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS) == []
+    assert check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS, public_url=PUBLIC_URL) == []
 
 
 def test_approving_an_unapproved_file_appends_the_table(catalogue: Catalogue) -> None:
@@ -125,7 +126,7 @@ def test_approving_an_unapproved_file_appends_the_table(catalogue: Catalogue) ->
 def test_approve_replaces_an_approval_header_that_carries_a_comment(catalogue: Catalogue) -> None:
     path = catalogue.path("road_closure")
     edit(path, "[approval]\n", "[approval]  # signed off by the duty desk\n")
-    edit(path, EN_SHORT, 'short = "{road} is closed due to {reason}')
+    edit(path, EN_SHORT, 'short = "{road} is closed from {starts}')
     approve_as_is(path, "Officer", WHEN)
     assert catalogue.approved("road_closure").approval is not None
     assert path.read_text(encoding="utf-8").count("[approval]") == 1
@@ -183,7 +184,7 @@ def test_toml_syntax_error_names_the_file_and_line(catalogue: Catalogue) -> None
     assert caught.value.where == f"{path}:{number}"
     assert "TOML syntax error" in str(caught.value)
 
-    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS, public_url=PUBLIC_URL)
     assert len(problems) == 1
     assert problems[0].startswith(f"{path}:{number}: ")
 
@@ -207,7 +208,7 @@ def test_the_gazetteer_is_not_a_template(shipped: Catalogue) -> None:
 def test_an_invalid_cap_value_names_the_field_and_the_allowed_values(catalogue: Catalogue) -> None:
     path = catalogue.path("earthquake")
     edit(path, 'urgency = "Immediate"', 'urgency = "Soon"')
-    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS, public_url=PUBLIC_URL)
     assert len(problems) == 1
     assert problems[0].startswith(str(path))
     assert re.search(r"\[cap\] urgency: 'Soon' is not a CAP 1\.2 value \(Immediate, Expected", problems[0])

@@ -13,9 +13,10 @@ from broadcaster.templates.catalogue import Catalogue
 from broadcaster.templates.check import check_catalogue, check_template, worst_display
 from broadcaster.templates.render import PDI, RLI, inert_isolates_dropped, render_forms
 from broadcaster.templates.variables import example_inputs, resolve
+from broadcaster.templates.verify_line import with_verify_line, worst_code
 from broadcaster.text import lengths
 from tests.support import Loaded
-from tests.templates.support import DEFAULT_TARGETS, DUBAI, approve_as_is, edit, render_kind, set_kinds
+from tests.templates.support import DEFAULT_TARGETS, DUBAI, PUBLIC_URL, approve_as_is, edit, render_kind, set_kinds
 
 WHEN = datetime(2026, 11, 22, 9, 30, tzinfo=DUBAI)
 STALE = "[approval] sha256: stale"
@@ -24,7 +25,7 @@ STALE = "[approval] sha256: stale"
 def problems_of(catalogue: Catalogue, template_id: str, app: Loaded | None = None) -> list[str]:
     """check_template for one template, against the shipped channels (or the default targets)."""
     against = targets(app.config.channels) if app else DEFAULT_TARGETS
-    return check_template(catalogue.get(template_id), catalogue.gazetteer, DUBAI, against)
+    return check_template(catalogue.get(template_id), catalogue.gazetteer, DUBAI, against, public_url=PUBLIC_URL)
 
 
 def test_the_shipped_road_closure_has_no_problems(shipped: Catalogue, shipped_app: Loaded) -> None:
@@ -153,7 +154,7 @@ def test_a_worst_case_that_does_not_fit_names_the_channels(catalogue: Catalogue,
 def test_approving_does_not_hide_a_worst_case_that_does_not_fit(catalogue: Catalogue, shipped_app: Loaded) -> None:
     path = raise_detour_max_length(catalogue, 400)
     approve_as_is(path, "Officer", WHEN)
-    problems = check_catalogue(catalogue, DUBAI, targets(shipped_app.config.channels))
+    problems = check_catalogue(catalogue, DUBAI, targets(shipped_app.config.channels), public_url=PUBLIC_URL)
     assert problems
     assert all(p.startswith(f"{path}: worst case does not fit") for p in problems), problems
 
@@ -178,14 +179,14 @@ def test_the_worst_case_counts_the_exercise_marker(catalogue: Catalogue) -> None
     def fits(n: int, *, exercise: bool) -> bool:
         only_detour = replace(template, variables=(replace(detour, max_length=n),))
         display = {**others, **worst_display(only_detour, catalogue.gazetteer, DUBAI, XChannel.measure_piece)}
-        forms = render_forms(template, display, exercise=exercise)
+        forms = with_verify_line(render_forms(template, display, exercise=exercise), PUBLIC_URL, worst_code())
         return all(r.fits for r in render_kind("x", forms, ("ar", "en")))
 
     n = max(n for n in range(40, 200) if fits(n, exercise=False))
     assert not fits(n, exercise=True)
     raise_detour_max_length(catalogue, n)
     approve_as_is(path, "Officer", WHEN)
-    problems = check_template(catalogue.get("road_closure"), catalogue.gazetteer, DUBAI, x_only)
+    problems = check_template(catalogue.get("road_closure"), catalogue.gazetteer, DUBAI, x_only, public_url=PUBLIC_URL)
     # Only the markers overflow: the exercise marker, and the longest update or reminder marker.
     assert any(", exercise)" in p for p in problems), problems
     assert any(", as a reminder or update)" in p and "exercise" not in p for p in problems), problems

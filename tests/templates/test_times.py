@@ -17,7 +17,7 @@ from broadcaster.templates.catalogue import Catalogue
 from broadcaster.templates.times import TimeRule, check_times, relative_moment
 from broadcaster.templates.variables import example_inputs, resolve
 from tests.support import Reader
-from tests.templates.support import DUBAI, SHIPPED_CHANNELS, SHIPPED_TEMPLATES, edit
+from tests.templates.support import DUBAI, PUBLIC_URL, SHIPPED_CHANNELS, SHIPPED_TEMPLATES, edit
 
 CATALOGUE = Catalogue(SHIPPED_TEMPLATES, KINDS)
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=DUBAI)
@@ -166,7 +166,8 @@ def test_an_absolute_example_that_has_aged_is_a_problem_for_templates_check(cata
 
     edit(catalogue.path("flood_warning"), 'example = "+6h"', 'example = "2026-11-23T18:00:00+04:00"')
     later = datetime(2026, 11, 24, 9, 0, tzinfo=DUBAI).timestamp()
-    problems = check_template(catalogue.get("flood_warning"), catalogue.gazetteer, DUBAI, DEFAULT_TARGETS, now=later)
+    problems = check_template(catalogue.get("flood_warning"), catalogue.gazetteer, DUBAI, DEFAULT_TARGETS, now=later,
+                              public_url=PUBLIC_URL)
     assert any(p.startswith("examples: variable 'until'") and "not in the future" in p for p in problems), problems
 
 
