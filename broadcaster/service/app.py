@@ -28,7 +28,7 @@ from broadcaster.clock import Clock
 from broadcaster.engine.node import Node, process_owner
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import ConfigError
-from broadcaster.service import api, cards, events, feed, firing, receipts, report, runbooks
+from broadcaster.service import api, cards, events, feed, firing, receipts, report, runbooks, verify
 from broadcaster.service.edge import Network, forwarded_middleware
 from broadcaster.service.failed_logins import FailedLogins
 from broadcaster.service.headers import add_security_headers
@@ -117,6 +117,7 @@ def _routes(web_app: web.Application) -> None:
     cards.register(web_app)
     r.add_get("/cap/feed.atom", feed.atom)
     r.add_get(r"/cap/{alert_id:[A-Za-z0-9_-]+}.xml", feed.cap)
+    verify.register(web_app)
     r.add_get("/metrics", metrics)
     if not (STATIC_DIR / "index.html").exists():
         STATIC_DIR.mkdir(parents=True, exist_ok=True)

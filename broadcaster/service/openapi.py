@@ -203,6 +203,19 @@ def document() -> dict[str, Any]:
                 "200": {"description": "1080×1080 PNG", "content": {"image/png": {"schema": _BINARY}}},
                 "404": {"description": "no such public card (a dry-run's card never leaves its machine)"}},
             public=True)},
+        "/verify/{alert_id}": {"parameters": _ID_PARAM, "get": _op(
+            "The public verification page of a live alert or an exercise (Arabic first, then English)", {
+                "200": {"description": "HTML: each channel's text, when, signature status, updates and cancels",
+                        "content": {"text/html": {"schema": _STR}}},
+                "404": {"description": "HTML in both languages: not an official alert id (also every dry-run)",
+                        "content": {"text/html": {"schema": _STR}}}}, public=True)},
+        "/v/{code}": {"parameters": [{"name": "code", "in": "path", "required": True, "schema": _STR,
+                                      "description": "8 characters of Crockford base32, as in a verification line"}],
+                      "get": _op("The verification page by the short code of a verification line", {
+                          "200": {"description": "HTML, as /verify/{alert_id}",
+                                  "content": {"text/html": {"schema": _STR}}},
+                          "404": {"description": "HTML in both languages: not an official alert id",
+                                  "content": {"text/html": {"schema": _STR}}}}, public=True)},
         "/api/preview/cards/{lang}": {"parameters": [_LANG_PARAM], "post": _op(
             "The alert card a preview would carry, in one language", {
                 "200": {"description": "1080×1080 PNG", "content": {"image/png": {"schema": _BINARY}}},
