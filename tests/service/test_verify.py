@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from broadcaster.app.verification import ShownText, SignatureStatus, Verification, signature_status
+from broadcaster.engine import outbox
+from broadcaster.errors import Conflict
 from broadcaster.service.headers import CONTENT_SECURITY_POLICY
 from broadcaster.service.verify_page import not_found, page
 from broadcaster.states import Mode, MsgType
 from broadcaster.store.records import AlertRecord
-from broadcaster.templates.variables import format_moment
+from broadcaster.templates.variables import example_inputs, format_moment
 from broadcaster.templates.verify_line import short_code
 from tests.service.support import PUBLIC_URL, Api, ManualClock
 
@@ -181,3 +186,22 @@ async def test_the_verify_line_is_the_one_link_an_officer_typed_link_is_still_re
     hostile = {**body, "variables": {"detour": {"ar": "شارع الخيل", "en": "see https://evil.example/pay"}}}
     status, refused = await api.post("/api/preview", hostile, "viewer")
     assert status == 400 and refused["field"] == "variables.detour", refused
+
+
+async def test_a_code_another_alert_holds_refuses_the_commit_and_nothing_is_stored(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, now = api.app, time.time()
+    monkeypatch.setattr(outbox, "short_code", lambda alert_id: "ABCD2345")  # two ids whose sha256 share 40 bits
+
+    async def planned() -> outbox.Plan:
+        inputs = example_inputs(app.catalogue.get("road_closure"), now, app.config.timezone)
+        return await outbox.plan_alert(app.config, app.catalogue, "road_closure", inputs, mode=Mode.DRY_RUN, now=now,
+                                       selection="partner-hook")
+
+    first, second = await planned(), await planned()
+    await outbox.commit(app.store, first)
+    with pytest.raises(Conflict, match=r"verification code ABCD2345 .* nothing was committed or sent"):
+        await outbox.commit(app.store, second)
+    assert await app.store.alerts.find(second.alert.id) is None
+    assert await app.store.alerts.by_short("ABCD2345") == first.alert.id
