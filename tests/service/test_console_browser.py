@@ -201,8 +201,9 @@ def test_console_fires_a_dry_run_and_guards_live(sync_api: Any, served: Served, 
             # --- per-channel previews: Arabic rtl, English ltr, lengths and SMS segments as the server measured
             x_ar = page.locator('.msg[data-channel="x-authority"][data-language="ar"]')
             expect(x_ar.locator(".msg-text")).to_have_attribute("dir", "rtl")
-            expect(x_ar.locator(".msg-text")).to_contain_text(
-                "إغلاق \u2067شارع الشيخ زايد\u2069 بسبب \u2067أعمال صيانة\u2069")
+            expect(x_ar.locator(".msg-text")).to_contain_text("إغلاق \u2067شارع الشيخ زايد\u2069 من \u2067")
+            # ... ending with its verification line
+            expect(x_ar.locator(".msg-text")).to_contain_text("تحقق: \u2066https://alerts.example.gov/v/")
             x_en = page.locator('.msg[data-channel="x-authority"][data-language="en"]')
             expect(x_en.locator(".msg-text")).to_have_attribute("dir", "ltr")
             expect(x_en.locator(".msg-text")).to_contain_text("\u2066Sheikh Zayed Road\u2069 will be closed")
