@@ -120,6 +120,7 @@ def classify_cap_push(
     secrets: tuple[Secret, ...] = (),
     status_field: str | None = None,
     ack: str | None = None,
+    tls: bool = False,
 ) -> Receipt | DeliveryError:
     """Map one push outcome into our terms.
 
@@ -141,7 +142,7 @@ def classify_cap_push(
     ==============================  =================  =========  ==========
     """
     if exc is not None:
-        return _classify_exception(exc, secrets)
+        return _classify_exception(exc, secrets, tls)
     if status is None:
         raise ValueError("classify_cap_push needs a status or an exception")
     headers = headers or {}
@@ -180,7 +181,7 @@ def classify_cap_push(
     return error(Reason.BAD_REQUEST, "the platform rejected the document", retryable=False)
 
 
-def _classify_exception(exc: BaseException, secrets: tuple[Secret, ...]) -> DeliveryError:
+def _classify_exception(exc: BaseException, secrets: tuple[Secret, ...], tls: bool) -> DeliveryError:
     import aiohttp
 
     what = scrub(f"{type(exc).__name__}: {exc}", secrets)
@@ -196,6 +197,13 @@ def _classify_exception(exc: BaseException, secrets: tuple[Secret, ...]) -> Deli
     error = connection_failure(exc, "CAP platform", secrets)
     if error is None:
         raise TypeError(f"classify_cap_push cannot map {type(exc).__name__}") from exc
+    reset = isinstance(exc, aiohttp.ClientOSError | aiohttp.ServerDisconnectedError)
+    if tls and reset and error.reason == Reason.NETWORK:
+        # Under TLS 1.3 a server refuses a client certificate after the handshake: the client sees the connection
+        # reset, like any other reset. It stays retryable (resending is harmless), but says what to look at.
+        error = DeliveryError(error.reason, f"{error} (if the platform requires a client certificate, this is how "
+                                            "it refuses a missing or wrong one: check client_cert and client_key)",
+                              retryable=error.retryable, sent_maybe=error.sent_maybe)
     return error
 
 
@@ -375,7 +383,7 @@ class CapPushChannel(Channel):
                 outcome = classify_cap_push(resp.status, resp.headers, answer, secrets=secrets,
                                             status_field=o.status_field, ack=o.ack)
         except _failures() as exc:
-            outcome = classify_cap_push(exc=exc, secrets=secrets)
+            outcome = classify_cap_push(exc=exc, secrets=secrets, tls=self.url.startswith("https:"))
         log.debug("cap_push %s delivery %s -> %s", self.id, message.idempotency_key,
                   f"HTTP {outcome.http_status}" if isinstance(outcome, Receipt) else outcome.reason.value)
         if isinstance(outcome, DeliveryError):

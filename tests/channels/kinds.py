@@ -22,7 +22,7 @@ from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.registry import KINDS
 from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig
-from tests.fakes.cap_platform import FakeCapPlatform, cap_error, signed_cap, test_signer
+from tests.fakes.cap_platform import FakeCapPlatform, cap_error, platform_signer, signed_cap
 from tests.fakes.graph import FakeGraph, graph_error, graph_hang
 from tests.fakes.server import Step
 from tests.fakes.smtp import FakeSmtp, SmtpStep
@@ -278,9 +278,9 @@ CASES: dict[str, KindCase] = {
         env={"BCAST_TEST_CAP_TOKEN": CAP_TOKEN},
         table={"url": "https://cap.platform.example/v1/cap", "auth": "bearer", "token_env": "BCAST_TEST_CAP_TOKEN",
                "status_field": "status", "ack": "accepted"},
-        fake=lambda: FakeCapPlatform(test_signer().cert_pem, token=CAP_TOKEN),
+        fake=lambda: FakeCapPlatform(platform_signer().cert_pem, token=CAP_TOKEN),
         message=lambda: OutboundMessage(delivery_id=7, alert_id="A-1", channel_id="test", language="ar+en",
-                                        text=ARABIC, payload=signed_cap(test_signer())),
+                                        text=ARABIC, payload=signed_cap(platform_signer())),
         accepted=lambda fake: len(fake.accepted),
         rate_limited=cap_error(429, retry_after=7),
         retry_after=7.0,

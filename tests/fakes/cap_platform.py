@@ -132,7 +132,7 @@ class FakeCapPlatform(FakeServer):
 
 
 @cache
-def test_signer() -> CapSigner:
+def platform_signer() -> CapSigner:
     """An ECDSA P-256 signer made in memory, once per test process (its certificate is the platform's)."""
     import datetime as dt
 
