@@ -15,8 +15,9 @@ never change afterwards. Without configured keys documents stay unsigned
 
 :func:`verify` checks a document against a certificate the caller trusts (pinned:
 the certificate inside the document is never trusted by itself) and answers
-:class:`Verified` or :class:`Problem`. Its name and signature are stable: the
-public verification page calls it.
+:class:`Verified` or :class:`Problem`; :func:`signature_status` does it against the
+configured certificate. Their names and signatures are stable: the public
+verification page calls them.
 
 Keys are read once per process and file state, on a worker thread (:func:`signer_for`
 is synchronous; callers run it with :func:`broadcaster.clock.in_thread`). The key
@@ -73,6 +74,7 @@ class ProblemReason(StrEnum):
     TAMPERED = "tampered"  # the content no longer matches its digest
     WRONG_CERTIFICATE = "wrong_certificate"  # signed, but not by the key of the certificate given
     MALFORMED = "malformed"  # not safe, well-formed XML, or a signature we do not accept
+    NO_CERTIFICATE = "no_certificate"  # signature_status: channels.toml names no certificate to check against
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,22 @@ def verify(xml_bytes: bytes, cert: bytes | str) -> Verified | Problem:
     algorithm = "RSA-SHA256" if method == RSA_SHA256 else "ECDSA-SHA256"
     return Verified(subject=certificate.subject.rfc4514_string(), algorithm=algorithm,
                     not_after=certificate.not_valid_after_utc)
+
+
+def signature_status(document: bytes, config: Config) -> Verified | Problem:
+    """A stored document's signature checked against the certificate ``channels.toml`` names (synchronous: it reads
+    the certificate file; run it on a worker thread). Unsigned documents (alerts from before signing, or with no
+    key configured) are ``Problem(UNSIGNED)``; a signed one without a configured certificate ``NO_CERTIFICATE``."""
+    if not is_signed(document):
+        return Problem(ProblemReason.UNSIGNED, "the document carries no XML signature")
+    if config.cap_signing_cert is None:
+        return Problem(ProblemReason.NO_CERTIFICATE, "channels.toml names no cap_signing_cert to check against")
+    try:
+        cert = config.cap_signing_cert.read_bytes()
+    except OSError as exc:
+        return Problem(ProblemReason.NO_CERTIFICATE, f"the certificate {config.cap_signing_cert} cannot be read "
+                                                     f"({exc.strerror or exc})")
+    return verify(document, cert)
 
 
 def _signature_method(signature: Any) -> str | None:

@@ -4,6 +4,7 @@ checked by two verifiers pinned to the certificate (signxml, and Debian's xmlsec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import stat
 import time
@@ -23,6 +24,7 @@ from broadcaster.cap_signing import (
     load_signer,
     make_demo_keys,
     sign,
+    signature_status,
     verify,
 )
 from broadcaster.channels.registry import KINDS
@@ -218,3 +220,38 @@ def test_keygen_writes_a_demo_key_only_its_owner_reads_and_never_overwrites(
     assert key.read_bytes() == before
     with pytest.raises(FileExistsError):
         make_demo_keys(folder)
+
+
+def test_signature_status_checks_a_stored_document_against_the_configured_certificate(tmp_path: Path) -> None:
+    config_path, _ = signed_site(tmp_path, "ec")
+    document = fire(config_path).cap.encode()  # type: ignore[union-attr]
+    config = load_config(config_path, KINDS)
+    assert isinstance(signature_status(document, config), Verified)
+    tampered = document.replace(b"<msgType>Alert</msgType>", b"<msgType>Update</msgType>")
+    outcome = signature_status(tampered, config)
+    assert isinstance(outcome, Problem) and outcome.reason == ProblemReason.TAMPERED
+    start = document.index(b"<ds:Signature")
+    unsigned = document[:start] + document[document.index(b"</alert>"):]
+    outcome = signature_status(unsigned, config)
+    assert isinstance(outcome, Problem) and outcome.reason == ProblemReason.UNSIGNED
+    bare = dataclasses.replace(config, cap_signing_key=None, cap_signing_cert=None)
+    outcome = signature_status(document, bare)
+    assert isinstance(outcome, Problem) and outcome.reason == ProblemReason.NO_CERTIFICATE
+
+
+def test_channels_check_says_whether_documents_are_signed_and_refuses_a_key_others_can_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _ = signed_site(tmp_path, "rsa")
+    base = ["--config", str(config), "--db", str(tmp_path / "t.db")]
+    assert main([*base, "channels", "check", "--dry-run"]) == 0
+    assert "CAP documents are signed (RSA-SHA256) by CN=Test authority CAP signer" in capsys.readouterr().out
+    (tmp_path / "keys" / "rsa-key.pem").chmod(0o604)
+    assert main([*base, "channels", "check", "--dry-run"]) == 2
+    assert "rsa-key.pem can be read by other users" in capsys.readouterr().err
+
+    text = config.read_text(encoding="utf-8").split('[[channel]]\nid = "cap-national"')[0]
+    config.write_text("\n".join(line for line in text.splitlines() if not line.startswith("cap_signing")),
+                      encoding="utf-8")
+    assert main([*base, "channels", "check", "--dry-run"]) == 0
+    assert "CAP documents are NOT signed" in capsys.readouterr().err
