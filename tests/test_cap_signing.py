@@ -25,6 +25,7 @@ from broadcaster.cap_signing import (
     make_demo_keys,
     sign,
     signature_status,
+    signer_for,
     verify,
 )
 from broadcaster.channels.registry import KINDS
@@ -255,3 +256,15 @@ def test_channels_check_says_whether_documents_are_signed_and_refuses_a_key_othe
                       encoding="utf-8")
     assert main([*base, "channels", "check", "--dry-run"]) == 0
     assert "CAP documents are NOT signed" in capsys.readouterr().err
+
+
+def test_the_key_is_read_once_per_process_until_its_file_changes(tmp_path: Path) -> None:
+    config_path, _ = signed_site(tmp_path, "ec")
+    config = load_config(config_path, KINDS)
+    first = signer_for(config)
+    assert first is not None and signer_for(config) is first
+    key, cert = write_pair(tmp_path / "new", "ec", "Rotated signer")
+    os.replace(key, config.cap_signing_key)  # type: ignore[arg-type]
+    os.replace(cert, config.cap_signing_cert)  # type: ignore[arg-type]
+    rotated = signer_for(config)
+    assert rotated is not None and rotated is not first and rotated.subject == "CN=Rotated signer"
