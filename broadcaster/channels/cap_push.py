@@ -26,6 +26,7 @@ message; a ``409 Conflict`` (the identifier is already there) counts as delivere
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import ssl
@@ -313,7 +314,6 @@ class CapPushChannel(Channel):
         self._session: Any = None
         self._timeout: Any = None
         self._headers: dict[str, str] = {}
-        self._auth: Any = None
 
     async def open(self) -> None:
         if self._session is not None:
@@ -330,7 +330,8 @@ class CapPushChannel(Channel):
         if o.auth == CapAuth.BEARER:
             self._headers["Authorization"] = f"Bearer {self.secret('token_env').reveal()}"
         elif o.auth == CapAuth.BASIC:
-            self._auth = aiohttp.BasicAuth(self.secret("username_env").reveal(), self.secret("password_env").reveal())
+            pair = f"{self.secret('username_env').reveal()}:{self.secret('password_env').reveal()}"
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
 
     async def _make_session(self) -> Any:
         if self.clients.recording:
@@ -365,7 +366,7 @@ class CapPushChannel(Channel):
 
     async def close(self) -> None:
         self._session = None  # shared: Clients closes it with the run
-        self._headers, self._auth = {}, None
+        self._headers = {}
         await super().close()
 
     async def send(self, message: OutboundMessage) -> Receipt:
@@ -376,8 +377,8 @@ class CapPushChannel(Channel):
         headers = {**self._headers, "Idempotency-Key": message.idempotency_key}
         secrets, o = self.secrets(), self.options
         try:
-            post = self._session.post(self.url, data=message.payload, headers=headers, auth=self._auth,
-                                      allow_redirects=False, timeout=self._timeout)
+            post = self._session.post(self.url, data=message.payload, headers=headers, allow_redirects=False,
+                                      timeout=self._timeout)
             async with post as resp:
                 answer = await resp.content.read(_MAX_RESPONSE_BYTES)
                 outcome = classify_cap_push(resp.status, resp.headers, answer, secrets=secrets,

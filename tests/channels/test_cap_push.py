@@ -224,3 +224,23 @@ def test_reply_status_reads_json_paths_and_xml_elements() -> None:
     assert reply_status(b"accepted", "status") is None
     outcome = classify_cap_push(200, {}, b'{"status": "queued"}', status_field="status", ack="accepted")
     assert isinstance(outcome, DeliveryError) and "expected 'accepted'" in str(outcome)
+
+
+async def test_basic_auth_is_sent_and_a_wrong_password_is_the_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BCAST_TEST_CAP_USER", "authority")
+    monkeypatch.setenv("BCAST_TEST_CAP_PASSWORD", "pw-SECRET-5e1a")
+    table = {"auth": "basic", "token_env": None, "username_env": "BCAST_TEST_CAP_USER",
+             "password_env": "BCAST_TEST_CAP_PASSWORD"}
+    fake = FakeCapPlatform(platform_signer().cert_pem, basic=("authority", "pw-SECRET-5e1a"))
+    async with pushing(fake, tmp_path / "good", **table) as cap:
+        receipt = await cap.send(message())
+    assert receipt.http_status == 200 and len(fake.accepted) == 1
+    monkeypatch.setenv("BCAST_TEST_CAP_PASSWORD", "wrong-password")
+    fake = FakeCapPlatform(platform_signer().cert_pem, basic=("authority", "pw-SECRET-5e1a"))
+    async with pushing(fake, tmp_path / "bad", **table) as cap:
+        with pytest.raises(DeliveryError) as caught:
+            await cap.send(message())
+    assert (caught.value.reason, caught.value.retryable) == (Reason.AUTH, False)
+    assert "wrong-password" not in str(caught.value) and fake.accepted == []
