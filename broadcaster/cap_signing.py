@@ -21,7 +21,8 @@ verification page calls them.
 
 Keys are read once per process and file state, on a worker thread (:func:`signer_for`
 is synchronous; callers run it with :func:`broadcaster.clock.in_thread`). The key
-file must not be readable by group or others. The key never appears in a repr, a
+file must not be readable by others (group read is allowed: 0640 root:service-group, as for the
+environment file; group write is not). The key never appears in a repr, a
 log line or an error.
 """
 
@@ -125,9 +126,10 @@ def _state(path: Path, key: str) -> tuple[int, int, int]:
         raise KeyProblem(f"key {key!r}: {path} cannot be read ({exc.strerror or exc})", where=str(path)) from None
     if not stat.S_ISREG(st.st_mode):
         raise KeyProblem(f"key {key!r}: {path} is not a regular file", where=str(path))
-    if key == "cap_signing_key" and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyProblem(f"key {key!r}: the private key {path} can be read by other users: `chmod 600 {path}` "
-                         "first (and replace the key if others may have copied it)", where=str(path))
+    if key == "cap_signing_key" and st.st_mode & (stat.S_IRWXO | stat.S_IWGRP):
+        raise KeyProblem(f"key {key!r}: the private key {path} can be read or changed by other users: "
+                         f"`chmod 600 {path}` (or 640, for the service's group) first, and replace the key if others "
+                         "may have copied it", where=str(path))
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 

@@ -133,14 +133,16 @@ def test_without_keys_documents_stay_unsigned(tmp_path: Path) -> None:
 
 def test_a_key_others_can_read_is_refused_naming_the_file(tmp_path: Path) -> None:
     key, cert = write_pair(tmp_path, "ec")
+    key.chmod(0o640)  # the service's group may read it (0640 root:broadcaster, like the environment file)
+    assert load_signer(key, cert).algorithm == "ECDSA-SHA256"
     key.chmod(0o644)
     with pytest.raises(KeyProblem) as caught:
         load_signer(key, cert)
     assert str(key) in str(caught.value) and "chmod 600" in str(caught.value)
 
     config, _ = signed_site(tmp_path / "site", "rsa")
-    (tmp_path / "site" / "keys" / "rsa-key.pem").chmod(0o640)
-    with pytest.raises(KeyProblem, match=r"rsa-key\.pem can be read by other users"):
+    (tmp_path / "site" / "keys" / "rsa-key.pem").chmod(0o620)  # group-writable
+    with pytest.raises(KeyProblem, match=r"rsa-key\.pem can be read or changed by other users"):
         fire(config)  # the plan refuses before anything is committed
 
 
@@ -249,7 +251,7 @@ def test_channels_check_says_whether_documents_are_signed_and_refuses_a_key_othe
     assert "CAP documents are signed (RSA-SHA256) by CN=Test authority CAP signer" in capsys.readouterr().out
     (tmp_path / "keys" / "rsa-key.pem").chmod(0o604)
     assert main([*base, "channels", "check", "--dry-run"]) == 2
-    assert "rsa-key.pem can be read by other users" in capsys.readouterr().err
+    assert "rsa-key.pem can be read or changed by other users" in capsys.readouterr().err
 
     text = config.read_text(encoding="utf-8").split('[[channel]]\nid = "cap-national"')[0]
     config.write_text("\n".join(line for line in text.splitlines() if not line.startswith("cap_signing")),

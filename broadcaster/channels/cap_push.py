@@ -243,8 +243,9 @@ def _private_file(path: Path, key: str, where: str) -> None:
         mode = path.stat().st_mode
     except OSError:
         raise ConfigError(f"key {key!r}: {path} cannot be read", where=where) from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"key {key!r}: the private key {path} can be read by other users: `chmod 600 {path}` "
+    if mode & (stat.S_IRWXO | stat.S_IWGRP):
+        raise ConfigError(f"key {key!r}: the private key {path} can be read or changed by other users: "
+                          f"`chmod 600 {path}` "
                           "first", where=where)
 
 

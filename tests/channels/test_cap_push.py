@@ -200,7 +200,7 @@ async def test_a_client_key_others_can_read_is_refused(tmp_path: Path) -> None:
     async with Clients(recording=False) as clients:
         cap = channel(tmp_path, clients, "https://127.0.0.1:9", auth="mtls", token_env=None, client_cert=str(cert),
                       client_key=str(key), ca_file=str(ca_file))
-        with pytest.raises(ConfigError, match="can be read by other users"):
+        with pytest.raises(ConfigError, match="can be read or changed by other users"):
             await cap.open()
 
 
