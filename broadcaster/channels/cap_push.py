@@ -2,7 +2,7 @@
 
 Config: ``url``; ``auth = "basic" | "bearer" | "mtls"`` with ``username_env`` and
 ``password_env`` (basic), ``token_env`` (bearer), or ``client_cert`` and
-``client_key`` PEM files (mtls; the key readable by its owner alone); ``ca_file``
+``client_key`` PEM files (mtls; the key not readable by others); ``ca_file``
 (optional, any auth) trusts the platform's private CA; ``content_type``
 (``"application/cap+xml"``, the default, or ``"text/xml"``); ``status_field`` and
 ``ack``: a 2xx reply (JSON, or XML) whose ``status_field`` (a dotted path in JSON,
