@@ -1,6 +1,6 @@
 """Delivery-engine benchmark: ``python -m bench [--quick] [--only 1,2,...]`` from the repository root.
 
-Seventeen scenarios, each printing its figures as soon as it finishes, then a
+Eighteen scenarios, each printing its figures as soon as it finishes, then a
 summary table; 6-10 run several nodes on a throwaway PostgreSQL server
 (``bench.nodes``); 11, 12 and 17 run the CLI as whole processes (``bench.process``);
 14-15 run ``serve`` in this process (``bench.service``; 15 on PostgreSQL). Every
@@ -42,6 +42,7 @@ from bench.nodes import Cluster, scenario_fanout_nodes, scenario_nodes, scenario
 from bench.process import scenario_cli_live, scenario_cli_live_new_kinds, scenario_cli_startup
 from bench.report import ROWS, Row, add, heading, say, summary
 from bench.service import scenario_serve_fanout, scenario_serve_lag
+from bench.signing import ensure_sample_signing_key, scenario_signing
 
 KINDS = ("x", "telegram", "sms", "webhook")
 LABEL = {"x": "X", "telegram": "Telegram", "sms": "SMS (Twilio)", "webhook": "webhook"}
@@ -410,7 +411,7 @@ def in_fresh_process(scenario: str, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Delivery-engine benchmark (bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test only")
-    parser.add_argument("--only", default=",".join(str(n) for n in range(1, 18)),
+    parser.add_argument("--only", default=",".join(str(n) for n in range(1, 19)),
                         help="comma-separated scenarios to run (default: all)")
     parser.add_argument("--lag-diagnosis", choices=("auto", "always", "never", "stacks"), default="auto",
                         help="scenario 15: run the instrumented diagnosis run when a bound is missed (auto), "
@@ -422,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = QUICK if args.quick else FULL
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     set_secrets()
+    ensure_sample_signing_key()  # the sample channels.toml signs CAP with var/cap-signing (as `make demo` makes it)
     started = time.monotonic()
     load = os.getloadavg()
     if not args.child:
@@ -451,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             scenario_cli_startup(work, sizes.cli_runs)
         if "16" in only:
             scenario_cards(2 if args.quick else 10)
+        if "18" in only:
+            scenario_signing(20 if args.quick else 200)
         webhooks, telegrams, sms = sizes.mixed
         if "12" in only:
             scenario_cli_live(providers, work, {"webhook": webhooks, "telegram": telegrams, "sms": sms},

@@ -42,7 +42,7 @@ COMMON_KEYS: Final = frozenset({
 # The keys of the [broadcaster] table (docs/configuration.md documents each; tests/test_configuration_doc.py checks).
 SETTINGS_KEYS: Final = frozenset({
     "sender", "timezone", "database", "templates", "runbooks", "public_url", "token_expiry", "max_clock_skew_s",
-    "authority", "contact",
+    "authority", "contact", "cap_signing_key", "cap_signing_cert",
 })
 DEFAULT_MAX_CLOCK_SKEW_S: Final = 60.0
 _CHANNEL_ID: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -176,6 +176,9 @@ class Config:
     authority: Mapping[str, str] | None = None  # the issuing authority's name per language (alert cards)
     # Who the public may contact about an alert, per language (CAP <contact>); default: the authority, else sender.
     contact: Mapping[str, str] | None = None
+    # The PEM key and certificate every CAP document is signed with (broadcaster.cap_signing); None: unsigned.
+    cap_signing_key: Path | None = None
+    cap_signing_cert: Path | None = None
 
     def channel(self, channel_id: str) -> ChannelConfig:
         for channel in self.channels:
@@ -329,6 +332,11 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
                           "(how far this host's clock may differ from the database's)", where=where)
     authority = _bilingual(top.get("authority"), "authority", settings)
     contact = _bilingual(top.get("contact"), "contact", settings)
+    signing = {key: resolve_path(base_dir, _require_str(top, key, settings), key, settings)
+               for key in ("cap_signing_key", "cap_signing_cert") if key in top}
+    if len(signing) == 1:
+        raise ConfigError("[broadcaster]: keys 'cap_signing_key' and 'cap_signing_cert' go together: name both "
+                          "files (the PEM private key and its certificate), or neither", where=where)
 
     tables = raw.get("channel", [])
     if not isinstance(tables, list) or not tables:
@@ -344,6 +352,9 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
             raise ConfigError(f"kind {channel.kind!r} needs [broadcaster] public_url, the address where "
                               "`broadcaster serve` publishes what the provider fetches (alert cards)",
                               where=channel.where)
+        if getattr(kinds[channel.kind], "needs_cap_signing", False) and not signing:
+            raise ConfigError(f"kind {channel.kind!r} sends signed CAP only: name the signing key and certificate "
+                              "in [broadcaster] cap_signing_key and cap_signing_cert", where=channel.where)
         channels.append(channel)
 
     return Config(
@@ -359,6 +370,8 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         max_clock_skew_s=float(skew),
         authority=authority,
         contact=contact,
+        cap_signing_key=signing.get("cap_signing_key"),
+        cap_signing_cert=signing.get("cap_signing_cert"),
     )
 
 

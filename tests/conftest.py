@@ -24,6 +24,20 @@ if os.environ.get("CI") == "true":
     settings.load_profile("ci")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sample_signing_key() -> None:
+    """The sample channels.toml signs CAP with var/cap-signing/ (as `make demo` makes it): a demo pair, made once."""
+    from pathlib import Path
+
+    from broadcaster.cap_signing import DEMO_CERT_FILE, DEMO_KEY_FILE, make_demo_keys
+
+    folder = Path(__file__).resolve().parents[1] / "var" / "cap-signing"
+    if not (folder / DEMO_KEY_FILE).exists() or not (folder / DEMO_CERT_FILE).exists():
+        for stale in (folder / DEMO_KEY_FILE, folder / DEMO_CERT_FILE):
+            stale.unlink(missing_ok=True)
+        make_demo_keys(folder)
+
+
 @pytest.fixture(autouse=True)
 def _loopback_only() -> Iterator[list[str]]:
     """Fail any test that connects, sends to or resolves a non-loopback host."""

@@ -65,7 +65,7 @@ def own_copy(cli: Cli, tmp_path: Path) -> Path:
     home = tmp_path / "site"
     home.mkdir()
     shutil.copy(CONFIG, home / "channels.toml")
-    for folder in ("templates", "recipients"):
+    for folder in ("templates", "recipients", "var/cap-signing"):  # the CAP signing key it names, too
         shutil.copytree(ROOT / folder, home / folder)
     cli.config = home / "channels.toml"
     return home

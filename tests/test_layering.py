@@ -30,7 +30,7 @@ LAYERS: dict[str, int] = {
     "config": 1, "recipients": 1, "selection": 1, "templates": 1, "cards": 1,
     "channels": 2,
     "store": 3,
-    "engine": 4, "cap": 4, "audit": 4, "anchors": 4,
+    "engine": 4, "cap": 4, "cap_signing": 4, "audit": 4, "anchors": 4,
     "runbooks": 5,
     "app": 6,
     "cli": 7, "service": 7, "__main__": 7,

@@ -7,13 +7,15 @@ served exactly as it was fired, whatever the template files say today.
 An alert committed before documents were stored has none. Its document is rebuilt
 from its template only while that template still hashes to what the alert was fired
 from; otherwise it cannot be rebuilt faithfully and :class:`NotStored` says so,
-rather than publishing today's words under the old template's hash.
+rather than publishing today's words under the old template's hash. A rebuilt document is
+signed now, with today's key (when one is configured).
 """
 
 from __future__ import annotations
 
 from broadcaster.app.context import App
 from broadcaster.cap import cap_document
+from broadcaster.cap_signing import sign, signer_for
 from broadcaster.clock import in_thread
 from broadcaster.errors import TemplateError
 from broadcaster.store.records import AlertRecord
@@ -34,4 +36,10 @@ async def stored_cap(app: App, alert: AlertRecord) -> bytes:
                         f"template {alert.template!r} {state} since: its CAP document cannot be rebuilt as it was "
                         "fired", where=f"alert {alert.id}")
     original = await app.store.alerts.find(alert.references) if alert.references else None
-    return await in_thread(cap_document, alert, template, app.catalogue.gazetteer, app.config, original=original)
+
+    def build() -> bytes:
+        document = cap_document(alert, template, app.catalogue.gazetteer, app.config, original=original)
+        signer = signer_for(app.config)
+        return document if signer is None else sign(document, signer)
+
+    return await in_thread(build)

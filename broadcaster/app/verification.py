@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from broadcaster import cap_signing
 from broadcaster.app.context import App
+from broadcaster.clock import in_thread
 from broadcaster.states import Mode, MsgType
 from broadcaster.store.records import AlertRecord
 from broadcaster.templates.verify_line import read_code
@@ -44,23 +46,28 @@ class SignatureStatus(StrEnum):
 
     VALID = "valid"  # signed, and the signature verifies against the authority's certificate
     INVALID = "invalid"  # signed, and the signature does not verify: the page warns
-    NOT_CHECKED = "not_checked"  # a signature is stored, and this server cannot check it yet
+    NOT_CHECKED = "not_checked"  # a signature is stored, and no certificate is configured to check it against
     UNSIGNED = "unsigned"  # no signature (alerts from before signing, or signing not configured)
 
 
 async def signature_status(app: App, alert: AlertRecord) -> SignatureStatus:
-    """The seam to the CAP signature verifier: what the stored document's signature says.
+    """What the stored document's signature says, checked against the certificate ``channels.toml`` names.
 
-    Today it looks only at what the store holds: no stored document, or one without an
-    XML-DSig ``Signature``, is unsigned; a signed one is reported as not checked. The
-    verifier (``broadcaster.cap_signing``) plugs in here: run its ``verify`` on
-    ``alert.cap`` in a thread (``clock.in_thread``) against the configured certificate,
-    and answer VALID or INVALID.
+    The stored bytes are the published ones: no stored document, or one without an
+    XML-DSig ``Signature``, is unsigned; a signed one is verified (on a worker thread)
+    against the configured ``cap_signing_cert``, never the certificate inside it.
+    Without a configured certificate the page says it could not check.
     """
-    del app  # the verifier will need the configured certificate
     if alert.cap is None or _XMLDSIG not in alert.cap:
         return SignatureStatus.UNSIGNED
-    return SignatureStatus.NOT_CHECKED
+    found = await in_thread(cap_signing.signature_status, alert.cap.encode("utf-8"), app.config)
+    if isinstance(found, cap_signing.Verified):
+        return SignatureStatus.VALID
+    if found.reason == cap_signing.ProblemReason.UNSIGNED:
+        return SignatureStatus.UNSIGNED
+    if found.reason == cap_signing.ProblemReason.NO_CERTIFICATE:
+        return SignatureStatus.NOT_CHECKED
+    return SignatureStatus.INVALID
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,8 @@ class AlertDocument:
     and ``values`` each variable's text per language as the forms show it.
     ``cards`` holds the PNG of each alert card a channel attaches (language ->
     bytes), and ``public_url`` is where ``serve`` publishes the cards
-    (``[broadcaster] public_url``).
+    (``[broadcaster] public_url``). ``cap_xml`` is the alert's CAP document exactly as committed
+    (signed when a signing key is configured), for the kinds that send it (``cap_push``).
     """
 
     alert_id: str
@@ -130,6 +131,7 @@ class AlertDocument:
     values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     cards: Mapping[str, bytes] = field(default_factory=dict)
     public_url: str | None = None
+    cap_xml: bytes | None = None
 
     def card_of(self, language: str) -> bytes:
         """The card a message in ``language`` carries: a combined one (``ar+en``) carries its first language's."""

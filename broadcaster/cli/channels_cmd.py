@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from broadcaster.cli.output import EXIT_INVALID, EXIT_OK, console, err_console, problem
+
+if TYPE_CHECKING:
+    from broadcaster.config import Config
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,6 +76,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
         table.add_row(channel.id, channel.kind, ",".join(channel.languages), ",".join(channel.areas),
                       "yes" if channel.exercise else "no", f"{channel.rate_per_second:g}", recipients, secrets)
     console().print(table)
+    problems += await _cap_signing(config)
     for warning in warnings:
         problem(f"warning: {warning}", style="yellow")
     for line in problems:
@@ -81,3 +86,21 @@ async def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     console().print(f"{len(config.channels)} channels OK in {config.path}")
     return EXIT_OK
+
+
+async def _cap_signing(config: Config) -> list[str]:
+    """Say plainly whether CAP documents are signed, and by whom; a key that cannot sign is a problem."""
+    from broadcaster.cap_signing import KeyProblem, signer_for
+    from broadcaster.clock import in_thread
+
+    try:
+        signer = await in_thread(signer_for, config)
+    except KeyProblem as exc:
+        return [str(exc)]
+    if signer is None:
+        problem("CAP documents are NOT signed: [broadcaster] cap_signing_key and cap_signing_cert are not set "
+                "(national platforms and `cap_push` channels accept only signed CAP)", style="yellow")
+    else:
+        console().print(f"CAP documents are signed ({signer.algorithm}) by {signer.subject}, certificate valid "
+                        f"until {signer.not_after:%Y-%m-%d}", markup=False)
+    return []

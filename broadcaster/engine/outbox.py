@@ -26,6 +26,7 @@ from typing import Final
 
 from broadcaster.audit import AuditEntry
 from broadcaster.cap import cap_document, info_values, validate
+from broadcaster.cap_signing import sign, signer_for
 from broadcaster.cards.content import CardContent, card_contents
 from broadcaster.cards.render import Card, render_cards
 from broadcaster.channels.base import AlertDocument
@@ -327,8 +328,9 @@ def expires_at(template: Template, inputs: Mapping[str, Mapping[str, str]], now:
 
 async def cap_snapshot(config: Config, catalogue: Catalogue, template: Template, alert: AlertRecord,
                        follow_up: FollowUp | None) -> str:
-    """The alert's CAP 1.2 document, built and checked against the schema now (off the loop), to be committed
-    with it. A document that cannot be built or is not valid refuses the plan: nothing is stored or sent."""
+    """The alert's CAP 1.2 document, built, signed (when ``channels.toml`` names a signing key) and checked
+    against the schema now (off the loop), to be committed with it: the signed bytes never change afterwards.
+    A document that cannot be built or is not valid refuses the plan: nothing is stored or sent."""
     original = follow_up.original if follow_up else None
     original_values = None
     if original is not None and alert.msg_type == MsgType.CANCEL:
@@ -341,7 +343,10 @@ async def cap_snapshot(config: Config, catalogue: Catalogue, template: Template,
     def build() -> str:
         document = cap_document(alert, template, catalogue.gazetteer, config, original=original,
                                 thread=follow_up.thread if follow_up else (), original_values=original_values)
-        validate(document)
+        signer = signer_for(config)  # once per process and key file (KeyProblem: nothing is stored or sent)
+        if signer is not None:
+            document = sign(document, signer)
+        validate(document)  # the signature sits where CAP 1.2 allows other namespaces: still valid
         return document.decode()
 
     try:
@@ -385,6 +390,7 @@ def alert_document(config: Config, template: Template, alert: AlertRecord,
         values={name: dict(by_lang) for name, by_lang in (display or {}).items()},
         cards=dict(cards or {}),
         public_url=config.public_url,
+        cap_xml=alert.cap.encode() if alert.cap is not None else None,
     )
 
 

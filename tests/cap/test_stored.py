@@ -35,7 +35,7 @@ FOLLOWED = ("all_clear", "dust_storm", "earthquake", "flood_warning", "road_clos
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """The sample channels.toml, templates and recipient lists, copied so that a test may edit a template."""
-    for folder in ("templates", "recipients"):
+    for folder in ("templates", "recipients", "var/cap-signing"):  # the CAP signing key it names, too
         shutil.copytree(REPO / folder, tmp_path / folder)
     shutil.copy(REPO / "channels.toml", tmp_path / "channels.toml")
     return tmp_path / "channels.toml"

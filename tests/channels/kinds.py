@@ -22,6 +22,7 @@ from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.registry import KINDS
 from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig
+from tests.fakes.cap_platform import FakeCapPlatform, cap_error, platform_signer, signed_cap
 from tests.fakes.graph import FakeGraph, graph_error, graph_hang
 from tests.fakes.server import Step
 from tests.fakes.smtp import FakeSmtp, SmtpStep
@@ -46,6 +47,7 @@ HOOK_SECRET = "whsec-PARTNER-SECRET-91c4e2-do-not-leak"
 SMTP_USER = "broadcaster-SMTP-USER-4c1d"
 SMTP_PASSWORD = "smtp-PASSWORD-SECRET-88e1-do-not-leak"
 EMAIL_TO = "fatima.almansoori@example.ae"
+CAP_TOKEN = "cap-BEARER-TOKEN-SECRET-2b7e-do-not-leak"
 GRAPH_TOKEN = "EAAB-PAGE-TOKEN-SECRET-5d1f0c-do-not-leak"
 PAGE_ID = "104000000000001"
 IG_USER_ID = "17841400000000001"
@@ -270,5 +272,24 @@ CASES: dict[str, KindCase] = {
         log_proof=f"instagram instagram-test POST /v21.0/{IG_USER_ID}/media_publish -> HTTP 200",
         requests_per_send=2,
         top={"public_url": PUBLIC_URL},
+    ),
+    "cap_push": KindCase(
+        kind="cap_push",
+        env={"BCAST_TEST_CAP_TOKEN": CAP_TOKEN},
+        table={"url": "https://cap.platform.example/v1/cap", "auth": "bearer", "token_env": "BCAST_TEST_CAP_TOKEN",
+               "status_field": "status", "ack": "accepted"},
+        fake=lambda: FakeCapPlatform(platform_signer().cert_pem, token=CAP_TOKEN),
+        message=lambda: OutboundMessage(delivery_id=7, alert_id="A-1", channel_id="test", language="ar+en",
+                                        text=ARABIC, payload=signed_cap(platform_signer())),
+        accepted=lambda fake: len(fake.accepted),
+        rate_limited=cap_error(429, retry_after=7),
+        retry_after=7.0,
+        hang=lambda seconds: cap_error(200, hang=seconds, accept=True, body={"status": "accepted"}),
+        # A platform that echoes the token in its refusal, in a negative ack, and a hang.
+        failures=[cap_error(401, body={"status": "error", "message": f"bad token {CAP_TOKEN}"}),
+                  cap_error(200, body={"status": f"rejected {CAP_TOKEN}"}), cap_error(500, hang=30)],
+        log_proof="cap_push cap_push-test delivery A-1/7 -> HTTP 200",
+        leaks=[f"Bearer {CAP_TOKEN}"],
+        top={"cap_signing_key": "cap-key.pem", "cap_signing_cert": "cap-cert.pem"},
     ),
 }

@@ -88,6 +88,8 @@ def _config(tmp_path: Path) -> Path:
     text = re.sub(r'(?m)^database = ".*"$', f'database = "{tmp_path / "broadcaster.db"}"', text)
     text = re.sub(r'(?m)^templates = ".*"$', f'templates = "{REPO / "templates"}"', text)
     text = re.sub(r'(?m)^runbooks = ".*"$', f'runbooks = "{REPO / "runbooks"}"', text)
+    # The repo's demo signing pair (var/cap-signing, made by the suite's conftest).
+    text = re.sub(r'(?m)^(cap_signing_(?:key|cert)) = "(.*)"$', lambda m: f'{m[1]} = "{REPO / m[2]}"', text)
     shutil.copytree(REPO / "recipients", tmp_path / "recipients")
     path = tmp_path / "channels.toml"
     path.write_text(text, encoding="utf-8")

@@ -6,11 +6,14 @@ import html
 import re
 import time
 from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from broadcaster.app.verification import ShownText, SignatureStatus, Verification, signature_status
+from broadcaster.cap_signing import load_signer, sign
 from broadcaster.engine import outbox
 from broadcaster.errors import Conflict
 from broadcaster.service.headers import CONTENT_SECURITY_POLICY
@@ -19,6 +22,7 @@ from broadcaster.states import Mode, MsgType
 from broadcaster.store.records import AlertRecord
 from broadcaster.templates.variables import example_inputs, format_moment
 from broadcaster.templates.verify_line import short_code
+from tests.cap.keys import write_pair
 from tests.service.support import PUBLIC_URL, Api, ManualClock
 
 DUBAI = ZoneInfo("Asia/Dubai")
@@ -169,12 +173,25 @@ def test_every_stored_value_is_escaped_on_the_page() -> None:
     assert "<script" not in not_found("<script>x</script>", authority={"ar": "<i>", "en": "<i>"})
 
 
-async def test_the_signature_seam_reports_what_the_store_holds() -> None:
-    unsigned = hostile_alert(cap="<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'/>")
-    signed = hostile_alert(cap="<alert><Signature xmlns='http://www.w3.org/2000/09/xmldsig#'/></alert>")
-    assert await signature_status(None, unsigned) == SignatureStatus.UNSIGNED  # type: ignore[arg-type]
-    assert await signature_status(None, hostile_alert(cap=None)) == SignatureStatus.UNSIGNED  # type: ignore[arg-type]
-    assert await signature_status(None, signed) == SignatureStatus.NOT_CHECKED  # type: ignore[arg-type]
+async def test_the_signature_status_checks_the_stored_document_against_the_configured_certificate(
+        tmp_path: Path) -> None:
+    key, cert = write_pair(tmp_path / "keys", "ec")
+    document = b"<alert xmlns='urn:oasis:names:tc:emergency:cap:1.2'><identifier>x</identifier></alert>"
+    signed = sign(document, load_signer(key, cert)).decode()
+    _, other_cert = write_pair(tmp_path / "other", "rsa")
+    app = SimpleNamespace(config=SimpleNamespace(cap_signing_cert=cert))
+
+    async def status(cap: str | None, checking: object = app) -> SignatureStatus:
+        return await signature_status(checking, hostile_alert(cap=cap))  # type: ignore[arg-type]
+
+    assert await status(signed) == SignatureStatus.VALID
+    assert await status(signed.replace("<identifier>x<", "<identifier>y<")) == SignatureStatus.INVALID
+    assert await status(signed, SimpleNamespace(config=SimpleNamespace(cap_signing_cert=other_cert))) \
+        == SignatureStatus.INVALID
+    assert await status(signed, SimpleNamespace(config=SimpleNamespace(cap_signing_cert=None))) \
+        == SignatureStatus.NOT_CHECKED
+    assert await status(document.decode()) == SignatureStatus.UNSIGNED
+    assert await status(None) == SignatureStatus.UNSIGNED
 
 
 async def test_the_verify_line_is_the_one_link_an_officer_typed_link_is_still_refused(api: Api) -> None:
