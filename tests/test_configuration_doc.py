@@ -136,6 +136,9 @@ def every_key(kind: str) -> dict[str, Any]:
         "facebook": {"page_id": "123", "token_env": "FB", "layout": "separate", "api_version": "v21.0",
                      "card": True},
         "instagram": {"ig_user_id": "456", "token_env": "IG", "api_version": "v21.0"},
+        "cell_broadcast": {"cbe_name": "alerts.example.gov", "scopes": {"DXB": "plmn"}, "geo_scope": "cell_wide",
+                           "category": "normal", "repetition_period": 60, "num_of_bcast": 10, "max_pages": 4,
+                           "token_env": "CBC"},
     }
     table = values[kind]
     assert set(table) | {"messaging_service_sid"} >= kind_keys(KINDS[kind])

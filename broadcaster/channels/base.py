@@ -110,7 +110,9 @@ class AlertDocument:
     and ``values`` each variable's text per language as the forms show it.
     ``cards`` holds the PNG of each alert card a channel attaches (language ->
     bytes), and ``public_url`` is where ``serve`` publishes the cards
-    (``[broadcaster] public_url``).
+    (``[broadcaster] public_url``). ``thread_root`` is the id of the first alert of this alert's thread (None
+    when this one is the first) and ``thread_number`` this alert's place in it (0 for the first, then 1, 2 ...
+    in the order they were sent): a cell broadcast's message code and update number.
     """
 
     alert_id: str
@@ -130,6 +132,8 @@ class AlertDocument:
     values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     cards: Mapping[str, bytes] = field(default_factory=dict)
     public_url: str | None = None
+    thread_root: str | None = None
+    thread_number: int = 0
 
     def card_of(self, language: str) -> bytes:
         """The card a message in ``language`` carries: a combined one (``ar+en``) carries its first language's."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from broadcaster.channels.base import Channel, Clients
+from broadcaster.channels.cell_broadcast import CellBroadcastChannel
 from broadcaster.channels.email import EmailChannel
 from broadcaster.channels.facebook import FacebookChannel
 from broadcaster.channels.instagram import InstagramChannel
@@ -37,6 +38,7 @@ KINDS: dict[str, type[Channel]] = {
     "email": EmailChannel,
     "facebook": FacebookChannel,
     "instagram": InstagramChannel,
+    "cell_broadcast": CellBroadcastChannel,
 }
 
 
