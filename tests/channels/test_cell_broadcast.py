@@ -286,3 +286,19 @@ def test_a_dry_run_document_is_what_a_live_one_is(tmp_path: Path) -> None:
     live = bodies(cfg, document())
     rehearsal = bodies(cfg, dataclasses.replace(document(), status="Test"))
     assert live == rehearsal
+
+
+def test_templates_check_proves_the_worst_case_in_pages_per_language(tmp_path: Path) -> None:
+    from broadcaster.channels.registry import KINDS, Target
+    from broadcaster.templates.catalogue import Catalogue
+    from broadcaster.templates.check import worst_case_problems
+    from tests.templates.support import DUBAI, SHIPPED_TEMPLATES
+
+    catalogue = Catalogue(SHIPPED_TEMPLATES, KINDS)
+    earthquake = catalogue.get("earthquake")
+    roomy = Target("channel 'cbc'", config(tmp_path))
+    assert worst_case_problems(earthquake, catalogue.gazetteer, DUBAI, [roomy]) == []
+    tight = Target("channel 'cbc'", config(tmp_path, max_pages=3))
+    problems = worst_case_problems(earthquake, catalogue.gazetteer, DUBAI, [tight])
+    # Arabic (UCS-2, 41 a page) needs more than 3 pages; English (GSM-7, 93 a page) fits even as an exercise update.
+    assert problems and all("(cell_broadcast, ar" in p and "pages (UCS-2), limit 3" in p for p in problems)
