@@ -138,6 +138,9 @@ def every_key(kind: str) -> dict[str, Any]:
         "instagram": {"ig_user_id": "456", "token_env": "IG", "api_version": "v21.0"},
         "cap_push": {"url": "https://cap.example/cap", "auth": "mtls", "client_cert": "c.pem", "client_key": "k.pem",
                      "ca_file": "ca.pem", "content_type": "text/xml", "status_field": "status", "ack": "accepted"},
+        "cell_broadcast": {"cbe_name": "alerts.example.gov", "scopes": {"DXB": "plmn"}, "geo_scope": "cell_wide",
+                           "category": "normal", "repetition_period": 60, "num_of_bcast": 10, "max_pages": 4,
+                           "token_env": "CBC"},
     }
     table = values[kind]
     # One of each choice: SMS names a sender or a service; cap_push's credentials go with its auth.

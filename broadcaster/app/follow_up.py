@@ -23,6 +23,7 @@ event and area of anything else, to the original's channels and recipients, neve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -93,8 +94,12 @@ async def _follow_up(app: App, original: AlertRecord, states: Sequence[DeliveryS
             audiences[channel.id] = await app.store.alerts.audience(original.id, channel.id, states)
     # Its CAP <references> name every alert of the thread still current, not only the one it follows.
     thread = tuple(await app.store.alerts.thread(original.id, now))
+    # The whole thread, expired alerts too: its first alert and how many it holds (a cell broadcast's serial).
+    whole = await app.store.alerts.thread(original.id, -math.inf)
+    root = next((a.id for a in whole if a.references is None), original.id)
     return FollowUp(original=original, reply_to=await app.store.alerts.provider_ids(original.id),
-                    audiences=audiences, channels=tuple(channels), skipped=skipped, thread=thread)
+                    audiences=audiences, channels=tuple(channels), skipped=skipped, thread=thread,
+                    root=root, number=max(len(whole), 1))
 
 
 async def plan_update(app: App, original_id: str, overrides: Mapping[str, Mapping[str, str]], *, mode: Mode,

@@ -112,6 +112,9 @@ class AlertDocument:
     bytes), and ``public_url`` is where ``serve`` publishes the cards
     (``[broadcaster] public_url``). ``cap_xml`` is the alert's CAP document exactly as committed
     (signed when a signing key is configured), for the kinds that send it (``cap_push``).
+    ``thread_root`` is the id of the first alert of this alert's thread (None
+    when this one is the first) and ``thread_number`` this alert's place in it (0 for the first, then 1, 2 ...
+    in the order they were sent): a cell broadcast's message code and update number.
     """
 
     alert_id: str
@@ -132,6 +135,8 @@ class AlertDocument:
     cards: Mapping[str, bytes] = field(default_factory=dict)
     public_url: str | None = None
     cap_xml: bytes | None = None
+    thread_root: str | None = None
+    thread_number: int = 0
 
     def card_of(self, language: str) -> bytes:
         """The card a message in ``language`` carries: a combined one (``ar+en``) carries its first language's."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from broadcaster.channels.base import Channel, Clients
 from broadcaster.channels.cap_push import CapPushChannel
+from broadcaster.channels.cell_broadcast import CellBroadcastChannel
 from broadcaster.channels.email import EmailChannel
 from broadcaster.channels.facebook import FacebookChannel
 from broadcaster.channels.instagram import InstagramChannel
@@ -39,6 +40,7 @@ KINDS: dict[str, type[Channel]] = {
     "facebook": FacebookChannel,
     "instagram": InstagramChannel,
     "cap_push": CapPushChannel,
+    "cell_broadcast": CellBroadcastChannel,
 }
 
 

@@ -163,6 +163,8 @@ class FollowUp:
     channels: tuple[str, ...]  # the original's channels the follow-up may still reach, as configured today
     skipped: Mapping[str, str] = field(default_factory=dict)  # the original's other channels -> why not
     thread: tuple[AlertRecord, ...] = ()  # the unexpired alerts of the original's thread: CAP <references>
+    root: str | None = None  # the first alert of the thread, expired or not (a cell broadcast's message code)
+    number: int = 1  # this follow-up's place in the thread: how many alerts it holds already (its update number)
 
 
 async def plan_alert(
@@ -251,6 +253,9 @@ async def plan_alert(
         await in_thread(render_cards, plan.card_contents, set(shown) - set(attached), encode=False)
     document = alert_document(config, template, alert, values.display,
                               cards={lang: card.png for lang, card in plan.cards.items()})
+    if follow_up is not None:
+        document = dataclasses.replace(document, thread_root=follow_up.root or follow_up.original.id,
+                                       thread_number=follow_up.number)
     states = CANCEL_STATES if msg_type == MsgType.CANCEL else FOLLOW_UP_STATES
     for channel in channels:
         kind = kind_of(channel)

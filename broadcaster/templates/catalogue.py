@@ -26,9 +26,12 @@ from broadcaster.templates.gazetteer import Gazetteer, load_gazetteer
 from broadcaster.text.files import FileProblem, read_text
 
 __all__ = ["LANGUAGES", "VARIABLE_TYPES", "Approval", "Catalogue", "Template", "Variable", "content_hash",
-           "parse_template", "read_toml", "template_detail"]
+           "forms_of", "parse_template", "read_toml", "template_detail"]
 
 FORMS: Final = ("headline", "short", "long")
+# Forms a template may add, in both languages, for a kind that sends its own wording: ``cell_broadcast`` (short,
+# no links, the action first). A template whose ``kinds`` name the kind must have it.
+OPTIONAL_FORMS: Final = {"cell_broadcast": "cell_broadcast"}  # form -> the kind that needs it
 CAP_VALUES: Final[dict[str, tuple[str, ...]]] = {
     "category": ("Geo", "Met", "Safety", "Security", "Rescue", "Fire", "Health", "Env", "Transport", "Infra",
                  "CBRNE", "Other"),
@@ -92,6 +95,11 @@ class Template:
             return (f"stale: the gazetteer's {' and '.join(kinds) or 'names'} it can render changed since it "
                     "was approved")
         return "stale: the content changed since it was approved"
+
+
+def forms_of(template: Template) -> tuple[str, ...]:
+    """The forms ``template`` has: the three every template has, then the optional ones it writes."""
+    return FORMS + tuple(form for form in OPTIONAL_FORMS if form in template.text["ar"])
 
 
 def template_detail(t: Template, examples: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
@@ -255,6 +263,24 @@ def parse_template(path: Path, kinds: Collection[str] | None, gazetteer: Gazette
             if not isinstance(value, str) or not value.strip():
                 raise TemplateError(f"[text.{lang}] {form}: missing or empty", where=where)
             text[lang][form] = value.strip()
+    for form, kind in OPTIONAL_FORMS.items():
+        given = [lang for lang in LANGUAGES if form in text_raw[lang]]
+        if kind in targets and len(given) < len(LANGUAGES):
+            missing = next(lang for lang in LANGUAGES if lang not in given)
+            raise TemplateError(f"[text.{missing}] {form}: missing; key 'kinds' names {kind!r}, which sends this "
+                                "form", where=where)
+        if given and len(given) < len(LANGUAGES):
+            raise TemplateError(f"[text.{given[0]}] {form}: given in one language only; write it in both",
+                                where=where)
+        for lang in given:
+            value = text_raw[lang][form]
+            if not isinstance(value, str) or not value.strip():
+                raise TemplateError(f"[text.{lang}] {form}: missing or empty", where=where)
+            text[lang][form] = value.strip()
+    for lang in LANGUAGES:
+        extra = set(text_raw[lang]) - set(FORMS) - set(OPTIONAL_FORMS)
+        if extra:
+            raise TemplateError(f"[text.{lang}]: unknown form(s) {', '.join(sorted(extra))}", where=where)
 
     approval = None
     approval_raw = raw.get("approval")

@@ -21,8 +21,16 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from broadcaster.errors import InputError, TemplateError
-from broadcaster.templates.catalogue import FORMS, LANGUAGES, PLACEHOLDER, Catalogue, Template, Variable
-from broadcaster.templates.content import control_problem, text_problem
+from broadcaster.templates.catalogue import (
+    LANGUAGES,
+    OPTIONAL_FORMS,
+    PLACEHOLDER,
+    Catalogue,
+    Template,
+    Variable,
+    forms_of,
+)
+from broadcaster.templates.content import control_problem, link_problem, text_problem
 from broadcaster.templates.gazetteer import Gazetteer
 from broadcaster.templates.render import Forms, Rendered, follow_up_markers, isolate, mark, render_forms
 from broadcaster.templates.variables import example_inputs, format_moment, format_number, resolve
@@ -104,12 +112,19 @@ def _word_problems(template: Template) -> list[str]:
     problems: list[str] = []
     fixed = [("title", lang, template.title[lang]) for lang in LANGUAGES]
     fixed += [("[cap] event", lang, template.event[lang]) for lang in LANGUAGES]
-    fixed += [(f"[text.{lang}] {form}", lang, line) for lang in LANGUAGES for form in FORMS
+    fixed += [(f"[text.{lang}] {form}", lang, line) for lang in LANGUAGES for form in forms_of(template)
               for line in template.text[lang][form].split("\n")]
     for where, lang, text in fixed:
         problem = control_problem(text)
         if problem is not None:
             problems.append(f"{where} ({lang}): {problem}")
+    # An optional form goes out on its own (a cell broadcast): no link, nor anything a phone turns into one.
+    for form in OPTIONAL_FORMS:
+        for lang in LANGUAGES if form in template.text["ar"] else ():
+            fixed_words = PLACEHOLDER.sub(" ", template.text[lang][form])
+            problem = link_problem(fixed_words)
+            if problem is not None:
+                problems.append(f"[text.{lang}] {form}: {problem}")
     for variable in template.variables:
         for key, labels in variable.choices.items():
             for lang, label in labels.items():
@@ -123,7 +138,7 @@ def _placeholder_problems(template: Template) -> list[str]:
     problems: list[str] = []
     declared = {v.name for v in template.variables}
     used: set[str] = set()
-    for form in FORMS:
+    for form in forms_of(template):
         found = {lang: set(PLACEHOLDER.findall(template.text[lang][form])) for lang in LANGUAGES}
         if found["ar"] != found["en"]:
             only_ar, only_en = sorted(found["ar"] - found["en"]), sorted(found["en"] - found["ar"])

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from broadcaster.templates.catalogue import FORMS, LANGUAGES, PLACEHOLDER, Template
+from broadcaster.templates.catalogue import LANGUAGES, PLACEHOLDER, Template, forms_of
 
 LRI: Final = "\u2066"  # left-to-right isolate: a value in the English text
 RLI: Final = "\u2067"  # right-to-left isolate: a value in the Arabic text
@@ -92,11 +92,11 @@ def fill(text: str, display: Mapping[str, Mapping[str, str]], language: str) -> 
 
 
 def render_forms(template: Template, display: Mapping[str, Mapping[str, str]], *, exercise: bool) -> Forms:
-    """Headline, short and long text per language, variables filled in."""
+    """Headline, short and long text per language (and the optional forms the template has), variables filled in."""
     forms: dict[str, dict[str, str]] = {}
     for lang in LANGUAGES:
         forms[lang] = {}
-        for form in FORMS:
+        for form in forms_of(template):
             text = fill(template.text[lang][form], display, lang)
             if exercise:
                 text = f"{EXERCISE_MARKER[lang]} {text}"

@@ -1,6 +1,8 @@
 """How long a message is, as each channel measures it: the one place each length rule lives.
 
 * **SMS** (GSM 03.38 / 3GPP TS 23.038): :func:`sms_encoding`, :func:`sms_parts`, :func:`sms_count`.
+* **Cell broadcast** (3GPP TS 23.041 §9.4.1.2, TS 23.038): :func:`cbs_pages`, pages of 93 GSM-7 septets or
+  82 octets of UCS-2, at most :data:`CBS_MAX_PAGES` per message.
 * **X**: :func:`x_weighted_length`, twitter-text 3.x weighted length after NFC, with URLs
   (:mod:`broadcaster.text.x_urls`) and emoji (:mod:`broadcaster.text.x_emoji`) as X finds them.
 * **Telegram**: :func:`telegram_length`, Unicode code points of the text left once Telegram
@@ -145,6 +147,44 @@ def _sms_units(text: str, encoding: SmsEncoding) -> int:
     if encoding == "GSM-7":
         return len(text) + sum(1 for ch in text if ch in GSM7_EXTENDED)
     return len(text.encode("utf-16-le", "surrogatepass")) >> 1
+
+
+#: Units one cell broadcast page holds: 82 octets of user data, i.e. 93 packed GSM-7 septets or 41 UCS-2 units.
+CBS_PAGE: Final[Mapping[SmsEncoding, int]] = MappingProxyType({"GSM-7": 93, "UCS-2": 41})
+#: The most pages one CBS message may have (TS 23.041 §9.4.1.2.4); a network may allow fewer.
+CBS_MAX_PAGES: Final = 15
+
+
+@dataclass(frozen=True, slots=True)
+class CbsCount:
+    """What one cell broadcast text takes: its encoding, units (septets or UTF-16 units) and pages."""
+
+    encoding: SmsEncoding
+    units: int
+    pages: int
+    per_page: int
+
+
+@functools.lru_cache(maxsize=1024)
+def cbs_pages(text: str) -> CbsCount:
+    """The pages a CBS message of ``text`` takes, exactly as it is sent (no normalisation, never cut).
+
+    The encoding is chosen as for SMS (:func:`sms_encoding`: one character outside GSM-7 makes it UCS-2).
+    Each page is filled on its own: an escape pair (GSM-7) or a surrogate pair (UCS-2) never straddles two
+    pages, so a page may end one unit early; this counts such a page as the phone shows it. An empty text
+    is one page. The count may exceed :data:`CBS_MAX_PAGES`: the caller refuses such a text.
+    """
+    encoding = sms_encoding(text)
+    per_page = CBS_PAGE[encoding]
+    units = _sms_units(text, encoding)
+    pages, used = 1, 0
+    extended = GSM7_EXTENDED if encoding == "GSM-7" else frozenset()
+    for ch in text:
+        size = 2 if ch in extended or ch > "\uffff" else 1
+        if used + size > per_page:
+            pages, used = pages + 1, 0
+        used += size
+    return CbsCount(encoding, units, pages, per_page)
 
 
 def utf16_length(text: str) -> int:

@@ -10,6 +10,7 @@ without a case here fails the suite.
 from __future__ import annotations
 
 import base64
+import itertools
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from broadcaster.channels.registry import KINDS
 from broadcaster.channels.x import XChannel
 from broadcaster.config import ChannelConfig
 from tests.fakes.cap_platform import FakeCapPlatform, cap_error, platform_signer, signed_cap
+from tests.fakes.cbc import FakeCbc, cbc_error
 from tests.fakes.graph import FakeGraph, graph_error, graph_hang
 from tests.fakes.server import Step
 from tests.fakes.smtp import FakeSmtp, SmtpStep
@@ -58,6 +60,8 @@ WHATSAPP_SID = "HX" + "a1b2c3d4" * 4
 WHATSAPP_BODY = "إغلاق {{1}} بسبب {{2}}. الطريق البديل: {{3}}."
 WHATSAPP_VALUES = {"1": "\u2068E11\u2069", "2": "حادث مروري", "3": "شارع الخيل"}
 WHATSAPP_TEXT = "إغلاق \u2068E11\u2069 بسبب حادث مروري. الطريق البديل: شارع الخيل."
+CBC_TOKEN = "cbc-BEARER-SECRET-3e7a-do-not-leak"
+CBS_TEXT = "ابتعدوا عن الأودية ولا تعبروا الطرق المغمورة بالمياه. تحذير من خطر السيول في حتا."
 ARABIC = "تحذير: فيضانات على «شارع الشيخ زايد». ابتعدوا عن الأودية. Flood warning: keep away from wadis."
 
 
@@ -133,6 +137,21 @@ def _message(**fields: Any) -> Callable[[], OutboundMessage]:
         return OutboundMessage(**{**base, **fields})
 
     return make
+
+
+_CBS_IDS = itertools.count(1000)  # osmo-cbc holds one message per identifier: each case message has its own
+
+
+def _cbs_message() -> OutboundMessage:
+    """One create, as ``CellBroadcastChannel.payload`` builds it (a fresh message identifier each time)."""
+    body = {"cbe_name": "broadcaster-test", "category": "high_priority", "repetition_period": 30, "num_of_bcast": 0,
+            "scope": {"scope_plmn": {}},
+            "smscb_message": {"serial_nr": {"serial_nr_decoded": {"geo_scope": "plmn_wide", "msg_code": 7,
+                                                                  "update_nr": 0}},
+                              "message_id": next(_CBS_IDS),
+                              "payload": {"payload_decoded": {"character_set": "ucs2", "language": "ar",
+                                                              "data_utf8": CBS_TEXT}}}}
+    return _message(text=CBS_TEXT, payload=orjson.dumps({"replace": False, "body": body}))()
 
 
 CASES: dict[str, KindCase] = {
@@ -291,5 +310,20 @@ CASES: dict[str, KindCase] = {
         log_proof="cap_push cap_push-test delivery A-1/7 -> HTTP 200",
         leaks=[f"Bearer {CAP_TOKEN}"],
         top={"cap_signing_key": "cap-key.pem", "cap_signing_cert": "cap-cert.pem"},
+    ),
+    "cell_broadcast": KindCase(
+        kind="cell_broadcast",
+        env={"BCAST_TEST_CBC_TOKEN": CBC_TOKEN},
+        table={"cbe_name": "broadcaster-test", "scopes": {"DXB": "plmn"}, "token_env": "BCAST_TEST_CBC_TOKEN"},
+        fake=lambda: FakeCbc(token=CBC_TOKEN),
+        message=_cbs_message,
+        accepted=lambda fake: len(fake.history),
+        rate_limited=cbc_error(429, "Too Many Requests", retry_after=7),
+        retry_after=7.0,
+        hang=lambda seconds: cbc_error(201, "Created", hang=seconds, accept=True),
+        # A proxy that echoes the token, osmo-cbc's 500 when its FSM refuses, a hang.
+        failures=[cbc_error(401, f"bad bearer token {CBC_TOKEN}"), cbc_error(500, "Illegal FSM event"),
+                  cbc_error(201, "Created", hang=30)],
+        log_proof="cell_broadcast cell_broadcast-test POST /api/ecbe/v1/message -> HTTP 201",
     ),
 }

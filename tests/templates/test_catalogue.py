@@ -281,3 +281,43 @@ def test_cap_instruction_and_expires_from_are_read_and_checked(catalogue: Catalo
     edit(path, 'expires_from = "level"', 'expires_from = "until"\nheadline_hint = "x"')
     with pytest.raises(TemplateError, match=r"\[cap\]: unknown key\(s\) headline_hint"):
         catalogue.get("flood_warning")
+
+
+def _drop_form(path: Path, language: str, form: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    at = text.index(f"[text.{language}]")
+    end = text.find("[text.", at + 1)
+    end = len(text) if end < 0 else end
+    section = re.sub(rf'(?m)^{form} = ".*"\n', "", text[at:end], count=1)
+    path.write_text(text[:at] + section + text[end:], encoding="utf-8")
+
+
+def test_a_template_sent_by_cell_broadcast_must_write_that_form(catalogue: Catalogue) -> None:
+    path = catalogue.path("earthquake")
+    assert "cell_broadcast" in catalogue.get("earthquake").text["ar"]
+    _drop_form(path, "en", "cell_broadcast")
+    with pytest.raises(TemplateError, match=r"\[text\.en\] cell_broadcast: missing; key 'kinds' names"):
+        catalogue.get("earthquake")
+
+
+def test_the_cell_broadcast_form_is_written_in_both_languages_or_neither(catalogue: Catalogue) -> None:
+    path = catalogue.path("dust_storm")  # has the form, is not sent by cell broadcast (Moderate: no identifier)
+    assert "cell_broadcast" not in catalogue.get("dust_storm").kinds
+    _drop_form(path, "ar", "cell_broadcast")
+    with pytest.raises(TemplateError, match=r"\[text\.en\] cell_broadcast: given in one language only"):
+        catalogue.get("dust_storm")
+    _drop_form(path, "en", "cell_broadcast")
+    assert "cell_broadcast" not in catalogue.get("dust_storm").text["en"]
+
+
+def test_an_unknown_text_form_is_rejected(catalogue: Catalogue) -> None:
+    edit(catalogue.path("road_closure"), "[text.en]\n", '[text.en]\nsms = "text"\n')
+    with pytest.raises(TemplateError, match=r"\[text\.en\]: unknown form\(s\) sms"):
+        catalogue.get("road_closure")
+
+
+def test_a_link_in_the_cell_broadcast_form_is_a_problem(catalogue: Catalogue) -> None:
+    path = catalogue.path("flood_warning")
+    edit(path, "do not cross flooded roads. {level}", "do not cross flooded roads, see ncema.gov.ae. {level}")
+    problems = check_catalogue(catalogue, DUBAI, DEFAULT_TARGETS)
+    assert any("[text.en] cell_broadcast: 'ncema.gov.ae' looks like a link" in p for p in problems), problems

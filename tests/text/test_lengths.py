@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broadcaster.text.lengths import (
+    CBS_MAX_PAGES,
+    CBS_PAGE,
     GSM7_BASIC,
     GSM7_EXTENDED,
     SMS_MULTI,
@@ -20,6 +22,7 @@ from broadcaster.text.lengths import (
     TELEGRAM_LIMIT,
     X_LIMIT,
     SmsCount,
+    cbs_pages,
     sms_count,
     sms_encoding,
     sms_parts,
@@ -569,3 +572,47 @@ def _pack_code_points(text: str, encoding: str, capacity: int) -> int:
             parts, used = parts + 1, 0
         used += size
     return parts
+
+
+# ---------------------------------------------------------------------------------------------
+# Cell broadcast pages (3GPP TS 23.041: 82 octets a page, 93 GSM-7 septets or 41 UCS-2 units, at most 15)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cbs_page_sizes_are_the_3gpp_ones() -> None:
+    assert (CBS_PAGE["GSM-7"], CBS_PAGE["UCS-2"], CBS_MAX_PAGES) == (93, 41, 15)
+
+
+@pytest.mark.parametrize(("text", "encoding", "pages"), [
+    ("", "GSM-7", 1),
+    ("a" * 93, "GSM-7", 1),
+    ("a" * 94, "GSM-7", 2),
+    ("a" * 93 * 15, "GSM-7", 15),
+    ("a" * (93 * 15 + 1), "GSM-7", 16),
+    (ALEF * 41, "UCS-2", 1),
+    (ALEF * 42, "UCS-2", 2),
+    (ALEF * 41 * 15, "UCS-2", 15),
+    (ALEF * (41 * 15 + 1), "UCS-2", 16),
+    ("a" * 92 + "€", "GSM-7", 2),  # an escape pair never straddles two pages
+    ("a" * 91 + "€", "GSM-7", 1),
+    (ALEF * 40 + GRINNING, "UCS-2", 2),  # nor does a surrogate pair
+    ("Flood warning" + "\u2066", "UCS-2", 1),  # one isolate makes the whole message UCS-2
+])
+def test_cbs_pages_at_the_limits(text: str, encoding: str, pages: int) -> None:
+    count = cbs_pages(text)
+    assert (count.encoding, count.pages) == (encoding, pages)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(alphabet=sorted(GSM7_BASIC | GSM7_EXTENDED), max_size=1600),
+                 st.text(alphabet=[*ARABIC_LETTERS, " ", "a", GRINNING], max_size=700)))
+def test_cbs_pages_hold_every_unit_and_waste_at_most_one_a_page(text: str) -> None:
+    count = cbs_pages(text)
+    per_page = CBS_PAGE[count.encoding]
+    assert count.encoding == sms_count(text).encoding
+    assert count.units == (sms_count(text).units if text else 0)
+    # Enough room for every unit, never a page more than the units need (a page may end one unit early).
+    assert count.pages >= max(1, math.ceil(count.units / per_page))
+    assert count.pages <= max(1, math.ceil(count.units / (per_page - 1)))
+    if not any(ch in GSM7_EXTENDED or ch > "\uffff" for ch in text):
+        assert count.pages == max(1, math.ceil(count.units / per_page))
