@@ -29,7 +29,8 @@ PAGE: Final = 5_000  # rows per round trip when streaming a large alert
 NO_LIMIT: Final = 2**62  # "LIMIT ALL" in a form both dialects take
 ALERT_COLUMNS: Final = ("id, template, template_hash, mode, msg_type, refs, sent_at, expires_at, areas, channels,"
                         " inputs, forms, created_by, cap")
-DELIVERY_COLUMNS: Final = "id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error"
+DELIVERY_COLUMNS: Final = ("id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error,"
+                           " home_channel")
 THREAD_DEPTH: Final = 1_000  # an update of an update of ...: far more than any real thread
 THREAD_LIMIT: Final = 1_000
 _OPEN: Final = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN)
@@ -59,7 +60,8 @@ def alert_params(alert: AlertRecord) -> tuple[Any, ...]:
 def delivery_row(row: Any) -> DeliveryRow:
     return DeliveryRow(id=row["id"], alert_id=row["alert_id"], channel_id=row["channel_id"],
                        recipient=row["recipient"], language=row["language"], state=DeliveryState(row["state"]),
-                       attempts=row["attempts"], provider_id=row["provider_id"], last_error=row["last_error"])
+                       attempts=row["attempts"], provider_id=row["provider_id"], last_error=row["last_error"],
+                       home_channel=row["home_channel"])
 
 
 class SqlAlerts:
@@ -168,7 +170,8 @@ class SqlAlerts:
         after = 0
         while True:
             rows = (await self.db.execute(
-                """SELECT a.id AS id, d.alert_id AS alert_id, d.channel_id AS channel_id, d.recipient AS recipient,
+                """SELECT a.id AS id, d.alert_id AS alert_id, COALESCE(a.channel_id, d.channel_id) AS channel_id,
+                          d.recipient AS recipient,
                           d.language AS language, a.attempt AS attempt, a.outcome AS outcome,
                           a.http_status AS http_status, a.error_code AS error_code, a.provider_id AS provider_id,
                           a.started_at AS started_at, a.finished_at AS finished_at, a.latency_ms AS latency_ms,
