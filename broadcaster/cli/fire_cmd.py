@@ -291,7 +291,7 @@ async def report(app: App, alert_id: str, mode: str, *, as_json: bool, show_log:
             "mode": str(mode),
             "deliveries": [
                 {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": str(d.state),
-                 "attempts": d.attempts, "provider_id": d.provider_id}
+                 "attempts": d.attempts, "provider_id": d.provider_id, "moved_from": d.moved_from}
                 for d in deliveries
             ],
         })

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from broadcaster.channels.base import Channel, Clients
+from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.registry import build_channels
 from broadcaster.clock import Clock
 from broadcaster.engine.dispatcher import Dispatcher, Tuning
 from broadcaster.engine.retry import RetryPolicy
-from broadcaster.states import CircuitState, Mode, MsgType, Outcome
+from broadcaster.errors import DeliveryError, Reason
+from broadcaster.service.metrics import Metrics
+from broadcaster.states import CircuitState, DeliveryState, Mode, MsgType, Outcome
 from broadcaster.store import Store, opened
 from broadcaster.store.records import AlertRecord, MessageRecord, NewDelivery
+from tests.engine.test_dispatcher import START, ScriptedChannel, config, run
 from tests.fakes.infobip import FakeInfobip
 from tests.fakes.server import Recorded, Step
 from tests.fakes.twilio import FakeTwilio, hang, twilio_error
@@ -102,9 +107,11 @@ async def test_every_phone_gets_exactly_one_sms_across_the_providers_when_twilio
         open_channels = channels(tmp_path, twilio.base_url, infobip.base_url, clients)
         for channel in open_channels.values():
             await channel.open()
+        metrics = Metrics(node="n1")
         dispatcher = Dispatcher(store, open_channels, policy=RetryPolicy(base_s=0.05, cap_s=0.2,
                                                                         reconcile_after_s=0.1),
-                                tuning=Tuning(max_in_flight=32), rng=random.Random(seed))
+                                tuning=Tuning(max_in_flight=32), rng=random.Random(seed),
+                                observer=metrics.observer("live"))
         await dispatcher.run(["a1"])
         counts = await store.alerts.state_counts("a1")
         log = [a async for a in store.alerts.attempts("a1")]
@@ -131,3 +138,40 @@ async def test_every_phone_gets_exactly_one_sms_across_the_providers_when_twilio
     assert all(infobip.messages_to(d.recipient or "") for d in on_infobip)
     # Twilio came back: the half-open trial (a reconcile) succeeded and the circuit closed.
     assert failover.circuit.state is CircuitState.CLOSED
+    # The metrics saw every move and the circuit's state.
+    exposed = (await metrics.render()).decode()
+    moved = re.search(r'^broadcaster_failover_moves_total\{from_channel="sms-twilio",node="n1",'
+                      r'to_channel="sms-infobip"\} (\S+)$', exposed, re.MULTILINE)
+    assert moved is not None and float(moved.group(1)) == failover.moved
+    assert 'broadcaster_circuit_state{channel="sms-twilio",node="n1"} 0.0' in exposed
+
+
+class ReconcilingChannel(ScriptedChannel):
+    """A scripted channel that can be asked what went out; its provider fails the first ``down`` questions."""
+
+    can_reconcile = True
+
+    def __init__(self, *args: Any, down: int) -> None:
+        super().__init__(*args)
+        self.down = down
+        self.asked = 0
+
+    async def reconcile(self, message: OutboundMessage, since: datetime) -> Receipt | None:
+        self.asked += 1
+        if self.asked <= self.down:
+            raise DeliveryError(Reason.SERVER, "503 while listing messages", retryable=True, http_status=503)
+        return Receipt(provider_id="found-it", http_status=200)
+
+
+def test_a_reconcile_the_provider_cannot_answer_leaves_the_delivery_unknown_never_resent(tmp_path: Path) -> None:
+    """The request may have gone out; asking failed. It must be asked again, never sent again blindly."""
+    clock = Clock(wall_start=START)
+    lost = DeliveryError(Reason.TIMEOUT, "read timeout", retryable=True, sent_maybe=True)
+    channel = ReconcilingChannel(config(tmp_path), clock, [lost], down=2)
+
+    reader = run(tmp_path, [channel], clock, RetryPolicy(reconcile_after_s=1.0))
+
+    assert channel.delivered == [] and channel.asked == 3
+    [delivery] = reader.deliveries("a1")
+    assert (delivery.state, delivery.provider_id) == (DeliveryState.SENT, "found-it")
+    assert [a.outcome for a in reader.attempts("a1")] == [Outcome.UNKNOWN] * 3 + [Outcome.RECONCILED]
