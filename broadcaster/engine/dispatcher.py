@@ -246,7 +246,8 @@ class Dispatcher:
         limit = lane.batch_size
         failover = lane.failover
         if failover is not None:
-            limit = await self._before_claim(lane, failover, owner, alert_ids, modes)
+            limit = await failover.before_claim(self.writer.flush, owner, alert_ids, modes, batch_size=lane.batch_size,
+                                                busy=bool(lane.in_flight))
         batch = await leases.claim(channel.id, limit=limit, now=self.clock.now(), lease_s=lane.lease_s,
                                    owner=owner, alert_ids=alert_ids, modes=modes) if limit else []
         for index, claimed in enumerate(batch):
@@ -262,7 +263,9 @@ class Dispatcher:
         if batch:
             return False
         if failover is not None and failover.circuit.state is CircuitState.OPEN:
-            return await self._while_open(lane, failover, alert_ids, modes)
+            return await failover.while_open(lane.in_flight, self.writer.flush, alert_ids, modes,
+                                             long_running=lane.wake is not None,
+                                             max_sleep_s=self.tuning.max_idle_sleep_s)
         if lane.in_flight:
             await asyncio.wait(set(lane.in_flight), return_when=asyncio.FIRST_COMPLETED)
             await self.writer.flush()
@@ -281,65 +284,12 @@ class Dispatcher:
         await self.clock.sleep(min(max(0.0, due - self.clock.now()), self.tuning.max_idle_sleep_s))
         return False
 
-    async def _before_claim(self, lane: _Lane, failover: Failover, owner: str, alert_ids: Sequence[str] | None,
-                            modes: Sequence[Mode] | None) -> int:
-        """How many deliveries the primary may claim now: a batch (closed), one trial (half-open) or none (open,
-        after moving its pending deliveries to the fallback)."""
-        state = failover.circuit.state
-        if state is CircuitState.OPEN:
-            await self.writer.flush()  # outcomes that made deliveries pending again are moved too
-            await failover.move_away(owner, alert_ids, modes)
-            return 0
-        if state is CircuitState.HALF_OPEN:
-            return 1 if not lane.in_flight and failover.circuit.allow() else 0
-        if failover.back_due:
-            await failover.move_back(owner, alert_ids, modes)
-        return lane.batch_size
-
-    async def _while_open(self, lane: _Lane, failover: Failover, alert_ids: Sequence[str] | None,
-                          modes: Sequence[Mode] | None) -> bool:
-        """The primary's circuit is open: wait for in-flight answers, or for the cool-down (held unknowns)."""
-        if lane.in_flight:
-            await asyncio.wait(set(lane.in_flight), return_when=asyncio.FIRST_COMPLETED,
-                               timeout=max(0.01, failover.circuit.until_trial()))
-            await self.writer.flush()
-            return False
-        await self.writer.flush()
-        due = await self.store.leases.next_due(lane.channel.id, alert_ids=alert_ids, modes=modes)
-        if due is None and lane.wake is None:
-            return True  # everything moved or finished: nothing is held here
-        wait = failover.circuit.until_trial()
-        if due is not None:
-            wait = max(wait, due - self.clock.now())
-        await self.clock.sleep(min(max(0.01, wait), self.tuning.max_idle_sleep_s))
-        return False
-
     async def _may_start(self, lane: _Lane) -> bool:
-        """A send slot for the next claimed delivery; False when the channel's circuit opens meanwhile."""
-        failover = lane.failover
-        if failover is None:
-            await lane.slots.acquire()
-            await self._slot(lane)
-            return True
-        if failover.opened.is_set():
-            return False
-        acquired = asyncio.ensure_future(lane.slots.acquire())
-        opened = asyncio.ensure_future(failover.opened.wait())
-        await asyncio.wait({acquired, opened}, return_when=asyncio.FIRST_COMPLETED)
-        opened.cancel()
-        if not acquired.done():
-            acquired.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await acquired
-        if acquired.cancelled() or not acquired.done():
-            return False
-        if failover.opened.is_set():
-            lane.slots.release()
-            return False
+        """A send slot for the next claimed delivery; False when the channel's circuit opened meanwhile."""
+        if lane.failover is not None:
+            return await lane.failover.may_start(lane.slots, lambda: self._slot(lane))
+        await lane.slots.acquire()
         await self._slot(lane)
-        if failover.opened.is_set():
-            lane.slots.release()
-            return False
         return True
 
     async def _unstarted(self, channel: Channel, rest: Sequence[Claimed]) -> None:

@@ -26,8 +26,9 @@ moves nothing (it looks at its fence before each batch), as it sends nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from broadcaster.clock import Clock
@@ -78,6 +79,63 @@ class Failover:
                 hook(self.primary, new)
             except Exception:  # metrics are never worth a lost delivery
                 log.exception("circuit observer failed for channel %s", self.primary)
+
+    async def before_claim(self, flush: Callable[[], Awaitable[None]], owner: str, alert_ids: Sequence[str] | None,
+                           modes: Sequence[Mode] | None, *, batch_size: int, busy: bool) -> int:
+        """How many deliveries the primary may claim now: a batch (closed), one trial (half-open, nothing in
+        flight) or none (open, after its pending deliveries moved to the fallback)."""
+        state = self.circuit.state
+        if state is CircuitState.OPEN:
+            await flush()  # outcomes that made deliveries pending again move too
+            await self.move_away(owner, alert_ids, modes)
+            return 0
+        if state is CircuitState.HALF_OPEN:
+            return 1 if not busy and self.circuit.allow() else 0
+        if self.back_due:
+            await self.move_back(owner, alert_ids, modes)
+        return batch_size
+
+    async def while_open(self, in_flight: set[asyncio.Task[None]], flush: Callable[[], Awaitable[None]],
+                         alert_ids: Sequence[str] | None, modes: Sequence[Mode] | None, *, long_running: bool,
+                         max_sleep_s: float) -> bool:
+        """The circuit is open: wait for in-flight answers, or for the cool-down (unknowns held here).
+        True when nothing is left for the primary (a run that is not long-running ends its worker)."""
+        if in_flight:
+            await asyncio.wait(set(in_flight), return_when=asyncio.FIRST_COMPLETED,
+                               timeout=max(0.01, self.circuit.until_trial()))
+            await flush()
+            return False
+        await flush()
+        due = await self.store.leases.next_due(self.primary, alert_ids=alert_ids, modes=modes)
+        if due is None and not long_running:
+            return True  # everything moved or finished: nothing is held here
+        wait = self.circuit.until_trial()
+        if due is not None:
+            wait = max(wait, due - self.clock.now())
+        await self.clock.sleep(min(max(0.01, wait), max_sleep_s))
+        return False
+
+    async def may_start(self, slots: asyncio.Semaphore, rate_slot: Callable[[], Awaitable[None]]) -> bool:
+        """One of the primary's concurrency slots, then a rate slot, unless the circuit opens first (False:
+        nothing held)."""
+        if self.opened.is_set():
+            return False
+        acquired = asyncio.ensure_future(slots.acquire())
+        opened = asyncio.ensure_future(self.opened.wait())
+        await asyncio.wait({acquired, opened}, return_when=asyncio.FIRST_COMPLETED)
+        opened.cancel()
+        if not acquired.done():
+            acquired.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acquired
+        if acquired.cancelled() or not acquired.done():
+            return False
+        if not self.opened.is_set():
+            await rate_slot()
+        if self.opened.is_set():
+            slots.release()
+            return False
+        return True
 
     def record(self, started: float, error: DeliveryError | None) -> None:
         """An answer of the primary's provider to a request started at ``started`` (monotonic)."""
