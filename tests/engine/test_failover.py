@@ -6,6 +6,7 @@ back a second later. Every phone gets exactly one SMS across the two providers, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 from collections.abc import AsyncIterator
@@ -17,7 +18,9 @@ import pytest
 
 from broadcaster.channels.base import Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.registry import build_channels
+from broadcaster.channels.sms import SmsChannel
 from broadcaster.clock import Clock
+from broadcaster.config import ChannelConfig
 from broadcaster.engine.dispatcher import Dispatcher, Tuning
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import DeliveryError, Reason
@@ -175,3 +178,62 @@ def test_a_reconcile_the_provider_cannot_answer_leaves_the_delivery_unknown_neve
     [delivery] = reader.deliveries("a1")
     assert (delivery.state, delivery.provider_id) == (DeliveryState.SENT, "found-it")
     assert [a.outcome for a in reader.attempts("a1")] == [Outcome.UNKNOWN] * 3 + [Outcome.RECONCILED]
+
+
+class ScriptedSms(SmsChannel):
+    """An sms channel that never opens a client: fails every send with ``error``, or accepts it."""
+
+    def __init__(self, config: ChannelConfig, error: DeliveryError | None) -> None:
+        super().__init__(config, Clients(recording=True))
+        self.error = error
+        self.sent: list[str] = []
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        if self.error is not None:
+            raise self.error
+        self.sent.append(message.recipient or "")
+        return Receipt(provider_id=f"ok-{len(self.sent)}", http_status=201)
+
+
+class LostOnOpen:
+    """A node's fence that stops holding the moment the circuit opens (the node stalled past its margin). Its
+    ``wait`` does not block, as if the stall came after the dispatcher's own wait: the move must look itself."""
+
+    id = "node-a"
+
+    def __init__(self) -> None:
+        self.lost = False
+
+    def holds(self, owner: str) -> bool:
+        return owner == self.id and not self.lost
+
+    async def wait(self) -> None:
+        return None
+
+    def circuit(self, channel: str, state: CircuitState) -> None:  # the dispatcher's observer hook
+        self.lost = self.lost or state is CircuitState.OPEN
+
+
+async def test_a_node_whose_fence_no_longer_holds_moves_nothing(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("phone,language,area\n", encoding="utf-8")
+    config = make_config(tmp_path, [
+        {"id": "sms-a", "kind": "sms", "account_sid_env": "FO_SID", "auth_token_env": "FO_TOKEN",
+         "from": "+15005550006", "recipients": "r.csv", "rate_per_second": 1000, "fallback": "sms-b",
+         "circuit": {"failures": 3}},
+        {"id": "sms-b", "kind": "sms", "account_sid_env": "FO_SID", "auth_token_env": "FO_TOKEN",
+         "from": "+15005550007", "recipients": "r.csv", "rate_per_second": 1000},
+    ])
+    primary = ScriptedSms(config.channel("sms-a"), DeliveryError(Reason.SERVER, "503", retryable=True))
+    fallback = ScriptedSms(config.channel("sms-b"), None)
+    fence = LostOnOpen()
+    async with opened(str(tmp_path / "t.db")) as store:
+        await commit(store, "sms-a", [f"+97150{n:07d}" for n in range(50)])
+        dispatcher = Dispatcher(store, {"sms-a": primary, "sms-b": fallback}, fence=fence, observer=fence,
+                                tuning=Tuning(max_in_flight=1), policy=RetryPolicy(base_s=0.01, cap_s=0.01))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(dispatcher.run(["a1"]), 1.0)
+        counts = await store.alerts.state_counts("a1")
+        moves = [a async for a in store.alerts.attempts("a1") if a.outcome == Outcome.MOVED]
+
+    assert dispatcher.failovers["sms-a"].circuit.state is CircuitState.OPEN and fence.lost
+    assert moves == [] and fallback.sent == [] and "sms-b" not in counts
