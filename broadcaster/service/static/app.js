@@ -860,7 +860,7 @@
     const detail = await api("GET", `/api/alerts/${encodeURIComponent(id)}`);
     if (!state.alert || state.alert.alert_id !== id) return detail;
     const { deliveries, ...rest } = detail;
-    Object.assign(state.alert, rest);
+    Object.assign(state.alert, rest, { moves: countMoves(deliveries || []) });
     applyServerState(detail.state);
     renderProgress();
     return detail;
@@ -950,6 +950,29 @@
     }
   }
 
+  /** SMS failover: how many deliveries moved from which channel to which ({from: {to: n}}), from moved_from. */
+  function countMoves(deliveries) {
+    const moves = {};
+    for (const d of deliveries) {
+      if (!d.moved_from) continue;
+      const to = (moves[d.moved_from] = moves[d.moved_from] || {});
+      to[d.channel] = (to[d.channel] || 0) + 1;
+    }
+    return moves;
+  }
+
+  /** A channel's failover lines: "moved to X: n" on the primary, "moved from Y: n" on the fallback. */
+  function moveLines(channel, moves) {
+    const lines = [];
+    for (const [from, byTo] of Object.entries(moves || {})) {
+      for (const [to, n] of Object.entries(byTo)) {
+        if (from === channel) lines.push(t("progress.movedTo", to, n));
+        if (to === channel) lines.push(t("progress.movedFrom", from, n));
+      }
+    }
+    return lines;
+  }
+
   function renderProgress() {
     const alert = state.alert;
     if (!alert) return;
@@ -991,7 +1014,8 @@
           el("span", { class: "tally", dir: "ltr", text: `${total - open}/${total}` })),
         el("progress", { max: total || 1, value: total - open, "aria-label": channel }),
         el("div", { class: "prow-counts", text: Object.entries(byState).filter(([, n]) => n)
-          .map(([s, n]) => `${stateWord(s, alert.mode)} ${n}`).join(" · ") }));
+          .map(([s, n]) => `${stateWord(s, alert.mode)} ${n}`).join(" · ") }),
+        ...moveLines(channel, alert.moves).map((text) => el("div", { class: "prow-moved", text })));
     }));
 
     const canAct = state.me && state.me.role !== "viewer";
