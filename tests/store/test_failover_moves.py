@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from broadcaster.states import DeliveryState, Outcome
 from broadcaster.store import Store
-from tests.store.test_contract import OWNER, T0, claim, commit, result
+from broadcaster.store.records import AudienceCopy, MessageRecord
+from tests.store.test_contract import OWNER, T0, alert, batches, claim, commit, result
 
 S = DeliveryState
 WHY = "moved from sms to sms-b: circuit open after 5 server errors in a row"
@@ -51,3 +52,20 @@ async def test_moving_back_takes_only_the_primarys_pending_deliveries(store: Sto
     assert counts["sms"] == {"pending": 3} and counts["sms-b"] == {"sent": 1, "pending": 1}  # the tg one stays
     rows = await store.alerts.deliveries("A1")
     assert all(d.home_channel == "sms" and d.moved_from is None for d in rows if d.channel_id == "sms")
+
+
+async def test_a_follow_up_reaches_the_phones_failover_moved_on_the_primary_channel(store: Store) -> None:
+    """An update or cancel goes to the original's audience of a channel, wherever failover sent each SMS."""
+    await commit(store, phones=3)
+    (first,) = await claim(store, "sms", 1)
+    await store.leases.record([result(first, S.SENT, provider_id="SM1")])
+    await store.leases.move("sms", "sms-b", now=T0, detail=WHY, owner=OWNER, limit=100)
+    moved = await claim(store, "sms-b", 10)
+    await store.leases.record([result(c, S.SENT, provider_id=f"IB{c.delivery_id}") for c in moved])
+    assert await store.alerts.audience("A1", "sms", (S.SENT,)) == {"ar": 3}
+
+    messages = [MessageRecord("sms/ar", "sms", "ar", "تحديث"), MessageRecord("sms/en", "sms", "en", "Update")]
+    copy = AudienceCopy("sms", "A1", (S.SENT, S.SENDING, S.UNKNOWN), {"ar": "sms/ar", "en": "sms/en"}, "ar")
+    assert await store.alerts.create(alert("U1", references="A1"), messages, batches(), [copy]) == (3, 0)
+    rows = await store.alerts.deliveries("U1")
+    assert {d.channel_id for d in rows} == {"sms"} and len({d.recipient for d in rows}) == 3
