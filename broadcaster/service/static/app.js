@@ -822,10 +822,8 @@
     $("review-confirm").value = "";
     $("progress-panel").hidden = false;
     renderProgress();
-    if (state.alert.phase === "awaiting") {
-      // The held fire's review (what it would send) comes with its detail.
-      refreshAlert(state.alert.alert_id).catch((error) => { if (error.status !== 401) showError(error); });
-    }
+    // Its detail: a held fire's review (what it would send), and its deliveries (SMS failover moves).
+    refreshAlert(state.alert.alert_id).catch((error) => { if (error.status !== 401) showError(error); });
     if (focus) {
       $("h-progress").setAttribute("tabindex", "-1");
       $("h-progress").focus();
