@@ -237,3 +237,55 @@ async def test_a_node_whose_fence_no_longer_holds_moves_nothing(tmp_path: Path) 
 
     assert dispatcher.failovers["sms-a"].circuit.state is CircuitState.OPEN and fence.lost
     assert moves == [] and fallback.sent == [] and "sms-b" not in counts
+
+
+class SlowSms(ScriptedSms):
+    """Accepts every SMS after ``delay`` seconds; can be asked what went out (it says: the lost one did)."""
+
+    def __init__(self, config: ChannelConfig, script: list[DeliveryError | None], delay: float) -> None:
+        super().__init__(config, None)
+        self.script, self.delay = list(script), delay
+
+    async def send(self, message: OutboundMessage) -> Receipt:
+        await asyncio.sleep(self.delay)
+        if self.script:
+            step = self.script.pop(0)
+            if step is not None:
+                raise step
+        return await super().send(message)
+
+    async def reconcile(self, message: OutboundMessage, since: datetime) -> Receipt | None:
+        self.sent.append(message.recipient or "")  # the timed-out request had gone out
+        return Receipt(provider_id="found", http_status=200)
+
+
+async def test_when_the_trial_succeeds_the_circuit_closes_and_what_the_fallback_has_not_sent_comes_back(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "r.csv").write_text("phone,language,area\n", encoding="utf-8")
+    config = make_config(tmp_path, [
+        {"id": "sms-a", "kind": "sms", "account_sid_env": "FO_SID", "auth_token_env": "FO_TOKEN",
+         "from": "+15005550006", "recipients": "r.csv", "rate_per_second": 1000, "fallback": "sms-b",
+         "circuit": {"failures": 3, "cooldown_s": 0.2}},
+        {"id": "sms-b", "kind": "sms", "account_sid_env": "FO_SID", "auth_token_env": "FO_TOKEN",
+         "from": "+15005550007", "recipients": "r.csv", "rate_per_second": 20},
+    ])
+    lost = DeliveryError(Reason.TIMEOUT, "read timeout", retryable=True, sent_maybe=True)
+    down = DeliveryError(Reason.SERVER, "503", retryable=True, http_status=503)
+    primary = SlowSms(config.channel("sms-a"), [lost, down, down], 0.0)
+    fallback = SlowSms(config.channel("sms-b"), [], 0.0)
+    phones = [f"+97150{n:07d}" for n in range(100)]
+    async with opened(str(tmp_path / "t.db")) as store:
+        await commit(store, "sms-a", phones)
+        dispatcher = Dispatcher(store, {"sms-a": primary, "sms-b": fallback}, tuning=Tuning(max_in_flight=1),
+                                policy=RetryPolicy(base_s=0.01, cap_s=0.01, reconcile_after_s=0.1))
+        await dispatcher.run(["a1"])
+        log = [a async for a in store.alerts.attempts("a1")]
+
+    assert sorted(primary.sent + fallback.sent) == sorted(phones)  # each phone once, across the two
+    assert dispatcher.failovers["sms-a"].circuit.state is CircuitState.CLOSED
+    away = [a for a in log if a.outcome == Outcome.MOVED and a.channel == "sms-b"]
+    back = [a for a in log if a.outcome == Outcome.MOVED and a.channel == "sms-a"]
+    assert away and back and fallback.sent, (len(away), len(back), len(fallback.sent))
+    assert all((a.detail or "").startswith("moved back from sms-b to sms-a: its circuit closed") for a in back)
+    assert any(a.outcome == Outcome.RECONCILED and a.channel == "sms-a" for a in log)  # the trial
