@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from bench.cards import scenario_cards
+from bench.failover import scenario_failover
 from bench.harness import (
     REPO,
     Fired,
@@ -411,7 +412,7 @@ def in_fresh_process(scenario: str, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Delivery-engine benchmark (bench/README.md)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test only")
-    parser.add_argument("--only", default=",".join(str(n) for n in range(1, 19)),
+    parser.add_argument("--only", default=",".join(str(n) for n in range(1, 20)),
                         help="comma-separated scenarios to run (default: all)")
     parser.add_argument("--lag-diagnosis", choices=("auto", "always", "never", "stacks"), default="auto",
                         help="scenario 15: run the instrumented diagnosis run when a bound is missed (auto), "
@@ -455,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             scenario_cards(2 if args.quick else 10)
         if "18" in only:
             scenario_signing(20 if args.quick else 200)
+        if "19" in only:
+            scenario_failover(300 if args.quick else 3000)
         webhooks, telegrams, sms = sizes.mixed
         if "12" in only:
             scenario_cli_live(providers, work, {"webhook": webhooks, "telegram": telegrams, "sms": sms},

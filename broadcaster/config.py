@@ -19,7 +19,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
@@ -79,6 +79,19 @@ class RecipientListOptions(KindOptions):
     recipients: Path
     list_format: ClassVar[ListFormat] = ListFormat.PHONE
     address_prefix: ClassVar[str] = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CircuitOptions:
+    """A channel's circuit breaker (``circuit = { failures, window_s, cooldown_s }``; engine.circuit runs it).
+
+    It opens after ``failures`` timeouts or server errors in a row, all within
+    ``window_s``; it stays open ``cooldown_s``, then lets one trial request through.
+    """
+
+    failures: int = 5
+    window_s: float = 30.0
+    cooldown_s: float = 60.0
 
 
 class KindParser(Protocol):
@@ -157,6 +170,17 @@ class ChannelConfig:
     def covers_area(self, area: str) -> bool:
         return "*" in self.areas or area in self.areas
 
+    @property
+    def fallback(self) -> str | None:
+        """The id of the channel this one's pending deliveries move to when its circuit opens (SMS), or None."""
+        value = getattr(self.options, "fallback", None)
+        return value if isinstance(value, str) else None
+
+    @property
+    def circuit(self) -> CircuitOptions:
+        value = getattr(self.options, "circuit", None)
+        return value if isinstance(value, CircuitOptions) else CircuitOptions()
+
 
 @dataclass(frozen=True)
 class Config:
@@ -185,6 +209,17 @@ class Config:
             if channel.id == channel_id:
                 return channel
         raise ConfigError(f"no channel with id {channel_id!r}", where=str(self.path))
+
+    def fallback_only(self) -> frozenset[str]:
+        """Channels named as another's ``fallback``: never fired directly, they send only what is moved to them."""
+        return frozenset(c.fallback for c in self.channels if c.fallback is not None)
+
+    def with_fallbacks(self, channels: Iterable[ChannelConfig]) -> list[ChannelConfig]:
+        """``channels`` and, after them, the fallback of each that has one (a run opens both)."""
+        chosen = list(channels)
+        ids = {c.id for c in chosen}
+        extra = [self.channel(c.fallback) for c in chosen if c.fallback is not None and c.fallback not in ids]
+        return chosen + list({c.id: c for c in extra}.values())
 
 
 class UnknownKeyError(ConfigError):
@@ -356,6 +391,7 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
             raise ConfigError(f"kind {channel.kind!r} sends signed CAP only: name the signing key and certificate "
                               "in [broadcaster] cap_signing_key and cap_signing_cert", where=channel.where)
         channels.append(channel)
+    check_fallbacks(channels)
 
     return Config(
         path=source,
@@ -373,6 +409,35 @@ def load_config(path: str | os.PathLike[str], kinds: Mapping[str, KindParser]) -
         cap_signing_key=signing.get("cap_signing_key"),
         cap_signing_cert=signing.get("cap_signing_cert"),
     )
+
+
+def check_fallbacks(channels: Iterable[ChannelConfig]) -> None:
+    """Each ``fallback`` names another channel of the same kind, of the same sort (drill or not), with the
+    same languages, and without a fallback of its own (so never a cycle); errors name the channel and the key."""
+    by_id = {c.id: c for c in channels}
+    for channel in by_id.values():
+        target_id = channel.fallback
+        if target_id is None:
+            continue
+        target = by_id.get(target_id)
+        problem = None
+        if target_id == channel.id:
+            problem = "a channel cannot be its own fallback"
+        elif target is None:
+            problem = f"no channel with id {target_id!r}"
+        elif target.kind != channel.kind:
+            problem = f"channel {target_id!r} is a {target.kind} channel; a fallback must be {channel.kind} too"
+        elif target.fallback is not None:
+            problem = (f"channel {target_id!r} has a fallback of its own ({target.fallback!r}); "
+                       "a fallback channel cannot have one (no chains, no cycles)")
+        elif target.exercise != channel.exercise:
+            problem = (f"channel {target_id!r} has exercise = {str(target.exercise).lower()}, this one "
+                       f"{str(channel.exercise).lower()}: a drill must never move to a live channel, nor a live "
+                       "alert to a drill channel")
+        elif target.languages != channel.languages:
+            problem = f"channel {target_id!r} sends {list(target.languages)}, this one {list(channel.languages)}"
+        if problem is not None:
+            raise ConfigError(f"key 'fallback': {problem}", where=channel.where)
 
 
 def token_expiry(value: Any, where: str) -> float:

@@ -32,6 +32,8 @@ def select_channels(
     error that says why. ``mode=None`` keeps both sorts (a runbook checked for any mode).
     """
     pool = list(channels)
+    # A channel named as another's fallback sends only what failover moves to it: it is never fired directly.
+    backups = {c.fallback: c.id for c in pool if c.fallback is not None}
     allowed_kinds = set(kinds)
     sel = selection.strip() or "all"
     explicit = False
@@ -63,6 +65,11 @@ def select_channels(
     result = []
     drills_left_out = False
     for channel in chosen:
+        if channel.id in backups:
+            if explicit:
+                raise SelectionError(f"channel {channel.id!r} is the fallback of {backups[channel.id]!r}: it sends "
+                                     "only what that channel's failover moves to it, never an alert of its own")
+            continue
         if channel.kind not in allowed_kinds:
             if explicit:
                 raise SelectionError(f"channel {channel.id!r}: this template does not go to {channel.kind} channels")

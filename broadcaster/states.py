@@ -55,6 +55,15 @@ class Outcome(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"  # the request may have left; reconcile before any resend
     EXPIRED = "expired"  # the alert expired before the attempt could start
+    MOVED = "moved"  # not an attempt: the delivery moved to another channel (failover), or back
+
+
+class CircuitState(StrEnum):
+    """A channel's circuit breaker (engine.circuit): closed sends, open moves SMS to the fallback."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half-open"  # after the cool-down: one trial request decides
 
 
 class OnUnknown(StrEnum):

@@ -12,7 +12,7 @@ import importlib
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
@@ -109,12 +109,17 @@ def test_a_config_using_every_documented_key_of_every_table_loads(tmp_path: Path
          **({} if kind == "email" else {"api_base": "https://edge.example"}),  # email: host and port instead
          "rate_per_second": 2, "timeout_s": 5, "languages": ["en", "ar"], "areas": ["*"]}
         for kind in sorted(KINDS)
-    ], public_url="https://alerts.example.gov", token_expiry="30d", max_clock_skew_s=30,
+    ] + [{"id": "sms-infobip", "kind": "sms", **INFOBIP_SMS, "languages": ["en", "ar"]}],
+        public_url="https://alerts.example.gov", token_expiry="30d", max_clock_skew_s=30,
         authority={"ar": "الهيئة", "en": "The Authority"}, database="var/x.db", templates="templates",
         runbooks="runbooks", cap_signing_key="k.pem", cap_signing_cert="c.pem")
     config = load_config(path, KINDS)
     assert {c.kind for c in config.channels} == set(KINDS)
     assert config.max_clock_skew_s == 30.0
+
+
+INFOBIP_SMS: Final = {"provider": "infobip", "base_url": "https://xxxx.api.infobip.com", "api_key_env": "IB",
+                      "from": "CivilDefence", "recipients": "r.csv", "max_segments": 4}
 
 
 def every_key(kind: str) -> dict[str, Any]:
@@ -124,7 +129,8 @@ def every_key(kind: str) -> dict[str, Any]:
               "card": True},
         "telegram": {"chat_id": "@c", "token_env": "TG", "layout": "separate", "on_unknown": "hold", "card": True},
         "sms": {"account_sid_env": "SID", "auth_token_env": "TOK", "from": "+15005550006", "recipients": "r.csv",
-                "max_segments": 3},
+                "max_segments": 3, "provider": "twilio", "fallback": "sms-infobip",
+                "circuit": {"failures": 3, "window_s": 10, "cooldown_s": 20}},
         "whatsapp": {"account_sid_env": "SID", "auth_token_env": "TOK", "from": "whatsapp:+15005550006",
                      "recipients": "r.csv",
                      "content_sid": {"road_closure": {"ar": "HX" + "a" * 32, "en": "HX" + "b" * 32}},
@@ -143,9 +149,10 @@ def every_key(kind: str) -> dict[str, Any]:
                            "token_env": "CBC"},
     }
     table = values[kind]
-    # One of each choice: SMS names a sender or a service; cap_push's credentials go with its auth.
+    # One of each choice: SMS names a sender or a service; cap_push's credentials go with its auth; the other
+    # provider's keys of an sms channel are set on its fallback (INFOBIP_SMS below).
     others = {"messaging_service_sid", "token_env", "username_env", "password_env"}
-    assert set(table) | others >= kind_keys(KINDS[kind])
+    assert set(table) | others | (set(INFOBIP_SMS) if kind == "sms" else set()) >= kind_keys(KINDS[kind])
     return table
 
 

@@ -242,3 +242,23 @@ def test_known_areas_and_everywhere_pass(tmp_path: Path) -> None:
 def test_a_close_match_is_always_a_known_code(text: str) -> None:
     found = close_match(text, KNOWN_AREAS)
     assert found is None or found in KNOWN_AREAS
+
+
+def test_a_fallback_only_channel_is_never_fired_directly(tmp_path: Path) -> None:
+    """Named as another's `fallback`, a channel sends only what failover moves to it."""
+    (tmp_path / "r.csv").write_text("phone,language,area\n", encoding="utf-8")
+    config = make_config(tmp_path, [
+        {**chan("sms-twilio", "sms"), "fallback": "sms-infobip"},
+        {"id": "sms-infobip", "kind": "sms", "provider": "infobip", "base_url": "https://x.api.infobip.com",
+         "api_key_env": "INFOBIP_API_KEY", "from": "CivilDefence", "recipients": "r.csv"},
+        chan("hook", "webhook"),
+    ])
+    for selection in ("all", "kind:sms", "area:DXB"):
+        chosen = select_channels(config.channels, selection, kinds=ALL_KINDS, areas=(), mode=Mode.LIVE,
+                                 known_areas=KNOWN_AREAS)
+        assert "sms-infobip" not in [c.id for c in chosen]
+        assert "sms-twilio" in [c.id for c in chosen]
+    with pytest.raises(SelectionError, match="channel 'sms-infobip' is the fallback of 'sms-twilio'"):
+        select_channels(config.channels, "sms-infobip", kinds=ALL_KINDS, areas=(), mode=Mode.LIVE,
+                        known_areas=KNOWN_AREAS)
+    assert [c.id for c in config.with_fallbacks(config.channels[:1])] == ["sms-twilio", "sms-infobip"]

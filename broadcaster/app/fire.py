@@ -289,7 +289,9 @@ async def run_plan(app: App, plan: Plan, *, progress: ProgressHook | None = None
         if on_commit:
             on_commit(created, skipped)
 
-    await deliver(app.store, plan.channels, mode or plan.alert.mode, plan=plan, progress=progress,
+    # Each channel's fallback opens with it (SMS failover); it is never fired itself, so it has no deliveries yet.
+    await deliver(app.store, app.config.with_fallbacks(plan.channels), mode or plan.alert.mode, plan=plan,
+                  progress=progress,
                   on_commit=committed, clock=clock, observer=observer, tuning=tuning, policy=policy, node=node,
                   status_callback=app.status_callback)
     await seal_if_finished(app, plan.alert.id)

@@ -45,7 +45,7 @@ async def resume(app: App, *, modes: Sequence[Mode]) -> Resumed:
     by_id = {c.id: c for c in app.config.channels}
     for mode, ids in by_mode.items():
         wanted = sorted({c for alert_id in ids for c in (await app.store.alerts.get(alert_id)).channels})
-        configs = [by_id[c] for c in wanted if c in by_id]
+        configs = app.config.with_fallbacks(by_id[c] for c in wanted if c in by_id)
         await deliver(app.store, configs, mode, alert_ids=ids, status_callback=app.status_callback)
     for ids in by_mode.values():
         for alert_id in ids:

@@ -46,7 +46,7 @@ def served_channels(app: App, selection: str) -> list[ChannelConfig]:
     unknown = [c for c in wanted if c not in by_id]
     if unknown:
         raise SelectionError(f"--channels: unknown channel id {unknown[0]!r} (known: {', '.join(by_id)})")
-    return [by_id[c] for c in wanted]
+    return app.config.with_fallbacks(by_id[c] for c in wanted)  # a channel's fallback is served with it
 
 
 async def run_worker(app: App, node: Node, *, selection: str = "all", poll_s: float = 1.0,

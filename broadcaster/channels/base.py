@@ -322,6 +322,11 @@ class Channel(ABC):
         """
         return []
 
+    @classmethod
+    def serving(cls, config: ChannelConfig) -> type[Channel]:
+        """The class that serves ``config``: the kind's own, unless the kind offers providers (SMS)."""
+        return cls
+
     # -- one channel ---------------------------------------------------------------
 
     @property

@@ -64,7 +64,7 @@ def build_channels(configs: Iterable[ChannelConfig], clients: Clients, *, mode: 
                 f"{mode} send needs these environment variables, which are not set: {', '.join(missing)}",
                 where=str(configs[0].source) if configs else None,
             )
-    return [kind_of(c)(c, clients) for c in configs]
+    return [kind_of(c).serving(c)(c, clients) for c in configs]
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,13 @@ async def cmd_check(args: argparse.Namespace) -> int:
                       "yes" if channel.exercise else "no", f"{channel.rate_per_second:g}", recipients, secrets)
     console().print(table)
     problems += await _cap_signing(config)
+    for channel in config.channels:  # SMS failover: who backs up whom (channels.toml's `fallback`)
+        if channel.fallback is not None:
+            c = channel.circuit
+            console().print(f"channel {channel.id!r} fails over to {channel.fallback!r} when its circuit opens "
+                            f"({c.failures} timeouts or server errors in a row within {c.window_s:g} s; "
+                            f"a trial after {c.cooldown_s:g} s); {channel.fallback!r} is fallback-only: "
+                            "it is never fired directly", markup=False, highlight=False)
     for warning in warnings:
         problem(f"warning: {warning}", style="yellow")
     for line in problems:

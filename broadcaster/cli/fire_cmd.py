@@ -252,6 +252,9 @@ async def run_and_report(app: App, plan: Plan, *, as_json: bool, show_log: bool 
             console().print(f"{skipped} duplicate phone number(s) skipped: one SMS per phone")
 
     def on_outcome(channel_id: str, result: AttemptResult) -> None:
+        if channel_id not in notes:  # a fallback channel: SMS failover moved deliveries to it
+            notes[channel_id] = ChannelNote(0, mode)
+            tasks[channel_id] = progress.add_task(f"{channel_id} (fallback)", total=None, note="")
         note = notes[channel_id]
         note.record(result)
         progress.update(tasks[channel_id], completed=note.finished, note=note.text())
@@ -291,7 +294,7 @@ async def report(app: App, alert_id: str, mode: str, *, as_json: bool, show_log:
             "mode": str(mode),
             "deliveries": [
                 {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": str(d.state),
-                 "attempts": d.attempts, "provider_id": d.provider_id}
+                 "attempts": d.attempts, "provider_id": d.provider_id, "moved_from": d.moved_from}
                 for d in deliveries
             ],
         })

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from broadcaster.cli.display import shown
 from broadcaster.cli.output import EXIT_OK, banner, console, print_json
-from broadcaster.states import DeliveryState, StepState, state_word
+from broadcaster.states import DeliveryState, Outcome, StepState, state_word
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -176,7 +176,8 @@ async def show_attempts(app: App, alert_id: str, *, limit: int | None) -> None:
                       state_word(a.outcome, mode) if a.outcome else "in-flight", str(a.http_status or "-"),
                       a.error_code or "-", a.provider_id or "-",
                       iso(a.started_at, app.config.timezone)[11:23], f"{a.latency_ms:.0f}" if a.latency_ms else "-",
-                      shown((a.detail or "")[:60], out))
+                      # A failover move says whole where it went and why; other details are cut to fit.
+                      shown((a.detail or "") if a.outcome == Outcome.MOVED else (a.detail or "")[:60], out))
     out.print(table)
     if total > listed:
         out.print(f"… {total - listed} more attempt(s); use --all or --json")

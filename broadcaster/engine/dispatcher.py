@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -30,11 +31,12 @@ from datetime import UTC, datetime
 from broadcaster.channels import gate
 from broadcaster.channels.base import Channel, OutboundMessage, Receipt
 from broadcaster.clock import Clock
+from broadcaster.engine.failover import Failover
 from broadcaster.engine.node import Fence, Unfenced, Waker
 from broadcaster.engine.ratelimit import RATE_HEADROOM, RateLimiter, SharedSlots
 from broadcaster.engine.retry import RetryPolicy
 from broadcaster.errors import DeliveryError, Reason, StoreError
-from broadcaster.states import DeliveryState, Mode, OnUnknown, Outcome
+from broadcaster.states import CircuitState, DeliveryState, Mode, OnUnknown, Outcome
 from broadcaster.store import Store
 from broadcaster.store.ports import Leases
 from broadcaster.store.records import AttemptResult, Claimed
@@ -106,6 +108,7 @@ class _Lane:
     lease_s: float
     wake: asyncio.Event | None
     in_flight: set[asyncio.Task[None]] = field(default_factory=set)
+    failover: Failover | None = None  # this channel names a fallback: its circuit and moves
 
 
 class Dispatcher:
@@ -139,6 +142,23 @@ class Dispatcher:
         # With shared rates, every process on the database draws this channel's slots from the store.
         self.limiters = {cid: self._limiter(cid, ch.rate_per_second * RATE_HEADROOM, shared_rates)
                          for cid, ch in channels.items()}
+        # SMS failover: a channel whose fallback is open in this run gets a circuit; its fallback's worker stays
+        # up (nudged when deliveries move to it) while any of its primaries still works.
+        self.nudges = {cid: asyncio.Event() for cid in channels}
+        self.failovers = {
+            cid: Failover(store, ch.config, ch.config.fallback, clock=self.clock, fence=self.fence,
+                          batch=self.tuning.max_batch, nudge=functools.partial(self._nudge, ch.config.fallback),
+                          observer=observer)
+            for cid, ch in channels.items() if ch.config.fallback is not None and ch.config.fallback in channels}
+        self._working: set[str] = set()  # channels whose worker has not returned yet
+        self._wakes: dict[str, asyncio.Event] = {}  # long-running workers' wake events
+
+    def _nudge(self, channel_id: str) -> None:
+        """Deliveries moved to ``channel_id``: its worker looks at once."""
+        self.nudges[channel_id].set()
+        wake = self._wakes.get(channel_id)
+        if wake is not None:
+            wake.set()
 
     def _limiter(self, channel_id: str, rate: float, shared: bool) -> RateLimiter:
         return RateLimiter(rate, self.clock, shared=SharedSlots(self.store.slots, channel_id, rate) if shared else None)
@@ -179,11 +199,33 @@ class Dispatcher:
             lease_s=60.0 + batch_size / channel.rate_per_second + 2 * channel.config.timeout_s,
             wake=waker.event(channel.id) if waker is not None else None,
         )
+        lane.failover = self.failovers.get(channel.id)
+        if lane.wake is not None:
+            self._wakes[channel.id] = lane.wake
+        self._working.add(channel.id)
+        try:
+            await self._work(lane, alert_ids, modes)
+        finally:
+            self._working.discard(channel.id)
+            if lane.failover is not None:
+                self.nudges[lane.failover.fallback].set()  # its fallback may finish now
+
+    def _backs_up_a_working_channel(self, channel_id: str) -> bool:
+        return any(f.fallback == channel_id and f.primary in self._working for f in self.failovers.values())
+
+    async def _work(self, lane: _Lane, alert_ids: Sequence[str] | None, modes: Sequence[Mode] | None) -> None:
+        channel = lane.channel
         pause = STORE_PAUSE_S
         while True:
+            self.nudges[channel.id].clear()  # before the claim: a move after it wakes the wait below
             try:
                 if await self._turn(lane, alert_ids, modes):
-                    return
+                    if not self._backs_up_a_working_channel(channel.id):
+                        return
+                    # A fallback stays up while its primary works: deliveries may yet move to it.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.nudges[channel.id].wait(), self.tuning.idle_poll_s)
+                    continue
                 pause = STORE_PAUSE_S
             except StoreError as exc:
                 if not exc.retryable:
@@ -201,17 +243,29 @@ class Dispatcher:
         if lane.wake is not None:
             lane.wake.clear()  # cleared before the claim: a commit after it wakes the next wait
         owner = self.fence.id
-        batch = await leases.claim(channel.id, limit=lane.batch_size, now=self.clock.now(), lease_s=lane.lease_s,
-                                   owner=owner, alert_ids=alert_ids, modes=modes)
-        for claimed in batch:
-            await lane.slots.acquire()
-            await self._slot(lane)
+        limit = lane.batch_size
+        failover = lane.failover
+        if failover is not None:
+            limit = await failover.before_claim(self.writer.flush, owner, alert_ids, modes, batch_size=lane.batch_size,
+                                                busy=bool(lane.in_flight))
+        batch = await leases.claim(channel.id, limit=limit, now=self.clock.now(), lease_s=lane.lease_s,
+                                   owner=owner, alert_ids=alert_ids, modes=modes) if limit else []
+        for index, claimed in enumerate(batch):
+            if not await self._may_start(lane):
+                await self._unstarted(channel, batch[index:])  # the circuit opened: these move with the rest
+                break
             task = asyncio.create_task(self._attempt(channel, lane.limiter, claimed, owner))
             lane.in_flight.add(task)
             task.add_done_callback(lane.in_flight.discard)
             task.add_done_callback(lambda _t: lane.slots.release())
+        if failover is not None and limit == 1 and not batch:
+            failover.circuit.release_trial()  # half-open, but nothing due here to try with
         if batch:
             return False
+        if failover is not None and failover.circuit.state is CircuitState.OPEN:
+            return await failover.while_open(lane.in_flight, self.writer.flush, alert_ids, modes,
+                                             long_running=lane.wake is not None,
+                                             max_sleep_s=self.tuning.max_idle_sleep_s)
         if lane.in_flight:
             await asyncio.wait(set(lane.in_flight), return_when=asyncio.FIRST_COMPLETED)
             await self.writer.flush()
@@ -229,6 +283,22 @@ class Dispatcher:
             return True
         await self.clock.sleep(min(max(0.0, due - self.clock.now()), self.tuning.max_idle_sleep_s))
         return False
+
+    async def _may_start(self, lane: _Lane) -> bool:
+        """A send slot for the next claimed delivery; False when the channel's circuit opened meanwhile."""
+        if lane.failover is not None:
+            return await lane.failover.may_start(lane.slots, lambda: self._slot(lane))
+        await lane.slots.acquire()
+        await self._slot(lane)
+        return True
+
+    async def _unstarted(self, channel: Channel, rest: Sequence[Claimed]) -> None:
+        """Claimed deliveries the primary will not start (its circuit opened): pending again, due now, unsent."""
+        now = self.clock.now()
+        for claimed in rest:
+            await self._record(channel, claimed, Outcome.RETRY, DeliveryState.PENDING, now,
+                               detail="not sent: the channel's circuit opened first", next_attempt_at=now)
+        await self.writer.flush()
 
     async def _slot(self, lane: _Lane) -> None:
         """A send slot; a shared ledger the store cannot reach now is asked again, never given up on.
@@ -248,6 +318,14 @@ class Dispatcher:
                 pause = min(STORE_PAUSE_MAX_S, pause * 2)
 
     async def _attempt(self, channel: Channel, limiter: RateLimiter, claimed: Claimed, owner: str) -> None:
+        try:
+            await self._attempt_once(channel, limiter, claimed, owner)
+        finally:
+            failover = self.failovers.get(channel.id)
+            if failover is not None and failover.circuit.state is CircuitState.HALF_OPEN:
+                failover.circuit.release_trial()  # the trial asked nothing of the provider (expired, fenced ...)
+
+    async def _attempt_once(self, channel: Channel, limiter: RateLimiter, claimed: Claimed, owner: str) -> None:
         if not self.fence.holds(owner):
             # This node stalled past its margin: another node may own the delivery now. Nothing is sent or
             # recorded; the lease is recovered as unknown and reconciled before any resend.
@@ -271,15 +349,22 @@ class Dispatcher:
             language=claimed.language, text=claimed.text, recipient=claimed.recipient,
             reply_to=claimed.reply_to, payload=claimed.payload,
         )
+        failover = self.failovers.get(channel.id)
+        began = self.clock.monotonic()
         # The transports look at the fence once more as the request is about to be written (channels.gate).
+        reconciling = False
         with gate.opened(lambda: self.fence.holds(owner)) as attempt_gate:
             try:
                 if claimed.previous_state == DeliveryState.UNKNOWN and channel.can_reconcile:
+                    reconciling = True
                     since = datetime.fromtimestamp(claimed.sent_at, UTC)
                     found = await channel.reconcile(message, since=since)
                     if found is not None:
+                        if failover is not None:
+                            failover.record(began, None)
                         await self._sent(channel, claimed, found, started, outcome=Outcome.RECONCILED)
                         return
+                    reconciling = False
                 receipt = await channel.send(message)
             except Exception as exc:
                 if attempt_gate.shut:  # stopped before a byte left, whatever the SDK wrapped it in
@@ -288,6 +373,14 @@ class Dispatcher:
                                 channel.id, claimed.delivery_id)
                     return
                 if isinstance(exc, DeliveryError):
+                    if failover is not None:
+                        failover.record(began, exc)
+                    if reconciling:
+                        # The provider could not say whether it went out: still unknown, asked again later (it
+                        # must never become pending, which would resend without asking).
+                        exc = DeliveryError(exc.reason, f"could not reconcile: {exc}", retryable=True,
+                                            retry_after=exc.retry_after, http_status=exc.http_status,
+                                            provider_code=exc.provider_code, sent_maybe=True)
                     await self._failed(channel, limiter, claimed, exc, started)
                     return
                 # An adapter bug: the request may have left, so never resend blindly.
@@ -296,6 +389,8 @@ class Dispatcher:
                                            sent_maybe=True)
                 await self._failed(channel, limiter, claimed, unexpected, started)
                 return
+        if failover is not None:
+            failover.record(began, None)
         await self._sent(channel, claimed, receipt, started)
 
     async def _sent(self, channel: Channel, claimed: Claimed, receipt: Receipt, started: float,

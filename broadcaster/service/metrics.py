@@ -6,6 +6,8 @@
 * ``broadcaster_queue_depth{channel, state}``: deliveries not yet done, read from the store at scrape time.
 * ``broadcaster_fire_to_first_send_seconds{mode}``: outbox commit to the first accepted send of an alert.
 * ``broadcaster_receipts_total{outcome}`` and ``broadcaster_fires_total{mode, state}``.
+* ``broadcaster_failover_moves_total{from_channel, to_channel}``: SMS moved by failover (and back).
+* ``broadcaster_circuit_state{channel}``: a failover channel's circuit: 0 closed, 1 half-open, 2 open.
 
 Every series carries ``node``, the id of the process that reports it (``host:pid:token``, as
 ``broadcaster nodes`` lists it), so several nodes scraped together never collide; the queue
@@ -21,7 +23,7 @@ from typing import Final, Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from broadcaster.states import Outcome
+from broadcaster.states import CircuitState, Outcome
 from broadcaster.store.ports import Leases
 from broadcaster.store.records import AttemptResult
 
@@ -30,7 +32,8 @@ _LATENCY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _FIRST_SEND_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _RETRIED: Final = frozenset({Outcome.RETRY, Outcome.UNKNOWN})
 _SENT: Final = frozenset({Outcome.SENT, Outcome.RECONCILED})
-M = TypeVar("M", Counter, Histogram)
+_CIRCUIT_VALUE: Final = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+M = TypeVar("M", Counter, Histogram, Gauge)
 
 
 class _NodeLabelled(Generic[M]):
@@ -63,6 +66,11 @@ class Metrics:
                                               ["node", "outcome"], registry=r), node)
         self.fires = _NodeLabelled(Counter("broadcaster_fires", "Alerts fired through the API",
                                            ["node", "mode", "state"], registry=r), node)
+        self.moves = _NodeLabelled(Counter("broadcaster_failover_moves", "SMS moved to a fallback channel, or back",
+                                           ["node", "from_channel", "to_channel"], registry=r), node)
+        self.circuit = _NodeLabelled(Gauge("broadcaster_circuit_state",
+                                           "A failover channel's circuit: 0 closed, 1 half-open, 2 open",
+                                           ["node", "channel"], registry=r), node)
         self._leases = leases
         self._depth = Gauge("broadcaster_queue_depth", "Deliveries not yet done, by channel and state",
                             ["node", "channel", "state"], registry=r)
@@ -93,6 +101,14 @@ class AlertObserver:
 
     def committed(self, at: float) -> None:
         self.committed_at = at
+
+    def moved(self, from_channel: str, to_channel: str, count: int) -> None:
+        """Failover moved ``count`` deliveries (engine.failover calls it)."""
+        self.metrics.moves.labels(from_channel=from_channel, to_channel=to_channel).inc(count)
+
+    def circuit(self, channel: str, state: CircuitState) -> None:
+        """A failover channel's circuit changed state (engine.failover calls it)."""
+        self.metrics.circuit.labels(channel=channel).set(_CIRCUIT_VALUE[state])
 
     def __call__(self, channel: str, outcome: AttemptResult) -> None:
         m = self.metrics

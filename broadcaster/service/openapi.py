@@ -261,7 +261,7 @@ def document() -> dict[str, Any]:
                                    cost_segments=_INT, sms=_ref("SmsTotal")),
                       preview_error=_STR),
         "Delivery": _obj(channel=_STR, recipient=_NULL_STR, language=_STR, state=_STR, attempts=_INT,
-                         provider_id=_NULL_STR, receipt=_NULL_STR),
+                         provider_id=_NULL_STR, receipt=_NULL_STR, moved_from=_NULL_STR),
         "RunbookSummary": _obj(id=_STR, name=_BILINGUAL, description=_STR, steps=_INT, error=_STR,
                                inputs={"type": "array", "items": _obj(name=_STR, example=_BILINGUAL,
                                                                       description=_STR, type=_STR)}),

@@ -38,11 +38,14 @@ def channel_summary(c: ChannelConfig) -> dict[str, Any]:
 def delivery(d: DeliveryRow, receipt: tuple[str, str | None] | None = None) -> dict[str, Any]:
     """As one item of ``fire --json`` ``deliveries``, plus the latest Twilio ``receipt`` status.
 
+    ``moved_from`` names the channel an SMS was moved away from by failover (its circuit opened), else None.
+
     ``state`` shows a receipted SMS as ``delivered`` or ``undelivered`` instead of ``sent``.
     """
     state = receipt[1] if d.state == DeliveryState.SENT and receipt is not None and receipt[1] else d.state
     return {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": str(state),
-            "attempts": d.attempts, "provider_id": d.provider_id, "receipt": receipt[0] if receipt else None}
+            "attempts": d.attempts, "provider_id": d.provider_id, "receipt": receipt[0] if receipt else None,
+            "moved_from": d.moved_from}
 
 
 def alert_summary(config: Config, alert: AlertRecord, *, state: str, counts: dict[str, dict[str, int]],

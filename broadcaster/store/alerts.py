@@ -30,7 +30,10 @@ PAGE: Final = 5_000  # rows per round trip when streaming a large alert
 NO_LIMIT: Final = 2**62  # "LIMIT ALL" in a form both dialects take
 ALERT_COLUMNS: Final = ("id, template, template_hash, mode, msg_type, refs, sent_at, expires_at, areas, channels,"
                         " inputs, forms, created_by, cap")
-DELIVERY_COLUMNS: Final = "id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error"
+# A delivery of one channel: given to it by the outbox, or moved to it by failover, or moved away (home_channel).
+ON_CHANNEL: Final = "(channel_id = ? OR home_channel = ?)"
+DELIVERY_COLUMNS: Final = ("id, alert_id, channel_id, recipient, language, state, attempts, provider_id, last_error,"
+                           " home_channel")
 THREAD_DEPTH: Final = 1_000  # an update of an update of ...: far more than any real thread
 THREAD_LIMIT: Final = 1_000
 _OPEN: Final = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.UNKNOWN)
@@ -60,7 +63,8 @@ def alert_params(alert: AlertRecord) -> tuple[Any, ...]:
 def delivery_row(row: Any) -> DeliveryRow:
     return DeliveryRow(id=row["id"], alert_id=row["alert_id"], channel_id=row["channel_id"],
                        recipient=row["recipient"], language=row["language"], state=DeliveryState(row["state"]),
-                       attempts=row["attempts"], provider_id=row["provider_id"], last_error=row["last_error"])
+                       attempts=row["attempts"], provider_id=row["provider_id"], last_error=row["last_error"],
+                       home_channel=row["home_channel"])
 
 
 class SqlAlerts:
@@ -139,11 +143,12 @@ class SqlAlerts:
         return await withdraw_undelivered(self.db, alert_id, reason)
 
     async def audience(self, alert_id: str, channel_id: str, states: Sequence[DeliveryState]) -> dict[str, int]:
-        """Recipients per language an alert has on one channel in ``states`` (a follow-up's audience)."""
+        """Recipients per language an alert has on one channel in ``states`` (a follow-up's audience); the SMS
+        failover moved to the channel's fallback count as the channel's."""
         rows = await self.db.execute(
-            f"SELECT language, COUNT(*) AS n FROM deliveries WHERE alert_id = ? AND channel_id = ?"
+            f"SELECT language, COUNT(*) AS n FROM deliveries WHERE alert_id = ? AND {ON_CHANNEL}"
             f" AND recipient IS NOT NULL AND state IN ({marks(states)}) GROUP BY language",
-            (alert_id, channel_id, *states))
+            (alert_id, channel_id, channel_id, *states))
         return {r["language"]: int(r["n"]) for r in rows}
 
     async def provider_ids(self, alert_id: str) -> dict[tuple[str, str | None, str], str]:
@@ -169,7 +174,8 @@ class SqlAlerts:
         after = 0
         while True:
             rows = (await self.db.execute(
-                """SELECT a.id AS id, d.alert_id AS alert_id, d.channel_id AS channel_id, d.recipient AS recipient,
+                """SELECT a.id AS id, d.alert_id AS alert_id, COALESCE(a.channel_id, d.channel_id) AS channel_id,
+                          d.recipient AS recipient,
                           d.language AS language, a.attempt AS attempt, a.outcome AS outcome,
                           a.http_status AS http_status, a.error_code AS error_code, a.provider_id AS provider_id,
                           a.started_at AS started_at, a.finished_at AS finished_at, a.latency_ms AS latency_ms,
@@ -282,14 +288,14 @@ def copy_sql(copy: AudienceCopy, message_ids: dict[str, int], alert_id: str, due
         language_params += [lang, message_ids[copy.keys[lang]]]
     sql = (
         "INSERT INTO deliveries (alert_id, channel_id, message_id, language, recipient, reply_to, next_attempt_at)"
-        f" SELECT ?, channel_id, CASE language {message_case} ELSE CAST(? AS BIGINT) END,"
+        f" SELECT ?, ?, CASE language {message_case} ELSE CAST(? AS BIGINT) END,"
         f" CASE WHEN language IN ({marks(languages)}) THEN language ELSE ? END, recipient, provider_id,"
         f" CAST(? AS DOUBLE PRECISION)"
-        f" FROM deliveries WHERE alert_id = ? AND channel_id = ? AND recipient IS NOT NULL"
+        f" FROM deliveries WHERE alert_id = ? AND {ON_CHANNEL} AND recipient IS NOT NULL"
         f" AND state IN ({marks(copy.states)}) ORDER BY id ON CONFLICT DO NOTHING"
     )
-    return sql, (alert_id, *language_params, message_ids[copy.keys[copy.fallback]], *languages, copy.fallback,
-                 due_at, copy.from_alert, copy.channel_id, *copy.states)
+    return sql, (alert_id, copy.channel_id, *language_params, message_ids[copy.keys[copy.fallback]], *languages,
+                 copy.fallback, due_at, copy.from_alert, copy.channel_id, copy.channel_id, *copy.states)
 
 
 async def withdraw_undelivered(db: Database, alert_id: str, reason: str) -> int:

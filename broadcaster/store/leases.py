@@ -93,6 +93,36 @@ class SqlLeases:
             (DeliveryState.EXPIRED, *params, now),
         )).rowcount
 
+    async def move(self, from_channel: str, to_channel: str, *, now: float, detail: str, owner: str, limit: int,
+                   home: str | None = None, alert_ids: Sequence[str] | None = None,
+                   modes: Sequence[Mode] | None = None) -> int:
+        """Move up to ``limit`` pending deliveries of ``from_channel`` to ``to_channel`` (failover), in one
+        transaction: each due at once on its new channel, with a ``moved`` row saying ``detail`` in its log.
+
+        Only ``pending`` deliveries move: one being sent is leased by its node, and one whose outcome is
+        unknown is reconciled where it was sent, never moved. ``home`` moves only deliveries the outbox gave
+        that channel (moving back to it). ``home_channel`` keeps the channel a delivery was first given.
+        """
+        scope, params = scope_sql(alert_ids, modes)
+        pending = f"state = '{DeliveryState.PENDING}'"
+        home_sql, home_params = (" AND home_channel = ?", (home,)) if home is not None else ("", ())
+
+        async def work(tx: Database) -> int:
+            moved = [r["id"] for r in await tx.execute(
+                f"UPDATE deliveries SET channel_id = ?, home_channel = COALESCE(home_channel, channel_id),"
+                f" next_attempt_at = ? WHERE channel_id = ? AND {pending} AND id IN ("
+                f"SELECT id FROM deliveries WHERE channel_id = ? AND {pending}{home_sql} {scope}"
+                f" ORDER BY id LIMIT ?) RETURNING id",
+                (to_channel, now, from_channel, from_channel, *home_params, *params, limit))]
+            if moved:
+                await tx.execute(
+                    f"INSERT INTO attempts (delivery_id, attempt, started_at, finished_at, outcome, detail, node,"
+                    f" channel_id) SELECT id, attempts, ?, ?, ?, ?, ?, ? FROM deliveries WHERE id IN ({marks(moved)})",
+                    (now, now, Outcome.MOVED, detail, owner, to_channel, *moved))
+            return len(moved)
+
+        return await atomically(self.db, work)
+
     async def owners(self) -> set[str]:
         """The lease owners of every delivery now ``sending``."""
         rows = await self.db.execute(f"SELECT DISTINCT lease_owner FROM deliveries WHERE {SENDING}")

@@ -56,8 +56,8 @@ WITH due AS (
     FROM due WHERE d.id = due.id
     RETURNING d.id, due.state AS previous, d.alert_id, d.language, d.recipient, d.reply_to, d.message_id, d.attempts
 ), attempt AS (
-    INSERT INTO attempts (delivery_id, attempt, started_at, node)
-    SELECT id, attempts, $2, $5 FROM leased
+    INSERT INTO attempts (delivery_id, attempt, started_at, node, channel_id)
+    SELECT id, attempts, $2, $5, $1 FROM leased
     RETURNING id, delivery_id
 )
 SELECT l.id AS delivery_id, attempt.id AS attempt_id, l.attempts AS attempt, l.alert_id AS alert_id,

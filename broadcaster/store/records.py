@@ -139,6 +139,12 @@ class DeliveryRow:
     attempts: int
     provider_id: str | None
     last_error: str | None
+    home_channel: str | None = None  # the channel the outbox gave it, when failover moved it (channel_id is now)
+
+    @property
+    def moved_from(self) -> str | None:
+        """The channel this delivery moved away from (failover), if it is no longer on it."""
+        return self.home_channel if self.home_channel not in (None, self.channel_id) else None
 
 
 @dataclass(frozen=True, slots=True)

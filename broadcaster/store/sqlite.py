@@ -88,8 +88,8 @@ class SqliteLeases(SqlLeases):
                 f"UPDATE deliveries SET state = ?, attempts = attempts + 1, lease_until = ?, lease_owner = ?"
                 f" WHERE id IN ({marks(ids)})", (DeliveryState.SENDING, now + lease_s, owner, *ids))
             attempts = {r["delivery_id"]: r["id"] for r in await tx.execute(
-                f"INSERT INTO attempts (delivery_id, attempt, started_at, node)"
-                f" SELECT id, attempts, ?, ? FROM deliveries WHERE id IN ({marks(ids)})"
+                f"INSERT INTO attempts (delivery_id, attempt, started_at, node, channel_id)"
+                f" SELECT id, attempts, ?, ?, channel_id FROM deliveries WHERE id IN ({marks(ids)})"
                 f" RETURNING id, delivery_id", (now, owner, *ids))}
             await self._cache_texts(tx, {r["message_id"] for r in due})
         claimed = []

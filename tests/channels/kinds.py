@@ -26,6 +26,8 @@ from broadcaster.config import ChannelConfig
 from tests.fakes.cap_platform import FakeCapPlatform, cap_error, platform_signer, signed_cap
 from tests.fakes.cbc import FakeCbc, cbc_error
 from tests.fakes.graph import FakeGraph, graph_error, graph_hang
+from tests.fakes.infobip import FakeInfobip, infobip_error
+from tests.fakes.infobip import hang as infobip_hang
 from tests.fakes.server import Step
 from tests.fakes.smtp import FakeSmtp, SmtpStep
 from tests.fakes.smtp import step as smtp_step
@@ -45,6 +47,7 @@ X_KEYS = {
 }
 TWILIO_SID = "AC" + "5ec7e75ec7e7" * 2 + "5ec7e75e"
 TWILIO_TOKEN = "tok-SMS-SECRET-7f3a9c-do-not-leak"
+INFOBIP_KEY = "ibkey-SMS-SECRET-2b8d41-do-not-leak"
 HOOK_SECRET = "whsec-PARTNER-SECRET-91c4e2-do-not-leak"
 SMTP_USER = "broadcaster-SMTP-USER-4c1d"
 SMTP_PASSWORD = "smtp-PASSWORD-SECRET-88e1-do-not-leak"
@@ -118,7 +121,7 @@ class KindCase:
     top: dict[str, Any] = field(default_factory=dict)  # [broadcaster] keys the kind needs (public_url)
 
     def channel(self, config: ChannelConfig, clients: Clients) -> Channel:
-        return self.build(config, clients) if self.build else KINDS[self.kind](config, clients)
+        return self.build(config, clients) if self.build else KINDS[self.kind].serving(config)(config, clients)
 
     def config_table(self, api_base: str, **extra: Any) -> dict[str, Any]:
         return {"id": f"{self.kind}-test", "kind": self.kind, **self.target(api_base), "timeout_s": 2.0,
@@ -201,6 +204,24 @@ CASES: dict[str, KindCase] = {
         failures=[twilio_error(401, 20003, f"Authenticate {TWILIO_TOKEN}"), twilio_error(500, 20500), hang(30)],
         log_proof="twilio POST /2010-04-01/Accounts/********/Messages.json",
         leaks=[base64.b64encode(f"{TWILIO_SID}:{TWILIO_TOKEN}".encode()).decode()],
+    ),
+    # The sms kind's second provider: a case of its own, so every shared check runs on it too.
+    "sms-infobip": KindCase(
+        kind="sms",
+        env={"BCAST_TEST_INFOBIP_KEY": INFOBIP_KEY},
+        table={"provider": "infobip", "api_key_env": "BCAST_TEST_INFOBIP_KEY", "from": "CivilDefence",
+               "recipients": "recipients.csv"},
+        target=lambda url: {"base_url": url},
+        fake=lambda: FakeInfobip(api_key=INFOBIP_KEY),
+        message=_message(recipient=PHONE),
+        accepted=lambda fake: len(fake.messages),
+        rate_limited=infobip_error(429, "E429", "Too many requests", retry_after=7),
+        retry_after=7.0,
+        hang=lambda seconds: infobip_hang(seconds, accept=True),
+        # The first answer echoes the key, as a careless provider might.
+        failures=[infobip_error(401, "E401", f"Invalid login details: App {INFOBIP_KEY}"),
+                  infobip_error(500, "E500", legacy=True), infobip_hang(30)],
+        log_proof="infobip sms-test POST /sms/3/messages -> HTTP 200",
     ),
     "whatsapp": KindCase(
         kind="whatsapp",

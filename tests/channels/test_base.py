@@ -120,8 +120,8 @@ def test_a_dry_run_receipt_says_so_and_a_follow_up_finds_the_provider_id(tmp_pat
 
 
 def test_a_real_send_names_every_missing_variable_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tables = [{"id": f"{kind}-c", "kind": kind, **case.target("http://127.0.0.1:1"), **case.table}
-              for kind, case in CASES.items()]
+    tables = [{"id": f"{name}-c", "kind": case.kind, **case.target("http://127.0.0.1:1"), **case.table}
+              for name, case in CASES.items()]
     config = make_config(tmp_path, tables, **{k: v for case in CASES.values() for k, v in case.top.items()})
     for case in CASES.values():
         for name in case.env:
@@ -136,8 +136,8 @@ def test_a_real_send_names_every_missing_variable_at_once(tmp_path: Path, monkey
             assert f"${name}" in message
 
     rehearsal = build_channels(config.channels, Clients(recording=True), mode="dry-run")
-    assert [type(c) for c in rehearsal] == [KINDS[c.kind] for c in config.channels]
-    assert [type(c) for c in rehearsal] == [kind_of(c) for c in config.channels]
+    assert [type(c) for c in rehearsal] == [KINDS[c.kind].serving(c) for c in config.channels]
+    assert [type(c) for c in rehearsal] == [kind_of(c).serving(c) for c in config.channels]
 
 
 def test_templates_check_targets_are_the_channels_or_each_kind_at_its_defaults(tmp_path: Path) -> None:

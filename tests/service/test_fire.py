@@ -67,7 +67,7 @@ async def test_live_fire_reaches_every_channel_with_a_status_callback(
     db_rows = await api.app.store.alerts.deliveries(alert_id)
     assert [{k: v for k, v in d.items() if k != "receipt"} for d in view["deliveries"]] == [
         {"channel": d.channel_id, "recipient": d.recipient, "language": d.language, "state": d.state,
-         "attempts": d.attempts, "provider_id": d.provider_id} for d in db_rows]
+         "attempts": d.attempts, "provider_id": d.provider_id, "moved_from": None} for d in db_rows]
     status, log = await api.get(f"/api/alerts/{alert_id}/log")
     assert log == await cli_json(api, capsys, "log", alert_id, "--json")
     status, page = await api.get(f"/api/alerts/{alert_id}/log?limit=2&offset=1")

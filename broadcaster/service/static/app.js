@@ -822,10 +822,8 @@
     $("review-confirm").value = "";
     $("progress-panel").hidden = false;
     renderProgress();
-    if (state.alert.phase === "awaiting") {
-      // The held fire's review (what it would send) comes with its detail.
-      refreshAlert(state.alert.alert_id).catch((error) => { if (error.status !== 401) showError(error); });
-    }
+    // Its detail: a held fire's review (what it would send), and its deliveries (SMS failover moves).
+    refreshAlert(state.alert.alert_id).catch((error) => { if (error.status !== 401) showError(error); });
     if (focus) {
       $("h-progress").setAttribute("tabindex", "-1");
       $("h-progress").focus();
@@ -860,7 +858,7 @@
     const detail = await api("GET", `/api/alerts/${encodeURIComponent(id)}`);
     if (!state.alert || state.alert.alert_id !== id) return detail;
     const { deliveries, ...rest } = detail;
-    Object.assign(state.alert, rest);
+    Object.assign(state.alert, rest, { moves: countMoves(deliveries || []) });
     applyServerState(detail.state);
     renderProgress();
     return detail;
@@ -950,6 +948,29 @@
     }
   }
 
+  /** SMS failover: how many deliveries moved from which channel to which ({from: {to: n}}), from moved_from. */
+  function countMoves(deliveries) {
+    const moves = {};
+    for (const d of deliveries) {
+      if (!d.moved_from) continue;
+      const to = (moves[d.moved_from] = moves[d.moved_from] || {});
+      to[d.channel] = (to[d.channel] || 0) + 1;
+    }
+    return moves;
+  }
+
+  /** A channel's failover lines: "moved to X: n" on the primary, "moved from Y: n" on the fallback. */
+  function moveLines(channel, moves) {
+    const lines = [];
+    for (const [from, byTo] of Object.entries(moves || {})) {
+      for (const [to, n] of Object.entries(byTo)) {
+        if (from === channel) lines.push(t("progress.movedTo", to, n));
+        if (to === channel) lines.push(t("progress.movedFrom", from, n));
+      }
+    }
+    return lines;
+  }
+
   function renderProgress() {
     const alert = state.alert;
     if (!alert) return;
@@ -991,7 +1012,8 @@
           el("span", { class: "tally", dir: "ltr", text: `${total - open}/${total}` })),
         el("progress", { max: total || 1, value: total - open, "aria-label": channel }),
         el("div", { class: "prow-counts", text: Object.entries(byState).filter(([, n]) => n)
-          .map(([s, n]) => `${stateWord(s, alert.mode)} ${n}`).join(" · ") }));
+          .map(([s, n]) => `${stateWord(s, alert.mode)} ${n}`).join(" · ") }),
+        ...moveLines(channel, alert.moves).map((text) => el("div", { class: "prow-moved", text })));
     }));
 
     const canAct = state.me && state.me.role !== "viewer";
