@@ -39,7 +39,9 @@ class ManualClock(Clock):
     """Wall and monotonic time that move only when a test says so.
 
     It starts at the real time: alerts planned on it are due for the dispatcher,
-    which keeps the real clock.
+    which keeps the real clock. A test that advances it before planning waits that
+    long in real time for the deliveries to fall due: advance by a second where only
+    the order of ``sent`` matters.
     """
 
     def __init__(self, start: float | None = None) -> None:

@@ -184,13 +184,13 @@ async def test_a_cancel_of_an_update_marks_the_whole_thread_cancelled_in_the_fee
     original = body["alert_id"]
     await api.settle()
     assert isinstance(api.clock, ManualClock)
-    api.clock.advance(60)
+    api.clock.advance(1)
     status, body = await api.post(f"/api/alerts/{original}/update", {"variables": {}, "mode": "live",
                                                                       "confirm": "road_closure"})
     assert status == 202, body
     update = body["alert_id"]
     await api.settle()
-    api.clock.advance(60)
+    api.clock.advance(1)
     status, body = await api.post(f"/api/alerts/{update}/cancel", {"mode": "live", "confirm": "cancel"})
     assert status == 202, body
     cancel = body["alert_id"]

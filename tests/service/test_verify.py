@@ -45,7 +45,7 @@ async def fire(api: Api, mode: str = "live", template: str = "road_closure") -> 
 
 async def follow(api: Api, alert_id: str, action: str, mode: str = "live") -> str:
     if isinstance(api.clock, ManualClock):
-        api.clock.advance(60)
+        api.clock.advance(1)
     body = {"mode": mode, **({"variables": {}} if action == "update" else {})}
     if mode == "live":
         body["confirm"] = "road_closure" if action == "update" else "cancel"
