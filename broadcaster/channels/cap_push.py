@@ -40,7 +40,7 @@ from typing import Any, ClassVar, Final
 import orjson
 
 from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
-from broadcaster.channels.http import close_session, connection_failure, parse_retry_after
+from broadcaster.channels.http import close_session, connection_failure, parse_retry_after, reply_id, snippet
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
 from broadcaster.channels.webhook import target_url
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
@@ -147,7 +147,7 @@ def classify_cap_push(
     if status is None:
         raise ValueError("classify_cap_push needs a status or an exception")
     headers = headers or {}
-    detail = scrub(_snippet(body), secrets)
+    detail = scrub(snippet(body), secrets)
 
     def error(reason: Reason, message: str, *, retryable: bool, sent_maybe: bool = False) -> DeliveryError:
         return DeliveryError(
@@ -163,9 +163,9 @@ def classify_cap_push(
                 shown = "no " + repr(status_field) if said is None else f"{status_field} = {scrub(said, secrets)!r}"
                 return error(Reason.BAD_REQUEST, f"the platform did not acknowledge the document ({shown}, "
                                                  f"expected {ack!r})", retryable=False)
-        return Receipt(provider_id=_provider_id(body), http_status=status)
+        return Receipt(provider_id=reply_id(body), http_status=status)
     if status == 409:
-        return Receipt(provider_id=_provider_id(body), http_status=status,
+        return Receipt(provider_id=reply_id(body), http_status=status,
                        note="the platform already holds this CAP identifier (delivered before)")
     if 300 <= status < 400:
         location = scrub(str(headers.get("Location", "?")), secrets)
@@ -220,22 +220,6 @@ def _tls_refusal(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
-
-
-def _provider_id(body: bytes) -> str | None:
-    try:
-        parsed = orjson.loads(body) if body.strip()[:1] == b"{" else None
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(parsed, dict):
-        value = parsed.get("id")
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)
-    return None
-
-
-def _snippet(body: bytes, limit: int = 200) -> str:
-    return " ".join(body[:limit].decode("utf-8", "replace").split())
 
 
 def _private_file(path: Path, key: str, where: str) -> None:

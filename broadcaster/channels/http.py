@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from broadcaster.channels.base import POOL_SIZE, Clients
 from broadcaster.channels.gate import trace_config
 from broadcaster.errors import DeliveryError, Reason
@@ -87,3 +89,21 @@ def connection_failure(exc: BaseException, provider: str, secrets: tuple[Secret,
         return DeliveryError(Reason.NETWORK, f"{provider} connection failed mid-request: {what}", retryable=True,
                              sent_maybe=True)
     return None
+
+
+def reply_id(body: bytes) -> str | None:
+    """The ``id`` of a JSON object reply (a partner's or a platform's id for what it took), else None."""
+    try:
+        parsed = orjson.loads(body) if body.strip()[:1] == b"{" else None
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(parsed, dict):
+        value = parsed.get("id")
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def snippet(body: bytes, limit: int = 200) -> str:
+    """The start of a reply's body on one line, for an error message (scrub it of secrets before use)."""
+    return " ".join(body[:limit].decode("utf-8", "replace").split())

@@ -35,7 +35,14 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
-from broadcaster.channels.http import close_session, connection_failure, open_session, parse_retry_after
+from broadcaster.channels.http import (
+    close_session,
+    connection_failure,
+    open_session,
+    parse_retry_after,
+    reply_id,
+    snippet,
+)
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
 from broadcaster.errors import DeliveryError, Reason
@@ -134,8 +141,8 @@ def classify_webhook(
         raise ValueError("classify_webhook needs a status or an exception")
     headers = headers or {}
     if 200 <= status < 300:
-        return Receipt(provider_id=_provider_id(body), http_status=status)
-    detail = scrub(_snippet(body), secrets)
+        return Receipt(provider_id=reply_id(body), http_status=status)
+    detail = scrub(snippet(body), secrets)
 
     def error(reason: Reason, message: str, *, retryable: bool, sent_maybe: bool = False) -> DeliveryError:
         return DeliveryError(
@@ -177,23 +184,6 @@ def _classify_exception(exc: BaseException, secrets: tuple[Secret, ...]) -> Deli
     if error is None:
         raise TypeError(f"classify_webhook cannot map {type(exc).__name__}") from exc
     return error
-
-
-def _provider_id(body: bytes) -> str | None:
-    try:
-        parsed = orjson.loads(body) if body else None
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(parsed, dict):
-        value = parsed.get("id")
-        if isinstance(value, str | int) and not isinstance(value, bool):
-            return str(value)
-    return None
-
-
-def _snippet(body: bytes, limit: int = 200) -> str:
-    text = body[:limit].decode("utf-8", "replace").strip()
-    return " ".join(text.split())
 
 
 def target_url(url: str, api_base: str | None) -> str:
@@ -319,7 +309,7 @@ def _failures() -> tuple[type[BaseException], ...]:
 
 
 def _recorded_answer(number: int, method: str, url: str, request: Mapping[str, Any]) -> RecordedResponse:
-    """A partner's answer in a dry-run: ``200 {"id": ...}``, as :func:`_provider_id` reads it."""
+    """A partner's answer in a dry-run: ``200 {"id": ...}``, as :func:`~broadcaster.channels.http.reply_id` reads it."""
     return RecordedResponse(200, {"id": f"evt_{number}"})
 
 
