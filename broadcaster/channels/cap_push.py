@@ -40,7 +40,14 @@ from typing import Any, ClassVar, Final
 import orjson
 
 from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
-from broadcaster.channels.http import close_session, connection_failure, parse_retry_after, reply_id, snippet
+from broadcaster.channels.http import (
+    answer_error,
+    close_session,
+    connection_failure,
+    reply_id,
+    snippet,
+    status_error,
+)
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
 from broadcaster.channels.webhook import target_url
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
@@ -148,38 +155,33 @@ def classify_cap_push(
         raise ValueError("classify_cap_push needs a status or an exception")
     headers = headers or {}
     detail = scrub(snippet(body), secrets)
-
-    def error(reason: Reason, message: str, *, retryable: bool, sent_maybe: bool = False) -> DeliveryError:
-        return DeliveryError(
-            reason, f"CAP platform HTTP {status}: {message}" + (f" ({detail})" if detail else ""),
-            retryable=retryable, retry_after=parse_retry_after(headers.get("Retry-After")) if retryable else None,
-            http_status=status, sent_maybe=sent_maybe,
-        )
-
     if 200 <= status < 300:
         if status_field is not None and ack is not None:
             said = reply_status(body, status_field)
             if said != ack:
                 shown = "no " + repr(status_field) if said is None else f"{status_field} = {scrub(said, secrets)!r}"
-                return error(Reason.BAD_REQUEST, f"the platform did not acknowledge the document ({shown}, "
-                                                 f"expected {ack!r})", retryable=False)
+                return answer_error(_LABEL, status, headers, detail, Reason.BAD_REQUEST,
+                                    f"the platform did not acknowledge the document ({shown}, expected {ack!r})",
+                                    retryable=False)
         return Receipt(provider_id=reply_id(body), http_status=status)
     if status == 409:
         return Receipt(provider_id=reply_id(body), http_status=status,
                        note="the platform already holds this CAP identifier (delivered before)")
     if 300 <= status < 400:
         location = scrub(str(headers.get("Location", "?")), secrets)
-        return error(Reason.BAD_REQUEST, f"redirects to {location}; not followed, review the channel url",
-                     retryable=False)
-    if status == 429:
-        return error(Reason.RATE_LIMITED, "rate limited by the platform", retryable=True)
-    if status == 408:
-        return error(Reason.TIMEOUT, "the platform timed out reading the request", retryable=True)
-    if status >= 500:
-        return error(Reason.SERVER, "platform server error", retryable=True, sent_maybe=status in (500, 502, 504))
-    if status in (401, 403):
-        return error(Reason.AUTH, "the platform refused our credentials or client certificate", retryable=False)
-    return error(Reason.BAD_REQUEST, "the platform rejected the document", retryable=False)
+        return answer_error(_LABEL, status, headers, detail, Reason.BAD_REQUEST,
+                            f"redirects to {location}; not followed, review the channel url", retryable=False)
+    return status_error(_LABEL, status, headers, detail, _PLATFORM_SAYS)
+
+
+_LABEL: Final = "CAP platform"
+_PLATFORM_SAYS: Final = {
+    Reason.RATE_LIMITED: "rate limited by the platform",
+    Reason.TIMEOUT: "the platform timed out reading the request",
+    Reason.SERVER: "platform server error",
+    Reason.AUTH: "the platform refused our credentials or client certificate",
+    Reason.BAD_REQUEST: "the platform rejected the document",
+}
 
 
 def _classify_exception(exc: BaseException, secrets: tuple[Secret, ...], tls: bool) -> DeliveryError:

@@ -56,7 +56,14 @@ import orjson
 
 from broadcaster.channels import cbs_levels
 from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
-from broadcaster.channels.http import close_session, connection_failure, open_session, parse_retry_after
+from broadcaster.channels.http import (
+    answer_error,
+    close_session,
+    connection_failure,
+    open_session,
+    snippet,
+    status_error,
+)
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
 from broadcaster.config import ChannelConfig, KindOptions, KindTable, is_http_url
 from broadcaster.errors import ConfigError, DeliveryError, Reason, TemplateError
@@ -125,28 +132,23 @@ def classify_cbc(
         raise ValueError("classify_cbc needs a status or an exception")
     if 200 <= status < 300:
         return None
-    text = scrub(" ".join(body[:200].decode("utf-8", "replace").split()), secrets)
-
-    def error(reason: Reason, message: str, *, retryable: bool, sent_maybe: bool = False) -> DeliveryError:
-        return DeliveryError(
-            reason, f"CBC {what} HTTP {status}: {message}" + (f" ({text})" if text else ""), retryable=retryable,
-            retry_after=parse_retry_after((headers or {}).get("Retry-After")) if retryable else None,
-            http_status=status, sent_maybe=sent_maybe)
-
-    if status == 429:
-        return error(Reason.RATE_LIMITED, "rate limited", retryable=True)
-    if status == 408:
-        return error(Reason.TIMEOUT, "the CBC timed out reading the request", retryable=True)
+    headers, detail, label = headers or {}, scrub(snippet(body), secrets), f"CBC {what}"
     if status == 501:
-        return error(Reason.BAD_REQUEST, "the CBC does not implement this operation", retryable=False)
-    if status >= 500:
-        return error(Reason.SERVER, "CBC server error", retryable=True, sent_maybe=status in (500, 502, 504))
-    if status in (401, 403):
-        return error(Reason.AUTH, "refused our credentials", retryable=False)
+        return answer_error(label, status, headers, detail, Reason.BAD_REQUEST,
+                            "the CBC does not implement this operation", retryable=False)
     if status == 409:
-        return error(Reason.BAD_REQUEST, "the CBC already holds this message identifier (another alert of this "
-                     "level is on air: withdraw it first)", retryable=False)
-    return error(Reason.BAD_REQUEST, "the CBC refused the message", retryable=False)
+        return answer_error(label, status, headers, detail, Reason.BAD_REQUEST, "the CBC already holds this message "
+                            "identifier (another alert of this level is on air: withdraw it first)", retryable=False)
+    return status_error(label, status, headers, detail, _CBC_SAYS)
+
+
+_CBC_SAYS: Final = {
+    Reason.RATE_LIMITED: "rate limited",
+    Reason.TIMEOUT: "the CBC timed out reading the request",
+    Reason.SERVER: "CBC server error",
+    Reason.AUTH: "refused our credentials",
+    Reason.BAD_REQUEST: "the CBC refused the message",
+}
 
 
 class CellBroadcastChannel(Channel):

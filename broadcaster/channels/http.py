@@ -7,7 +7,7 @@ aiohttp is imported on first use, never when a kind module is imported.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -107,3 +107,45 @@ def reply_id(body: bytes) -> str | None:
 def snippet(body: bytes, limit: int = 200) -> str:
     """The start of a reply's body on one line, for an error message (scrub it of secrets before use)."""
     return " ".join(body[:limit].decode("utf-8", "replace").split())
+
+
+def answer_error(label: str, status: int, headers: Mapping[str, str], detail: str, reason: Reason, message: str, *,
+                 retryable: bool, sent_maybe: bool = False) -> DeliveryError:
+    """The error of one HTTP answer: ``"{label} HTTP {status}: {message} ({detail})"``, waiting its
+    ``Retry-After`` when retryable. ``detail`` is the reply's start, already scrubbed of secrets."""
+    return DeliveryError(
+        reason, f"{label} HTTP {status}: {message}" + (f" ({detail})" if detail else ""), retryable=retryable,
+        retry_after=parse_retry_after(headers.get("Retry-After")) if retryable else None,
+        http_status=status, sent_maybe=sent_maybe,
+    )
+
+
+def status_error(label: str, status: int, headers: Mapping[str, str], detail: str,
+                 messages: Mapping[Reason, str]) -> DeliveryError:
+    """The one mapping of a plain HTTP error status, for the kinds that speak HTTP without an SDK (each puts
+    its own special cases first, and words each reason in ``messages``).
+
+    ==================  ============  =========  ==========
+    status              reason        retryable  sent_maybe
+    ==================  ============  =========  ==========
+    429                 RATE_LIMITED  yes        no
+    408                 TIMEOUT       yes        no
+    500, 502, 504       SERVER        yes        yes (the server may have acted on the body)
+    other 5xx (503 …)   SERVER        yes        no
+    401, 403            AUTH          no         no
+    other 3xx, 4xx      BAD_REQUEST   no         no
+    ==================  ============  =========  ==========
+    """
+    retryable, sent_maybe = True, False
+    if status == 429:
+        reason = Reason.RATE_LIMITED
+    elif status == 408:
+        reason = Reason.TIMEOUT
+    elif status >= 500:
+        reason, sent_maybe = Reason.SERVER, status in (500, 502, 504)
+    elif status in (401, 403):
+        reason, retryable = Reason.AUTH, False
+    else:
+        reason, retryable = Reason.BAD_REQUEST, False
+    return answer_error(label, status, headers, detail, reason, messages[reason], retryable=retryable,
+                        sent_maybe=sent_maybe)

@@ -36,12 +36,13 @@ import orjson
 
 from broadcaster.channels.base import AlertDocument, Channel, Clients, OutboundMessage, Receipt
 from broadcaster.channels.http import (
+    answer_error,
     close_session,
     connection_failure,
     open_session,
-    parse_retry_after,
     reply_id,
     snippet,
+    status_error,
 )
 from broadcaster.channels.recording import RecordedResponse, RecordingSession
 from broadcaster.config import ChannelConfig, KindOptions, KindTable
@@ -143,35 +144,21 @@ def classify_webhook(
     if 200 <= status < 300:
         return Receipt(provider_id=reply_id(body), http_status=status)
     detail = scrub(snippet(body), secrets)
-
-    def error(reason: Reason, message: str, *, retryable: bool, sent_maybe: bool = False) -> DeliveryError:
-        return DeliveryError(
-            reason,
-            f"webhook HTTP {status}: {message}" + (f" ({detail})" if detail else ""),
-            retryable=retryable,
-            retry_after=parse_retry_after(headers.get("Retry-After")) if retryable else None,
-            http_status=status,
-            sent_maybe=sent_maybe,
-        )
-
     if 300 <= status < 400:
         location = scrub(str(headers.get("Location", "?")), secrets)
-        return error(
-            Reason.BAD_REQUEST,
-            f"partner endpoint redirects to {location}; not followed, review the channel url",
-            retryable=False,
-        )
-    if status == 429:
-        return error(Reason.RATE_LIMITED, "rate limited by partner", retryable=True)
-    if status == 408:
-        return error(Reason.TIMEOUT, "partner timed out reading the request", retryable=True)
-    if status >= 500:
-        # 500 and gateway errors may come after the partner acted on the body.
-        maybe = status in (500, 502, 504)
-        return error(Reason.SERVER, "partner server error", retryable=True, sent_maybe=maybe)
-    if status in (401, 403):
-        return error(Reason.AUTH, "partner refused our signature or credentials", retryable=False)
-    return error(Reason.BAD_REQUEST, "partner rejected the request", retryable=False)
+        return answer_error("webhook", status, headers, detail, Reason.BAD_REQUEST,
+                            f"partner endpoint redirects to {location}; not followed, review the channel url",
+                            retryable=False)
+    return status_error("webhook", status, headers, detail, _PARTNER_SAYS)
+
+
+_PARTNER_SAYS: Final = {
+    Reason.RATE_LIMITED: "rate limited by partner",
+    Reason.TIMEOUT: "partner timed out reading the request",
+    Reason.SERVER: "partner server error",  # 500 and gateway errors may come after the partner acted on the body
+    Reason.AUTH: "partner refused our signature or credentials",
+    Reason.BAD_REQUEST: "partner rejected the request",
+}
 
 
 def _classify_exception(exc: BaseException, secrets: tuple[Secret, ...]) -> DeliveryError:
